@@ -1,0 +1,1 @@
+"""Benchmark registry: one file per family (see docs/benchmarks.md)."""

@@ -1,0 +1,40 @@
+"""splitopt: compose, solve exactly and execute split-learning planning problems.
+
+Heavy dependencies (torch, cvxpy, pyomo, highspy) are imported lazily, where they are used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from splitopt.costs import CutTable, device_phases, iteration_delay, round_terms
+from splitopt.errors import (
+    GraphError,
+    InfeasibleError,
+    InputError,
+    ProfileError,
+    ScenarioError,
+    SolverError,
+    SplitoptError,
+)
+from splitopt.graph import LayerGraph, Node, NodeTime
+from splitopt.plan import DevicePlan, Plan, PlanCosts, evaluate
+from splitopt.scenario import Scenario, catalog_device, catalog_server
+from splitopt.system import Channel, Device, Link, Server, Training, link_of
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Channel", "CutTable", "Device", "DevicePlan", "GraphError", "InfeasibleError", "InputError",
+    "LayerGraph", "Link", "Node", "NodeTime", "Plan", "PlanCosts", "ProfileError", "Scenario",
+    "ScenarioError", "Server", "SolverError", "SplitoptError", "Training", "catalog_device",
+    "catalog_server", "device_phases", "evaluate", "iteration_delay", "link_of", "profile",
+    "round_terms",
+]
+
+
+def profile(module: Any, example_inputs: Any, **kwargs: Any) -> LayerGraph:
+    """Profile a torch module into a LayerGraph (see :func:`splitopt.profiler.profile`)."""
+    from splitopt.profiler import profile as _profile
+
+    return _profile(module, example_inputs, **kwargs)

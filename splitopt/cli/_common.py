@@ -1,0 +1,27 @@
+"""Helpers shared by the commands: JSON output and rich tables."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def emit_json(doc: Any) -> None:
+    """Print a JSON document to standard output (for ``--json``)."""
+    print(json.dumps(doc, indent=1, default=str))
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Print a rich table; floats are shown with 4 significant digits."""
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    for row in rows:
+        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(t)

@@ -1,0 +1,211 @@
+"""The reference cost model (COST_MODEL.md), vectorised over devices x candidate cuts.
+
+For device k, cut S, batch b, bandwidth share beta and server share phi:
+
+    T_dev  = b * sec_dev_k(S)                 sec_dev_k(S)  = sum_{v in S}  (fwd+bwd)(v) / f_k
+    T_srv  = b * sec_srv(S) / phi             sec_srv(S)    = sum_{v notin S} (fwd+bwd)(v) / f_s
+    T_up   = b * 8 * bnd(S) / r_up            bnd(S)        = sum_{u in dS} out_bytes(u)
+    T_dn   = b * 8 * bnd(S) / r_dn
+    T_iter = T_dev + T_up + T_dn + T_srv
+    T_agg  = 8 * W(S) * (1/r_up + 1/r_dn)     (split-federated rounds; FL-mode devices: W(V))
+    T_k    = I * T_iter + T_agg  =  A_dev + A_srv / phi + D / beta
+
+with r = beta * B * s. Measured per-node times replace FLOPs / speed node by node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from splitopt.errors import InputError
+from splitopt.graph import LayerGraph
+from splitopt.system import Channel, Device, Link, Server, Training
+
+BITS = 8.0
+
+
+@dataclass(frozen=True)
+class CutTable:
+    """Per-cut aggregates of candidate device-side sets of one graph.
+
+    ``masks`` is a (C, V) boolean matrix in the graph's topological order; every other array has
+    one entry per cut.
+    """
+
+    graph: LayerGraph
+    masks: np.ndarray
+
+    @classmethod
+    def from_sets(cls, graph: LayerGraph, sets: Sequence[frozenset[str] | set[str]]) -> CutTable:
+        """Table of the given device-side sets (each validated as a split)."""
+        masks = np.zeros((len(sets), len(graph)), dtype=bool)
+        for c, s in enumerate(sets):
+            masks[c] = graph.mask(s)
+        return cls(graph, masks)
+
+    @classmethod
+    def chain(cls, graph: LayerGraph, *, labels_on_device: bool = False) -> CutTable:
+        """The topological-order prefixes (all splits of a chain); with labels on the device the
+        whole graph (FL mode) is the last candidate."""
+        sets = graph.chain_prefixes()
+        if labels_on_device:
+            sets.append(frozenset(graph.names))
+        return cls.from_sets(graph, sets)
+
+    def __len__(self) -> int:
+        return self.masks.shape[0]
+
+    def sets(self) -> list[frozenset[str]]:
+        """The device-side sets as frozensets of node names."""
+        return [self.graph.names_of(m) for m in self.masks]
+
+    @cached_property
+    def boundary_bytes(self) -> np.ndarray:
+        """Bytes per sample crossing the cut (each boundary tensor once)."""
+        return self.graph.boundary_mask(self.masks).astype(float) @ self.graph.out_bytes
+
+    @cached_property
+    def param_bytes(self) -> np.ndarray:
+        """W(S): device-side parameter bytes."""
+        return self.masks.astype(float) @ self.graph.param_bytes
+
+    @cached_property
+    def act_bytes(self) -> np.ndarray:
+        """Device-side activation bytes per sample kept for backward."""
+        return self.masks.astype(float) @ self.graph.out_bytes
+
+    def dev_seconds(self, device: Device) -> np.ndarray:
+        """Seconds per sample of forward + backward of the device side on ``device``."""
+        return self.masks.astype(float) @ self.graph.train_seconds(device.cls, device.flops)
+
+    def srv_seconds(self, server: Server) -> np.ndarray:
+        """Seconds per sample of the server side at the server's full speed."""
+        per_node = self.graph.train_seconds(server.device_class, server.flops)
+        return (~self.masks).astype(float) @ per_node
+
+
+def per_bit_seconds(device: Device, channel: Channel) -> float:
+    """Seconds per bit up plus per bit down at bandwidth share 1 (then divide by the share)."""
+    return 1.0 / (channel.bandwidth_up_hz * device.spectral_eff_up) + 1.0 / (
+        channel.bandwidth_dn_hz * device.spectral_eff_dn)
+
+
+@dataclass(frozen=True)
+class RoundTerms:
+    """T[k, c] = a_dev + a_srv / phi_k + d / beta_k for every device k and candidate cut c.
+
+    ``mem`` and the energy parts are also (N, C); energy = e_comp + e_tx / beta.
+    """
+
+    a_dev: np.ndarray
+    a_srv: np.ndarray
+    d: np.ndarray
+    mem: np.ndarray
+    e_comp: np.ndarray
+    e_tx: np.ndarray
+
+    def round_time(self, beta: np.ndarray | float, phi: np.ndarray | float = 1.0) -> np.ndarray:
+        """T[k, c] for bandwidth shares ``beta`` (N,) and server shares ``phi`` (N,)."""
+        beta = np.asarray(beta, dtype=float).reshape(-1, 1)
+        phi = np.asarray(phi, dtype=float).reshape(-1, 1)
+        return self.a_dev + self.a_srv / phi + self.d / beta
+
+
+def round_terms(devices: Sequence[Device], server: Server, channel: Channel, training: Training,
+                table: CutTable, *, batch: np.ndarray | int | None = None,
+                aggregate: bool | None = None) -> RoundTerms:
+    """Coefficients of each device's round time for every candidate cut (COST_MODEL.md).
+
+    ``batch`` is one size for all devices or one per device (default: the training batch size).
+    A candidate that holds the whole graph is FL mode and always pays the model's aggregation.
+    """
+    n = len(devices)
+    b = np.broadcast_to(np.asarray(training.batch_size if batch is None else batch, dtype=float),
+                        (n,)).reshape(-1, 1)
+    it = float(training.local_iters)
+    agg = training.aggregate if aggregate is None else aggregate
+    full = table.masks.all(axis=1)
+    agg_bytes = np.where(full | agg, table.param_bytes, 0.0)
+    sec_srv = table.srv_seconds(server)
+    a_dev = np.stack([table.dev_seconds(d) for d in devices]) * b * it
+    a_srv = np.broadcast_to(sec_srv, a_dev.shape) * b * it
+    bits = it * b * BITS * table.boundary_bytes + BITS * agg_bytes  # (N, C)
+    pbs = np.array([per_bit_seconds(d, channel) for d in devices]).reshape(-1, 1)
+    up = np.array([1.0 / (channel.bandwidth_up_hz * d.spectral_eff_up) for d in devices]).reshape(-1, 1)
+    mem = (2 + training.optimizer_copies) * table.param_bytes + b * table.act_bytes
+    mem = mem + np.array([d.workspace_bytes for d in devices]).reshape(-1, 1)
+    p_comp = np.array([d.power_compute_w for d in devices]).reshape(-1, 1)
+    p_tx = np.array([d.power_tx_w for d in devices]).reshape(-1, 1)
+    return RoundTerms(a_dev=a_dev, a_srv=np.array(a_srv), d=bits * pbs, mem=mem,
+                      e_comp=p_comp * a_dev, e_tx=p_tx * bits * up)
+
+
+@dataclass(frozen=True)
+class Phases:
+    """One device's predicted costs in one round, by phase (seconds, bytes, joules)."""
+
+    device_compute_s: float
+    server_compute_s: float
+    uplink_s: float
+    downlink_s: float
+    aggregation_s: float
+    iteration_s: float
+    round_s: float
+    memory_bytes: float
+    energy_j: float
+    comm_bytes: float
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain dictionary of the fields."""
+        return dict(self.__dict__)
+
+
+def device_phases(graph: LayerGraph, device_side: frozenset[str] | set[str], device: Device,
+                  server: Server, link: Link, training: Training, *, batch: int | None = None,
+                  server_share: float = 1.0, aggregate: bool | None = None) -> Phases:
+    """Price one device's round with its device-side set and its rates (scalar reference path)."""
+    if not 0 < server_share <= 1:
+        raise InputError("server_share", server_share, "a number in (0, 1]")
+    table = CutTable.from_sets(graph, [device_side])
+    b = float(training.batch_size if batch is None else batch)
+    it = float(training.local_iters)
+    full = bool(table.masks[0].all())
+    agg = full or (training.aggregate if aggregate is None else aggregate)
+    w = float(table.param_bytes[0]) if agg else 0.0
+    bnd = float(table.boundary_bytes[0])
+    t_dev = b * float(table.dev_seconds(device)[0])
+    t_srv = b * float(table.srv_seconds(server)[0]) / server_share
+    t_up, t_dn = b * BITS * bnd / link.up_bps, b * BITS * bnd / link.dn_bps
+    t_agg = BITS * w * link.seconds_per_bit
+    t_iter = t_dev + t_srv + t_up + t_dn
+    mem = ((2 + training.optimizer_copies) * float(table.param_bytes[0])
+           + b * float(table.act_bytes[0]) + device.workspace_bytes)
+    up_s = it * t_up + BITS * w / link.up_bps
+    energy = device.power_compute_w * it * t_dev + device.power_tx_w * up_s
+    return Phases(device_compute_s=it * t_dev, server_compute_s=it * t_srv, uplink_s=it * t_up,
+                  downlink_s=it * t_dn, aggregation_s=t_agg, iteration_s=t_iter,
+                  round_s=it * t_iter + t_agg, memory_bytes=mem, energy_j=energy,
+                  comm_bytes=it * 2 * b * bnd + 2 * w)
+
+
+def iteration_delay(graph: LayerGraph, device_side: frozenset[str] | set[str], device: Device,
+                    server: Server, link: Link, batch: int = 1) -> float:
+    """T_iter(S) of one iteration: device compute + boundary traffic both ways + server compute."""
+    ph = device_phases(graph, device_side, device, server, link,
+                       Training(batch_size=batch, local_iters=1, aggregate=False), batch=batch)
+    return ph.iteration_s
+
+
+def combine_rounds(round_s: Sequence[float], modes: Sequence[str], schedule: str) -> float:
+    """Round latency: FL-mode devices in parallel; split devices in parallel (max) or in turn (sum).
+
+    HSFL's round = max(slowest FL device, sum over SL devices) is the ``sequential`` case.
+    """
+    fl = [t for t, m in zip(round_s, modes) if m == "fl"]
+    sl = [t for t, m in zip(round_s, modes) if m != "fl"]
+    split = (sum(sl) if schedule == "sequential" else max(sl)) if sl else 0.0
+    return max([split, *fl])

@@ -1,0 +1,210 @@
+"""Plans: what each device does, frozen, with predicted costs under the reference model.
+
+Every solver path (max-flow partitioning, the builder's MILP / structured paths, baselines) returns a
+:class:`Plan`; :func:`evaluate` prices any plan under the reference cost model, so all paths are
+compared on the same scale. JSON format: docs/formats.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from splitopt.costs import Phases, combine_rounds, device_phases
+from splitopt.errors import InputError
+from splitopt.scenario import Scenario
+from splitopt.system import link_of
+
+PLAN_FORMAT = "splitopt.plan"
+
+Mode = Literal["split", "fl"]
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """One device's decisions.
+
+    Attributes
+    ----------
+    device
+        The device's name in the scenario.
+    device_side
+        Names of the nodes the device runs (predecessor-closed, holding the inputs).
+    bandwidth_share
+        Share beta of the up- and downlink band, in (0, 1].
+    server_share
+        Share phi of the server's compute, in (0, 1]; 1 means the server is not shared.
+    batch_size
+        Samples per iteration (None: the scenario's training batch size).
+    mode
+        ``"split"``, or ``"fl"`` (whole model local; device_side is then every node).
+    selected
+        False for a device left out of the round.
+    """
+
+    device: str
+    device_side: frozenset[str]
+    bandwidth_share: float
+    server_share: float = 1.0
+    batch_size: int | None = None
+    mode: Mode = "split"
+    selected: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device_side", frozenset(self.device_side))
+        for name in ("bandwidth_share", "server_share"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 < v <= 1 + 1e-9):
+                raise InputError(f"device {self.device!r}.{name}", v, "a number in (0, 1]")
+        if self.batch_size is not None and (int(self.batch_size) != self.batch_size
+                                            or self.batch_size < 1):
+            raise InputError(f"device {self.device!r}.batch_size", self.batch_size,
+                             "an integer >= 1")
+        if self.mode not in ("split", "fl"):
+            raise InputError(f"device {self.device!r}.mode", self.mode, "'split' or 'fl'")
+
+
+@dataclass(frozen=True)
+class PlanCosts:
+    """Predicted costs of a plan under the reference model."""
+
+    per_device: Mapping[str, Phases]
+    round_latency_s: float
+    rounds: float
+    total_delay_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dictionary, per-device phases included."""
+        return {"round_latency_s": self.round_latency_s, "rounds": self.rounds,
+                "total_delay_s": self.total_delay_s,
+                "per_device": {k: v.to_dict() for k, v in self.per_device.items()}}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A complete plan: per-device decisions plus how it was found.
+
+    ``status`` is why the solver stopped (``optimal``, ``time_limit``, ``feasible``, ...);
+    ``objective`` the value found, ``bound`` the proven bound on the optimum, ``gap`` their relative
+    difference; ``method`` names the path that produced it.
+    """
+
+    devices: tuple[DevicePlan, ...]
+    rounds: float = 1.0
+    status: str = "unknown"
+    objective: float | None = None
+    bound: float | None = None
+    method: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    predicted: PlanCosts | None = None
+
+    @property
+    def gap(self) -> float | None:
+        """Relative gap |objective - bound| / |objective| (0 when proven optimal)."""
+        if self.objective is None or self.bound is None:
+            return None
+        if self.objective == self.bound:
+            return 0.0
+        return abs(self.objective - self.bound) / max(abs(self.objective), 1e-300)
+
+    def device(self, name: str) -> DevicePlan:
+        """The decisions of device ``name``."""
+        for d in self.devices:
+            if d.device == name:
+                return d
+        raise InputError("device", name, f"one of {[d.device for d in self.devices][:8]}")
+
+    def priced(self, scenario: Scenario) -> Plan:
+        """A copy with ``predicted`` filled in under the reference model."""
+        return replace(self, predicted=evaluate(scenario, self))
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self, scenario: Scenario | None = None) -> dict[str, Any]:
+        """The plan document of docs/formats.md (``scenario`` adds cut names and predictions)."""
+        pred = self.predicted or (evaluate(scenario, self) if scenario else None)
+        devs = []
+        for d in self.devices:
+            entry: dict[str, Any] = {
+                "device": d.device, "mode": d.mode, "selected": d.selected,
+                "bandwidth_share": d.bandwidth_share, "server_share": d.server_share,
+                "batch_size": d.batch_size, "device_side": sorted(d.device_side)}
+            if scenario is not None:
+                entry["cut"] = scenario.graph.boundary(d.device_side)
+            devs.append(entry)
+        doc: dict[str, Any] = {"format": PLAN_FORMAT, "version": 1, "method": self.method,
+                               "status": self.status, "objective": self.objective,
+                               "bound": self.bound, "gap": self.gap, "rounds": self.rounds,
+                               "devices": devs, "meta": dict(self.meta)}
+        if pred is not None:
+            doc["predicted"] = pred.to_dict()
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Plan:
+        """Read a plan document (predictions are recomputed, not trusted)."""
+        if doc.get("format") != PLAN_FORMAT:
+            raise InputError("format", doc.get("format"), repr(PLAN_FORMAT))
+        devs = []
+        for i, d in enumerate(doc.get("devices", [])):
+            try:
+                devs.append(DevicePlan(d["device"], frozenset(d["device_side"]),
+                                       d["bandwidth_share"], d.get("server_share", 1.0),
+                                       d.get("batch_size"), d.get("mode", "split"),
+                                       d.get("selected", True)))
+            except KeyError as err:
+                raise InputError(f"devices[{i}].{err.args[0]}", None, "a required field") from None
+        return cls(tuple(devs), doc.get("rounds", 1.0), doc.get("status", "unknown"),
+                   doc.get("objective"), doc.get("bound"), doc.get("method", ""),
+                   doc.get("meta") or {})
+
+    def save(self, path: str | Path, scenario: Scenario | None = None) -> None:
+        """Write the plan JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(scenario), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Plan:
+        """Read a plan JSON file."""
+        p = Path(path)
+        if not p.is_file():
+            raise InputError("plan file", str(path), "an existing JSON file")
+        return cls.from_dict(json.loads(p.read_text()))
+
+
+def evaluate(scenario: Scenario, plan: Plan) -> PlanCosts:
+    """Price a plan under the reference cost model (COST_MODEL.md), device by device.
+
+    Checks that every device of the plan exists, that its set is a valid split, and that bandwidth
+    and server shares of the selected devices sum to at most 1.
+    """
+    g, tr = scenario.graph, scenario.training
+    chosen = [d for d in plan.devices if d.selected]
+    for key in ("bandwidth_share", "server_share"):
+        total = sum(getattr(d, key) for d in chosen)
+        shared = key == "bandwidth_share" or any(getattr(d, key) < 1 for d in chosen)
+        if shared and total > 1 + 1e-6:
+            raise InputError(f"plan {key}s", round(total, 9), "a sum <= 1 over selected devices")
+    phases: dict[str, Phases] = {}
+    for d in chosen:
+        dev = scenario.device(d.device)
+        side = frozenset(g.names) if d.mode == "fl" else g.check_split(
+            d.device_side, labels_on_device=tr.labels == "device")
+        phases[d.device] = device_phases(g, side, dev, scenario.server,
+                                         link_of(dev, scenario.channel, d.bandwidth_share), tr,
+                                         batch=d.batch_size, server_share=d.server_share)
+    latency = combine_rounds([p.round_s for p in phases.values()],
+                             [d.mode for d in chosen], tr.schedule) if chosen else 0.0
+    rounds = float(plan.rounds)
+    return PlanCosts(phases, latency, rounds, latency * rounds if math.isfinite(rounds) else math.inf)
+
+
+def uniform_plan(scenario: Scenario, device_sides: Sequence[frozenset[str]] | frozenset[str], *,
+                 method: str = "uniform") -> Plan:
+    """Equal bandwidth shares and the given device-side set(s); a naive baseline and a test aid."""
+    n = scenario.n_devices
+    sides = [device_sides] * n if isinstance(device_sides, frozenset) else list(device_sides)
+    devs = tuple(DevicePlan(d.name, s, 1.0 / n) for d, s in zip(scenario.devices, sides))
+    return Plan(devs, rounds=scenario.training.rounds, method=method).priced(scenario)

@@ -1,0 +1,128 @@
+"""Devices, the edge server, the shared wireless channel and training settings.
+
+These are frozen pydantic models: validated once at the boundary (a YAML/JSON file or Python
+keywords), immutable afterwards. Units are SI and explicit in the field names.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class Device(BaseModel):
+    """One weak device: a phone, a Jetson, a Raspberry Pi, a microcontroller.
+
+    The channel quality is given as spectral efficiency ``s = log2(1 + SNR)`` in bit/s/Hz, or as
+    ``snr_db`` from which it is computed. ``device_class`` keys measured per-node times in a
+    LayerGraph; devices with identical figures and class share cut computations.
+    """
+
+    model_config = _FROZEN
+
+    name: str = Field(min_length=1)
+    flops: float = Field(gt=0, allow_inf_nan=False, description="sustained FLOP/s for training")
+    memory_bytes: float = Field(default=math.inf, gt=0, description="memory for training, bytes")
+    power_compute_w: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    power_tx_w: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    spectral_eff_up: float = Field(default=0.0, ge=0, allow_inf_nan=False, description="bit/s/Hz")
+    spectral_eff_dn: float = Field(default=0.0, ge=0, allow_inf_nan=False, description="bit/s/Hz")
+    snr_db: float | None = Field(default=None, allow_inf_nan=False)
+    workspace_bytes: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    device_class: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_snr(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("snr_db") is not None:
+            s = math.log2(1.0 + 10.0 ** (float(data["snr_db"]) / 10.0))
+            data = {**data}
+            data.setdefault("spectral_eff_up", s)
+            data.setdefault("spectral_eff_dn", s)
+        return data
+
+    @model_validator(mode="after")
+    def _check_link(self) -> Device:
+        if self.spectral_eff_up <= 0 or self.spectral_eff_dn <= 0:
+            raise ValueError(
+                "spectral_eff_up and spectral_eff_dn must be > 0 (bit/s/Hz); give them or snr_db")
+        return self
+
+    @property
+    def cls(self) -> str:
+        """The device class used to look up measured times (defaults to the name)."""
+        return self.device_class or self.name
+
+    def signature(self) -> tuple:
+        """Everything that prices a cut; devices with equal signatures share one cut computation."""
+        return (self.flops, self.memory_bytes, self.power_compute_w, self.power_tx_w,
+                self.spectral_eff_up, self.spectral_eff_dn, self.workspace_bytes, self.cls)
+
+
+class Server(BaseModel):
+    """The edge server that runs the server side of every split."""
+
+    model_config = _FROZEN
+
+    name: str = "server"
+    flops: float = Field(gt=0, allow_inf_nan=False, description="sustained FLOP/s for training")
+    device_class: str | None = None
+
+
+class Channel(BaseModel):
+    """The shared radio band, divided between devices by bandwidth shares (sum <= 1)."""
+
+    model_config = _FROZEN
+
+    bandwidth_up_hz: float = Field(gt=0, allow_inf_nan=False)
+    bandwidth_dn_hz: float = Field(gt=0, allow_inf_nan=False)
+
+
+class Training(BaseModel):
+    """Training settings shared by the fleet.
+
+    ``schedule`` says how split-mode devices share a round: in parallel (SFL, parallel SL: the
+    straggler sets the round) or in turn (vanilla SL: the round is the sum). FL-mode devices always
+    train in parallel. ``aggregate`` adds the per-round upload and download of the device-side
+    model (split-federated learning).
+    """
+
+    model_config = _FROZEN
+
+    batch_size: int = Field(default=32, ge=1)
+    local_iters: int = Field(default=1, ge=1)
+    optimizer_copies: int = Field(default=0, ge=0, le=4, description="0 SGD, 1 momentum, 2 Adam")
+    labels: Literal["server", "device"] = "server"
+    schedule: Literal["parallel", "sequential"] = "parallel"
+    aggregate: bool = True
+    rounds: int = Field(default=1, ge=1, description="rounds of training, for total delay")
+
+
+@dataclass(frozen=True)
+class Link:
+    """Uplink and downlink rates of one device, bit/s."""
+
+    up_bps: float
+    dn_bps: float
+
+    def __post_init__(self) -> None:
+        from splitopt.errors import check_finite_nonneg
+
+        check_finite_nonneg("link.up_bps", self.up_bps, positive=True)
+        check_finite_nonneg("link.dn_bps", self.dn_bps, positive=True)
+
+    @property
+    def seconds_per_bit(self) -> float:
+        """Seconds to send one bit up and its gradient bit down."""
+        return 1.0 / self.up_bps + 1.0 / self.dn_bps
+
+
+def link_of(device: Device, channel: Channel, share: float) -> Link:
+    """The rates device ``device`` gets with bandwidth share ``share`` of ``channel``."""
+    return Link(share * channel.bandwidth_up_hz * device.spectral_eff_up,
+                share * channel.bandwidth_dn_hz * device.spectral_eff_dn)
