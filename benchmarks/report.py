@@ -1,0 +1,198 @@
+"""Build a Markdown report (with PNG plots and an HTML page) from benchmark results.
+
+For each family: a table of every instance x method (status, objective, bound, gap, times) with
+ratios against the family's named baseline measured in the same run, a time-versus-size plot, and,
+for solver comparisons, the Dolan-More performance profile, the failures and HiGHS's gap over time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from splitopt.benchmarks.runner import load_rows
+
+
+def _time(row: dict[str, Any]) -> float | None:
+    for key in ("solve_s", "wall_s"):
+        v = row.get(key)
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            return float(v)
+    return None
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _ok(row: dict[str, Any]) -> bool:
+    return row.get("status") in ("optimal", "ok", "feasible", "time_limit") and not row.get("error")
+
+
+def family_table(rows: list[dict[str, Any]], baseline: str | None) -> list[str]:
+    """Markdown table lines: one row per instance x method, with ratios against the baseline."""
+    base = {r["instance"]: r for r in rows if r["method"] == baseline}
+    cols = ["instance", "method", "status", "objective", "bound", "gap", "time s",
+            f"speed-up vs {baseline}" if baseline else "", f"objective / {baseline}" if baseline else ""]
+    cols = [c for c in cols if c]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in sorted(rows, key=lambda r: (r.get("size") or 0, r["instance"], r["method"])):
+        cells = [r["instance"], r["method"], r.get("status", "-"), _fmt(r.get("objective")),
+                 _fmt(r.get("bound")), _fmt(r.get("gap")), _fmt(_time(r))]
+        if baseline:
+            b = base.get(r["instance"])
+            speed = obj = None
+            if b and _time(b) and _time(r):
+                speed = _time(b) / _time(r)
+            if b and b.get("objective") and r.get("objective") is not None:
+                obj = r["objective"] / b["objective"]
+            cells += [_fmt(speed), _fmt(obj)]
+        lines.append("| " + " | ".join(cells) + " |")
+    flagged = [r for r in rows if r.get("error") or r.get("objective_error")]
+    if flagged:
+        lines += ["", "Failures and flags:", ""]
+    for r in flagged:
+        why = r.get("error") or (f"reported objective differs from the re-priced plan by "
+                                 f"{r['objective_error']:.2e} (relative)")
+        lines.append(f"- {r['instance']} / {r['method']}: {r.get('status')}: {why}")
+    return lines
+
+
+def performance_profile(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """Dolan-More profile: fraction of instances each method solves within tau x the best time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_inst: dict[str, dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        t = _time(r)
+        by_inst[r["instance"]][r["method"]] = t if (t and r.get("status") == "optimal") else math.inf
+    methods = sorted({r["method"] for r in rows})
+    if len(by_inst) < 1 or len(methods) < 2:
+        return False
+    taus = [1.0 * (1.15 ** i) for i in range(60)]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in methods:
+        ratios = []
+        for times in by_inst.values():
+            best = min(times.values())
+            ratios.append(times.get(m, math.inf) / best if math.isfinite(best) else math.inf)
+        ax.step(taus, [sum(x <= t for x in ratios) / len(ratios) for t in taus], where="post",
+                label=m)
+    ax.set_xscale("log")
+    ax.set_xlabel("tau: time within tau x the fastest route (optimal answers only)")
+    ax.set_ylabel("fraction of instances")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def time_vs_size(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """Log-log plot of time against instance size per method."""
+    pts: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for r in rows:
+        t = _time(r)
+        if r.get("size") and t and _ok(r):
+            pts[r["method"]].append((float(r["size"]), t))
+    if not pts or all(len(v) < 2 for v in pts.values()):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m, xy in sorted(pts.items()):
+        xy.sort()
+        ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", label=m)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("instance size")
+    ax.set_ylabel("seconds")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def gap_over_time(rows: list[dict[str, Any]], path: Path) -> bool:
+    """HiGHS's incumbent and bound over time (from its improving-solution callback)."""
+    traces = [(r["instance"], r["trace"]) for r in rows if r.get("trace")]
+    if not traces:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for inst, tr in traces:
+        ts = [p[0] for p in tr]
+        gaps = [abs(p[1] - p[2]) / max(abs(p[1]), 1e-300) for p in tr]
+        ax.step(ts, [max(g, 1e-9) for g in gaps], where="post", marker=".", label=inst)
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("relative gap at each new incumbent")
+    ax.set_title("gap over time (HiGHS)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def build_report(results_dir: str | Path) -> Path:
+    """Write report.md, its PNG plots and report.html into ``results_dir``; return report.md."""
+    out = Path(results_dir)
+    rows = load_rows(out)
+    fams = json.loads((out / "families.json").read_text()) if (out / "families.json").exists() else {}
+    machine = json.loads((out / "machine.json").read_text()) if (out / "machine.json").exists() else {}
+    lines = ["# splitopt benchmark report", ""]
+    if machine:
+        libs = ", ".join(f"{k} {v}" for k, v in machine.get("libraries", {}).items() if v)
+        lines += [f"Machine: {machine.get('processor')} x {machine.get('cpus')} CPUs, Python "
+                  f"{machine.get('python')}, {machine.get('platform')}; run {machine.get('time')}"
+                  f"{' (quick sweep)' if machine.get('quick') else ''}.", "", f"Libraries: {libs}.", ""]
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        grouped[r["family"]].append(r)
+    for fam, frows in grouped.items():
+        meta = fams.get(fam, {})
+        lines += [f"## {fam}", "", meta.get("description", ""), ""]
+        lines += family_table(frows, meta.get("baseline"))
+        lines.append("")
+        for kind, fn in (("time", time_vs_size), ("profile", performance_profile)):
+            png = out / f"{fam}_{kind}.png"
+            if fn(frows, png, f"{fam}: {kind}"):
+                lines += [f"![{fam} {kind}]({png.name})", ""]
+        png = out / f"{fam}_gap.png"
+        if gap_over_time(frows, png):
+            lines += [f"![{fam} gap over time]({png.name})", ""]
+    md = out / "report.md"
+    md.write_text("\n".join(lines) + "\n")
+    _html(md, out / "report.html")
+    return md
+
+
+def _html(md: Path, html: Path) -> None:
+    import markdown
+
+    body = markdown.markdown(md.read_text(), extensions=["tables"])
+    html.write_text("<!doctype html><html><head><meta charset='utf-8'><title>splitopt report"
+                    "</title><style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
+                    "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
+                    "padding:2px 6px}</style></head><body>" + body + "</body></html>")

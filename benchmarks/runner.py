@@ -1,0 +1,149 @@
+"""Run benchmark families and write machine-readable results.
+
+Results go to ``OUT/results.jsonl`` (one JSON row per instance x method, appended as each finishes,
+so an interrupted run resumes where it stopped) and ``OUT/machine.json`` (machine and library
+versions). Cases run serially, on local processes (joblib/loky), or on a Dask or Ray cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+import tracemalloc
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from splitopt.benchmarks.registry import BenchSpec, Case, get
+from splitopt.errors import InputError
+
+ROW_FIELDS = ("family", "instance", "method", "size", "objective", "bound", "gap", "status",
+              "build_s", "solve_s", "wall_s", "peak_mb", "error")
+LIBRARIES = ("splitopt", "numpy", "scipy", "highspy", "ortools", "cvxpy", "pyomo", "torch",
+             "networkx", "pyscipopt", "joblib")
+
+
+def machine_info() -> dict[str, Any]:
+    """Machine, Python and library versions, for the report's header."""
+    versions = {}
+    for lib in LIBRARIES:
+        try:
+            versions[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            versions[lib] = None
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "libraries": versions}
+
+
+def run_case(family: str, case: Case) -> dict[str, Any]:
+    """Run one case, timing it and recording its Python-heap peak (tracemalloc, numpy included)."""
+    row: dict[str, Any] = {"family": family, "instance": case.instance, "method": case.method,
+                           "size": case.size}
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        row.update(case.run())
+    except Exception as err:  # a failing method is a result to report, not a crash of the suite
+        row.update(status="error", error=f"{type(err).__name__}: {err}"[:500])
+    row["wall_s"] = time.perf_counter() - t0
+    row["peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return row
+
+
+def _done_keys(path: Path) -> set[tuple[str, str]]:
+    if not path.exists():
+        return set()
+    keys = set()
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a row cut off by an interruption is run again
+        keys.add((r["family"], f"{r['instance']}/{r['method']}"))
+    return keys
+
+
+def _executor(workers: int, dask: str | None, ray: str | None):
+    """A function over (family, case) pairs that yields rows as they finish."""
+    if ray:
+        import ray as ray_mod
+
+        ray_mod.init(address=ray)
+        remote = ray_mod.remote(run_case)
+
+        def run_ray(items):
+            refs = [remote.remote(f, c) for f, c in items]
+            while refs:
+                done, refs = ray_mod.wait(refs)
+                yield from ray_mod.get(done)
+        return run_ray
+    if dask:
+        from dask.distributed import Client, as_completed
+
+        client = Client(dask)
+
+        def run_dask(items):
+            futs = [client.submit(run_case, f, c, pure=False) for f, c in items]
+            for fut in as_completed(futs):
+                yield fut.result()
+        return run_dask
+    if workers > 1:
+        from joblib import Parallel, delayed
+
+        def run_joblib(items):
+            par = Parallel(n_jobs=workers, return_as="generator_unordered")
+            yield from par(delayed(run_case)(f, c) for f, c in items)
+        return run_joblib
+    return lambda items: (run_case(f, c) for f, c in items)
+
+
+def run(families: Iterable[str] | None, out: str | Path, *, quick: bool = False, workers: int = 1,
+        dask: str | None = None, ray: str | None = None, progress: bool = True) -> Path:
+    """Run the named families (all by default) into ``out``; return the results file.
+
+    Rows already in ``out/results.jsonl`` are kept and their cases skipped (resume). ``dask`` or
+    ``ray`` is the address of a running cluster of that engine; otherwise ``workers`` local
+    processes (joblib) run the cases.
+    """
+    if workers < 1:
+        raise InputError("--workers", workers, "an integer >= 1")
+    specs: list[BenchSpec] = get(list(families or []))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.jsonl"
+    (out / "machine.json").write_text(json.dumps({**machine_info(), "quick": quick}, indent=1))
+    (out / "families.json").write_text(json.dumps(
+        {s.name: {"description": s.description, "baseline": s.baseline,
+                  "lower_is_better": s.lower_is_better} for s in specs}, indent=1))
+    done = _done_keys(results)
+    todo = [(s.name, c) for s in specs for c in s.cases(quick) if (s.name, c.key) not in done]
+    mapper = _executor(workers, dask, ray)
+    from rich.progress import Progress
+
+    with Progress(disable=not progress) as bar, results.open("a") as fh:
+        task = bar.add_task("benchmarks", total=len(todo))
+        for row in mapper(todo):
+            fh.write(json.dumps(row, default=float) + "\n")
+            fh.flush()
+            bar.update(task, advance=1, description=f"{row['family']}: {row['instance']}")
+    return results
+
+
+def load_rows(out: str | Path) -> list[dict[str, Any]]:
+    """All rows of a results directory."""
+    path = Path(out) / "results.jsonl"
+    if not path.exists():
+        raise InputError("RESULTS_DIR", str(out), "a directory with results.jsonl from "
+                         "`splitopt bench --out DIR`")
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
