@@ -9,6 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 
+class _Missing:
+    """Marker for a required value that was not given (shown as ``missing`` in messages)."""
+
+    def __repr__(self) -> str:
+        return "missing"
+
+
+MISSING: Any = _Missing()
+"""Pass as ``value`` to :class:`InputError` when a required field is absent."""
+
+
 class SplitoptError(Exception):
     """Base class of every error splitopt raises on purpose."""
 
@@ -21,7 +32,7 @@ class InputError(SplitoptError, ValueError):
     field
         Where the value sits, e.g. ``"devices[2].flops"`` or ``"node 'layer1.0.conv1'.fwd_flops"``.
     value
-        The value received.
+        The value received, or :data:`MISSING` when a required field is absent.
     allowed
         What would have been accepted.
     fix
@@ -33,7 +44,8 @@ class InputError(SplitoptError, ValueError):
         shown = repr(value)
         if len(shown) > 120:
             shown = shown[:117] + "..."
-        msg = f"{field}: got {shown}; allowed: {allowed}."
+        got = "missing" if value is MISSING else f"got {shown}"
+        msg = f"{field}: {got}; allowed: {allowed}."
         if fix:
             msg += f" {fix}"
         super().__init__(msg)

@@ -1,12 +1,13 @@
 """LayerGraph: the DAG of a model with per-sample costs, as COST_MODEL.md defines it.
 
-A node is a layer or operator; an edge ``(u, w)`` means ``w`` consumes the output of ``u``. All numbers
-are per sample: multiply by the batch size. A LayerGraph is immutable once built and validated; every
-transformation (block contraction, attaching measured times) returns a new graph.
+A node is a layer or operator; an edge ``(u, w)`` means ``w`` consumes the output of ``u``. All
+numbers are per sample: multiply by the batch size. A LayerGraph is immutable once built and
+validated; every transformation (block contraction, attaching measured times) returns a new graph.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from splitopt.errors import GraphError
+from splitopt.errors import MISSING, GraphError
 
 FORMAT = "splitopt.layergraph"
 FORMAT_VERSION = 1
@@ -28,10 +29,27 @@ _NUMERIC = ("fwd_flops", "bwd_flops", "out_bytes", "param_bytes")
 
 @dataclass(frozen=True)
 class NodeTime:
-    """Measured seconds per sample of one node on one device class."""
+    """Measured seconds per sample of one node on one device class.
+
+    ``unmeasured_fwd_flops`` / ``unmeasured_bwd_flops`` are FLOPs of the node that the measurement
+    does not cover, priced at the device's FLOP/s on top of the measured seconds. They are zero for
+    a profiled node and non-zero only on a contracted block whose members are partly measured (a
+    measured convolution beside an unmeasured residual add), so contraction never drops work.
+    """
 
     fwd_s: float
     bwd_s: float
+    unmeasured_fwd_flops: float = 0.0
+    unmeasured_bwd_flops: float = 0.0
+
+    def fwd_seconds(self, flops_per_s: float) -> float:
+        """Forward seconds per sample on a device of ``flops_per_s``."""
+        return self.fwd_s + self.unmeasured_fwd_flops / flops_per_s
+
+    def train_seconds(self, flops_per_s: float) -> float:
+        """Forward + backward seconds per sample on a device of ``flops_per_s``."""
+        rest = self.unmeasured_fwd_flops + self.unmeasured_bwd_flops
+        return self.fwd_s + self.bwd_s + rest / flops_per_s
 
 
 @dataclass(frozen=True, eq=True)
@@ -72,7 +90,9 @@ class Node:
         for attr in _NUMERIC:
             object.__setattr__(self, attr, _number(self.name, attr, getattr(self, attr)))
         for cls, t in self.times.items():
-            for part in ("fwd_s", "bwd_s"):
+            if not isinstance(t, NodeTime):
+                raise GraphError(f"node {self.name!r}.times[{cls!r}]", t, "a NodeTime")
+            for part in ("fwd_s", "bwd_s", "unmeasured_fwd_flops", "unmeasured_bwd_flops"):
                 _number(self.name, f"times[{cls!r}].{part}", getattr(t, part))
 
     @property
@@ -123,6 +143,9 @@ class LayerGraph:
         name: str = "",
         meta: Mapping[str, Any] | None = None,
     ):
+        if isinstance(inputs, str):
+            raise GraphError("inputs", inputs, "a list of input node names",
+                             f"Write [{inputs!r}].")
         given = list(nodes)
         by_name: dict[str, Node] = {}
         for node in given:
@@ -177,8 +200,8 @@ class LayerGraph:
         return name in self.index
 
     def __repr__(self) -> str:
-        return (f"LayerGraph({self.name or 'unnamed'!r}, nodes={len(self)}, edges={len(self.edges)},"
-                f" inputs={list(self.inputs)}, output={self.output!r})")
+        return (f"LayerGraph({self.name or 'unnamed'!r}, nodes={len(self)}, "
+                f"edges={len(self.edges)}, inputs={list(self.inputs)}, output={self.output!r})")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LayerGraph):
@@ -227,7 +250,8 @@ class LayerGraph:
         """True when the graph is a single path: one input, each node feeding the next."""
         if len(self.inputs) != 1 or len(self.edges) != len(self.nodes) - 1:
             return False
-        return all(len(s) == 1 for s in self._succs[:-1]) and all(len(p) == 1 for p in self._preds[1:])
+        return (all(len(s) == 1 for s in self._succs[:-1])
+                and all(len(p) == 1 for p in self._preds[1:]))
 
     # ----------------------------------------------------------------- arrays (topological order)
     @cached_property
@@ -271,7 +295,7 @@ class LayerGraph:
             for i, n in enumerate(self.nodes):
                 t = n.times.get(device_class)
                 if t is not None:
-                    secs[i] = t.fwd_s + t.bwd_s
+                    secs[i] = t.train_seconds(flops_per_s)
         return secs
 
     def fwd_seconds(self, device_class: str | None, flops_per_s: float) -> np.ndarray:
@@ -281,7 +305,7 @@ class LayerGraph:
             for i, n in enumerate(self.nodes):
                 t = n.times.get(device_class)
                 if t is not None:
-                    secs[i] = t.fwd_s
+                    secs[i] = t.fwd_seconds(flops_per_s)
         return secs
 
     # ----------------------------------------------------------------- sets
@@ -312,8 +336,9 @@ class LayerGraph:
         s = {self._idx(n) for n in names}
         return all(p in s for i in s for p in self._preds[i])
 
-    def check_split(self, names: Iterable[str], *, labels_on_device: bool = False) -> frozenset[str]:
-        """Validate a device-side set (COST_MODEL.md "A split of the graph") and return it frozen."""
+    def check_split(self, names: Iterable[str], *,
+                    labels_on_device: bool = False) -> frozenset[str]:
+        """Validate a device-side set (COST_MODEL.md "A split of the graph"); return it frozen."""
         s = frozenset(names)
         for n in s:
             self._idx(n)
@@ -337,7 +362,7 @@ class LayerGraph:
         return [self.nodes[i].name for i in sorted(s) if any(w not in s for w in self._succs[i])]
 
     def boundary_mask(self, masks: np.ndarray) -> np.ndarray:
-        """Vectorised boundary: for a (C, V) membership matrix, which members have an outside consumer."""
+        """Vectorised boundary: for a (C, V) membership matrix, members with an outside consumer."""
         masks = np.atleast_2d(masks)
         src = np.array([self.index[u] for u, _ in self.edges], dtype=np.intp)
         dst = np.array([self.index[w] for _, w in self.edges], dtype=np.intp)
@@ -381,49 +406,74 @@ class LayerGraph:
     def contract(self, groups: Mapping[str, Iterable[str]] | None = None) -> LayerGraph:
         """Contract each group of nodes into one node (default: :meth:`blocks`).
 
-        The contracted node sums FLOPs and parameter bytes; its ``out_bytes`` is the sum over members
-        whose output leaves the group (each crossing tensor once). Members are recorded in
-        ``meta["members"]`` so a cut of the contracted graph maps back with :meth:`expand`.
-        Raises :class:`GraphError` if a group is not convex (contracting it would create a cycle).
+        The contracted node sums FLOPs and parameter bytes; its ``out_bytes`` is the sum over
+        members whose output leaves the group (each crossing tensor once). Measured times are
+        summed per device class; members without a measurement for a class add their FLOPs as
+        ``NodeTime.unmeasured_*_flops``, so no work is dropped. Members are recorded in
+        ``meta["members"]`` (composed through earlier contractions) so a cut of the contracted graph
+        maps back with :meth:`expand`. For a cut at group boundaries the contracted graph prices the
+        cut exactly when each group has at most one member whose output leaves it; with several
+        exiting members it may over-count the boundary bytes.
+
+        Raises
+        ------
+        GraphError
+            If a node is in two groups, a group holds an input or the output, a group's name is the
+            name of a node outside it, or a group is not convex (contracting it makes a cycle).
         """
         groups = self.blocks() if groups is None else {k: list(v) for k, v in groups.items()}
+        rep = self._owners(groups)
+        members: dict[str, list[Node]] = {}
+        for n in self.nodes:
+            members.setdefault(rep[n.name], []).append(n)
+        nodes = [self._merged(key, ms, rep) for key, ms in members.items()]
+        edges = {(rep[u], rep[w]) for u, w in self.edges if rep[u] != rep[w]}
+        old = self.meta.get("members", {})
+        composed = {k: v for k, v in old.items() if rep.get(k, k) == k}
+        for g, ms in groups.items():
+            composed[g] = [x for m in ms for x in old.get(m, [m])]
+        meta = {**self.meta, "members": composed}
+        try:
+            return LayerGraph(nodes, sorted(edges), self.inputs, self.output, name=self.name,
+                              meta=meta)
+        except GraphError as err:
+            raise GraphError("groups", list(groups)[:5], "convex groups (no path leaving a group "
+                             "and re-entering it)", str(err)) from None
+
+    def _owners(self, groups: Mapping[str, list[str]]) -> dict[str, str]:
+        """Validate groups for :meth:`contract`; map every node name to its contracted name."""
         owner: dict[str, str] = {}
-        for g, members in groups.items():
-            for m in members:
+        for g, ms in groups.items():
+            for m in ms:
                 self._idx(m)
                 if m in owner:
                     raise GraphError("groups", m, "each node in at most one group")
                 if m in self.inputs or m == self.output:
                     raise GraphError("groups", m, "groups without the input or output nodes")
                 owner[m] = g
-        rep = {n.name: owner.get(n.name, n.name) for n in self.nodes}
-        new_nodes: dict[str, dict[str, Any]] = {}
-        for n in self.nodes:
-            key = rep[n.name]
-            acc = new_nodes.setdefault(key, {"fwd_flops": 0.0, "bwd_flops": 0.0, "out_bytes": 0.0,
-                                             "param_bytes": 0.0, "times": {},
-                                             "kind": n.kind if key == n.name else "block"})
-            acc["fwd_flops"] += n.fwd_flops
-            acc["bwd_flops"] += n.bwd_flops
-            acc["param_bytes"] += n.param_bytes
-            leaves = any(rep[s] != key for s in self.succs(n.name)) or n.name == self.output
-            if leaves or key == n.name:
-                acc["out_bytes"] += n.out_bytes
-            for cls, t in n.times.items():
-                f, b = acc["times"].get(cls, (0.0, 0.0))
-                acc["times"][cls] = (f + t.fwd_s, b + t.bwd_s)
-        edges = {(rep[u], rep[w]) for u, w in self.edges if rep[u] != rep[w]}
-        nodes = []
-        for key, a in new_nodes.items():
-            times = {c: NodeTime(*ft) for c, ft in a.pop("times").items()}
-            nodes.append(Node(key, times=times, **a))
-        meta = dict(self.meta)
-        meta["members"] = {g: list(m) for g, m in groups.items()}
-        try:
-            return LayerGraph(nodes, sorted(edges), self.inputs, self.output, name=self.name, meta=meta)
-        except GraphError as err:
-            raise GraphError("groups", list(groups)[:5], "convex groups (no path leaving a group "
-                             "and re-entering it)", str(err)) from None
+        for g, ms in groups.items():
+            if g in self.index and g not in ms:
+                raise GraphError("groups", g, "group names that are not names of nodes outside "
+                                 "the group", "Rename the group or add that node to it.")
+        return {n.name: owner.get(n.name, n.name) for n in self.nodes}
+
+    def _merged(self, key: str, members: list[Node], rep: Mapping[str, str]) -> Node:
+        """The node that replaces ``members`` (all mapped to ``key``) in a contraction."""
+        if len(members) == 1 and members[0].name == key:
+            return members[0]
+        leaving = [m for m in members
+                   if m.name == self.output or any(rep[s] != key for s in self.succs(m.name))]
+        times = {}
+        for cls in sorted({c for m in members for c in m.times}):
+            measured = [m.times[cls] for m in members if cls in m.times]
+            rest = [m for m in members if cls not in m.times]
+            times[cls] = NodeTime(
+                sum(t.fwd_s for t in measured), sum(t.bwd_s for t in measured),
+                sum(t.unmeasured_fwd_flops for t in measured) + sum(m.fwd_flops for m in rest),
+                sum(t.unmeasured_bwd_flops for t in measured) + sum(m.bwd_flops for m in rest))
+        return Node(key, sum(m.fwd_flops for m in members), sum(m.bwd_flops for m in members),
+                    sum(m.out_bytes for m in leaving), sum(m.param_bytes for m in members),
+                    "block", times)
 
     def expand(self, names: Iterable[str]) -> frozenset[str]:
         """Map a node set of a contracted graph back to the original node names."""
@@ -444,7 +494,8 @@ class LayerGraph:
         for n in self.nodes:
             if n.name in times:
                 f, b = times[n.name]
-                nodes.append(replace(n, times={**n.times, device_class: NodeTime(float(f), float(b))}))
+                t = NodeTime(float(f), float(b))
+                nodes.append(replace(n, times={**n.times, device_class: t}))
             else:
                 nodes.append(n)
         meta = dict(self.meta)
@@ -454,48 +505,51 @@ class LayerGraph:
 
     # ----------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
-        """The JSON document described in docs/formats.md."""
+        """The JSON document described in docs/formats.md (a fresh copy; the graph is untouched)."""
         nodes = []
         for n in self.nodes:
             d: dict[str, Any] = {"name": n.name, "kind": n.kind, "fwd_flops": n.fwd_flops,
                                  "bwd_flops": n.bwd_flops, "out_bytes": n.out_bytes,
                                  "param_bytes": n.param_bytes}
             if n.times:
-                d["times"] = {c: {"fwd_s": t.fwd_s, "bwd_s": t.bwd_s} for c, t in n.times.items()}
+                d["times"] = {c: _time_to_dict(t) for c, t in n.times.items()}
             nodes.append(d)
         return {"format": FORMAT, "version": FORMAT_VERSION, "name": self.name,
                 "inputs": list(self.inputs), "output": self.output, "nodes": nodes,
-                "edges": [list(e) for e in self.edges], "meta": self.meta}
+                "edges": [list(e) for e in self.edges], "meta": copy.deepcopy(self.meta)}
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> LayerGraph:
-        """Build and validate a graph from its JSON document."""
+        """Build and validate a graph from its JSON document.
+
+        Raises
+        ------
+        GraphError
+            Naming the field, the value and what is allowed, for a missing field, a bad number, an
+            edge to an unknown node, a cycle, ...
+        """
         if not isinstance(doc, Mapping):
             raise GraphError("graph document", type(doc).__name__, "a JSON object")
         if doc.get("format", FORMAT) != FORMAT:
             raise GraphError("format", doc.get("format"), f"{FORMAT!r}")
         for key in ("nodes", "edges", "inputs", "output"):
             if key not in doc:
-                raise GraphError(key, None, "a required field of the graph document",
+                raise GraphError(key, MISSING, "a required field of the graph document",
                                  "See docs/formats.md.")
-        nodes = []
-        for i, d in enumerate(doc["nodes"]):
-            if not isinstance(d, Mapping) or "name" not in d:
-                raise GraphError(f"nodes[{i}].name", d, "a node object with a 'name'")
-            for key in ("fwd_flops", "out_bytes", "param_bytes"):
-                if key not in d:
-                    raise GraphError(f"node {d['name']!r}.{key}", None, "a required field")
-            times = {c: NodeTime(float(t["fwd_s"]), float(t["bwd_s"]))
-                     for c, t in (d.get("times") or {}).items()}
-            nodes.append(Node(d["name"], d["fwd_flops"], d.get("bwd_flops"), d["out_bytes"],
-                              d["param_bytes"], d.get("kind", "op"), times))
+        for key in ("nodes", "edges", "inputs"):
+            if not isinstance(doc[key], list):
+                raise GraphError(key, doc[key], "a JSON list")
+        nodes = [_node_from_dict(i, d) for i, d in enumerate(doc["nodes"])]
         edges = []
         for i, e in enumerate(doc["edges"]):
             if not isinstance(e, (list, tuple)) or len(e) != 2:
                 raise GraphError(f"edges[{i}]", e, "a [producer, consumer] pair of node names")
             edges.append((e[0], e[1]))
+        meta = doc.get("meta") or {}
+        if not isinstance(meta, Mapping):
+            raise GraphError("meta", meta, "a JSON object")
         return cls(nodes, edges, list(doc["inputs"]), doc["output"], name=doc.get("name", ""),
-                   meta=doc.get("meta") or {})
+                   meta=copy.deepcopy(dict(meta)))
 
     def to_json(self, indent: int | None = None) -> str:
         """Serialise to the JSON format of docs/formats.md (floats round-trip exactly)."""
@@ -523,16 +577,53 @@ class LayerGraph:
         return cls.from_json(p.read_text())
 
 
+def _time_to_dict(t: NodeTime) -> dict[str, float]:
+    d = {"fwd_s": t.fwd_s, "bwd_s": t.bwd_s}
+    if t.unmeasured_fwd_flops or t.unmeasured_bwd_flops:
+        d["unmeasured_fwd_flops"] = t.unmeasured_fwd_flops
+        d["unmeasured_bwd_flops"] = t.unmeasured_bwd_flops
+    return d
+
+
+def _node_from_dict(i: int, d: Any) -> Node:
+    """One node of a graph document, with errors that name the node and the field."""
+    if not isinstance(d, Mapping) or not isinstance(d.get("name"), str):
+        raise GraphError(f"nodes[{i}].name", d, "a node object with a string 'name'")
+    for key in ("fwd_flops", "out_bytes", "param_bytes"):
+        if key not in d:
+            raise GraphError(f"node {d['name']!r}.{key}", MISSING, "a required field",
+                             "See docs/formats.md.")
+    times = d.get("times") or {}
+    if not isinstance(times, Mapping):
+        raise GraphError(f"node {d['name']!r}.times", times, "an object keyed by device class")
+    parsed = {}
+    for cls, t in times.items():
+        where = f"node {d['name']!r}.times[{cls!r}]"
+        if not isinstance(t, Mapping) or "fwd_s" not in t or "bwd_s" not in t:
+            raise GraphError(where, t, "an object with 'fwd_s' and 'bwd_s' (seconds per sample)")
+        keys = ("fwd_s", "bwd_s", "unmeasured_fwd_flops", "unmeasured_bwd_flops")
+        parsed[cls] = NodeTime(*(_number(d["name"], f"times[{cls!r}].{k}", t.get(k, 0.0))
+                                 for k in keys))
+    return Node(d["name"], d["fwd_flops"], d.get("bwd_flops"), d["out_bytes"], d["param_bytes"],
+                d.get("kind", "op"), parsed)
+
+
 def block_key(name: str) -> str | None:
-    """Outermost name prefix whose last component ends in digits, or None."""
+    """Outermost name prefix, of two or more components, whose last component ends in digits.
+
+    ``layer1.0.conv1`` -> ``layer1.0``; ``transformer.h.5.attn`` -> ``transformer.h.5``; a node
+    named exactly ``layer1.0`` (an operator of the block's own ``forward``) -> ``layer1.0``, so it
+    joins its block; ``conv1`` or ``fc`` -> None.
+    """
     parts = name.split(".")
-    for i, part in enumerate(parts[:-1]):
-        if re.search(r"\d$", part) and i > 0:
+    for i in range(1, len(parts)):
+        if re.search(r"\d$", parts[i]):
             return ".".join(parts[: i + 1])
     return None
 
 
-def _check_edges(edges: Iterable[tuple[str, str]], by_name: Mapping[str, Node]) -> list[tuple[str, str]]:
+def _check_edges(edges: Iterable[tuple[str, str]],
+                 by_name: Mapping[str, Node]) -> list[tuple[str, str]]:
     out, seen = [], set()
     for e in edges:
         try:
@@ -540,7 +631,7 @@ def _check_edges(edges: Iterable[tuple[str, str]], by_name: Mapping[str, Node]) 
         except (TypeError, ValueError):
             raise GraphError("edges", e, "(producer, consumer) pairs of node names") from None
         for end in (u, w):
-            if end not in by_name:
+            if not isinstance(end, str) or end not in by_name:
                 raise GraphError("edge", (u, w), "edges between nodes of the graph",
                                  f"Node {end!r} is unknown.")
         if u == w:
@@ -571,7 +662,28 @@ def _topological_order(names: list[str], edges: list[tuple[str, str]]) -> list[s
             if indeg[j] == 0:
                 heapq.heappush(ready, j)
     if len(order) != len(names):
-        cyc = [names[i] for i, d in enumerate(indeg) if d > 0][:5]
-        raise GraphError("edges", cyc, "an acyclic graph (a DAG)",
-                         "These nodes lie on or after a cycle; remove the back edge.")
+        cyc = _a_cycle([i for i, d in enumerate(indeg) if d > 0], edges, pos)
+        shown = " -> ".join(names[i] for i in cyc[:8]) + (" -> ..." if len(cyc) > 8 else "")
+        raise GraphError("edges", shown, "an acyclic graph (a DAG)",
+                         f"The edges contain the cycle {shown} -> {names[cyc[0]]}; remove one of "
+                         "its edges.")
     return order
+
+
+def _a_cycle(left: list[int], edges: list[tuple[str, str]], pos: Mapping[str, int]) -> list[int]:
+    """One cycle among the nodes Kahn's algorithm could not order, in edge direction.
+
+    Every such node has a predecessor among them, so walking predecessors must revisit a node.
+    """
+    rest = set(left)
+    pred: dict[int, int] = {}
+    for u, w in edges:
+        if pos[u] in rest and pos[w] in rest:
+            pred.setdefault(pos[w], pos[u])
+    walk, seen = [left[0]], {left[0]: 0}
+    while True:
+        nxt = pred[walk[-1]]
+        if nxt in seen:
+            return walk[seen[nxt]:][::-1]
+        seen[nxt] = len(walk)
+        walk.append(nxt)

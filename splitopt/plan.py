@@ -1,7 +1,7 @@
 """Plans: what each device does, frozen, with predicted costs under the reference model.
 
-Every solver path (max-flow partitioning, the builder's MILP / structured paths, baselines) returns a
-:class:`Plan`; :func:`evaluate` prices any plan under the reference cost model, so all paths are
+Every solver path (max-flow partitioning, the builder's MILP / structured paths, baselines) returns
+a :class:`Plan`; :func:`evaluate` prices any plan under the reference cost model, so all paths are
 compared on the same scale. JSON format: docs/formats.md.
 """
 
@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from splitopt.costs import Phases, combine_rounds, device_phases
-from splitopt.errors import InputError
+from splitopt.errors import MISSING, InputError
 from splitopt.scenario import Scenario
 from splitopt.system import link_of
 
@@ -58,12 +59,19 @@ class DevicePlan:
         object.__setattr__(self, "device_side", frozenset(self.device_side))
         for name in ("bandwidth_share", "server_share"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and 0 < v <= 1 + 1e-9):
+            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v <= 1 + 1e-9
+            if not ok:
                 raise InputError(f"device {self.device!r}.{name}", v, "a number in (0, 1]")
-        if self.batch_size is not None and (int(self.batch_size) != self.batch_size
-                                            or self.batch_size < 1):
-            raise InputError(f"device {self.device!r}.batch_size", self.batch_size,
-                             "an integer >= 1")
+            object.__setattr__(self, name, float(v))
+        b = self.batch_size
+        if isinstance(b, float) and b.is_integer():
+            b = int(b)
+            object.__setattr__(self, "batch_size", b)
+        if b is not None and not (isinstance(b, numbers.Integral) and not isinstance(b, bool)
+                                  and b >= 1):
+            raise InputError(f"device {self.device!r}.batch_size", b, "an integer >= 1 or None")
+        if not isinstance(self.selected, bool):
+            raise InputError(f"device {self.device!r}.selected", self.selected, "true or false")
         if self.mode not in ("split", "fl"):
             raise InputError(f"device {self.device!r}.mode", self.mode, "'split' or 'fl'")
 
@@ -146,17 +154,26 @@ class Plan:
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> Plan:
         """Read a plan document (predictions are recomputed, not trusted)."""
+        if not isinstance(doc, Mapping):
+            raise InputError("plan document", type(doc).__name__, "a JSON object")
         if doc.get("format") != PLAN_FORMAT:
-            raise InputError("format", doc.get("format"), repr(PLAN_FORMAT))
+            raise InputError("format", doc.get("format", MISSING), repr(PLAN_FORMAT))
+        if not isinstance(doc.get("devices"), list):
+            raise InputError("devices", doc.get("devices", MISSING), "a list of device plans")
         devs = []
-        for i, d in enumerate(doc.get("devices", [])):
-            try:
-                devs.append(DevicePlan(d["device"], frozenset(d["device_side"]),
-                                       d["bandwidth_share"], d.get("server_share", 1.0),
-                                       d.get("batch_size"), d.get("mode", "split"),
-                                       d.get("selected", True)))
-            except KeyError as err:
-                raise InputError(f"devices[{i}].{err.args[0]}", None, "a required field") from None
+        for i, d in enumerate(doc["devices"]):
+            if not isinstance(d, Mapping):
+                raise InputError(f"devices[{i}]", d, "a device plan object")
+            for key in ("device", "device_side", "bandwidth_share"):
+                if key not in d:
+                    raise InputError(f"devices[{i}].{key}", MISSING, "a required field",
+                                     "See docs/formats.md.")
+            if not isinstance(d["device_side"], list):
+                raise InputError(f"devices[{i}].device_side", d["device_side"],
+                                 "a list of node names")
+            devs.append(DevicePlan(d["device"], frozenset(d["device_side"]), d["bandwidth_share"],
+                                   d.get("server_share", 1.0), d.get("batch_size"),
+                                   d.get("mode", "split"), d.get("selected", True)))
         return cls(tuple(devs), doc.get("rounds", 1.0), doc.get("status", "unknown"),
                    doc.get("objective"), doc.get("bound"), doc.get("method", ""),
                    doc.get("meta") or {})
@@ -171,7 +188,11 @@ class Plan:
         p = Path(path)
         if not p.is_file():
             raise InputError("plan file", str(path), "an existing JSON file")
-        return cls.from_dict(json.loads(p.read_text()))
+        try:
+            doc = json.loads(p.read_text())
+        except json.JSONDecodeError as err:
+            raise InputError("plan file", str(path), "valid JSON", str(err)) from None
+        return cls.from_dict(doc)
 
 
 def evaluate(scenario: Scenario, plan: Plan) -> PlanCosts:
@@ -181,6 +202,10 @@ def evaluate(scenario: Scenario, plan: Plan) -> PlanCosts:
     and server shares of the selected devices sum to at most 1.
     """
     g, tr = scenario.graph, scenario.training
+    names = [d.device for d in plan.devices]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError("plan devices", dup, "each device at most once in a plan")
     chosen = [d for d in plan.devices if d.selected]
     for key in ("bandwidth_share", "server_share"):
         total = sum(getattr(d, key) for d in chosen)
@@ -198,13 +223,24 @@ def evaluate(scenario: Scenario, plan: Plan) -> PlanCosts:
     latency = combine_rounds([p.round_s for p in phases.values()],
                              [d.mode for d in chosen], tr.schedule) if chosen else 0.0
     rounds = float(plan.rounds)
-    return PlanCosts(phases, latency, rounds, latency * rounds if math.isfinite(rounds) else math.inf)
+    total = latency * rounds if math.isfinite(rounds) else math.inf
+    return PlanCosts(phases, latency, rounds, total)
 
 
 def uniform_plan(scenario: Scenario, device_sides: Sequence[frozenset[str]] | frozenset[str], *,
                  method: str = "uniform") -> Plan:
-    """Equal bandwidth shares and the given device-side set(s); a naive baseline and a test aid."""
+    """Equal bandwidth shares and the given device-side set(s); a naive baseline and a test aid.
+
+    ``device_sides`` is one set of node names for every device, or one set per device.
+    """
     n = scenario.n_devices
-    sides = [device_sides] * n if isinstance(device_sides, frozenset) else list(device_sides)
-    devs = tuple(DevicePlan(d.name, s, 1.0 / n) for d, s in zip(scenario.devices, sides))
+    if isinstance(device_sides, (set, frozenset)):
+        sides = [frozenset(device_sides)] * n
+    else:
+        sides = [frozenset(s) for s in device_sides]
+        if len(sides) != n or any(isinstance(s, str) for s in device_sides):
+            raise InputError("device_sides", f"{len(sides)} entries", f"one set of node names, or "
+                             f"a list of {n} sets (one per device)")
+    devs = tuple(DevicePlan(d.name, s, 1.0 / n)
+                 for d, s in zip(scenario.devices, sides, strict=True))
     return Plan(devs, rounds=scenario.training.rounds, method=method).priced(scenario)

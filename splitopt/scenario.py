@@ -6,6 +6,7 @@ solving never mutates it. File format: docs/formats.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -17,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from splitopt.errors import ScenarioError
+from splitopt.errors import MISSING, InputError, ScenarioError
 from splitopt.graph import LayerGraph
 from splitopt.system import Channel, Device, Server, Training
 
@@ -29,40 +30,93 @@ def catalog() -> dict[str, dict[str, dict[str, Any]]]:
     return yaml.safe_load(text)
 
 
-def _from_catalog(kind: str, name: str) -> dict[str, Any]:
+def _from_catalog(kind: str, name: str, *, where: str | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A catalog entry as Device/Server fields: ``flops = peak_fp32_flops * utilisation``.
+
+    ``overrides`` may replace ``peak_fp32_flops`` or ``utilisation`` before the product is taken;
+    they are consumed here (the caller passes the remaining overrides to the model).
+    """
     entries = catalog()[kind]
-    if name not in entries:
-        raise ScenarioError(f"{kind[:-1]} catalog name", name, f"one of {sorted(entries)}")
-    entry = dict(entries[name])
-    entry["flops"] = float(entry.pop("peak_fp32_flops")) * float(entry.pop("utilisation"))
+    if not isinstance(name, str) or name not in entries:
+        raise ScenarioError(where or f"{kind[:-1]} catalog name", name, f"one of {sorted(entries)}",
+                            "See docs/catalog.md.")
+    entry = {**entries[name], **{k: v for k, v in (overrides or {}).items() if k in _RATE_KEYS}}
+    if "flops" in (overrides or {}):
+        entry.pop("peak_fp32_flops"), entry.pop("utilisation")
+    else:
+        prefix = f"{where.rsplit('.', 1)[0]}." if where else ""
+        peak = _positive(f"{prefix}peak_fp32_flops", entry.pop("peak_fp32_flops"))
+        util = _positive(f"{prefix}utilisation", entry.pop("utilisation"), upper=1.0)
+        entry["flops"] = peak * util
     entry.setdefault("device_class", name)
     return entry
 
 
+_RATE_KEYS = ("peak_fp32_flops", "utilisation")
+
+
+def _positive(field: str, value: Any, upper: float | None = None) -> float:
+    """A finite number > 0 (and <= ``upper``), or a ScenarioError naming the field."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = math.nan
+    if not (math.isfinite(x) and x > 0 and (upper is None or x <= upper)):
+        allowed = "a finite number > 0" + (f" and <= {upper:g}" if upper is not None else "")
+        raise ScenarioError(field, value, allowed)
+    return x
+
+
 def catalog_device(entry: str, name: str | None = None, **overrides: Any) -> Device:
-    """A Device built from a catalog entry, e.g. ``catalog_device("jetson-nano", snr_db=10)``."""
-    fields = {**_from_catalog("devices", entry), "name": name or entry, **overrides}
+    """A Device built from a catalog entry, e.g. ``catalog_device("jetson-nano", snr_db=10)``.
+
+    ``overrides`` replace any Device field, or ``peak_fp32_flops`` / ``utilisation`` of the entry.
+    """
+    base = _from_catalog("devices", entry, overrides=overrides)
+    rest = {k: v for k, v in overrides.items() if k not in _RATE_KEYS}
+    fields = {**base, "name": name or entry, **rest}
     return _validated(Device, fields, f"device {fields['name']!r}")
 
 
 def catalog_server(entry: str, **overrides: Any) -> Server:
     """A Server built from a catalog entry, e.g. ``catalog_server("edge-h100")``."""
-    return _validated(Server, {**_from_catalog("servers", entry), "name": entry, **overrides},
-                      f"server {entry!r}")
+    base = _from_catalog("servers", entry, overrides=overrides)
+    rest = {k: v for k, v in overrides.items() if k not in _RATE_KEYS}
+    return _validated(Server, {**base, "name": entry, **rest}, f"server {entry!r}")
 
 
 def _validated(model: type[BaseModel], data: Any, where: str) -> Any:
-    """Validate with pydantic and turn its error into one naming field, value and what is allowed."""
+    """Validate with pydantic and turn its error into one naming field, value and what is allowed.
+
+    Pydantic's own exception never leaves this function: the first error becomes a
+    :class:`ScenarioError` whose field is ``where`` plus pydantic's location.
+    """
     try:
         return model.model_validate(data)
     except PydanticValidationError as err:
         first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "(whole object)"
-        value = first.get("input")
+        loc = ".".join(str(p) for p in first["loc"])
+        field = f"{where}.{loc}" if loc else where
+        cause = (first.get("ctx") or {}).get("error")
+        if isinstance(cause, InputError):  # raised by our own validators: keep its wording
+            raise ScenarioError(f"{where}.{cause.field}", cause.value, cause.allowed,
+                                cause.fix) from None
+        value, allowed = first.get("input"), _allowed_text(first["msg"])
         if first["type"] == "missing":
-            value = None
-        raise ScenarioError(f"{where}.{loc}" if loc else where, value, first["msg"],
+            value, allowed = MISSING, "a required field"
+        elif first["type"] == "extra_forbidden":
+            allowed = f"the fields {', '.join(model.model_fields)} (no others)"
+        raise ScenarioError(field, value, allowed,
                             "See docs/formats.md for the scenario fields.") from None
+
+
+def _allowed_text(msg: str) -> str:
+    """Pydantic's "Input should be greater than 0" as "greater than 0"."""
+    for prefix in ("Input should be ", "Value error, "):
+        if msg.startswith(prefix):
+            return msg[len(prefix):]
+    return msg
 
 
 class _DeviceEntry(BaseModel):
@@ -143,10 +197,11 @@ class Scenario:
                                 "channel, training, name")
         for key in ("devices", "server", "channel"):
             if key not in doc:
-                raise ScenarioError(key, None, "a required field of the scenario")
+                raise ScenarioError(key, MISSING, "a required field of the scenario",
+                                    "See docs/formats.md.")
         if graph is None:
             if "model" not in doc:
-                raise ScenarioError("model", None, "a zoo name, 'package.module:factory', or a "
+                raise ScenarioError("model", MISSING, "a zoo name, 'package.module:factory', or a "
                                     "graph JSON path")
             graph = resolve_model(doc["model"], base_dir)
         return cls(graph, _fleet(doc["devices"]), _server(doc["server"]),
@@ -162,13 +217,15 @@ class Scenario:
         try:
             doc = yaml.safe_load(p.read_text())  # JSON is YAML
         except yaml.YAMLError as err:
-            raise ScenarioError("scenario file", str(path), "valid YAML or JSON", str(err)) from None
+            raise ScenarioError("scenario file", str(path), "valid YAML or JSON",
+                                str(err)) from None
         return cls.from_dict(doc, base_dir=p.parent, graph=graph)
 
     def to_dict(self) -> dict[str, Any]:
         """A scenario document with the graph inlined (``model`` holds the graph JSON)."""
         return {"model": self.graph.to_dict(),
-                "devices": [d.model_dump(exclude_none=True, exclude={"snr_db"}) for d in self.devices],
+                "devices": [d.model_dump(exclude_none=True, exclude={"snr_db"})
+                            for d in self.devices],
                 "server": self.server.model_dump(exclude_none=True),
                 "channel": self.channel.model_dump(), "training": self.training.model_dump()}
 
@@ -180,7 +237,11 @@ def _fleet(entries: Any) -> list[Device]:
     for i, raw in enumerate(entries):
         entry = _validated(_DeviceEntry, raw, f"devices[{i}]")
         extra = dict(entry.model_extra or {})
-        base = _from_catalog("devices", entry.catalog) if entry.catalog else {}
+        base = {}
+        if entry.catalog is not None:
+            base = _from_catalog("devices", entry.catalog, where=f"devices[{i}].catalog",
+                                 overrides=extra)
+            extra = {k: v for k, v in extra.items() if k not in _RATE_KEYS}
         stem = entry.name or entry.catalog
         if stem is None:
             raise ScenarioError(f"devices[{i}].name", None, "a name or a catalog entry")
@@ -193,7 +254,9 @@ def _fleet(entries: Any) -> list[Device]:
 def _server(raw: Any) -> Server:
     if isinstance(raw, Mapping) and "catalog" in raw:
         rest = {k: v for k, v in raw.items() if k != "catalog"}
-        return catalog_server(raw["catalog"], **rest)
+        base = _from_catalog("servers", raw["catalog"], where="server.catalog", overrides=rest)
+        rest = {k: v for k, v in rest.items() if k not in _RATE_KEYS}
+        return _validated(Server, {**base, "name": raw["catalog"], **rest}, "server")
     return _validated(Server, raw, "server")
 
 

@@ -12,7 +12,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from splitopt.errors import InputError
+
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+def spectral_efficiency(snr_db: float) -> float:
+    """Shannon spectral efficiency ``log2(1 + 10^(snr_db / 10))`` in bit/s/Hz.
+
+    Computed as a log-sum-exp in base 2 so that a huge SNR gives a large finite number, not an
+    overflow; a NaN or infinite SNR is returned as NaN/inf for the caller's validation to reject.
+    """
+    if not math.isfinite(snr_db):
+        return snr_db
+    t = snr_db / 10.0 * math.log2(10.0)  # log2 of the linear SNR
+    return t + math.log2(1.0 + 2.0 ** -t) if t > 0 else math.log2(1.0 + 2.0 ** t)
 
 
 class Device(BaseModel):
@@ -40,7 +54,12 @@ class Device(BaseModel):
     @classmethod
     def _from_snr(cls, data: object) -> object:
         if isinstance(data, dict) and data.get("snr_db") is not None:
-            s = math.log2(1.0 + 10.0 ** (float(data["snr_db"]) / 10.0))
+            try:
+                s = spectral_efficiency(float(data["snr_db"]))
+            except (TypeError, ValueError):
+                s = math.nan
+            if not math.isfinite(s):
+                return data  # the snr_db field's own validation reports it
             data = {**data}
             data.setdefault("spectral_eff_up", s)
             data.setdefault("spectral_eff_dn", s)
@@ -48,9 +67,11 @@ class Device(BaseModel):
 
     @model_validator(mode="after")
     def _check_link(self) -> Device:
-        if self.spectral_eff_up <= 0 or self.spectral_eff_dn <= 0:
-            raise ValueError(
-                "spectral_eff_up and spectral_eff_dn must be > 0 (bit/s/Hz); give them or snr_db")
+        for attr in ("spectral_eff_up", "spectral_eff_dn"):
+            if getattr(self, attr) <= 0:
+                # InputError is a ValueError: pydantic wraps it, scenario._validated unwraps it
+                raise InputError(attr, getattr(self, attr), "a number > 0 (bit/s/Hz)",
+                                 "Give spectral_eff_up and spectral_eff_dn, or snr_db.")
         return self
 
     @property
