@@ -56,16 +56,17 @@ def run_case(family: str, case: Case) -> dict[str, Any]:
 
 
 def _done_keys(path: Path) -> set[tuple[str, str]]:
+    """Keys of the rows already written; a row cut off by an interruption is dropped (re-run)."""
     if not path.exists():
         return set()
-    keys = set()
+    rows = []
     for line in path.read_text().splitlines():
         try:
-            r = json.loads(line)
+            rows.append(json.loads(line))
         except json.JSONDecodeError:
-            continue  # a row cut off by an interruption is run again
-        keys.add((r["family"], f"{r['instance']}/{r['method']}"))
-    return keys
+            continue
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {(r["family"], f"{r['instance']}/{r['method']}") for r in rows}
 
 
 def _executor(workers: int, dask: str | None, ray: str | None):
