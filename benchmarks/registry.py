@@ -15,7 +15,7 @@ from typing import Any
 from splitopt.errors import InputError
 
 # Family modules, in the order the suite runs them (each registers itself on import).
-FAMILIES = ("partition", "builder", "joint", "formulations", "solvers", "executor", "profiler")
+FAMILIES = ("partition", "builder", "joint", "extensions", "solvers", "executor", "profiler")
 
 
 @dataclass(frozen=True)
