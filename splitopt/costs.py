@@ -75,8 +75,12 @@ class CutTable:
 
     @cached_property
     def act_bytes(self) -> np.ndarray:
-        """Device-side activation bytes per sample kept for backward."""
-        return self.masks.astype(float) @ self.graph.out_bytes
+        """Device-side activation bytes per sample kept for backward.
+
+        Uses each node's ``act_bytes`` (= ``out_bytes`` except on contracted blocks, which keep
+        every member's activation although only their exit tensors cross a cut).
+        """
+        return self.masks.astype(float) @ self.graph.act_bytes
 
     def dev_seconds(self, device: Device) -> np.ndarray:
         """Seconds per sample of forward + backward of the device side on ``device``."""

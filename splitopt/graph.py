@@ -24,7 +24,7 @@ from splitopt.errors import MISSING, GraphError
 FORMAT = "splitopt.layergraph"
 FORMAT_VERSION = 1
 
-_NUMERIC = ("fwd_flops", "bwd_flops", "out_bytes", "param_bytes")
+_NUMERIC = ("fwd_flops", "bwd_flops", "out_bytes", "param_bytes", "act_bytes")
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,10 @@ class Node:
         ``"input"``, ``"output"``, or the operator / module type (``"Conv2d"``, ``"add"``, ...).
     times
         Optional measured seconds per sample, keyed by device class (e.g. ``"h100"``).
+    act_bytes
+        Bytes per sample the node keeps on its device for the backward pass; defaults to
+        ``out_bytes``. Differs only on a contracted block, which keeps every member's activation
+        but sends only the tensors that leave it.
     """
 
     name: str
@@ -80,6 +84,7 @@ class Node:
     param_bytes: float = 0.0
     kind: str = "op"
     times: Mapping[str, NodeTime] = field(default_factory=dict, compare=True, hash=False)
+    act_bytes: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -87,6 +92,8 @@ class Node:
         if self.bwd_flops is None:
             object.__setattr__(self, "bwd_flops", 2.0 * _number(self.name, "fwd_flops",
                                                                 self.fwd_flops))
+        if self.act_bytes is None:
+            object.__setattr__(self, "act_bytes", _number(self.name, "out_bytes", self.out_bytes))
         for attr in _NUMERIC:
             object.__setattr__(self, attr, _number(self.name, attr, getattr(self, attr)))
         for cls, t in self.times.items():
@@ -275,6 +282,11 @@ class LayerGraph:
         return np.array([n.out_bytes for n in self.nodes], dtype=float)
 
     @cached_property
+    def act_bytes(self) -> np.ndarray:
+        """Activation bytes per sample kept for backward, one entry per node."""
+        return np.array([n.act_bytes for n in self.nodes], dtype=float)
+
+    @cached_property
     def param_bytes(self) -> np.ndarray:
         """Own parameter bytes, one entry per node."""
         return np.array([n.param_bytes for n in self.nodes], dtype=float)
@@ -406,8 +418,9 @@ class LayerGraph:
     def contract(self, groups: Mapping[str, Iterable[str]] | None = None) -> LayerGraph:
         """Contract each group of nodes into one node (default: :meth:`blocks`).
 
-        The contracted node sums FLOPs and parameter bytes; its ``out_bytes`` is the sum over
-        members whose output leaves the group (each crossing tensor once). Measured times are
+        The contracted node sums FLOPs, parameter bytes and kept activation bytes (``act_bytes``);
+        its ``out_bytes`` is the sum over members whose output leaves the group (each crossing
+        tensor once). Measured times are
         summed per device class; members without a measurement for a class add their FLOPs as
         ``NodeTime.unmeasured_*_flops``, so no work is dropped. Members are recorded in
         ``meta["members"]`` (composed through earlier contractions) so a cut of the contracted graph
@@ -473,7 +486,7 @@ class LayerGraph:
                 sum(t.unmeasured_bwd_flops for t in measured) + sum(m.bwd_flops for m in rest))
         return Node(key, sum(m.fwd_flops for m in members), sum(m.bwd_flops for m in members),
                     sum(m.out_bytes for m in leaving), sum(m.param_bytes for m in members),
-                    "block", times)
+                    "block", times, sum(m.act_bytes for m in members))
 
     def expand(self, names: Iterable[str]) -> frozenset[str]:
         """Map a node set of a contracted graph back to the original node names."""
@@ -511,6 +524,8 @@ class LayerGraph:
             d: dict[str, Any] = {"name": n.name, "kind": n.kind, "fwd_flops": n.fwd_flops,
                                  "bwd_flops": n.bwd_flops, "out_bytes": n.out_bytes,
                                  "param_bytes": n.param_bytes}
+            if n.act_bytes != n.out_bytes:
+                d["act_bytes"] = n.act_bytes
             if n.times:
                 d["times"] = {c: _time_to_dict(t) for c, t in n.times.items()}
             nodes.append(d)
@@ -605,7 +620,7 @@ def _node_from_dict(i: int, d: Any) -> Node:
         parsed[cls] = NodeTime(*(_number(d["name"], f"times[{cls!r}].{k}", t.get(k, 0.0))
                                  for k in keys))
     return Node(d["name"], d["fwd_flops"], d.get("bwd_flops"), d["out_bytes"], d["param_bytes"],
-                d.get("kind", "op"), parsed)
+                d.get("kind", "op"), parsed, d.get("act_bytes"))
 
 
 def block_key(name: str) -> str | None:

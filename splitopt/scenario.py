@@ -6,7 +6,9 @@ solving never mutates it. File format: docs/formats.md.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -23,11 +25,30 @@ from splitopt.graph import LayerGraph
 from splitopt.system import Channel, Device, Server, Training
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, also reading ``1e6`` / ``2.5e-3`` as floats (YAML 1.2, JSON style).
+
+    YAML 1.1, which PyYAML implements, makes ``1e6`` a string (it wants ``1.0e+6``); scenario
+    files are full of such figures, so they are resolved as numbers here.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML safely, with ``1e6``-style floats (see :class:`_Loader`)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 @cache
 def catalog() -> dict[str, dict[str, dict[str, Any]]]:
     """The built-in device catalog (``splitopt/data/catalog.yaml``; sources in docs/catalog.md)."""
     text = resources.files("splitopt").joinpath("data/catalog.yaml").read_text()
-    return yaml.safe_load(text)
+    return load_yaml(text)
 
 
 def _from_catalog(kind: str, name: str, *, where: str | None = None,
@@ -215,8 +236,9 @@ class Scenario:
         if not p.is_file():
             raise ScenarioError("scenario file", str(path), "an existing YAML or JSON file")
         try:
-            doc = yaml.safe_load(p.read_text())  # JSON is YAML
-        except yaml.YAMLError as err:
+            text = p.read_text()
+            doc = json.loads(text) if p.suffix.lower() == ".json" else load_yaml(text)
+        except (yaml.YAMLError, json.JSONDecodeError) as err:
             raise ScenarioError("scenario file", str(path), "valid YAML or JSON",
                                 str(err)) from None
         return cls.from_dict(doc, base_dir=p.parent, graph=graph)
@@ -224,8 +246,7 @@ class Scenario:
     def to_dict(self) -> dict[str, Any]:
         """A scenario document with the graph inlined (``model`` holds the graph JSON)."""
         return {"model": self.graph.to_dict(),
-                "devices": [d.model_dump(exclude_none=True, exclude={"snr_db"})
-                            for d in self.devices],
+                "devices": [d.model_dump(exclude_none=True) for d in self.devices],
                 "server": self.server.model_dump(exclude_none=True),
                 "channel": self.channel.model_dump(), "training": self.training.model_dump()}
 
@@ -244,7 +265,7 @@ def _fleet(entries: Any) -> list[Device]:
             extra = {k: v for k, v in extra.items() if k not in _RATE_KEYS}
         stem = entry.name or entry.catalog
         if stem is None:
-            raise ScenarioError(f"devices[{i}].name", None, "a name or a catalog entry")
+            raise ScenarioError(f"devices[{i}].name", MISSING, "a name or a catalog entry")
         for j in range(entry.count):
             name = stem if entry.count == 1 else f"{stem}-{j}"
             fleet.append(_validated(Device, {**base, **extra, "name": name}, f"devices[{i}]"))
