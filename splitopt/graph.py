@@ -197,7 +197,7 @@ class LayerGraph:
 
     def _few(self) -> str:
         names = [n.name for n in self.nodes[:5]]
-        return ", ".join(names) + (", ..." if len(self.nodes) > 5 else "")
+        return ", ".join(names) + (", ..." if len(self.nodes) > 5 else "") or "the graph is empty"
 
     # ----------------------------------------------------------------- structure
     def __len__(self) -> int:
