@@ -28,8 +28,8 @@ __all__ = [
     "Channel", "CutTable", "Device", "DevicePlan", "GraphError", "InfeasibleError", "InputError",
     "LayerGraph", "Link", "Node", "NodeTime", "Plan", "PlanCosts", "ProfileError", "Scenario",
     "ScenarioError", "Server", "SolverError", "SplitoptError", "Training", "catalog_device",
-    "catalog_server", "device_phases", "evaluate", "iteration_delay", "link_of", "profile",
-    "round_terms",
+    "catalog_server", "device_phases", "evaluate", "iteration_delay", "link_of", "partition",
+    "partition_scenario", "profile", "round_terms",
 ]
 
 
@@ -38,3 +38,17 @@ def profile(module: Any, example_inputs: Any, **kwargs: Any) -> LayerGraph:
     from splitopt.profiler import profile as _profile
 
     return _profile(module, example_inputs, **kwargs)
+
+
+def partition(graph: LayerGraph, device: Device, server: Server, link: Link, **kwargs: Any) -> Plan:
+    """Optimal device-side set of one device (see :func:`splitopt.partitioning.partition`)."""
+    from splitopt.partitioning import partition as _partition
+
+    return _partition(graph, device, server, link, **kwargs)
+
+
+def partition_scenario(scenario: Scenario, shares: Any = None, **kwargs: Any) -> Plan:
+    """Partition every device of a scenario (see :func:`splitopt.partitioning.partition_scenario`)."""
+    from splitopt.partitioning import partition_scenario as _partition_scenario
+
+    return _partition_scenario(scenario, shares, **kwargs)

@@ -1,0 +1,134 @@
+"""Exact partitioning of layer DAGs between one device and the server (docs/partition.md).
+
+``partition(graph, device, server, link, method=...)`` finds the device-side set that minimises one
+training iteration's delay under the reference cost model; every method returns the same
+:class:`~splitopt.plan.Plan`. Methods, one module each:
+
+- ``maxflow``: minimum s-t cut with OR-Tools (exact, certified in floats; the default);
+- ``blockwise``: contract the repeated blocks that provably never profit from being split, then cut;
+- ``chain``: the Neurosurgeon-style scan over topological-order prefixes (exact on chains only);
+- ``milp``: the same problem as a MILP solved by HiGHS (for comparison);
+- ``brute``: exhaustive enumeration of the closed sets (the test oracle; small graphs).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from splitopt.costs import BITS, Phases
+from splitopt.errors import InputError
+from splitopt.graph import LayerGraph
+from splitopt.partitioning.problem import CutProblem, Solution, iteration_problem
+from splitopt.plan import DevicePlan, Plan
+from splitopt.system import Device, Link, Server
+
+#: method name -> module of this package exposing ``solve(CutProblem) -> Solution``
+METHODS: dict[str, str] = {
+    "maxflow": "maxflow",
+    "chain": "chain",
+    "milp": "milp",
+    "brute": "brute",
+}
+
+__all__ = ["METHODS", "CutProblem", "Solution", "hull", "partition", "partition_scenario",
+           "solver"]
+
+
+def solver(method: str) -> Callable[[CutProblem], Solution]:
+    """The ``solve`` function of a method, imported on first use."""
+    if method not in METHODS:
+        raise InputError("method", method, f"one of {sorted(METHODS)}",
+                         "method='maxflow' is exact and fast on any graph.")
+    return importlib.import_module(f"{__name__}.{METHODS[method]}").solve  # type: ignore[no-any-return]
+
+
+def partition(graph: LayerGraph, device: Device, server: Server, link: Link, *,
+              method: str = "maxflow", batch: int = 1, labels: str = "server") -> Plan:
+    """The device-side set minimising one training iteration's delay, as a one-device Plan.
+
+    Parameters
+    ----------
+    graph
+        The model's layer graph; measured per-node times of the device's class (and of the
+        server's ``device_class``) replace FLOPs / speed node by node.
+    device, server, link
+        Who computes and the rates the device gets (``bandwidth_share`` 1.0 in the plan means
+        "exactly this link").
+    method
+        One of :data:`METHODS`.
+    batch
+        Samples per iteration.
+    labels
+        ``"server"`` (vanilla split learning: the output node stays on the server) or
+        ``"device"`` (the output may join the device side; S = V is local training).
+
+    Returns
+    -------
+    Plan
+        ``objective`` the predicted iteration delay (seconds), ``bound`` the proven bound,
+        ``meta`` the boundary tensors, the per-phase breakdown and solver details.
+
+    """
+    solve = solver(method)
+    t0 = time.perf_counter()
+    prob = iteration_problem(graph, device, server, link, batch=batch, labels=labels)
+    sol = solve(prob)
+    seconds = time.perf_counter() - t0
+    phases = iteration_phases(prob, sol.mask, device, link, batch)
+    return _plan(prob, sol, device.name, method, phases, seconds, batch)
+
+
+def _plan(prob: CutProblem, sol: Solution, name: str, method: str, phases: Phases,
+          seconds: float, batch: int) -> Plan:
+    g = prob.graph
+    bnd = np.flatnonzero(prob.boundary(sol.mask))
+    meta = {"boundary": [g.nodes[i].name for i in bnd], "phases": phases.to_dict(),
+            "device_side_size": int(sol.mask.sum()), "nodes": len(g), "batch": batch,
+            "labels": "device" if prob.labels_on_device else "server",
+            "solve_seconds": seconds, "solver": sol.info}
+    dp = DevicePlan(name, g.names_of(sol.mask), 1.0, batch_size=batch)
+    return Plan((dp,), status=sol.status, objective=sol.objective, bound=sol.bound,
+                method=method, meta=meta)
+
+
+def iteration_phases(prob: CutProblem, mask: np.ndarray, device: Device, link: Link,
+                     batch: int) -> Phases:
+    """Per-phase breakdown of one iteration, as :func:`splitopt.costs.device_phases` gives it.
+
+    Same numbers as ``device_phases`` with ``Training(batch_size=batch, local_iters=1,
+    aggregate=False)``, computed from the cached
+    arrays so that pricing a 1e5-node plan stays in milliseconds (tests check they agree).
+    """
+    g, b = prob.graph, float(batch)
+    bnd = float(g.out_bytes[prob.boundary(mask)].sum())
+    w = float(g.param_bytes[mask].sum())
+    t_dev, t_srv = float(prob.dev[mask].sum()), float(prob.srv[~mask].sum())
+    t_up, t_dn = b * BITS * bnd / link.up_bps, b * BITS * bnd / link.dn_bps
+    full = bool(mask.all())  # FL mode always exchanges the model (costs.device_phases)
+    t_agg = BITS * w * link.seconds_per_bit if full else 0.0
+    agg_w = w if full else 0.0
+    t_iter = t_dev + t_srv + t_up + t_dn
+    mem = 2 * w + b * float(g.out_bytes[mask].sum()) + device.workspace_bytes
+    tx_s = t_up + BITS * agg_w / link.up_bps
+    energy = device.power_compute_w * t_dev + device.power_tx_w * tx_s
+    return Phases(device_compute_s=t_dev, server_compute_s=t_srv, uplink_s=t_up, downlink_s=t_dn,
+                  aggregation_s=t_agg, iteration_s=t_iter, round_s=t_iter + t_agg,
+                  memory_bytes=mem, energy_j=energy, comm_bytes=2 * b * bnd + 2 * agg_w)
+
+
+def partition_scenario(scenario, shares=None, *, method: str = "maxflow") -> Plan:  # type: ignore[no-untyped-def]
+    """Partition every device of a scenario at its bandwidth share (see :mod:`.fleet`)."""
+    from splitopt.partitioning.fleet import partition_scenario as _ps
+
+    return _ps(scenario, shares, method=method)
+
+
+def hull(graph: LayerGraph, device: Device, server: Server, **kwargs) -> list[frozenset[str]]:  # type: ignore[no-untyped-def]
+    """Device-side sets on the lower convex hull of (compute, bits) (see :mod:`.hull`)."""
+    from splitopt.partitioning.hull import hull as _hull
+
+    return _hull(graph, device, server, **kwargs)

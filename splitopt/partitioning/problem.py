@@ -1,0 +1,243 @@
+"""The partition problem as arrays: per-node costs on each side, per-tensor crossing costs.
+
+Every method of :mod:`splitopt.partitioning` solves the same problem
+
+    minimise  sum_{v in S} a_v + sum_{v notin S} c_v + sum_{u in dS} t_u
+    over      S predecessor-closed, inputs in S, (labels on the server) output notin S
+
+with ``dS`` the members of ``S`` that have a consumer outside ``S`` (each tensor paid once, however
+many consumers it has). For one iteration (COST_MODEL.md) ``a_v = b * sec_dev(v)``,
+``c_v = b * sec_srv(v)`` and ``t_u = b * 8 * out_bytes(u) * (1/r_up + 1/r_dn)``.
+
+Graph arrays (edge lists, measured times per device class, reachability) are computed once per
+:class:`~splitopt.graph.LayerGraph` and cached on it, so repeated partitions of one graph (devices,
+bandwidth shares, the hull's lambdas) pay only for the numbers that change.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from splitopt.costs import BITS
+from splitopt.errors import GraphError, InputError, check_finite_nonneg
+from splitopt.graph import LayerGraph
+from splitopt.system import Device, Link, Server
+
+_CACHE_ATTR = "_splitopt_partition_arrays"
+
+
+@dataclass(frozen=True)
+class GraphArrays:
+    """Index arrays of a graph (topological order), computed once per graph."""
+
+    src: np.ndarray  # producer index of every edge
+    dst: np.ndarray  # consumer index of every edge
+    inputs: np.ndarray  # input node indices
+    output: int
+    measured: dict[str, tuple[np.ndarray, np.ndarray]]  # class -> (node indices, fwd+bwd seconds)
+    ancestors_of_output: np.ndarray  # bool: node reaches the output
+
+    @property
+    def n_edges(self) -> int:
+        """Number of edges."""
+        return int(self.src.size)
+
+
+def graph_arrays(graph: LayerGraph) -> GraphArrays:
+    """The cached :class:`GraphArrays` of ``graph`` (built on first use; graphs are immutable)."""
+    cached = graph.__dict__.get(_CACHE_ATTR)
+    if cached is None:
+        cached = _build_arrays(graph)
+        graph.__dict__[_CACHE_ATTR] = cached
+    return cached
+
+
+def _build_arrays(graph: LayerGraph) -> GraphArrays:
+    succ = graph.succ_indices
+    lens = np.fromiter((len(s) for s in succ), dtype=np.intp, count=len(succ))
+    dst = np.fromiter(itertools.chain.from_iterable(succ), dtype=np.intp, count=int(lens.sum()))
+    src = np.repeat(np.arange(len(succ), dtype=np.intp), lens)
+    measured: dict[str, tuple[list[int], list[float]]] = {}
+    for i, node in enumerate(graph.nodes):
+        for cls, t in node.times.items():
+            idx, sec = measured.setdefault(cls, ([], []))
+            idx.append(i)
+            sec.append(t.fwd_s + t.bwd_s)
+    meas = {c: (np.array(i, dtype=np.intp), np.array(s, dtype=float))
+            for c, (i, s) in measured.items()}
+    inputs = np.array([graph.index[n] for n in graph.inputs], dtype=np.intp)
+    out = graph.index[graph.output]
+    return GraphArrays(src, dst, inputs, out, meas, _reaches(len(graph), src, dst, out))
+
+
+def _reaches(n: int, src: np.ndarray, dst: np.ndarray, target: int) -> np.ndarray:
+    """Which nodes have a path to ``target`` (breadth-first search on the reversed CSR)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import breadth_first_order
+
+    rev = csr_matrix((np.ones(src.size, dtype=np.int8), (dst, src)), shape=(n, n))
+    order = breadth_first_order(rev, target, directed=True, return_predecessors=False)
+    mask = np.zeros(n, dtype=bool)
+    mask[order] = True
+    return mask
+
+
+def train_seconds(graph: LayerGraph, device_class: str | None, flops: float) -> np.ndarray:
+    """Same numbers as :meth:`LayerGraph.train_seconds`, from the cached measured-time table."""
+    secs = graph.train_flops / flops
+    meas = graph_arrays(graph).measured.get(device_class) if device_class is not None else None
+    if meas is not None:
+        secs[meas[0]] = meas[1]
+    return secs
+
+
+@dataclass(frozen=True)
+class CutProblem:
+    """One instance: costs per node on each side and per tensor, and which nodes are forced.
+
+    Attributes
+    ----------
+    graph
+        The layer graph (node order = its topological order).
+    dev, srv
+        Seconds node ``v`` adds when on the device side / on the server side.
+    tensor
+        Seconds paid when node ``v``'s output crosses the cut (once, however many consumers).
+    labels_on_device
+        When False the output node is forced to the server side.
+
+    """
+
+    graph: LayerGraph
+    dev: np.ndarray
+    srv: np.ndarray
+    tensor: np.ndarray
+    labels_on_device: bool = False
+
+    @property
+    def arrays(self) -> GraphArrays:
+        """The graph's cached index arrays."""
+        return graph_arrays(self.graph)
+
+    @property
+    def n(self) -> int:
+        """Number of nodes."""
+        return len(self.graph)
+
+    def forced(self) -> tuple[np.ndarray, np.ndarray]:
+        """Boolean masks of the nodes forced to the device side and to the server side."""
+        force_in = np.zeros(self.n, dtype=bool)
+        force_in[self.arrays.inputs] = True
+        force_out = np.zeros(self.n, dtype=bool)
+        if not self.labels_on_device:
+            force_out[self.arrays.output] = True
+        return force_in, force_out
+
+    def boundary(self, mask: np.ndarray) -> np.ndarray:
+        """Boolean mask of the members of ``mask`` with a consumer outside it."""
+        ar = self.arrays
+        cross = mask[ar.src] & ~mask[ar.dst]
+        out = np.zeros(self.n, dtype=bool)
+        out[ar.src[cross]] = True
+        return out
+
+    def price(self, mask: np.ndarray) -> float:
+        """The objective of the device-side set ``mask``, in floats."""
+        return float(self.dev[mask].sum() + self.srv[~mask].sum()
+                     + self.tensor[self.boundary(mask)].sum())
+
+    def price_many(self, masks: np.ndarray) -> np.ndarray:
+        """The objective of each row of a (K, V) membership matrix."""
+        masks = np.atleast_2d(masks)
+        ar = self.arrays
+        bnd = np.zeros(masks.shape, dtype=bool)
+        if ar.n_edges:
+            cross = masks[:, ar.src] & ~masks[:, ar.dst]
+            # an edge list sorted by producer lets reduceat OR the crossings per producer
+            order = np.argsort(ar.src, kind="stable")
+            srcs = ar.src[order]
+            starts = np.flatnonzero(np.r_[True, srcs[1:] != srcs[:-1]])
+            bnd[:, srcs[starts]] = np.logical_or.reduceat(cross[:, order], starts, axis=1)
+        return masks @ self.dev + (~masks) @ self.srv + bnd @ self.tensor
+
+    def is_feasible(self, mask: np.ndarray) -> bool:
+        """True if ``mask`` is predecessor-closed, holds the inputs and respects the labels."""
+        ar = self.arrays
+        force_in, force_out = self.forced()
+        closed = not np.any(mask[ar.dst] & ~mask[ar.src])
+        return bool(closed and mask[force_in].all() and not mask[force_out].any())
+
+
+def check_inputs(graph: Any, device: Any, server: Any, link: Any, batch: Any, labels: Any) -> None:
+    """Clear errors for everything :func:`splitopt.partition` is given, before any solving."""
+    if not isinstance(graph, LayerGraph):
+        raise InputError("graph", type(graph).__name__, "a splitopt LayerGraph",
+                         "Load one with LayerGraph.load(path) or build one with splitopt.profile.")
+    for name, value, cls in (("device", device, Device), ("server", server, Server),
+                             ("link", link, Link)):
+        if not isinstance(value, cls):
+            raise InputError(name, type(value).__name__, f"a splitopt {cls.__name__}")
+    check_finite_nonneg("device.flops", device.flops, positive=True)
+    check_finite_nonneg("server.flops", server.flops, positive=True)
+    check_finite_nonneg("link.up_bps", link.up_bps, positive=True)
+    check_finite_nonneg("link.dn_bps", link.dn_bps, positive=True)
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise InputError("batch", batch, "an integer >= 1")
+    if labels not in ("server", "device"):
+        raise InputError("labels", labels, "'server' (vanilla split learning) or 'device' "
+                         "(U-shaped: the loss may stay on the device)")
+    check_connected(graph)
+
+
+def check_connected(graph: LayerGraph) -> None:
+    """Raise :class:`GraphError` when no input has a path to the output."""
+    ar = graph_arrays(graph)
+    if not ar.ancestors_of_output[ar.inputs].any():
+        raise GraphError("graph", graph.name or repr(graph), "a graph with a path from an input "
+                         f"to the output {graph.output!r}",
+                         "Check the edges: the output does not depend on any input.")
+
+
+def iteration_problem(graph: LayerGraph, device: Device, server: Server, link: Link, *,
+                      batch: int = 1, labels: str = "server") -> CutProblem:
+    """The one-iteration delay problem of COST_MODEL.md for one device at the given link."""
+    check_inputs(graph, device, server, link, batch, labels)
+    b = float(batch)
+    dev = b * train_seconds(graph, device.cls, device.flops)
+    srv = b * train_seconds(graph, server.device_class, server.flops)
+    tensor = b * BITS * graph.out_bytes * link.seconds_per_bit
+    return CutProblem(graph, dev, srv, tensor, labels == "device")
+
+
+@dataclass(frozen=True)
+class Solution:
+    """What every method returns: the device-side mask, its float price and a proven bound.
+
+    ``status`` is ``"optimal"`` when ``bound`` proves ``objective`` optimal to 1e-9 relative,
+    ``"heuristic"`` for a method that is not exact on this instance (chain on a DAG).
+    """
+
+    mask: np.ndarray
+    objective: float
+    bound: float | None
+    status: str
+    info: dict[str, Any]
+
+
+def certified(prob: CutProblem, mask: np.ndarray, lower: float, info: dict[str, Any],
+              rel_tol: float = 1e-9) -> Solution:
+    """A :class:`Solution` for ``mask`` whose optimality is proven by the lower bound ``lower``.
+
+    The float price of ``mask`` is the objective. When ``lower`` is within ``rel_tol`` of it the
+    plan is reported optimal with bound = objective (the gap is float noise; the proven lower bound
+    stays in ``info["lower_bound"]``); otherwise the status says "feasible" and the bound is kept.
+    """
+    obj = prob.price(mask)
+    info = {**info, "lower_bound": lower}
+    if obj - lower <= rel_tol * abs(obj):
+        return Solution(mask, obj, obj, "optimal", info)
+    return Solution(mask, obj, lower, "feasible", info)

@@ -1,0 +1,75 @@
+"""Synthetic ResNet-like layer DAGs for benchmarks and tests (about 5 edges per node).
+
+A graph is ``stages`` stages of repeated residual blocks; block ``layer{s}.{b}`` has ``ops``
+operators ``layer{s}.{b}.op{j}``, each consuming the previous one and up to ``fan_in - 1`` earlier
+tensors of the same block (the block input included: skip connections, multi-consumer tensors).
+Only the last operator leaves the block, and every operator that reads the block input reads only
+that tensor, so each block satisfies the structural condition of the block-wise method. Blocks of
+one stage share one random template (same structure and costs), as repeated layers do in real
+models; the stem and head are single nodes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from splitopt.graph import LayerGraph, Node
+
+
+def resnet_like(n: int, *, seed: int = 0, ops: int = 10, stages: int = 4,
+                fan_in: int = 5) -> LayerGraph:
+    """A ResNet-like DAG of about ``n`` nodes (inputs ``x``, output ``loss``)."""
+    rng = np.random.default_rng(seed)
+    blocks = max(1, (n - 3) // (ops * stages))
+    nodes = [Node("x", 0.0, 0.0, 3 * 224 * 224 * 4.0, 0.0, "input"),
+             Node("stem", 2e8, None, 64 * 56 * 56 * 4.0, 4e4, "Conv2d")]
+    edges: list[tuple[str, str]] = [("x", "stem")]
+    prev = "stem"
+    for s in range(stages):
+        tmpl = _template(rng, ops, fan_in, s)
+        for b in range(blocks):
+            names = [f"layer{s + 1}.{b}.op{j}" for j in range(ops)]
+            for j, (fl, ob, pb, srcs) in enumerate(tmpl):
+                nodes.append(Node(names[j], fl, None, ob, pb, "op"))
+                edges += [(prev if k < 0 else names[k], names[j]) for k in srcs]
+            prev = names[-1]
+    nodes.append(Node("loss", 1e6, None, 4.0, 2e6, "output"))
+    edges.append((prev, "loss"))
+    return LayerGraph(nodes, edges, ["x"], "loss", name=f"resnet_like{len(nodes)}")
+
+
+def _template(rng: np.random.Generator, ops: int, fan_in: int,
+              stage: int) -> list[tuple[float, float, float, list[int]]]:
+    """Per operator: (fwd FLOPs, out bytes, param bytes, sources; -1 = the block input)."""
+    width = 2.0**stage
+    out = []
+    for j in range(ops):
+        srcs = {j - 1}
+        if j:
+            extra = rng.choice(np.arange(-1, j - 1), size=min(fan_in - 1, j), replace=False)
+            srcs.update(int(k) for k in extra)
+        flops = float(rng.uniform(0.5, 2.0) * 1e8 * width)
+        obytes = float(rng.uniform(0.5, 2.0) * 8e5 / width)
+        pbytes = float(rng.uniform(0, 2.0) * 1e5 * width * width)
+        out.append((flops, obytes, pbytes, sorted(srcs)))
+    return out
+
+
+def wide_range_dag(rng: np.random.Generator, n: int, *, n_inputs: int = 1,
+                   skip_prob: float = 0.5, zero_prob: float = 0.0,
+                   decades: float = 12.0) -> LayerGraph:
+    """Build a random DAG whose node costs span ``decades`` decades (for exactness tests).
+
+    :func:`splitopt.testing.random_dag` with every node's costs multiplied by its own log-uniform
+    factor.
+    """
+    from splitopt.testing import random_dag
+
+    g = random_dag(rng, n, n_inputs=n_inputs, skip_prob=skip_prob, zero_prob=zero_prob)
+    nodes = []
+    for node in g.nodes:
+        f = float(10.0 ** rng.uniform(-decades / 2, decades / 2))
+        nodes.append(Node(node.name, node.fwd_flops * f, node.bwd_flops * f,  # type: ignore[operator]
+                          node.out_bytes * float(10.0 ** rng.uniform(-decades / 2, decades / 2)),
+                          node.param_bytes * f, node.kind))
+    return LayerGraph(nodes, g.edges, g.inputs, g.output, name=g.name)
