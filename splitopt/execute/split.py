@@ -1,0 +1,240 @@
+"""Cut a torch model by a device-side node set into a device part and a server part.
+
+The parts are built from the same capture as the profiler (:mod:`splitopt.profiler.capture`), so
+node names are the profiler's. Any predecessor-closed set of the graph works: every tensor that a
+device-side node produces and a server-side node consumes crosses the cut (skip connections
+included). Both parts are ``torch.fx.GraphModule`` objects whose parameters and buffers are the
+*original* objects under their *original* names: ``device.state_dict()`` and
+``server.state_dict()`` use the model's keys, optimisers over ``part.parameters()`` update the
+model itself, and ``server(*device(*inputs))`` computes what ``model(*inputs)`` computes.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+from torch.utils._pytree import tree_map, tree_unflatten
+
+from splitopt.errors import InputError
+from splitopt.graph import LayerGraph
+from splitopt.profiler.capture import OUTPUT, Captured
+from splitopt.profiler.core import as_args, assemble, capture_model, on_meta
+from splitopt.profiler.runner import fetch_attr, to_meta
+
+_INPLACE_OPS = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
+
+
+@dataclass
+class SplitModel:
+    """The two halves of a model cut at a device-side set.
+
+    Attributes
+    ----------
+    device
+        ``device(*inputs)`` returns the tuple of boundary tensors, in the order of ``boundary``.
+    server
+        ``server(*boundary_tensors)`` returns the model's output.
+    boundary
+        Names of the crossing tensors: the producing node's name, with ``:k`` (k >= 1) appended
+        for the k-th further tensor of the same node; ordered as the model produces them.
+    device_side
+        The device-side node set (inputs included).
+    capture
+        The capture route the parts were built from (``"export"`` or ``"fx"``).
+    shared
+        Names of parameters present in both parts (weights tied across the cut). They are the
+        same ``Parameter`` object in both, so in one process their gradients add up as in the
+        whole model; across processes their gradients must be summed.
+
+    """
+
+    device: fx.GraphModule
+    server: fx.GraphModule
+    boundary: list[str]
+    device_side: frozenset[str]
+    capture: str
+    shared: list[str] = field(default_factory=list)
+
+    def __call__(self, *inputs: Any) -> Any:
+        """``server(*device(*inputs))``: the whole model."""
+        return self.server(*self.device(*inputs))
+
+    def parts(self) -> tuple[fx.GraphModule, fx.GraphModule]:
+        """``(device, server)``."""
+        return self.device, self.server
+
+
+def split_model(model: nn.Module, example_inputs: Any, device_side: Iterable[str],
+                graph: LayerGraph | None = None, *, capture: str | None = None) -> SplitModel:
+    """Split ``model`` so that the nodes in ``device_side`` run on the device.
+
+    Parameters
+    ----------
+    model
+        The model (not modified; the parts share its parameters).
+    example_inputs
+        Positional arguments of one forward call (used to capture the graph).
+    device_side
+        Predecessor-closed set of node names (the profiler's names) holding every input node and
+        not the output node, e.g. ``Plan.devices[k].device_side`` or a prefix of ``graph.names``.
+    graph
+        The profiled graph the names come from; its ``meta["capture"]`` selects the same capture
+        route so that names agree.
+    capture
+        Force a capture route (``"auto"``, ``"export"``, ``"fx"``).
+
+    Raises
+    ------
+    InputError
+        Unknown node names, a set that is not predecessor-closed, or a set holding the output.
+
+    See Also
+    --------
+    Splitter : capture once, split at many cuts.
+
+    """
+    return Splitter(model, example_inputs, graph, capture=capture).split(device_side)
+
+
+class Splitter:
+    """Capture a model once and cut it at any number of device-side sets.
+
+    Parameters are those of :func:`split_model`.
+    """
+
+    def __init__(self, model: nn.Module, example_inputs: Any, graph: LayerGraph | None = None,
+                 *, capture: str | None = None):
+        meta = on_meta(model)
+        args = as_args(example_inputs)
+        if meta:
+            args = tuple(to_meta(a) if isinstance(a, torch.Tensor) else a for a in args)
+        mode = capture or (graph.meta.get("capture", "auto") if graph is not None else "auto")
+        self.model, self.graph = model, graph
+        self.cap = capture_model(model, args, mode)
+        #: the node structure of the capture (no costs): validates device-side sets
+        self.shape = assemble(self.cap, {}, {}, 1, type(model).__name__)
+
+    def split(self, device_side: Iterable[str]) -> SplitModel:
+        """The :class:`SplitModel` for one device-side set."""
+        return _build(self.cap, self.model, _check_set(self.shape, device_side, self.graph))
+
+
+def _check_set(shape: LayerGraph, device_side: Iterable[str],
+               graph: LayerGraph | None) -> frozenset[str]:
+    if isinstance(device_side, str):
+        raise InputError("device_side", device_side, "a set of node names, not one string")
+    s = frozenset(device_side)
+    unknown = sorted(n for n in s if n not in shape)
+    if unknown:
+        hint = ("The graph was profiled from a different capture or model."
+                if graph is not None else "Use the names of splitopt.profile(model, inputs).")
+        raise InputError("device_side", unknown[:5], f"node names of the model "
+                         f"({', '.join(shape.names[:6])}, ...)", hint)
+    if OUTPUT in s:
+        raise InputError("device_side", OUTPUT, "a set without the output node",
+                         "The output stays on the server; to train on the device alone, use the "
+                         "whole model.")
+    return shape.check_split(s)
+
+
+def _side_of(cap: Captured, s: frozenset[str]) -> dict[fx.Node, bool]:
+    """Fx node -> True when it runs on the device (get_attr nodes are placed where used)."""
+    return {n: g in s for n, g in cap.group.items()}
+
+
+def _build(cap: Captured, model: nn.Module, s: frozenset[str]) -> SplitModel:
+    on_dev = _side_of(cap, s)
+    nodes = [n for n in cap.gm.graph.nodes if n in on_dev]
+    crossing = [n for n in nodes if on_dev[n]
+                and any(not on_dev.get(u, False) for u in n.users if u in on_dev)]
+    names = _boundary_names(cap, crossing)
+    dev_graph, dev_attrs = fx.Graph(), set()
+    env: dict[fx.Node, fx.Node] = {}
+    for n in nodes:
+        if on_dev[n]:
+            _copy(n, dev_graph, env, dev_attrs)
+    dev_graph.output(tuple(env[n] for n in crossing))
+    srv_graph, srv_attrs = fx.Graph(), set()
+    env = {}
+    for n, name in zip(crossing, names, strict=True):
+        ph = srv_graph.placeholder(_identifier(name))
+        env[n] = srv_graph.call_method("clone", (ph,)) if _mutated(cap, n, on_dev) else ph
+    for n in nodes:
+        if not on_dev[n] and n.op != "output":
+            _copy(n, srv_graph, env, srv_attrs)
+    srv_graph.output(_output_args(cap, env))
+    device = _module(dev_graph, dev_attrs, model, cap, "DevicePart")
+    server = _module(srv_graph, srv_attrs, model, cap, "ServerPart")
+    dev_params = {id(p): k for k, p in device.named_parameters()}
+    shared = sorted(k for k, p in server.named_parameters() if id(p) in dev_params)
+    return SplitModel(device, server, names, s, cap.capture, shared)
+
+
+def _boundary_names(cap: Captured, crossing: list[fx.Node]) -> list[str]:
+    count: dict[str, int] = {}
+    names = []
+    for n in crossing:
+        g = cap.group[n]
+        k = count.get(g, 0)
+        count[g] = k + 1
+        names.append(g if k == 0 else f"{g}:{k}")
+    return names
+
+
+def _identifier(name: str) -> str:
+    out = "".join(c if c.isalnum() else "_" for c in name)
+    return out if out and not out[0].isdigit() else f"t_{out}"
+
+
+def _copy(n: fx.Node, graph: fx.Graph, env: dict[fx.Node, fx.Node], attrs: set[str]) -> None:
+    for m in n.all_input_nodes:
+        if m.op == "get_attr" and m not in env:
+            env[m] = graph.get_attr(m.target)
+            attrs.add(m.target)
+    if n.op == "call_module":
+        attrs.add(n.target)
+    env[n] = graph.node_copy(n, lambda x: env[x])
+
+
+def _mutated(cap: Captured, n: fx.Node, on_dev: dict[fx.Node, bool]) -> bool:
+    """True when a server-side user may modify ``n`` in place (a boundary leaf must be cloned)."""
+    for u in n.users:
+        if on_dev.get(u, True):
+            continue
+        t = u.target
+        if isinstance(t, torch._ops.OpOverload) and t._schema.is_mutable:
+            return True
+        if u.op == "call_module" and getattr(cap.gm.get_submodule(t), "inplace", False):
+            return True
+        if u.op == "call_method" and str(t).endswith("_") and not str(t).endswith("__"):
+            return True
+        if t in _INPLACE_OPS or u.kwargs.get("inplace"):
+            return True
+    return False
+
+
+def _output_args(cap: Captured, env: dict[fx.Node, fx.Node]) -> Any:
+    out = next(n for n in cap.gm.graph.nodes if n.op == "output")
+    mapped = tree_map(lambda a: env[a] if isinstance(a, fx.Node) else a, out.args[0])
+    if cap.out_spec is not None:  # export returns a flat tuple; restore the model's structure
+        return tree_unflatten(list(mapped), cap.out_spec)
+    return mapped
+
+
+def _module(graph: fx.Graph, attrs: set[str], model: nn.Module, cap: Captured,
+            cls: str) -> fx.GraphModule:
+    """A GraphModule holding the model's own objects under their own names."""
+    root: dict[str, Any] = {}
+    for target in sorted(attrs):
+        try:
+            root[target] = fetch_attr(model, target)
+        except AttributeError:  # a constant that export lifted: only the capture has it
+            root[target] = fetch_attr(cap.gm, target)
+    graph.lint()
+    return fx.GraphModule(root, graph, cls)

@@ -1,0 +1,276 @@
+"""Capture a torch model as an fx graph whose operations are grouped into LayerGraph nodes.
+
+One capture feeds both the profiler (:func:`splitopt.profiler.profile`) and the splitter
+(:func:`splitopt.execute.split.split_model`), so that node names always agree.
+
+Two routes:
+
+``export``
+    ``torch.export.export(..., strict=False)`` then ``ExportedProgram.module()``: an ATen-level fx
+    graph whose ``get_attr`` targets are the original parameter names and whose nodes carry the
+    ``nn_module_stack`` of the module that ran them.
+``fx``
+    ``torch.fx`` symbolic tracing with every leaf module kept as one ``call_module`` node; a
+    submodule whose tracing fails is retried as a leaf (an opaque single node).
+
+Naming rule (docs/profiler.md): every operation run inside a *leaf* module (a module without
+children, or one of :data:`OPAQUE`) belongs to the node named by the module's fully qualified name;
+the k-th repeated call (k >= 1) of the same module is ``FQN@k``. Any other operation (residual
+adds, flatten, cat, attention matmuls, ...) is its own node named ``<enclosing FQN>.<op>`` (just
+``<op>`` at the top level), with ``_1``, ``_2``, ... appended to make it unique. ``getitem`` on a
+node's tuple output stays in that node. Model inputs are nodes named by the forward argument names.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from splitopt.errors import InputError, ProfileError
+
+#: Modules with children that still run as one unit (their children are not called as modules).
+OPAQUE: tuple[type[nn.Module], ...] = (nn.MultiheadAttention,)
+
+CAPTURES = ("auto", "export", "fx")
+
+OUTPUT = "output"
+
+
+@dataclass
+class Captured:
+    """A captured model: the fx graph module and the LayerGraph node each fx node belongs to.
+
+    Attributes
+    ----------
+    gm
+        The captured ``fx.GraphModule`` (parameters are the model's own objects).
+    group
+        fx node -> LayerGraph node name (inputs: the argument name; the fx output node: ``output``).
+        Nodes absent from the map (``get_attr``, dropped guards) belong to no LayerGraph node.
+    kinds
+        LayerGraph node name -> kind (module class name, ATen/function op name, ``input``).
+    inputs
+        LayerGraph input node names, in argument order.
+    capture
+        ``"export"`` or ``"fx"``.
+    reason
+        Why the fallback was taken (empty when the first route worked).
+    leaves_forced
+        Submodules made leaves because they could not be traced (fx route).
+    out_spec
+        pytree spec of the model's output, for ``export`` (``None`` for ``fx``).
+
+    """
+
+    gm: fx.GraphModule
+    group: dict[fx.Node, str]
+    kinds: dict[str, str]
+    inputs: list[str]
+    capture: str
+    reason: str = ""
+    leaves_forced: list[str] = field(default_factory=list)
+    out_spec: Any = None
+
+
+def capture(model: nn.Module, example_inputs: Sequence[Any], mode: str = "auto") -> Captured:
+    """Capture ``model`` called on ``example_inputs`` (a tuple of positional arguments).
+
+    Raises
+    ------
+    InputError
+        If ``mode`` is not one of :data:`CAPTURES` or the arguments are not a module and a tuple.
+    ProfileError
+        If no route can trace the model.
+
+    """
+    if mode not in CAPTURES:
+        raise InputError("capture", mode, f"one of {list(CAPTURES)}")
+    if not isinstance(model, nn.Module):
+        raise InputError("module", type(model).__name__, "a torch.nn.Module")
+    args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    reason = ""
+    if mode in ("auto", "export"):
+        try:
+            return _from_export(model, args)
+        except Exception as err:  # noqa: BLE001 - any export failure means: try the next route
+            if mode == "export":
+                raise ProfileError(f"torch.export could not capture {type(model).__name__}: "
+                                   f"{_first_line(err)}") from err
+            reason = f"torch.export failed: {_first_line(err)}"
+    cap = _from_fx(model, args)
+    cap.reason = reason
+    return cap
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
+
+
+def is_leaf(module: nn.Module) -> bool:
+    """True when ``module`` runs as one LayerGraph node."""
+    return isinstance(module, OPAQUE) or next(module.children(), None) is None
+
+
+# --------------------------------------------------------------------------- export route
+def _from_export(model: nn.Module, args: tuple[Any, ...]) -> Captured:
+    ep = torch.export.export(model, args, strict=False)
+    gm = ep.module()
+    _drop_guards(gm, model)
+    return _group(gm, model, "export", ep.call_spec.out_spec)
+
+
+def _drop_guards(gm: fx.GraphModule, model: nn.Module) -> None:
+    """Remove nodes that export adds to check inputs (``_guards_fn``): they are no operation."""
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and not node.users and not _has_module(model, node.target):
+            gm.graph.erase_node(node)
+    gm.recompile()
+
+
+def _has_module(model: nn.Module, target: str) -> bool:
+    try:
+        model.get_submodule(target)
+        return True
+    except AttributeError:
+        return False
+
+
+# --------------------------------------------------------------------------- fx route
+class _LeafTracer(fx.Tracer):
+    def __init__(self, forced: set[str]):
+        super().__init__()
+        self.forced = forced
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return module_qualified_name in self.forced or is_leaf(m)
+
+
+def _from_fx(model: nn.Module, args: tuple[Any, ...]) -> Captured:
+    forced: set[str] = set()
+    for _ in range(len(list(model.modules())) + 1):
+        tracer = _LeafTracer(forced)
+        try:
+            graph = tracer.trace(model)
+        except Exception as err:  # noqa: BLE001 - locate the failing submodule and retry
+            culprit = _innermost(tracer)
+            if not culprit or culprit in forced:
+                raise ProfileError(
+                    f"cannot trace {type(model).__name__}: torch.export and torch.fx both failed"
+                    f" ({_first_line(err)}); a failure in the top-level forward cannot be "
+                    "isolated as a leaf. Make the forward traceable (no Python control flow on "
+                    "tensor values) or wrap the untraceable part in a submodule.") from err
+            forced.add(culprit)
+            continue
+        gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+        cap = _group(gm, model, "fx", None)
+        cap.leaves_forced = sorted(forced)
+        return cap
+    raise ProfileError(f"cannot trace {type(model).__name__} with torch.fx")  # pragma: no cover
+
+
+def _innermost(tracer: fx.Tracer) -> str:
+    """The qualified name of the innermost module being traced when tracing failed."""
+    stack = getattr(tracer, "module_stack", None) or {}
+    for key in reversed(list(stack)):
+        path = stack[key][0] if isinstance(stack[key], tuple) else key
+        if path:
+            return str(path)
+    return ""
+
+
+# --------------------------------------------------------------------------- grouping
+def _group(gm: fx.GraphModule, model: nn.Module, route: str, out_spec: Any) -> Captured:
+    names = _Namer({n for n, _ in model.named_modules() if n} | {OUTPUT})
+    group: dict[fx.Node, str] = {}
+    kinds: dict[str, str] = {}
+    inputs: list[str] = []
+    calls: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            name = names.unique(str(node.target).lstrip("*"))
+            inputs.append(name)
+            group[node], kinds[name] = name, "input"
+        elif node.op == "output":
+            group[node] = OUTPUT
+        elif node.op == "get_attr":
+            continue
+        elif node.op == "call_function" and node.target is operator.getitem \
+                and node.args[0] in group:
+            group[node] = group[node.args[0]]
+        else:
+            name, kind = _leaf_name(node, model, route, calls) or _op_name(node, names)
+            group[node] = name
+            kinds.setdefault(name, kind)
+    return Captured(gm, group, kinds, inputs, route, out_spec=out_spec)
+
+
+def _leaf_name(node: fx.Node, model: nn.Module, route: str,
+               calls: dict[str, int]) -> tuple[str, str] | None:
+    """``(FQN[@k], class name)`` when ``node`` runs inside a leaf module, else None."""
+    if route == "fx" and node.op == "call_module":
+        key = str(node.target)
+        k = calls.get(key, 0)
+        calls[key] = k + 1
+        return (key if k == 0 else f"{key}@{k}"), type(model.get_submodule(key)).__name__
+    for key, value in (node.meta.get("nn_module_stack") or {}).items():
+        path = _clean_path(value[0])
+        if not path:
+            continue
+        try:
+            mod = model.get_submodule(path)
+        except AttributeError:
+            continue
+        if is_leaf(mod):
+            m = re.search(r"@(\d+)$", str(key))
+            return (path + (f"@{m.group(1)}" if m else "")), type(mod).__name__
+    return None
+
+
+def _clean_path(path: Any) -> str:
+    # Some torch versions spell the stack as L['self'].a.b or L__self___a_b: keep a dotted path.
+    text = str(path)
+    text = re.sub(r"^L\['self'\]\.?", "", text)
+    return re.sub(r"\._modules\['([^']+)'\]", r".\1", text).lstrip(".")
+
+
+def _op_name(node: fx.Node, names: _Namer) -> tuple[str, str]:
+    op = _op_of(node)
+    scope = ""
+    stack = node.meta.get("nn_module_stack") or {}
+    if stack:
+        scope = _clean_path(list(stack.values())[-1][0])
+    return names.unique(f"{scope}.{op}" if scope else op), op
+
+
+def _op_of(node: fx.Node) -> str:
+    t = node.target
+    if node.op == "call_method":
+        return str(t)
+    if node.op == "call_module":
+        return str(t).rsplit(".", 1)[-1]
+    if isinstance(t, torch._ops.OpOverload):
+        return t._opname
+    return getattr(t, "__name__", str(t)).strip("_") or "op"
+
+
+class _Namer:
+    """Hand out unique names: ``base``, then ``base_1``, ``base_2``, ..."""
+
+    def __init__(self, taken: set[str]):
+        self.taken = set(taken)
+
+    def unique(self, base: str) -> str:
+        name, k = base, 0
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}"
+        self.taken.add(name)
+        return name

@@ -1,0 +1,159 @@
+"""Small hand-made models with the DAG shapes that matter for profiling and splitting.
+
+Used by the tests and the examples of docs/profiler.md: two branches joined by a concatenation, a
+tensor consumed three times, a residual block, tied weights, two inputs, and models that tracing
+cannot handle (wholly, or in one submodule only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+
+class Branches(nn.Module):
+    """Two convolution branches concatenated along channels, then a classifier."""
+
+    def __init__(self, c: int = 3, w: int = 8, classes: int = 5):
+        super().__init__()
+        self.left = nn.Conv2d(c, 4, 3, padding=1)
+        self.right = nn.Sequential(nn.Conv2d(c, 4, 1), nn.ReLU())
+        self.mix = nn.Conv2d(8, 6, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(6, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([self.left(x), self.right(x)], dim=1)
+        return self.fc(torch.flatten(self.pool(self.mix(h)), 1))
+
+
+class ThreeUses(nn.Module):
+    """A tensor (``inp``'s output) consumed by three nodes: two layers and a sum."""
+
+    def __init__(self, d: int = 6):
+        super().__init__()
+        self.inp = nn.Linear(d, d)
+        self.a = nn.Linear(d, d)
+        self.b = nn.Sequential(nn.Tanh(), nn.Linear(d, d))
+        self.out = nn.Linear(d, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        return self.out(self.a(h) + self.b(h) + h)
+
+
+class ResBlock(nn.Module):
+    """A ResNet basic block (one ReLU module called twice, in-place) and a linear head."""
+
+    def __init__(self, c: int = 4, w: int = 6, classes: int = 3):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+        self.fc = nn.Linear(c * w * w, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out = self.relu(out + x)
+        return self.fc(torch.flatten(out, 1))
+
+
+class TiedLM(nn.Module):
+    """Embedding, a block, and an output layer whose weight is the embedding's (GPT-2 style)."""
+
+    def __init__(self, vocab: int = 11, d: int = 8):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, d)
+        self.ln = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.wte(ids)
+        h = h + self.mlp(self.ln(h))
+        return self.lm_head(h)
+
+
+class TwoInputs(nn.Module):
+    """An image and a feature vector, each with its own encoder, joined before the head."""
+
+    def __init__(self, c: int = 2, w: int = 4, d: int = 5):
+        super().__init__()
+        self.img = nn.Sequential(nn.Conv2d(c, 3, 3, padding=1), nn.ReLU(), nn.Flatten())
+        self.vec = nn.Linear(d, 7)
+        self.head = nn.Linear(3 * w * w + 7, 2)
+
+    def forward(self, image: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.img(image), self.vec(features)], dim=1))
+
+
+class _Gate(nn.Module):
+    """Branches on a tensor's value: neither torch.export nor torch.fx can trace it."""
+
+    def __init__(self, d: int = 4):
+        super().__init__()
+        self.lin = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return self.lin(x)
+        return -self.lin(x)
+
+
+class GatedInside(nn.Module):
+    """Traceable except for one submodule (``gate``), which tracing must keep as a single node."""
+
+    def __init__(self, d: int = 4):
+        super().__init__()
+        self.pre = nn.Linear(d, d)
+        self.gate = _Gate(d)
+        self.post = nn.Linear(d, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.post(self.gate(self.pre(x)) + x)
+
+
+class GatedTop(nn.Module):
+    """Branches on a tensor's value in its own forward: it cannot be traced at all."""
+
+    def __init__(self, d: int = 4):
+        super().__init__()
+        self.lin = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x)
+        if h.sum() > 0:
+            return h
+        return -h
+
+
+def examples(batch: int = 2) -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]:
+    """Each traceable toy model with example inputs of ``batch`` samples (seeded)."""
+    g = torch.Generator().manual_seed(0)
+    return {
+        "branches": (Branches(), (torch.randn(batch, 3, 8, 8, generator=g),)),
+        "three_uses": (ThreeUses(), (torch.randn(batch, 6, generator=g),)),
+        "resblock": (ResBlock(), (torch.randn(batch, 4, 6, 6, generator=g),)),
+        "tied": (TiedLM(), (torch.randint(0, 11, (batch, 5), generator=g),)),
+        "two_inputs": (TwoInputs(), (torch.randn(batch, 2, 4, 4, generator=g),
+                                     torch.randn(batch, 5, generator=g))),
+        "gated_inside": (GatedInside(), (torch.randn(batch, 4, generator=g),)),
+    }
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread (tiny tensors on a shared machine: far faster)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)

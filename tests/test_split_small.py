@@ -1,0 +1,146 @@
+"""split_model on hand-made DAGs: equivalence of outputs, gradients and state, at many cuts."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from splitopt.errors import InputError  # noqa: E402
+from splitopt.execute.split import Splitter, split_model  # noqa: E402
+from splitopt.profiler import profile  # noqa: E402
+from splitopt.profiler import toy  # noqa: E402
+from splitopt.profiler.toy import examples  # noqa: E402
+
+CASES = examples()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with toy.one_thread():
+        yield
+
+
+def cuts(graph, n_random=6, seed=0):
+    """Chain prefixes, the closure of every single node, and closures of random node pairs."""
+    inner = [n for n in graph.names if n != graph.output]
+    sets = {frozenset(s) for s in graph.chain_prefixes()}
+    sets |= {graph.pred_closure([n, *graph.inputs]) for n in inner}
+    rng = random.Random(seed)
+    for _ in range(n_random):
+        sets.add(graph.pred_closure([*rng.sample(inner, 2), *graph.inputs]))
+    return sorted((s for s in sets if graph.output not in s), key=lambda s: (len(s), sorted(s)))
+
+
+def loss_of(out):
+    return (out.float() ** 2).mean()
+
+
+def assert_equivalent(model, inputs, device_side, graph, *, detach=False, splitter=None):
+    ref = copy.deepcopy(model)
+    if splitter is not None:
+        sp = splitter.split(device_side)
+    else:
+        sp = split_model(model, inputs, device_side, graph)
+    torch.manual_seed(3)
+    ref_out = ref(*inputs)
+    loss_of(ref_out).backward()
+    torch.manual_seed(3)
+    sent = sp.device(*inputs)
+    assert isinstance(sent, tuple) and len(sent) == len(sp.boundary)
+    if detach:  # what a split-learning trainer does: cut autograd at the boundary
+        recv = [t.detach().requires_grad_(t.requires_grad) for t in sent]
+        out = sp.server(*recv)
+        loss_of(out).backward()
+        pairs = [(s, r.grad) for s, r in zip(sent, recv, strict=True) if r.requires_grad and r.grad is not None]
+        if pairs:
+            torch.autograd.backward([s for s, _ in pairs], [g for _, g in pairs])
+    else:
+        out = sp.server(*sent)
+        loss_of(out).backward()
+    torch.testing.assert_close(out, ref_out)
+    grads = dict(ref.named_parameters())
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name].grad, msg=f"gradient of {name}")
+    torch.testing.assert_close(model.state_dict(), ref.state_dict())
+    return sp
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_cut_computes_the_model(case):
+    model, inputs = CASES[case]
+    graph = profile(model, inputs)
+    for detach in (False, True):
+        m = copy.deepcopy(model)
+        splitter = Splitter(m, inputs, graph)
+        for s in cuts(graph):
+            m.zero_grad()
+            sp = assert_equivalent(m, inputs, s, graph, detach=detach, splitter=splitter)
+            assert {b.split(":")[0] for b in sp.boundary} == set(graph.boundary(s))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_parts_keep_original_names_and_objects(case):
+    model, inputs = CASES[case]
+    graph = profile(model, inputs)
+    s = cuts(graph)[len(cuts(graph)) // 2]
+    sp = split_model(model, inputs, s, graph)
+    keys = set(model.state_dict())
+    dev, srv = set(sp.device.state_dict()), set(sp.server.state_dict())
+    assert dev <= keys and srv <= keys
+    own = dict(model.named_parameters())
+    for part in sp.parts():
+        for name, p in part.named_parameters():
+            assert p is own.get(name) or any(p is q for q in own.values())
+    shared = set(sp.shared)
+    assert not (dev & srv) - shared - {k for k in keys if k not in own}
+
+
+def test_tied_weight_across_the_cut_is_shared_and_gradients_add_up():
+    model, inputs = CASES["tied"]
+    graph = profile(model, inputs)
+    s = graph.pred_closure(["mlp.2", *graph.inputs])
+    sp = assert_equivalent(copy.deepcopy(model), inputs, s, graph)
+    assert sp.shared == ["wte.weight"] or sp.shared == ["lm_head.weight"]
+
+
+def test_skip_and_several_tensors_cross():
+    model, inputs = CASES["resblock"]
+    graph = profile(model, inputs)
+    s = graph.pred_closure(["bn2"])  # inside the block: the skip input crosses too
+    sp = assert_equivalent(copy.deepcopy(model), inputs, s, graph, detach=True)
+    assert sp.boundary == ["x", "bn2"]
+
+
+def test_two_inputs_and_server_side_branch():
+    model, inputs = CASES["two_inputs"]
+    graph = profile(model, inputs)
+    s = graph.pred_closure(["img.2", *graph.inputs])
+    sp = assert_equivalent(copy.deepcopy(model), inputs, s, graph, detach=True)
+    assert set(sp.boundary) == {"img.2", "features"}
+
+
+def test_batch_norm_eval_mode_and_fx_capture():
+    model, inputs = CASES["resblock"]
+    graph = profile(model, inputs, capture="fx")
+    assert graph.meta["capture"] == "fx"
+    m = copy.deepcopy(model).eval()
+    assert_equivalent(m, inputs, graph.pred_closure(["relu"]), graph, detach=True)
+
+
+def test_bad_device_sets():
+    model, inputs = CASES["branches"]
+    graph = profile(model, inputs)
+    with pytest.raises(InputError, match="device_side.*nope"):
+        split_model(model, inputs, {"x", "nope"}, graph)
+    with pytest.raises(InputError, match="predecessor-closed"):
+        split_model(model, inputs, {"x", "mix"}, graph)
+    with pytest.raises(InputError, match="without the output"):
+        split_model(model, inputs, set(graph.names), graph)
+    with pytest.raises(InputError, match="every input"):
+        split_model(model, inputs, {"left"}, graph)
+    with pytest.raises(InputError, match="not one string"):
+        split_model(model, inputs, "x", graph)
