@@ -1,4 +1,4 @@
-"""`splitopt info` and `splitopt cost`: tables, --json, and one clear line with exit code 2 on bad input."""
+"""`splitopt info` and `splitopt cost`: tables, --json; bad input gives one line and exit code 2."""
 
 from __future__ import annotations
 
@@ -141,8 +141,8 @@ def test_console_script_bad_file_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "from splitopt.cli import main; main()", "info",
                            str(tmp_path / "g.json")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip() == ("error: inputs: got 'x'; allowed: names of nodes in the graph (the graph is "
-                                    "empty).")
+    assert proc.stderr.strip() == ("error: inputs: got 'x'; allowed: names of nodes in the graph "
+                                   "(the graph is empty).")
     assert proc.stdout == ""
 
 

@@ -1,4 +1,4 @@
-"""LayerGraph structure on a hand-made ResNet-like graph: order, closure, boundary, blocks, contraction."""
+"""LayerGraph structure on a hand-made ResNet-like graph: order, closure, boundary, blocks."""
 
 from __future__ import annotations
 
@@ -8,19 +8,30 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from splitopt import (Channel, CutTable, Device, GraphError, LayerGraph, Node, Server, Training,
-                      round_terms)
+from splitopt import (
+    Channel,
+    CutTable,
+    Device,
+    GraphError,
+    LayerGraph,
+    Node,
+    Server,
+    Training,
+    round_terms,
+)
 from splitopt.graph import block_key
 from splitopt.testing import random_dag
 
 
 def _basic_block(prefix: str, inp: str, down: bool = False) -> tuple[list[Node], list[tuple]]:
-    """conv1 -> bn1 -> relu -> conv2 -> bn2 -> add(skip) -> relu_1, like torchvision's BasicBlock."""
+    """conv1 -> bn1 -> relu -> conv2 -> bn2 -> add(skip) -> relu_1, as torchvision's BasicBlock."""
     p = prefix
-    nodes = [Node(f"{p}.conv1", 1e6, 2e6, 400, 1000, "Conv2d"), Node(f"{p}.bn1", 1e3, 2e3, 400, 8),
+    nodes = [Node(f"{p}.conv1", 1e6, 2e6, 400, 1000, "Conv2d"),
+             Node(f"{p}.bn1", 1e3, 2e3, 400, 8),
              Node(f"{p}.relu", 1e2, 1e2, 400, 0, "ReLU"),
              Node(f"{p}.conv2", 2e6, 4e6, 400, 2000, "Conv2d"), Node(f"{p}.bn2", 1e3, 2e3, 400, 8),
-             Node(f"{p}.add", 1e2, 1e2, 400, 0, "add"), Node(f"{p}.relu_1", 1e2, 1e2, 400, 0, "ReLU")]
+             Node(f"{p}.add", 1e2, 1e2, 400, 0, "add"),
+             Node(f"{p}.relu_1", 1e2, 1e2, 400, 0, "ReLU")]
     chain = [n.name for n in nodes]
     edges = [(inp, chain[0])] + list(itertools.pairwise(chain[:-2])) + [(chain[4], chain[5]),
                                                                       (chain[5], chain[6])]

@@ -1,4 +1,4 @@
-"""Bad graphs (issue 2, "Bad input") raise GraphError naming the field, the value and what is allowed."""
+"""Bad graphs (issue 2, "Bad input") raise GraphError naming field, value and what is allowed."""
 
 from __future__ import annotations
 

@@ -10,8 +10,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from splitopt import (Channel, Device, DevicePlan, GraphError, InputError, LayerGraph, Node, Plan,
-                      Scenario, ScenarioError, Server, Training, evaluate)
+from splitopt import (
+    Channel,
+    Device,
+    DevicePlan,
+    GraphError,
+    InputError,
+    LayerGraph,
+    Node,
+    Plan,
+    Scenario,
+    ScenarioError,
+    Server,
+    Training,
+    evaluate,
+)
 from splitopt.plan import uniform_plan
 from splitopt.testing import random_dag, random_scenario
 
@@ -49,8 +62,10 @@ def test_evaluate_hand_computed_fl_and_split_sequential():
     t_up, t_dn = 2 * 8 * 50 / r_up, 2 * 8 * 50 / r_dn           # 2 s, 1 s
     t_agg = 8 * 40 * (1 / r_up + 1 / r_dn)                      # 1.2 s
     assert sl.iteration_s == pytest.approx(63.06, rel=1e-12)
-    assert sl.device_compute_s == pytest.approx(3 * t_dev) and sl.uplink_s == pytest.approx(3 * t_up)
-    assert sl.server_compute_s == pytest.approx(3 * t_srv) and sl.downlink_s == pytest.approx(3 * t_dn)
+    assert sl.device_compute_s == pytest.approx(3 * t_dev)
+    assert sl.uplink_s == pytest.approx(3 * t_up)
+    assert sl.server_compute_s == pytest.approx(3 * t_srv)
+    assert sl.downlink_s == pytest.approx(3 * t_dn)
     assert sl.aggregation_s == pytest.approx(t_agg, rel=1e-12)
     assert sl.round_s == pytest.approx(3 * 63.06 + 1.2, rel=1e-12)              # 190.38 s
     assert sl.memory_bytes == pytest.approx((2 + 1) * 40 + 2 * (100 + 50))      # 420 B
@@ -196,3 +211,41 @@ def test_uniform_plan():
                                          "names, or a list of 2 sets"):
         uniform_plan(sc, [frozenset({"x"})])
     assert math.isfinite(plan.predicted.total_delay_s)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 4), labels=st.sampled_from(["server",
+                                                                                      "device"]),
+       aggregate=st.booleans(), iters=st.integers(1, 4), measured=st.booleans())
+def test_evaluate_agrees_with_round_terms(seed, k, labels, aggregate, iters, measured):
+    """The scalar path (evaluate -> device_phases) equals the vectorised one (round_terms)."""
+    from splitopt import CutTable, round_terms
+
+    rng = np.random.default_rng(seed)
+    g = random_dag(rng, int(rng.integers(1, 9)), n_inputs=int(rng.integers(1, 3)))
+    if measured:  # measured times for one device class on some nodes, and for the server
+        g = g.with_times("m", {n: (float(rng.exponential(1e-3)), float(rng.exponential(1e-3)))
+                               for n in g.names if rng.random() < 0.5})
+    sc = random_scenario(rng, g, k, classes=2, training=Training(
+        batch_size=int(rng.integers(1, 33)), local_iters=iters, labels=labels,
+        aggregate=aggregate, optimizer_copies=int(rng.integers(0, 3))))
+    if measured:
+        sc = sc.replace(devices=(sc.devices[0].model_copy(update={"device_class": "m"}),
+                                 *sc.devices[1:]),
+                        server=sc.server.model_copy(update={"device_class": "m"}))
+    table = CutTable.chain(g, labels_on_device=labels == "device")
+    batch = rng.integers(1, 17, size=k)
+    beta, phi = rng.dirichlet(np.ones(k)), rng.dirichlet(np.ones(k))
+    pick = rng.integers(0, len(table), size=k)
+    rt = round_terms(sc.devices, sc.server, sc.channel, sc.training, table, batch=batch)
+    T = rt.round_time(beta, phi)
+    sets = table.sets()
+    plan = Plan(tuple(DevicePlan(d.name, sets[c], float(beta[i]), float(phi[i]), int(batch[i]),
+                                 "fl" if sets[c] == set(g.names) else "split")
+                      for i, (d, c) in enumerate(zip(sc.devices, pick, strict=True))))
+    costs = evaluate(sc, plan)
+    for i, d in enumerate(sc.devices):
+        ph, c = costs.per_device[d.name], pick[i]
+        assert ph.round_s == pytest.approx(T[i, c], rel=1e-9)
+        assert ph.memory_bytes == pytest.approx(rt.mem[i, c], rel=1e-9)
+        assert ph.energy_j == pytest.approx(rt.e_comp[i, c] + rt.e_tx[i, c] / beta[i], rel=1e-9)

@@ -61,7 +61,8 @@ def test_good_file_loads(write):
 
 def test_zero_speed_device_names_the_field(write):
     doc = _edit(devices__1__flops=0)
-    with pytest.raises(ScenarioError, match=r"^devices\[1\]\.flops: got 0; allowed: greater than 0\. "
+    with pytest.raises(ScenarioError, match=r"^devices\[1\]\.flops: got 0; allowed: greater than "
+                                            r"0\. "
                                             r"See docs/formats\.md"):
         Scenario.load(write(doc))
     for bad in (-1.0e9, "NaN", float("inf"), "fast"):
@@ -134,7 +135,8 @@ def test_missing_required_nested(write):
 
 
 @pytest.mark.parametrize("changes,pattern", [
-    ({"training__labels": "cloud"}, r"training\.labels: got 'cloud'; allowed: 'server' or 'device'"),
+    ({"training__labels": "cloud"},
+     r"training\.labels: got 'cloud'; allowed: 'server' or 'device'"),
     ({"training__batch_size": 0}, r"training\.batch_size: got 0; allowed: greater than or equal"),
     ({"training__schedule": "random"}, r"training\.schedule: got 'random'"),
     ({"training__optimizer_copies": 9}, r"training\.optimizer_copies: got 9; allowed: less than"),
@@ -170,7 +172,8 @@ def test_bad_files(write, tmp_path):
 BAD_DOCS = [_edit(devices__1__flops=0), _edit(devices__0__catalog="x"), _edit(training__foo=1),
             _edit(channel__bandwidth_dn_hz=_DELETE), _edit(devices__1__snr_db=_DELETE),
             _edit(devices__1__flops="fast"), _edit(server={"flops": -1}),
-            _edit(training__labels=3), _edit(devices__0={"count": "many", "catalog": "jetson-nano"})]
+            _edit(training__labels=3),
+            _edit(devices__0={"count": "many", "catalog": "jetson-nano"})]
 
 
 @pytest.mark.parametrize("doc", BAD_DOCS)

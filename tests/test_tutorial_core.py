@@ -32,7 +32,8 @@ def cnn_graph() -> LayerGraph:
     nodes += [Node(n, f, b, o, p, k) for n, k, f, b, o, p in spec]
     nodes.append(Node("output", 0, 0, 40, 0, "output"))
     names = [n.name for n in nodes]
-    return LayerGraph(nodes, list(zip(names, names[1:])), ["input"], "output", name="Sequential")
+    edges = list(zip(names, names[1:], strict=False))
+    return LayerGraph(nodes, edges, ["input"], "output", name="Sequential")
 
 
 def blocks() -> list[tuple[str, str]]:
