@@ -18,6 +18,7 @@ from splitopt.errors import (
     SplitoptError,
 )
 from splitopt.graph import LayerGraph, Node, NodeTime
+from splitopt.model import Problem, maximum
 from splitopt.plan import DevicePlan, Plan, PlanCosts, evaluate
 from splitopt.scenario import Scenario, catalog_device, catalog_server
 from splitopt.system import Channel, Device, Link, Server, Training, link_of
@@ -29,7 +30,7 @@ __all__ = [
     "LayerGraph", "Link", "Node", "NodeTime", "Plan", "PlanCosts", "ProfileError", "Scenario",
     "ScenarioError", "Server", "SolverError", "SplitoptError", "Training", "catalog_device",
     "catalog_server", "device_phases", "evaluate", "iteration_delay", "link_of", "partition",
-    "partition_scenario", "profile", "round_terms",
+    "partition_scenario", "profile", "round_terms", "Problem", "maximum", "solve",
 ]
 
 
@@ -52,3 +53,10 @@ def partition_scenario(scenario: Scenario, shares: Any = None, **kwargs: Any) ->
     from splitopt.partitioning import partition_scenario as _partition_scenario
 
     return _partition_scenario(scenario, shares, **kwargs)
+
+
+def solve(problem: Problem, **kwargs: Any) -> Any:
+    """Solve a builder Problem exactly (see :func:`splitopt.solve.solve`); returns a Result."""
+    from splitopt.solve import solve as _solve
+
+    return _solve(problem, **kwargs)

@@ -1,0 +1,174 @@
+"""HiGHS through highspy: the default backend (MIT licence; the fastest MILP solver measured here).
+
+The whole CSR matrix goes to ``Highs.passModel`` at once (MEASURED.md: 0.62 s for a 50k-binary MILP
+against 1.4 s through the scalar API). The solve runs in HiGHS's own thread (``startSolve``); the wall
+clock is watched here and ``cancelSolve`` stops a solve that overruns its ``time_limit`` option.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+
+from splitopt.backends.base import (
+    ERROR,
+    INFEASIBLE,
+    OPTIMAL,
+    TIME_LIMIT,
+    UNBOUNDED,
+    Backend,
+    ProgramResult,
+)
+from splitopt.compile.program import Program
+from splitopt.errors import SolverError
+
+GRACE_S = 0.05  # beyond its own limit, HiGHS gets this long before it is cancelled
+
+
+_BANNER_SHOWN = False
+
+
+def new_highs() -> Any:
+    """A silent ``highspy.Highs`` (the first one prints a banner on stdout; it is swallowed so that
+    ``--json`` output stays parseable).
+    """
+    global _BANNER_SHOWN
+    import highspy
+
+    if _BANNER_SHOWN:
+        return highspy.Highs()
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+            h.setOptionValue("output_flag", False)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    _BANNER_SHOWN = True
+    return h
+
+
+def load_model(prog: Program, *, names: bool = False, threads: int = 1) -> Any:
+    """A ``highspy.Highs`` holding the program (linear rows only)."""
+    import highspy
+
+    h = new_highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", threads)
+    A = prog.A.tocsc()
+    inf = h.getInfinity()
+    integ = prog.integrality.astype(np.int32) if prog.is_mip else np.zeros(0, dtype=np.int32)
+    st = h.passModel(prog.n_cols, prog.n_rows, int(A.nnz), 1, 1, float(prog.offset),
+                     np.ascontiguousarray(prog.c, dtype=float), _clip(prog.col_lb, inf),
+                     _clip(prog.col_ub, inf), _clip(prog.row_lb, inf), _clip(prog.row_ub, inf),
+                     A.indptr.astype(np.int32), A.indices.astype(np.int32),
+                     A.data.astype(float), integ)
+    if st == highspy.HighsStatus.kError:
+        raise SolverError(f"HiGHS rejected the program ({prog.summary()}): {st}")
+    if names:
+        for j, n in enumerate(prog.col_names):
+            h.passColName(j, _safe(n))
+        for i, n in enumerate(prog.row_names):
+            h.passRowName(i, _safe(n))
+    return h
+
+
+def _clip(a: np.ndarray, inf: float) -> np.ndarray:
+    return np.clip(np.asarray(a, dtype=float), -inf, inf)
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "_[].:" else "_" for ch in name)
+
+
+class HighsBackend(Backend):
+    """HiGHS (highspy): LP and MILP, time limits by wall clock, warm starts (setSolution)."""
+
+    name: ClassVar[str] = "highs"
+    requires: ClassVar[tuple[str, ...]] = ("highspy",)
+    capabilities: ClassVar[frozenset[str]] = frozenset({"lp", "mip", "time_limit", "warm_start"})
+    purpose: ClassVar[str] = "default: fastest MILP here; CSR passed at once; warm starts"
+
+    def solve_program(self, prog: Program, *, time_limit: float | None = None,
+                      warm_start: np.ndarray | None = None, log: bool = False,
+                      mip_gap: float = 1e-9) -> ProgramResult:
+        """Solve the linear part of ``prog`` (cones must have been approximated)."""
+        if not prog.is_linear:
+            raise SolverError("HiGHS takes linear programs; apply OuterApproximation first")
+        t0 = time.perf_counter()
+        h = load_model(prog)
+        h.setOptionValue("mip_rel_gap", mip_gap)
+        h.setOptionValue("mip_feasibility_tolerance", 1e-9)
+        h.setOptionValue("primal_feasibility_tolerance", 1e-9)
+        logfile = None
+        if log:
+            fd, logfile = tempfile.mkstemp(suffix=".log")
+            os.close(fd)
+            h.setOptionValue("log_file", logfile)
+            h.setOptionValue("output_flag", True)
+            h.setOptionValue("log_to_console", False)
+        if time_limit is not None:
+            h.setOptionValue("time_limit", max(float(time_limit), 1e-3))
+        if warm_start is not None and prog.is_mip:
+            idx = np.flatnonzero(prog.integrality).astype(np.int32)
+            h.setSolution(len(idx), idx, np.round(warm_start[idx]).astype(float))
+        cancelled = _run_watched(h, time_limit)
+        res = _result(h, prog, time.perf_counter() - t0, cancelled)
+        if logfile:
+            with open(logfile) as f:
+                text = f.read()
+            os.unlink(logfile)
+            res = ProgramResult(res.termination, res.x, res.objective, res.bound, res.solve_s, text,
+                                res.message)
+        return res
+
+
+def _run_watched(h: Any, time_limit: float | None) -> bool:
+    """Run HiGHS in its thread; cancel it if the wall clock passes the limit. True if cancelled."""
+    if time_limit is None:
+        h.run()
+        return False
+    h.HandleUserInterrupt = True
+    thread = h.startSolve()
+    thread.join(float(time_limit) + GRACE_S)
+    if thread.is_alive():
+        h.cancelSolve()
+        thread.join()
+        return True
+    h.joinSolve(thread)
+    return False
+
+
+def _result(h: Any, prog: Program, seconds: float, cancelled: bool) -> ProgramResult:
+    import highspy
+
+    ms = h.getModelStatus()
+    M = highspy.HighsModelStatus
+    info = h.getInfo()
+    has_x = info.primal_solution_status == 2  # feasible
+    x = np.array(h.getSolution().col_value) if has_x else None
+    obj = float(info.objective_function_value) if has_x else None
+    bound = float(info.mip_dual_bound) if prog.is_mip else obj
+    if ms == M.kOptimal:
+        term = OPTIMAL
+        bound = obj if not prog.is_mip else bound
+    elif ms in (M.kTimeLimit, M.kInterrupt) or cancelled:
+        term = TIME_LIMIT
+    elif ms == M.kInfeasible:
+        term, bound = INFEASIBLE, None
+    elif ms in (M.kUnbounded, M.kUnboundedOrInfeasible):
+        term = UNBOUNDED
+    else:
+        term = ERROR
+    if bound is not None and not np.isfinite(bound):
+        bound = None
+    return ProgramResult(term, x, obj, bound, seconds, message=h.modelStatusToString(ms))

@@ -1,0 +1,71 @@
+"""The result of a solve: why it stopped, kept apart from what it found."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from splitopt.plan import Plan
+
+
+@dataclass(frozen=True)
+class Result:
+    """What :func:`splitopt.solve.solve` returns.
+
+    Attributes
+    ----------
+    termination
+        Why the solve stopped: ``optimal`` (proven within ``gap``), ``time_limit`` (best plan and
+        bound so far), ``error``.
+    path
+        The method: ``bisection``, ``server-share``, ``separable``, ``coupled`` or
+        ``outer-approximation`` (the generic route) / ``conic`` (a conic backend on the cones).
+    backend
+        The backend that solved the MILP/convex steps (``none`` for the pure numpy bisection).
+    objective, bound
+        The plan's exact objective under the reference model and the proven bound on the optimum.
+    plan
+        The frozen Plan (predicted costs filled in), or None when nothing was found.
+    build_s, solve_s
+        Seconds spent analysing/compiling and solving.
+    values
+        Values of the user's extra variables, by name.
+
+    """
+
+    termination: str
+    path: str
+    backend: str
+    objective: float | None
+    bound: float | None
+    plan: Plan | None
+    build_s: float
+    solve_s: float
+    iterations: int = 0
+    log: str = ""
+    message: str = ""
+    values: Mapping[str, np.ndarray] = field(default_factory=dict)
+    options: np.ndarray | None = None
+
+    @property
+    def status(self) -> str:
+        """Alias of ``termination``."""
+        return self.termination
+
+    @property
+    def gap(self) -> float | None:
+        """Relative gap |objective - bound| / |objective|."""
+        if self.objective is None or self.bound is None:
+            return None
+        return abs(self.objective - self.bound) / max(abs(self.objective), 1e-300)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (the plan document included)."""
+        return {"termination": self.termination, "path": self.path, "backend": self.backend,
+                "objective": self.objective, "bound": self.bound, "gap": self.gap,
+                "build_s": self.build_s, "solve_s": self.solve_s, "iterations": self.iterations,
+                "message": self.message,
+                "values": {k: np.asarray(v).tolist() for k, v in self.values.items()}}

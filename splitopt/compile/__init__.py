@@ -1,0 +1,32 @@
+"""Compilation of a Problem into a Program by small reversible steps, and the exact solve paths."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from splitopt.compile.program import Program
+from splitopt.compile.steps import (
+    Chain,
+    EpigraphMax,
+    Lower,
+    OuterApproximation,
+    Perspective,
+    Step,
+    ToMatrix,
+    generic_chain,
+)
+
+if TYPE_CHECKING:
+    from splitopt.model.problem import Problem
+
+
+def compile_problem(problem: Problem, *, linear: bool = True) -> Program:
+    """The generic Program of a problem; ``linear=True`` applies the outer approximation too."""
+    prog, _ = generic_chain().apply(problem)
+    if linear:
+        prog, _ = OuterApproximation().apply(prog)
+    return prog
+
+
+__all__ = ["Chain", "EpigraphMax", "Lower", "OuterApproximation", "Perspective", "Program", "Step",
+           "ToMatrix", "compile_problem", "generic_chain"]

@@ -1,0 +1,83 @@
+"""The generic route: compile by the reversible steps, then cut generation (or a conic backend)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from splitopt.backends.base import Backend
+from splitopt.compile.bisection import PathOutcome
+from splitopt.compile.oa import solve_outer
+from splitopt.compile.steps import generic_chain
+from splitopt.model.expr import BETA, PHI
+
+if TYPE_CHECKING:
+    from splitopt.model.problem import Problem
+
+FEAS_TOL = 1e-7
+
+
+def model_point(p: Problem, xm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x with z rounded, shares[res, k], option per device) from model columns."""
+    n, o = p.n_devices, p.n_options
+    x = xm.copy()
+    z = x[: n * o].reshape(n, o)
+    option = np.argmax(z, axis=1)
+    x[: n * o] = 0.0
+    x[np.arange(n) * o + option] = 1.0
+    shares = np.ones((2, n))
+    shares[BETA] = x[p.bandwidth.offset:p.bandwidth.offset + n]
+    if p.server_share is not None:
+        shares[PHI] = x[p.server_share.offset:p.server_share.offset + n]
+    return x, shares, option
+
+
+def exact_value(p: Problem, xm: np.ndarray) -> float | None:
+    """The true objective at model columns xm, or None when a constraint is broken."""
+    x, shares, _ = model_point(p, xm)
+    o = p.n_options
+    with np.errstate(divide="ignore"):
+        for c in p.constraints:
+            v = c.body.value(x, shares, o)
+            scale = max(1.0, abs(c.body.const), abs(c.ub) if np.isfinite(c.ub) else 1.0)
+            if v > c.ub + FEAS_TOL * scale or v < c.lb - FEAS_TOL * scale:
+                return None
+        val = p.objective.value(x, shares, o)  # type: ignore[union-attr]
+    return val if np.isfinite(val) else None
+
+
+def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float, log: bool,
+                  warm: Any = None) -> PathOutcome:
+    """Steps 1-4, then either the backend's own conic solver or outer approximation."""
+    chain = generic_chain()
+    prog, data = chain.apply(p)
+    n, o = p.n_devices, p.n_options
+    warm_x = None
+    if warm is not None and getattr(warm, "options", None) is not None:
+        warm_x = np.zeros(prog.n_cols)
+        warm_x[np.arange(n) * o + np.asarray(warm.options)] = 1.0
+    if not prog.is_linear and be.supports(prog):
+        import time
+
+        left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
+        res = be.solve_program(prog, time_limit=left, log=log)
+        x, term, bound, its, text = res.x, res.termination, res.bound, 1, res.log
+        message = "conic"
+    else:
+        out = solve_outer(prog, be, deadline=deadline, gap=gap, log=log, warm=warm_x,
+                          exact=lambda x: exact_value(p, chain.invert(x, data)))
+        x, term, bound, its, text = out.x, out.termination, out.bound, out.iterations, out.log
+        message = ""
+    if x is None:
+        return PathOutcome(term, None, None, None, None, bound, its, message=message)
+    xm = chain.invert(x, data)
+    xr, shares, option = model_point(p, xm)
+    obj = exact_value(p, xm)
+    if obj is None:
+        obj = p.objective.value(xr, shares, o)  # type: ignore[union-attr]
+    phi = shares[PHI] if p.server_share is not None else None
+    out = PathOutcome(term, option, shares[BETA].copy(), phi, obj,
+                      None if bound is None else min(bound, obj), its, extras=xr, message=message)
+    out.log = text  # type: ignore[attr-defined]
+    return out

@@ -1,0 +1,109 @@
+"""The compiled program: inspectable arrays a solver takes.
+
+    minimise    c @ x + offset
+    subject to  row_lb <= A @ x <= row_ub,   col_lb <= x <= col_ub,   x[j] integer where integrality[j]
+                u >= num**2 / den           for every cone (u, num, den)  (rotated second-order cones)
+
+A program without cones is a MILP/LP that every backend takes; cones are removed by the
+outer-approximation step (tangent rows) for backends without conic support.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from splitopt.errors import InputError
+
+INF = np.inf
+
+
+@dataclass(frozen=True)
+class Program:
+    """A MILP/LP, optionally with rotated cones ``u >= num^2 / den`` (see module docstring)."""
+
+    c: np.ndarray
+    A: sp.csr_matrix
+    row_lb: np.ndarray
+    row_ub: np.ndarray
+    col_lb: np.ndarray
+    col_ub: np.ndarray
+    integrality: np.ndarray
+    col_names: list[str]
+    row_names: list[str]
+    offset: float = 0.0
+    cones: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
+
+    @property
+    def n_cols(self) -> int:
+        """Number of columns (variables)."""
+        return len(self.c)
+
+    @property
+    def n_rows(self) -> int:
+        """Number of linear rows."""
+        return self.A.shape[0]
+
+    @property
+    def is_mip(self) -> bool:
+        """True when some column is integer."""
+        return bool(self.integrality.any())
+
+    @property
+    def is_linear(self) -> bool:
+        """True when there is no cone."""
+        return len(self.cones) == 0
+
+    def objective(self, x: np.ndarray) -> float:
+        """C @ x + offset."""
+        return float(self.c @ x + self.offset)
+
+    def max_violation(self, x: np.ndarray) -> float:
+        """Largest violation of a row, column bound or cone at x (absolute)."""
+        ax = self.A @ x
+        v = [np.max(self.row_lb - ax, initial=0.0), np.max(ax - self.row_ub, initial=0.0),
+             np.max(self.col_lb - x, initial=0.0), np.max(x - self.col_ub, initial=0.0)]
+        if len(self.cones):
+            u, num, den = (x[self.cones[:, i]] for i in range(3))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                need = np.where(num == 0, 0.0, num**2 / np.maximum(den, 0.0))
+            v.append(float(np.max(need - u, initial=0.0)))
+        return float(max(v))
+
+    def add_rows(self, rows: sp.csr_matrix, lb: np.ndarray, ub: np.ndarray,
+                 names: list[str] | None = None) -> Program:
+        """A copy with rows appended."""
+        names = names if names is not None else [f"r{self.n_rows + i}" for i in range(rows.shape[0])]
+        return replace(self, A=sp.vstack([self.A, rows], format="csr"),
+                       row_lb=np.concatenate([self.row_lb, lb]),
+                       row_ub=np.concatenate([self.row_ub, ub]), row_names=self.row_names + names)
+
+    def summary(self) -> str:
+        """One line: size and kind."""
+        kind = ("MI" if self.is_mip else "") + ("SOCP" if len(self.cones) else "LP")
+        return (f"{kind}: {self.n_cols} columns ({int(self.integrality.sum())} integer), "
+                f"{self.n_rows} rows, {self.A.nnz} nonzeros, {len(self.cones)} cones")
+
+    # ------------------------------------------------------------ files
+    def to_mps(self, path: str | Path) -> None:
+        """Write the program as MPS (via HiGHS); cones must have been approximated first."""
+        self._write(path, ".mps")
+
+    def to_lp(self, path: str | Path) -> None:
+        """Write the program in CPLEX LP format (via HiGHS)."""
+        self._write(path, ".lp")
+
+    def _write(self, path: str | Path, suffix: str) -> None:
+        if not self.is_linear:
+            raise InputError("program", self.summary(), "a program without cones",
+                             "Apply splitopt.compile.OuterApproximation first.")
+        p = Path(path)
+        if p.suffix != suffix:
+            raise InputError("path", str(path), f"a file name ending in {suffix}")
+        from splitopt.backends.highs import load_model
+
+        h = load_model(self, names=True)
+        h.writeModel(str(p))

@@ -1,0 +1,310 @@
+"""Small reversible compilation steps: Problem -> Model -> ... -> Program.
+
+Every step appends columns and rows and never renumbers earlier columns, so its inverse maps a
+solution back by truncation to the columns it received (``Step.invert``). A :class:`Chain` of steps
+is itself a step. The steps, in order (equations in docs/builder.md):
+
+1. :class:`Lower`: one-hot rows ``sum_o z[k,o] = 1``, share budgets ``sum_k beta_k <= 1`` (and phi),
+   removed options as ``z <= 0``; shares fixed by the user turn ``d z / beta`` into linear terms.
+2. :class:`EpigraphMax`: ``w * max_j e_j`` becomes ``w * t`` with rows ``e_j - t <= 0``; a constraint
+   ``max_j e_j <= b`` becomes the rows ``e_j <= b``.
+3. :class:`Perspective`: each ``d * z[k,o] / beta_k`` becomes ``d * u[k,o]`` with a disaggregated share
+   ``s[k,o] <= z[k,o]``, ``sum_o s[k,o] <= beta_k`` and the rotated cone ``u[k,o] >= z^2 / s[k,o]``
+   (exact: the perspective of 1/beta; for z = 0 it forces s = 0 and allows u = 0).
+4. :class:`ToMatrix`: affine rows to CSR arrays (a :class:`Program`).
+5. :class:`OuterApproximation`: each cone ``u >= z^2/s`` is replaced by tangent rows
+   ``u >= 2 r z - r^2 s`` (valid for every r since z^2/s is convex and 1-homogeneous; r = 1/beta0
+   touches at s = beta0 z). Cut generation (splitopt.compile.oa) adds tangents until the gap closes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from splitopt.compile.program import Program
+from splitopt.errors import InputError
+from splitopt.model.expr import BETA, PHI, Constraint, Expr
+
+if TYPE_CHECKING:
+    from splitopt.model.problem import Problem
+
+
+@dataclass
+class Model:
+    """An intermediate form: columns with bounds, an objective Expr, constraint Exprs, cones."""
+
+    col_lb: np.ndarray
+    col_ub: np.ndarray
+    integer: np.ndarray
+    names: list[str]
+    objective: Expr
+    rows: list[Constraint]
+    share_off: dict[int, int]
+    n_options: int
+    cones: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def add_cols(self, n: int, lb: float, ub: float | np.ndarray, names: list[str]) -> int:
+        """Append n continuous columns; return the first index."""
+        off = len(self.col_lb)
+        self.col_lb = np.concatenate([self.col_lb, np.full(n, lb)])
+        self.col_ub = np.concatenate([self.col_ub, np.broadcast_to(ub, (n,)).astype(float)])
+        self.integer = np.concatenate([self.integer, np.zeros(n, dtype=bool)])
+        self.names += names
+        return off
+
+
+class Step:
+    """A reduction: ``apply`` returns (new form, inverse data); ``invert`` maps a solution back."""
+
+    name = "step"
+
+    def apply(self, obj: Any) -> tuple[Any, Any]:  # pragma: no cover - interface
+        """Transform; return the new form and what ``invert`` needs."""
+        raise NotImplementedError
+
+    def invert(self, x: np.ndarray, data: Any) -> np.ndarray:
+        """Map a solution of the new form back (steps only append columns: truncate)."""
+        return x[:data] if isinstance(data, int) else x
+
+
+class Chain(Step):
+    """Steps applied in order; inverted in reverse order."""
+
+    name = "chain"
+
+    def __init__(self, steps: list[Step]):
+        self.steps = steps
+
+    def apply(self, obj: Any) -> tuple[Any, Any]:
+        """Apply every step."""
+        datas = []
+        for s in self.steps:
+            obj, d = s.apply(obj)
+            datas.append(d)
+        return obj, datas
+
+    def invert(self, x: np.ndarray, data: Any) -> np.ndarray:
+        """Invert every step, last first."""
+        for s, d in zip(reversed(self.steps), reversed(data)):
+            x = s.invert(x, d)
+        return x
+
+
+def _map_expr(e: Expr, fn: Any) -> Expr:
+    """Apply fn to e and (recursively) to the terms of its maxes."""
+    maxes = tuple((w, tuple(_map_expr(t, fn) for t in ts)) for w, ts in e.maxes)
+    return fn(replace(e, maxes=maxes))
+
+
+class Lower(Step):
+    """Problem -> Model (one-hot, budgets, fixed shares folded, removed options)."""
+
+    name = "lower"
+
+    def apply(self, p: Problem) -> tuple[Model, int]:
+        """Build the Model of a Problem."""
+        if p.objective is None:
+            raise InputError("objective", None, "an objective", "Call p.minimize(...) first.")
+        n, o = p.n_devices, p.n_options
+        ub = p.col_ub.copy()
+        ub[: n * o] = p.allowed.ravel().astype(float)
+        integer = np.zeros(p.n_cols, dtype=bool)
+        integer[: n * o] = True
+        for v in p.extras:
+            integer[v.offset:v.offset + v.size] = v.integer
+        share_off = {BETA: p.bandwidth.offset}
+        if p.server_share is not None:
+            share_off[PHI] = p.server_share.offset
+        m = Model(p.col_lb.copy(), ub, integer, _names(p), p.objective, [], share_off, o)
+        fixed = {r: (p.col_lb[s:s + n] == p.col_ub[s:s + n]) for r, s in share_off.items()}
+        fold = _folder(p, fixed, ub)
+        m.objective = _map_expr(p.objective, fold)
+        for k in range(n):
+            m.rows.append(Constraint(Expr(k * o + np.arange(o), np.ones(o)), 1.0, 1.0, f"onehot:{k}"))
+        for r, s in share_off.items():
+            m.rows.append(Constraint(Expr(s + np.arange(n), np.ones(n)), -math.inf, 1.0,
+                                     f"budget:{'bandwidth' if r == BETA else 'server'}"))
+        m.rows += [Constraint(_map_expr(c.body, fold), c.lb, c.ub, c.name) for c in p.constraints]
+        return m, p.n_cols
+
+
+def _names(p: Problem) -> list[str]:
+    devs = [d.name for d in p.scenario.devices]
+    names = [f"z[{d},{j}]" for d in devs for j in range(p.n_options)]
+    names += [f"beta[{d}]" for d in devs]
+    if p.server_share is not None:
+        names += [f"phi[{d}]" for d in devs]
+    for v in p.extras:
+        names += [v.name] if v.size == 1 else [f"{v.name}[{i}]" for i in range(v.size)]
+    return names
+
+
+def _folder(p: Problem, fixed: dict[int, np.ndarray], z_ub: np.ndarray) -> Any:
+    """D z / share with a fixed share becomes the linear d / share0 * z; terms of removed options go."""
+    o = p.n_options
+
+    def fold(e: Expr) -> Expr:
+        if not len(e.q_z):
+            return e
+        dev = e.q_z // o
+        keep = z_ub[e.q_z] > 0
+        fix = np.zeros(len(e.q_z), dtype=bool)
+        val = np.ones(len(e.q_z))
+        for r, f in fixed.items():
+            sel = e.q_res == r
+            fix[sel] = f[dev[sel]]
+            val[sel] = _share_vals(p, r)[dev[sel]]
+        lin = fix & keep
+        q = ~fix & keep
+        return replace(e, lin_idx=np.concatenate([e.lin_idx, e.q_z[lin]]),
+                       lin_coef=np.concatenate([e.lin_coef, e.q_coef[lin] / val[lin]]),
+                       q_z=e.q_z[q], q_res=e.q_res[q], q_coef=e.q_coef[q])
+    return fold
+
+
+def _share_vals(p: Problem, res: int) -> np.ndarray:
+    var = p.bandwidth if res == BETA else p.server_share
+    assert var is not None
+    return p.col_lb[var.offset:var.offset + p.n_devices]
+
+
+class EpigraphMax(Step):
+    """Replace every max by an epigraph column (objective) or by one row per term (constraints)."""
+
+    name = "epigraph"
+
+    def apply(self, m: Model) -> tuple[Model, int]:
+        """Remove maxes."""
+        n0 = len(m.col_lb)
+        new_rows: list[Constraint] = []
+        m.objective = self._lift(m, m.objective, new_rows, "obj")
+        for c in m.rows:
+            b = c.body
+            if len(b.maxes) == 1 and b.maxes[0][0] > 0 and not len(b.lin_idx) and not len(b.q_z):
+                w, ts = b.maxes[0]
+                new_rows += [Constraint(t * w + b.const, c.lb, c.ub, f"{c.name}:{j}")
+                             for j, t in enumerate(ts)]
+            else:
+                new_rows.append(Constraint(self._lift(m, b, new_rows, c.name), c.lb, c.ub, c.name))
+        m.rows = new_rows
+        return m, n0
+
+    def _lift(self, m: Model, e: Expr, rows: list[Constraint], tag: str) -> Expr:
+        out = replace(e, maxes=())
+        for i, (w, ts) in enumerate(e.maxes):
+            t = m.add_cols(1, -math.inf, math.inf, [f"t[{tag}:{i}]"])
+            tv = Expr(np.array([t]), np.ones(1))
+            for j, term in enumerate(ts):
+                term = self._lift(m, term, rows, f"{tag}:{i}:{j}")
+                rows.append(Constraint(term - tv, -math.inf, 0.0, f"epi[{tag}:{i}]:{j}"))
+            out = out + tv * w
+        return out
+
+
+class Perspective(Step):
+    """Replace each ``d z[k,o] / share_k`` by ``d u[k,o]`` with a disaggregated share and a cone."""
+
+    name = "perspective"
+
+    def apply(self, m: Model) -> tuple[Model, int]:
+        """Introduce s[k,o], u[k,o] and the cones u >= z^2 / s."""
+        n0 = len(m.col_lb)
+        exprs = [m.objective] + [c.body for c in m.rows]
+        keys = np.unique(np.concatenate([np.stack([e.q_z, e.q_res], 1) for e in exprs]
+                                        + [np.zeros((0, 2), dtype=np.int64)]), axis=0)
+        if not len(keys):
+            return m, n0
+        nk = len(keys)
+        share_cols = np.array([m.share_off[r] for r in keys[:, 1]]) + keys[:, 0] // m.n_options
+        s0 = m.add_cols(nk, 0.0, np.minimum(m.col_ub[keys[:, 0]], m.col_ub[share_cols]),
+                        [f"s[{m.names[z]}:{r}]" for z, r in keys])
+        u0 = m.add_cols(nk, 0.0, math.inf, [f"u[{m.names[z]}:{r}]" for z, r in keys])
+        lookup = {(int(z), int(r)): i for i, (z, r) in enumerate(keys)}
+        m.cones = [(u0 + i, int(z), s0 + i) for i, (z, r) in enumerate(keys)]
+
+        def swap(e: Expr) -> Expr:
+            if not len(e.q_z):
+                return e
+            idx = np.array([u0 + lookup[(int(z), int(r))] for z, r in zip(e.q_z, e.q_res)])
+            return Expr(np.concatenate([e.lin_idx, idx]), np.concatenate([e.lin_coef, e.q_coef]),
+                        e.const)
+        m.objective = swap(m.objective)
+        m.rows = [Constraint(swap(c.body), c.lb, c.ub, c.name) for c in m.rows]
+        for i in range(nk):  # s <= z
+            m.rows.append(Constraint(Expr(np.array([s0 + i, keys[i, 0]]), np.array([1.0, -1.0])),
+                                     -math.inf, 0.0, f"s<=z:{i}"))
+        for col in np.unique(share_cols):  # sum_o s[k,o] <= share_k
+            mine = np.flatnonzero(share_cols == col)
+            m.rows.append(Constraint(Expr(np.append(s0 + mine, col),
+                                          np.append(np.ones(len(mine)), -1.0)),
+                                     -math.inf, 0.0, f"split:{m.names[col]}"))
+        return m, n0
+
+
+class ToMatrix(Step):
+    """Model (affine rows) -> Program (CSR)."""
+
+    name = "matrix"
+
+    def apply(self, m: Model) -> tuple[Program, int]:
+        """Assemble the arrays."""
+        n = len(m.col_lb)
+        obj = m.objective
+        if not obj.is_affine:
+            raise InputError("objective", "non-affine after lowering", "an affine objective")
+        c = np.zeros(n)
+        np.add.at(c, obj.lin_idx, obj.lin_coef)
+        lens = np.array([len(r.body.lin_idx) for r in m.rows], dtype=np.int64)
+        rid = np.repeat(np.arange(len(m.rows)), lens)
+        cols = np.concatenate([r.body.lin_idx for r in m.rows]) if m.rows else np.zeros(0, int)
+        vals = np.concatenate([r.body.lin_coef for r in m.rows]) if m.rows else np.zeros(0)
+        A = sp.csr_matrix((vals, (rid, cols)), shape=(len(m.rows), n))
+        A.sum_duplicates()
+        const = np.array([r.body.const for r in m.rows])
+        lb = np.array([r.lb for r in m.rows]) - const
+        ub = np.array([r.ub for r in m.rows]) - const
+        cones = np.array(m.cones, dtype=np.int64).reshape(-1, 3)
+        prog = Program(c, A, lb, ub, m.col_lb, m.col_ub, m.integer, m.names,
+                       [r.name for r in m.rows], obj.const, cones)
+        return prog, n
+
+
+def tangent_rows(cones: np.ndarray, ratios: np.ndarray, n_cols: int) -> sp.csr_matrix:
+    """Rows u - 2 r z + r^2 s >= 0, one per (cone, ratio) pair given as parallel arrays."""
+    m = len(ratios)
+    rid = np.repeat(np.arange(m), 3)
+    cols = cones.reshape(-1, 3).ravel()
+    vals = np.stack([np.ones(m), -2 * ratios, ratios**2], 1).ravel()
+    return sp.csr_matrix((vals, (rid, cols)), shape=(m, n_cols))
+
+
+class OuterApproximation(Step):
+    """Cones -> tangent rows at the given share values (1/ratio); the cones are kept aside."""
+
+    name = "outer-approximation"
+
+    def __init__(self, shares: tuple[float, ...] = (1.0, 0.25, 0.05, 0.01)):
+        self.shares = np.asarray(shares, dtype=float)
+
+    def apply(self, prog: Program) -> tuple[Program, int]:
+        """Add the initial tangents and drop the cones."""
+        k = len(prog.cones)
+        if not k:
+            return prog, prog.n_cols
+        cones = np.repeat(prog.cones, len(self.shares), axis=0)
+        ratios = np.tile(1.0 / self.shares, k)
+        rows = tangent_rows(cones, ratios, prog.n_cols)
+        m = rows.shape[0]
+        lin = replace(prog, cones=np.zeros((0, 3), dtype=np.int64))
+        lin = lin.add_rows(rows, np.zeros(m), np.full(m, np.inf), [f"oa{i}" for i in range(m)])
+        return lin, prog.n_cols
+
+
+def generic_chain() -> Chain:
+    """Problem -> Program with cones (steps 1-4)."""
+    return Chain([Lower(), EpigraphMax(), Perspective(), ToMatrix()])

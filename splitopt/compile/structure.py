@@ -1,0 +1,188 @@
+"""Recognise structure that an exact fast path can exploit, and presolve per-device constraints.
+
+A constraint that touches one device only is exact to presolve over the device's options, because
+z[k, :] is one-hot: ``sum_o v_o z[k,o] <= ub`` keeps the options with v_o <= ub, and
+``sum_o z[k,o] (l_o + q_o / beta_k) <= ub`` keeps the options with l_o < ub and asks for
+``beta_k >= q_o / (ub - l_o)`` there (a per-option minimum share).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from splitopt.model.expr import BETA, PHI, Constraint, Expr
+
+if TYPE_CHECKING:
+    from splitopt.model.problem import Problem
+
+
+@dataclass
+class Structure:
+    """What the analysis found.
+
+    ``kind`` is ``"minmax"`` (objective w * max_k T_k + const, each T_k device-local),
+    ``"separable"`` (objective sum_k of device-local terms) or ``"generic"``; ``reason`` says why
+    a fast path does not apply.
+    """
+
+    kind: str
+    reason: str = ""
+    A: np.ndarray | None = None  # (N, O) constant part per option
+    D: np.ndarray | None = None  # (N, O) coefficient of 1/beta
+    S: np.ndarray | None = None  # (N, O) coefficient of 1/phi
+    weight: float = 1.0
+    const: float = 0.0
+    allowed: np.ndarray | None = None
+    beta_min: np.ndarray | None = None  # (N, O)
+    coupling: list[Constraint] = field(default_factory=list)
+    explained: list[str] = field(default_factory=list)  # per-device presolve failures
+    tied: bool = False
+
+    @property
+    def has_phi(self) -> bool:
+        """True when some option pays a 1/phi term."""
+        return self.S is not None and bool(np.any(self.S > 0))
+
+
+def device_of(p: Problem, e: Expr) -> int | None:
+    """The device whose z block holds every column of e (and no other column), else None."""
+    if e.maxes:
+        return None
+    o, nz = p.n_options, p.n_devices * p.n_options
+    cols = np.concatenate([e.lin_idx, e.q_z])
+    if not len(cols):
+        return -1  # a constant
+    if cols.max() >= nz:
+        return None
+    devs = np.unique(cols // o)
+    return int(devs[0]) if len(devs) == 1 else None
+
+
+def per_option(p: Problem, e: Expr, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lin, 1/beta coef, 1/phi coef) per option of a device-local expression (constant included)."""
+    o = p.n_options
+    lin = np.full(o, e.const)
+    np.add.at(lin, e.lin_idx - k * o, e.lin_coef)
+    qb, qp = np.zeros(o), np.zeros(o)
+    for res, arr in ((BETA, qb), (PHI, qp)):
+        sel = e.q_res == res
+        np.add.at(arr, e.q_z[sel] - k * o, e.q_coef[sel])
+    return lin, qb, qp
+
+
+def _shares_default(p: Problem) -> bool:
+    n, off = p.n_devices, p.bandwidth.offset
+    ok = np.all(p.col_lb[off:off + n] == 0) and np.all(p.col_ub[off:off + n] == 1)
+    if p.server_share is not None:
+        s = p.server_share.offset
+        ok = ok and np.all(p.col_lb[s:s + n] == 0) and np.all(p.col_ub[s:s + n] == 1)
+    return bool(ok)
+
+
+def analyse(p: Problem) -> Structure:
+    """Classify the problem and presolve its per-device constraints."""
+    obj = p.objective
+    assert obj is not None
+    if not _shares_default(p):
+        return Structure("generic", "shares are bounded or fixed by the user")
+    n, o = p.n_devices, p.n_options
+    A, D, S = np.zeros((n, o)), np.zeros((n, o)), np.zeros((n, o))
+    if len(obj.maxes) == 1 and not len(obj.lin_idx) and not len(obj.q_z):
+        kind, (weight, terms) = "minmax", obj.maxes[0]
+    elif not obj.maxes:
+        kind, weight, terms = "separable", 1.0, (obj - obj.const,)
+    else:
+        return Structure("generic", "the objective is not a max of device delays or a sum")
+    seen = np.zeros(n, dtype=bool)
+    parts = _split_by_device(p, terms[0]) if kind == "separable" else None
+    if kind == "separable" and parts is None:
+        return Structure("generic", "the objective mixes devices in one term")
+    for k, t in (parts.items() if parts is not None else enumerate_terms(p, terms)):
+        if k is None or (kind == "minmax" and seen[k]):
+            return Structure("generic", "a term of the max is not one device's delay")
+        seen[k] = True
+        lin, qb, qp = per_option(p, t, k)
+        A[k], D[k], S[k] = A[k] + lin, D[k] + qb, S[k] + qp
+    st = Structure(kind, A=A, D=D, S=S, weight=weight, const=obj.const,
+                   allowed=p.allowed.copy(), beta_min=np.zeros((n, o)), tied=p.tied)
+    for c in p.constraints:
+        _classify(p, c, st)
+    return st
+
+
+def enumerate_terms(p: Problem, terms: tuple[Expr, ...]) -> list[tuple[int | None, Expr]]:
+    """(device, term) for each term of a max (device None when a term is not device-local)."""
+    out = []
+    for t in terms:
+        k = device_of(p, t)
+        out.append((None if k is None or k < 0 else k, t))
+    return out
+
+
+def _split_by_device(p: Problem, e: Expr) -> dict[int, Expr] | None:
+    """Split a sum into device-local parts, or None when a column is not in the z block."""
+    if e.maxes:
+        return None
+    o, nz = p.n_options, p.n_devices * p.n_options
+    if (len(e.lin_idx) and e.lin_idx.max() >= nz) or (len(e.q_z) and e.q_z.max() >= nz):
+        return None
+    out: dict[int, Expr] = {}
+    dl, dq = e.lin_idx // o, e.q_z // o
+    for k in np.unique(np.concatenate([dl, dq])):
+        a, b = dl == k, dq == k
+        out[int(k)] = Expr(e.lin_idx[a], e.lin_coef[a], 0.0, e.q_z[b], e.q_res[b], e.q_coef[b])
+    return out
+
+
+def _classify(p: Problem, c: Constraint, st: Structure) -> None:
+    """Presolve a device-local constraint into the option masks, or record it as coupling."""
+    b = c.body
+    if len(b.maxes) == 1 and not len(b.lin_idx) and not len(b.q_z) and b.maxes[0][0] > 0:
+        w, ts = b.maxes[0]  # max_j e_j <= ub: one device-local constraint per term
+        for t in ts:
+            _classify(p, Constraint(t * w + b.const, c.lb, c.ub, c.name), st)
+        return
+    k = device_of(p, b)
+    if k is None:
+        if c.name.startswith("tie:") and st.tied:
+            return
+        if (len(b.q_z) or b.maxes or (len(b.lin_idx) and _touches_shares(p, b))):
+            st.kind, st.reason = "generic", f"constraint {c.name or '(unnamed)'} couples shares"
+        else:
+            st.coupling.append(c)
+        return
+    if k < 0:  # a constant relation
+        if not (c.lb - 1e-9 <= b.const <= c.ub + 1e-9):
+            st.explained.append(f"constraint {c.name or '(unnamed)'} is a false constant relation")
+        return
+    lin, qb, qp = per_option(p, b, k)
+    if np.any(qp):
+        st.kind, st.reason = "generic", "a per-device constraint on the server share"
+        return
+    ok = (lin >= c.lb - 1e-9) & (lin <= c.ub + 1e-9) & (qb == 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = c.ub - lin
+        need = np.where(qb > 0, qb / room, 0.0)
+    ok |= (qb > 0) & (room > 0) & (lin >= c.lb - 1e-9) & (need <= 1 + 1e-12)
+    before = st.allowed[k].copy()
+    st.allowed[k] &= ok
+    st.beta_min[k] = np.maximum(st.beta_min[k], np.where(qb > 0, need, 0.0))
+    if before.any() and not st.allowed[k].any():
+        from splitopt.compile.explain import explain_device
+
+        st.explained.append(explain_device(p, k, c, lin, qb, before))
+
+
+def _touches_shares(p: Problem, e: Expr) -> bool:
+    nz = p.n_devices * p.n_options
+    share_end = p.bandwidth.offset + p.n_devices * (2 if p.server_share is not None else 1)
+    return bool(np.any((e.lin_idx >= nz) & (e.lin_idx < share_end)))
+
+
+def is_inf(x: float) -> bool:
+    """True for +-inf."""
+    return math.isinf(x)

@@ -1,0 +1,174 @@
+"""Expressions and constraints of the declarative builder.
+
+An :class:`Expr` is, over the model's columns x,
+
+    sum_i lin_coef[i] * x[lin_idx[i]] + const
+    + sum_j q_coef[j] * z[q_z[j]] / share_{q_res[j]}(device of q_z[j])        (convex for q_coef >= 0)
+    + sum_m w_m * max(terms_m)                                                   (convex for w_m >= 0)
+
+The middle part is the reference cost model's ``d / beta`` and ``a_srv / phi`` terms: ``z`` is a
+one-hot cut-option binary and the share is that device's bandwidth (res 0) or server share (res 1).
+Everything is stored as numpy arrays so that building a 1000-device problem costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from splitopt.errors import InputError
+
+_EMPTY_I = np.zeros(0, dtype=np.int64)
+_EMPTY_F = np.zeros(0, dtype=float)
+
+BETA, PHI = 0, 1
+
+
+@dataclass(frozen=True, eq=False)
+class Expr:
+    """A convex (or affine) expression over the model's columns; build it with + - * and max."""
+
+    lin_idx: np.ndarray = field(default_factory=lambda: _EMPTY_I)
+    lin_coef: np.ndarray = field(default_factory=lambda: _EMPTY_F)
+    const: float = 0.0
+    q_z: np.ndarray = field(default_factory=lambda: _EMPTY_I)
+    q_res: np.ndarray = field(default_factory=lambda: _EMPTY_I)
+    q_coef: np.ndarray = field(default_factory=lambda: _EMPTY_F)
+    maxes: tuple[tuple[float, tuple[Expr, ...]], ...] = ()
+
+    # ------------------------------------------------------------ algebra
+    @staticmethod
+    def of(value: ExprLike) -> Expr:
+        """Wrap a number (or return an expression unchanged)."""
+        if isinstance(value, Expr):
+            return value
+        if isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value):
+            return Expr(const=float(value))
+        raise InputError("expression operand", value, "a splitopt Expr or a finite number")
+
+    def __add__(self, other: ExprLike) -> Expr:
+        o = Expr.of(other)
+        return Expr(np.concatenate([self.lin_idx, o.lin_idx]),
+                    np.concatenate([self.lin_coef, o.lin_coef]), self.const + o.const,
+                    np.concatenate([self.q_z, o.q_z]), np.concatenate([self.q_res, o.q_res]),
+                    np.concatenate([self.q_coef, o.q_coef]), self.maxes + o.maxes)
+
+    __radd__ = __add__
+
+    def __mul__(self, k: float) -> Expr:
+        if isinstance(k, Expr):
+            raise InputError("expression product", "Expr * Expr", "an expression times a number",
+                             "Products of decision variables are not linear; use a constraint.")
+        k = Expr.of(k).const
+        return Expr(self.lin_idx, self.lin_coef * k, self.const * k, self.q_z, self.q_res,
+                    self.q_coef * k, tuple((w * k, t) for w, t in self.maxes))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, k: float) -> Expr:
+        return self * (1.0 / Expr.of(k).const)
+
+    def __neg__(self) -> Expr:
+        return self * -1.0
+
+    def __sub__(self, other: ExprLike) -> Expr:
+        return self + (-Expr.of(other))
+
+    def __rsub__(self, other: ExprLike) -> Expr:
+        return Expr.of(other) + (-self)
+
+    # ------------------------------------------------------------ relations
+    def __le__(self, other: ExprLike) -> Constraint:  # type: ignore[override]
+        return Constraint(self - other, -math.inf, 0.0)
+
+    def __ge__(self, other: ExprLike) -> Constraint:  # type: ignore[override]
+        return Constraint(Expr.of(other) - self, -math.inf, 0.0)
+
+    def __eq__(self, other: object) -> Constraint:  # type: ignore[override]
+        return Constraint(self - other, 0.0, 0.0)  # type: ignore[operator]
+
+    __hash__ = object.__hash__
+
+    # ------------------------------------------------------------ shape
+    @property
+    def is_affine(self) -> bool:
+        """True when there is no 1/share term and no max."""
+        return not (len(self.q_z) and np.any(self.q_coef != 0)) and not self.maxes
+
+    @property
+    def is_convex(self) -> bool:
+        """True when every 1/share coefficient and every max weight is >= 0."""
+        return bool(np.all(self.q_coef >= 0)) and all(
+            w >= 0 and all(t.is_convex for t in ts) for w, ts in self.maxes)
+
+    def columns(self) -> np.ndarray:
+        """Every model column the expression touches (max terms included)."""
+        parts = [self.lin_idx, self.q_z] + [t.columns() for _, ts in self.maxes for t in ts]
+        return np.unique(np.concatenate(parts)) if parts else _EMPTY_I
+
+    def value(self, x: np.ndarray, shares: np.ndarray, n_options: int) -> float:
+        """The exact value at model columns ``x``.
+
+        ``shares[res, k]`` are the resource shares; z (the first block) has ``n_options`` columns
+        per device.
+        """
+        v = self.const + float(self.lin_coef @ x[self.lin_idx]) if len(self.lin_idx) else self.const
+        if len(self.q_z):
+            zv = x[self.q_z]
+            on = zv > 0.5
+            dev = self.q_z[on] // n_options
+            v += float(np.sum(self.q_coef[on] / shares[self.q_res[on], dev]))
+        for w, ts in self.maxes:
+            v += w * max(t.value(x, shares, n_options) for t in ts)
+        return v
+
+
+ExprLike = Expr | float | int
+
+
+def maximum(terms: Iterable[ExprLike]) -> Expr:
+    """max(terms): convex; allowed in objectives to minimise and on the small side of ``<=``."""
+    ts = tuple(Expr.of(t) for t in terms)
+    if not ts:
+        raise InputError("maximum", [], "at least one expression")
+    if len(ts) == 1:
+        return ts[0]
+    return Expr(maxes=((1.0, ts),))
+
+
+def total(terms: Iterable[ExprLike]) -> Expr:
+    """Sum of expressions, concatenating arrays once (faster than repeated +)."""
+    ts = [Expr.of(t) for t in terms]
+    if not ts:
+        return Expr()
+    return Expr(np.concatenate([t.lin_idx for t in ts]), np.concatenate([t.lin_coef for t in ts]),
+                sum(t.const for t in ts), np.concatenate([t.q_z for t in ts]),
+                np.concatenate([t.q_res for t in ts]), np.concatenate([t.q_coef for t in ts]),
+                tuple(m for t in ts for m in t.maxes))
+
+
+@dataclass(frozen=True, eq=False)
+class Constraint:
+    """lb <= body <= ub with the body's constant folded in at compile time."""
+
+    body: Expr
+    lb: float
+    ub: float
+    name: str = ""
+
+    def named(self, name: str) -> Constraint:
+        """A copy carrying a name (used in infeasibility messages and LP/MPS files)."""
+        return Constraint(self.body, self.lb, self.ub, name)
+
+    def check_convex(self) -> None:
+        """Raise if the constraint is not convex (a 1/share term or a max must sit on the small side)."""
+        if self.body.is_affine:
+            return
+        if self.lb > -math.inf or not self.body.is_convex:
+            raise InputError(f"constraint {self.name or ''}".strip(), "a non-convex relation",
+                             "affine relations, or convex expressions (max, delays, energy) <= a "
+                             "number or an affine expression",
+                             "Write max/delay/energy terms on the left of '<='.")

@@ -1,0 +1,108 @@
+"""The per-device option table: every (cut, batch size) pair, plus "not selected", priced once.
+
+A device's categorical choice is one option o; with one-hot binaries z[k, o] every cost of the
+reference model is linear in z except the ``1/beta`` and ``1/phi`` parts, whose coefficients are
+per option too. All arrays are (N devices, O options) and come from :func:`splitopt.costs.round_terms`,
+so the builder prices exactly like :func:`splitopt.plan.evaluate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from splitopt.costs import BITS, CutTable, round_terms
+from splitopt.scenario import Scenario
+
+PHASES = ("device_compute", "server_compute", "uplink", "downlink", "aggregation")
+
+
+@dataclass(frozen=True)
+class OptionTable:
+    """Costs of every option for every device.
+
+    Attributes
+    ----------
+    cut, batch
+        (O,) the cut index into ``table`` (-1: device not selected) and the batch size.
+    a_dev, a_srv, up, dn, agg
+        (N, O) seconds per round: device compute, server compute at the full server (divide by
+        phi), activations up / gradients down and model aggregation at the full band (divide by
+        beta).
+    mem, comm, e_comp, e_tx
+        (N, O) memory bytes, bytes sent and received per round, compute energy (J) and transmit
+        energy at the full band (J, divide by beta).
+
+    """
+
+    table: CutTable
+    cut: np.ndarray
+    batch: np.ndarray
+    a_dev: np.ndarray
+    a_srv: np.ndarray
+    up: np.ndarray
+    dn: np.ndarray
+    agg: np.ndarray
+    mem: np.ndarray
+    comm: np.ndarray
+    e_comp: np.ndarray
+    e_tx: np.ndarray
+
+    @property
+    def d(self) -> np.ndarray:
+        """Seconds per round at the full band (the D of T = A + D / beta)."""
+        return self.up + self.dn + self.agg
+
+    @property
+    def n_options(self) -> int:
+        """Options per device."""
+        return len(self.cut)
+
+    @property
+    def is_fl(self) -> np.ndarray:
+        """(O,) True for options whose device side is the whole graph (FL mode)."""
+        full = self.table.masks.all(axis=1)
+        return np.array([c >= 0 and bool(full[c]) for c in self.cut])
+
+    @property
+    def is_off(self) -> np.ndarray:
+        """(O,) True for the "not selected" option."""
+        return self.cut < 0
+
+
+def build_options(scenario: Scenario, table: CutTable, batches: Sequence[int],
+                  selectable: bool) -> OptionTable:
+    """Price every (cut, batch) pair (and "off" when ``selectable``) for every device."""
+    devs, ch, tr = scenario.devices, scenario.channel, scenario.training
+    n, c = len(devs), len(table)
+    s_up = np.array([1.0 / (ch.bandwidth_up_hz * d.spectral_eff_up) for d in devs])[:, None]
+    s_dn = np.array([1.0 / (ch.bandwidth_dn_hz * d.spectral_eff_dn) for d in devs])[:, None]
+    full = table.masks.all(axis=1)
+    agg_bytes = np.where(full | tr.aggregate, table.param_bytes, 0.0)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in
+                                          ("a_dev", "a_srv", "up", "dn", "agg", "mem", "comm",
+                                           "e_comp", "e_tx")}
+    it = float(tr.local_iters)
+    for b in batches:
+        rt = round_terms(devs, scenario.server, ch, tr, table, batch=int(b))
+        act_bits = it * b * BITS * table.boundary_bytes
+        parts["a_dev"].append(rt.a_dev)
+        parts["a_srv"].append(rt.a_srv)
+        parts["up"].append(act_bits * s_up)
+        parts["dn"].append(act_bits * s_dn)
+        parts["agg"].append(np.broadcast_to(BITS * agg_bytes * (s_up + s_dn), (n, c)))
+        parts["mem"].append(rt.mem)
+        parts["comm"].append(np.broadcast_to(it * 2 * b * table.boundary_bytes + 2 * agg_bytes,
+                                             (n, c)))
+        parts["e_comp"].append(rt.e_comp)
+        parts["e_tx"].append(rt.e_tx)
+    cut = np.tile(np.arange(c), len(batches))
+    batch = np.repeat(np.asarray(batches, dtype=np.int64), c)
+    arrays = {k: np.ascontiguousarray(np.hstack(v), dtype=float) for k, v in parts.items()}
+    if selectable:
+        cut = np.append(cut, -1)
+        batch = np.append(batch, int(batches[0]))
+        arrays = {k: np.hstack([v, np.zeros((n, 1))]) for k, v in arrays.items()}
+    return OptionTable(table, cut, batch, **arrays)

@@ -1,0 +1,287 @@
+"""The declarative Problem: variables, cost expressions, constraints and an objective over a Scenario.
+
+Example:
+-------
+>>> p = Problem(scenario)                      # cuts: the chain prefixes; bandwidth shares
+>>> p.add(p.memory("nano-0") <= 512e6)
+>>> p.minimize(p.round_latency())
+>>> result = p.solve()                         # exact; result.path says which method ran
+
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from splitopt.costs import CutTable
+from splitopt.errors import InputError
+from splitopt.model.expr import BETA, PHI, Constraint, Expr, maximum, total
+from splitopt.model.options import OptionTable, build_options
+from splitopt.model.variables import (
+    BatchVar,
+    CutVar,
+    ModeVar,
+    SelectVar,
+    ShareVar,
+    Var,
+)
+from splitopt.scenario import Scenario
+
+
+class Problem:
+    """A planning problem over a scenario; nothing here mutates the scenario.
+
+    Parameters
+    ----------
+    scenario
+        The fleet, model graph, server, channel and training settings.
+    cuts
+        Candidate device-side sets: a CutTable or a list of node-name sets (default: the chain
+        prefixes of the graph, plus the whole graph when ``modes`` is on).
+    batch
+        One batch size, or the allowed sizes (a range or a list); default the training batch.
+    modes
+        Allow FL mode (the whole model on the device) as a per-device choice.
+    selection
+        Allow leaving devices out of the round.
+    server_share
+        Share the server's compute: a variable phi_k per device with sum phi <= 1.
+
+    """
+
+    def __init__(self, scenario: Scenario, *, cuts: CutTable | Sequence[Iterable[str]] | None = None,
+                 batch: int | Iterable[int] | None = None, modes: bool = False,
+                 selection: bool = False, server_share: bool = False):
+        if not isinstance(scenario, Scenario):
+            raise InputError("scenario", type(scenario).__name__, "a splitopt Scenario")
+        self.scenario = scenario
+        self.table = _cut_table(scenario, cuts, modes)
+        self.batches = _batches(scenario, batch)
+        self.options: OptionTable = build_options(scenario, self.table, self.batches, selection)
+        n, o = scenario.n_devices, self.options.n_options
+        self.n_devices, self.n_options = n, o
+        self.allowed = np.ones((n, o), dtype=bool)
+        if not modes:
+            self.allowed[:, self.options.is_fl] = False
+        if not self.allowed.any(axis=1).all():
+            raise InputError("cuts", "only the whole graph", "at least one split candidate",
+                             "Pass modes=True to allow FL mode, or give split candidates.")
+        self.n_cols = n * o  # z[k, o] first, then the shares, then user variables
+        self.col_lb = np.zeros(n * o)
+        self.col_ub = np.ones(n * o)
+        self.bandwidth = ShareVar(self, BETA, self._add_cols(n, 0.0, 1.0), "bandwidth")
+        self.server_share: ShareVar | None = (
+            ShareVar(self, PHI, self._add_cols(n, 0.0, 1.0), "server_share") if server_share
+            else None)
+        self.cut, self.batch = CutVar(self), BatchVar(self)
+        self.mode, self.selected = ModeVar(self), SelectVar(self)
+        self.extras: list[Var] = []
+        self.constraints: list[Constraint] = []
+        self.objective: Expr | None = None
+        self.sense = "min"
+        self.tied = False
+        self._names = {d.name: i for i, d in enumerate(scenario.devices)}
+
+    # ------------------------------------------------------------------ columns
+    def _add_cols(self, size: int, lb: float, ub: float) -> int:
+        off = self.n_cols
+        self.col_lb = np.append(self.col_lb, np.full(size, lb))
+        self.col_ub = np.append(self.col_ub, np.full(size, ub))
+        self.n_cols += size
+        return off
+
+    @property
+    def extra_offset(self) -> int:
+        """First column after z and the shares (user variables start here)."""
+        return self.n_devices * (self.n_options + (2 if self.server_share is not None else 1))
+
+    def add_variable(self, name: str, size: int = 1, *, lb: float = 0.0, ub: float = math.inf,
+                     integer: bool = False) -> Var:
+        """Declare ``size`` extra variables (continuous or integer) in [lb, ub]."""
+        if any(v.name == name for v in self.extras):
+            raise InputError("variable name", name, "a name not used yet")
+        if not (isinstance(size, int) and size >= 1) or lb > ub:
+            raise InputError(f"variable {name!r}", (size, lb, ub), "size >= 1 and lb <= ub")
+        var = Var(name, self._add_cols(size, lb, ub), size, integer)
+        self.extras.append(var)
+        return var
+
+    def device_index(self, k: int | str) -> int:
+        """Index of a device given by index or name."""
+        if isinstance(k, str):
+            if k not in self._names:
+                raise InputError("device", k, f"one of {list(self._names)[:8]}")
+            return self._names[k]
+        if isinstance(k, (int, np.integer)) and 0 <= k < self.n_devices:
+            return int(k)
+        raise InputError("device", k, f"a name or an index in [0, {self.n_devices})")
+
+    def device_name(self, k: int) -> str:
+        """Name of device k."""
+        return self.scenario.devices[k].name
+
+    # ------------------------------------------------------------------ restrictions
+    def pin(self, node: str, side: str, devices: Iterable[int | str] | None = None) -> None:
+        """Keep ``node`` on the ``"device"`` or ``"server"`` side (removes candidate cuts)."""
+        if side not in ("device", "server"):
+            raise InputError("pin side", side, "'device' or 'server'")
+        on_dev = self.table.masks[:, self.table.graph.mask([node]).argmax()]
+        keep = np.append(on_dev == (side == "device"), False)[self.options.cut]
+        keep |= self.options.is_off
+        view = self.cut
+        for k in (range(self.n_devices) if devices is None else devices):
+            view._restrict(k, keep, f"pin({node!r}, {side!r})")
+
+    def tie_cuts(self) -> None:
+        """One common cut for every device (selected or not)."""
+        oc = self.options.cut
+        for c in np.unique(oc[oc >= 0]):
+            sel = (oc == c).astype(float)
+            for k in range(1, self.n_devices):
+                self.constraints.append(
+                    (self.option_expr(k, sel) == self.option_expr(0, sel)).named(f"tie:{k}:{c}"))
+        self.tied = True
+
+    # ------------------------------------------------------------------ expressions
+    def option_expr(self, k: int | str, lin: np.ndarray, beta: np.ndarray | None = None,
+                    phi: np.ndarray | None = None) -> Expr:
+        """sum_o z[k,o] * (lin[o] + beta[o] / beta_k + phi[o] / phi_k) for device k."""
+        i = self.device_index(k)
+        cols = i * self.n_options + np.arange(self.n_options, dtype=np.int64)
+        lin = np.asarray(lin, dtype=float).copy()
+        if phi is not None and self.server_share is None:
+            lin = lin + phi  # the server is not shared: phi = 1
+            phi = None
+        qz, qr, qc = [], [], []
+        for res, coef in ((BETA, beta), (PHI, phi)):
+            if coef is not None:
+                nz = np.flatnonzero(coef)
+                qz.append(cols[nz])
+                qr.append(np.full(len(nz), res, dtype=np.int64))
+                qc.append(np.asarray(coef, dtype=float)[nz])
+        if not qz:
+            return Expr(cols, lin)
+        return Expr(cols, lin, 0.0, np.concatenate(qz), np.concatenate(qr), np.concatenate(qc))
+
+    def _rows(self, name: str, k: int | str) -> np.ndarray:
+        return getattr(self.options, name)[self.device_index(k)]
+
+    def round_time(self, k: int | str) -> Expr:
+        """T_k = I * T_iter + T_agg of device k (seconds)."""
+        o = self.options
+        i = self.device_index(k)
+        return self.option_expr(i, o.a_dev[i], o.d[i], o.a_srv[i])
+
+    def iteration_time(self, k: int | str) -> Expr:
+        """T_iter of one local iteration of device k (seconds)."""
+        o, i = self.options, self.device_index(k)
+        it = float(self.scenario.training.local_iters)
+        return self.option_expr(i, o.a_dev[i] / it, (o.up[i] + o.dn[i]) / it, o.a_srv[i] / it)
+
+    def phase(self, k: int | str, name: str) -> Expr:
+        """One phase of device k's round: device_compute, server_compute, uplink, downlink, aggregation."""
+        i, o = self.device_index(k), self.options
+        zero = np.zeros(self.n_options)
+        table = {"device_compute": (o.a_dev[i], None, None),
+                 "server_compute": (zero, None, o.a_srv[i]),
+                 "uplink": (zero, o.up[i], None), "downlink": (zero, o.dn[i], None),
+                 "aggregation": (zero, o.agg[i], None)}
+        if name not in table:
+            raise InputError("phase", name, f"one of {sorted(table)}")
+        return self.option_expr(i, *table[name])
+
+    def memory(self, k: int | str) -> Expr:
+        """Device k's training memory (bytes)."""
+        return self.option_expr(k, self._rows("mem", k))
+
+    def energy(self, k: int | str) -> Expr:
+        """Device k's energy per round (J): compute plus transmission."""
+        return self.option_expr(k, self._rows("e_comp", k), self._rows("e_tx", k))
+
+    def comm_bytes(self, k: int | str) -> Expr:
+        """Bytes device k sends and receives per round."""
+        return self.option_expr(k, self._rows("comm", k))
+
+    def total_energy(self) -> Expr:
+        """Energy of the whole fleet per round (J)."""
+        return total(self.energy(k) for k in range(self.n_devices))
+
+    def round_latency(self) -> Expr:
+        """The round latency: max_k T_k (parallel) or max(slowest FL device, sum of split devices)."""
+        n = self.n_devices
+        if self.scenario.training.schedule == "parallel":
+            return maximum(self.round_time(k) for k in range(n))
+        fl = self.options.is_fl
+        o = self.options
+        parts = [self.option_expr(k, o.a_dev[k] * fl, o.d[k] * fl, o.a_srv[k] * fl)
+                 for k in range(n) if np.any(self.allowed[k] & fl)]
+        sl = total(self.option_expr(k, o.a_dev[k] * ~fl, o.d[k] * ~fl, o.a_srv[k] * ~fl)
+                   for k in range(n))
+        return maximum([*parts, sl])
+
+    # ------------------------------------------------------------------ constraints, objective
+    def add(self, constraint: Constraint | Iterable[Constraint], name: str = "") -> None:
+        """Add a constraint (or several); non-convex ones are refused with the reason."""
+        items = [constraint] if isinstance(constraint, Constraint) else list(constraint)
+        for i, c in enumerate(items):
+            if not isinstance(c, Constraint):
+                raise InputError("constraint", type(c).__name__, "a relation like expr <= value")
+            c = c.named(name if len(items) == 1 else f"{name}[{i}]") if name else c
+            c.check_convex()
+            self.constraints.append(c)
+
+    def minimize(self, expr: Expr | float) -> None:
+        """Set the objective to minimise a convex expression."""
+        e = Expr.of(expr)
+        if not e.is_convex:
+            raise InputError("objective", "a non-convex expression", "a convex expression to minimise")
+        self.objective, self.sense = e, "min"
+
+    def maximize(self, expr: Expr | float) -> None:
+        """Set the objective to maximise an affine expression."""
+        e = Expr.of(expr)
+        if not e.is_affine:
+            raise InputError("objective", "a non-affine expression", "an affine expression to maximise",
+                             "Minimise delays and energies; maximise only affine expressions.")
+        self.objective, self.sense = -e, "max"
+
+    def solve(self, **kwargs: Any) -> Any:
+        """Solve (see :func:`splitopt.solve.solve` for the options); returns a Result."""
+        from splitopt.solve import solve
+
+        return solve(self, **kwargs)
+
+    def compile(self, **kwargs: Any) -> Any:
+        """The generic Program (see :func:`splitopt.compile.compile_problem`) without solving."""
+        from splitopt.compile import compile_problem
+
+        return compile_problem(self, **kwargs)
+
+
+def _cut_table(scenario: Scenario, cuts: Any, modes: bool) -> CutTable:
+    g = scenario.graph
+    if cuts is None:
+        return CutTable.chain(g, labels_on_device=modes)
+    if isinstance(cuts, CutTable):
+        table = cuts
+    else:
+        sets = [g.check_split(s, labels_on_device=True) for s in cuts]
+        if not sets:
+            raise InputError("cuts", [], "at least one device-side set")
+        table = CutTable.from_sets(g, sets)
+    if modes and not table.masks.all(axis=1).any():
+        table = CutTable(g, np.vstack([table.masks, np.ones((1, len(g)), dtype=bool)]))
+    return table
+
+
+def _batches(scenario: Scenario, batch: Any) -> list[int]:
+    if batch is None:
+        return [scenario.training.batch_size]
+    vals = [batch] if isinstance(batch, (int, np.integer)) else list(batch)
+    if not vals or any(not isinstance(b, (int, np.integer)) or b < 1 for b in vals):
+        raise InputError("batch", batch, "an integer >= 1, or a non-empty range/list of them")
+    return sorted({int(b) for b in vals})

@@ -1,0 +1,174 @@
+"""Decision-variable views of a Problem: cut, bandwidth, server share, batch, mode, selection, extras.
+
+Categorical choices (cut, batch, mode, selection) are all views over one set of one-hot binaries
+z[k, o] over the device's options (a cut x batch pair, or "not selected"); fixing or bounding them
+removes options. Shares are continuous columns with bounds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from splitopt.errors import InputError
+from splitopt.model.expr import Expr
+
+if TYPE_CHECKING:
+    from splitopt.model.problem import Problem
+
+
+class _DeviceView:
+    """Indexable by device (index or name); each item is an Expr."""
+
+    def __init__(self, problem: Problem):
+        self.p = problem
+
+    def __len__(self) -> int:
+        return self.p.n_devices
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return (self[k] for k in range(len(self)))
+
+    def _restrict(self, k: int | str | None, keep: np.ndarray, what: str) -> None:
+        ks = range(self.p.n_devices) if k is None else [self.p.device_index(k)]
+        for i in ks:
+            if not np.any(self.p.allowed[i] & keep):
+                raise InputError(what, f"device {self.p.device_name(i)!r}",
+                                 "a restriction that leaves at least one option",
+                                 "Check the values against the candidate cuts and batches.")
+            self.p.allowed[i] &= keep
+
+
+class CutVar(_DeviceView):
+    """The cut of each device: categorical over the candidate device-side sets."""
+
+    def __getitem__(self, k: int | str) -> Expr:
+        """The index of device k's chosen cut (an affine expression; 'off' counts as -1)."""
+        return self.p.option_expr(k, self.p.options.cut.astype(float))
+
+    def index_of(self, cut: int | Iterable[str]) -> int:
+        """Index of a candidate cut given as an index or a device-side set of node names."""
+        if isinstance(cut, (int, np.integer)):
+            if not 0 <= cut < len(self.p.table):
+                raise InputError("cut", cut, f"an index in [0, {len(self.p.table)})")
+            return int(cut)
+        want = frozenset(cut)
+        for i, s in enumerate(self.p.table.sets()):
+            if s == want:
+                return i
+        raise InputError("cut", sorted(want)[:6], "one of the candidate device-side sets")
+
+    def fix(self, k: int | str | None, cut: int | Iterable[str]) -> None:
+        """Fix device k's cut (all devices when k is None)."""
+        c = self.index_of(cut)
+        self._restrict(k, (self.p.options.cut == c) | self.p.options.is_off, "cut.fix")
+
+    def is_(self, k: int | str, cut: int | Iterable[str]) -> Expr:
+        """1 if device k uses the given cut, else 0 (affine)."""
+        c = self.index_of(cut)
+        return self.p.option_expr(k, (self.p.options.cut == c).astype(float))
+
+
+class BatchVar(_DeviceView):
+    """The integer batch size of each device, from a range or a set given to the Problem."""
+
+    def __getitem__(self, k: int | str) -> Expr:
+        return self.p.option_expr(k, self.p.options.batch.astype(float)
+                                  * ~self.p.options.is_off)
+
+    def fix(self, k: int | str | None, value: int) -> None:
+        """Fix device k's batch size (all devices when k is None)."""
+        self.bound(k, value, value)
+
+    def bound(self, k: int | str | None, lb: float = 1, ub: float = math.inf) -> None:
+        """Keep batch sizes in [lb, ub]."""
+        b = self.p.options.batch
+        self._restrict(k, ((b >= lb) & (b <= ub)) | self.p.options.is_off, "batch.bound")
+
+
+class ModeVar(_DeviceView):
+    """1 when the device trains in FL mode (whole model local), else 0; needs ``modes=True``."""
+
+    def __getitem__(self, k: int | str) -> Expr:
+        return self.p.option_expr(k, self.p.options.is_fl.astype(float))
+
+    def fix(self, k: int | str | None, mode: str) -> None:
+        """Fix device k's mode to ``"fl"`` or ``"split"``."""
+        if mode not in ("fl", "split"):
+            raise InputError("mode", mode, "'fl' or 'split'")
+        fl = self.p.options.is_fl
+        self._restrict(k, (fl if mode == "fl" else ~fl) | self.p.options.is_off, "mode.fix")
+
+
+class SelectVar(_DeviceView):
+    """1 when the device takes part in the round; needs ``selection=True``."""
+
+    def __getitem__(self, k: int | str) -> Expr:
+        return self.p.option_expr(k, (~self.p.options.is_off).astype(float))
+
+    def fix(self, k: int | str | None, on: bool) -> None:
+        """Force device k in (True) or out (False)."""
+        off = self.p.options.is_off
+        self._restrict(k, ~off if on else off, "selected.fix")
+
+
+class ShareVar(_DeviceView):
+    """A continuous share per device (bandwidth beta or server share phi), sum over devices <= 1."""
+
+    def __init__(self, problem: Problem, res: int, offset: int, label: str):
+        super().__init__(problem)
+        self.res, self.offset, self.label = res, offset, label
+
+    def __getitem__(self, k: int | str) -> Expr:
+        col = self.offset + self.p.device_index(k)
+        return Expr(np.array([col], dtype=np.int64), np.ones(1))
+
+    def fix(self, k: int | str | None, value: float | Iterable[float]) -> None:
+        """Fix the share of device k (or of every device: a number or one value per device)."""
+        if k is None:
+            vals = np.broadcast_to(np.asarray(value, dtype=float), (self.p.n_devices,))
+            for i, v in enumerate(vals):
+                self.bound(i, float(v), float(v))
+        else:
+            self.bound(k, float(value), float(value))  # type: ignore[arg-type]
+
+    def bound(self, k: int | str, lb: float = 0.0, ub: float = 1.0) -> None:
+        """Keep device k's share in [lb, ub] (within (0, 1])."""
+        if not (0 <= lb <= ub <= 1) or (lb == ub == 0):
+            raise InputError(f"{self.label}.bound", (lb, ub), "0 <= lb <= ub <= 1 and ub > 0")
+        i = self.p.device_index(k)
+        self.p.col_lb[self.offset + i] = lb
+        self.p.col_ub[self.offset + i] = ub
+
+    def fixed_values(self) -> np.ndarray | None:
+        """The per-device values when every share is fixed, else None."""
+        lb = self.p.col_lb[self.offset:self.offset + self.p.n_devices]
+        ub = self.p.col_ub[self.offset:self.offset + self.p.n_devices]
+        return lb.copy() if np.all(lb == ub) else None
+
+
+@dataclass(frozen=True)
+class Var:
+    """A user variable block; index it (or use ``.expr``) to get affine expressions."""
+
+    name: str
+    offset: int
+    size: int
+    integer: bool
+
+    def __getitem__(self, i: Any) -> Expr:
+        idx = np.arange(self.size)[i]
+        if np.ndim(idx) != 0:
+            raise InputError(f"variable {self.name!r} index", i, "a single index")
+        return Expr(np.array([self.offset + int(idx)], dtype=np.int64), np.ones(1))
+
+    @property
+    def expr(self) -> Expr:
+        """The variable itself (scalar variables)."""
+        if self.size != 1:
+            raise InputError(f"variable {self.name!r}", f"size {self.size}", "index it: v[i]")
+        return self[0]

@@ -1,0 +1,169 @@
+"""solve(problem): pick the exact path the structure allows, run it, decode a frozen Plan.
+
+Paths (docs/builder.md): ``bisection`` (min-max latency, per-device constraints), ``server-share``
+(the same with server shares), ``separable`` (sums such as sequential SL latency or total energy),
+``coupled`` (min-max with rows that couple devices: bisection + MILP feasibility), and the generic
+``outer-approximation`` (MILP with tangent cuts, cut generation until the gap closes) or ``conic``
+(a backend that takes the cones itself, e.g. cvxpy with Clarabel/SCIP).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from splitopt.backends import Backend, get_backend
+from splitopt.backends.base import INFEASIBLE
+from splitopt.backends.results import Result
+from splitopt.compile.bisection import PathOutcome, bisect_minmax
+from splitopt.compile.structure import Structure, analyse
+from splitopt.errors import InfeasibleError, InputError
+from splitopt.model.problem import Problem
+from splitopt.plan import DevicePlan, Plan
+
+PATHS = ("auto", "bisection", "server-share", "separable", "coupled", "generic")
+
+
+def choose_path(st: Structure) -> str:
+    """The fastest exact path for a structure (``generic`` when none applies)."""
+    if st.kind == "minmax":
+        if st.has_phi:
+            simple = not st.coupling and not st.tied and not np.any(st.beta_min > 0)
+            return "server-share" if simple else "generic"
+        return "coupled" if st.coupling else "bisection"
+    if st.kind == "separable" and not st.coupling and not st.tied and not np.any(st.beta_min > 0):
+        return "separable"
+    return "generic"
+
+
+def solve(problem: Problem, *, backend: str | Backend | None = None, path: str = "auto",
+          time_limit: float | None = None, gap: float = 1e-6, log: bool = False,
+          warm_start: Result | None = None) -> Result:
+    """Solve a Problem exactly (within ``gap``) and return a :class:`Result` with a frozen Plan.
+
+    Raises :class:`InfeasibleError` naming the device and constraint when no plan exists.
+    """
+    if path not in PATHS:
+        raise InputError("path", path, f"one of {list(PATHS)}")
+    if time_limit is not None and not time_limit > 0:
+        raise InputError("time_limit", time_limit, "a number of seconds > 0")
+    if problem.objective is None:
+        raise InputError("objective", None, "an objective", "Call p.minimize(...) first.")
+    t0 = time.perf_counter()
+    deadline = None if time_limit is None else t0 + time_limit
+    be = get_backend(backend)
+    st = analyse(problem)
+    if st.explained:
+        raise InfeasibleError("; ".join(st.explained))
+    chosen = choose_path(st) if path == "auto" else path
+    _check_path(st, chosen)
+    build_s = time.perf_counter() - t0
+    out, used = _run(problem, st, chosen, be, deadline, gap, log, warm_start)
+    if out.termination == INFEASIBLE:
+        from splitopt.compile.explain_global import explain_infeasible
+
+        raise InfeasibleError(explain_infeasible(problem, st))
+    return _result(problem, out, chosen, used, build_s, time.perf_counter() - t0 - build_s)
+
+
+def _check_path(st: Structure, chosen: str) -> None:
+    auto = choose_path(st)
+    if chosen in ("generic", auto) or (chosen == "coupled" and st.kind == "minmax"
+                                       and not st.has_phi):
+        return
+    raise InputError("path", chosen, f"'{auto}' or 'generic' for this problem",
+                     st.reason or "This problem's structure does not fit that path.")
+
+
+def _run(p: Problem, st: Structure, chosen: str, be: Backend, deadline: float | None,
+         gap: float, log: bool, warm: Result | None) -> tuple[PathOutcome, str]:
+    if chosen == "bisection":
+        if st.tied:
+            return _tied(p, st, deadline), "none"
+        return bisect_minmax(st.A, st.D, st.beta_min, st.allowed, deadline=deadline), "none"
+    if chosen == "server-share":
+        from splitopt.compile.resource import server_minmax
+
+        return server_minmax(st.A, st.D, st.S, st.allowed, be, deadline=deadline), be.name
+    if chosen == "separable":
+        from splitopt.compile.resource import separable_sum
+
+        return separable_sum(st.A, st.D, st.S, st.allowed, be, deadline=deadline,
+                             gap=min(gap, 1e-7)), be.name
+    if chosen == "coupled":
+        from splitopt.compile.coupled import coupled_minmax
+
+        return coupled_minmax(p, st, be, deadline=deadline, rtol=min(gap, 1e-9)), be.name
+    from splitopt.compile.generic import solve_generic
+
+    return solve_generic(p, be, deadline=deadline, gap=gap, log=log, warm=warm), be.name
+
+
+def _tied(p: Problem, st: Structure, deadline: float | None) -> PathOutcome:
+    """One common cut: the bisection once per candidate cut, the best kept (exact)."""
+    cut, off = p.options.cut, p.options.is_off
+    best: PathOutcome | None = None
+    bound, it = np.inf, 0
+    for c in np.unique(cut[cut >= 0]):
+        allowed = st.allowed & ((cut == c) | off)
+        if not allowed.any(axis=1).all():
+            continue
+        out = bisect_minmax(st.A, st.D, st.beta_min, allowed, deadline=deadline)
+        it += out.iterations
+        if out.termination == INFEASIBLE:
+            continue
+        bound = min(bound, out.bound)
+        if best is None or out.objective < best.objective:
+            best = out
+    if best is None:
+        return PathOutcome(INFEASIBLE, None, None, None, None, None, it)
+    best.bound, best.iterations = float(bound), it
+    return best
+
+
+def _result(p: Problem, out: PathOutcome, chosen: str, used: str, build_s: float,
+            solve_s: float) -> Result:
+    sign = -1.0 if p.sense == "max" else 1.0
+    obj, bnd = out.objective, out.bound
+    if chosen not in ("generic", "coupled") and obj is not None:
+        st_w = _weight_const(p)
+        obj = st_w[0] * obj + st_w[1]
+        bnd = None if bnd is None else st_w[0] * bnd + st_w[1]
+    plan = None
+    if out.option is not None:
+        plan = decode(p, out.option, out.beta, out.phi, chosen, out.termination,
+                      None if obj is None else sign * obj, None if bnd is None else sign * bnd)
+    values = {}
+    if out.extras is not None:
+        values = {v.name: out.extras[v.offset:v.offset + v.size].copy() for v in p.extras}
+    name = "outer-approximation" if chosen == "generic" and used != "conic" else chosen
+    return Result(out.termination, out.message or name, used,
+                  None if obj is None else sign * obj, None if bnd is None else sign * bnd, plan,
+                  build_s, solve_s, out.iterations, values=values, options=out.option)
+
+
+def _weight_const(p: Problem) -> tuple[float, float]:
+    obj = p.objective
+    assert obj is not None
+    if len(obj.maxes) == 1:
+        return obj.maxes[0][0], obj.const
+    return 1.0, obj.const
+
+
+def decode(p: Problem, option: np.ndarray, beta: np.ndarray | None, phi: np.ndarray | None,
+           method: str, status: str, objective: float | None, bound: float | None) -> Plan:
+    """A priced Plan from per-device options and shares."""
+    o, sets = p.options, p.table.sets()
+    devs = []
+    for k, d in enumerate(p.scenario.devices):
+        c = int(o.cut[option[k]])
+        b = float(beta[k]) if beta is not None else 1.0 / p.n_devices
+        f = float(phi[k]) if (phi is not None and p.server_share is not None) else 1.0
+        devs.append(DevicePlan(d.name, sets[max(c, 0)], min(max(b, 1e-12), 1.0),
+                               min(max(f, 1e-12), 1.0), int(o.batch[option[k]]),
+                               "fl" if o.is_fl[option[k]] else "split", c >= 0))
+    plan = Plan(tuple(devs), rounds=p.scenario.training.rounds, status=status,
+                objective=objective, bound=bound, method=method)
+    return plan.priced(p.scenario)
+
