@@ -62,11 +62,22 @@ _ENTRIES = (
              "torchvision.models.resnet18"),
     ZooEntry("resnet50", "resnets", "resnet50", "image", "classification", 25_557_032,
              "torchvision.models.resnet50"),
+    ZooEntry("vgg16", "vgg", "vgg16", "image", "classification", 138_357_544,
+             "torchvision.models.vgg16"),
+    ZooEntry("mobilenet_v2", "mobilenet", "mobilenet_v2", "image", "classification", 3_504_872,
+             "torchvision.models.mobilenet_v2"),
+    ZooEntry("vit_b_16", "vit", "vit_b_16", "image", "classification", 86_567_656,
+             "torchvision.models.vit_b_16"),
+    ZooEntry("gpt2", "gpt", "gpt2", "tokens", "lm", 124_439_808,
+             "transformers GPT2LMHeadModel (gpt2, 124M)"),
+    ZooEntry("bert_base", "bert", "bert_base", "tokens", "pooled", 109_482_240,
+             "transformers BertModel (bert-base-uncased, with pooler)"),
 )
 _BY_NAME = {e.name: e for e in _ENTRIES}
 
 # factories importable as splitopt.zoo.<name> without importing torch up front
-_LAZY = {"resnet": "resnets", "resnet18": "resnets", "resnet50": "resnets", "vgg16": "vgg",
+_LAZY = {"resnet": "resnets", "resnet18": "resnets", "resnet50": "resnets", "vgg": "vgg",
+         "vgg16": "vgg",
          "mobilenet_v2": "mobilenet", "efficientnet_b0": "efficientnet", "vit_b_16": "vit",
          "gpt2": "gpt", "bert_base": "bert", "digits_cnn": "digits",
          "load_digits_tensors": "digits"}
