@@ -1,0 +1,516 @@
+"""SmartSplit: device selection, cuts and cost-aware recomputation under device memory budgets.
+
+Paper: C. Tian et al., "Breaking the Memory Wall for Heterogeneous Federated Learning via Model
+Splitting", arXiv:2410.11577 (https://arxiv.org/abs/2410.11577).
+
+Each round, choose which devices take part (``s_k``), each one's cut (the first ``c+1`` layers of
+a chain on the device) and which device-side activations it keeps; a dropped run of layers
+``[i, j)`` is recomputed in the backward pass (one extra forward of the run; the run's activations
+live only while its backward runs, as with ``torch.utils.checkpoint``: by then the layers after
+the run have finished their backward and freed theirs). Under the reference cost model
+(COST_MODEL.md) with a fixed bandwidth share ``beta_k`` and ``A = a_dev + a_srv``:
+
+    T_k  = A[k,c] + d[k,c] / beta_k + sum_{runs [i,j)} b I sum_{v in [i,j)} fwd_s_k(v)
+    M_k  = (2+o) W(c) + ws_k + b max( sum_{kept v} act(v),               (end of forward)
+             max_{runs [i,j)} [ sum_{kept v < i} act(v) + sum_{v in [i,j)} act(v) ] )
+         <= M_k^max                                           (max: while a run is rematerialised)
+    T      >= T_k  (selected k),   T >= sum_k s_k a_srv[k,c_k]   (one server serves every device)
+    sum_k n_kj s_k >= theta sum_k n_kj   for every class j (data coverage),  sum_k s_k >= K_min
+
+``objective="latency"`` minimises T; ``"participation"`` maximises the selected data
+``sum_k n_k s_k`` within ``T <= deadline`` and then minimises T among the maximisers (lexicographic,
+two exact solves). The keep/recompute choice is a path per device through positions ``1..L-1`` in
+two states (after a kept layer / after a recomputed run; a run may only start after a kept layer,
+so runs are maximal): arcs "keep layer p", "recompute run [i,j)" and "stop: cut here". It is a MILP
+built with :class:`splitopt.parallel.milp.MilpBuilder` (the declarative Problem has no per-layer
+variables yet) and solved by the builder's HiGHS backend. Baseline: :func:`greedy` (each device's
+fastest cut that fits, dropping the activation with the most bytes per extra second until it fits;
+devices admitted fastest-first while the deadline holds). :func:`brute_force` enumerates everything.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from splitopt.costs import CutTable, round_terms
+from splitopt.errors import InfeasibleError, InputError
+from splitopt.plan import DevicePlan, Plan
+from splitopt.scenario import Scenario
+
+OBJECTIVES = ("latency", "participation")
+
+
+@dataclass(frozen=True)
+class Instance:
+    """Per-device, per-cut and per-layer numbers of one SmartSplit round (arrays, SI units).
+
+    ``base[k, c]`` is device k's round time at cut c without recomputation (server at full speed),
+    ``srv[k, c]`` its server-side seconds, ``mem[k, c]`` its memory keeping every activation,
+    ``fwd[k, v]`` the seconds one extra forward of layer v costs per round, ``act[v]`` the bytes its
+    activation holds (batch included). Cut c keeps layers 0..c on the device.
+    """
+
+    scenario: Scenario
+    base: np.ndarray
+    srv: np.ndarray
+    mem: np.ndarray
+    fwd: np.ndarray
+    act: np.ndarray
+    budget: np.ndarray
+    beta: np.ndarray
+    data: np.ndarray
+    coverage: float
+    min_devices: int
+    deadline: float | None
+    recompute: bool
+
+    @property
+    def n(self) -> int:
+        """Number of devices."""
+        return self.base.shape[0]
+
+    @property
+    def n_cuts(self) -> int:
+        """Number of cuts (prefix sizes 1..L-1)."""
+        return self.base.shape[1]
+
+
+def instance(scenario: Scenario, *, budgets: Sequence[float] | None = None,
+             beta: Sequence[float] | None = None, data: np.ndarray | None = None,
+             coverage: float = 0.0, min_devices: int | None = None,
+             deadline: float | None = None, recompute: bool = True) -> Instance:
+    """Validate the inputs and precompute the cost arrays (the scenario is not modified).
+
+    ``budgets`` default to each device's ``memory_bytes``; ``beta`` to equal shares 1/N; ``data`` is
+    an (N, J) matrix of samples per class (default one unit per device); ``min_devices`` defaults to
+    every device when there is no deadline, else 0.
+    """
+    g, n = scenario.graph, scenario.n_devices
+    if not g.is_chain:
+        raise InputError("scenario.graph", g.name or "graph", "a chain",
+                         "Contract the DAG into a chain of blocks with graph.contract().")
+    bud = _vector("budgets", budgets, n, [d.memory_bytes for d in scenario.devices])
+    bet = _vector("beta", beta, n, [1.0 / n] * n)
+    if bet.sum() > 1 + 1e-9:
+        raise InputError("beta", round(float(bet.sum()), 6), "shares summing to at most 1")
+    dat = np.ones((n, 1)) if data is None else np.asarray(data, dtype=float).reshape(n, -1)
+    if not (np.all(np.isfinite(dat)) and np.all(dat >= 0)):
+        raise InputError("data", "negative or non-finite counts", "counts >= 0 per device x class")
+    if not 0 <= coverage <= 1:
+        raise InputError("coverage", coverage, "a fraction in [0, 1]")
+    k_min = (n if deadline is None else 0) if min_devices is None else int(min_devices)
+    if not 0 <= k_min <= n:
+        raise InputError("min_devices", min_devices, f"an integer in [0, {n}]")
+    if deadline is not None and not deadline > 0:
+        raise InputError("deadline", deadline, "seconds > 0, or None")
+    tr, table = scenario.training, CutTable.chain(g)
+    t = round_terms(scenario.devices, scenario.server, scenario.channel, tr, table)
+    per_round = tr.batch_size * tr.local_iters
+    fwd = np.stack([g.fwd_seconds(d.cls, d.flops) for d in scenario.devices]) * per_round
+    return Instance(scenario, t.a_dev + t.a_srv + t.d / bet[:, None], t.a_srv, t.mem, fwd,
+                    g.act_bytes * tr.batch_size, bud, bet, dat, float(coverage), k_min, deadline,
+                    bool(recompute))
+
+
+def _vector(field: str, given: Sequence[float] | None, n: int, default: list[float]) -> np.ndarray:
+    arr = np.asarray(default if given is None else given, dtype=float)
+    if arr.shape != (n,) or np.any(np.isnan(arr)) or np.any(arr <= 0):
+        raise InputError(field, given, f"{n} numbers > 0 (one per device)")
+    return arr
+
+
+# ---------------------------------------------------------------------------- pricing
+def device_cost(inst: Instance, k: int, cut: int, dropped: Sequence[int]) -> tuple[float, float]:
+    """(round seconds, memory bytes) of device k at ``cut`` with layers ``dropped`` recomputed."""
+    drop = sorted(set(int(v) for v in dropped))
+    if any(v < 1 or v > cut for v in drop):
+        raise InputError("dropped", drop, f"device-side layers 1..{cut} (the input stays)")
+    time = inst.base[k, cut] + inst.fwd[k, drop].sum()
+    kept = np.ones(cut + 1, dtype=bool)
+    kept[drop] = False
+    acts = inst.act[: cut + 1]
+    peak = float(acts[kept].sum())
+    for run in _runs(drop):
+        peak = max(peak, float(acts[: run[0]][kept[: run[0]]].sum() + acts[run].sum()))
+    mem = inst.mem[k, cut] - float(acts.sum()) + peak
+    return float(time), float(mem)
+
+
+def _runs(drop: list[int]) -> list[list[int]]:
+    """Maximal runs of consecutive layer indices."""
+    runs: list[list[int]] = []
+    for v in drop:
+        if runs and runs[-1][-1] == v - 1:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    return runs
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One device's decision: cut index and recomputed layers (None: not selected)."""
+
+    cut: int
+    dropped: tuple[int, ...] = ()
+
+
+def round_value(inst: Instance, choices: Sequence[Choice | None]) -> tuple[float, float, bool]:
+    """(round seconds, selected data, feasible) of a full decision under the model above."""
+    times, srv, ok = [], 0.0, True
+    sel = np.array([ch is not None for ch in choices])
+    for k, ch in enumerate(choices):
+        if ch is None:
+            continue
+        t, m = device_cost(inst, k, ch.cut, ch.dropped)
+        ok &= m <= inst.budget[k] * (1 + 1e-9) and (inst.recompute or not ch.dropped)
+        times.append(t)
+        srv += inst.srv[k, ch.cut]
+    total = inst.data.sum(axis=0)
+    ok &= bool(np.all(inst.data[sel].sum(axis=0) >= inst.coverage * total - 1e-9))
+    ok &= int(sel.sum()) >= inst.min_devices
+    T = max([srv, *times]) if times else 0.0
+    ok &= inst.deadline is None or T <= inst.deadline * (1 + 1e-9)
+    return T, float(inst.data[sel].sum()), bool(ok)
+
+
+# ---------------------------------------------------------------------------- the MILP
+@dataclass
+class _Arcs:
+    """One device's path columns and its time / server expressions ({column: coefficient})."""
+
+    stop: dict[int, int]                        # column -> cut index
+    rec: dict[int, tuple[int, int]]             # column -> dropped run [i, j)
+    keep: dict[int, int]                        # column -> kept layer
+    time: dict[int, float]
+    server: dict[int, float]
+
+
+def _device_arcs(m, inst: Instance, k: int, s_col: int, cap_col: int | None = None) -> _Arcs:
+    """Add device k's keep / recompute / stop arcs, flow rows and memory rows.
+
+    The path starts at (1, K) with supply ``s_col``. Memory is bounded by the budget, or by the
+    column ``cap_col`` when given (to find the least memory).
+    """
+    L = inst.n_cuts + 1
+    rec_ok = inst.recompute and (cap_col is not None or bool(np.isfinite(inst.budget[k])))
+    cfwd = np.concatenate([[0.0], np.cumsum(inst.fwd[k])])
+    inflow: dict[tuple[int, str], dict[int, float]] = {(1, "K"): {s_col: 1.0}}
+    outflow: dict[tuple[int, str], dict[int, float]] = {}
+    arcs = _Arcs({}, {}, {}, {}, {})
+
+    def arc(src: tuple[int, str], dst: tuple[int, str] | None, name: str) -> int:
+        col = int(m.add_vars(1, ub=1, integer=True, name=f"{name}.d{k}")[0])
+        outflow.setdefault(src, {})[col] = 1.0
+        if dst is not None:
+            inflow.setdefault(dst, {})[col] = 1.0
+        return col
+
+    for q in range(1, L):
+        for st in ("K", "R") if rec_ok and q > 1 else ("K",):
+            if q <= L - 2:
+                arcs.keep[arc((q, st), (q + 1, "K"), f"keep{q}{st}")] = q
+            arcs.stop[arc((q, st), None, f"stop{q}{st}")] = q - 1
+        if rec_ok:
+            for j in range(q + 1, L):
+                arcs.rec[arc((q, "K"), (j, "R"), f"rec{q}_{j}")] = (q, j)
+    for node in set(inflow) | set(outflow):
+        coefs = dict(outflow.get(node, {}))
+        for col, v in inflow.get(node, {}).items():
+            coefs[col] = coefs.get(col, 0.0) - v
+        m.add_row(coefs, lb=0.0, ub=0.0, name=f"flow{node}.d{k}")
+    for col, c in arcs.stop.items():
+        arcs.time[col], arcs.server[col] = inst.base[k, c], inst.srv[k, c]
+    for col, (i, j) in arcs.rec.items():
+        arcs.time[col] = cfwd[j] - cfwd[i]
+    _memory_rows(m, inst, k, s_col, arcs, cap_col)
+    return arcs
+
+
+def _memory_rows(m, inst: Instance, k: int, s_col: int, arcs: _Arcs, cap_col: int | None) -> None:
+    """End-of-forward memory, and one big-M row per run: memory while it is rematerialised."""
+    if cap_col is None and not np.isfinite(inst.budget[k]):
+        return
+    cact = np.concatenate([[0.0], np.cumsum(inst.act)])
+    fixed = inst.mem[k] - cact[1:inst.n_cuts + 1]  # weights, optimiser state, workspace at each cut
+    scale = float(inst.budget[k]) if cap_col is None else float(inst.mem[k].max())
+    rhs = 1.0 if cap_col is None else 0.0
+    big = (fixed.max() + cact[-1]) / scale
+
+    def row(coefs: dict[int, float], rec: int | None, name: str) -> None:
+        coefs = {c: v / scale for c, v in coefs.items()}
+        if cap_col is not None:
+            coefs[cap_col] = -1.0 / scale
+        if rec is not None:
+            coefs[rec] = coefs.get(rec, 0.0) + big
+        m.add_row(coefs, ub=rhs + (big if rec is not None else 0.0), name=name)
+
+    end = {col: float(inst.mem[k, c]) for col, c in arcs.stop.items()}
+    end.update({col: -(cact[j] - cact[i]) for col, (i, j) in arcs.rec.items()})
+    row(end, None, f"memory.d{k}")
+    for rcol, (i, j) in arcs.rec.items():
+        coefs = {col: float(fixed[c]) for col, c in arcs.stop.items()}
+        coefs[s_col] = float(inst.act[0])
+        coefs.update({col: float(inst.act[q]) for col, q in arcs.keep.items() if q < i})
+        coefs[rcol] = cact[j] - cact[i]
+        row(coefs, rcol, f"remat{i}_{j}.d{k}")
+
+
+def build(inst: Instance, *, phase: str = "latency", min_data: float | None = None):
+    """The MILP of one round: returns (MilpBuilder, selection columns, T column, per-device arcs).
+
+    ``phase="participation"`` maximises the selected data (as the minimisation of its negative);
+    ``"latency"`` minimises T, with ``min_data`` a lower bound on the selected data if given.
+    """
+    from splitopt.parallel.milp import MilpBuilder
+
+    m = MilpBuilder()
+    n = inst.n
+    s = m.add_vars(n, ub=1, integer=True, name="select")
+    T = int(m.add_vars(1, ub=np.inf if inst.deadline is None else inst.deadline, name="T")[0])
+    arcs = [_device_arcs(m, inst, k, int(s[k])) for k in range(n)]
+    server: dict[int, float] = {T: -1.0}
+    for k, a in enumerate(arcs):
+        m.add_row({**a.time, T: -1.0}, ub=0.0, name=f"time.d{k}")
+        server.update(a.server)
+    m.add_row(server, ub=0.0, name="server")
+    m.add_terms(s, np.ones(n), lb=inst.min_devices, name="min_devices")
+    need = inst.coverage * inst.data.sum(axis=0)
+    for j in np.flatnonzero(need > 0):
+        m.add_terms(s, inst.data[:, j], lb=need[j] * (1 - 1e-12), name=f"coverage{j}")
+    weight = inst.data.sum(axis=1)
+    if phase == "participation":
+        m.minimize({int(s[k]): -weight[k] for k in range(n)})
+    else:
+        if min_data is not None:
+            m.add_terms(s, weight, lb=min_data, name="min_data")
+        m.minimize({T: 1.0})
+    return m, s, T, arcs
+
+
+def _decode(x: np.ndarray, s: np.ndarray, arcs: list[_Arcs]) -> list[Choice | None]:
+    out: list[Choice | None] = []
+    for k, a in enumerate(arcs):
+        if x[s[k]] < 0.5:
+            out.append(None)
+            continue
+        cut = next(c for col, c in a.stop.items() if x[col] > 0.5)
+        dropped = [v for col, (i, j) in a.rec.items() if x[col] > 0.5 for v in range(i, j)]
+        out.append(Choice(cut, tuple(sorted(dropped))))
+    return out
+
+
+# ---------------------------------------------------------------------------- solving
+@dataclass(frozen=True)
+class Result:
+    """A SmartSplit round: per-device choices (None = not selected) and how good they are.
+
+    ``round_s`` is the round time priced by :func:`round_value`; ``bound`` a proven lower bound on
+    the least round time (given the selected data, for ``participation``); ``data_bound`` a proven
+    upper bound on the selected data.
+    """
+
+    choices: tuple[Choice | None, ...]
+    round_s: float
+    selected_data: float
+    status: str
+    bound: float | None
+    data_bound: float | None
+    method: str
+    build_s: float = 0.0
+    solve_s: float = 0.0
+
+    @property
+    def participants(self) -> int:
+        """Number of selected devices."""
+        return sum(ch is not None for ch in self.choices)
+
+    @property
+    def gap(self) -> float | None:
+        """Relative gap of the round time to its bound."""
+        if self.bound is None:
+            return None
+        return max(0.0, self.round_s - self.bound) / max(self.round_s, 1e-12)
+
+    def plan(self, inst: Instance) -> Plan:
+        """The round as a splitopt Plan (recomputed layers in ``meta['recompute']``)."""
+        sc = inst.scenario
+        sets = CutTable.chain(sc.graph).sets()
+        names = sc.graph.names
+        devs, rec = [], {}
+        for k, (d, ch) in enumerate(zip(sc.devices, self.choices, strict=True)):
+            side = sets[ch.cut] if ch is not None else sets[0]
+            devs.append(DevicePlan(d.name, side, float(inst.beta[k]), selected=ch is not None))
+            if ch is not None and ch.dropped:
+                rec[d.name] = [names[v] for v in ch.dropped]
+        return Plan(tuple(devs), rounds=sc.training.rounds, status=self.status,
+                    objective=self.round_s, bound=self.bound, method=self.method,
+                    meta={"recompute": rec, "selected_data": self.selected_data})
+
+
+def _finish(inst: Instance, choices: list[Choice | None], status: str, bound: float | None,
+            data_bound: float | None, method: str, build_s: float, solve_s: float) -> Result:
+    T, data, ok = round_value(inst, choices)
+    if not ok:
+        raise RuntimeError(f"{method} produced a plan that breaks a constraint (a bug)")
+    return Result(tuple(choices), T, data, status, bound, data_bound, method, build_s, solve_s)
+
+
+def _solve_milp(inst: Instance, phase: str, min_data: float | None, time_limit: float | None,
+                workers: int, engine: str, address: str | None):
+    import time as _time
+
+    from splitopt.parallel import solve_split, split_by_choice
+
+    t0 = _time.perf_counter()
+    m, s, T, arcs = build(inst, phase=phase, min_data=min_data)
+    prog = m.program()
+    build_s = _time.perf_counter() - t0
+    subs = None
+    if workers > 1:  # partition the search space by the cut of the device with most options
+        opts = [[c for c, cut in arcs[0].stop.items() if cut == q] for q in range(inst.n_cuts)]
+        subs = split_by_choice([o for o in opts if o], parts=2 * workers, none_col=int(s[0]))
+    res = solve_split(prog, subs, workers=workers, engine=engine, address=address,
+                      time_limit=time_limit, progress=False)
+    return res, s, arcs, build_s
+
+
+def solve(inst: Instance, *, objective: str = "latency", time_limit: float | None = None,
+          workers: int = 1, engine: str = "processes", address: str | None = None) -> Result:
+    """Solve one round exactly (MILP; ``workers > 1`` splits it into sub-problems solved apart).
+
+    Raises :class:`InfeasibleError` naming the devices that cannot fit their memory budget.
+    """
+    if objective not in OBJECTIVES:
+        raise InputError("objective", objective, f"one of {OBJECTIVES}")
+    data_bound, min_data, build_s, solve_s = None, None, 0.0, 0.0
+    if objective == "participation":
+        res, s, arcs, build_s = _solve_milp(inst, "participation", None, time_limit, workers,
+                                            engine, address)
+        _check_found(inst, res)
+        data_bound = -res.bound if res.bound is not None else None
+        best = -res.objective
+        min_data, solve_s = best - 1e-9 * max(1.0, abs(best)), res.solve_s
+    res, s, arcs, b2 = _solve_milp(inst, "latency", min_data, time_limit, workers, engine, address)
+    _check_found(inst, res)
+    choices = _decode(res.x, s, arcs)
+    status = res.status if objective == "latency" or res.status != "optimal" else "optimal"
+    return _finish(inst, choices, status, res.bound, data_bound, f"smartsplit-milp-{objective}",
+                   build_s + b2, solve_s + res.solve_s)
+
+
+def _check_found(inst: Instance, res) -> None:
+    if res.x is not None:
+        return
+    if res.status != "infeasible":
+        raise InfeasibleError(f"SmartSplit: the solver stopped ({res.status}) without a plan")
+    tight = [f"{inst.scenario.devices[k].name} (budget {inst.budget[k]:.3g} B, smallest "
+             f"{_min_memory(inst, k):.3g} B)" for k in range(inst.n)
+             if _min_memory(inst, k) > inst.budget[k]]
+    why = (f"devices that fit no cut even with recomputation: {', '.join(tight)}" if tight
+           else "the deadline, coverage or min_devices cannot be met by the devices that fit")
+    raise InfeasibleError(f"SmartSplit: no plan; {why}")
+
+
+def _min_memory(inst: Instance, k: int) -> float:
+    """Least memory device k can train in (any cut, best recomputation): a one-device MILP."""
+    from splitopt.parallel.milp import MilpBuilder, solve_program
+
+    m = MilpBuilder()
+    s = m.add_vars(1, lb=1, ub=1, name="select")
+    cap = int(m.add_vars(1, name="memory")[0])
+    _device_arcs(m, inst, k, int(s[0]), cap)
+    m.minimize({cap: 1.0})
+    res = solve_program(m.program())
+    return float(res.objective) if res.objective is not None else float("inf")
+
+
+def _patterns(inst: Instance, k: int):
+    """Every (cut, dropped layers) of device k (without recomputation: nothing dropped)."""
+    for c in range(inst.n_cuts):
+        layers = range(1, c + 1)
+        if not (inst.recompute and np.isfinite(inst.budget[k])):
+            yield c, ()
+            continue
+        for r in range(len(layers) + 1):
+            yield from ((c, d) for d in itertools.combinations(layers, r))
+
+
+# ---------------------------------------------------------------------------- baselines
+def _greedy_device(inst: Instance, k: int) -> tuple[Choice, float] | None:
+    """Device k's fastest cut that fits, dropping activations by bytes saved per extra second."""
+    best: tuple[Choice, float] | None = None
+    for c in np.argsort(inst.base[k], kind="stable"):
+        c = int(c)
+        if best is not None and inst.base[k, c] >= best[1]:
+            break  # recomputation only adds time: no later cut can win
+        drop: list[int] = []
+        t, mem = device_cost(inst, k, c, drop)
+        while mem > inst.budget[k] and inst.recompute:
+            pick, score = None, 0.0
+            for v in range(1, c + 1):
+                if v in drop:
+                    continue
+                t2, m2 = device_cost(inst, k, c, drop + [v])
+                gain = (mem - m2) / max(t2 - t, 1e-15)
+                if m2 < mem and gain > score:
+                    pick, score = v, gain
+            if pick is None:
+                break
+            drop.append(pick)
+            t, mem = device_cost(inst, k, c, drop)
+        if mem <= inst.budget[k] and (best is None or t < best[1]):
+            best = (Choice(c, tuple(sorted(drop))), t)
+    return best
+
+
+def greedy(inst: Instance, *, objective: str = "latency") -> Result:
+    """The baseline: per-device greedy cut + recomputation, devices admitted fastest-first.
+
+    ``latency``: admit until ``min_devices`` and the coverage hold; ``participation``: admit every
+    device that keeps the round within the deadline.
+    """
+    import time as _time
+
+    if objective not in OBJECTIVES:
+        raise InputError("objective", objective, f"one of {OBJECTIVES}")
+    t0 = _time.perf_counter()
+    own = [_greedy_device(inst, k) for k in range(inst.n)]
+    order = sorted((k for k in range(inst.n) if own[k] is not None), key=lambda k: own[k][1])
+    choices: list[Choice | None] = [None] * inst.n
+    relaxed = Instance(**{**inst.__dict__, "min_devices": 0, "coverage": 0.0})
+    for k in order:
+        choices[k] = own[k][0]
+        if objective == "participation":
+            if not round_value(relaxed, choices)[2]:
+                choices[k] = None
+        elif round_value(inst, choices)[2]:
+            break
+    if not round_value(inst, choices)[2]:
+        raise InfeasibleError("SmartSplit greedy: found no plan that meets every constraint")
+    return _finish(inst, choices, "feasible", None, None, f"smartsplit-greedy-{objective}",
+                   0.0, _time.perf_counter() - t0)
+
+
+def brute_force(inst: Instance, *, objective: str = "latency") -> Result:
+    """Exhaustive search over selections x cuts x recomputed layers (tiny instances only)."""
+    opts = []
+    for k in range(inst.n):
+        fits = [Choice(c, tuple(d)) for c, d in _patterns(inst, k)
+                if device_cost(inst, k, c, d)[1] <= inst.budget[k] * (1 + 1e-9)]
+        opts.append([None, *fits])
+    if np.prod([len(o) for o in opts], dtype=float) > 2e5:
+        raise InputError("instance", "too many combinations", "a tiny instance for brute force")
+    best, key = None, None
+    for combo in itertools.product(*opts):
+        T, data, ok = round_value(inst, combo)
+        cand = (-data if objective == "participation" else 0.0, T)
+        if ok and (key is None or cand < key):
+            best, key = combo, cand
+    if best is None:
+        raise InfeasibleError("SmartSplit brute force: no plan meets every constraint")
+    return _finish(inst, list(best), "optimal", key[1], None, "brute-force", 0.0, 0.0)
