@@ -300,25 +300,33 @@ class LayerGraph:
 
         Measured times of ``device_class`` replace ``train_flops / flops_per_s`` node by node where
         the node carries them (COST_MODEL.md: "Measured per-node times ... may replace FLOPs / speed
-        node by node").
+        node by node"); a measured node's ``unmeasured_*_flops`` are added at ``flops_per_s``.
         """
         secs = self.train_flops / flops_per_s
         if device_class is not None:
-            for i, n in enumerate(self.nodes):
-                t = n.times.get(device_class)
-                if t is not None:
-                    secs[i] = t.train_seconds(flops_per_s)
+            idx, fwd, bwd, rest_f, rest_b = self._measured(device_class)
+            secs[idx] = fwd + bwd + (rest_f + rest_b) / flops_per_s  # = NodeTime.train_seconds
         return secs
 
     def fwd_seconds(self, device_class: str | None, flops_per_s: float) -> np.ndarray:
         """Seconds per sample of the forward pass only, per node (measured where available)."""
         secs = self.fwd_flops / flops_per_s
         if device_class is not None:
-            for i, n in enumerate(self.nodes):
-                t = n.times.get(device_class)
-                if t is not None:
-                    secs[i] = t.fwd_seconds(flops_per_s)
+            idx, fwd, _, rest_f, _ = self._measured(device_class)
+            secs[idx] = fwd + rest_f / flops_per_s  # = NodeTime.fwd_seconds
         return secs
+
+    def _measured(self, device_class: str) -> tuple[np.ndarray, ...]:
+        """Indices and time arrays of the nodes measured on ``device_class`` (cached per class)."""
+        cache = self.__dict__.setdefault("_measured_cache", {})
+        if device_class not in cache:
+            hits = [(i, n.times[device_class]) for i, n in enumerate(self.nodes)
+                    if device_class in n.times]
+            idx = np.array([i for i, _ in hits], dtype=np.intp)
+            cols = [np.array([getattr(t, a) for _, t in hits], dtype=float) for a in
+                    ("fwd_s", "bwd_s", "unmeasured_fwd_flops", "unmeasured_bwd_flops")]
+            cache[device_class] = (idx, *cols)
+        return cache[device_class]
 
     # ----------------------------------------------------------------- sets
     def mask(self, names: Iterable[str]) -> np.ndarray:
@@ -376,13 +384,18 @@ class LayerGraph:
     def boundary_mask(self, masks: np.ndarray) -> np.ndarray:
         """Vectorised boundary: for a (C, V) membership matrix, members with an outside consumer."""
         masks = np.atleast_2d(masks)
+        src, dst = self.edge_index
+        rows, cols = np.nonzero(masks[:, src] & ~masks[:, dst])
+        out = np.zeros_like(masks)
+        out[rows, src[cols]] = True
+        return out
+
+    @cached_property
+    def edge_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(src, dst)`` node indices (topological order) of every edge, in ``edges`` order."""
         src = np.array([self.index[u] for u, _ in self.edges], dtype=np.intp)
         dst = np.array([self.index[w] for _, w in self.edges], dtype=np.intp)
-        crossing = masks[:, src] & ~masks[:, dst]
-        out = np.zeros_like(masks)
-        for c in range(masks.shape[0]):
-            out[c, src[crossing[c]]] = True
-        return out
+        return src, dst
 
     def chain_prefixes(self) -> list[frozenset[str]]:
         """Device-side sets of the topological-order prefixes that are valid splits.

@@ -175,10 +175,19 @@ class Scenario:
         object.__setattr__(self, "devices", tuple(self.devices))
         if not self.devices:
             raise ScenarioError("devices", [], "at least one device")
-        names = [d.name for d in self.devices]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
+        for attr, kind in (("server", Server), ("channel", Channel), ("training", Training)):
+            if not isinstance(getattr(self, attr), kind):
+                raise ScenarioError(attr, type(getattr(self, attr)).__name__,
+                                    f"a splitopt {kind.__name__}")
+        for i, d in enumerate(self.devices):
+            if not isinstance(d, Device):
+                raise ScenarioError(f"devices[{i}]", type(d).__name__, "a splitopt Device")
+        by_name = {d.name: d for d in self.devices}
+        if len(by_name) != len(self.devices):
+            names = [d.name for d in self.devices]
+            dup = sorted({n for n in names if names.count(n) > 1})
             raise ScenarioError("devices[].name", dup, "unique device names")
+        object.__setattr__(self, "_by_name", by_name)  # not a field: no effect on ==, repr
 
     @property
     def n_devices(self) -> int:
@@ -187,9 +196,9 @@ class Scenario:
 
     def device(self, name: str) -> Device:
         """The device called ``name``."""
-        for d in self.devices:
-            if d.name == name:
-                return d
+        d = self._by_name.get(name) if isinstance(name, str) else None  # type: ignore[attr-defined]
+        if d is not None:
+            return d
         raise ScenarioError("device", name, f"one of {[d.name for d in self.devices][:8]}")
 
     def device_groups(self) -> list[list[int]]:

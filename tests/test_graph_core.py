@@ -269,3 +269,18 @@ def test_check_split_rules(g):
     with pytest.raises(GraphError, match="without the output"):
         g.check_split(g.names)
     assert g.check_split(g.names, labels_on_device=True) == set(g.names)
+
+
+def test_vectorised_seconds_equal_node_by_node():
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        times = {f"n{i}": (1e-3 * i, 2e-3 * i) for i in range(0, 15, 3)}
+        g = random_dag(rng, 15).with_times("a", times)
+        g = g.contract({"blk": ["n1", "n2", "n3"]})  # partly measured: unmeasured FLOPs kept
+        for cls in ("a", "b", None):
+            f = float(10 ** rng.uniform(6, 12))
+            tr, fw = g.train_seconds(cls, f), g.fwd_seconds(cls, f)
+            for i, n in enumerate(g.nodes):
+                t = n.times.get(cls) if cls else None
+                assert tr[i] == (t.train_seconds(f) if t else n.train_flops / f)
+                assert fw[i] == (t.fwd_seconds(f) if t else n.fwd_flops / f)
