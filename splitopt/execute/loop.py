@@ -1,0 +1,109 @@
+"""The round loop, owned by the library: every runner and every mode go through it.
+
+A *backend* (the in-process runner, or the server process of the multi-process runner) executes
+the events of one round and evaluates the model; the loop asks the mode for each round's events,
+logs the round, evaluates, and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from splitopt.execute.job import Job
+from splitopt.execute.modes import Event
+
+PHASES = ("device_compute_s", "server_compute_s", "uplink_s", "downlink_s", "aggregation_s")
+
+
+@dataclass
+class DeviceRound:
+    """What one device did in one round: seconds per phase, iterations, samples, loss sum."""
+
+    device_compute_s: float = 0.0
+    server_compute_s: float = 0.0
+    uplink_s: float = 0.0
+    downlink_s: float = 0.0
+    aggregation_s: float = 0.0
+    iterations: int = 0
+    samples: int = 0
+    loss_sum: float = 0.0
+    up_bytes: int = 0
+    down_bytes: int = 0
+
+    @property
+    def total_s(self) -> float:
+        """Sum of the phases (no overlap, as in the reference cost model)."""
+        return sum(getattr(self, p) for p in PHASES)
+
+
+@dataclass
+class RoundRecord:
+    """One round of a run."""
+
+    round: int
+    train_loss: float
+    test_loss: float
+    test_accuracy: float
+    wall_s: float
+    latency_s: float
+    aggregate_compute_s: float
+    devices: dict[str, DeviceRound]
+    failed: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        d = asdict(self)
+        d["devices"] = {k: {**asdict(v), "total_s": v.total_s} for k, v in self.devices.items()}
+        return d
+
+
+class Backend(Protocol):
+    """What the loop needs from a runner."""
+
+    def alive(self) -> list[str]:
+        """Devices still running."""
+
+    def run_round(self, rnd: int, events: list[Event]) -> RoundRecord:
+        """Execute one round's events; test fields are filled by the loop."""
+
+    def evaluate(self) -> tuple[float, float]:
+        """(test loss, test accuracy) of the current model(s)."""
+
+    def save_checkpoint(self, folder: Path, rnd: int, history: list[RoundRecord]) -> None:
+        """Write all state after round ``rnd`` into ``folder``."""
+
+
+def round_latency(devices: dict[str, DeviceRound], schedule: str, modes: dict[str, str]) -> float:
+    """Round latency from per-device times: split devices in turn (sum) or in parallel (max);
+    FL-mode devices in parallel (as :func:`splitopt.costs.combine_rounds`).
+    """
+    from splitopt.costs import combine_rounds
+
+    if not devices:
+        return 0.0
+    names = list(devices)
+    return combine_rounds([devices[d].total_s for d in names], [modes[d] for d in names], schedule)
+
+
+def run_rounds(job: Job, backend: Backend, *, start: int = 0,
+               history: list[RoundRecord] | None = None,
+               on_round: Callable[[RoundRecord], None] | None = None) -> list[RoundRecord]:
+    """Run rounds ``start .. job.config.rounds - 1``; returns the full history."""
+    mode, cfg = job.training_mode(), job.config
+    history = list(history or [])
+    for rnd in range(start, cfg.rounds):
+        t0 = time.perf_counter()
+        events = mode.round_events(rnd, backend.alive(), job.iters())
+        rec = backend.run_round(rnd, events)
+        rec.test_loss, rec.test_accuracy = backend.evaluate()
+        rec.wall_s = time.perf_counter() - t0
+        history.append(rec)
+        if cfg.checkpoint_every and (rnd + 1) % cfg.checkpoint_every == 0:
+            backend.save_checkpoint(Path(str(cfg.checkpoint_dir)), rnd, history)
+        if on_round is not None:
+            on_round(rec)
+    return history

@@ -1,0 +1,334 @@
+"""The computations of one device and of the server, shared by every runner.
+
+A runner only moves tensors between a :class:`DeviceWorker` and the :class:`ServerWorker`
+(directly in one process, over torch.distributed between processes); the arithmetic lives here
+once, so both runners do the same operations in the same order.
+
+Every model holder owns an RNG stream (dropout and friends) that is swapped in around its own
+compute, so the random numbers a device draws do not depend on which process it runs in, and are
+saved with checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from splitopt.errors import InputError
+from splitopt.execute.data import DeviceData
+from splitopt.execute.job import Job
+
+State = dict[str, torch.Tensor]
+EMPTY = torch.empty(0)
+
+
+_TEMPLATES: dict[tuple[int, type, frozenset[str]], tuple[Any, Any]] = {}
+
+
+def split_modules(model: nn.Module, example_inputs: tuple[torch.Tensor, ...],
+                  side: frozenset[str], graph: Any) -> Any:
+    """The device and server modules of ``model`` at ``side`` (parameters shared with ``model``).
+
+    Capturing a model (torch.export) costs ~0.3 s, and every participant needs its own copy of
+    the same cut: the first split of a cut is kept as a template and later copies re-bind its
+    graphs to their own model (``fx.GraphModule(model, graph)`` takes the model's own objects).
+    Re-binding falls back to a fresh split when the graph refers to objects the model lacks.
+    """
+    from splitopt.execute.split import split_model
+
+    key = (id(graph), type(model), frozenset(side))
+    if key in _TEMPLATES:
+        template = _TEMPLATES[key][1]
+        try:
+            return replace(template,
+                           device=fx.GraphModule(model, template.device.graph, "DevicePart"),
+                           server=fx.GraphModule(model, template.server.graph, "ServerPart"))
+        except AttributeError:
+            pass
+    sp = split_model(model, example_inputs, side, graph=graph)
+    if sp.shared:
+        raise InputError("device_side", sorted(side)[:5], "a cut that keeps tied weights on one "
+                         f"side (tied across this cut: {sp.shared[:3]})",
+                         "Move the cut so that the tied layers sit on the same side.")
+    _TEMPLATES[key] = (graph, sp)  # the graph is kept alive so that its id stays unique
+    return sp
+
+
+class Holder:
+    """A module with its optimiser and its own RNG stream."""
+
+    def __init__(self, module: nn.Module, params: Sequence[nn.Parameter], job: Job,
+                 seed: int) -> None:
+        self.module = module
+        self.opt = torch.optim.SGD(list(params), lr=job.config.lr, momentum=job.config.momentum)
+        gen = torch.Generator().manual_seed(seed)
+        self.rng = gen.get_state()
+
+    @contextmanager
+    def rng_scope(self) -> Iterator[None]:
+        """Run with this holder's RNG stream as torch's default CPU generator."""
+        saved = torch.get_rng_state()
+        torch.set_rng_state(self.rng)
+        try:
+            yield
+        finally:
+            self.rng = torch.get_rng_state()
+            torch.set_rng_state(saved)
+
+    def step(self) -> None:
+        """Apply and clear the gradients."""
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Weights, optimiser state and RNG state."""
+        return {"module": self.module.state_dict(), "opt": self.opt.state_dict(), "rng": self.rng}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore weights, optimiser state and RNG state."""
+        self.module.load_state_dict(state["module"])
+        self.opt.load_state_dict(state["opt"])
+        self.rng = state["rng"].clone()
+
+
+def load_into(module: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Copy ``state`` into the module's tensors in place (optimisers keep their references)."""
+    with torch.no_grad():
+        for name, t in module.state_dict().items():
+            if name in state:
+                t.copy_(state[name])
+
+
+class DeviceWorker:
+    """One device: its model (device side, or the whole model in FL mode), data and optimiser."""
+
+    def __init__(self, job: Job, name: str, *, model: nn.Module | None = None,
+                 example_inputs: tuple[torch.Tensor, ...] | None = None, data: Any = None) -> None:
+        plan = job.plan.device(name)
+        index = [d.device for d in job.devices()].index(name)
+        self.name, self.batch_size = name, job.batch_size(plan)
+        self.mode = job.training_mode().device_mode(plan.mode)
+        if model is None:
+            model, example_inputs = job.build_model()
+        self.loss_fn = job.loss_fn()
+        self.data = DeviceData((data or job.data()).shards[name], seed=job.config.seed * 7919 + index)
+        if self.mode == "split":
+            self.split = split_modules(model, example_inputs, plan.device_side, job.scenario.graph)
+            self.module: nn.Module = self.split.device
+        else:
+            self.split, self.module = None, model
+        self.holder = Holder(self.module, list(self.module.parameters()), job,
+                             seed=job.config.seed * 104729 + index + 1)
+        self._acts: tuple[torch.Tensor, ...] = ()
+
+    def forward(self) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Draw a batch and run the device side: (boundary tensors, labels)."""
+        x, y = self.data.next(self.batch_size)
+        with self.holder.rng_scope():
+            out = self.module(*x)
+        self._acts = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        return self._acts, y
+
+    def backward(self, grads: Sequence[torch.Tensor]) -> None:
+        """Back-propagate the server's boundary gradients and step the device optimiser."""
+        pairs = [(a, g) for a, g in zip(self._acts, grads) if a.requires_grad and g.numel()]
+        with self.holder.rng_scope():
+            if pairs:
+                torch.autograd.backward([a for a, _ in pairs], [g for _, g in pairs])
+            self.holder.step()
+        self._acts = ()
+
+    def local_step(self) -> float:
+        """One FL-mode iteration on the whole model; returns the batch loss."""
+        x, y = self.data.next(self.batch_size)
+        with self.holder.rng_scope():
+            loss = self.loss_fn(self.module(*x), y)
+            loss.backward()
+            self.holder.step()
+        return float(loss.detach())
+
+    def part(self) -> State:
+        """The device's model state (the part it uploads for aggregation)."""
+        return self.module.state_dict()
+
+    def load_part(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load the global model's device part."""
+        load_into(self.module, state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint needs to resume this device."""
+        return {"holder": self.holder.state_dict(), "data": self.data.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from :meth:`state_dict`."""
+        self.holder.load_state_dict(state["holder"])
+        self.data.load_state_dict(state["data"])
+
+
+class ServerWorker:
+    """The server: the global model, the server model(s) and FedAvg.
+
+    With a shared server (SL, SFL-V2, parallel SL) one full model copy serves every device through
+    the server module of that device's cut; otherwise each split device has its own copy.
+    """
+
+    def __init__(self, job: Job, *, model: nn.Module | None = None,
+                 example_inputs: tuple[torch.Tensor, ...] | None = None, data: Any = None) -> None:
+        mode = job.training_mode()
+        self.shared, self.accumulate = mode.shared_server, mode.accumulate_server
+        if model is None:
+            model, example_inputs = job.build_model()
+        self.global_model, self.loss_fn = model, job.loss_fn()
+        sizes = (data or job.data()).sizes()
+        self.devices = [d.device for d in job.devices()]
+        self.weights = {d: float(sizes[d]) for d in self.devices}
+        self.batch = {d.device: job.batch_size(d) for d in job.devices()}
+        self.split_devices = [d.device for d in job.devices() if mode.device_mode(d.mode) == "split"]
+        self.holders: dict[str, Holder] = {}
+        self.views: dict[str, nn.Module] = {}
+        self.device_names: dict[str, list[str]] = {}
+        self._build(job, example_inputs)
+        self.parts: dict[str, State] = {}
+        self._acc = 0.0
+
+    def _build(self, job: Job, ex: tuple[torch.Tensor, ...] | None) -> None:
+        shared = copy.deepcopy(self.global_model) if self.shared else None
+        cache: dict[tuple[int, frozenset[str]], Any] = {}
+        for i, d in enumerate(job.devices()):
+            if d.device not in self.split_devices:
+                self.device_names[d.device] = list(self.global_model.state_dict())
+                continue
+            full = shared if shared is not None else copy.deepcopy(self.global_model)
+            key = (id(full), d.device_side)
+            if key not in cache:
+                cache[key] = split_modules(full, ex, d.device_side, job.scenario.graph)
+            sp = cache[key]
+            self.views[d.device] = sp.server
+            self.device_names[d.device] = list(sp.device.state_dict())
+            hkey = "shared" if shared is not None else d.device
+            if hkey not in self.holders:
+                params = full.parameters() if shared is not None else sp.server.parameters()
+                self.holders[hkey] = Holder(full, list(params), job,
+                                            seed=job.config.seed * 15485863 + i + 1)
+
+    def holder(self, device: str) -> Holder:
+        """The server model holder that serves ``device``."""
+        return self.holders["shared" if self.shared else device]
+
+    def step(self, device: str, acts: Sequence[torch.Tensor],
+             labels: torch.Tensor) -> tuple[list[torch.Tensor], float]:
+        """Server forward/backward for one device batch: (boundary gradients, loss)."""
+        h, b = self.holder(device), float(self.batch[device])
+        ins = [a.detach().requires_grad_(a.is_floating_point()) for a in acts]
+        with h.rng_scope():
+            loss = self.loss_fn(self.views[device](*ins), labels)
+            if self.accumulate:
+                # gradient of the mean loss over every sample of the iteration: weight by batch
+                (loss * b).backward()
+                self._acc += b
+            else:
+                loss.backward()
+                h.step()
+        grads = [EMPTY if i.grad is None else i.grad for i in ins]
+        if self.accumulate:
+            grads = [g / b if g.numel() else g for g in grads]
+        return grads, float(loss.detach())
+
+    def server_step(self) -> None:
+        """Parallel SL: apply the accumulated server gradient (mean over the iteration's samples)."""
+        h = self.holders.get("shared")
+        if h is None or self._acc == 0:
+            return
+        with torch.no_grad():
+            for p in h.module.parameters():
+                if p.grad is not None:
+                    p.grad.div_(self._acc)
+        h.step()
+        self._acc = 0.0
+
+    def device_part(self, device: str) -> State:
+        """The global model's part that ``device`` holds (what a Sync sends)."""
+        g = self.global_model.state_dict()
+        return {n: g[n] for n in self.device_names[device]}
+
+    def sync(self, devices: Sequence[str]) -> None:
+        """Load the global model into the server model(s) serving ``devices``."""
+        for h in {id(self.holder(d)): self.holder(d) for d in devices
+                  if d in self.split_devices}.values():
+            load_into(h.module, self.global_model.state_dict())
+
+    def merged(self, device: str, part: Mapping[str, torch.Tensor]) -> State:
+        """The full model as ``device`` sees it: its own part plus its server model's rest."""
+        if device not in self.split_devices:
+            return dict(part)
+        rest = self.holder(device).module.state_dict()
+        return {n: part[n] if n in part else t for n, t in rest.items()}
+
+    def collect(self, parts: Mapping[str, State], average: bool = True) -> None:
+        """FedAvg the devices' models (weights = samples) into the global model."""
+        self.parts.update({d: {n: t.clone() for n, t in p.items()} for d, p in parts.items()})
+        if not average or not parts:
+            return
+        merged = {d: self.merged(d, p) for d, p in parts.items()}
+        load_into(self.global_model, fedavg(merged, {d: self.weights[d] for d in parts}))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint needs to resume the server."""
+        return {"global": self.global_model.state_dict(), "parts": self.parts,
+                "holders": {k: h.state_dict() for k, h in self.holders.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from :meth:`state_dict`."""
+        load_into(self.global_model, state["global"])
+        self.parts = {d: dict(p) for d, p in state["parts"].items()}
+        for k, h in self.holders.items():
+            h.load_state_dict(state["holders"][k])
+
+
+def fedavg(states: Mapping[str, Mapping[str, torch.Tensor]],
+           weights: Mapping[str, float]) -> State:
+    """Weighted average of state dicts, in the given device order (deterministic).
+
+    Non-float tensors (counters) are taken from the first device; a tensor that every device
+    shares (the shared server model) is taken as it is, not averaged, so it is not perturbed by
+    rounding.
+    """
+    keys = list(states)
+    total = sum(weights[k] for k in keys)
+    out: State = {}
+    for name, first in states[keys[0]].items():
+        ts = [states[k][name] for k in keys]
+        if not first.is_floating_point() or all(t.data_ptr() == first.data_ptr() for t in ts):
+            out[name] = first.clone()
+            continue
+        acc = torch.zeros_like(first)
+        for k, t in zip(keys, ts):
+            acc.add_(t, alpha=weights[k] / total)
+        out[name] = acc
+    return out
+
+
+def evaluate(model: nn.Module, test: tuple[tuple[torch.Tensor, ...], torch.Tensor],
+             loss_fn: Callable[[Any, Any], torch.Tensor], batch: int = 512) -> tuple[float, float]:
+    """(mean loss, accuracy) of ``model`` on a test set (accuracy: argmax over the last dim)."""
+    xs, y = test
+    was = model.training
+    model.eval()
+    loss_sum, correct, n = 0.0, 0, 0
+    with torch.no_grad():
+        for i in range(0, len(y), batch):
+            xb, yb = tuple(x[i:i + batch] for x in xs), y[i:i + batch]
+            out = model(*xb)
+            loss_sum += float(loss_fn(out, yb)) * len(yb)
+            if out.shape[:-1] == yb.shape:
+                correct += int((out.argmax(-1) == yb).sum())
+            n += len(yb)
+    model.train(was)
+    return loss_sum / max(n, 1), correct / max(n, 1) if n else 0.0
