@@ -128,6 +128,8 @@ def _validated(model: type[BaseModel], data: Any, where: str) -> Any:
             value, allowed = MISSING, "a required field"
         elif first["type"] == "extra_forbidden":
             allowed = f"the fields {', '.join(model.model_fields)} (no others)"
+        elif first["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            allowed = "an object (mapping) of fields"
         raise ScenarioError(field, value, allowed,
                             "See docs/formats.md for the scenario fields.") from None
 

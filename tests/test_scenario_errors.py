@@ -158,6 +158,31 @@ def test_bad_values(write, changes, pattern):
         Scenario.load(write(_edit(**changes)))
 
 
+def test_wrong_shapes(write):
+    with pytest.raises(ScenarioError, match=r"devices\[0\]: got 'jetson-nano'; allowed: an object "
+                                            r"\(mapping\) of fields"):
+        Scenario.load(write(_edit(devices__0="jetson-nano")))
+    with pytest.raises(ScenarioError, match=r"^training: got 3; allowed: an object \(mapping\)"):
+        Scenario.load(write(_edit(training=3)))
+    with pytest.raises(ScenarioError, match=r"^server: got \[1\]; allowed: an object"):
+        Scenario.load(write(_edit(server=[1])))
+
+
+def test_python_construction_checks_types():
+    g = random_dag(np.random.default_rng(0), 3)
+    sc = Scenario.from_dict({**GOOD, "model": None}, graph=g)
+    with pytest.raises(ScenarioError, match=r"devices\[0\]: got 'dict'; allowed: a splitopt Device"):
+        Scenario(g, [{"name": "a", "flops": 1}], sc.server, sc.channel)
+    with pytest.raises(ScenarioError, match="channel: got 'dict'; allowed: a splitopt Channel"):
+        Scenario(g, sc.devices, sc.server, {"bandwidth_up_hz": 1})
+    with pytest.raises(ScenarioError, match="graph: got 'dict'; allowed: a splitopt LayerGraph"):
+        Scenario(g.to_dict(), sc.devices, sc.server, sc.channel)
+    with pytest.raises(ScenarioError, match="devices: got \\[\\]; allowed: at least one device"):
+        Scenario(g, [], sc.server, sc.channel)
+    with pytest.raises(ScenarioError, match="device: got 'ghost'"):
+        sc.device("ghost")
+
+
 def test_bad_files(write, tmp_path):
     with pytest.raises(ScenarioError, match="scenario file: got .*; allowed: an existing YAML"):
         Scenario.load(tmp_path / "absent.yaml")
