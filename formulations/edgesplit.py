@@ -1,0 +1,241 @@
+"""EdgeSplit: parallel split learning over heterogeneous edge devices.
+
+Paper: "Resource-efficient Parallel Split Learning in Heterogeneous Edge Computing",
+arXiv:2403.15815 (https://arxiv.org/abs/2403.15815).
+
+Every device k trains its own device-side set S_k in parallel with the others; the server runs the
+rest; the uplink/downlink band is divided into shares beta_k. Under the reference cost model
+(docs/cost_model.md), with I local iterations of batch b per round and no aggregation of the
+device-side models (plain parallel split learning):
+
+    T_k(S, beta_k) = I * b * (dev_k(S) + srv(S))  +  I * b * 8 * bnd(S) * p_k / beta_k
+                   = A_k(S) + D_k(S) / beta_k
+
+    minimise    R * max_k T_k(S_k, beta_k)          (total training time: R rounds, the straggler
+    subject to  sum_k beta_k <= 1,                   sets each round)
+                M_k(S_k, b) <= memory_k,   S_k predecessor-closed, holding the inputs,
+
+where dev_k, srv are seconds per sample of forward + backward on the device and the server, bnd(S)
+the bytes per sample crossing the cut and p_k = 1 / (B_up s_up,k) + 1 / (B_dn s_dn,k).
+
+Exact solve: the builder's ``bisection`` path (splitopt.solve): a round time T is achievable iff
+sum_k min_S D_k(S) / (T - A_k(S)) <= 1, so bisection on T with each device's cheapest cut is exact.
+Candidates: all prefixes on a chain; on a DAG the sets on the lower convex hull of (A(S), D(S))
+(splitopt.partitioning.hull), which hold every minimiser of D(S) / (T - A(S))
+(docs/formulations.md).
+
+Baseline: the paper's alternating algorithm -- each device's best cut for its current bandwidth,
+then the optimal bandwidth for those cuts, until the cuts repeat (:meth:`EdgeSplit.baseline`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from splitopt.formulations._minmax import _finish_shared, minmax_choice, minmax_fixed, minmax_shared
+
+from splitopt.costs import CutTable, RoundTerms, round_terms
+from splitopt.errors import InfeasibleError, InputError
+from splitopt.plan import DevicePlan, Plan
+from splitopt.scenario import Scenario
+
+CANDIDATES = ("auto", "chain", "hull")
+
+
+@dataclass(frozen=True)
+class EdgeSplit:
+    """EdgeSplit (arXiv:2403.15815): per-device cut + bandwidth share, min-max round time.
+
+    Parameters
+    ----------
+    candidates
+        ``"auto"`` (chain prefixes on a chain, hull sets on a DAG), ``"chain"`` (topological
+        prefixes), ``"hull"``, or an explicit list of device-side sets.
+    server_share
+        Also share the server's compute (a share phi_k per device, sum <= 1).
+    memory
+        Enforce each device's memory (``Device.memory_bytes``).
+
+    """
+
+    candidates: Any = "auto"
+    server_share: bool = False
+    memory: bool = True
+
+    name = "edgesplit"
+    paper = "arXiv:2403.15815"
+    aggregate = False
+
+    # ------------------------------------------------------------------ the model
+    def scenario_for(self, scenario: Scenario) -> Scenario:
+        """The scenario with this formulation's training flags (parallel rounds, aggregation)."""
+        if not isinstance(scenario, Scenario):
+            raise InputError("scenario", type(scenario).__name__, "a splitopt Scenario")
+        tr = scenario.training.model_copy(update={"schedule": "parallel",
+                                                  "aggregate": self.aggregate})
+        return scenario if tr == scenario.training else scenario.replace(training=tr)
+
+    def table(self, scenario: Scenario) -> CutTable:
+        """The candidate device-side sets (see ``candidates``)."""
+        scen = self.scenario_for(scenario)
+        g, kind = scen.graph, self.candidates
+        if not isinstance(kind, str):
+            return CutTable.from_sets(g, [g.check_split(s) for s in kind])
+        if kind not in CANDIDATES:
+            raise InputError("candidates", kind, f"one of {CANDIDATES} or a list of sets")
+        if kind == "chain" or (kind == "auto" and g.is_chain):
+            return CutTable.chain(g)
+        return CutTable.from_sets(g, hull_sets(scen))
+
+    def terms(self, scenario: Scenario, table: CutTable | None = None) -> RoundTerms:
+        """T[k, c] = a_dev + a_srv / phi + d / beta for every device and candidate."""
+        scen = self.scenario_for(scenario)
+        table = table if table is not None else self.table(scen)
+        return round_terms(scen.devices, scen.server, scen.channel, scen.training, table)
+
+    def problem(self, scenario: Scenario, table: CutTable | None = None) -> Any:
+        """The builder Problem: minimise rounds x round latency (memory rows per device)."""
+        from splitopt.model import Problem
+
+        scen = self.scenario_for(scenario)
+        table = table if table is not None else self.table(scen)
+        p = Problem(scen, cuts=table, server_share=self.server_share)
+        if self.memory:
+            for d in scen.devices:
+                if np.isfinite(d.memory_bytes):
+                    p.add(p.memory(d.name) <= d.memory_bytes, name=f"memory:{d.name}")
+        p.minimize(p.round_latency() * float(scen.training.rounds))
+        return p
+
+    # ------------------------------------------------------------------ solving
+    def solve(self, scenario: Scenario, *, time_limit: float | None = None,
+              backend: str | None = None) -> Plan:
+        """The exact optimum via the builder (status, bound and gap in the plan)."""
+        t0 = time.perf_counter()
+        scen = self.scenario_for(scenario)
+        table = self.table(scen)
+        build = time.perf_counter() - t0
+        res = self.problem(scen, table).solve(time_limit=time_limit, backend=backend)
+        if res.plan is None:
+            raise InfeasibleError(f"{self.name}: no plan found ({res.termination}: {res.message})")
+        meta = {"formulation": self.name, "paper": self.paper, "path": res.path,
+                "candidates": len(table), "build_s": build + res.build_s, "solve_s": res.solve_s}
+        plan = replace(res.plan, method=f"{self.name}-exact", meta=meta)
+        if _consistent(plan):
+            return plan
+        return self._kernel_solve(scen, table, meta, res)
+
+    def _kernel_solve(self, scen: Scenario, table: CutTable, meta: dict[str, Any],
+                      res: Any) -> Plan:
+        """Re-solve with formulations._minmax when the builder's plan fails :func:`_consistent`.
+
+        Seen on its server-share path (an "optimal" plan far from its bound); the meta says so.
+        """
+        t0 = time.perf_counter()
+        terms = self.terms(scen, table)
+        a_dev = np.where(self._feasible(scen, terms), terms.a_dev, np.inf)
+        if self.server_share:
+            alloc = minmax_shared(a_dev, terms.a_srv, terms.d)
+        else:
+            alloc = minmax_choice(a_dev + terms.a_srv, terms.d)
+        r = float(scen.training.rounds)
+        meta = {**meta, "path": "formulations-kernel", "solve_s": time.perf_counter() - t0,
+                "builder_check": (f"builder {res.path}: status {res.termination}, objective "
+                                  f"{res.objective:.6g}, bound {res.bound}: re-solved")}
+        gap = (alloc.value - alloc.bound) / alloc.value
+        return self.plan(scen, table, alloc.choice, alloc.beta, alloc.phi,
+                         method=f"{self.name}-exact", meta=meta,
+                         status="optimal" if gap <= 1e-6 else "feasible", bound=alloc.bound * r)
+
+    def baseline(self, scenario: Scenario, *, max_iter: int = 100) -> Plan:
+        """Run the paper's alternating algorithm from equal shares.
+
+        Best cuts for fixed bandwidth, then the best bandwidth for fixed cuts, until the cuts
+        repeat.
+        """
+        t0 = time.perf_counter()
+        scen = self.scenario_for(scenario)
+        table = self.table(scen)
+        terms = self.terms(scen, table)
+        a_dev, a_srv, d = terms.a_dev, terms.a_srv, terms.d
+        a_dev = np.where(self._feasible(scen, terms), a_dev, np.inf)
+        n = scen.n_devices
+        beta = np.full(n, 1.0 / n)
+        phi = np.full(n, 1.0 / n) if self.server_share else np.ones(n)
+        seen: set[bytes] = set()
+        choice = np.zeros(n, dtype=int)
+        for it in range(max_iter):  # noqa: B007 (reported in meta)
+            choice = np.argmin(a_dev + a_srv / phi[:, None] + d / beta[:, None], axis=1)
+            if choice.tobytes() in seen:
+                break
+            seen.add(choice.tobytes())
+            beta, phi = self._allocate(a_dev, a_srv, d, choice)
+        meta = {"formulation": self.name, "iterations": it + 1,
+                "solve_s": time.perf_counter() - t0}
+        return self.plan(scen, table, choice, beta, phi, method=f"{self.name}-alternating",
+                         meta=meta)
+
+    def _allocate(self, a_dev: np.ndarray, a_srv: np.ndarray, d: np.ndarray,
+                  choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Optimal shares for fixed cuts (exact: a 1-D root, or the two-resource closed form)."""
+        rows = np.arange(len(choice))
+        if self.server_share:
+            alloc = _finish_shared(a_dev, a_srv, d, choice, 0.0, 0)
+            return alloc.beta, alloc.phi
+        a = a_dev[rows, choice] + a_srv[rows, choice]
+        return minmax_fixed(a, d[rows, choice])[2], np.ones(len(choice))
+
+    def _feasible(self, scen: Scenario, terms: RoundTerms) -> np.ndarray:
+        """(N, C) candidates that fit each device's memory."""
+        if not self.memory:
+            return np.ones(terms.mem.shape, dtype=bool)
+        cap = np.array([d.memory_bytes for d in scen.devices])[:, None]
+        ok = terms.mem <= cap
+        bad = np.flatnonzero(~ok.any(axis=1))
+        if len(bad):
+            dev = scen.devices[int(bad[0])]
+            need = float(terms.mem[bad[0]].min())
+            raise InfeasibleError(f"device {dev.name}: no candidate cut fits "
+                                  f"{dev.memory_bytes:.4g} "
+                                  f"bytes; the smallest needs {need:.4g} bytes")
+        return ok
+
+    def plan(self, scenario: Scenario, table: CutTable, choice: np.ndarray, beta: np.ndarray,
+             phi: np.ndarray, *, method: str, meta: dict[str, Any] | None = None,
+             status: str = "feasible", bound: float | None = None) -> Plan:
+        """A priced Plan from per-device candidate indices and shares."""
+        scen = self.scenario_for(scenario)
+        sets = table.sets()
+        devs = tuple(DevicePlan(dv.name, sets[int(c)], float(min(b, 1.0)), float(min(f, 1.0)))
+                     for dv, c, b, f in zip(scen.devices, choice, beta, phi, strict=True))
+        plan = Plan(devs, rounds=scen.training.rounds, status=status, method=method,
+                    meta=meta or {}).priced(scen)
+        assert plan.predicted is not None
+        return replace(plan, objective=plan.predicted.total_delay_s, bound=bound)
+
+
+def _consistent(plan: Plan, rtol: float = 1e-6) -> bool:
+    """The plan prices to its reported objective, and "optimal" comes with a closed gap."""
+    if plan.predicted is None or plan.objective is None:
+        return False
+    price = plan.predicted.total_delay_s
+    if plan.status == "optimal" and (plan.gap is None or plan.gap > 1e-6):
+        return False
+    return abs(price - plan.objective) <= rtol * max(abs(price), 1e-300)
+
+
+def hull_sets(scenario: Scenario) -> list[frozenset[str]]:
+    """Union over device classes of the lower-hull sets of (A(S), D(S)) (partitioning.hull)."""
+    from splitopt.partitioning import hull
+
+    tr = scenario.training
+    out: dict[frozenset[str], None] = {}
+    for group in scenario.device_groups():
+        dev = scenario.devices[group[0]]
+        for s in hull(scenario.graph, dev, scenario.server, batch=tr.batch_size,
+                      local_iters=tr.local_iters, aggregate=tr.aggregate, labels=tr.labels):
+            out[frozenset(s)] = None
+    return list(out)

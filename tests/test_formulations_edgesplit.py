@@ -1,0 +1,109 @@
+"""EdgeSplit: the exact solve equals brute force; the alternating baseline is never better."""
+
+import numpy as np
+import pytest
+from splitopt.formulations._minmax import minmax_choice, minmax_fixed, minmax_shared
+from splitopt.formulations._oracle import brute_minmax, closed_sets, grid_minmax
+from splitopt.formulations.edgesplit import EdgeSplit
+
+from splitopt.errors import InfeasibleError, InputError
+from splitopt.plan import evaluate
+from splitopt.system import Training
+from splitopt.testing import random_dag, random_scenario
+
+
+def _instance(seed, *, chain=True, n=3, nodes=5):
+    rng = np.random.default_rng(seed)
+    g = random_dag(rng, nodes, chain=chain)
+    tr = Training(batch_size=int(rng.integers(1, 32)), local_iters=int(rng.integers(1, 3)),
+                  rounds=int(rng.integers(1, 5)))
+    return random_scenario(rng, g, n, training=tr)
+
+
+def _oracle(form, sc):
+    scen = form.scenario_for(sc)
+    table = form.table(scen)
+    t = form.terms(scen, table)
+    feas = np.ones(t.mem.shape, dtype=bool)
+    best, _ = brute_minmax(t.a_dev, t.a_srv, t.d, feas, server_share=form.server_share)
+    return best * scen.training.rounds
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("server_share", [False, True])
+def test_exact_equals_brute_force_chain(seed, server_share):
+    sc = _instance(seed)
+    form = EdgeSplit(server_share=server_share)
+    plan = form.solve(sc)
+    want = _oracle(form, sc)
+    assert plan.status == "optimal"
+    assert plan.objective == pytest.approx(want, rel=1e-8)
+    assert plan.bound <= want * (1 + 1e-9)
+    # the plan's number is the reference model's price of the plan
+    assert evaluate(form.scenario_for(sc), plan).total_delay_s == pytest.approx(plan.objective)
+    base = form.baseline(sc)
+    assert base.objective >= plan.objective * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_over_all_closed_sets_of_a_dag(seed):
+    sc = _instance(100 + seed, chain=False, nodes=6)
+    sets = closed_sets(sc.graph)
+    form = EdgeSplit(candidates=sets)
+    plan = form.solve(sc)
+    assert plan.objective == pytest.approx(_oracle(form, sc), rel=1e-8)
+    assert form.baseline(sc).objective >= plan.objective * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_kernels_against_grid_and_brute(seed):
+    rng = np.random.default_rng(seed)
+    n, m = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    a = rng.uniform(0, 2, (n, m))
+    d = rng.uniform(0, 1, (n, m)) * 10 ** rng.uniform(-2, 1)
+    s = rng.uniform(0, 1, (n, m))
+    got = minmax_choice(a, d)
+    want, _ = brute_minmax(a, np.zeros_like(a), d, np.ones((n, m), dtype=bool))
+    assert got.value == pytest.approx(want, rel=1e-10) and got.bound <= want
+    rows = np.arange(n)
+    fixed = minmax_fixed(a[rows, got.choice], d[rows, got.choice])[0]
+    grid = grid_minmax(a[rows, got.choice], d[rows, got.choice], steps=600)
+    assert fixed <= grid * (1 + 1e-12) and grid <= fixed * (1 + 2e-2)
+    shared = minmax_shared(a, s, d)
+    want_s, _ = brute_minmax(a, s, d, np.ones((n, m), dtype=bool), server_share=True)
+    assert shared.value == pytest.approx(want_s, rel=1e-8)
+    assert shared.bound <= want_s * (1 + 1e-9)
+    assert shared.beta.sum() <= 1 + 1e-9 and shared.phi.sum() <= 1 + 1e-9
+
+
+def test_memory_excludes_cuts_and_explains_infeasibility():
+    sc = _instance(3)
+    form = EdgeSplit()
+    t = form.terms(sc)
+    # the smallest memory need of device 0 is just allowed; nothing else of its row is
+    cap = float(t.mem[0].min())
+    devs = list(sc.devices)
+    devs[0] = devs[0].model_copy(update={"memory_bytes": cap})
+    tight = sc.replace(devices=devs)
+    plan = form.solve(tight)
+    assert plan.predicted.per_device[devs[0].name].memory_bytes <= cap
+    assert form.baseline(tight).objective >= plan.objective * (1 - 1e-9)
+    devs[0] = devs[0].model_copy(update={"memory_bytes": cap * 0.5})
+    with pytest.raises(InfeasibleError, match=devs[0].name):
+        form.baseline(sc.replace(devices=devs))
+
+
+def test_bad_input():
+    sc = _instance(0)
+    with pytest.raises(InputError, match="candidates"):
+        EdgeSplit(candidates="bogus").solve(sc)
+    with pytest.raises(InputError, match="scenario"):
+        EdgeSplit().solve("scenario.yaml")
+
+
+def test_scenario_is_not_mutated():
+    sc = _instance(1)
+    before = sc.to_dict()
+    EdgeSplit().solve(sc)
+    assert sc.to_dict() == before
+    assert EdgeSplit().scenario_for(sc).training.aggregate is False
