@@ -171,7 +171,8 @@ def test_wrong_shapes(write):
 def test_python_construction_checks_types():
     g = random_dag(np.random.default_rng(0), 3)
     sc = Scenario.from_dict({**GOOD, "model": None}, graph=g)
-    with pytest.raises(ScenarioError, match=r"devices\[0\]: got 'dict'; allowed: a splitopt Device"):
+    with pytest.raises(ScenarioError, match=r"devices\[0\]: got 'dict'; allowed: a splitopt "
+                                            r"Device"):
         Scenario(g, [{"name": "a", "flops": 1}], sc.server, sc.channel)
     with pytest.raises(ScenarioError, match="channel: got 'dict'; allowed: a splitopt Channel"):
         Scenario(g, sc.devices, sc.server, {"bandwidth_up_hz": 1})
