@@ -1,8 +1,7 @@
-"""Multi-tier, multi-split: one model split at several points over a path of nodes, with a choice of
-architecture.
+"""Multi-tier multi-split: a model split at several points over a path, with an architecture choice.
 
-Paper: Y. Tian, Z. Zhang, Z. Yang, Q. Yang, "JMSNAS: Joint Model Split and Neural Architecture Search
-for Learning over Mobile Edge Networks", arXiv:2111.08206 (https://arxiv.org/abs/2111.08206).
+Paper: Y. Tian, Z. Zhang, Z. Yang, Q. Yang, "JMSNAS: Joint Model Split and Neural Architecture
+Search for Learning over Mobile Edge Networks", arXiv:2111.08206 (https://arxiv.org/abs/2111.08206).
 
 Tiers ``t = 0..T-1`` form a path (device -> edge -> cloud, or longer); tier t computes at ``f_t``
 FLOP/s (or its measured times) and link t joins tier t to tier t+1 with rates ``up_t``, ``dn_t``.

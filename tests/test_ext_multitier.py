@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from splitopt.formulations import multitier as mt
 
 from splitopt.errors import InfeasibleError, InputError
-from splitopt.formulations import multitier as mt
 from splitopt.system import Link
 from splitopt.testing import random_dag
 

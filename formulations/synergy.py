@@ -1,0 +1,279 @@
+"""Synergy: several models (tenants) mapped segment by segment onto a pool of small accelerators.
+
+Paper: T. Gong, S. Y. Jang, U. G. Acer, F. Kawsar, C. Min, "Collaborative Inference via Dynamic
+Composition of Tiny AI Accelerators on MCUs", arXiv:2401.08637 (https://arxiv.org/abs/2401.08637).
+
+Inference, not training: forward costs only (``graph.fwd_seconds``). Model m's nodes, in
+topological order ``0..L_m-1``, are cut into contiguous segments ``[i, j)``; each segment runs on
+one accelerator a (compute ``f_a`` FLOP/s, memory ``mem_a``, link ``r_a`` bit/s), and a model visits
+an accelerator at most once. With ``y[m,i,j,a] = 1`` when segment [i, j) of model m is on a:
+
+    flow:     sum_{j,a} y[m,0,j,a] = 1,   sum_{i<p,a} y[m,i,p,a] = sum_{j>p,a} y[m,p,j,a]  (0<p<L_m)
+    compute:  c[m,i,j,a] = sum_{v in [i,j)} fwd_s_a(v)
+    send:     s[m,j,a]   = 8 bnd_m(j) / r_a   if j < L_m   (bnd_m(j): bytes leaving the prefix [0,j))
+    load_a    = sum_{m,i,j} y[m,i,j,a] (c[m,i,j,a] + s[m,j,a])
+    memory_a  = sum_{m,i,j} y[m,i,j,a] (W_m[i,j) + buf_m[i,j)) <= mem_a
+                (weights, plus the segment's activation buffer: its largest input + output)
+
+``objective="throughput"`` minimises the bottleneck ``B >= load_a`` (frames per second = 1/B, all
+tenants in a pipeline); ``"latency"`` minimises ``sum_m w_m`` (compute + send of model m's
+segments). Exact: a MILP (:func:`solve`, built with :class:`splitopt.parallel.milp.MilpBuilder`:
+segment-to-accelerator arcs are not a Problem variable yet). Baselines: :func:`whole_models` (each
+model on one accelerator, no splitting: the "one model, one accelerator" deployment), and
+:func:`greedy` (fill the least-loaded accelerator layer by layer, the usual layer-wise packing).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from splitopt.errors import InfeasibleError, InputError
+from splitopt.graph import LayerGraph
+
+OBJECTIVES = ("throughput", "latency")
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """One small accelerator (e.g. a MAX78000 on an MCU): speed, memory and link rate."""
+
+    name: str
+    flops: float
+    memory_bytes: float
+    link_bps: float
+    device_class: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("flops", "memory_bytes", "link_bps"):
+            v = getattr(self, key)
+            if not (isinstance(v, (int, float)) and v > 0 and not math.isnan(v)):
+                raise InputError(f"accelerator {self.name!r}.{key}", v, "a number > 0")
+
+
+@dataclass(frozen=True)
+class Instance:
+    """Prefix sums per model: ``fwd[m]`` (L_m+1, A), ``w[m]`` and ``bnd[m]`` (L_m+1,), ``act[m]``."""
+
+    names: tuple[str, ...]
+    accels: tuple[Accelerator, ...]
+    fwd: tuple[np.ndarray, ...]
+    w: tuple[np.ndarray, ...]
+    out: tuple[np.ndarray, ...]
+    bnd: tuple[np.ndarray, ...]
+    weight: np.ndarray
+
+    def seg(self, m: int, i: int, j: int, a: int) -> tuple[float, float, float]:
+        """(compute s, send s, memory bytes) of segment [i, j) of model m on accelerator a."""
+        comp = float(self.fwd[m][j, a] - self.fwd[m][i, a])
+        n = len(self.w[m]) - 1
+        send = 8.0 * float(self.bnd[m][j]) / self.accels[a].link_bps if j < n else 0.0
+        buf = float(self.out[m][max(i - 1, 0):j].max(initial=0.0) + self.out[m][i:j].max())
+        return comp, send, float(self.w[m][j] - self.w[m][i]) + buf
+
+
+def instance(models: Sequence[tuple[str, LayerGraph]], accels: Sequence[Accelerator], *,
+             weights: Sequence[float] | None = None) -> Instance:
+    """Validate and precompute (``weights``: per-model latency weights, default 1)."""
+    if not models or not accels:
+        raise InputError("models / accels", (len(models), len(accels)), "at least one of each")
+    fwd, w, out, bnd = [], [], [], []
+    for _, g in models:
+        if not isinstance(g, LayerGraph):
+            raise InputError("models", type(g).__name__, "(name, LayerGraph) pairs")
+        per = np.stack([g.fwd_seconds(a.device_class, a.flops) for a in accels], axis=1)
+        fwd.append(np.vstack([np.zeros((1, len(accels))), np.cumsum(per, axis=0)]))
+        w.append(np.concatenate([[0.0], np.cumsum(g.param_bytes)]))
+        out.append(g.out_bytes.copy())
+        prefixes = np.tri(len(g) + 1, len(g), -1, dtype=bool)  # row j: the first j nodes
+        bnd.append(g.boundary_mask(prefixes).astype(float) @ g.out_bytes)
+    wt = np.ones(len(models)) if weights is None else np.asarray(weights, dtype=float)
+    if wt.shape != (len(models),) or np.any(wt < 0):
+        raise InputError("weights", weights, f"{len(models)} numbers >= 0")
+    return Instance(tuple(n for n, _ in models), tuple(accels), tuple(fwd), tuple(w), tuple(out),
+                    tuple(bnd), wt)
+
+
+Mapping = tuple[tuple[tuple[int, int, int], ...], ...]  # per model: (i, j, accelerator) segments
+
+
+def evaluate(inst: Instance, mapping: Mapping) -> tuple[float, float, bool]:
+    """(bottleneck seconds, weighted latency seconds, feasible) of a mapping."""
+    A = len(inst.accels)
+    load, mem, lat, ok = np.zeros(A), np.zeros(A), 0.0, True
+    for m, segs in enumerate(mapping):
+        n = len(inst.w[m]) - 1
+        ends = [0] + [j for _, j, _ in segs]
+        ok &= [i for i, _, _ in segs] == ends[:-1] and ends[-1] == n
+        ok &= len({a for _, _, a in segs}) == len(segs)
+        for i, j, a in segs:
+            comp, send, mb = inst.seg(m, i, j, a)
+            load[a] += comp + send
+            mem[a] += mb
+            lat += inst.weight[m] * (comp + send)
+    ok &= bool(np.all(mem <= np.array([a.memory_bytes for a in inst.accels]) * (1 + 1e-9)))
+    return float(load.max()), float(lat), bool(ok)
+
+
+@dataclass(frozen=True)
+class Result:
+    """A mapping with its bottleneck (1/throughput), weighted latency, status and bound."""
+
+    mapping: Mapping
+    bottleneck_s: float
+    latency_s: float
+    status: str
+    bound: float | None
+    method: str
+    build_s: float = 0.0
+    solve_s: float = 0.0
+
+    @property
+    def throughput(self) -> float:
+        """Frames per second of the whole pipeline (every tenant once per frame)."""
+        return 1.0 / self.bottleneck_s if self.bottleneck_s > 0 else math.inf
+
+
+def _finish(inst: Instance, mapping: Mapping, status: str, bound: float | None, method: str,
+            build_s: float = 0.0, solve_s: float = 0.0) -> Result:
+    b, lat, ok = evaluate(inst, mapping)
+    if not ok:
+        raise InfeasibleError(f"{method}: the mapping breaks a memory or segment rule")
+    return Result(mapping, b, lat, status, bound, method, build_s, solve_s)
+
+
+def build(inst: Instance, objective: str = "throughput"):
+    """The MILP: returns (MilpBuilder, {column: (m, i, j, a)}, bottleneck column)."""
+    from splitopt.parallel.milp import MilpBuilder
+
+    m_ = MilpBuilder()
+    A, arcs = len(inst.accels), {}
+    load: list[dict[int, float]] = [{} for _ in range(A)]
+    mem: list[dict[int, float]] = [{} for _ in range(A)]
+    obj: dict[int, float] = {}
+    B = int(m_.add_vars(1, name="bottleneck")[0])
+    for m in range(len(inst.names)):
+        n = len(inst.w[m]) - 1
+        node_in: list[dict[int, float]] = [{} for _ in range(n + 1)]
+        node_out: list[dict[int, float]] = [{} for _ in range(n + 1)]
+        visits: list[dict[int, float]] = [{} for _ in range(A)]
+        for i, j, a in itertools.product(range(n), range(1, n + 1), range(A)):
+            if j <= i:
+                continue
+            col = int(m_.add_vars(1, ub=1, integer=True, name=f"y{m}_{i}_{j}_{a}")[0])
+            arcs[col] = (m, i, j, a)
+            comp, send, mb = inst.seg(m, i, j, a)
+            load[a][col], mem[a][col] = comp + send, mb
+            obj[col] = inst.weight[m] * (comp + send)
+            node_out[i][col], node_in[j][col], visits[a][col] = 1.0, 1.0, 1.0
+        m_.add_row(node_out[0], lb=1.0, ub=1.0, name=f"start{m}")
+        for p in range(1, n):
+            m_.add_row({**node_out[p], **{c: -1.0 for c in node_in[p]}}, lb=0.0, ub=0.0)
+        for a in range(A):
+            m_.add_row(visits[a], ub=1.0, name=f"once{m}_{a}")
+    for a, acc in enumerate(inst.accels):
+        m_.add_row({c: v / acc.memory_bytes for c, v in mem[a].items()}, ub=1.0, name=f"mem{a}")
+        m_.add_row({**load[a], B: -1.0}, ub=0.0, name=f"load{a}")
+    if objective == "throughput":
+        m_.minimize({B: 1.0})
+    else:
+        m_.minimize(obj)
+    return m_, arcs, B
+
+
+def solve(inst: Instance, *, objective: str = "throughput", time_limit: float | None = None,
+          workers: int = 1) -> Result:
+    """Exact mapping (MILP); ``workers > 1`` splits it across processes (splitopt.parallel)."""
+    import time
+
+    from splitopt.parallel import solve_split
+
+    if objective not in OBJECTIVES:
+        raise InputError("objective", objective, f"one of {OBJECTIVES}")
+    t0 = time.perf_counter()
+    m_, arcs, B = build(inst, objective)
+    prog = m_.program()
+    build_s = time.perf_counter() - t0
+    res = solve_split(prog, workers=workers, time_limit=time_limit, progress=False)
+    if res.x is None:
+        raise InfeasibleError(f"Synergy: no mapping fits the accelerators' memory ({res.status})")
+    chosen = sorted(arcs[c] for c in arcs if res.x[c] > 0.5)
+    mapping = tuple(tuple((i, j, a) for mm, i, j, a in chosen if mm == m)
+                    for m in range(len(inst.names)))
+    return _finish(inst, mapping, res.status, res.bound, f"synergy-milp-{objective}", build_s,
+                   res.solve_s)
+
+
+# ---------------------------------------------------------------------------- baselines
+def whole_models(inst: Instance) -> Result:
+    """Each model whole on one accelerator: biggest model first, on the least-loaded that fits."""
+    A = len(inst.accels)
+    load, mem = np.zeros(A), np.zeros(A)
+    cap = np.array([a.memory_bytes for a in inst.accels])
+    mapping: list[tuple[tuple[int, int, int], ...]] = [()] * len(inst.names)
+    for m in sorted(range(len(inst.names)), key=lambda m: -inst.fwd[m][-1].min()):
+        n = len(inst.w[m]) - 1
+        fits = [a for a in range(A) if mem[a] + inst.seg(m, 0, n, a)[2] <= cap[a]]
+        if not fits:
+            raise InfeasibleError(f"whole-model baseline: {inst.names[m]} fits no accelerator")
+        a = min(fits, key=lambda a: load[a] + inst.seg(m, 0, n, a)[0])
+        comp, send, mb = inst.seg(m, 0, n, a)
+        load[a] += comp + send
+        mem[a] += mb
+        mapping[m] = ((0, n, a),)
+    return _finish(inst, tuple(mapping), "feasible", None, "whole-models")
+
+
+def greedy(inst: Instance) -> Result:
+    """Layer-wise packing: extend a segment while it fits, else move to the least-loaded free one."""
+    A = len(inst.accels)
+    load, mem = np.zeros(A), np.zeros(A)
+    cap = np.array([a.memory_bytes for a in inst.accels])
+    mapping: list[tuple[tuple[int, int, int], ...]] = []
+    for m in range(len(inst.names)):
+        n, segs, used, i = len(inst.w[m]) - 1, [], set(), 0
+        while i < n:
+            free = [a for a in range(A) if a not in used and mem[a] + inst.seg(m, i, i + 1, a)[2]
+                    <= cap[a]]
+            if not free:
+                raise InfeasibleError(f"greedy: {inst.names[m]} layer {i} fits nowhere")
+            a = min(free, key=lambda a: load[a])
+            j = i + 1
+            while j < n and mem[a] + inst.seg(m, i, j + 1, a)[2] <= cap[a]:
+                j += 1
+            comp, send, mb = inst.seg(m, i, j, a)
+            load[a] += comp + send
+            mem[a] += mb
+            segs.append((i, j, a))
+            used.add(a)
+            i = j
+        mapping.append(tuple(segs))
+    return _finish(inst, tuple(mapping), "feasible", None, "greedy")
+
+
+def brute_force(inst: Instance, objective: str = "throughput") -> Result:
+    """Every segmentation x accelerator order of every model (tiny instances only)."""
+    A, per_model = len(inst.accels), []
+    for m in range(len(inst.names)):
+        n, opts = len(inst.w[m]) - 1, []
+        for k in range(n):
+            for cuts in itertools.combinations(range(1, n), k):
+                bounds = (0, *cuts, n)
+                for accs in itertools.permutations(range(A), k + 1):
+                    opts.append(tuple((bounds[s], bounds[s + 1], accs[s]) for s in range(k + 1)))
+        per_model.append(opts)
+    if np.prod([len(o) for o in per_model], dtype=float) > 3e5:
+        raise InputError("instance", "too many mappings", "a tiny instance for brute force")
+    key = 0 if objective == "throughput" else 1
+    best = None
+    for mp in itertools.product(*per_model):
+        val = evaluate(inst, mp)
+        if val[2] and (best is None or val[key] < best[0][key]):
+            best = (val, mp)
+    if best is None:
+        raise InfeasibleError("Synergy brute force: no mapping fits")
+    return _finish(inst, best[1], "optimal", best[0][key], "brute-force")
