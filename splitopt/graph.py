@@ -177,6 +177,15 @@ class LayerGraph:
         self.inputs: tuple[str, ...] = tuple(inputs)
         self.output: str = output
         self._check_terminals()
+        self._frozen = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # a validated graph is immutable: transformations return new graphs (caches go through
+        # __dict__ directly, as functools.cached_property does)
+        if self.__dict__.get("_frozen"):
+            raise AttributeError(f"LayerGraph is immutable; cannot set {name!r}. Build a new graph "
+                                 "(LayerGraph(...), with_times, contract) instead.")
+        object.__setattr__(self, name, value)
 
     # ----------------------------------------------------------------- validation
     def _check_terminals(self) -> None:

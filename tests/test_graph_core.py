@@ -284,3 +284,16 @@ def test_vectorised_seconds_equal_node_by_node():
                 t = n.times.get(cls) if cls else None
                 assert tr[i] == (t.train_seconds(f) if t else n.train_flops / f)
                 assert fw[i] == (t.fwd_seconds(f) if t else n.fwd_flops / f)
+
+
+def test_graph_is_immutable(g):
+    with pytest.raises(AttributeError, match="immutable; cannot set 'name'"):
+        g.name = "other"
+    with pytest.raises(AttributeError, match="immutable"):
+        g.nodes = ()
+    assert isinstance(g.nodes, tuple) and isinstance(g.edges, tuple)
+    assert g.fwd_flops is g.fwd_flops  # cached arrays still work
+    import copy
+    import pickle
+
+    assert copy.deepcopy(g) == g and pickle.loads(pickle.dumps(g)) == g
