@@ -72,6 +72,14 @@ def test_other_resnet_depths_match_torchvision(depth, count):
     assert _n_params(model) == count
 
 
+@pytest.mark.parametrize(("widths", "count"), [((1.0, 1.1), 7_794_184), ((1.1, 1.2), 9_109_994),
+                                              ((1.2, 1.4), 12_233_232)])
+def test_efficientnet_b1_to_b3_scalings_match_torchvision(widths, count):
+    with torch.device("meta"):
+        model = zoo.efficientnet_b0(width_mult=widths[0], depth_mult=widths[1])
+    assert _n_params(model) == count
+
+
 @pytest.mark.parametrize("name", zoo.names())
 def test_module_names_and_types_match_the_h100_profile(name, h100_profile):
     if name not in h100_profile:
@@ -171,3 +179,17 @@ def test_digits_cnn_trains_above_90_percent():
     assert acc > 0.9, acc
     with pytest.raises(InputError, match="test_fraction: got 1.5"):
         zoo.load_digits_tensors(test_fraction=1.5)
+
+
+def test_stochastic_depth_drops_rows_in_training_only():
+    from splitopt.zoo.efficientnet import StochasticDepth
+
+    sd = StochasticDepth(0.5)
+    x = torch.ones(4000, 2, 1, 1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        y = sd(x)
+    assert set(y.unique().tolist()) == {0.0, 2.0}
+    assert torch.equal(y[:, 0], y[:, 1])  # whole rows, not single elements
+    assert abs(y.mean().item() - 1.0) < 0.1
+    assert torch.equal(sd.eval()(x), x)

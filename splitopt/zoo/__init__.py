@@ -66,6 +66,8 @@ _ENTRIES = (
              "torchvision.models.vgg16"),
     ZooEntry("mobilenet_v2", "mobilenet", "mobilenet_v2", "image", "classification", 3_504_872,
              "torchvision.models.mobilenet_v2"),
+    ZooEntry("efficientnet_b0", "efficientnet", "efficientnet_b0", "image", "classification",
+             5_288_548, "torchvision.models.efficientnet_b0"),
     ZooEntry("vit_b_16", "vit", "vit_b_16", "image", "classification", 86_567_656,
              "torchvision.models.vit_b_16"),
     ZooEntry("gpt2", "gpt", "gpt2", "tokens", "lm", 124_439_808,

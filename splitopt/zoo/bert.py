@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from splitopt.zoo._checks import divisible, positive_ints
+from splitopt.zoo._checks import divisible, on_meta, positive_ints
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,8 @@ class BertModel(nn.Module):
 
     def _init_weights(self) -> None:
         # Hugging Face's scheme
+        if on_meta(self):
+            return
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(m.weight, std=self.config.initializer_range)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from splitopt.zoo._checks import divisible, positive_ints
+from splitopt.zoo._checks import divisible, on_meta, positive_ints
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,8 @@ class GPT2LMHeadModel(nn.Module):
 
     def _init_weights(self) -> None:
         # Hugging Face's scheme, with GPT-2's 1/sqrt(2 n_layer) scaling of residual projections
+        if on_meta(self):
+            return
         std = self.config.initializer_range
         for name, m in self.named_modules():
             if isinstance(m, (nn.Linear, nn.Embedding, Conv1D)):

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from splitopt.errors import InputError
+from splitopt.zoo._checks import on_meta
 
 # expansion t, output channels c, repeats n, first stride s (the paper's Table 2)
 _SETTINGS = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1],
@@ -107,6 +108,8 @@ class MobileNetV2(nn.Module):
 
     def _init_weights(self) -> None:
         # torchvision's scheme
+        if on_meta(self):
+            return
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from splitopt.errors import InputError
+from splitopt.zoo._checks import on_meta
 
 # depth -> (block kind, blocks per stage), as torchvision's resnet18 ... resnet152
 _DEPTHS: dict[int, tuple[str, list[int]]] = {
@@ -131,6 +132,8 @@ class ResNet(nn.Module):
 
     def _init_weights(self) -> None:
         # torchvision's scheme; the fc layer keeps nn.Linear's default initialisation
+        if on_meta(self):
+            return
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

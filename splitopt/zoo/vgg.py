@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from splitopt.errors import InputError
+from splitopt.zoo._checks import on_meta
 
 # torchvision's configurations: channel counts, "M" for a 2x2 max-pool
 _CFGS: dict[int, list[int | str]] = {
@@ -64,6 +65,8 @@ class VGG(nn.Module):
 
     def _init_weights(self) -> None:
         # torchvision's scheme
+        if on_meta(self):
+            return
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -16,19 +16,15 @@ import torch
 from torch import nn
 
 from splitopt.errors import InputError
-from splitopt.zoo._checks import divisible, positive_ints
+from splitopt.zoo._checks import divisible, on_meta, positive_ints
 
 
 class MLPBlock(nn.Sequential):
-    """Linear, GELU, Dropout, Linear, Dropout (children ``0`` ... ``4``), torchvision's init."""
+    """Linear, GELU, Dropout, Linear, Dropout (children ``0`` ... ``4``)."""
 
     def __init__(self, in_dim: int, mlp_dim: int, dropout: float) -> None:
         super().__init__(nn.Linear(in_dim, mlp_dim), nn.GELU(), nn.Dropout(dropout),
                          nn.Linear(mlp_dim, in_dim), nn.Dropout(dropout))
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.normal_(m.bias, std=1e-6)
 
 
 class EncoderBlock(nn.Module):
@@ -61,7 +57,7 @@ class Encoder(nn.Module):
     def __init__(self, seq_length: int, num_layers: int, num_heads: int, hidden_dim: int,
                  mlp_dim: int, dropout: float, attention_dropout: float) -> None:
         super().__init__()
-        self.pos_embedding = nn.Parameter(torch.empty(1, seq_length, hidden_dim).normal_(std=0.02))
+        self.pos_embedding = nn.Parameter(torch.empty(1, seq_length, hidden_dim))
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.Sequential(OrderedDict(
             (f"encoder_layer_{i}",
@@ -106,11 +102,19 @@ class VisionTransformer(nn.Module):
 
     def _init_weights(self) -> None:
         # torchvision's scheme: LeCun-normal-like patch embedding, zero-initialised head
+        if on_meta(self):
+            return
         fan_in = self.conv_proj.in_channels * self.patch_size ** 2
         nn.init.trunc_normal_(self.conv_proj.weight, std=(1.0 / fan_in) ** 0.5)
         nn.init.zeros_(self.conv_proj.bias)
         nn.init.zeros_(self.heads.head.weight)
         nn.init.zeros_(self.heads.head.bias)
+        nn.init.normal_(self.encoder.pos_embedding, std=0.02)
+        for m in self.encoder.layers.modules():
+            if isinstance(m, MLPBlock):
+                for lin in (m[0], m[3]):
+                    nn.init.xavier_uniform_(lin.weight)
+                    nn.init.normal_(lin.bias, std=1e-6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images to ``(batch, num_classes)`` logits (classification token)."""
