@@ -64,7 +64,24 @@ def solve(problem: Problem, *, backend: str | Backend | None = None, path: str =
         from splitopt.compile.explain_global import explain_infeasible
 
         raise InfeasibleError(explain_infeasible(problem, st))
+    if out.bound is None and out.option is not None:
+        out.bound = structural_bound(st, chosen)
     return _result(problem, out, chosen, used, build_s, time.perf_counter() - t0 - build_s)
+
+
+def structural_bound(st: Structure, chosen: str) -> float | None:
+    """A bound that needs no solver: every device takes at least its fastest compute time.
+
+    In the units of the path's objective (before weight/constant for the fast paths, the full
+    objective for the generic path).
+    """
+    if st.A is None or st.allowed is None or st.kind == "generic":
+        return None
+    least = np.where(st.allowed, st.A, np.inf).min(axis=1)
+    raw = float(least.max() if st.kind == "minmax" else least.sum())
+    if chosen in ("generic", "coupled"):
+        return st.weight * raw + st.const
+    return raw
 
 
 def _check_path(st: Structure, chosen: str) -> None:

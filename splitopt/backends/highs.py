@@ -66,7 +66,7 @@ def load_model(prog: Program, *, names: bool = False, threads: int = 1) -> Any:
     h.setOptionValue("threads", threads)
     A = prog.A.tocsc()
     inf = h.getInfinity()
-    integ = prog.integrality.astype(np.int32) if prog.is_mip else np.zeros(0, dtype=np.int32)
+    integ = prog.integrality.astype(np.int32)
     st = h.passModel(prog.n_cols, prog.n_rows, int(A.nnz), 1, 1, float(prog.offset),
                      np.ascontiguousarray(prog.c, dtype=float), _clip(prog.col_lb, inf),
                      _clip(prog.col_ub, inf), _clip(prog.row_lb, inf), _clip(prog.row_ub, inf),
@@ -75,19 +75,29 @@ def load_model(prog: Program, *, names: bool = False, threads: int = 1) -> Any:
     if st == highspy.HighsStatus.kError:
         raise SolverError(f"HiGHS rejected the program ({prog.summary()}): {st}")
     if names:
-        for j, n in enumerate(prog.col_names):
-            h.passColName(j, _safe(n))
-        for i, n in enumerate(prog.row_names):
-            h.passRowName(i, _safe(n))
+        for j, n in enumerate(_unique(prog.col_names)):
+            h.passColName(j, n)
+        for i, n in enumerate(_unique(prog.row_names)):
+            h.passRowName(i, n)
     return h
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Names the LP/MPS writers accept (letters, digits, _), made unique."""
+    seen: set[str] = set()
+    out = []
+    for n in names:
+        base = "".join(ch if ch.isalnum() else "_" for ch in n).strip("_") or "x"
+        name, i = base, 1
+        while name in seen:
+            name, i = f"{base}_{i}", i + 1
+        seen.add(name)
+        out.append(name)
+    return out
 
 
 def _clip(a: np.ndarray, inf: float) -> np.ndarray:
     return np.clip(np.asarray(a, dtype=float), -inf, inf)
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "_[].:" else "_" for ch in name)
 
 
 class HighsBackend(Backend):

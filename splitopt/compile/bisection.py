@@ -115,6 +115,5 @@ def _finish(rows: MinMaxRows, T: float, lower: float, it: int) -> PathOutcome:
 def fixed_option_time(a: np.ndarray, d: np.ndarray, bmin: np.ndarray | None = None) -> float:
     """Least max_k (a_k + d_k / beta_k) over sum beta <= 1 for fixed options (bisection on T)."""
     bmin = np.zeros_like(a) if bmin is None else bmin
-    rows = MinMaxRows(a[:, None], d[:, None], bmin[:, None], np.ones((len(a), 1), dtype=bool))
-    return float(bisect_minmax(rows.A[rows.inverse], rows.D[rows.inverse],
-                               rows.bmin[rows.inverse], rows.allowed[rows.inverse]).objective)
+    out = bisect_minmax(a[:, None], d[:, None], bmin[:, None], np.ones((len(a), 1), dtype=bool))
+    return np.inf if out.objective is None else float(out.objective)

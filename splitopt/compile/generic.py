@@ -70,8 +70,11 @@ def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float
         x, term, bound, its, text = out.x, out.termination, out.bound, out.iterations, out.log
         message = ""
     if x is None:
-        return PathOutcome(term, None, None, None, None, bound, its, message=message)
-    xm = chain.invert(x, data)
+        xm = fallback_point(p)
+        if xm is None or term not in ("time_limit",):
+            return PathOutcome(term, None, None, None, None, bound, its, message=message)
+    else:
+        xm = chain.invert(x, data)
     xr, shares, option = model_point(p, xm)
     obj = exact_value(p, xm)
     if obj is None:
@@ -81,3 +84,23 @@ def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float
                       None if bound is None else min(bound, obj), its, extras=xr, message=message)
     out.log = text  # type: ignore[attr-defined]
     return out
+
+
+def fallback_point(p: Problem) -> np.ndarray | None:
+    """Equal shares and each device's fastest allowed option, when that breaks no constraint.
+
+    Used when a time limit stops the solver before it found any plan: the result still carries a
+    plan (and the solver's bound).
+    """
+    n, o = p.n_devices, p.n_options
+    x = np.zeros(p.n_cols)
+    opts = p.options
+    T = np.where(p.allowed, opts.a_dev + opts.a_srv * n + opts.d * n, np.inf)
+    x[np.arange(n) * o + np.argmin(T, axis=1)] = 1.0
+    x[p.bandwidth.offset:p.bandwidth.offset + n] = 1.0 / n
+    if p.server_share is not None:
+        x[p.server_share.offset:p.server_share.offset + n] = 1.0 / n
+    for v in p.extras:
+        x[v.offset:v.offset + v.size] = np.clip(0.0, p.col_lb[v.offset:v.offset + v.size],
+                                                p.col_ub[v.offset:v.offset + v.size])
+    return x if exact_value(p, x) is not None else None

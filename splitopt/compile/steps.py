@@ -46,7 +46,9 @@ class Model:
     rows: list[Constraint]
     share_off: dict[int, int]
     n_options: int
-    cones: list[tuple[int, int, int]] = field(default_factory=list)
+    cones: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
+    blocks: list[tuple[sp.csr_matrix, np.ndarray, np.ndarray, list[str]]] = field(
+        default_factory=list)  # rows already in matrix form (added by steps that make many rows)
 
     def add_cols(self, n: int, lb: float, ub: float | np.ndarray, names: list[str]) -> int:
         """Append n continuous columns; return the first index."""
@@ -212,37 +214,43 @@ class Perspective(Step):
     name = "perspective"
 
     def apply(self, m: Model) -> tuple[Model, int]:
-        """Introduce s[k,o], u[k,o] and the cones u >= z^2 / s."""
+        """Introduce s[k,o], u[k,o] and the cones u >= z^2 / s (vectorised over all terms)."""
         n0 = len(m.col_lb)
         exprs = [m.objective] + [c.body for c in m.rows]
-        keys = np.unique(np.concatenate([np.stack([e.q_z, e.q_res], 1) for e in exprs]
-                                        + [np.zeros((0, 2), dtype=np.int64)]), axis=0)
+        codes = np.concatenate([e.q_z * 2 + e.q_res for e in exprs] + [np.zeros(0, np.int64)])
+        keys = np.unique(codes)
         if not len(keys):
             return m, n0
         nk = len(keys)
-        share_cols = np.array([m.share_off[r] for r in keys[:, 1]]) + keys[:, 0] // m.n_options
-        s0 = m.add_cols(nk, 0.0, np.minimum(m.col_ub[keys[:, 0]], m.col_ub[share_cols]),
-                        [f"s[{m.names[z]}:{r}]" for z, r in keys])
-        u0 = m.add_cols(nk, 0.0, math.inf, [f"u[{m.names[z]}:{r}]" for z, r in keys])
-        lookup = {(int(z), int(r)): i for i, (z, r) in enumerate(keys)}
-        m.cones = [(u0 + i, int(z), s0 + i) for i, (z, r) in enumerate(keys)]
+        zc, res = keys // 2, keys % 2
+        share_cols = np.array([m.share_off[0], m.share_off.get(1, 0)])[res] + zc // m.n_options
+        s0 = m.add_cols(nk, 0.0, np.minimum(m.col_ub[zc], m.col_ub[share_cols]),
+                        [f"s{i}" for i in range(nk)])
+        u0 = m.add_cols(nk, 0.0, math.inf, [f"u{i}" for i in range(nk)])
+        m.cones = np.stack([u0 + np.arange(nk), zc, s0 + np.arange(nk)], 1)
 
         def swap(e: Expr) -> Expr:
             if not len(e.q_z):
                 return e
-            idx = np.array([u0 + lookup[(int(z), int(r))] for z, r in zip(e.q_z, e.q_res)])
+            idx = u0 + np.searchsorted(keys, e.q_z * 2 + e.q_res)
             return Expr(np.concatenate([e.lin_idx, idx]), np.concatenate([e.lin_coef, e.q_coef]),
                         e.const)
         m.objective = swap(m.objective)
         m.rows = [Constraint(swap(c.body), c.lb, c.ub, c.name) for c in m.rows]
-        for i in range(nk):  # s <= z
-            m.rows.append(Constraint(Expr(np.array([s0 + i, keys[i, 0]]), np.array([1.0, -1.0])),
-                                     -math.inf, 0.0, f"s<=z:{i}"))
-        for col in np.unique(share_cols):  # sum_o s[k,o] <= share_k
-            mine = np.flatnonzero(share_cols == col)
-            m.rows.append(Constraint(Expr(np.append(s0 + mine, col),
-                                          np.append(np.ones(len(mine)), -1.0)),
-                                     -math.inf, 0.0, f"split:{m.names[col]}"))
+        # s <= z, one row per key; sum_o s[k,o] <= share_k, one row per share column used
+        rid = np.repeat(np.arange(nk), 2)
+        cols = np.stack([s0 + np.arange(nk), zc], 1).ravel()
+        vals = np.tile([1.0, -1.0], nk)
+        ucol, grp = np.unique(share_cols, return_inverse=True)
+        rid2 = np.concatenate([nk + grp, nk + np.arange(len(ucol))])
+        cols2 = np.concatenate([s0 + np.arange(nk), ucol])
+        vals2 = np.concatenate([np.ones(nk), -np.ones(len(ucol))])
+        nr = nk + len(ucol)
+        block = sp.csr_matrix((np.concatenate([vals, vals2]),
+                               (np.concatenate([rid, rid2]), np.concatenate([cols, cols2]))),
+                              shape=(nr, len(m.col_lb)))
+        m.blocks.append((block, np.full(nr, -math.inf), np.zeros(nr),
+                         [f"s<=z:{i}" for i in range(nk)] + [f"split:{m.names[c]}" for c in ucol]))
         return m, n0
 
 
@@ -268,9 +276,14 @@ class ToMatrix(Step):
         const = np.array([r.body.const for r in m.rows])
         lb = np.array([r.lb for r in m.rows]) - const
         ub = np.array([r.ub for r in m.rows]) - const
-        cones = np.array(m.cones, dtype=np.int64).reshape(-1, 3)
-        prog = Program(c, A, lb, ub, m.col_lb, m.col_ub, m.integer, m.names,
-                       [r.name for r in m.rows], obj.const, cones)
+        names = [r.name for r in m.rows]
+        for blk, blb, bub, bnames in m.blocks:
+            blk = sp.csr_matrix((blk.data, blk.indices, blk.indptr), shape=(blk.shape[0], n))
+            A = sp.vstack([A, blk], format="csr")
+            lb, ub, names = np.concatenate([lb, blb]), np.concatenate([ub, bub]), names + bnames
+        cones = np.asarray(m.cones, dtype=np.int64).reshape(-1, 3)
+        prog = Program(c, A, lb, ub, m.col_lb, m.col_ub, m.integer, m.names, names, obj.const,
+                       cones)
         return prog, n
 
 

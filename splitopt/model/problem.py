@@ -132,9 +132,11 @@ class Problem:
         on_dev = self.table.masks[:, self.table.graph.mask([node]).argmax()]
         keep = np.append(on_dev == (side == "device"), False)[self.options.cut]
         keep |= self.options.is_off
-        view = self.cut
-        for k in (range(self.n_devices) if devices is None else devices):
-            view._restrict(k, keep, f"pin({node!r}, {side!r})")
+        ks = range(self.n_devices) if devices is None else [self.device_index(k) for k in devices]
+        for k in ks:  # check every device before changing any
+            self.cut._check(k, keep, f"pin({node!r}, {side!r})")
+        for k in ks:
+            self.allowed[k] &= keep
 
     def tie_cuts(self) -> None:
         """One common cut for every device (selected or not)."""

@@ -33,13 +33,18 @@ class _DeviceView:
     def __iter__(self):  # type: ignore[no-untyped-def]
         return (self[k] for k in range(len(self)))
 
+    def _check(self, k: int | str, keep: np.ndarray, what: str) -> None:
+        i = self.p.device_index(k)
+        if not np.any(self.p.allowed[i] & keep):
+            raise InputError(what, f"device {self.p.device_name(i)!r}",
+                             "a restriction that leaves at least one option",
+                             "Check the values against the candidate cuts and batches.")
+
     def _restrict(self, k: int | str | None, keep: np.ndarray, what: str) -> None:
         ks = range(self.p.n_devices) if k is None else [self.p.device_index(k)]
+        for i in ks:  # check every device before changing any
+            self._check(i, keep, what)
         for i in ks:
-            if not np.any(self.p.allowed[i] & keep):
-                raise InputError(what, f"device {self.p.device_name(i)!r}",
-                                 "a restriction that leaves at least one option",
-                                 "Check the values against the candidate cuts and batches.")
             self.p.allowed[i] &= keep
 
 

@@ -1,0 +1,91 @@
+"""``splitopt solve``: build a problem over a scenario, solve it exactly, print or save the plan."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from splitopt.cli._common import emit_json, table
+from splitopt.errors import InputError
+from splitopt.scenario import Scenario
+
+
+def load_problem(spec: str, scenario: Scenario) -> Any:
+    """A Problem from a registered name or from a .py file defining ``build(scenario)``."""
+    from splitopt.model.problem import Problem
+    from splitopt.model.problems import get
+
+    if spec.endswith(".py"):
+        path = Path(spec)
+        if not path.is_file():
+            raise InputError("--problem", spec, "an existing .py file or a registered name")
+        mod_spec = importlib.util.spec_from_file_location(f"_splitopt_user_{path.stem}", path)
+        assert mod_spec is not None and mod_spec.loader is not None
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+        build = getattr(module, "build", None)
+        if not callable(build):
+            raise InputError("--problem", spec, "a file defining build(scenario) -> Problem")
+        problem = build(scenario)
+    else:
+        problem = get(spec)(scenario)
+    if not isinstance(problem, Problem):
+        raise InputError("--problem", spec, "a builder returning a splitopt Problem",
+                         f"It returned {type(problem).__name__}.")
+    return problem
+
+
+def solve_cmd(scenario: Path = typer.Argument(..., help="scenario YAML/JSON"),
+              problem: str = typer.Option("minmax", "--problem", "-p",
+                                          help="a registered problem name or a problem.py file"),
+              backend: str = typer.Option(None, "--backend", "-b", help="highs, cvxpy or pyomo"),
+              time_limit: float = typer.Option(None, "--time-limit", help="seconds (wall clock)"),
+              path: str = typer.Option("auto", "--path", help="auto or a named exact path"),
+              json_out: bool = typer.Option(False, "--json", help="print JSON"),
+              out: Path = typer.Option(None, "--out", "-o", help="write the plan JSON here"),
+              force: bool = typer.Option(False, "--force", help="overwrite --out")) -> None:
+    """Solve a planning problem exactly and print (or save) the plan with its bound and gap."""
+    if out is not None and out.exists() and not force:
+        raise InputError("--out", str(out), "a path that does not exist yet",
+                         "Pass --force to overwrite it.")
+    sc = Scenario.load(scenario)
+    prob = load_problem(problem, sc)
+    from splitopt.solve import solve
+
+    res = solve(prob, backend=backend, time_limit=time_limit, path=path)
+    doc = res.to_dict()
+    doc["plan"] = res.plan.to_dict(sc) if res.plan is not None else None
+    if out is not None and res.plan is not None:
+        out.write_text(json.dumps(doc["plan"], indent=1))
+    if json_out:
+        emit_json(doc)
+        return
+    _show(res, out)
+
+
+def _show(res: Any, out: Path | None) -> None:
+    plan = res.plan
+    if plan is not None and plan.predicted is not None:
+        rows = []
+        for d in plan.devices:
+            ph = plan.predicted.per_device.get(d.device)
+            rows.append((d.device, d.mode if d.selected else "off", len(d.device_side),
+                         d.bandwidth_share, d.server_share, d.batch_size or "",
+                         ph.round_s if ph else "", ph.memory_bytes / 1e6 if ph else ""))
+        table("plan", ["device", "mode", "|device side|", "beta", "phi", "batch", "round_s",
+                       "mem_MB"], rows)
+    gap = "n/a" if res.gap is None else f"{res.gap:.2e}"
+    print(f"{res.termination} via {res.path} ({res.backend}): objective {res.objective:.6g}, "
+          f"bound {res.bound:.6g}, gap {gap}; build {res.build_s:.3f} s, solve {res.solve_s:.3f} s"
+          if res.objective is not None else f"{res.termination}: no plan found")
+    if out is not None and plan is not None:
+        print(f"plan written to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``solve`` to the app."""
+    app.command("solve")(solve_cmd)
