@@ -17,11 +17,3 @@ def divisible(field: str, value: int, by_field: str, by: int) -> None:
     if value % by:
         raise InputError(field, value, f"a multiple of {by_field}={by}")
 
-
-def on_meta(module: object) -> bool:
-    """Tell whether ``module``'s parameters live on the meta device.
-
-    Initialisation is skipped there: there are no values to set, and ``normal_`` on meta is slow.
-    """
-    first = next(module.parameters(), None)  # type: ignore[attr-defined]
-    return first is not None and first.is_meta

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from splitopt.zoo._checks import divisible, on_meta, positive_ints
+from splitopt.zoo._checks import divisible, positive_ints
+from splitopt.zoo._init import on_meta
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ import math
 import torch
 from torch import nn
 
-from splitopt.zoo._checks import on_meta, positive_ints
+from splitopt.zoo._checks import positive_ints
+from splitopt.zoo._init import init_cnn, linear_uniform_fan_out
 from splitopt.zoo.mobilenet import ConvNormActivation, make_divisible
 
 # expand ratio, kernel, stride, in channels, out channels, layers (EfficientNet-B0 baseline)
@@ -128,21 +129,7 @@ class EfficientNet(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # torchvision's scheme
-        if on_meta(self):
-            return
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                bound = 1.0 / math.sqrt(m.out_features)
-                nn.init.uniform_(m.weight, -bound, bound)
-                nn.init.zeros_(m.bias)
+        init_cnn(self, linear_uniform_fan_out)  # torchvision's scheme
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images to ``(batch, num_classes)`` logits."""

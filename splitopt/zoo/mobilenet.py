@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from splitopt.errors import InputError
-from splitopt.zoo._checks import on_meta
+from splitopt.zoo._init import init_cnn, linear_normal
 
 # expansion t, output channels c, repeats n, first stride s (the paper's Table 2)
 _SETTINGS = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1],
@@ -107,20 +107,7 @@ class MobileNetV2(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # torchvision's scheme
-        if on_meta(self):
-            return
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_cnn(self, linear_normal)  # torchvision's scheme
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images to ``(batch, num_classes)`` logits."""

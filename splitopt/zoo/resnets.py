@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from splitopt.errors import InputError
-from splitopt.zoo._checks import on_meta
+from splitopt.zoo._init import init_cnn
 
 # depth -> (block kind, blocks per stage), as torchvision's resnet18 ... resnet152
 _DEPTHS: dict[int, tuple[str, list[int]]] = {
@@ -131,15 +131,7 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def _init_weights(self) -> None:
-        # torchvision's scheme; the fc layer keeps nn.Linear's default initialisation
-        if on_meta(self):
-            return
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_cnn(self)  # torchvision's scheme; fc keeps nn.Linear's own initialisation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images to ``(batch, num_classes)`` logits."""

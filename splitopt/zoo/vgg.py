@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from splitopt.errors import InputError
-from splitopt.zoo._checks import on_meta
+from splitopt.zoo._init import init_cnn, linear_normal
 
 # torchvision's configurations: channel counts, "M" for a 2x2 max-pool
 _CFGS: dict[int, list[int | str]] = {
@@ -64,16 +64,7 @@ class VGG(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # torchvision's scheme
-        if on_meta(self):
-            return
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_cnn(self, linear_normal)  # torchvision's scheme
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images to ``(batch, num_classes)`` logits."""

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from splitopt.errors import InputError
-from splitopt.zoo._checks import divisible, on_meta, positive_ints
+from splitopt.zoo._checks import divisible, positive_ints
+from splitopt.zoo._init import on_meta
 
 
 class MLPBlock(nn.Sequential):
