@@ -21,7 +21,7 @@ from functools import cached_property
 
 import numpy as np
 
-from splitopt.errors import InputError
+from splitopt.errors import GraphError, InputError
 from splitopt.graph import LayerGraph
 from splitopt.system import Channel, Device, Link, Server, Training
 
@@ -41,10 +41,23 @@ class CutTable:
 
     @classmethod
     def from_sets(cls, graph: LayerGraph, sets: Sequence[frozenset[str] | set[str]]) -> CutTable:
-        """Table of the given device-side sets (each validated as a split)."""
+        """Table of the given device-side sets, each validated as a split.
+
+        Every set must hold the inputs and be predecessor-closed (the output node is allowed: a
+        set holding every node is FL mode). Raises :class:`~splitopt.errors.GraphError` naming
+        the first bad set otherwise, instead of pricing it silently.
+        """
         masks = np.zeros((len(sets), len(graph)), dtype=bool)
         for c, s in enumerate(sets):
             masks[c] = graph.mask(s)
+        src, dst = graph.edge_index
+        bad = (masks[:, dst] & ~masks[:, src]).any(axis=1)
+        bad |= ~masks[:, [graph.index[i] for i in graph.inputs]].all(axis=1)
+        for c in np.flatnonzero(bad)[:1]:
+            try:
+                graph.check_split(graph.names_of(masks[c]), labels_on_device=True)
+            except GraphError as err:
+                raise GraphError(f"sets[{c}]", err.value, err.allowed, err.fix) from None
         return cls(graph, masks)
 
     @classmethod

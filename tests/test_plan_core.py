@@ -249,3 +249,17 @@ def test_evaluate_agrees_with_round_terms(seed, k, labels, aggregate, iters, mea
         assert ph.round_s == pytest.approx(T[i, c], rel=1e-9)
         assert ph.memory_bytes == pytest.approx(rt.mem[i, c], rel=1e-9)
         assert ph.energy_j == pytest.approx(rt.e_comp[i, c] + rt.e_tx[i, c] / beta[i], rel=1e-9)
+
+
+def test_cut_table_rejects_invalid_sets():
+    from splitopt import CutTable
+
+    g = random_dag(np.random.default_rng(2), 5, n_inputs=2)
+    ok = CutTable.from_sets(g, [g.pred_closure({"n2"}), frozenset(g.names)])
+    assert len(ok) == 2
+    with pytest.raises(GraphError, match=r"sets\[1\]: .*allowed: a predecessor-closed set"):
+        CutTable.from_sets(g, [g.pred_closure({"n1"}), {"in0", "in1", "n3"}])
+    with pytest.raises(GraphError, match=r"sets\[0\]: .*allowed: a set holding every input node"):
+        CutTable.from_sets(g, [{"in0"}])
+    with pytest.raises(GraphError, match="node name: got 'zz'"):
+        CutTable.from_sets(g, [{"zz"}])
