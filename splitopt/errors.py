@@ -71,6 +71,24 @@ class SolverError(SplitoptError):
     """A solver backend failed or is not available."""
 
 
+def read_text_file(path: Any, what: str, allowed: str,
+                   error: type[InputError] = InputError) -> str:
+    """The text of ``path``, or ``error(what, path, allowed)`` if it is absent or unreadable.
+
+    A missing file, a folder, a permission problem or bytes that are not UTF-8 all become one
+    clear error instead of an OSError / UnicodeDecodeError traceback.
+    """
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise error(what, str(path), allowed)
+    try:
+        return p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise error(what, str(path), f"{allowed}, readable as UTF-8 text", str(err)) from None
+
+
 def check_finite_nonneg(field: str, value: Any, *, positive: bool = False) -> float:
     """Return ``value`` as a float, or raise :class:`InputError` if it is not a finite number >= 0.
 

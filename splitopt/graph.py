@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from splitopt.errors import MISSING, GraphError
+from splitopt.errors import MISSING, GraphError, read_text_file
 
 FORMAT = "splitopt.layergraph"
 FORMAT_VERSION = 1
@@ -608,10 +608,8 @@ class LayerGraph:
     @classmethod
     def load(cls, path: str | Path) -> LayerGraph:
         """Read a graph JSON file."""
-        p = Path(path)
-        if not p.is_file():
-            raise GraphError("graph file", str(path), "an existing JSON file")
-        return cls.from_json(p.read_text())
+        text = read_text_file(path, "graph file", "an existing JSON file", GraphError)
+        return cls.from_json(text)
 
 
 def _time_to_dict(t: NodeTime) -> dict[str, float]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from splitopt.costs import Phases, combine_rounds, device_phases
-from splitopt.errors import MISSING, InputError
+from splitopt.errors import MISSING, InputError, read_text_file
 from splitopt.scenario import Scenario
 from splitopt.system import link_of
 
@@ -185,11 +185,9 @@ class Plan:
     @classmethod
     def load(cls, path: str | Path) -> Plan:
         """Read a plan JSON file."""
-        p = Path(path)
-        if not p.is_file():
-            raise InputError("plan file", str(path), "an existing JSON file")
+        text = read_text_file(path, "plan file", "an existing JSON file")
         try:
-            doc = json.loads(p.read_text())
+            doc = json.loads(text)
         except json.JSONDecodeError as err:
             raise InputError("plan file", str(path), "valid JSON", str(err)) from None
         return cls.from_dict(doc)

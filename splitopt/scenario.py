@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from splitopt.errors import MISSING, InputError, ScenarioError
+from splitopt.errors import MISSING, InputError, ScenarioError, read_text_file
 from splitopt.graph import LayerGraph
 from splitopt.system import Channel, Device, Server, Training
 
@@ -244,10 +244,8 @@ class Scenario:
     def load(cls, path: str | Path, *, graph: LayerGraph | None = None) -> Scenario:
         """Read a YAML or JSON scenario file."""
         p = Path(path)
-        if not p.is_file():
-            raise ScenarioError("scenario file", str(path), "an existing YAML or JSON file")
+        text = read_text_file(p, "scenario file", "an existing YAML or JSON file", ScenarioError)
         try:
-            text = p.read_text()
             doc = json.loads(text) if p.suffix.lower() == ".json" else load_yaml(text)
         except (yaml.YAMLError, json.JSONDecodeError) as err:
             raise ScenarioError("scenario file", str(path), "valid YAML or JSON",

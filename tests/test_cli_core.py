@@ -97,6 +97,9 @@ def _main(monkeypatch, capsys, *args):
     ("plan_bad_json", r"^error: plan file: got '.*'; allowed: valid JSON\."),
     ("scenario_zero_speed", r"^error: devices\[1\]\.flops: got 0; allowed: greater than 0\."),
     ("scenario_catalog", r"^error: devices\[0\]\.catalog: got 'jetson-nan'; allowed: one of "),
+    ("graph_binary", r"^error: graph file: got '.*g\.json'; allowed: an existing JSON file, "
+                     r"readable as UTF-8 text\."),
+    ("plan_is_folder", r"^error: plan file: got '.*'; allowed: an existing JSON file\.$"),
 ])
 def test_bad_files_exit_2_with_one_line(files, monkeypatch, capsys, case, pattern):
     tmp = files[0]
@@ -116,6 +119,11 @@ def test_bad_files_exit_2_with_one_line(files, monkeypatch, capsys, case, patter
                         for n in doc["nodes"]]
         (tmp / "g.json").write_text(json.dumps(doc).replace('"n0"', '"a"'))
         args = ["info", str(tmp / "g.json"), "--json"]
+    elif case == "graph_binary":
+        (tmp / "g.json").write_bytes(b"\xff\xfe\x00binary")
+        args = ["info", str(tmp / "g.json")]
+    elif case == "plan_is_folder":
+        args = ["cost", str(tmp / "scenario.yaml"), str(tmp)]
     elif case == "plan_bad_json":
         (tmp / "p.json").write_text("{")
         args = ["cost", str(tmp / "scenario.yaml"), str(tmp / "p.json")]
