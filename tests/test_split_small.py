@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from splitopt.errors import InputError  # noqa: E402
+from splitopt.errors import InputError, ProfileError, SplitoptError  # noqa: E402
 from splitopt.execute.split import Splitter, split_model  # noqa: E402
 from splitopt.profiler import profile  # noqa: E402
 from splitopt.profiler import toy  # noqa: E402
@@ -69,17 +69,22 @@ def assert_equivalent(model, inputs, device_side, graph, *, detach=False, splitt
     return sp
 
 
+@pytest.mark.parametrize("capture", ["fx", "export"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_every_cut_computes_the_model(case):
+def test_every_cut_computes_the_model(case, capture):
     model, inputs = CASES[case]
     graph = profile(model, inputs)
-    for detach in (False, True):
-        m = copy.deepcopy(model)
-        splitter = Splitter(m, inputs, graph)
-        for s in cuts(graph):
-            m.zero_grad()
-            sp = assert_equivalent(m, inputs, s, graph, detach=detach, splitter=splitter)
-            assert {b.split(":")[0] for b in sp.boundary} == set(graph.boundary(s))
+    m = copy.deepcopy(model)
+    if case == "gated_inside" and capture == "export":
+        with pytest.raises(ProfileError, match="torch.export could not capture"):
+            Splitter(m, inputs, graph, capture=capture)
+        return
+    splitter = Splitter(m, inputs, graph, capture=capture)
+    assert splitter.cap.capture == capture
+    for i, s in enumerate(cuts(graph, n_random=3)):
+        m.zero_grad()
+        sp = assert_equivalent(m, inputs, s, graph, detach=bool(i % 2), splitter=splitter)
+        assert {b.split(":")[0] for b in sp.boundary} == set(graph.boundary(s))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -144,3 +149,29 @@ def test_bad_device_sets():
         split_model(model, inputs, {"left"}, graph)
     with pytest.raises(InputError, match="not one string"):
         split_model(model, inputs, "x", graph)
+
+
+def test_export_parts_refuse_other_mode_and_shapes():
+    model, inputs = CASES["resblock"]
+    graph = profile(model, inputs)
+    sp = split_model(model, inputs, graph.pred_closure(["relu"]), graph, capture="export")
+    assert sp.capture == "export"
+    sp(*inputs)
+    with pytest.raises(SplitoptError, match="captured by torch.export for input shapes"):
+        sp(torch.randn(3, 4, 6, 6))
+    sp.device.eval()
+    with pytest.raises(SplitoptError, match="device part was captured .* training mode"):
+        sp(*inputs)
+
+
+def test_fx_parts_follow_train_eval_and_batch_size():
+    model, inputs = CASES["resblock"]
+    graph = profile(model, inputs)
+    sp = split_model(model, inputs, graph.pred_closure(["bn2"]), graph)
+    assert sp.capture == "fx"
+    x = torch.randn(5, 4, 6, 6)
+    model.eval(), sp.device.eval(), sp.server.eval()
+    try:
+        torch.testing.assert_close(sp(x), model(x))
+    finally:
+        model.train()

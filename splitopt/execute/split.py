@@ -21,7 +21,7 @@ import torch.fx as fx
 from torch import nn
 from torch.utils._pytree import tree_map, tree_unflatten
 
-from splitopt.errors import InputError
+from splitopt.errors import InputError, ProfileError, SplitoptError
 from splitopt.graph import LayerGraph
 from splitopt.profiler.capture import OUTPUT, Captured
 from splitopt.profiler.core import as_args, assemble, capture_model, on_meta
@@ -105,7 +105,12 @@ def split_model(model: nn.Module, example_inputs: Any, device_side: Iterable[str
 class Splitter:
     """Capture a model once and cut it at any number of device-side sets.
 
-    Parameters are those of :func:`split_model`.
+    Parameters are those of :func:`split_model`. Unless ``capture`` forces a route, the parts are
+    built from the torch.fx capture when it yields the same node names as ``graph`` (or knows
+    every requested name): its leaf modules run as themselves, so ``train()``/``eval()`` and any
+    batch size work as in the model. Otherwise the graph's own route is used; a part built from
+    torch.export is fixed to the training mode and input shapes it was captured with, and says
+    so (a clear error) if called otherwise.
     """
 
     def __init__(self, model: nn.Module, example_inputs: Any, graph: LayerGraph | None = None,
@@ -114,15 +119,37 @@ class Splitter:
         args = as_args(example_inputs)
         if meta:
             args = tuple(to_meta(a) if isinstance(a, torch.Tensor) else a for a in args)
-        mode = capture or (graph.meta.get("capture", "auto") if graph is not None else "auto")
-        self.model, self.graph = model, graph
-        self.cap = capture_model(model, args, mode)
-        #: the node structure of the capture (no costs): validates device-side sets
-        self.shape = assemble(self.cap, {}, {}, 1, type(model).__name__)
+        self.model, self.graph, self.args, self.forced = model, graph, args, capture
+        self._caps: dict[str, tuple[Captured, LayerGraph]] = {}
+        self.cap, self.shape = self._choose()
+
+    def _capture(self, mode: str) -> tuple[Captured, LayerGraph]:
+        if mode not in self._caps:
+            cap = capture_model(self.model, self.args, mode)
+            self._caps[mode] = self._caps[cap.capture] = (cap, assemble(
+                cap, {}, {}, 1, type(self.model).__name__))
+        return self._caps[mode]
+
+    def _choose(self) -> tuple[Captured, LayerGraph]:
+        if self.forced is not None:
+            return self._capture(self.forced)
+        try:
+            cap, shape = self._capture("fx")
+            if self.graph is None or set(shape.names) == set(self.graph.names):
+                return cap, shape
+        except ProfileError:
+            pass
+        return self._capture(self.graph.meta.get("capture", "auto") if self.graph else "auto")
 
     def split(self, device_side: Iterable[str]) -> SplitModel:
-        """The :class:`SplitModel` for one device-side set."""
-        return _build(self.cap, self.model, _check_set(self.shape, device_side, self.graph))
+        """Build the :class:`SplitModel` of one device-side set."""
+        if isinstance(device_side, str):
+            raise InputError("device_side", device_side, "a set of node names, not one string")
+        s = frozenset(device_side)
+        cap, shape = self.cap, self.shape
+        if self.forced is None and not s <= set(shape.names) and cap.capture == "fx":
+            cap, shape = self._capture("export")  # names only torch.export gives
+        return _build(cap, self.model, _check_set(shape, s, self.graph))
 
 
 def _check_set(shape: LayerGraph, device_side: Iterable[str],
@@ -171,9 +198,44 @@ def _build(cap: Captured, model: nn.Module, s: frozenset[str]) -> SplitModel:
     srv_graph.output(_output_args(cap, env))
     device = _module(dev_graph, dev_attrs, model, cap, "DevicePart")
     server = _module(srv_graph, srv_attrs, model, cap, "ServerPart")
+    if cap.capture == "export":
+        inputs = [n for n in nodes if n.op == "placeholder"]
+        device.register_forward_pre_hook(ExportGuard("device", model.training, _shapes(inputs)))
+        server.register_forward_pre_hook(ExportGuard("server", model.training, _shapes(crossing)))
     dev_params = {id(p): k for k, p in device.named_parameters()}
     shared = sorted(k for k, p in server.named_parameters() if id(p) in dev_params)
     return SplitModel(device, server, names, s, cap.capture, shared)
+
+
+class ExportGuard:
+    """Forward pre-hook of a part built from torch.export: refuse what it was not captured for.
+
+    torch.export fixes BatchNorm/Dropout behaviour and tensor shapes at capture time, so calling
+    such a part in the other training mode or on other shapes would silently compute something
+    else (or fail deep inside torch). This hook raises a clear error instead.
+    """
+
+    def __init__(self, part: str, training: bool, shapes: list[tuple[int, ...] | None]):
+        self.part, self.training, self.shapes = part, training, shapes
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        if module.training != self.training:
+            raise SplitoptError(
+                f"the {self.part} part was captured by torch.export with the model in "
+                f"{'training' if self.training else 'eval'} mode, which fixed its BatchNorm and "
+                "Dropout behaviour; split again with the model in the mode you need, or use "
+                "capture='fx' where the model traces with torch.fx")
+        got = [tuple(a.shape) if isinstance(a, torch.Tensor) else None for a in args]
+        if got != self.shapes:
+            raise SplitoptError(
+                f"the {self.part} part was captured by torch.export for input shapes "
+                f"{self.shapes}; got {got}. Split again with example inputs of these shapes, or "
+                "use capture='fx' where the model traces with torch.fx")
+
+
+def _shapes(nodes: list[fx.Node]) -> list[tuple[int, ...] | None]:
+    vals = [n.meta.get("val") for n in nodes]
+    return [tuple(v.shape) if isinstance(v, torch.Tensor) else None for v in vals]
 
 
 def _boundary_names(cap: Captured, crossing: list[fx.Node]) -> list[str]:

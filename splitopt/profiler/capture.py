@@ -18,11 +18,14 @@ children, or one of :data:`OPAQUE`) belongs to the node named by the module's fu
 the k-th repeated call (k >= 1) of the same module is ``FQN@k``. Any other operation (residual
 adds, flatten, cat, attention matmuls, ...) is its own node named ``<enclosing FQN>.<op>`` (just
 ``<op>`` at the top level), with ``_1``, ``_2``, ... appended to make it unique. ``getitem`` on a
-node's tuple output stays in that node. Model inputs are nodes named by the forward argument names.
+node's tuple output, and operations that compute no tensor (``x.shape``, ``x.size(0)``, integer
+arithmetic on sizes), stay in the node of their first input. Model inputs are nodes named by the
+forward argument names.
 """
 
 from __future__ import annotations
 
+import inspect
 import operator
 import re
 from collections.abc import Sequence
@@ -124,7 +127,8 @@ def _from_export(model: nn.Module, args: tuple[Any, ...]) -> Captured:
     ep = torch.export.export(model, args, strict=False)
     gm = ep.module()
     _drop_guards(gm, model)
-    return _group(gm, model, "export", ep.call_spec.out_spec)
+    values = {n: n.meta.get("val") for n in gm.graph.nodes}
+    return _group(gm, model, "export", ep.call_spec.out_spec, values)
 
 
 def _drop_guards(gm: fx.GraphModule, model: nn.Module) -> None:
@@ -153,12 +157,20 @@ class _LeafTracer(fx.Tracer):
         return module_qualified_name in self.forced or is_leaf(m)
 
 
+def _defaults(model: nn.Module, n_given: int) -> dict[str, Any]:
+    """Forward parameters not given positionally, fixed to their defaults while tracing."""
+    params = list(inspect.signature(model.forward).parameters.values())[n_given:]
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
 def _from_fx(model: nn.Module, args: tuple[Any, ...]) -> Captured:
     forced: set[str] = set()
+    concrete = _defaults(model, len(args))
     for _ in range(len(list(model.modules())) + 1):
         tracer = _LeafTracer(forced)
         try:
-            graph = tracer.trace(model)
+            graph = tracer.trace(model, concrete_args=concrete or None)
         except Exception as err:  # noqa: BLE001 - locate the failing submodule and retry
             culprit = _innermost(tracer)
             if not culprit or culprit in forced:
@@ -170,10 +182,35 @@ def _from_fx(model: nn.Module, args: tuple[Any, ...]) -> Captured:
             forced.add(culprit)
             continue
         gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
-        cap = _group(gm, model, "fx", None)
+        _drop_default_placeholders(gm, len(args))
+        cap = Captured(gm, {}, {}, [], "fx", leaves_forced=sorted(forced))
+        cap = _group(gm, model, "fx", None, _shapes(cap, args))
         cap.leaves_forced = sorted(forced)
         return cap
     raise ProfileError(f"cannot trace {type(model).__name__} with torch.fx")  # pragma: no cover
+
+
+def _drop_default_placeholders(gm: fx.GraphModule, n_given: int) -> None:
+    """Concrete (default) arguments leave unused placeholders behind: drop them."""
+    phs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for n in phs[n_given:]:
+        for u in list(n.users):  # fx checks a concrete None with _assert_is_none
+            if not u.users and "assert" in getattr(u.target, "__name__", ""):
+                gm.graph.erase_node(u)
+        if n.users:
+            raise ProfileError(f"the traced forward still uses argument {n.target!r} after fixing "
+                               "it to its default; pass it in example_inputs")
+        gm.graph.erase_node(n)
+    gm.recompile()
+
+
+def _shapes(cap: Captured, args: tuple[Any, ...]) -> dict[fx.Node, Any]:
+    """Run the traced graph on meta tensors once: which node computes a tensor, which does not."""
+    from splitopt.profiler.runner import NodeRunner, to_meta
+
+    runner = NodeRunner(cap, meta=True, count=False)
+    runner.run([to_meta(a) if isinstance(a, torch.Tensor) else a for a in args])
+    return runner.env
 
 
 def _innermost(tracer: fx.Tracer) -> str:
@@ -187,7 +224,8 @@ def _innermost(tracer: fx.Tracer) -> str:
 
 
 # --------------------------------------------------------------------------- grouping
-def _group(gm: fx.GraphModule, model: nn.Module, route: str, out_spec: Any) -> Captured:
+def _group(gm: fx.GraphModule, model: nn.Module, route: str, out_spec: Any,
+           values: dict[fx.Node, Any]) -> Captured:
     names = _Namer({n for n, _ in model.named_modules() if n} | {OUTPUT})
     group: dict[fx.Node, str] = {}
     kinds: dict[str, str] = {}
@@ -202,14 +240,29 @@ def _group(gm: fx.GraphModule, model: nn.Module, route: str, out_spec: Any) -> C
             group[node] = OUTPUT
         elif node.op == "get_attr":
             continue
-        elif node.op == "call_function" and node.target is operator.getitem \
-                and node.args[0] in group:
-            group[node] = group[node.args[0]]
+        elif _rides_along(node, values, group):
+            group[node] = group[next(m for m in node.all_input_nodes if m in group)]
         else:
             name, kind = _leaf_name(node, model, route, calls) or _op_name(node, names)
             group[node] = name
             kinds.setdefault(name, kind)
     return Captured(gm, group, kinds, inputs, route, out_spec=out_spec)
+
+
+def _rides_along(node: fx.Node, values: dict[fx.Node, Any], group: dict[fx.Node, str]) -> bool:
+    """True for getitem on a tuple and for size arithmetic: they join their first input's node."""
+    if node.op == "call_module" or not any(m in group for m in node.all_input_nodes):
+        return False
+    if node.op == "call_function" and node.target is operator.getitem:
+        return not isinstance(values.get(node.args[0]), torch.Tensor)
+    flat = [v for v in _flat(values.get(node)) if isinstance(v, torch.Tensor)]
+    return not flat and node in values
+
+
+def _flat(value: Any) -> list[Any]:
+    from torch.utils._pytree import tree_flatten
+
+    return tree_flatten(value)[0]
 
 
 def _leaf_name(node: fx.Node, model: nn.Module, route: str,
@@ -252,13 +305,25 @@ def _op_name(node: fx.Node, names: _Namer) -> tuple[str, str]:
 
 def _op_of(node: fx.Node) -> str:
     t = node.target
+    if t is operator.getitem:  # indexing a tensor: the name of the ATen op export would show
+        index = node.args[1] if isinstance(node.args[1], tuple) else (node.args[1],)
+        if any(isinstance(i, (fx.Node, list)) for i in index):
+            return "index"
+        return "select" if any(isinstance(i, int) for i in index) else "slice"
     if node.op == "call_method":
         return str(t)
     if node.op == "call_module":
         return str(t).rsplit(".", 1)[-1]
     if isinstance(t, torch._ops.OpOverload):
         return t._opname
-    return getattr(t, "__name__", str(t)).strip("_") or "op"
+    name = getattr(t, "__name__", str(t)).strip("_") or "op"
+    return _ATEN_NAMES.get(name, name)
+
+
+#: Python operators whose ATen name differs, so that both routes name the node alike
+_ATEN_NAMES = {"invert": "bitwise_not", "truediv": "div", "floordiv": "floor_divide",
+               "and": "bitwise_and", "or": "bitwise_or", "xor": "bitwise_xor", "iadd": "add_",
+               "isub": "sub_", "imul": "mul_", "itruediv": "div_"}
 
 
 class _Namer:

@@ -63,13 +63,20 @@ class NodeRunner:
         Count FLOPs on meta tensors (no memory, no compute) instead of timing real execution.
     repeats
         Timed repetitions per node in real mode (the median is kept, after one warm-up).
+    count
+        In meta mode, count FLOPs (False: only propagate shapes, which is faster).
+
+    Repeated layers (ResNet stages, transformer blocks) run the same operation on the same shapes:
+    their counts are computed once and reused, keyed by operation, shapes, dtypes, whether each
+    input needs a gradient, and the other arguments.
 
     """
 
-    def __init__(self, cap: Captured, *, meta: bool = True, repeats: int = 3):
-        self.cap, self.meta, self.repeats = cap, meta, repeats
+    def __init__(self, cap: Captured, *, meta: bool = True, repeats: int = 3, count: bool = True):
+        self.cap, self.meta, self.repeats, self.count = cap, meta, repeats, count
         self.env: dict[fx.Node, Any] = {}
         self.runs: dict[fx.Node, NodeRun] = {}
+        self._memo: dict[Any, tuple[NodeRun, Any]] = {}
 
     def run(self, inputs: Sequence[Any]) -> dict[fx.Node, NodeRun]:
         """Run every node; return the per-fx-node counts or times (values stay in ``env``)."""
@@ -150,18 +157,51 @@ class NodeRunner:
 
     def _node(self, node: fx.Node) -> NodeRun:
         args, kwargs = tree_map(self._value, (node.args, node.kwargs))
+        key = self._key(node, args, kwargs) if self.meta else None
+        if key is not None and key in self._memo:
+            res, out = self._memo[key]
+            self.env[node] = tree_map(
+                lambda v: to_meta(v, v.requires_grad) if isinstance(v, torch.Tensor) else v, out)
+            return NodeRun(res.fwd, res.bwd)
         thunk, leaves = self._callable(node, args, kwargs)
         with torch.enable_grad():
             if not self.meta:
                 res, out = self._time(thunk, leaves)
             elif node.op == "call_module" and node.target in self.cap.leaves_forced:
                 res, out = self._count_real(node, args, kwargs)
+            elif not self.count:
+                res, out = NodeRun(), thunk()
             else:
                 res, out = self._count(thunk, leaves)
         self.env[node] = tree_map(
             lambda v: v.detach().requires_grad_(v.requires_grad) if isinstance(v, torch.Tensor)
             else v, out)
+        if key is not None:
+            self._memo[key] = (res, self.env[node])
         return res
+
+    def _key(self, node: fx.Node, args: Any, kwargs: Any) -> Any:
+        """Memo key of a meta run, or None when the node cannot be memoised safely."""
+        def part(v: Any) -> Any:
+            if isinstance(v, torch.Tensor):
+                return ("T", tuple(v.shape), tuple(v.stride()), str(v.dtype), v.requires_grad)
+            if isinstance(v, (int, float, bool, str, type(None), torch.dtype, torch.device,
+                              torch.memory_format, torch.layout, slice)):
+                return repr(v)
+            raise TypeError
+        try:
+            flat = tuple(part(v) for v in tree_flatten((args, kwargs))[0])
+        except TypeError:
+            return None
+        target: Any = node.target
+        if node.op == "call_module":
+            mod = self.cap.gm.get_submodule(node.target)
+            if node.target in self.cap.leaves_forced:
+                return None
+            params = tuple((n, tuple(p.shape), str(p.dtype), p.requires_grad)
+                           for n, p in mod.named_parameters())
+            target = (type(mod), repr(mod), mod.training, params)
+        return (node.op, target, flat)
 
     @staticmethod
     def _grad_outputs(out: Any) -> list[torch.Tensor]:
