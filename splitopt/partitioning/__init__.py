@@ -29,6 +29,7 @@ from splitopt.system import Device, Link, Server
 #: method name -> module of this package exposing ``solve(CutProblem) -> Solution``
 METHODS: dict[str, str] = {
     "maxflow": "maxflow",
+    "blockwise": "blockwise",
     "chain": "chain",
     "milp": "milp",
     "brute": "brute",
@@ -112,7 +113,7 @@ def iteration_phases(prob: CutProblem, mask: np.ndarray, device: Device, link: L
     t_agg = BITS * w * link.seconds_per_bit if full else 0.0
     agg_w = w if full else 0.0
     t_iter = t_dev + t_srv + t_up + t_dn
-    mem = 2 * w + b * float(g.out_bytes[mask].sum()) + device.workspace_bytes
+    mem = 2 * w + b * float(g.act_bytes[mask].sum()) + device.workspace_bytes
     tx_s = t_up + BITS * agg_w / link.up_bps
     energy = device.power_compute_w * t_dev + device.power_tx_w * tx_s
     return Phases(device_compute_s=t_dev, server_compute_s=t_srv, uplink_s=t_up, downlink_s=t_dn,

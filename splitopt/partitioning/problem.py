@@ -38,7 +38,7 @@ class GraphArrays:
     dst: np.ndarray  # consumer index of every edge
     inputs: np.ndarray  # input node indices
     output: int
-    measured: dict[str, tuple[np.ndarray, np.ndarray]]  # class -> (node indices, fwd+bwd seconds)
+    measured: dict[str, tuple[np.ndarray, ...]]  # class -> (indices, fwd+bwd s, unmeasured FLOPs)
     ancestors_of_output: np.ndarray  # bool: node reaches the output
 
     @property
@@ -61,14 +61,15 @@ def _build_arrays(graph: LayerGraph) -> GraphArrays:
     lens = np.fromiter((len(s) for s in succ), dtype=np.intp, count=len(succ))
     dst = np.fromiter(itertools.chain.from_iterable(succ), dtype=np.intp, count=int(lens.sum()))
     src = np.repeat(np.arange(len(succ), dtype=np.intp), lens)
-    measured: dict[str, tuple[list[int], list[float]]] = {}
+    measured: dict[str, tuple[list[int], list[float], list[float]]] = {}
     for i, node in enumerate(graph.nodes):
         for cls, t in node.times.items():
-            idx, sec = measured.setdefault(cls, ([], []))
+            idx, sec, rest = measured.setdefault(cls, ([], [], []))
             idx.append(i)
             sec.append(t.fwd_s + t.bwd_s)
-    meas = {c: (np.array(i, dtype=np.intp), np.array(s, dtype=float))
-            for c, (i, s) in measured.items()}
+            rest.append(t.unmeasured_fwd_flops + t.unmeasured_bwd_flops)
+    meas = {c: (np.array(i, dtype=np.intp), np.array(s, dtype=float), np.array(r, dtype=float))
+            for c, (i, s, r) in measured.items()}
     inputs = np.array([graph.index[n] for n in graph.inputs], dtype=np.intp)
     out = graph.index[graph.output]
     return GraphArrays(src, dst, inputs, out, meas, _reaches(len(graph), src, dst, out))
@@ -90,8 +91,8 @@ def train_seconds(graph: LayerGraph, device_class: str | None, flops: float) -> 
     """Same numbers as :meth:`LayerGraph.train_seconds`, from the cached measured-time table."""
     secs = graph.train_flops / flops
     meas = graph_arrays(graph).measured.get(device_class) if device_class is not None else None
-    if meas is not None:
-        secs[meas[0]] = meas[1]
+    if meas is not None:  # NodeTime.train_seconds: measured seconds + unmeasured FLOPs / speed
+        secs[meas[0]] = meas[1] + meas[2] / flops
     return secs
 
 
@@ -146,9 +147,9 @@ class CutProblem:
         return out
 
     def price(self, mask: np.ndarray) -> float:
-        """The objective of the device-side set ``mask``, in floats."""
-        return float(self.dev[mask].sum() + self.srv[~mask].sum()
-                     + self.tensor[self.boundary(mask)].sum())
+        """Price the device-side set ``mask`` in floats (the objective)."""
+        ar = self.arrays
+        return price_mask(ar.src, ar.dst, self.dev, self.srv, self.tensor, mask)
 
     def price_many(self, masks: np.ndarray) -> np.ndarray:
         """The objective of each row of a (K, V) membership matrix."""
@@ -170,6 +171,15 @@ class CutProblem:
         force_in, force_out = self.forced()
         closed = not np.any(mask[ar.dst] & ~mask[ar.src])
         return bool(closed and mask[force_in].all() and not mask[force_out].any())
+
+
+def price_mask(src: np.ndarray, dst: np.ndarray, dev: np.ndarray, srv: np.ndarray,
+               tensor: np.ndarray, mask: np.ndarray) -> float:
+    """Objective of a device-side set ``mask`` given edge arrays and per-node costs."""
+    cross = mask[src] & ~mask[dst]
+    bnd = np.zeros(mask.size, dtype=bool)
+    bnd[src[cross]] = True
+    return float(dev[mask].sum() + srv[~mask].sum() + tensor[bnd].sum())
 
 
 def check_inputs(graph: Any, device: Any, server: Any, link: Any, batch: Any, labels: Any) -> None:

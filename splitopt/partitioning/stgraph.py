@@ -49,23 +49,32 @@ class Network:
     inf: np.ndarray
     const: float
     node_of: np.ndarray  # network node of every layer node
+    mirror: bool = False  # solve from t (see _solve_scaled)
 
 
 def build_network(prob: CutProblem, rep: np.ndarray | None = None) -> Network:
-    """The s-t graph of ``prob``; ``rep`` optionally merges layer nodes into groups (block-wise).
+    """Build the s-t graph of ``prob``; ``rep`` optionally merges layer nodes into groups.
 
     With ``rep`` (a group id per layer node, forced nodes in their own groups), a group is one
     network node: the cut keeps each group whole and prices it exactly (node costs summed, each
-    tensor paid once if a consumer outside its group is on the other side).
+    tensor paid once if a consumer outside its group is on the other side). Block-wise uses this.
     """
     force_in, force_out = prob.forced()
-    node_of, n_free = _number_nodes(prob.n, force_in, force_out, rep)
     ar = prob.arrays
-    nu, nw = node_of[ar.src], node_of[ar.dst]
+    return network_from_arrays(ar.src, ar.dst, prob.dev, prob.srv, prob.tensor, force_in,
+                               force_out, rep)
+
+
+def network_from_arrays(src: np.ndarray, dst: np.ndarray, dev: np.ndarray, srv: np.ndarray,
+                        tensor: np.ndarray, force_in: np.ndarray, force_out: np.ndarray,
+                        rep: np.ndarray | None = None) -> Network:
+    """Build the s-t graph from raw arrays (edges sorted by producer; see :func:`build_network`)."""
+    node_of, n_free = _number_nodes(dev.size, force_in, force_out, rep)
+    nu, nw = node_of[src], node_of[dst]
     dedupe = rep is not None  # a graph's own edges are distinct; merged groups repeat pairs
-    parts = [_terminal_arcs(prob, node_of, n_free),
+    parts = [_terminal_arcs(dev, srv, node_of, n_free),
              _closure_arcs(nu, nw, dedupe),
-             _tensor_arcs(prob.tensor, ar.src, node_of, nw, 2 + n_free, dedupe)]
+             _tensor_arcs(tensor, src, node_of, nw, 2 + n_free, dedupe)]
     tails = np.concatenate([p[0] for p in parts])
     heads = np.concatenate([p[1] for p in parts])
     caps = np.concatenate([p[2] for p in parts])
@@ -77,7 +86,10 @@ def build_network(prob: CutProblem, rep: np.ndarray | None = None) -> Network:
         raise SolverError("an input feeds the output through a forced arc; no finite cut exists")
     const = float(caps[direct].sum())
     keep &= ~direct
-    return Network(n_nodes, tails[keep], heads[keep], caps[keep], inf[keep], const, node_of)
+    free = ~(force_in | force_out)
+    mirror = bool(dev[free].sum() > srv[free].sum())
+    return Network(n_nodes, tails[keep], heads[keep], caps[keep], inf[keep], const, node_of,
+                   mirror)
 
 
 def _number_nodes(n: int, force_in: np.ndarray, force_out: np.ndarray,
@@ -94,17 +106,24 @@ def _number_nodes(n: int, force_in: np.ndarray, force_out: np.ndarray,
     return node_of, int(groups.size)
 
 
-def _terminal_arcs(prob: CutProblem, node_of: np.ndarray, n_free: int) -> tuple:
+def _terminal_arcs(dev: np.ndarray, srv: np.ndarray, node_of: np.ndarray, n_free: int) -> tuple:
     # summing per network node first keeps one arc per node and direction
     size = 2 + n_free
-    srv = np.bincount(node_of, weights=prob.srv, minlength=size)
-    dev = np.bincount(node_of, weights=prob.dev, minlength=size)
+    srv = np.bincount(node_of, weights=srv, minlength=size)
+    dev = np.bincount(node_of, weights=dev, minlength=size)
+    # a free node pays min(srv, dev) on either side: move it to the constant (an s -> t arc) and
+    # keep one terminal arc per node. Push-relabel starts by saturating every source arc; without
+    # this it sent the whole server cost of every node into the graph and pushed it back, which
+    # took seconds on 1e4-node graphs whose cut falls in the middle.
+    both = np.minimum(srv, dev)
+    both[:2] = 0.0
     ids = np.arange(size)
-    tails = np.concatenate([np.zeros(size, np.int64), ids])
-    heads = np.concatenate([ids, np.ones(size, np.int64)])
+    tails = np.concatenate([np.zeros(size, np.int64), ids, [SOURCE]])
+    heads = np.concatenate([ids, np.ones(size, np.int64), [SINK]])
     # forced nodes: s->s and t->t are dropped; s->t (input's device seconds, output's server
     # seconds) become constants
-    return tails, heads, np.concatenate([srv, dev]), np.zeros(2 * size, bool)
+    caps = np.concatenate([srv - both, dev - both, [both.sum()]])
+    return tails, heads, caps, np.zeros(2 * size + 1, bool)
 
 
 def _closure_arcs(nu: np.ndarray, nw: np.ndarray, dedupe: bool) -> tuple:
@@ -171,13 +190,14 @@ def solve_network(net: Network, price: Any, rel_tol: float = 1e-10) -> CutResult
     are scaled to 2**61 again: the second solve resolves the gap ~1e-12 times finer.
     """
     t0 = time.perf_counter()
-    sides, flows, lower = _solve_scaled(net.tails, net.heads, net.caps, net.inf, net.n_nodes)
+    sides, flows, lower = _solve_scaled(net.tails, net.heads, net.caps, net.inf, net.n_nodes,
+                                        net.mirror)
     lower += net.const
     side, upper = _cheapest(sides, price)
     history = [{"lower": lower, "upper": upper}]
     if upper - lower > rel_tol * abs(upper):
         tails, heads, caps, inf = _residual(net, flows, upper - lower)
-        sides2, _, extra = _solve_scaled(tails, heads, caps, inf, net.n_nodes)
+        sides2, _, extra = _solve_scaled(tails, heads, caps, inf, net.n_nodes, net.mirror)
         side2, upper2 = _cheapest(sides2, price)
         lower += extra
         if upper2 < upper:
@@ -207,7 +227,7 @@ def _residual(net: Network, flows: np.ndarray, gap: float) -> tuple:
 
 
 def _solve_scaled(tails: np.ndarray, heads: np.ndarray, caps: np.ndarray, inf: np.ndarray,
-                  n_nodes: int) -> tuple[list[np.ndarray], np.ndarray, float]:
+                  n_nodes: int, mirror: bool) -> tuple[list[np.ndarray], np.ndarray, float]:
     """One integer max-flow with capacities rounded down.
 
     Returns two minimum cuts (the smallest and the largest source side), the flow of every arc in
@@ -220,17 +240,26 @@ def _solve_scaled(tails: np.ndarray, heads: np.ndarray, caps: np.ndarray, inf: n
     scale = _TARGET / total if total > 0 else 1.0
     icap = np.floor(finite * scale).astype(np.int64)
     icap[inf] = int(icap.sum()) + 1
+    # OR-Tools' push-relabel took seconds on 1e4-node ResNet-like graphs when the device was
+    # slower than the server (most terminal arcs into t), and as long on the mirrored network
+    # (arcs reversed, solved from t to s) when the device was faster; solving the mirror in the
+    # first case took milliseconds in every case measured (benchmarks/partition.py). The cut and
+    # the flow are the same either way.
     smf = max_flow.SimpleMaxFlow()
-    arcs = smf.add_arcs_with_capacity(tails, heads, icap)
+    arcs = smf.add_arcs_with_capacity(heads, tails, icap) if mirror else \
+        smf.add_arcs_with_capacity(tails, heads, icap)
     smf.add_arc_with_capacity(n_nodes - 1, n_nodes - 1, 0)  # every node exists for the cut lists
-    status = smf.solve(SOURCE, SINK)
+    status = smf.solve(SINK, SOURCE) if mirror else smf.solve(SOURCE, SINK)
     if status != smf.OPTIMAL:
         raise SolverError(f"OR-Tools max-flow stopped with status {status}")
     # floors make each arc's flow <= its capacity (up to one float rounding of cap * scale)
     shrink = 1.0 - 4 * _ULP
     flows = smf.flows(arcs).astype(float) / scale * shrink
+    near, far = smf.get_source_side_min_cut(), smf.get_sink_side_min_cut()
+    if mirror:  # the mirror reaches the smallest t side from t, and the smallest s side reaches s
+        near, far = far, near
     small = np.zeros(n_nodes, bool)
-    small[np.asarray(smf.get_source_side_min_cut(), dtype=np.int64)] = True
+    small[np.asarray(near, dtype=np.int64)] = True
     large = np.ones(n_nodes, bool)
-    large[np.asarray(smf.get_sink_side_min_cut(), dtype=np.int64)] = False
+    large[np.asarray(far, dtype=np.int64)] = False
     return [small, large], flows, smf.optimal_flow() / scale * shrink

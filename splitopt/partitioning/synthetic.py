@@ -73,3 +73,47 @@ def wide_range_dag(rng: np.random.Generator, n: int, *, n_inputs: int = 1,
                           node.out_bytes * float(10.0 ** rng.uniform(-decades / 2, decades / 2)),
                           node.param_bytes * f, node.kind))
     return LayerGraph(nodes, g.edges, g.inputs, g.output, name=g.name)
+
+
+def random_block_dag(rng: np.random.Generator, blocks: int, *, size: tuple[int, int] = (2, 4),
+                     repeat: float = 0.5, leak: float = 0.2, decades: float = 6.0) -> LayerGraph:
+    """A small random chain of named blocks ``b{i}.0.op{j}`` for block-wise tests.
+
+    Each block is a random DAG of ``size`` operators whose entries read the previous block's exit;
+    with probability ``repeat`` a block copies the previous block's structure and costs (a repeated
+    layer), with probability ``leak`` an operator also reads an older tensor from outside the block
+    (which breaks the block's structural condition), and costs span ``decades`` decades.
+    """
+    nodes = [Node("x", 0.0, 0.0, float(10 ** rng.uniform(3, 6)), 0.0, "input")]
+    edges: list[tuple[str, str]] = []
+    prev, older, tmpl = "x", ["x"], None
+    for i in range(blocks):
+        if tmpl is None or rng.random() >= repeat:
+            tmpl = _random_block(rng, int(rng.integers(size[0], size[1] + 1)), decades)
+        names = [f"b{i}.0.op{j}" for j in range(len(tmpl))]
+        for j, (fl, ob, srcs) in enumerate(tmpl):
+            nodes.append(Node(names[j], fl, None, ob, fl / 100, "op"))
+            edges += [(prev if k < 0 else names[k], names[j]) for k in srcs]
+            if rng.random() < leak and len(older) > 1:
+                edges.append((older[int(rng.integers(0, len(older) - 1))], names[j]))
+        older.append(names[-1])
+        prev = names[-1]
+    nodes.append(Node("y", 1e6, None, 4.0, 0.0, "output"))
+    edges.append((prev, "y"))
+    return LayerGraph(nodes, sorted(set(edges)), ["x"], "y", name=f"blocks{blocks}")
+
+
+def _random_block(rng: np.random.Generator, k: int,
+                  decades: float) -> list[tuple[float, float, list[int]]]:
+    """Operators (FLOPs, out bytes, sources; -1 = block input); the last one is the exit."""
+    out = []
+    for j in range(k):
+        srcs = {j - 1} if j else {-1}
+        if rng.random() < 0.5:
+            srcs.update(int(s) for s in rng.choice(np.arange(-1, j), size=min(j, 2)))
+        scale = float(10 ** rng.uniform(-decades / 2, decades / 2))
+        out.append((float(rng.uniform(1e6, 1e8)) * scale,
+                    float(rng.uniform(1e2, 1e6)) * float(10 ** rng.uniform(-decades / 2,
+                                                                           decades / 2)),
+                    sorted(srcs)))
+    return out
