@@ -9,8 +9,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-
 
 def emit_json(doc: Any) -> None:
     """Print a JSON document to standard output (for ``--json``)."""
@@ -24,4 +22,4 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
         t.add_column(c)
     for row in rows:
         t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
-    console.print(t)
+    Console().print(t)  # a new console reads the terminal width (COLUMNS) of this call
