@@ -157,7 +157,8 @@ def _result(p: Problem, out: PathOutcome, chosen: str, used: str, build_s: float
     name = "outer-approximation" if chosen == "generic" and used != "conic" else chosen
     return Result(out.termination, out.message or name, used,
                   None if obj is None else sign * obj, None if bnd is None else sign * bnd, plan,
-                  build_s, solve_s, out.iterations, values=values, options=out.option)
+                  build_s, solve_s, out.iterations, log=out.log, values=values,
+                  options=out.option)
 
 
 def _weight_const(p: Problem) -> tuple[float, float]:

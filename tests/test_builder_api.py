@@ -33,22 +33,22 @@ def _brute(p, ok=lambda c: True, bmin=None):
     return best, arg
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(3))
 def test_batch_choice_equals_brute_force(seed):
-    sc = _scenario(10 + seed)
-    p = Problem(sc, batch=[4, 8, 16])
+    sc = _scenario(10 + seed, n_layers=3)
+    p = Problem(sc, batch=[4, 16])
     caps = [float(np.quantile(p.options.mem[k], 0.5)) for k in range(3)]
     for k in range(3):
         p.add(p.memory(k) <= caps[k])
-    p.add(sum(p.batch[k] for k in range(3)) >= 28, name="samples")
+    p.add(sum(p.batch[k] for k in range(3)) >= 24, name="samples")
     p.minimize(p.round_latency())
     r = p.solve()
     assert r.path == "coupled"
     o = p.options
     ok = lambda c: (all(o.mem[k, c[k]] <= caps[k] for k in range(3))  # noqa: E731
-                    and sum(o.batch[list(c)]) >= 28)
+                    and sum(o.batch[list(c)]) >= 24)
     assert r.objective == pytest.approx(_brute(p, ok)[0], rel=1e-7)
-    assert sum(d.batch_size for d in r.plan.devices) >= 28
+    assert sum(d.batch_size for d in r.plan.devices) >= 24
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -73,9 +73,9 @@ def test_energy_budget_per_device(seed):
 
 
 def test_selection_with_minimum_count():
-    sc = _scenario(30, n_dev=4)
+    sc = _scenario(30, n_dev=3)
     p = Problem(sc, selection=True)
-    p.add(sum(p.selected[k] for k in range(4)) >= 2, name="at-least-two")
+    p.add(sum(p.selected[k] for k in range(3)) >= 2, name="at-least-two")
     p.minimize(p.round_latency())
     r = p.solve()
     chosen = [d for d in r.plan.devices if d.selected]
@@ -228,11 +228,12 @@ def test_time_limit_returns_plan_and_bound():
     assert r.plan.status == "time_limit"
 
 
-def test_warm_start_resolve():
+def test_warm_start_resolve_and_log():
     sc = _scenario(92)
     p = Problem(sc)
     p.minimize(p.round_latency())
-    first = p.solve(path="generic")
+    first = p.solve(path="generic", log=True)
+    assert "HiGHS" in first.log and first.iterations >= 1
     again = p.solve(path="generic", warm_start=first)
     assert again.objective == pytest.approx(first.objective, rel=1e-6)
 

@@ -34,6 +34,7 @@ class PathOutcome:
     iterations: int
     extras: np.ndarray | None = None
     message: str = ""
+    log: str = ""
 
 
 class MinMaxRows:

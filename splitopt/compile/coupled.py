@@ -80,20 +80,16 @@ def coupled_minmax(p: Problem, st: Structure, backend: Backend, *, deadline: flo
         if t < hi:
             hi, best, x_best = t, opt, x
 
-    T = free.objective
-    while True:  # find a feasible end: the uncoupled optimum first, then doubling
+    for T in (free.objective, math.inf):  # the uncoupled optimum, else any feasible plan
         it += 1
         verdict, opt, x = _probe(p, st, T, backend, deadline)
         if verdict == "feasible":
             accept(opt, x)
             break
-        if verdict == "undecided" or it > 200:
-            return PathOutcome(TIME_LIMIT if verdict == "undecided" else INFEASIBLE, None, None,
-                               None, None, lo, it)
-        lo = T
-        T = T + max(abs(T), 1e-9) * 2 ** min(it, 60)
-        if not math.isfinite(T):
-            return PathOutcome(INFEASIBLE, None, None, None, None, None, it)
+        if verdict == "undecided":
+            return PathOutcome(TIME_LIMIT, None, None, None, None, lo, it)
+    if best is None:
+        return PathOutcome(INFEASIBLE, None, None, None, None, None, it)
     while hi - lo > rtol * abs(hi):
         if deadline is not None and time.perf_counter() > deadline:
             return _finish(st, best, hi, lo, it, x_best, TIME_LIMIT)

@@ -80,10 +80,9 @@ def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float
     if obj is None:
         obj = p.objective.value(xr, shares, o)  # type: ignore[union-attr]
     phi = shares[PHI] if p.server_share is not None else None
-    out = PathOutcome(term, option, shares[BETA].copy(), phi, obj,
-                      None if bound is None else min(bound, obj), its, extras=xr, message=message)
-    out.log = text  # type: ignore[attr-defined]
-    return out
+    return PathOutcome(term, option, shares[BETA].copy(), phi, obj,
+                       None if bound is None else min(bound, obj), its, extras=xr,
+                       message=message, log=text)
 
 
 def fallback_point(p: Problem) -> np.ndarray | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -60,7 +61,7 @@ class OptionTable:
         """Options per device."""
         return len(self.cut)
 
-    @property
+    @cached_property
     def is_fl(self) -> np.ndarray:
         """(O,) True for options whose device side is the whole graph (FL mode)."""
         full = self.table.masks.all(axis=1)

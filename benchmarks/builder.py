@@ -1,0 +1,197 @@
+"""Builder benchmark: build + solve time of min-max round latency (cuts + bandwidth shares).
+
+Methods, on N devices x 50 candidate cuts of a random 49-layer chain (splitopt.testing):
+
+- ``builder-fast``: Problem + solve(): the structured exact path (bisection, no MILP).
+- ``builder-milp``: Problem + compile to the generic Program (one-hot, epigraph, perspective,
+  4 tangents per cone) handed to HiGHS as CSR arrays; one MILP solve (a lower bound: the first
+  iterate of the outer approximation, which then needs more rounds of cuts to close the gap).
+- ``cvxpy-milp``: the same MILP written directly in cvxpy (constant data, no Parameters),
+  compiled with get_problem_data and solved by HiGHS through cvxpy.
+- ``pyomo-milp``: the same MILP written directly in pyomo, solved by its appsi HiGHS interface.
+
+Every build time includes pricing the options from the reference cost model (round_terms).
+Run: ``python -m splitopt.benchmarks.builder [--quick]`` (prints rows and ratios).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+SHARES = (1.0, 0.25, 0.05, 0.01)  # tangent points, as splitopt's OuterApproximation step
+
+
+def instance(n: int, cuts: int = 50, seed: int = 0) -> Any:
+    """A random scenario: n heterogeneous devices, a chain with ``cuts`` candidate cuts."""
+    from splitopt.testing import random_dag, random_scenario
+
+    rng = np.random.default_rng(seed)
+    return random_scenario(rng, random_dag(rng, cuts - 1, chain=True), n)
+
+
+def _terms(sc: Any) -> tuple[np.ndarray, np.ndarray]:
+    from splitopt.costs import CutTable, round_terms
+
+    rt = round_terms(sc.devices, sc.server, sc.channel, sc.training, CutTable.chain(sc.graph))
+    return rt.a_dev + rt.a_srv, rt.d
+
+
+def builder_fast(sc: Any, time_limit: float) -> dict[str, Any]:
+    """The structured exact path."""
+    from splitopt import Problem
+
+    t0 = time.perf_counter()
+    p = Problem(sc)
+    p.minimize(p.round_latency())
+    t1 = time.perf_counter()
+    r = p.solve(time_limit=time_limit)
+    t2 = time.perf_counter()
+    return {"build_s": t1 - t0, "solve_s": t2 - t1, "objective": r.objective, "bound": r.bound,
+            "status": r.termination, "path": r.path}
+
+
+def builder_milp(sc: Any, time_limit: float) -> dict[str, Any]:
+    """The builder's generic Program, one MILP on HiGHS."""
+    from splitopt import Problem
+    from splitopt.backends import get_backend
+
+    t0 = time.perf_counter()
+    p = Problem(sc)
+    p.minimize(p.round_latency())
+    prog = p.compile()
+    t1 = time.perf_counter()
+    r = get_backend("highs").solve_program(prog, time_limit=time_limit, mip_gap=1e-6)
+    t2 = time.perf_counter()
+    return {"build_s": t1 - t0, "solve_s": t2 - t1, "objective": r.objective, "bound": r.bound,
+            "status": r.termination, "rows": prog.n_rows, "cols": prog.n_cols}
+
+
+def cvxpy_milp(sc: Any, time_limit: float) -> dict[str, Any]:
+    """The same MILP written directly in cvxpy."""
+    import cvxpy as cp
+
+    t0 = time.perf_counter()
+    A, D = _terms(sc)
+    n, c = A.shape
+    z = cp.Variable((n, c), boolean=True)
+    s, u = cp.Variable((n, c), nonneg=True), cp.Variable((n, c), nonneg=True)
+    beta, t = cp.Variable(n, nonneg=True), cp.Variable()
+    cons = [cp.sum(z, axis=1) == 1, s <= z, cp.sum(s, axis=1) <= beta, cp.sum(beta) <= 1,
+            t >= cp.sum(cp.multiply(A, z), axis=1) + cp.sum(cp.multiply(D, u), axis=1)]
+    cons += [u >= 2 * r * z - r * r * s for r in (1.0 / np.array(SHARES))]
+    prob = cp.Problem(cp.Minimize(t), cons)
+    prob.get_problem_data(cp.HIGHS)
+    t1 = time.perf_counter()
+    with warnings.catch_warnings():  # "may be inaccurate" at a time limit: the status says it
+        warnings.simplefilter("ignore")
+        prob.solve(solver=cp.HIGHS, time_limit=time_limit, mip_rel_gap=1e-6)
+    t2 = time.perf_counter()
+    return {"build_s": t1 - t0, "solve_s": t2 - t1, "objective": prob.value,
+            "status": prob.status}
+
+
+def pyomo_milp(sc: Any, time_limit: float) -> dict[str, Any]:
+    """The same MILP written directly in pyomo (appsi HiGHS)."""
+    import pyomo.environ as pyo
+    from pyomo.contrib.appsi.solvers import Highs
+
+    t0 = time.perf_counter()
+    A, D = _terms(sc)
+    n, c = A.shape
+    m = pyo.ConcreteModel()
+    m.K, m.C = pyo.RangeSet(0, n - 1), pyo.RangeSet(0, c - 1)
+    m.z = pyo.Var(m.K, m.C, domain=pyo.Binary)
+    m.s = pyo.Var(m.K, m.C, domain=pyo.NonNegativeReals)
+    m.u = pyo.Var(m.K, m.C, domain=pyo.NonNegativeReals)
+    m.beta = pyo.Var(m.K, domain=pyo.NonNegativeReals)
+    m.t = pyo.Var()
+    m.one = pyo.Constraint(m.K, rule=lambda m, k: sum(m.z[k, j] for j in m.C) == 1)
+    m.sz = pyo.Constraint(m.K, m.C, rule=lambda m, k, j: m.s[k, j] <= m.z[k, j])
+    m.split = pyo.Constraint(m.K, rule=lambda m, k: sum(m.s[k, j] for j in m.C) <= m.beta[k])
+    m.budget = pyo.Constraint(expr=sum(m.beta[k] for k in m.K) <= 1)
+    m.epi = pyo.Constraint(m.K, rule=lambda m, k: m.t >= sum(
+        float(A[k, j]) * m.z[k, j] + float(D[k, j]) * m.u[k, j] for j in m.C))
+    m.R = pyo.RangeSet(0, len(SHARES) - 1)
+    ratios = 1.0 / np.array(SHARES)
+    m.tan = pyo.Constraint(m.K, m.C, m.R, rule=lambda m, k, j, i: m.u[k, j] >= 2 * float(
+        ratios[i]) * m.z[k, j] - float(ratios[i]) ** 2 * m.s[k, j])
+    m.obj = pyo.Objective(expr=m.t)
+    t1 = time.perf_counter()
+    solver = Highs()
+    solver.config.time_limit = time_limit
+    solver.config.mip_gap = 1e-6
+    solver.config.load_solution = False
+    res = solver.solve(m)
+    t2 = time.perf_counter()
+    return {"build_s": t1 - t0, "solve_s": t2 - t1, "objective": res.best_feasible_objective,
+            "bound": res.best_objective_bound, "status": str(res.termination_condition)}
+
+
+METHODS = {"builder-fast": builder_fast, "builder-milp": builder_milp, "cvxpy-milp": cvxpy_milp,
+           "pyomo-milp": pyomo_milp}
+
+
+def run(sizes: Sequence[int] = (10, 100, 1000), quick: bool = False, *,
+        time_limit: float | None = None, fast_only_above: int = 1000) -> list[dict[str, Any]]:
+    """Rows (one per size x method) of build and solve seconds; MILP routes up to
+    ``fast_only_above`` devices (the structured path runs at every size)."""
+    limit = time_limit if time_limit is not None else (10.0 if quick else 60.0)
+    warm = instance(3, cuts=5)  # imports and first-call costs are paid here, not in a row
+    for fn in METHODS.values():
+        fn(warm, limit)
+    rows = []
+    for n in sizes:
+        sc = instance(n)
+        for name, fn in METHODS.items():
+            if name != "builder-fast" and n > fast_only_above:
+                continue
+            row = {"family": "builder", "instance": f"N{n}xC50", "n": n, "method": name,
+                   **fn(sc, limit)}
+            row["total_s"] = row["build_s"] + row["solve_s"]
+            rows.append(row)
+    return rows
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[str]:
+    """Lines comparing each size's methods with builder-milp (build) and builder-fast (total)."""
+    out = []
+    for n in sorted({r["n"] for r in rows}):
+        by = {r["method"]: r for r in rows if r["n"] == n}
+        fast, milp = by.get("builder-fast"), by.get("builder-milp")
+        for other in ("cvxpy-milp", "pyomo-milp"):
+            if milp and other in by:
+                out.append(f"N={n}: {other} build / builder-milp build = "
+                           f"{by[other]['build_s'] / milp['build_s']:.1f}x")
+        for other in ("builder-milp", "cvxpy-milp", "pyomo-milp"):
+            if fast and other in by:
+                out.append(f"N={n}: {other} total / builder-fast total = "
+                           f"{by[other]['total_s'] / fast['total_s']:.0f}x "
+                           f"({by[other]['status']})")
+    return out
+
+
+def main() -> None:
+    """Command line: print the rows and the ratios."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--sizes", type=int, nargs="*", default=None)
+    ap.add_argument("--time-limit", type=float, default=None)
+    args = ap.parse_args()
+    sizes = args.sizes or ([10, 100] if args.quick else [10, 100, 1000, 10000])
+    rows = run(sizes, args.quick, time_limit=args.time_limit)
+    for r in rows:
+        obj = r.get("objective")
+        print(f"{r['instance']:>10} {r['method']:>13}  build {r['build_s']:8.3f} s  solve "
+              f"{r['solve_s']:8.3f} s  status {r['status']!s:>12}  objective "
+              f"{obj if obj is None else f'{obj:.6g}'}")
+    print("\n".join(ratios(rows)))
+
+
+if __name__ == "__main__":
+    main()
