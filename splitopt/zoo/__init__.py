@@ -212,8 +212,10 @@ def loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Te
     """
     from splitopt.zoo import _losses
 
-    return {"classification": _losses.classification_loss, "lm": _losses.lm_loss,
-            "pooled": _losses.pooled_loss}[entry(name).task]
+    losses: dict[str, Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]] = {
+        "classification": _losses.classification_loss, "lm": _losses.lm_loss,
+        "pooled": _losses.pooled_loss}
+    return losses[entry(name).task]
 
 
 def make_targets(name: str, inputs: tuple[torch.Tensor, ...], *, num_classes: int | None = None,

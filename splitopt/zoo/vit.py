@@ -107,15 +107,16 @@ class VisionTransformer(nn.Module):
             return
         fan_in = self.conv_proj.in_channels * self.patch_size ** 2
         nn.init.trunc_normal_(self.conv_proj.weight, std=(1.0 / fan_in) ** 0.5)
-        nn.init.zeros_(self.conv_proj.bias)
-        nn.init.zeros_(self.heads.head.weight)
-        nn.init.zeros_(self.heads.head.bias)
         nn.init.normal_(self.encoder.pos_embedding, std=0.02)
-        for m in self.encoder.layers.modules():
-            if isinstance(m, MLPBlock):
-                for lin in (m[0], m[3]):
-                    nn.init.xavier_uniform_(lin.weight)
-                    nn.init.normal_(lin.bias, std=1e-6)
+        for name, m in self.named_modules():
+            if isinstance(m, nn.Linear) and name.startswith("heads"):
+                nn.init.zeros_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear) and ".mlp." in name:
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.normal_(m.bias, std=1e-6)
+            elif isinstance(m, nn.Conv2d) and m.bias is not None:
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images to ``(batch, num_classes)`` logits (classification token)."""
