@@ -32,6 +32,23 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=(6, 4))
+
+
+def _save(plt, fig, ax, path: Path, title: str) -> None:
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _ok(row: dict[str, Any]) -> bool:
     return row.get("status") in ("optimal", "ok", "feasible", "time_limit") and not row.get("error")
 
@@ -39,13 +56,13 @@ def _ok(row: dict[str, Any]) -> bool:
 def family_table(rows: list[dict[str, Any]], baseline: str | None) -> list[str]:
     """Markdown table lines: one row per instance x method, with ratios against the baseline."""
     base = {r["instance"]: r for r in rows if r["method"] == baseline}
-    cols = ["instance", "method", "status", "objective", "bound", "gap", "time s",
-            f"speed-up vs {baseline}" if baseline else "", f"objective / {baseline}" if baseline else ""]
-    cols = [c for c in cols if c]
+    cols = ["instance", "method", "status", "objective", "bound", "gap", "build s", "time s"]
+    if baseline:
+        cols += [f"speed-up vs {baseline}", f"objective / {baseline}"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in sorted(rows, key=lambda r: (r.get("size") or 0, r["instance"], r["method"])):
         cells = [r["instance"], r["method"], r.get("status", "-"), _fmt(r.get("objective")),
-                 _fmt(r.get("bound")), _fmt(r.get("gap")), _fmt(_time(r))]
+                 _fmt(r.get("bound")), _fmt(r.get("gap")), _fmt(r.get("build_s")), _fmt(_time(r))]
         if baseline:
             b = base.get(r["instance"])
             speed = obj = None
@@ -67,20 +84,16 @@ def family_table(rows: list[dict[str, Any]], baseline: str | None) -> list[str]:
 
 def performance_profile(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
     """Dolan-More profile: fraction of instances each method solves within tau x the best time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     by_inst: dict[str, dict[str, float]] = defaultdict(dict)
     for r in rows:
         t = _time(r)
-        by_inst[r["instance"]][r["method"]] = t if (t and r.get("status") == "optimal") else math.inf
+        solved = t and r.get("status") == "optimal"
+        by_inst[r["instance"]][r["method"]] = t if solved else math.inf
     methods = sorted({r["method"] for r in rows})
     if len(by_inst) < 1 or len(methods) < 2:
         return False
     taus = [1.0 * (1.15 ** i) for i in range(60)]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    plt, fig, ax = _figure()
     for m in methods:
         ratios = []
         for times in by_inst.values():
@@ -91,11 +104,7 @@ def performance_profile(rows: list[dict[str, Any]], path: Path, title: str) -> b
     ax.set_xscale("log")
     ax.set_xlabel("tau: time within tau x the fastest route (optimal answers only)")
     ax.set_ylabel("fraction of instances")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, ax, path, title)
     return True
 
 
@@ -108,12 +117,7 @@ def time_vs_size(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
             pts[r["method"]].append((float(r["size"]), t))
     if not pts or all(len(v) < 2 for v in pts.values()):
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    plt, fig, ax = _figure()
     for m, xy in sorted(pts.items()):
         xy.sort()
         ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", label=m)
@@ -121,11 +125,7 @@ def time_vs_size(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
     ax.set_yscale("log")
     ax.set_xlabel("instance size")
     ax.set_ylabel("seconds")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, ax, path, title)
     return True
 
 
@@ -134,12 +134,7 @@ def gap_over_time(rows: list[dict[str, Any]], path: Path) -> bool:
     traces = [(r["instance"], r["trace"]) for r in rows if r.get("trace")]
     if not traces:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    plt, fig, ax = _figure()
     for inst, tr in traces:
         ts = [p[0] for p in tr]
         gaps = [abs(p[1] - p[2]) / max(abs(p[1]), 1e-300) for p in tr]
@@ -147,11 +142,7 @@ def gap_over_time(rows: list[dict[str, Any]], path: Path) -> bool:
     ax.set_yscale("log")
     ax.set_xlabel("seconds")
     ax.set_ylabel("relative gap at each new incumbent")
-    ax.set_title("gap over time (HiGHS)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, ax, path, "gap over time (HiGHS)")
     return True
 
 
@@ -159,14 +150,15 @@ def build_report(results_dir: str | Path) -> Path:
     """Write report.md, its PNG plots and report.html into ``results_dir``; return report.md."""
     out = Path(results_dir)
     rows = load_rows(out)
-    fams = json.loads((out / "families.json").read_text()) if (out / "families.json").exists() else {}
-    machine = json.loads((out / "machine.json").read_text()) if (out / "machine.json").exists() else {}
+    fams, machine = (json.loads(p.read_text()) if p.exists() else {}
+                     for p in (out / "families.json", out / "machine.json"))
     lines = ["# splitopt benchmark report", ""]
     if machine:
         libs = ", ".join(f"{k} {v}" for k, v in machine.get("libraries", {}).items() if v)
         lines += [f"Machine: {machine.get('processor')} x {machine.get('cpus')} CPUs, Python "
                   f"{machine.get('python')}, {machine.get('platform')}; run {machine.get('time')}"
-                  f"{' (quick sweep)' if machine.get('quick') else ''}.", "", f"Libraries: {libs}.", ""]
+                  f"{' (quick sweep)' if machine.get('quick') else ''}.", "",
+                  f"Libraries: {libs}.", ""]
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         grouped[r["family"]].append(r)

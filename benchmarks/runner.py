@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from splitopt.benchmarks.registry import BenchSpec, Case, get
+
 from splitopt.errors import InputError
 
 ROW_FIELDS = ("family", "instance", "method", "size", "objective", "bound", "gap", "status",
@@ -59,12 +60,7 @@ def _done_keys(path: Path) -> set[tuple[str, str]]:
     """Keys of the rows already written; a row cut off by an interruption is dropped (re-run)."""
     if not path.exists():
         return set()
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+    rows = _read_rows(path)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return {(r["family"], f"{r['instance']}/{r['method']}") for r in rows}
 
@@ -141,10 +137,14 @@ def load_rows(out: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         raise InputError("RESULTS_DIR", str(out), "a directory with results.jsonl from "
                          "`splitopt bench --out DIR`")
+    return _read_rows(path)
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
     rows = []
     for line in path.read_text().splitlines():
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            continue
+            continue  # a row cut off by an interruption
     return rows

@@ -22,7 +22,8 @@ from splitopt.scenario import Scenario
 def _plan(scenario: Scenario, table: CutTable, choice: np.ndarray, method: str) -> Plan:
     n = scenario.n_devices
     sets = table.sets()
-    devs = tuple(DevicePlan(d.name, sets[int(c)], 1.0 / n) for d, c in zip(scenario.devices, choice))
+    devs = tuple(DevicePlan(d.name, sets[int(c)], 1.0 / n)
+                 for d, c in zip(scenario.devices, choice))
     return Plan(devs, rounds=scenario.training.rounds, method=method, status="feasible").priced(
         scenario)
 

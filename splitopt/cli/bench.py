@@ -13,7 +13,8 @@ def bench(families: list[str] = typer.Argument(None, help="families to run (defa
           workers: int = typer.Option(1, "--workers", help="local worker processes"),
           dask: str = typer.Option(None, "--dask", help="address of a running Dask scheduler"),
           ray: str = typer.Option(None, "--ray", help="address of a running Ray cluster"),
-          report: bool = typer.Option(True, "--report/--no-report", help="build the report")) -> None:
+          report: bool = typer.Option(True, "--report/--no-report", help="build the report"),
+          ) -> None:
     """Run benchmark families; rows already in OUT are kept (an interrupted run resumes)."""
     from splitopt.benchmarks.runner import run
 
@@ -25,7 +26,8 @@ def bench(families: list[str] = typer.Argument(None, help="families to run (defa
         typer.echo(f"report: {build_report(out)}")
 
 
-def report(results_dir: Path = typer.Argument(..., help="directory written by splitopt bench")) -> None:
+def report(results_dir: Path = typer.Argument(..., help="directory written by splitopt bench"),
+           ) -> None:
     """Build RESULTS_DIR/report.md (+ PNG plots and report.html) from benchmark results."""
     from splitopt.benchmarks.report import build_report
 
