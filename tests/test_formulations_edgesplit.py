@@ -1,10 +1,11 @@
-"""EdgeSplit: the exact solve equals brute force; the alternating baseline is never better."""
+"""EdgeSplit and SFL: exact solves equal brute force; the alternating baseline is never worse."""
 
 import numpy as np
 import pytest
 from splitopt.formulations._minmax import minmax_choice, minmax_fixed, minmax_shared
 from splitopt.formulations._oracle import brute_minmax, closed_sets, grid_minmax
 from splitopt.formulations.edgesplit import EdgeSplit
+from splitopt.formulations.sfl import SFL, SFLSharedServer
 
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.plan import evaluate
@@ -29,11 +30,11 @@ def _oracle(form, sc):
     return best * scen.training.rounds
 
 
-@pytest.mark.parametrize("seed", range(12))
-@pytest.mark.parametrize("server_share", [False, True])
-def test_exact_equals_brute_force_chain(seed, server_share):
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("form", [EdgeSplit(), EdgeSplit(server_share=True), SFL(),
+                                  SFLSharedServer()], ids=lambda f: f"{f.name}-{f.server_share}")
+def test_exact_equals_brute_force_chain(seed, form):
     sc = _instance(seed)
-    form = EdgeSplit(server_share=server_share)
     plan = form.solve(sc)
     want = _oracle(form, sc)
     assert plan.status == "optimal"
@@ -55,7 +56,7 @@ def test_exact_over_all_closed_sets_of_a_dag(seed):
     assert form.baseline(sc).objective >= plan.objective * (1 - 1e-9)
 
 
-@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize("seed", range(15))
 def test_kernels_against_grid_and_brute(seed):
     rng = np.random.default_rng(seed)
     n, m = int(rng.integers(1, 4)), int(rng.integers(1, 4))
@@ -107,3 +108,10 @@ def test_scenario_is_not_mutated():
     EdgeSplit().solve(sc)
     assert sc.to_dict() == before
     assert EdgeSplit().scenario_for(sc).training.aggregate is False
+
+
+def test_sfl_prices_the_aggregation():
+    sc = _instance(5)
+    plan = SFL().solve(sc)
+    agg = [p.aggregation_s for p in plan.predicted.per_device.values()]
+    assert SFL().scenario_for(sc).training.aggregate and min(agg) > 0

@@ -1,0 +1,130 @@
+"""HSFL: exact delay-to-target equals brute force over cuts x modes x batches; BCD never better."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from splitopt.formulations._oracle import argmin_over
+from splitopt.formulations.hsfl import HSFL, Config, Surrogate, config_latency, estimate_surrogate
+
+from splitopt.errors import InputError
+from splitopt.plan import evaluate
+from splitopt.system import Training
+from splitopt.testing import random_dag, random_scenario
+
+
+def _instance(seed, n=3, nodes=3, batches=(1, 4)):
+    rng = np.random.default_rng(seed)
+    g = random_dag(rng, nodes, chain=True)
+    sc = random_scenario(rng, g, n, training=Training(batch_size=max(batches),
+                                                      local_iters=int(rng.integers(1, 3))))
+    sur = Surrogate(A=10.0, G=float(rng.uniform(0, 0.5)), sigma2=float(rng.uniform(0.5, 3)),
+                    eps=1.0)
+    return sc, HSFL(surrogate=sur, batches=list(batches))
+
+
+def _brute(form, data):
+    n, nb = data.a_fl.shape
+    rows = np.arange(n)
+
+    def value(ch):
+        c, rest = ch[0], np.array(ch[1:])
+        fl, b = rest >= nb, rest % nb
+        ok = np.where(fl, data.ok_fl[rows, b], data.ok_sl[c, rows, b])
+        return form.objective(data, Config(c, fl, b)) if ok.all() else math.inf
+
+    opts = [range(data.a_sl.shape[0])] + [range(2 * nb)] * n
+    return argmin_over(itertools.product(*opts), value)[0]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_equals_brute_force(seed):
+    sc, form = _instance(seed)
+    data = form.data(sc)
+    want = _brute(form, data)
+    plan = form.solve(sc)
+    assert plan.status == "optimal"
+    assert plan.objective == pytest.approx(want, rel=form.tol)
+    assert plan.bound <= want * (1 + 1e-9)
+    assert plan.gap <= form.tol
+    base = form.baseline(sc)
+    assert base.objective >= plan.objective * (1 - form.tol)
+
+
+def test_plan_prices_to_its_objective():
+    sc, form = _instance(7, n=4)
+    plan = form.solve(sc)
+    costs = evaluate(form.scenario_for(sc), plan)
+    assert costs.total_delay_s == pytest.approx(plan.objective, rel=1e-9)
+    assert plan.rounds == pytest.approx(plan.objective / costs.round_latency_s)
+    for d in plan.devices:
+        assert d.batch_size in (1, 4) and d.mode in ("fl", "split")
+        if d.mode == "fl":
+            assert d.device_side == frozenset(sc.graph.names)
+    doc = plan.to_dict(form.scenario_for(sc))
+    assert {"mode", "batch_size", "bandwidth_share", "cut"} <= set(doc["devices"][0])
+
+
+def test_latency_is_the_exact_min_over_bandwidth():
+    sc, form = _instance(3, n=2)
+    data = form.data(sc)
+    cfg = Config(1, np.array([True, False]), np.array([1, 0]))
+    lat, beta = config_latency(data, cfg)
+    # grid over the two shares: FL device vs the single SL device
+    g = np.linspace(1e-4, 1 - 1e-4, 20001)
+    t_fl = data.a_fl[0, 1] + data.d_fl[0, 1] / g
+    t_sl = data.a_sl[1, 1, 0] + data.d_sl[1, 1, 0] / (1 - g)
+    grid = float(np.min(np.maximum(t_fl, t_sl)))
+    assert lat <= grid * (1 + 1e-12) and grid <= lat * (1 + 1e-3)
+    assert beta.sum() <= 1 + 1e-9
+
+
+def test_time_limit_returns_plan_and_bound():
+    sc, form = _instance(2, n=5, nodes=4, batches=(1, 2, 4, 8))
+    plan = form.solve(sc, time_limit=0.05)
+    assert plan.status in ("time_limit", "optimal")
+    assert plan.bound <= plan.objective * (1 + 1e-12)
+
+
+def test_estimate_surrogate_recovers_parameters():
+    true = dict(A=30.0, G=0.4, sigma2=2.0)
+    floor = 0.1
+    runs = []
+    for fl_share, var in ((0.0, 0.05), (0.5, 0.05), (0.0, 0.2), (1.0, 0.1)):
+        r = np.arange(1, 41)
+        runs.append({"losses": floor + true["A"] / r + true["G"] * fl_share
+                     + true["sigma2"] * var, "fl_share": fl_share, "var_term": var})
+    sur, f_star = estimate_surrogate(runs, target=0.9)
+    assert f_star == pytest.approx(floor, abs=1e-6)
+    assert (sur.A, sur.G, sur.sigma2) == pytest.approx((30.0, 0.4, 2.0), rel=1e-6)
+    assert sur.eps == pytest.approx(0.8, abs=1e-6)
+    with pytest.raises(InputError, match="target"):
+        estimate_surrogate(runs, target=0.05)
+    with pytest.raises(InputError, match="losses"):
+        estimate_surrogate([{"losses": [1.0]}], target=1.0)
+
+
+def test_bad_input():
+    sc, _ = _instance(0)
+    with pytest.raises(InputError, match="eps"):
+        Surrogate(eps=0.0)
+    with pytest.raises(InputError, match="sigma2"):
+        Surrogate(sigma2=-1.0)
+    with pytest.raises(InputError, match="data_share"):
+        HSFL(data_share=[1.0]).data(sc)
+    with pytest.raises(InputError, match="batches"):
+        HSFL(batches=[0, 2]).data(sc)
+    with pytest.raises(InputError, match="candidates"):
+        HSFL(candidates="hull?").data(sc)
+
+
+def test_custom_surrogate_is_used():
+    class Linear(Surrogate):
+        def rounds(self, total_penalty):
+            return self.A * (1 + total_penalty)
+
+    sc, form = _instance(4)
+    custom = HSFL(surrogate=Linear(A=5.0, G=0.2, sigma2=1.0), batches=[1, 4])
+    data = custom.data(sc)
+    assert custom.solve(sc).objective == pytest.approx(_brute(custom, data), rel=custom.tol)
