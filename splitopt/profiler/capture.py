@@ -17,10 +17,12 @@ Naming rule (docs/profiler.md): every operation run inside a *leaf* module (a mo
 children, or one of :data:`OPAQUE`) belongs to the node named by the module's fully qualified name;
 the k-th repeated call (k >= 1) of the same module is ``FQN@k``. Any other operation (residual
 adds, flatten, cat, attention matmuls, ...) is its own node named ``<enclosing FQN>.<op>`` (just
-``<op>`` at the top level), with ``_1``, ``_2``, ... appended to make it unique. ``getitem`` on a
-node's tuple output, and operations that compute no tensor (``x.shape``, ``x.size(0)``, integer
-arithmetic on sizes), stay in the node of their first input. Model inputs are nodes named by the
-forward argument names.
+``<op>`` at the top level), with ``_1``, ``_2``, ... appended to make it unique. Three kinds of
+operations outside leaf modules join the node of their first input instead: ``getitem`` on a
+tuple; operations that compute no tensor (``x.shape``, ``x.size(0)``, arithmetic on sizes); and
+operations that only reshape or select (:data:`SHAPE_OPS`: view, transpose, split, select, ...)
+when all their inputs come from one node that is not a model input. Model inputs are nodes named
+by the forward argument names.
 """
 
 from __future__ import annotations
@@ -240,13 +242,36 @@ def _group(gm: fx.GraphModule, model: nn.Module, route: str, out_spec: Any,
             group[node] = OUTPUT
         elif node.op == "get_attr":
             continue
-        elif _rides_along(node, values, group):
-            group[node] = group[next(m for m in node.all_input_nodes if m in group)]
         else:
-            name, kind = _leaf_name(node, model, route, calls) or _op_name(node, names)
+            leaf = _leaf_name(node, model, route, calls)
+            host = None if leaf else _host(node, values, group, set(inputs))
+            if host is not None:
+                group[node] = host
+                continue
+            name, kind = leaf or _op_name(node, names)
             group[node] = name
             kinds.setdefault(name, kind)
     return Captured(gm, group, kinds, inputs, route, out_spec=out_spec)
+
+
+#: Operations that only reshape or select a tensor (no FLOPs): they join their input's node
+SHAPE_OPS = frozenset({
+    "view", "reshape", "_unsafe_view", "transpose", "permute", "unflatten", "flatten",
+    "contiguous", "expand", "t", "unsqueeze", "squeeze", "split", "split_with_sizes", "chunk",
+    "unbind", "select", "slice", "alias"})
+
+
+def _host(node: fx.Node, values: dict[fx.Node, Any], group: dict[fx.Node, str],
+          inputs: set[str]) -> str | None:
+    """The node that ``node`` joins (docs/profiler.md), or None when it is a node of its own."""
+    if _rides_along(node, values, group):
+        return group[next(m for m in node.all_input_nodes if m in group)]
+    # sizes (ints) do not tie a reshape to a node; tensors do
+    owners = [group[m] for m in node.all_input_nodes
+              if m in group and isinstance(values.get(m), torch.Tensor)]
+    if len(set(owners)) == 1 and owners[0] not in inputs and _op_of(node) in SHAPE_OPS:
+        return owners[0]
+    return None
 
 
 def _rides_along(node: fx.Node, values: dict[fx.Node, Any], group: dict[fx.Node, str]) -> bool:

@@ -157,3 +157,22 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(n)
+
+
+#: Small configurations of the zoo models (same module names, fewer/narrower layers) for fast
+#: tests of profiling and splitting: ``splitopt.zoo.build(name, **ZOO_TINY[name])``.
+ZOO_TINY: dict[str, dict[str, object]] = {
+    "digits_cnn": {},
+    "resnet18": {"width": 8, "image_size": 32, "num_classes": 10},
+    "resnet50": {"width": 4, "image_size": 32, "num_classes": 10},
+    "vgg16": {"image_size": 32, "num_classes": 10},
+    "mobilenet_v2": {"width_mult": 0.25, "image_size": 32, "num_classes": 10},
+    "efficientnet_b0": {"width_mult": 0.25, "image_size": 32, "num_classes": 10},
+    "vit_b_16": {"image_size": 32, "num_layers": 2, "num_heads": 2, "hidden_dim": 16,
+                 "mlp_dim": 32, "num_classes": 10},
+    "gpt2": {"n_layer": 2, "n_embd": 16, "n_head": 2, "vocab_size": 50, "n_positions": 16,
+             "seq_len": 8},
+    "bert_base": {"num_hidden_layers": 2, "hidden_size": 16, "num_attention_heads": 2,
+                  "intermediate_size": 32, "vocab_size": 50, "max_position_embeddings": 16,
+                  "seq_len": 8},
+}
