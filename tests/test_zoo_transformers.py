@@ -150,3 +150,26 @@ def test_flop_counter_sees_gpt2_attention_matmuls():
     with FlopCounterMode(display=False) as counter:
         model(ids)
     assert counter.get_total_flops() == linear + attention
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_no_module_works_in_place(name):
+    model, _ = zoo.build(name, device="meta")
+    assert not [n for n, m in model.named_modules() if getattr(m, "inplace", False)]
+
+
+@pytest.mark.parametrize(("name", "config"), [
+    ("digits_cnn", {}), ("resnet18", {"image_size": 32}), ("gpt2", TINY_GPT2),
+    ("bert_base", TINY_BERT), ("vit_b_16", TINY_VIT),
+    ("efficientnet_b0", {"width_mult": 0.25, "depth_mult": 0.5, "image_size": 32}),
+])
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")  # the first layer's input
+def test_full_backward_hooks_attach_to_every_leaf(name, config):
+    model, inputs = zoo.build(name, batch_size=2, **config)
+    fired: set[str] = set()
+    for leaf in _leaves(model):
+        model.get_submodule(leaf).register_full_backward_hook(
+            lambda m, gi, go, leaf=leaf: fired.add(leaf))
+    zoo.loss_fn(name)(model(*inputs), zoo.make_targets(name, inputs, num_classes=10)).backward()
+    with_params = {n for n in _leaves(model) if list(model.get_submodule(n).parameters())}
+    assert with_params <= fired
