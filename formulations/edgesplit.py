@@ -239,3 +239,13 @@ def hull_sets(scenario: Scenario) -> list[frozenset[str]]:
                       local_iters=tr.local_iters, aggregate=tr.aggregate, labels=tr.labels):
             out[frozenset(s)] = None
     return list(out)
+
+
+def _register() -> None:
+    """Make ``splitopt solve --problem edgesplit`` build this formulation's Problem."""
+    from splitopt.model.problems import register
+
+    register("edgesplit", lambda scenario: EdgeSplit().problem(scenario))
+
+
+_register()

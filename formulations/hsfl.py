@@ -309,3 +309,36 @@ def config_latency(data: HSFLData, cfg: Config) -> tuple[float, np.ndarray]:
     beta[sl] = b[-1] * (r_s / u if u > 0 else 1.0 / sl.sum())
     beta = np.maximum(beta, 1e-12)
     return lat, beta / max(1.0, beta.sum())
+
+
+def fixed_problem(scenario: Scenario, form: HSFL | None = None) -> Any:
+    """A builder Problem with HSFL's exact discrete choices fixed (for ``splitopt solve``).
+
+    The modes, batches and SL cut come from :meth:`HSFL.solve`; the Problem leaves the bandwidth
+    to the builder and minimises ceil(R) x round latency, with ceil(R) the integer rounds-to-target
+    (the scenario's ``training.rounds`` is set to it, so the plan prices to the objective).
+    """
+    from splitopt.model import Problem
+
+    form = form or HSFL()
+    plan = form.solve(scenario)
+    cfg, data = plan.meta["config"], form.data(scenario)
+    rounds = int(math.ceil(plan.rounds))
+    scen = form.scenario_for(scenario)
+    scen = scen.replace(training=scen.training.model_copy(update={"rounds": rounds}))
+    p = Problem(scen, cuts=[data.sets[cfg.cut]], batch=[int(b) for b in data.batches], modes=True)
+    for k, dev in enumerate(scen.devices):
+        p.mode.fix(dev.name, "fl" if cfg.fl[k] else "split")
+        p.batch.fix(dev.name, int(data.batches[cfg.batch[k]]))
+    p.minimize(p.round_latency() * float(rounds))
+    return p
+
+
+def _register() -> None:
+    """``splitopt solve --problem hsfl`` (the default surrogate)."""
+    from splitopt.model.problems import register
+
+    register("hsfl", lambda scenario: fixed_problem(scenario))
+
+
+_register()

@@ -44,3 +44,14 @@ class SFLSharedServer(SFL):
 
     server_share: bool = True
     name = "sfl-server"
+
+
+def _register() -> None:
+    """``splitopt solve --problem sfl`` and ``--problem sfl-server``."""
+    from splitopt.model.problems import register
+
+    register("sfl", lambda scenario: SFL().problem(scenario))
+    register("sfl-server", lambda scenario: SFLSharedServer().problem(scenario))
+
+
+_register()

@@ -128,3 +128,14 @@ def test_custom_surrogate_is_used():
     custom = HSFL(surrogate=Linear(A=5.0, G=0.2, sigma2=1.0), batches=[1, 4])
     data = custom.data(sc)
     assert custom.solve(sc).objective == pytest.approx(_brute(custom, data), rel=custom.tol)
+
+
+@pytest.mark.parametrize("name", ["edgesplit", "sfl", "sfl-server", "hsfl"])
+def test_registered_for_the_cli(name):
+    from splitopt.model.problems import get
+    from splitopt.solve import solve
+
+    sc, _ = _instance(1, n=3)
+    res = solve(get(name)(sc))
+    assert res.plan is not None and res.termination == "optimal"
+    assert res.plan.predicted.total_delay_s == pytest.approx(res.objective, rel=1e-6)
