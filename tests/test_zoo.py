@@ -124,8 +124,13 @@ def test_bad_arguments_are_input_errors():
         zoo.build("digits_cnn", batch_size=0)
     with pytest.raises(InputError, match=r"config of 'resnet18': got 'depth'.*num_classes"):
         zoo.build("resnet18", depth=34)
+    with pytest.raises(InputError, match=r"seed: got 'x'; allowed: an integer >= 0"):
+        zoo.build("digits_cnn", seed="x")
     with pytest.raises(InputError, match=r"device: got 'gpu7'"):
         zoo.build("digits_cnn", device="gpu7")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match=r"device: got 'cuda'.*torch says"):
+            zoo.build("digits_cnn", device="cuda")
     with pytest.raises(InputError, match=r"image_size: got 8; allowed: an integer >= 32"):
         zoo.build("resnet18", image_size=8, device="meta")
     with pytest.raises(InputError, match=r"depth: got 20; allowed: one of \[18, 34"):

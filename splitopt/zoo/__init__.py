@@ -158,13 +158,11 @@ def build(name: str, *, batch_size: int = 1, device: str | torch.device = "cpu",
     e = entry(name)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError("batch_size", batch_size, "an integer >= 1")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError("device", device, "a torch device such as 'cpu', 'cuda:0' or 'meta'") \
-            from None
+    dev = _device(device)
     model_kw, shape_kw = _split_config(e, config)
-    seed = int(shape_kw.get("seed", 0))
+    seed = shape_kw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError("seed", seed, "an integer >= 0")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if dev.type == "meta":
@@ -174,6 +172,19 @@ def build(name: str, *, batch_size: int = 1, device: str | torch.device = "cpu",
             model = _factory(e)(**model_kw).to(dev)
         inputs = _example_inputs(e, model, batch_size, dev, shape_kw)
     return model, inputs
+
+
+def _device(device: Any) -> torch.device:
+    """Parse ``device`` and check that torch can place tensors there."""
+    import torch
+
+    allowed = "a torch device such as 'cpu', 'cuda:0' or 'meta' that this torch can use"
+    try:
+        dev = torch.device(device)
+        torch.empty(0, device=dev)
+    except (RuntimeError, TypeError, AssertionError) as err:
+        raise InputError("device", device, allowed, f"torch says: {err}") from None
+    return dev
 
 
 def _example_inputs(e: ZooEntry, model: Any, batch: int, dev: torch.device,
