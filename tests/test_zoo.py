@@ -48,6 +48,13 @@ def test_names_lists_the_registry():
     assert all(zoo.entry(n).name == n for n in zoo.names())
 
 
+def test_lazy_factories_stay_functions_after_their_modules_are_imported():
+    for name in zoo.names():
+        zoo.build(name, device="meta")
+    for attr in zoo._LAZY:
+        assert callable(getattr(zoo, attr)) and not isinstance(getattr(zoo, attr), type(zoo))
+
+
 def test_unknown_name_is_an_input_error_listing_the_zoo():
     with pytest.raises(InputError, match=r"model name: got 'resnet19'.*resnet18.*digits_cnn|"
                                          r"model name: got 'resnet19'.*digits_cnn.*resnet18"):

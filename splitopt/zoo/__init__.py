@@ -78,7 +78,7 @@ _ENTRIES = (
 _BY_NAME = {e.name: e for e in _ENTRIES}
 
 # factories importable as splitopt.zoo.<name> without importing torch up front
-_LAZY = {"resnet": "resnets", "resnet18": "resnets", "resnet50": "resnets", "vgg": "vgg",
+_LAZY = {"resnet": "resnets", "resnet18": "resnets", "resnet50": "resnets",
          "vgg16": "vgg",
          "mobilenet_v2": "mobilenet", "efficientnet_b0": "efficientnet", "vit_b_16": "vit",
          "gpt2": "gpt", "bert_base": "bert", "digits_cnn": "digits",
