@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -201,7 +202,10 @@ def evaluate(scenario: Scenario, plan: Plan) -> PlanCosts:
     """
     g, tr = scenario.graph, scenario.training
     names = [d.device for d in plan.devices]
-    dup = sorted({n for n in names if names.count(n) > 1})
+    try:  # linear in the fleet size (list.count made 10^4 devices take 9 s)
+        dup = sorted(n for n, c in Counter(names).items() if c > 1)
+    except TypeError:  # an unhashable name: found and reported below
+        dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise InputError("plan devices", dup, "each device at most once in a plan")
     chosen = [d for d in plan.devices if d.selected]

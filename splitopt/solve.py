@@ -79,9 +79,7 @@ def structural_bound(st: Structure, chosen: str) -> float | None:
         return None
     least = np.where(st.allowed, st.A, np.inf).min(axis=1)
     raw = float(least.max() if st.kind == "minmax" else least.sum())
-    if chosen in ("generic", "coupled"):
-        return st.weight * raw + st.const
-    return raw
+    return st.weight * raw + st.const if chosen == "generic" else raw
 
 
 def _check_path(st: Structure, chosen: str) -> None:
@@ -143,7 +141,7 @@ def _result(p: Problem, out: PathOutcome, chosen: str, used: str, build_s: float
             solve_s: float) -> Result:
     sign = -1.0 if p.sense == "max" else 1.0
     obj, bnd = out.objective, out.bound
-    if chosen not in ("generic", "coupled") and obj is not None:
+    if chosen != "generic" and obj is not None:
         st_w = _weight_const(p)
         obj = st_w[0] * obj + st_w[1]
         bnd = None if bnd is None else st_w[0] * bnd + st_w[1]

@@ -193,3 +193,36 @@ def test_sequential_two_devices_fine_grid():
     grid = min(np.min(o.a_dev[0, i] + o.a_srv[0, i] + o.d[0, i] / b + o.a_dev[1, j] + o.a_srv[1, j]
                       + o.d[1, j] / (1 - b)) for i, j in _combos(p))
     assert exact <= grid * (1 + 1e-12) and grid <= exact * (1 + 1e-4)
+
+
+def _hsfl_fixed(a, d, fl):
+    """Least max(max_{FL} T_k, sum_{split} T_k) over sum beta <= 1 (Clarabel): the oracle."""
+    import cvxpy as cp
+
+    n = len(a)
+    b, t = cp.Variable(n), cp.Variable()
+    terms = [a[k] + d[k] * cp.inv_pos(b[k]) for k in range(n)]
+    cons = [cp.sum(b) <= 1] + [terms[k] <= t for k in range(n) if fl[k]]
+    split = [terms[k] for k in range(n) if not fl[k]]
+    if split:
+        cons.append(sum(split) <= t)
+    prob = cp.Problem(cp.Minimize(t), cons)
+    prob.solve(solver="CLARABEL", tol_gap_abs=1e-12, tol_gap_rel=1e-10, tol_feas=1e-10)
+    return prob.value
+
+
+@pytest.mark.filterwarnings("ignore:Solution may be inaccurate")
+@pytest.mark.parametrize("seed", range(2))
+def test_hsfl_round_generic_equals_brute_force(seed):
+    """FL-mode devices in parallel, split devices in turn: max(FL max, split sum)."""
+    sc = _scenario(900 + seed, n_dev=3, n_layers=1, schedule="sequential", labels="device")
+    p = Problem(sc, modes=True)
+    p.minimize(p.round_latency())
+    r = p.solve()
+    assert r.path == "outer-approximation" and r.termination == "optimal"
+    o, k = p.options, np.arange(3)
+    brute = min(_hsfl_fixed(o.a_dev[k, c] + o.a_srv[k, c], o.d[k, c], o.is_fl[list(c)])
+                for c in _combos(p))
+    assert r.objective == pytest.approx(brute, rel=1e-5)
+    assert r.bound <= brute * (1 + 1e-6)
+    assert r.plan.predicted.round_latency_s == pytest.approx(r.objective, rel=1e-9)

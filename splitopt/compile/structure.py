@@ -56,21 +56,19 @@ def device_of(p: Problem, e: Expr) -> int | None:
     cols = np.concatenate([e.lin_idx, e.q_z])
     if not len(cols):
         return -1  # a constant
-    if cols.max() >= nz:
+    lo, hi = cols.min(), cols.max()
+    if hi >= nz or lo // o != hi // o:
         return None
-    devs = np.unique(cols // o)
-    return int(devs[0]) if len(devs) == 1 else None
+    return int(lo // o)
 
 
 def per_option(p: Problem, e: Expr, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lin, 1/beta coef, 1/phi coef) per option of a device-local expression (constant included)."""
     o = p.n_options
-    lin = np.full(o, e.const)
-    np.add.at(lin, e.lin_idx - k * o, e.lin_coef)
-    qb, qp = np.zeros(o), np.zeros(o)
-    for res, arr in ((BETA, qb), (PHI, qp)):
-        sel = e.q_res == res
-        np.add.at(arr, e.q_z[sel] - k * o, e.q_coef[sel])
+    lin = e.const + np.bincount(e.lin_idx - k * o, e.lin_coef, minlength=o)
+    sel = e.q_res == BETA
+    qb = np.bincount(e.q_z[sel] - k * o, e.q_coef[sel], minlength=o)
+    qp = np.bincount(e.q_z[~sel] - k * o, e.q_coef[~sel], minlength=o)
     return lin, qb, qp
 
 

@@ -51,7 +51,7 @@ class OptionTable:
     e_comp: np.ndarray
     e_tx: np.ndarray
 
-    @property
+    @cached_property
     def d(self) -> np.ndarray:
         """Seconds per round at the full band (the D of T = A + D / beta)."""
         return self.up + self.dn + self.agg
