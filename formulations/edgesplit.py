@@ -229,7 +229,7 @@ def _consistent(plan: Plan, rtol: float = 1e-6) -> bool:
 
 def hull_sets(scenario: Scenario) -> list[frozenset[str]]:
     """Union over device classes of the lower-hull sets of (A(S), D(S)) (partitioning.hull)."""
-    from splitopt.partitioning import hull
+    from splitopt.partitioning.hull import hull  # the package attribute is shadowed by the module
 
     tr = scenario.training
     out: dict[frozenset[str], None] = {}

@@ -115,3 +115,14 @@ def test_sfl_prices_the_aggregation():
     plan = SFL().solve(sc)
     agg = [p.aggregation_s for p in plan.predicted.per_device.values()]
     assert SFL().scenario_for(sc).training.aggregate and min(agg) > 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("cls", [EdgeSplit, SFL])
+def test_hull_candidates_reach_the_optimum_over_all_closed_sets(seed, cls):
+    """Only lower-hull sets of (A(S), D(S)) can be optimal for min-max bandwidth (no memory)."""
+    sc = _instance(200 + seed, chain=False, nodes=7, n=3)
+    hull_plan = cls().solve(sc)
+    assert hull_plan.meta["candidates"] <= len(closed_sets(sc.graph))
+    full = cls(candidates=closed_sets(sc.graph))
+    assert hull_plan.objective == pytest.approx(_oracle(full, sc), rel=1e-9)
