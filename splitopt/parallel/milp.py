@@ -162,6 +162,7 @@ def solve_program(prog, *, time_limit: float | None = None, mip_gap: float = 1e-
     t0 = time.perf_counter()
     h = highspy.Highs()
     for key, val in (("output_flag", False), ("threads", int(threads)), ("mip_rel_gap", mip_gap),
+                     ("mip_abs_gap", 0.0),
                      ("mip_feasibility_tolerance", 1e-9),
                      ("primal_feasibility_tolerance", 1e-9)):
         h.setOptionValue(key, val)
