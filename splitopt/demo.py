@@ -13,7 +13,6 @@ Steps, each printed as it runs and written to ``OUT/report.md``:
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
