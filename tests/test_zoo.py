@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,12 @@ def h100_profile() -> dict[str, list[dict]]:
 def test_names_lists_the_registry():
     assert {"digits_cnn", "resnet18", "resnet50"} <= set(zoo.names())
     assert all(zoo.entry(n).name == n for n in zoo.names())
+
+
+def test_importing_the_zoo_does_not_import_torch():
+    code = "import sys, splitopt.zoo as z; z.names(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_lazy_factories_stay_functions_after_their_modules_are_imported():
