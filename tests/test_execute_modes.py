@@ -1,4 +1,4 @@
-"""Training modes on digits in one process: they learn, they match their oracles, they use the plan."""
+"""Training modes on digits in one process: they learn, match their oracles, use the plan."""
 
 from __future__ import annotations
 

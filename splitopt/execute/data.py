@@ -1,5 +1,7 @@
-"""Training data for the executors: digits split across devices (IID or Dirichlet non-IID),
-synthetic data for models without a shipped data set, and a held-out test set.
+"""Training data for the executors.
+
+scikit-learn's digits split across devices (IID or Dirichlet non-IID), synthetic data for models
+without a shipped data set, and a held-out test set.
 
 scikit-learn's digits ship with the package (no download). A device draws batches from its own
 shard through :class:`DeviceData`, a seeded shuffler whose state is part of every checkpoint, so a

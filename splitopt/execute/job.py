@@ -24,7 +24,8 @@ class RunConfig:
     Attributes
     ----------
     mode
-        ``sl``, ``sflv1``, ``sflv2``, ``psl``, ``hsfl`` or ``fl`` (see :mod:`splitopt.execute.modes`).
+        ``sl``, ``sflv1``, ``sflv2``, ``psl``, ``hsfl`` or ``fl``
+        (see :mod:`splitopt.execute.modes`).
     rounds
         Rounds to train.
     local_iters
@@ -36,7 +37,8 @@ class RunConfig:
     iid, alpha
         IID shards, or non-IID shards with Dirichlet(alpha) class proportions.
     data
-        ``"auto"`` (digits for ``digits_cnn``, synthetic otherwise), ``"digits"`` or ``"synthetic"``.
+        ``"auto"`` (digits for ``digits_cnn``, synthetic otherwise), ``"digits"`` or
+        ``"synthetic"``.
     samples_per_device
         Shard size of synthetic data.
     checkpoint_every, checkpoint_dir

@@ -78,8 +78,9 @@ class Backend(Protocol):
 
 
 def round_latency(devices: dict[str, DeviceRound], schedule: str, modes: dict[str, str]) -> float:
-    """Round latency from per-device times: split devices in turn (sum) or in parallel (max);
-    FL-mode devices in parallel (as :func:`splitopt.costs.combine_rounds`).
+    """Round latency from per-device times (as :func:`splitopt.costs.combine_rounds`).
+
+    Split devices in turn (sum) or in parallel (max); FL-mode devices in parallel.
     """
     from splitopt.costs import combine_rounds
 

@@ -135,7 +135,11 @@ class SL(TrainingMode):
 
 
 class ParallelSL(TrainingMode):
-    """Parallel SL (EdgeSplit): own device models, never averaged; one server, one step per iteration."""
+    """Parallel SL (EdgeSplit).
+
+    Own device models, never averaged; one server, one step per
+    iteration.
+    """
 
     name = "psl"
     shared_server = True

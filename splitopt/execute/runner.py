@@ -51,8 +51,9 @@ class RunResult:
 
 
 def final_state(server: ServerWorker, has_global: bool) -> dict[str, Any]:
-    """The run's resulting weights: the global model, or (parallel SL) the server model and
-    every device part.
+    """The run's resulting weights.
+
+    The global model, or (parallel SL) the server model and every device part.
     """
     if has_global:
         return {"global": {k: v.clone() for k, v in server.global_model.state_dict().items()}}
@@ -62,8 +63,10 @@ def final_state(server: ServerWorker, has_global: bool) -> dict[str, Any]:
 
 
 def evaluate_server(server: ServerWorker, job: Job, test: Any) -> tuple[float, float]:
-    """Test loss and accuracy: of the global model, or (no global model) the mean over devices of
-    each device's model joined with the server model.
+    """Test loss and accuracy.
+
+    Of the global model, or (no global model) the mean over devices of each device's model
+    joined with the server model.
     """
     if job.training_mode().has_global:
         return evaluate(server.global_model, test, server.loss_fn)

@@ -41,8 +41,6 @@ def split_modules(model: nn.Module, example_inputs: tuple[torch.Tensor, ...],
     graphs to their own model (``fx.GraphModule(model, graph)`` takes the model's own objects).
     Re-binding falls back to a fresh split when the graph refers to objects the model lacks.
     """
-    from splitopt.execute.split import split_model
-
     key = (id(graph), type(model), frozenset(side))
     if key in _TEMPLATES:
         template = _TEMPLATES[key][1]
@@ -52,6 +50,8 @@ def split_modules(model: nn.Module, example_inputs: tuple[torch.Tensor, ...],
                            server=fx.GraphModule(model, template.server.graph, "ServerPart"))
         except AttributeError:
             pass
+    from splitopt.execute.split import split_model
+
     sp = split_model(model, example_inputs, side, graph=graph)
     if sp.shared:
         raise InputError("device_side", sorted(side)[:5], "a cut that keeps tied weights on one "
@@ -59,6 +59,29 @@ def split_modules(model: nn.Module, example_inputs: tuple[torch.Tensor, ...],
                          "Move the cut so that the tied layers sit on the same side.")
     _TEMPLATES[key] = (graph, sp)  # the graph is kept alive so that its id stays unique
     return sp
+
+
+def split_templates(job: Job) -> dict[frozenset[str], Any]:
+    """The split of every distinct cut of ``job`` (picklable: handed to spawned processes)."""
+    model, ex = job.build_model()
+    mode = job.training_mode()
+    sides = {d.device_side for d in job.devices() if mode.device_mode(d.mode) == "split"}
+    out = {s: split_modules(model, ex, s, job.scenario.graph) for s in sides}
+    for sp in out.values():
+        for gm in (sp.device, sp.server):
+            # a ``torch.Tensor`` annotation on a placeholder makes GraphModule.__reduce__ fail
+            # (torch 2.13: the annotation's global is a str); annotations do not change the code
+            for n in gm.graph.nodes:
+                n.type = None
+            gm.recompile()
+    return out
+
+
+def install_templates(job: Job, templates: Mapping[frozenset[str], Any]) -> None:
+    """Use splits made elsewhere (another process) as this process's templates for ``job``."""
+    model_type = type(job.build_model()[0])
+    for side, sp in templates.items():
+        _TEMPLATES[(id(job.scenario.graph), model_type, frozenset(side))] = (job.scenario.graph, sp)
 
 
 class Holder:
@@ -118,7 +141,8 @@ class DeviceWorker:
         if model is None:
             model, example_inputs = job.build_model()
         self.loss_fn = job.loss_fn()
-        self.data = DeviceData((data or job.data()).shards[name], seed=job.config.seed * 7919 + index)
+        shard = (data or job.data()).shards[name]
+        self.data = DeviceData(shard, seed=job.config.seed * 7919 + index)
         if self.mode == "split":
             self.split = split_modules(model, example_inputs, plan.device_side, job.scenario.graph)
             self.module: nn.Module = self.split.device
@@ -190,7 +214,8 @@ class ServerWorker:
         self.devices = [d.device for d in job.devices()]
         self.weights = {d: float(sizes[d]) for d in self.devices}
         self.batch = {d.device: job.batch_size(d) for d in job.devices()}
-        self.split_devices = [d.device for d in job.devices() if mode.device_mode(d.mode) == "split"]
+        self.split_devices = [d.device for d in job.devices()
+                              if mode.device_mode(d.mode) == "split"]
         self.holders: dict[str, Holder] = {}
         self.views: dict[str, nn.Module] = {}
         self.device_names: dict[str, list[str]] = {}
@@ -242,7 +267,7 @@ class ServerWorker:
         return grads, float(loss.detach())
 
     def server_step(self) -> None:
-        """Parallel SL: apply the accumulated server gradient (mean over the iteration's samples)."""
+        """Parallel SL: apply the accumulated server gradient (mean over the iteration)."""
         h = self.holders.get("shared")
         if h is None or self._acc == 0:
             return
