@@ -69,6 +69,7 @@ def solve(problem: Problem, *, backend: str | Backend | None = None, path: str =
     return _result(problem, out, chosen, used, build_s, time.perf_counter() - t0 - build_s)
 
 
+
 def structural_bound(st: Structure, chosen: str) -> float | None:
     """A bound that needs no solver: every device takes at least its fastest compute time.
 
@@ -145,10 +146,11 @@ def _result(p: Problem, out: PathOutcome, chosen: str, used: str, build_s: float
         st_w = _weight_const(p)
         obj = st_w[0] * obj + st_w[1]
         bnd = None if bnd is None else st_w[0] * bnd + st_w[1]
-    plan = None
+    plan, t0 = None, time.perf_counter()
     if out.option is not None:
         plan = decode(p, out.option, out.beta, out.phi, chosen, out.termination,
                       None if obj is None else sign * obj, None if bnd is None else sign * bnd)
+    price_s = time.perf_counter() - t0
     values = {}
     if out.extras is not None:
         values = {v.name: out.extras[v.offset:v.offset + v.size].copy() for v in p.extras}
@@ -156,7 +158,7 @@ def _result(p: Problem, out: PathOutcome, chosen: str, used: str, build_s: float
     return Result(out.termination, out.message or name, used,
                   None if obj is None else sign * obj, None if bnd is None else sign * bnd, plan,
                   build_s, solve_s, out.iterations, log=out.log, values=values,
-                  options=out.option)
+                  options=out.option, price_s=price_s)
 
 
 def _weight_const(p: Problem) -> tuple[float, float]:

@@ -128,8 +128,9 @@ def test_memory_infeasibility_names_device_and_cut():
     smallest = float(p.options.mem[1].min())
     p.add(p.memory("d1") <= smallest * 0.5, name="memory:d1")
     p.minimize(p.round_latency())
-    with pytest.raises(InfeasibleError, match=r"device d1 \(memory:d1\): no cut fits .* MB at batch "
-                                              r"\d+; the smallest needs .* MB at cut"):
+    msg = (r"device d1 \(memory:d1\): no cut fits .* MB at batch \d+; "
+           r"the smallest needs .* MB at cut")
+    with pytest.raises(InfeasibleError, match=msg):
         p.solve()
 
 

@@ -132,7 +132,8 @@ def test_tied_cut_enumeration(seed):
 
 
 def _server_fixed(a, s, d):
-    """Least max_k a + s/phi + d/beta over both budgets, by cvxpy (Clarabel): an independent oracle."""
+    """Least max_k a + s/phi + d/beta over both budgets, by cvxpy (Clarabel): an independent
+    oracle."""
     import cvxpy as cp
 
     n = len(a)

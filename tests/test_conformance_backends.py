@@ -119,3 +119,32 @@ def test_unknown_and_missing_backends():
             get_backend("missing-test")
     finally:
         del REGISTRY["missing-test"]
+
+
+def test_watchdog_returns_on_time_and_reraises():
+    import threading
+    import time
+
+    from splitopt.backends._watch import run_with_watchdog
+
+    gate = threading.Event()
+    t0 = time.perf_counter()
+    done, value = run_with_watchdog(lambda: gate.wait(30), 0.05)
+    assert not done and value is None and time.perf_counter() - t0 < 10
+    gate.set()
+    assert run_with_watchdog(lambda: 7, 1.0) == (True, 7)
+    with pytest.raises(ZeroDivisionError):
+        run_with_watchdog(lambda: 1 / 0, 1.0)
+
+
+@pytest.mark.parametrize("backend", ["highs"])  # cvxpy/pyomo: the watchdog test above
+def test_time_limit_on_a_hard_milp(backend):
+    rng = np.random.default_rng(11)
+    sc = random_scenario(rng, random_dag(rng, 29, chain=True), 60)
+    p = Problem(sc)
+    p.minimize(p.round_latency())
+    prog = p.compile()
+    r = get_backend(backend).solve_program(prog, time_limit=0.2)
+    assert r.termination in ("time_limit", "optimal")  # optimal only if it is that quick
+    if r.termination == "time_limit" and r.x is not None:
+        assert prog.max_violation(r.x) <= 1e-6

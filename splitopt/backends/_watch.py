@@ -1,4 +1,6 @@
-"""Wall-clock watchdog for solvers that cannot be cancelled: run in a daemon thread, stop waiting."""
+"""Wall-clock watchdog for solvers that cannot be cancelled: run in a daemon thread, stop
+waiting.
+"""
 
 from __future__ import annotations
 

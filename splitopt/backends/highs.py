@@ -1,7 +1,8 @@
 """HiGHS through highspy: the default backend (MIT licence; the fastest MILP solver measured here).
 
 The whole CSR matrix goes to ``Highs.passModel`` at once (MEASURED.md: 0.62 s for a 50k-binary MILP
-against 1.4 s through the scalar API). The solve runs in HiGHS's own thread (``startSolve``); the wall
+against 1.4 s through the scalar API). The solve runs in HiGHS's own thread (``startSolve``); the
+wall
 clock is watched here and ``cancelSolve`` stops a solve that overruns its ``time_limit`` option.
 """
 
@@ -27,6 +28,7 @@ from splitopt.compile.program import Program
 from splitopt.errors import SolverError
 
 GRACE_S = 0.05  # beyond its own limit, HiGHS gets this long before it is cancelled
+CANCEL_WAIT_S = 1.0  # and this long to stop after the cancel
 
 
 _BANNER_SHOWN = False
@@ -131,7 +133,11 @@ class HighsBackend(Backend):
         if warm_start is not None and prog.is_mip:
             idx = np.flatnonzero(prog.integrality).astype(np.int32)
             h.setSolution(len(idx), idx, np.round(warm_start[idx]).astype(float))
-        cancelled = _run_watched(h, time_limit)
+        try:
+            cancelled = _run_watched(h, time_limit)
+        except _Overran:
+            return ProgramResult(TIME_LIMIT, None, None, None, time.perf_counter() - t0,
+                                 message="wall clock: HiGHS did not stop when cancelled")
         res = _result(h, prog, time.perf_counter() - t0, cancelled)
         if logfile:
             with open(logfile) as f:
@@ -152,10 +158,16 @@ def _run_watched(h: Any, time_limit: float | None) -> bool:
     thread.join(float(time_limit) + GRACE_S)
     if thread.is_alive():
         h.cancelSolve()
-        thread.join()
+        thread.join(CANCEL_WAIT_S)
+        if thread.is_alive():  # HiGHS did not answer the cancel: stop waiting for it
+            raise _Overran
         return True
     h.joinSolve(thread)
     return False
+
+
+class _Overran(Exception):
+    """HiGHS kept running after cancelSolve; the call returns without its answer."""
 
 
 def _result(h: Any, prog: Program, seconds: float, cancelled: bool) -> ProgramResult:

@@ -1,4 +1,5 @@
-"""pyomo: its HiGHS interface (``appsi_highs``, or the newer ``highs``), or another MILP solver pyomo
+"""pyomo: its HiGHS interface (``appsi_highs``, or the newer ``highs``), or another MILP solver
+pyomo
 finds installed (cbc, glpk, scip, gurobi, cplex). Useful where a model must go through pyomo's
 ecosystem; about 3x slower to build than handing HiGHS the arrays (MEASURED.md).
 """

@@ -29,8 +29,8 @@ class Result:
         The plan's exact objective under the reference model and the proven bound on the optimum.
     plan
         The frozen Plan (predicted costs filled in), or None when nothing was found.
-    build_s, solve_s
-        Seconds spent analysing/compiling and solving.
+    build_s, solve_s, price_s
+        Seconds spent analysing/compiling, solving, and pricing the plan (plan.evaluate).
     values
         Values of the user's extra variables, by name.
 
@@ -49,6 +49,7 @@ class Result:
     message: str = ""
     values: Mapping[str, np.ndarray] = field(default_factory=dict)
     options: np.ndarray | None = None
+    price_s: float = 0.0
 
     @property
     def status(self) -> str:
@@ -66,6 +67,7 @@ class Result:
         """JSON-ready summary (the plan document included)."""
         return {"termination": self.termination, "path": self.path, "backend": self.backend,
                 "objective": self.objective, "bound": self.bound, "gap": self.gap,
-                "build_s": self.build_s, "solve_s": self.solve_s, "iterations": self.iterations,
+                "build_s": self.build_s, "solve_s": self.solve_s, "price_s": self.price_s,
+                "iterations": self.iterations,
                 "message": self.message,
                 "values": {k: np.asarray(v).tolist() for k, v in self.values.items()}}

@@ -66,7 +66,9 @@ class MinMaxRows:
 
 def bisect_minmax(A: np.ndarray, D: np.ndarray, beta_min: np.ndarray, allowed: np.ndarray, *,
                   deadline: float | None = None, rtol: float = RTOL) -> PathOutcome:
-    """Minimise max_k T_k exactly (see the module docstring). Infeasible -> termination 'infeasible'."""
+    """Minimise max_k T_k exactly (see the module docstring). Infeasible -> termination
+    'infeasible'.
+    """
     rows = MinMaxRows(A, D, beta_min, allowed)
     if rows.total(np.inf) > 1 + 1e-12:
         return PathOutcome("infeasible", None, None, None, None, None, 0)

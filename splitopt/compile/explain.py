@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 def _what(p: Problem, k: int, lin: np.ndarray) -> tuple[str, float, str]:
     """(what the constraint measures, scale, unit) by matching the coefficients to a known cost."""
     o = p.options
-    for name, arr, scale, unit in (("memory", o.mem, 1e6, "MB"), ("bytes sent", o.comm, 1e6, "MB"),
-                                   ("energy", o.e_comp, 1.0, "J"), ("round time", o.a_dev, 1.0, "s")):
+    known = (("memory", o.mem, 1e6, "MB"), ("bytes sent", o.comm, 1e6, "MB"),
+             ("energy", o.e_comp, 1.0, "J"), ("round time", o.a_dev, 1.0, "s"))
+    for name, arr, scale, unit in known:
         if np.allclose(lin - lin[0] + arr[k][0], arr[k], rtol=1e-9, atol=0) and np.any(arr[k]):
             return name, scale, unit
     return "value", 1.0, ""
@@ -47,7 +48,8 @@ def explain_device(p: Problem, k: int, c: Constraint, lin: np.ndarray, qb: np.nd
     best = cand[np.argmin(vals)]
     batch = f" at batch {p.batches[0]}" if len(p.batches) == 1 else ""
     if np.any(qb[cand] > 0):
-        return (f"device {name}{cname}: no option meets {what} <= {(c.ub - c.body.const) / scale:.4g}"
+        limit = (c.ub - c.body.const) / scale
+        return (f"device {name}{cname}: no option meets {what} <= {limit:.4g}"
                 f" {unit} even with the whole band; the best, {option_label(p, best)}, needs "
                 f"{(lin[best] - c.body.const + qb[best]) / scale:.4g} {unit}").strip()
     bound = c.ub - c.body.const if c.ub < np.inf else c.lb - c.body.const

@@ -20,7 +20,8 @@ def explain_infeasible(p: Problem, st: Structure) -> str:
         if need.sum() > 1 + 1e-12:
             top = np.argsort(-need)[:3]
             who = ", ".join(f"{p.device_name(k)} {need[k]:.3g}" for k in top)
-            msgs.append(f"the devices need bandwidth shares summing to {need.sum():.4g} > 1 to meet "
+            msgs.append(f"the devices need bandwidth shares summing to {need.sum():.4g} > 1 to "
+                        "meet "
                         f"their per-device constraints even with unlimited time (largest: {who})")
     for c in st.coupling:
         parts = _split_by_device(p, c.body - c.body.const)

@@ -1,8 +1,10 @@
 """Outer approximation with cut generation: solve the tangent MILP, add tangents where a cone is
 violated, repeat until the gap between the MILP bound and the exact objective closes.
 
-Every iterate's MILP optimum is a valid lower bound (tangents under-estimate the convex z^2/s), and an
-iterate whose cones hold is feasible for the original program, so the loop returns a proven interval.
+Every iterate's MILP optimum is a valid lower bound (tangents under-estimate the convex z^2/s), and
+an
+iterate whose cones hold is feasible for the original program, so the loop returns a proven
+interval.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ def solve_outer(prog: Program, backend: Backend, *, deadline: float | None, gap:
         done = best_ub is not None and best_ub - lb <= gap * max(abs(best_ub), 1e-12)
         if done or (stop is not None and stop(lb, best_ub)):
             return OAOutcome(OPTIMAL, best_x, best_ub, lb, it, "".join(logs))
-        if res.termination == TIME_LIMIT or (deadline is not None and time.perf_counter() > deadline):
+        late = deadline is not None and time.perf_counter() > deadline
+        if res.termination == TIME_LIMIT or late:
             return OAOutcome(TIME_LIMIT, best_x, best_ub, lb, it, "".join(logs))
         lin = _add_cuts(prog, lin, res.x)
         if lin is None:  # no cone violated: the iterate is exact

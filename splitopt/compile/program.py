@@ -1,8 +1,10 @@
 """The compiled program: inspectable arrays a solver takes.
 
     minimise    c @ x + offset
-    subject to  row_lb <= A @ x <= row_ub,   col_lb <= x <= col_ub,   x[j] integer where integrality[j]
-                u >= num**2 / den           for every cone (u, num, den)  (rotated second-order cones)
+    subject to  row_lb <= A @ x <= row_ub,   col_lb <= x <= col_ub,   x[j] integer where
+    integrality[j]
+                u >= num**2 / den           for every cone (u, num, den)  (rotated second-order
+                cones)
 
 A program without cones is a MILP/LP that every backend takes; cones are removed by the
 outer-approximation step (tangent rows) for backends without conic support.
@@ -76,7 +78,8 @@ class Program:
     def add_rows(self, rows: sp.csr_matrix, lb: np.ndarray, ub: np.ndarray,
                  names: list[str] | None = None) -> Program:
         """A copy with rows appended."""
-        names = names if names is not None else [f"r{self.n_rows + i}" for i in range(rows.shape[0])]
+        if names is None:
+            names = [f"r{self.n_rows + i}" for i in range(rows.shape[0])]
         return replace(self, A=sp.vstack([self.A, rows], format="csr"),
                        row_lb=np.concatenate([self.row_lb, lb]),
                        row_ub=np.concatenate([self.row_ub, ub]), row_names=self.row_names + names)

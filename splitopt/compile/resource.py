@@ -13,8 +13,10 @@ linearisation at any point gives a separable lower bound (min over options per d
 test settles most T at once; the rest go to a MILP whose only non-linearity is the one scalar cone
 w >= s^2 / (1 - a), closed exactly by tangent cuts. Bisection on T then brackets the optimum.
 
-**Sums (sequential SL, total energy).** min sum_k (A_k + D_k / beta_k + S_k / phi_k) over the shares is
-sum A + (sum sqrt D)^2 + (sum sqrt S)^2 at beta_k = sqrt(D_k) / sum sqrt D (Cauchy-Schwarz); with the
+**Sums (sequential SL, total energy).** min sum_k (A_k + D_k / beta_k + S_k / phi_k) over the
+shares is
+sum A + (sum sqrt D)^2 + (sum sqrt S)^2 at beta_k = sqrt(D_k) / sum sqrt D (Cauchy-Schwarz); with
+the
 option choice this is a MILP with two scalar squares, again closed by tangent cuts.
 """
 

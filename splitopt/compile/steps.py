@@ -6,9 +6,11 @@ is itself a step. The steps, in order (equations in docs/builder.md):
 
 1. :class:`Lower`: one-hot rows ``sum_o z[k,o] = 1``, share budgets ``sum_k beta_k <= 1`` (and phi),
    removed options as ``z <= 0``; shares fixed by the user turn ``d z / beta`` into linear terms.
-2. :class:`EpigraphMax`: ``w * max_j e_j`` becomes ``w * t`` with rows ``e_j - t <= 0``; a constraint
+2. :class:`EpigraphMax`: ``w * max_j e_j`` becomes ``w * t`` with rows ``e_j - t <= 0``; a
+constraint
    ``max_j e_j <= b`` becomes the rows ``e_j <= b``.
-3. :class:`Perspective`: each ``d * z[k,o] / beta_k`` becomes ``d * u[k,o]`` with a disaggregated share
+3. :class:`Perspective`: each ``d * z[k,o] / beta_k`` becomes ``d * u[k,o]`` with a disaggregated
+share
    ``s[k,o] <= z[k,o]``, ``sum_o s[k,o] <= beta_k`` and the rotated cone ``u[k,o] >= z^2 / s[k,o]``
    (exact: the perspective of 1/beta; for z = 0 it forces s = 0 and allows u = 0).
 4. :class:`ToMatrix`: affine rows to CSR arrays (a :class:`Program`).
@@ -127,7 +129,8 @@ class Lower(Step):
         fold = _folder(p, fixed, ub)
         m.objective = _map_expr(p.objective, fold)
         for k in range(n):
-            m.rows.append(Constraint(Expr(k * o + np.arange(o), np.ones(o)), 1.0, 1.0, f"onehot:{k}"))
+            m.rows.append(Constraint(Expr(k * o + np.arange(o), np.ones(o)), 1.0, 1.0,
+                                     f"onehot:{k}"))
         for r, s in share_off.items():
             m.rows.append(Constraint(Expr(s + np.arange(n), np.ones(n)), -math.inf, 1.0,
                                      f"budget:{'bandwidth' if r == BETA else 'server'}"))
@@ -147,7 +150,9 @@ def _names(p: Problem) -> list[str]:
 
 
 def _folder(p: Problem, fixed: dict[int, np.ndarray], z_ub: np.ndarray) -> Any:
-    """D z / share with a fixed share becomes the linear d / share0 * z; terms of removed options go."""
+    """D z / share with a fixed share becomes the linear d / share0 * z; terms of removed options
+    go.
+    """
     o = p.n_options
 
     def fold(e: Expr) -> Expr:

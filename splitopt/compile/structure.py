@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from splitopt.model.expr import BETA, PHI, Constraint, Expr
+from splitopt.model.expr import BETA, Constraint, Expr
 
 if TYPE_CHECKING:
     from splitopt.model.problem import Problem
@@ -63,7 +63,9 @@ def device_of(p: Problem, e: Expr) -> int | None:
 
 
 def per_option(p: Problem, e: Expr, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lin, 1/beta coef, 1/phi coef) per option of a device-local expression (constant included)."""
+    """(lin, 1/beta coef, 1/phi coef) per option of a device-local expression (constant
+    included).
+    """
     o = p.n_options
     lin = e.const + np.bincount(e.lin_idx - k * o, e.lin_coef, minlength=o)
     sel = e.q_res == BETA

@@ -3,8 +3,10 @@
 An :class:`Expr` is, over the model's columns x,
 
     sum_i lin_coef[i] * x[lin_idx[i]] + const
-    + sum_j q_coef[j] * z[q_z[j]] / share_{q_res[j]}(device of q_z[j])        (convex for q_coef >= 0)
-    + sum_m w_m * max(terms_m)                                                   (convex for w_m >= 0)
+    + sum_j q_coef[j] * z[q_z[j]] / share_{q_res[j]}(device of q_z[j])        (convex for q_coef >=
+    0)
+    + sum_m w_m * max(terms_m)                                                   (convex for w_m >=
+    0)
 
 The middle part is the reference cost model's ``d / beta`` and ``a_srv / phi`` terms: ``z`` is a
 one-hot cut-option binary and the share is that device's bandwidth (res 0) or server share (res 1).
@@ -164,7 +166,9 @@ class Constraint:
         return Constraint(self.body, self.lb, self.ub, name)
 
     def check_convex(self) -> None:
-        """Raise if the constraint is not convex (a 1/share term or a max must sit on the small side)."""
+        """Raise if the constraint is not convex (a 1/share term or a max must sit on the small
+        side).
+        """
         if self.body.is_affine:
             return
         if self.lb > -math.inf or not self.body.is_convex:

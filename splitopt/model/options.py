@@ -2,7 +2,8 @@
 
 A device's categorical choice is one option o; with one-hot binaries z[k, o] every cost of the
 reference model is linear in z except the ``1/beta`` and ``1/phi`` parts, whose coefficients are
-per option too. All arrays are (N devices, O options) and come from :func:`splitopt.costs.round_terms`,
+per option too. All arrays are (N devices, O options) and come from
+:func:`splitopt.costs.round_terms`,
 so the builder prices exactly like :func:`splitopt.plan.evaluate`.
 """
 

@@ -1,4 +1,5 @@
-"""The declarative Problem: variables, cost expressions, constraints and an objective over a Scenario.
+"""The declarative Problem: variables, cost expressions, constraints and an objective over a
+Scenario.
 
 Example:
 -------
@@ -53,7 +54,8 @@ class Problem:
 
     """
 
-    def __init__(self, scenario: Scenario, *, cuts: CutTable | Sequence[Iterable[str]] | None = None,
+    def __init__(self, scenario: Scenario, *,
+                 cuts: CutTable | Sequence[Iterable[str]] | None = None,
                  batch: int | Iterable[int] | None = None, modes: bool = False,
                  selection: bool = False, server_share: bool = False):
         if not isinstance(scenario, Scenario):
@@ -185,7 +187,9 @@ class Problem:
         return self.option_expr(i, o.a_dev[i] / it, (o.up[i] + o.dn[i]) / it, o.a_srv[i] / it)
 
     def phase(self, k: int | str, name: str) -> Expr:
-        """One phase of device k's round: device_compute, server_compute, uplink, downlink, aggregation."""
+        """One phase of device k's round: device_compute, server_compute, uplink, downlink,
+        aggregation.
+        """
         i, o = self.device_index(k), self.options
         zero = np.zeros(self.n_options)
         table = {"device_compute": (o.a_dev[i], None, None),
@@ -213,7 +217,9 @@ class Problem:
         return total(self.energy(k) for k in range(self.n_devices))
 
     def round_latency(self) -> Expr:
-        """The round latency: max_k T_k (parallel) or max(slowest FL device, sum of split devices)."""
+        """The round latency: max_k T_k (parallel) or max(slowest FL device, sum of split
+        devices).
+        """
         n = self.n_devices
         if self.scenario.training.schedule == "parallel":
             return maximum(self.round_time(k) for k in range(n))
@@ -240,14 +246,16 @@ class Problem:
         """Set the objective to minimise a convex expression."""
         e = Expr.of(expr)
         if not e.is_convex:
-            raise InputError("objective", "a non-convex expression", "a convex expression to minimise")
+            raise InputError("objective", "a non-convex expression",
+                             "a convex expression to minimise")
         self.objective, self.sense = e, "min"
 
     def maximize(self, expr: Expr | float) -> None:
         """Set the objective to maximise an affine expression."""
         e = Expr.of(expr)
         if not e.is_affine:
-            raise InputError("objective", "a non-affine expression", "an affine expression to maximise",
+            raise InputError("objective", "a non-affine expression",
+                             "an affine expression to maximise",
                              "Minimise delays and energies; maximise only affine expressions.")
         self.objective, self.sense = -e, "max"
 
