@@ -79,3 +79,28 @@ def test_resnet_skip_crosses_inside_a_block():
     sp = Splitter(model, inputs, graph).split(graph.pred_closure(["layer1.0.bn2"]))
     assert sp.boundary == ["maxpool", "layer1.0.bn2"]
     torch.testing.assert_close(sp(*inputs), model(*inputs), rtol=0, atol=0)
+
+
+def test_chain_cut_as_torch_pipelining_split_spec():
+    from torch.distributed.pipelining import SplitPoint, pipeline
+
+    from splitopt.errors import InputError
+    from splitopt.execute.split import to_pipe_split_spec
+
+    model, inputs = zoo.build("resnet18", batch_size=2, **toy.ZOO_TINY["resnet18"])
+    model.eval()
+    graph = profile(model, inputs, capture="fx")
+    before = set(graph.names[: graph.names.index("layer2.0.downsample.0")])
+    spec = to_pipe_split_spec(model, graph, before)
+    assert spec == {"layer2": SplitPoint.BEGINNING}
+    pipe = pipeline(model, mb_args=inputs, split_spec=spec)
+    assert pipe.num_stages == 2
+    s0, s1 = pipe.get_stage_module(0), pipe.get_stage_module(1)
+    torch.testing.assert_close(s1(s0(*inputs)), model(*inputs))
+    own = dict(model.named_parameters())
+    names0 = {k for k, _ in s0.named_parameters()}
+    assert names0 and all(s0.get_parameter(k) is own[k] for k in names0)
+    assert {k for k, _ in s1.named_parameters()} == set(own) - names0
+    inside = graph.pred_closure(["layer1.0.bn2"])  # the skip tensor crosses too
+    with pytest.raises(InputError, match="one tensor crosses"):
+        to_pipe_split_spec(model, graph, inside)

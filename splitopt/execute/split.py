@@ -300,3 +300,62 @@ def _module(graph: fx.Graph, attrs: set[str], model: nn.Module, cap: Captured,
             root[target] = fetch_attr(cap.gm, target)
     graph.lint()
     return fx.GraphModule(root, graph, cls)
+
+
+def to_pipe_split_spec(model: nn.Module, graph: LayerGraph,
+                       device_side: Iterable[str]) -> dict[str, Any]:
+    """The cut as a ``split_spec`` for ``torch.distributed.pipelining.pipeline``.
+
+    ``pipeline(model, mb_args, split_spec=spec)`` then builds two stages whose modules keep the
+    original parameter names. It applies to chain-like cuts at a module boundary: the device
+    side must be everything the model runs before one submodule call (a prefix of the execution
+    order, ``graph.names``), and the first server-side node must start a submodule. The split
+    point is the outermost submodule that starts there (``layer2`` rather than
+    ``layer2.0.conv1``). Other cuts (skip connections crossing into the middle of a block, a
+    functional operation first) are refused with an :class:`InputError`; use
+    :func:`split_model`, which handles any predecessor-closed set.
+
+    Returns
+    -------
+    dict
+        ``{fqn: SplitPoint.BEGINNING}``.
+    """
+    from torch.distributed.pipelining import SplitPoint
+
+    s = graph.check_split(device_side)
+    order = graph.names
+    k = next(i for i, n in enumerate(order) if n not in s)
+    late = [n for n in order[k:] if n in s]
+    if late:
+        raise InputError("device_side", late[:3], "a prefix of the execution order (graph.names)"
+                         " for torch.distributed.pipelining", "Use split_model for this cut.")
+    crossing = graph.boundary(s)
+    if len(crossing) != 1:
+        raise InputError("device_side", crossing, "a cut that one tensor crosses (chain-like) for "
+                         "torch.distributed.pipelining", "Use split_model for this cut.")
+    first = order[k]
+    point = _outermost_start(model, first, s, order)
+    if point is None:
+        raise InputError("device_side", first, "a cut right before a submodule call for "
+                         "torch.distributed.pipelining (the first server-side node is a "
+                         f"{graph.node(first).kind!r} operation or a repeated call)",
+                         "Use split_model for this cut.")
+    return {point: SplitPoint.BEGINNING}
+
+
+def _outermost_start(model: nn.Module, first: str, s: frozenset[str],
+                     order: list[str]) -> str | None:
+    """The outermost submodule whose first node is ``first`` and none of whose nodes is in ``s``."""
+    if "@" in first:
+        return None
+    parts = first.split(".")
+    for i in range(1, len(parts) + 1):
+        fqn = ".".join(parts[:i])
+        try:
+            model.get_submodule(fqn)
+        except AttributeError:
+            continue
+        inside = [n for n in order if n == fqn or n.startswith(fqn + ".")]
+        if inside and inside[0] == first and not any(n in s for n in inside):
+            return fqn
+    return None

@@ -40,6 +40,30 @@ def to_meta(t: torch.Tensor, requires_grad: bool = False) -> torch.Tensor:
     return m.requires_grad_(requires_grad and (t.is_floating_point() or t.is_complex()))
 
 
+def _conv_backward_flop(grad_out_shape: Any, x_shape: Any, w_shape: Any, bias: Any, stride: Any,
+                        padding: Any, dilation: Any, transposed: bool, output_padding: Any,
+                        groups: int, output_mask: Any, out_shape: Any, **kwargs: Any) -> int:
+    """torch's convolution-backward count with the weight gradient divided by ``groups``.
+
+    ``torch.utils.flop_counter`` counts the weight gradient of a grouped convolution as if it
+    were dense (``groups`` times too many: 32x on a MobileNet depthwise layer); the weight
+    gradient does the same multiply-accumulates as the forward pass.
+    """
+    from torch.utils.flop_counter import conv_backward_flop as registered
+
+    conv_backward_flop = getattr(registered, "__wrapped__", registered)  # the shape formula
+    shared = (grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed,
+              output_padding, groups)
+    grad_in = conv_backward_flop(*shared, [output_mask[0], False, False], out_shape=out_shape)
+    grad_w = conv_backward_flop(*shared, [False, output_mask[1], False], out_shape=out_shape)
+    return grad_in + grad_w // max(1, int(groups))
+
+
+def _counter() -> FlopCounterMode:
+    return FlopCounterMode(display=False, custom_mapping={
+        torch.ops.aten.convolution_backward: _conv_backward_flop})
+
+
 def _needs_grad(t: Any) -> bool:
     return isinstance(t, torch.Tensor) and t.requires_grad
 
@@ -209,12 +233,12 @@ class NodeRunner:
         return [o for o in flat if isinstance(o, torch.Tensor) and o.grad_fn is not None]
 
     def _count(self, thunk: Callable[[], Any], leaves: list) -> tuple[NodeRun, Any]:
-        with FlopCounterMode(display=False) as fc:
+        with _counter() as fc:
             out = thunk()
         res = NodeRun(float(fc.get_total_flops()))
         outs = self._grad_outputs(out)
         if outs and leaves:
-            with FlopCounterMode(display=False) as fc:
+            with _counter() as fc:
                 torch.autograd.grad(outs, leaves, [torch.ones_like(o) for o in outs],
                                     allow_unused=True)
             res.bwd = float(fc.get_total_flops())
