@@ -58,12 +58,13 @@ def graph_arrays(graph: LayerGraph) -> GraphArrays:
 
 def _build_arrays(graph: LayerGraph) -> GraphArrays:
     succ = graph.succ_indices
-    lens = np.fromiter((len(s) for s in succ), dtype=np.intp, count=len(succ))
+    lens = np.fromiter(map(len, succ), dtype=np.intp, count=len(succ))
     dst = np.fromiter(itertools.chain.from_iterable(succ), dtype=np.intp, count=int(lens.sum()))
     src = np.repeat(np.arange(len(succ), dtype=np.intp), lens)
     measured: dict[str, tuple[list[int], list[float], list[float]]] = {}
-    for i, node in enumerate(graph.nodes):
-        for cls, t in node.times.items():
+    timed = [i for i, node in enumerate(graph.nodes) if node.times]
+    for i in timed:
+        for cls, t in graph.nodes[i].times.items():
             idx, sec, rest = measured.setdefault(cls, ([], [], []))
             idx.append(i)
             sec.append(t.fwd_s + t.bwd_s)

@@ -34,6 +34,7 @@ from splitopt.errors import SolverError
 from splitopt.partitioning.problem import CutProblem
 
 SOURCE, SINK = 0, 1
+_CACHE_ATTR = "_splitopt_partition_networks"
 _TARGET = float(2**61)  # scaled sum of finite capacities: int64 holds 4x that with room to spare
 _ULP = 2.0**-52
 
@@ -58,38 +59,82 @@ def build_network(prob: CutProblem, rep: np.ndarray | None = None) -> Network:
     With ``rep`` (a group id per layer node, forced nodes in their own groups), a group is one
     network node: the cut keeps each group whole and prices it exactly (node costs summed, each
     tensor paid once if a consumer outside its group is on the other side). Block-wise uses this.
+    Without ``rep`` the arcs depend only on the graph and the labels rule, so they are cached on
+    the graph and only the capacities are computed per call.
     """
     force_in, force_out = prob.forced()
     ar = prob.arrays
-    return network_from_arrays(ar.src, ar.dst, prob.dev, prob.srv, prob.tensor, force_in,
-                               force_out, rep)
+    if rep is not None:
+        st = _structure(ar.src, ar.dst, force_in, force_out, rep)
+    else:
+        cache = prob.graph.__dict__.setdefault(_CACHE_ATTR, {})
+        st = cache.get(prob.labels_on_device)
+        if st is None:
+            st = cache[prob.labels_on_device] = _structure(ar.src, ar.dst, force_in, force_out)
+    return _with_capacities(st, prob.dev, prob.srv, prob.tensor, ~(force_in | force_out))
 
 
 def network_from_arrays(src: np.ndarray, dst: np.ndarray, dev: np.ndarray, srv: np.ndarray,
                         tensor: np.ndarray, force_in: np.ndarray, force_out: np.ndarray,
                         rep: np.ndarray | None = None) -> Network:
     """Build the s-t graph from raw arrays (edges sorted by producer; see :func:`build_network`)."""
-    node_of, n_free = _number_nodes(dev.size, force_in, force_out, rep)
+    st = _structure(src, dst, force_in, force_out, rep)
+    return _with_capacities(st, dev, srv, tensor, ~(force_in | force_out))
+
+
+@dataclass(frozen=True)
+class _Structure:
+    """The arcs of an s-t graph without capacities: what depends only on the graph."""
+
+    n_nodes: int
+    size: int  # 2 + network nodes of layer nodes (relays follow)
+    node_of: np.ndarray
+    tails: np.ndarray
+    heads: np.ndarray
+    inf: np.ndarray
+    tensor_of: np.ndarray  # per tensor arc: the producer whose tensor cost it carries
+    keep: np.ndarray  # arcs that can be cut (not out of t, into s, or loops; not s -> t)
+    direct: np.ndarray  # s -> t arcs: constants
+
+
+def _structure(src: np.ndarray, dst: np.ndarray, force_in: np.ndarray, force_out: np.ndarray,
+               rep: np.ndarray | None = None) -> _Structure:
+    node_of, n_free = _number_nodes(force_in.size, force_in, force_out, rep)
+    size = 2 + n_free
     nu, nw = node_of[src], node_of[dst]
     dedupe = rep is not None  # a graph's own edges are distinct; merged groups repeat pairs
-    parts = [_terminal_arcs(dev, srv, node_of, n_free),
-             _closure_arcs(nu, nw, dedupe),
-             _tensor_arcs(tensor, src, node_of, nw, 2 + n_free, dedupe)]
-    tails = np.concatenate([p[0] for p in parts])
-    heads = np.concatenate([p[1] for p in parts])
-    caps = np.concatenate([p[2] for p in parts])
-    inf = np.concatenate([p[3] for p in parts])
-    n_nodes = 2 + n_free + int(parts[2][4])
+    ids = np.arange(size)
+    term_t = np.concatenate([np.zeros(size, np.int64), ids, [SOURCE]])
+    term_h = np.concatenate([ids, np.ones(size, np.int64), [SINK]])
+    clo_t, clo_h = _unique_pairs(nw, nu) if dedupe else (nw, nu)
+    ten_t, ten_h, tensor_of, ten_inf, n_relay = _tensor_arcs(src, node_of, nw, size, dedupe)
+    tails = np.concatenate([term_t, clo_t, ten_t])
+    heads = np.concatenate([term_h, clo_h, ten_h])
+    inf = np.concatenate([np.zeros(term_t.size, bool), np.ones(clo_t.size, bool), ten_inf])
     keep = (tails != SINK) & (heads != SOURCE) & (tails != heads)
     direct = keep & (tails == SOURCE) & (heads == SINK)
     if np.any(direct & inf):
         raise SolverError("an input feeds the output through a forced arc; no finite cut exists")
-    const = float(caps[direct].sum())
-    keep &= ~direct
-    free = ~(force_in | force_out)
+    return _Structure(size + n_relay, size, node_of, tails[keep & ~direct], heads[keep & ~direct],
+                      inf[keep & ~direct], tensor_of, keep & ~direct, direct)
+
+
+def _with_capacities(st: _Structure, dev: np.ndarray, srv: np.ndarray, tensor: np.ndarray,
+                     free: np.ndarray) -> Network:
+    # summing per network node first keeps one arc per node and direction; a free node pays
+    # min(srv, dev) on either side, so that part moves to the constant (an s -> t arc) and each
+    # node keeps one terminal arc: push-relabel starts by saturating every source arc, and
+    # without this it pushed the whole server cost of every node in and back out
+    srv_n = np.bincount(st.node_of, weights=srv, minlength=st.size)
+    dev_n = np.bincount(st.node_of, weights=dev, minlength=st.size)
+    both = np.minimum(srv_n, dev_n)
+    both[:2] = 0.0
+    caps = np.concatenate([srv_n - both, dev_n - both, [both.sum()],
+                           np.zeros(st.keep.size - 2 * st.size - 1 - st.tensor_of.size),
+                           tensor[st.tensor_of]])
     mirror = bool(dev[free].sum() > srv[free].sum())
-    return Network(n_nodes, tails[keep], heads[keep], caps[keep], inf[keep], const, node_of,
-                   mirror)
+    return Network(st.n_nodes, st.tails, st.heads, np.where(st.inf, 0.0, caps[st.keep]),
+                   st.inf, float(caps[st.direct].sum()), st.node_of, mirror)
 
 
 def _number_nodes(n: int, force_in: np.ndarray, force_out: np.ndarray,
@@ -106,31 +151,6 @@ def _number_nodes(n: int, force_in: np.ndarray, force_out: np.ndarray,
     return node_of, int(groups.size)
 
 
-def _terminal_arcs(dev: np.ndarray, srv: np.ndarray, node_of: np.ndarray, n_free: int) -> tuple:
-    # summing per network node first keeps one arc per node and direction
-    size = 2 + n_free
-    srv = np.bincount(node_of, weights=srv, minlength=size)
-    dev = np.bincount(node_of, weights=dev, minlength=size)
-    # a free node pays min(srv, dev) on either side: move it to the constant (an s -> t arc) and
-    # keep one terminal arc per node. Push-relabel starts by saturating every source arc; without
-    # this it sent the whole server cost of every node into the graph and pushed it back, which
-    # took seconds on 1e4-node graphs whose cut falls in the middle.
-    both = np.minimum(srv, dev)
-    both[:2] = 0.0
-    ids = np.arange(size)
-    tails = np.concatenate([np.zeros(size, np.int64), ids, [SOURCE]])
-    heads = np.concatenate([ids, np.ones(size, np.int64), [SINK]])
-    # forced nodes: s->s and t->t are dropped; s->t (input's device seconds, output's server
-    # seconds) become constants
-    caps = np.concatenate([srv - both, dev - both, [both.sum()]])
-    return tails, heads, caps, np.zeros(2 * size + 1, bool)
-
-
-def _closure_arcs(nu: np.ndarray, nw: np.ndarray, dedupe: bool) -> tuple:
-    tails, heads = (_unique_pairs(nw, nu) if dedupe else (nw, nu))
-    return tails, heads, np.zeros(tails.size), np.ones(tails.size, bool)
-
-
 def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (a, b) pairs sorted by a, then b (one 1-D sort of a combined key)."""
     m = int(b.max()) + 1 if b.size else 1
@@ -138,15 +158,19 @@ def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return key // m, key % m
 
 
-def _tensor_arcs(tensor: np.ndarray, src: np.ndarray, node_of: np.ndarray, nw: np.ndarray,
-                 first_relay: int, dedupe: bool) -> tuple:
-    """One arc per single-consumer tensor, a relay per multi-consumer tensor."""
+def _tensor_arcs(src: np.ndarray, node_of: np.ndarray, nw: np.ndarray, first_relay: int,
+                 dedupe: bool) -> tuple:
+    """One arc per single-consumer tensor, a relay per multi-consumer tensor.
+
+    Returns tails, heads, the producer whose tensor cost each arc carries (infinite relay arcs
+    carry none, marked by the flag array), the infinite flags and the number of relays.
+    """
     nu = node_of[src]
     ext = nu != nw  # consumers in the producer's own group never see the tensor cross
     u, w = src[ext], nw[ext]
     if u.size == 0:
         e = np.zeros(0, np.int64)
-        return e, e, np.zeros(0), np.zeros(0, bool), 0
+        return e, e, e, np.zeros(0, bool), 0
     if dedupe:  # distinct (tensor, consumer node) pairs; graph_arrays' src is already sorted
         u, w = _unique_pairs(u, w)
     starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
@@ -161,11 +185,11 @@ def _tensor_arcs(tensor: np.ndarray, src: np.ndarray, node_of: np.ndarray, nw: n
     tails = np.concatenate([prod_node[tid[single_pair]], prod_node[multi],
                             relay_of[tid[~single_pair]]])
     heads = np.concatenate([w[single_pair], relay_of[multi], w[~single_pair]])
-    caps = np.concatenate([tensor[u[single_pair]], tensor[prod[multi]],
-                           np.zeros(int((~single_pair).sum()))])
-    inf = np.concatenate([np.zeros(int(single_pair.sum()) + int(multi.sum()), bool),
-                          np.ones(int((~single_pair).sum()), bool)])
-    return tails, heads, caps, inf, int(multi.sum())
+    n_fin = int(single_pair.sum()) + int(multi.sum())
+    tensor_of = np.concatenate([u[single_pair], prod[multi], np.zeros(tails.size - n_fin,
+                                                                      np.int64)])
+    inf = np.r_[np.zeros(n_fin, bool), np.ones(tails.size - n_fin, bool)]
+    return tails, heads, tensor_of, inf, int(multi.sum())
 
 
 @dataclass
@@ -196,7 +220,7 @@ def solve_network(net: Network, price: Any, rel_tol: float = 1e-10) -> CutResult
     side, upper = _cheapest(sides, price)
     history = [{"lower": lower, "upper": upper}]
     if upper - lower > rel_tol * abs(upper):
-        tails, heads, caps, inf = _residual(net, flows, upper - lower)
+        tails, heads, caps, inf = _residual(net, flows(), upper - lower)
         sides2, _, extra = _solve_scaled(tails, heads, caps, inf, net.n_nodes, net.mirror)
         side2, upper2 = _cheapest(sides2, price)
         lower += extra
@@ -227,11 +251,12 @@ def _residual(net: Network, flows: np.ndarray, gap: float) -> tuple:
 
 
 def _solve_scaled(tails: np.ndarray, heads: np.ndarray, caps: np.ndarray, inf: np.ndarray,
-                  n_nodes: int, mirror: bool) -> tuple[list[np.ndarray], np.ndarray, float]:
+                  n_nodes: int, mirror: bool) -> tuple[list[np.ndarray], Any, float]:
     """One integer max-flow with capacities rounded down.
 
-    Returns two minimum cuts (the smallest and the largest source side), the flow of every arc in
-    true units (a feasible flow of the float network) and its value, a proven lower bound.
+    Returns two minimum cuts (the smallest and the largest source side), a function giving the
+    flow of every arc in true units (a feasible flow of the float network; only the residual
+    re-solve needs it) and the flow's value, a proven lower bound.
     """
     from ortools.graph.python import max_flow
 
@@ -254,7 +279,10 @@ def _solve_scaled(tails: np.ndarray, heads: np.ndarray, caps: np.ndarray, inf: n
         raise SolverError(f"OR-Tools max-flow stopped with status {status}")
     # floors make each arc's flow <= its capacity (up to one float rounding of cap * scale)
     shrink = 1.0 - 4 * _ULP
-    flows = smf.flows(arcs).astype(float) / scale * shrink
+
+    def flows() -> np.ndarray:
+        return smf.flows(arcs).astype(float) / scale * shrink
+
     near, far = smf.get_source_side_min_cut(), smf.get_sink_side_min_cut()
     if mirror:  # the mirror reaches the smallest t side from t, and the smallest s side reaches s
         near, far = far, near

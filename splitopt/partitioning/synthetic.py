@@ -1,4 +1,4 @@
-"""Synthetic ResNet-like layer DAGs for benchmarks and tests (about 5 edges per node).
+"""Synthetic ResNet-like layer DAGs for benchmarks and tests (4.75 edges per node by default).
 
 A graph is ``stages`` stages of repeated residual blocks; block ``layer{s}.{b}`` has ``ops``
 operators ``layer{s}.{b}.op{j}``, each consuming the previous one and up to ``fan_in - 1`` earlier
@@ -16,8 +16,8 @@ import numpy as np
 from splitopt.graph import LayerGraph, Node
 
 
-def resnet_like(n: int, *, seed: int = 0, ops: int = 10, stages: int = 4,
-                fan_in: int = 5) -> LayerGraph:
+def resnet_like(n: int, *, seed: int = 0, ops: int = 12, stages: int = 4,
+                fan_in: int = 6) -> LayerGraph:
     """A ResNet-like DAG of about ``n`` nodes (inputs ``x``, output ``loss``)."""
     rng = np.random.default_rng(seed)
     blocks = max(1, (n - 3) // (ops * stages))
