@@ -118,3 +118,19 @@ def test_simulated_transfer_times_follow_the_rates() -> None:
         s, f = slow.history[0].devices[d], fast.history[0].devices[d]
         assert s.uplink_s == pytest.approx(100 * f.uplink_s)
         assert s.aggregation_s == pytest.approx(100 * f.aggregation_s)
+
+
+@pytest.mark.parametrize("mode", ["sflv2", "psl"])
+def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(tmp_path, mode: str) -> None:
+    kw = dict(mode=mode, iid=False, local_iters=2, lr=0.1)
+    full = train(digits_job(2, rounds=3, **kw))
+    # a run stopped after its first round, with a checkpoint, then resumed to round 3
+    train(digits_job(2, rounds=1, checkpoint_every=1, checkpoint_dir=str(tmp_path), **kw))
+    resumed = train(digits_job(2, rounds=3, **kw), resume=tmp_path)
+    assert [r.train_loss for r in resumed.history] == [r.train_loss for r in full.history]
+    for key in ("global",) if mode == "sflv2" else ("server",):
+        close(resumed.final_state[key], full.final_state[key], rtol=0, atol=0)
+    if mode == "psl":
+        for d in ("dev0", "dev1"):
+            close(resumed.final_state["devices"][d], full.final_state["devices"][d], rtol=0,
+                  atol=0)

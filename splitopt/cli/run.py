@@ -1,0 +1,237 @@
+"""``splitopt run``: train a model as a plan says, in one process or one process per device.
+
+Where the model and scenario come from (first found wins):
+
+- scenario: ``--scenario FILE``, else ``plan.meta["scenario"]`` (a path relative to the plan file);
+- model: ``--model NAME``, else ``plan.meta["model"]``, else the scenario file's ``model`` field
+  when it is a zoo name or ``package.module:factory`` (a graph JSON cannot be executed);
+- mode: ``--mode``, else ``plan.meta["train_mode"]``, else ``hsfl`` when a plan device is in FL
+  mode, else ``sl`` for a ``sequential`` scenario schedule and ``sflv1`` otherwise.
+
+Under ``torchrun`` (``RANK`` and ``WORLD_SIZE`` set) with ``--processes``, each process runs its own
+rank; rank 0 writes the results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from splitopt.errors import InputError
+from splitopt.plan import Plan
+from splitopt.scenario import Scenario
+
+RUN_FORMAT = "splitopt.run"
+
+
+def _scenario_path(plan: Plan, plan_path: Path, given: Path | None) -> Path:
+    if given is not None:
+        return given
+    meta = plan.meta.get("scenario")
+    if not meta:
+        raise InputError("--scenario", None, "a scenario file, or plan.meta['scenario']",
+                         "Pass --scenario scenario.yaml.")
+    return (plan_path.parent / str(meta)) if not Path(str(meta)).is_absolute() else Path(meta)
+
+
+def _model_name(plan: Plan, scenario_path: Path, given: str | None) -> str:
+    if given:
+        return given
+    if plan.meta.get("model"):
+        return str(plan.meta["model"])
+    doc = yaml.safe_load(scenario_path.read_text()) or {}
+    spec = doc.get("model") if isinstance(doc, dict) else None
+    if isinstance(spec, str) and not spec.endswith(".json"):
+        return spec
+    raise InputError("model", spec if isinstance(spec, str) else type(spec).__name__,
+                     "a zoo name or 'package.module:factory' (a graph alone cannot be trained)",
+                     "Pass --model NAME.")
+
+
+def _default_mode(plan: Plan, scenario: Scenario) -> str:
+    if plan.meta.get("train_mode"):
+        return str(plan.meta["train_mode"])
+    if any(d.mode == "fl" for d in plan.devices if d.selected):
+        return "hsfl"
+    return "sl" if scenario.training.schedule == "sequential" else "sflv1"
+
+
+def _faults(specs: list[str]) -> dict[str, tuple[int, int]]:
+    out = {}
+    for s in specs:
+        name, _, rest = s.rpartition("@")
+        parts = rest.split(":")
+        if not name or len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise InputError("--fail", s, "DEVICE@ROUND:ITERATION, e.g. dev1@2:0")
+        out[name] = (int(parts[0]), int(parts[1]))
+    return out
+
+
+def build_job(plan_path: Path, scenario: Path | None, model: str | None, mode: str | None,
+              rounds: int | None, settings: dict[str, Any]) -> Any:
+    """The :class:`~splitopt.execute.job.Job` a command line describes."""
+    from splitopt.execute.job import Job, RunConfig
+
+    plan = Plan.load(plan_path)
+    sc_path = _scenario_path(plan, plan_path, scenario)
+    sc = Scenario.load(sc_path)
+    cfg = RunConfig(mode=mode or _default_mode(plan, sc),
+                    rounds=rounds or int(sc.training.rounds), **settings)
+    return Job(plan, sc, _model_name(plan, sc_path, model), cfg)
+
+
+def _train(job: Any, processes: bool, resume: Path | None, threads: int,
+           quiet: bool) -> Any:
+    import torch
+
+    if processes:
+        from splitopt.execute.distributed import launch
+
+        with _status(f"training in {len(job.devices()) + 1} processes", quiet):
+            return launch(job, resume=resume, threads=threads)
+    from splitopt.execute.runner import train
+
+    torch.set_num_threads(threads)
+    from rich.progress import Progress
+
+    with Progress(disable=quiet, transient=True) as bar:
+        task = bar.add_task(f"{job.config.mode} rounds", total=job.config.rounds)
+
+        def tick(rec: Any) -> None:
+            bar.update(task, completed=rec.round + 1,
+                       description=f"{job.config.mode} loss {rec.train_loss:.3f} "
+                                   f"acc {rec.test_accuracy:.3f}")
+
+        return train(job, resume=resume, on_round=tick)
+
+
+def _status(text: str, quiet: bool) -> Any:
+    from contextlib import nullcontext
+
+    from splitopt.cli._common import console
+
+    return nullcontext() if quiet else console.status(text)
+
+
+def results_document(job: Any, result: Any, calibrate: bool) -> dict[str, Any]:
+    """The results file: per-round loss, accuracy, phase times, predicted vs measured."""
+    from splitopt.execute.timing import calibrate as calib
+    from splitopt.execute.timing import compare, predict
+
+    note = "per-node times measured on this machine"
+    sc = job.scenario
+    if calibrate:
+        try:
+            sc = calib(job)
+        except Exception as err:  # noqa: BLE001 - an uncalibrated prediction is still useful
+            note = f"uncalibrated (calibration failed: {type(err).__name__}: {err})"
+    else:
+        note = "uncalibrated: the scenario's FLOP rates"
+    pred, latency = predict(job, sc)
+    last = result.history[-1] if result.history else None
+    return {"format": RUN_FORMAT, "version": 1, "model": job.model, "mode": job.config.mode,
+            "runner": result.runner, "config": _config_dict(job.config),
+            "initial_test_loss": result.initial_test[0],
+            "initial_test_accuracy": result.initial_test[1],
+            "final_test_loss": last.test_loss if last else None,
+            "final_test_accuracy": last.test_accuracy if last else None,
+            "failed_devices": result.failed, "rounds": [r.to_dict() for r in result.history],
+            "predicted_vs_measured": {"calibration": note, **compare(result.history, pred,
+                                                                     latency)}}
+
+
+def _config_dict(cfg: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    d = asdict(cfg)
+    d["faults"] = {k: list(v) for k, v in cfg.faults.items()}
+    return d
+
+
+def run(plan: Path = typer.Argument(..., help="plan JSON (splitopt solve / partition)"),
+        scenario: Path = typer.Option(None, "--scenario", help="scenario YAML/JSON"),
+        model: str = typer.Option(None, "--model", help="zoo name or package.module:factory"),
+        mode: str = typer.Option(None, "--mode", help="sl|sflv1|sflv2|psl|hsfl|fl"),
+        rounds: int = typer.Option(None, "--rounds", help="rounds (default: scenario's)"),
+        local_iters: int = typer.Option(None, "--local-iters", help="iterations per round"),
+        processes: bool = typer.Option(False, "--processes",
+                                       help="one process per device + server (gloo)"),
+        out: Path = typer.Option(None, "--out", help="results JSON file"),
+        force: bool = typer.Option(False, "--force", help="overwrite --out"),
+        json_out: bool = typer.Option(False, "--json", help="print the results JSON"),
+        lr: float = typer.Option(0.05, "--lr"), seed: int = typer.Option(0, "--seed"),
+        non_iid: float = typer.Option(None, "--non-iid", help="Dirichlet alpha (default IID)"),
+        checkpoint_every: int = typer.Option(0, "--checkpoint-every"),
+        checkpoint_dir: Path = typer.Option(None, "--checkpoint-dir"),
+        resume: Path = typer.Option(None, "--resume", help="checkpoint folder to resume"),
+        fail: list[str] = typer.Option([], "--fail", help="fault: DEVICE@ROUND:ITERATION"),
+        threads: int = typer.Option(1, "--threads", help="torch threads per process"),
+        calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate",
+                                       help="measure per-node times here for predictions"),
+        ) -> None:
+    """Train the plan's model by the plan (cuts, batch sizes, shares, modes); report measured
+    beside predicted times.
+    """
+    if out is not None and out.exists() and not force:
+        raise InputError("--out", str(out), "a path that does not exist yet",
+                         "Pass --force to overwrite it.")
+    settings = {"local_iters": local_iters, "lr": lr, "seed": seed, "iid": non_iid is None,
+                "alpha": non_iid or 0.5, "checkpoint_every": checkpoint_every,
+                "checkpoint_dir": str(checkpoint_dir) if checkpoint_dir else None,
+                "faults": _faults(fail)}
+    job = build_job(plan, scenario, model, mode, rounds, settings)
+    if processes and "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        result = _torchrun_rank(job, resume, threads)
+        if result is None:  # not rank 0: the server writes the results
+            return
+    else:
+        result = _train(job, processes, resume, threads, quiet=json_out)
+    doc = results_document(job, result, calibrate)
+    if out is not None:
+        out.write_text(json.dumps(doc, indent=1, default=str))
+    if json_out:
+        print(json.dumps(doc, indent=1, default=str))
+    else:
+        _print_summary(doc, out)
+
+
+def _torchrun_rank(job: Any, resume: Path | None, threads: int) -> Any:
+    """Run this torchrun rank; the RunResult on rank 0, None elsewhere."""
+    import torch
+
+    from splitopt.execute.distributed import run_rank
+
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "result.pt")
+        run_rank(job, rank, world, init_method="env://", out=path if rank == 0 else None,
+                 resume=str(resume) if resume else None, threads=threads)
+        return torch.load(path, weights_only=False) if rank == 0 else None
+
+
+def _print_summary(doc: dict[str, Any], out: Path | None) -> None:
+    from splitopt.cli._common import table
+
+    table(f"{doc['mode']} ({doc['runner']})", ["round", "train loss", "test loss", "accuracy",
+                                               "latency s", "failed"],
+          [(r["round"], r["train_loss"], r["test_loss"], r["test_accuracy"], r["latency_s"],
+            ",".join(r["failed"])) for r in doc["rounds"]])
+    pvm = doc["predicted_vs_measured"]
+    table(f"predicted vs measured per round ({pvm['calibration']})",
+          ["phase", "measured s", "predicted s", "rel. error"],
+          [(k, v["measured"], v["predicted"],
+            "-" if v["rel_error"] is None else f"{100 * v['rel_error']:+.1f}%")
+           for k, v in pvm["phases"].items()])
+    if out is not None:
+        print(f"results: {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands of this module to the app."""
+    app.command("run")(run)
