@@ -29,8 +29,10 @@ COMPARED = ("device_compute_s", "transfer_s", "server_compute_s", "aggregation_s
 
 
 def calibrate(job: Job, *, device_class: str = CALIBRATION_CLASS, repeats: int = 5) -> Scenario:
-    """The job's scenario with per-node times measured on this machine for every device and the
-    server (batch: the largest planned batch, real samples of the first device).
+    """The job's scenario with per-node times measured on this machine.
+
+    Every device and the server get the measured class; the batch is the largest planned batch
+    (real samples of the first device).
     """
     import torch
 
@@ -54,8 +56,9 @@ def calibrate(job: Job, *, device_class: str = CALIBRATION_CLASS, repeats: int =
 
 
 def predict(job: Job, scenario: Scenario | None = None) -> tuple[dict[str, Phases], float]:
-    """Per-device predicted phases of one round and the predicted round latency, for the job's
-    training mode (its schedule and whether it aggregates).
+    """Per-device predicted phases of one round and the predicted round latency.
+
+    Priced for the job's training mode: its schedule and whether it aggregates.
     """
     sc = scenario or job.scenario
     mode = job.training_mode()

@@ -1,0 +1,116 @@
+"""Benchmark of the executors (issue 7): overhead, time-to-accuracy, predicted vs measured.
+
+1. Overhead per step of the split executor (the in-process runner: one device, vanilla SL at a
+   cut inside the conv stack, timing and transfer pricing included) over plain torch training of
+   the same model on the same batches in one process. Repetitions are interleaved (plain, split,
+   plain, ...) and the median ratio is reported, so load from other processes hits both alike.
+2. Time-to-accuracy on digits, non-IID (Dirichlet alpha = 0.5), 4 devices, for FL, SL, SFL-V1,
+   SFL-V2, parallel SL and an HSFL plan (two devices FL, two split): rounds and simulated seconds
+   (measured compute + priced transfers) until the test accuracy first reaches the target.
+3. Predicted vs measured phase times per round (SFL-V1) with the cost model calibrated from
+   per-node times measured here; the relative error per phase.
+
+    python benchmarks/executor.py            # full
+    python benchmarks/executor.py --quick    # seconds to a minute
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from typing import Any
+
+import torch
+
+from splitopt.execute.examples import digits_job, digits_scenario
+from splitopt.execute.runner import InProcessRunner, train
+from splitopt.execute.timing import calibrate, compare, predict
+
+MODES = ("fl", "sl", "sflv1", "sflv2", "psl", "hsfl")
+
+
+def overhead(batch: int, steps: int, reps: int) -> dict[str, Any]:
+    """Median seconds per step, plain torch vs the split executor, and their ratio."""
+    from splitopt import zoo
+    from splitopt.execute.data import DeviceData
+
+    job = digits_job(1, mode="sl", cuts=["relu2"], batch_sizes=[batch], rounds=1,
+                     local_iters=steps)
+    runner = InProcessRunner(job)
+    events = job.training_mode().round_events(0, ["dev0"], steps)
+    model, _ = job.build_model()
+    opt = torch.optim.SGD(model.parameters(), lr=job.config.lr, momentum=job.config.momentum)
+    data = DeviceData(runner.data.shards["dev0"], seed=1)
+    loss_fn = zoo.loss_fn("digits_cnn")
+
+    def plain() -> None:
+        for _ in range(steps):
+            x, y = data.next(batch)
+            loss_fn(model(*x), y).backward()
+            opt.step()
+            opt.zero_grad()
+
+    def split() -> None:
+        runner.run_round(0, events)
+
+    times: dict[str, list[float]] = {"plain": [], "split": []}
+    for _ in range(reps + 1):  # the first repetition warms up and is dropped
+        for name, fn in (("plain", plain), ("split", split)):
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) / steps)
+    ratios = [s / p for s, p in zip(times["split"][1:], times["plain"][1:], strict=True)]
+    return {"section": "overhead", "batch": batch, "plain_ms": 1e3 * statistics.median(
+        times["plain"][1:]), "split_ms": 1e3 * statistics.median(times["split"][1:]),
+            "ratio": statistics.median(ratios), "ratio_min": min(ratios),
+            "ratio_max": max(ratios)}
+
+
+def time_to_accuracy(mode: str, rounds: int, target: float) -> dict[str, Any]:
+    """Rounds and simulated seconds until the test accuracy reaches ``target``."""
+    sc = digits_scenario(4, batch_size=16, local_iters=5, bandwidth_hz=2e6)
+    modes = ["fl", "split", "fl", "split"] if mode == "hsfl" else None
+    job = digits_job(4, mode=mode, modes=modes, scenario=sc, rounds=rounds, lr=0.1, iid=False,
+                     alpha=0.5, cuts=["conv1", "relu2", "fc1", "relu2"])
+    t0 = time.perf_counter()
+    res = train(job)
+    wall = time.perf_counter() - t0
+    clock, hit = 0.0, None
+    for rec in res.history:
+        clock += rec.latency_s
+        if hit is None and rec.test_accuracy >= target:
+            hit = (rec.round + 1, clock)
+    return {"section": "time_to_accuracy", "mode": mode, "target": target,
+            "rounds_to_target": hit[0] if hit else None,
+            "sim_seconds_to_target": hit[1] if hit else None,
+            "final_accuracy": res.history[-1].test_accuracy, "rounds_run": rounds,
+            "wall_s": wall}
+
+
+def predicted_vs_measured(rounds: int) -> list[dict[str, Any]]:
+    """Relative error per phase, SFL-V1 on 3 devices, cost model calibrated here."""
+    job = digits_job(3, mode="sflv1", rounds=rounds, local_iters=5, batch_sizes=[32, 32, 32],
+                     cuts=["conv1", "relu2", "fc1"])
+    sc = calibrate(job)
+    pred, latency = predict(job, sc)
+    res = train(job)
+    summary = compare(res.history, pred, latency)["phases"]
+    return [{"section": "predicted_vs_measured", "phase": k, **v} for k, v in summary.items()]
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    """Every section; returns the rows (also printed)."""
+    torch.set_num_threads(1)
+    rows = [overhead(b, steps=20 if quick else 50, reps=5 if quick else 9)
+            for b in ((32,) if quick else (32, 128))]
+    rounds = 8 if quick else 30
+    rows += [time_to_accuracy(m, rounds, target=0.8) for m in MODES]
+    rows += predicted_vs_measured(3 if quick else 6)
+    for r in rows:
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+    return rows
+
+
+if __name__ == "__main__":
+    run(quick="--quick" in sys.argv)
