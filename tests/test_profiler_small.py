@@ -12,10 +12,7 @@ from torch import nn  # noqa: E402
 
 from splitopt.errors import InputError, ProfileError  # noqa: E402
 from splitopt.graph import LayerGraph  # noqa: E402
-from splitopt.profiler import (
-    profile,  # noqa: E402
-    toy,  # noqa: E402
-)
+from splitopt.profiler import profile, toy  # noqa: E402
 
 F32 = 4
 

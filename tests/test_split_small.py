@@ -11,8 +11,7 @@ torch = pytest.importorskip("torch")
 
 from splitopt.errors import InputError, ProfileError, SplitoptError  # noqa: E402
 from splitopt.execute.split import Splitter, split_model  # noqa: E402
-from splitopt.profiler import profile  # noqa: E402
-from splitopt.profiler import toy  # noqa: E402
+from splitopt.profiler import profile, toy  # noqa: E402
 from splitopt.profiler.toy import examples  # noqa: E402
 
 CASES = examples()
@@ -55,7 +54,8 @@ def assert_equivalent(model, inputs, device_side, graph, *, detach=False, splitt
         recv = [t.detach().requires_grad_(t.requires_grad) for t in sent]
         out = sp.server(*recv)
         loss_of(out).backward()
-        pairs = [(s, r.grad) for s, r in zip(sent, recv, strict=True) if r.requires_grad and r.grad is not None]
+        pairs = [(s, r.grad) for s, r in zip(sent, recv, strict=True)
+                 if r.requires_grad and r.grad is not None]
         if pairs:
             torch.autograd.backward([s for s, _ in pairs], [g for _, g in pairs])
     else:

@@ -319,6 +319,7 @@ def to_pipe_split_spec(model: nn.Module, graph: LayerGraph,
     -------
     dict
         ``{fqn: SplitPoint.BEGINNING}``.
+
     """
     from torch.distributed.pipelining import SplitPoint
 

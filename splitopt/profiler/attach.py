@@ -1,4 +1,4 @@
-"""Attach measured per-layer times (the H100 profiles in ``shared/data/profiles``) by module name."""
+"""Attach measured per-layer times (the H100 profiles in shared/data/profiles) by module name."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ def to_meta(t: torch.Tensor, requires_grad: bool = False) -> torch.Tensor:
 def _conv_backward_flop(grad_out_shape: Any, x_shape: Any, w_shape: Any, bias: Any, stride: Any,
                         padding: Any, dilation: Any, transposed: bool, output_padding: Any,
                         groups: int, output_mask: Any, out_shape: Any, **kwargs: Any) -> int:
-    """torch's convolution-backward count with the weight gradient divided by ``groups``.
+    """Torch's convolution-backward count with the weight gradient divided by ``groups``.
 
     ``torch.utils.flop_counter`` counts the weight gradient of a grouped convolution as if it
     were dense (``groups`` times too many: 32x on a MobileNet depthwise layer); the weight

@@ -26,6 +26,7 @@ class Branches(nn.Module):
         self.fc = nn.Linear(6, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Concatenate the branches, mix, pool, classify."""
         h = torch.cat([self.left(x), self.right(x)], dim=1)
         return self.fc(torch.flatten(self.pool(self.mix(h)), 1))
 
@@ -41,6 +42,7 @@ class ThreeUses(nn.Module):
         self.out = nn.Linear(d, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Use ``inp``'s output three times."""
         h = self.inp(x)
         return self.out(self.a(h) + self.b(h) + h)
 
@@ -58,6 +60,7 @@ class ResBlock(nn.Module):
         self.fc = nn.Linear(c * w * w, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """BasicBlock, then the head."""
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         out = self.relu(out + x)
@@ -76,6 +79,7 @@ class TiedLM(nn.Module):
         self.lm_head.weight = self.wte.weight
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits over the vocabulary."""
         h = self.wte(ids)
         h = h + self.mlp(self.ln(h))
         return self.lm_head(h)
@@ -91,6 +95,7 @@ class TwoInputs(nn.Module):
         self.head = nn.Linear(3 * w * w + 7, 2)
 
     def forward(self, image: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Encode both inputs, concatenate, classify."""
         return self.head(torch.cat([self.img(image), self.vec(features)], dim=1))
 
 
@@ -102,6 +107,7 @@ class _Gate(nn.Module):
         self.lin = nn.Linear(d, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Branch on the sign of the sum."""
         if x.sum() > 0:
             return self.lin(x)
         return -self.lin(x)
@@ -117,6 +123,7 @@ class GatedInside(nn.Module):
         self.post = nn.Linear(d, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre, gate, residual, post."""
         return self.post(self.gate(self.pre(x)) + x)
 
 
@@ -128,6 +135,7 @@ class GatedTop(nn.Module):
         self.lin = nn.Linear(d, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Branch on the sign of the sum."""
         h = self.lin(x)
         if h.sum() > 0:
             return h
