@@ -176,3 +176,17 @@ def test_fx_parts_follow_train_eval_and_batch_size():
         torch.testing.assert_close(sp(x), model(x))
     finally:
         model.train()
+
+
+def test_parts_pickle_and_profile_model_cache():
+    import pickle
+
+    from splitopt.profiler import profile_model
+
+    model, inputs = CASES["resblock"]
+    graph = profile(model, inputs)
+    sp = split_model(model, inputs, graph.pred_closure(["relu"]), graph)
+    dev, srv = pickle.loads(pickle.dumps((sp.device, sp.server)))
+    torch.testing.assert_close(srv(*dev(*inputs)), sp(*inputs))
+    a = profile_model("digits_cnn", capture="fx")
+    assert profile_model("digits_cnn", capture="fx") is a

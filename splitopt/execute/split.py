@@ -298,6 +298,8 @@ def _module(graph: fx.Graph, attrs: set[str], model: nn.Module, cap: Captured,
             root[target] = fetch_attr(model, target)
         except AttributeError:  # a constant that export lifted: only the capture has it
             root[target] = fetch_attr(cap.gm, target)
+    for node in graph.nodes:
+        node.type = None  # a type annotation on a placeholder would make the part unpicklable
     graph.lint()
     return fx.GraphModule(root, graph, cls)
 

@@ -95,7 +95,31 @@ def profile_model(spec: str, *, batch_size: int = 1, measure: bool = False,
     **config
         Passed to the zoo builder or the factory.
 
+    Graphs profiled without ``measure`` or ``example_inputs`` are kept for the life of the process
+    and returned again for the same arguments (a ``LayerGraph`` is immutable).
+
     """
+    key = None
+    if not measure and example_inputs is None:  # deterministic: the same graph every time
+        try:
+            key = (spec, batch_size, capture, times, device, tuple(sorted(config.items())))
+            hash(key)
+        except TypeError:
+            key = None
+    if key is not None and key in _CACHE:
+        return _CACHE[key]
+    graph = _profile_model(spec, batch_size, measure, capture, times, device, example_inputs,
+                           config)
+    if key is not None:
+        _CACHE[key] = graph  # a LayerGraph is immutable, so sharing it is safe
+    return graph
+
+
+_CACHE: dict[Any, LayerGraph] = {}
+
+
+def _profile_model(spec: str, batch_size: int, measure: bool, capture: str, times: str | None,
+                   device: str | None, example_inputs: Any, config: dict[str, Any]) -> LayerGraph:
     from splitopt.profiler.core import profile
 
     dev = device or ("cpu" if measure else "meta")
