@@ -237,6 +237,7 @@ def _milp(p: Problem, lo: np.ndarray, cuts: _OA, w: float | None, ref: tuple[flo
     share: dict[int, float] = {}
     for k in range(p.n):
         pick: dict[int, float] = {}
+        delay: dict[int, float] = {T: 1.0} if T is not None else {}
         for o in np.flatnonzero(np.isfinite(lo[k])):
             z, b = (int(c) for c in (m.add_vars(1, ub=1, integer=True)[0], m.add_vars(1, ub=1)[0]))
             cols[(k, int(o))] = (z, b)
@@ -251,16 +252,17 @@ def _milp(p: Problem, lo: np.ndarray, cuts: _OA, w: float | None, ref: tuple[flo
                 for b0 in cuts.energy[(k, int(o))]:
                     _tangent(m, t, z, b, p.et[k, o], b0)
             if T is not None:
-                row = {T: 1.0, z: -float(p.A[k, o])}
+                delay[z] = -float(p.A[k, o])
                 if p.D[k, o] > 0:
                     s = int(m.add_vars(1)[0])
-                    row[s] = -1.0
+                    delay[s] = -1.0
                     for b0 in cuts.delay[(k, int(o))]:
                         _tangent(m, s, z, b, p.D[k, o], b0)
-                m.add_row(row, lb=0.0)  # T >= A z + s for this device's option
         if not pick:
             raise InfeasibleError(f"device {k}: no option meets the delay")
         m.add_row(pick, lb=1.0, ub=1.0)
+        if T is not None:  # T >= sum_o A z + s: the disaggregated (convex hull) form
+            m.add_row(delay, lb=0.0)
     m.add_row(share, ub=1.0)
     if T is not None:
         obj[T] = w / ref[0]

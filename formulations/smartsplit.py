@@ -65,6 +65,7 @@ class Instance:
     data: np.ndarray
     coverage: float
     min_devices: int
+    max_devices: int
     deadline: float | None
     recompute: bool
 
@@ -80,30 +81,37 @@ class Instance:
 
 
 def instance(scenario: Scenario, *, budgets: Sequence[float] | None = None,
-             beta: Sequence[float] | None = None, data: np.ndarray | None = None,
-             coverage: float = 0.0, min_devices: int | None = None,
-             deadline: float | None = None, recompute: bool = True) -> Instance:
+             beta: Sequence[float] | None = None, channels: int | None = None,
+             data: np.ndarray | None = None, coverage: float = 0.0,
+             min_devices: int | None = None, deadline: float | None = None,
+             recompute: bool = True) -> Instance:
     """Validate the inputs and precompute the cost arrays (the scenario is not modified).
 
-    ``budgets`` default to each device's ``memory_bytes``; ``beta`` to equal shares 1/N; ``data`` is
-    an (N, J) matrix of samples per class (default one unit per device); ``min_devices`` defaults to
-    every device when there is no deadline, else 0.
+    ``budgets`` default to each device's ``memory_bytes``; ``beta`` to equal shares 1/N, or with
+    ``channels=K`` (K orthogonal sub-channels) to 1/K each with at most K devices selected;
+    ``data`` is an (N, J) matrix of samples per class (default one unit per device);
+    ``min_devices`` defaults to every device when there is no deadline, else 0.
     """
     g, n = scenario.graph, scenario.n_devices
+    max_dev = n
+    if channels is not None:
+        if beta is not None or not (isinstance(channels, int) and 1 <= channels):
+            raise InputError("channels", channels, "an integer >= 1 (and no beta)")
+        beta, max_dev = [1.0 / channels] * n, min(n, channels)
     if not g.is_chain:
         raise InputError("scenario.graph", g.name or "graph", "a chain",
                          "Contract the DAG into a chain of blocks with graph.contract().")
     bud = _vector("budgets", budgets, n, [d.memory_bytes for d in scenario.devices])
     bet = _vector("beta", beta, n, [1.0 / n] * n)
-    if bet.sum() > 1 + 1e-9:
+    if np.sort(bet)[::-1][:max_dev].sum() > 1 + 1e-9:
         raise InputError("beta", round(float(bet.sum()), 6), "shares summing to at most 1")
     dat = np.ones((n, 1)) if data is None else np.asarray(data, dtype=float).reshape(n, -1)
     if not (np.all(np.isfinite(dat)) and np.all(dat >= 0)):
         raise InputError("data", "negative or non-finite counts", "counts >= 0 per device x class")
     if not 0 <= coverage <= 1:
         raise InputError("coverage", coverage, "a fraction in [0, 1]")
-    k_min = (n if deadline is None else 0) if min_devices is None else int(min_devices)
-    if not 0 <= k_min <= n:
+    k_min = (max_dev if deadline is None else 0) if min_devices is None else int(min_devices)
+    if not 0 <= k_min <= max_dev:
         raise InputError("min_devices", min_devices, f"an integer in [0, {n}]")
     if deadline is not None and not deadline > 0:
         raise InputError("deadline", deadline, "seconds > 0, or None")
@@ -112,8 +120,8 @@ def instance(scenario: Scenario, *, budgets: Sequence[float] | None = None,
     per_round = tr.batch_size * tr.local_iters
     fwd = np.stack([g.fwd_seconds(d.cls, d.flops) for d in scenario.devices]) * per_round
     return Instance(scenario, t.a_dev + t.a_srv + t.d / bet[:, None], t.a_srv, t.mem, fwd,
-                    g.act_bytes * tr.batch_size, bud, bet, dat, float(coverage), k_min, deadline,
-                    bool(recompute))
+                    g.act_bytes * tr.batch_size, bud, bet, dat, float(coverage), k_min, max_dev,
+                    deadline, bool(recompute))
 
 
 def _vector(field: str, given: Sequence[float] | None, n: int, default: list[float]) -> np.ndarray:
@@ -172,7 +180,7 @@ def round_value(inst: Instance, choices: Sequence[Choice | None]) -> tuple[float
         srv += inst.srv[k, ch.cut]
     total = inst.data.sum(axis=0)
     ok &= bool(np.all(inst.data[sel].sum(axis=0) >= inst.coverage * total - 1e-9))
-    ok &= int(sel.sum()) >= inst.min_devices
+    ok &= inst.min_devices <= int(sel.sum()) <= inst.max_devices
     T = max([srv, *times]) if times else 0.0
     ok &= inst.deadline is None or T <= inst.deadline * (1 + 1e-9)
     return T, float(inst.data[sel].sum()), bool(ok)
@@ -278,7 +286,7 @@ def build(inst: Instance, *, phase: str = "latency", min_data: float | None = No
         m.add_row({**a.time, T: -1.0}, ub=0.0, name=f"time.d{k}")
         server.update(a.server)
     m.add_row(server, ub=0.0, name="server")
-    m.add_terms(s, np.ones(n), lb=inst.min_devices, name="min_devices")
+    m.add_terms(s, np.ones(n), lb=inst.min_devices, ub=inst.max_devices, name="devices")
     need = inst.coverage * inst.data.sum(axis=0)
     for j in np.flatnonzero(need > 0):
         m.add_terms(s, inst.data[:, j], lb=need[j] * (1 - 1e-12), name=f"coverage{j}")

@@ -139,3 +139,15 @@ def test_split_across_workers_is_exact():
     two = ss.solve(inst, objective="participation", workers=2)
     _same(one, two)
     assert two.bound == pytest.approx(one.bound, rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_subchannels_cap_participants_and_equal_brute_force(seed):
+    base = _instance(300 + seed, deadline=True)
+    inst = ss.instance(base.scenario, budgets=base.budget, data=base.data, channels=2,
+                       deadline=base.deadline)
+    got = ss.solve(inst, objective="participation")
+    _same(got, ss.brute_force(inst, objective="participation"))
+    assert got.participants <= 2 and np.allclose(inst.beta, 0.5)
+    with pytest.raises(InputError, match="channels"):
+        ss.instance(base.scenario, channels=0)
