@@ -80,6 +80,18 @@ def test_measured_times_replace_flops_node_by_node():
     assert p.objective != pytest.approx(partition(g, DEV, SRV, LINK).objective, rel=1e-6)
 
 
+def test_measured_times_of_partly_measured_blocks():
+    # a contracted block whose members are partly measured carries unmeasured FLOPs
+    g = resnet_like(200, seed=1)
+    gm = g.with_times("phone", {n: (1e-4, 2e-4) for n in g.names[1::2]}).contract()
+    assert any(t.unmeasured_fwd_flops > 0 for n in gm.nodes for t in n.times.values())
+    np.testing.assert_allclose(train_seconds(gm, "phone", DEV.flops),
+                               gm.train_seconds("phone", DEV.flops), rtol=1e-15)
+    p = partition(gm, DEV, SRV, LINK)
+    assert p.objective == pytest.approx(
+        iteration_delay(gm, p.devices[0].device_side, DEV, SRV, LINK), rel=1e-9)
+
+
 def test_graph_arrays_are_cached_and_match_the_graph(small):
     ar = graph_arrays(small)
     assert graph_arrays(small) is ar
