@@ -94,7 +94,8 @@ def fallback_point(p: Problem) -> np.ndarray | None:
     n, o = p.n_devices, p.n_options
     x = np.zeros(p.n_cols)
     opts = p.options
-    T = np.where(p.allowed, opts.a_dev + opts.a_srv * n + opts.d * n, np.inf)
+    srv = opts.a_srv * (n if p.server_share is not None else 1)
+    T = np.where(p.allowed, opts.a_dev + srv + opts.d * n, np.inf)
     x[np.arange(n) * o + np.argmin(T, axis=1)] = 1.0
     x[p.bandwidth.offset:p.bandwidth.offset + n] = 1.0 / n
     if p.server_share is not None:
