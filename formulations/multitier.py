@@ -102,10 +102,9 @@ class Split:
     method: str
     bound: float | None = None
 
-    def cuts(self) -> list[int]:
-        """For a chain: c_t = number of layers on tiers <= t (t = 0..T-2)."""
-        T = max(self.tiers) + 1 if self.tiers else 1
-        return [sum(1 for x in self.tiers if x <= t) for t in range(T - 1)]
+    def cuts(self, n_tiers: int) -> list[int]:
+        """For a chain: c_t = number of nodes on tiers <= t (t = 0..T-2)."""
+        return [sum(1 for x in self.tiers if x <= t) for t in range(n_tiers - 1)]
 
 
 def latency(c: Costs, tiers: Sequence[int]) -> float:

@@ -10,7 +10,7 @@ an accelerator at most once. With ``y[m,i,j,a] = 1`` when segment [i, j) of mode
 
     flow:     sum_{j,a} y[m,0,j,a] = 1,   sum_{i<p,a} y[m,i,p,a] = sum_{j>p,a} y[m,p,j,a]  (0<p<L_m)
     compute:  c[m,i,j,a] = sum_{v in [i,j)} fwd_s_a(v)
-    send:     s[m,j,a]   = 8 bnd_m(j) / r_a   if j < L_m   (bnd_m(j): bytes leaving the prefix [0,j))
+    send:     s[m,j,a]   = 8 bnd_m(j) / r_a  if j < L_m  (bnd_m(j): bytes leaving the prefix [0,j))
     load_a    = sum_{m,i,j} y[m,i,j,a] (c[m,i,j,a] + s[m,j,a])
     memory_a  = sum_{m,i,j} y[m,i,j,a] (W_m[i,j) + buf_m[i,j)) <= mem_a
                 (weights, plus the segment's activation buffer: its largest input + output)
@@ -57,7 +57,7 @@ class Accelerator:
 
 @dataclass(frozen=True)
 class Instance:
-    """Prefix sums per model: ``fwd[m]`` (L_m+1, A), ``w[m]`` and ``bnd[m]`` (L_m+1,), ``act[m]``."""
+    """Prefix sums per model: ``fwd[m]`` (L_m+1, A), ``w[m]``, ``bnd[m]`` (L_m+1,); ``out[m]``."""
 
     names: tuple[str, ...]
     accels: tuple[Accelerator, ...]
@@ -186,8 +186,12 @@ def build(inst: Instance, objective: str = "throughput"):
 
 
 def solve(inst: Instance, *, objective: str = "throughput", time_limit: float | None = None,
-          workers: int = 1) -> Result:
-    """Exact mapping (MILP); ``workers > 1`` splits it across processes (splitopt.parallel)."""
+          workers: int = 1, engine: str = "processes", address: str | None = None) -> Result:
+    """Exact mapping (MILP).
+
+    ``workers > 1`` splits it into sub-problems (:mod:`splitopt.parallel`) solved on local
+    processes, or on a Dask / Ray cluster (``engine``, ``address``).
+    """
     import time
 
     from splitopt.parallel import solve_split
@@ -198,7 +202,8 @@ def solve(inst: Instance, *, objective: str = "throughput", time_limit: float | 
     m_, arcs, B = build(inst, objective)
     prog = m_.program()
     build_s = time.perf_counter() - t0
-    res = solve_split(prog, workers=workers, time_limit=time_limit, progress=False)
+    res = solve_split(prog, workers=workers, engine=engine, address=address,
+                      time_limit=time_limit, progress=False)
     if res.x is None:
         raise InfeasibleError(f"Synergy: no mapping fits the accelerators' memory ({res.status})")
     chosen = sorted(arcs[c] for c in arcs if res.x[c] > 0.5)
@@ -229,7 +234,7 @@ def whole_models(inst: Instance) -> Result:
 
 
 def greedy(inst: Instance) -> Result:
-    """Layer-wise packing: extend a segment while it fits, else move to the least-loaded free one."""
+    """Layer-wise packing: extend a segment while it fits, else go to the least-loaded free one."""
     A = len(inst.accels)
     load, mem = np.zeros(A), np.zeros(A)
     cap = np.array([a.memory_bytes for a in inst.accels])

@@ -98,3 +98,8 @@ def test_bad_input():
     if not dag.is_chain:
         with pytest.raises(InputError, match="chain"):
             mt.solve_chain(mt.costs(dag, [mt.Tier("a", 1e9)], []))
+
+
+def test_cuts_of_a_chain_split():
+    sp = mt.Split((0, 0, 1, 2, 2), 1.0, "optimal", "dp")
+    assert sp.cuts(3) == [2, 3] and sp.cuts(4) == [2, 3, 5]
