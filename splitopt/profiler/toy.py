@@ -142,6 +142,36 @@ class GatedTop(nn.Module):
         return -h
 
 
+class RandomDAGNet(nn.Module):
+    """A random DAG of ``Linear + tanh`` layers: layer ``i`` sums the outputs it consumes.
+
+    ``preds[i]`` lists what layer ``i`` consumes: ``-1`` is the input, ``j >= 0`` layer ``j < i``.
+    Every layer nobody consumes feeds the head, so all of them reach the output.
+    """
+
+    def __init__(self, preds: list[list[int]], d: int = 3):
+        super().__init__()
+        self.preds = [sorted(set(p)) for p in preds]
+        self.layers = nn.ModuleList(nn.Linear(d, d) for _ in preds)
+        used = {j for p in self.preds for j in p}
+        self.sinks = [i for i in range(len(preds)) if i not in used]
+        self.head = nn.Linear(d, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the layers in index order."""
+        outs: list[torch.Tensor] = []
+        for i, layer in enumerate(self.layers):
+            srcs = [x if j < 0 else outs[j] for j in self.preds[i]]
+            h = srcs[0]
+            for extra in srcs[1:]:
+                h = h + extra
+            outs.append(torch.tanh(layer(h)))
+        out = outs[self.sinks[0]]
+        for i in self.sinks[1:]:
+            out = out + outs[i]
+        return self.head(out)
+
+
 def examples(batch: int = 2) -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]:
     """Each traceable toy model with example inputs of ``batch`` samples (seeded)."""
     g = torch.Generator().manual_seed(0)
