@@ -69,7 +69,7 @@ def test_energy_budget_per_device(seed):
     assert r.objective == pytest.approx(_brute(p, bmin=bmin)[0], rel=1e-9)
     for i, d in enumerate(r.plan.devices):
         assert r.plan.predicted.per_device[d.device].energy_j <= budgets[i] * (1 + 1e-9)
-    assert p.solve(path="generic", gap=1e-7).objective == pytest.approx(r.objective, rel=1e-5)
+    assert p.solve(path="generic", gap=1e-6).objective == pytest.approx(r.objective, rel=1e-5)
 
 
 def test_selection_with_minimum_count():
@@ -258,3 +258,27 @@ def test_problem_registry_is_extensible():
     assert sum(r.plan.predicted.per_device[d.device].energy_j for d in r.plan.devices) == \
         pytest.approx(r.objective, rel=1e-7)
     del PROBLEMS["test-only-energy"]
+
+
+def test_mccormick_product_is_exact():
+    """A selected device must receive at least 0.2 of a user budget x; unselected ones get 0."""
+    sc = _scenario(94)
+    p = Problem(sc, selection=True)
+    alloc = p.add_variable("alloc", 3, lb=0.0, ub=1.0)
+    got = [p.product(p.selected[k], alloc[k], name=f"got{k}") for k in range(3)]
+    p.add(sum(alloc[k] for k in range(3)) <= 0.5, name="budget")
+    for k in range(3):
+        p.add(got[k] >= 0.2 * p.selected[k])
+    p.add(sum(p.selected[k] for k in range(3)) >= 1)
+    p.minimize(-1.0 * sum(got))  # give the selected devices as much as the budget allows
+    r = p.solve()
+    sel = [d.selected for d in r.plan.devices]
+    a = r.values["alloc"]
+    # at most two devices fit (0.2 each within 0.5), and w = alloc exactly on selected devices
+    assert 1 <= sum(sel) <= 2
+    for k in range(3):
+        w = r.values[f"got{k}"][0]
+        assert w == pytest.approx(a[k] if sel[k] else 0.0, abs=1e-7)
+    assert r.objective == pytest.approx(-0.5, abs=1e-7)
+    with pytest.raises(InputError, match="finite bounds"):
+        p.product(p.selected[0], p.add_variable("free", lb=0.0).expr)

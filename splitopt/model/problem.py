@@ -150,6 +150,29 @@ class Problem:
                     (self.option_expr(k, sel) == self.option_expr(0, sel)).named(f"tie:{k}:{c}"))
         self.tied = True
 
+    def product(self, binary: Expr, x: Expr, name: str = "") -> Expr:
+        """binary * x as a new column w with McCormick rows (exact: the binary is 0 or 1).
+
+        ``binary`` is a 0/1 affine expression of the one-hot options (``p.selected[k]``,
+        ``p.mode[k]``, ``p.cut.is_(k, c)``); ``x`` is one variable column with finite bounds
+        [L, U]. Rows: L b <= w <= U b and x - U (1 - b) <= w <= x - L (1 - b).
+        """
+        nz = self.n_devices * self.n_options
+        if not binary.is_affine or (len(binary.lin_idx) and binary.lin_idx.max() >= nz):
+            raise InputError("product binary", "an expression beyond the options",
+                             "a 0/1 expression of the cut/mode/selection options")
+        if not x.is_affine or len(x.lin_idx) != 1 or x.const != 0 or x.lin_coef[0] != 1:
+            raise InputError("product x", "an expression", "one variable, e.g. v[0] or p.bandwidth[k]")
+        lo, hi = float(self.col_lb[x.lin_idx[0]]), float(self.col_ub[x.lin_idx[0]])
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise InputError("product x bounds", (lo, hi), "finite bounds (McCormick needs them)")
+        w = self.add_variable(name or f"prod{len(self.extras)}", lb=min(lo, 0.0),
+                              ub=max(hi, 0.0)).expr
+        tag = name or "product"
+        self.add([w <= binary * hi, w >= binary * lo, w <= x - (1 - binary) * lo,
+                  w >= x - (1 - binary) * hi], name=f"mccormick:{tag}")
+        return w
+
     # ------------------------------------------------------------------ expressions
     def option_expr(self, k: int | str, lin: np.ndarray, beta: np.ndarray | None = None,
                     phi: np.ndarray | None = None) -> Expr:
