@@ -151,7 +151,7 @@ class Problem:
         self.tied = True
 
     def product(self, binary: Expr, x: Expr, name: str = "") -> Expr:
-        """binary * x as a new column w with McCormick rows (exact: the binary is 0 or 1).
+        """Return binary * x as a new column w with McCormick rows (exact for a 0/1 binary).
 
         ``binary`` is a 0/1 affine expression of the one-hot options (``p.selected[k]``,
         ``p.mode[k]``, ``p.cut.is_(k, c)``); ``x`` is one variable column with finite bounds
@@ -162,7 +162,8 @@ class Problem:
             raise InputError("product binary", "an expression beyond the options",
                              "a 0/1 expression of the cut/mode/selection options")
         if not x.is_affine or len(x.lin_idx) != 1 or x.const != 0 or x.lin_coef[0] != 1:
-            raise InputError("product x", "an expression", "one variable, e.g. v[0] or p.bandwidth[k]")
+            raise InputError("product x", "an expression",
+                             "one variable, e.g. v[0] or p.bandwidth[k]")
         lo, hi = float(self.col_lb[x.lin_idx[0]]), float(self.col_ub[x.lin_idx[0]])
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise InputError("product x bounds", (lo, hi), "finite bounds (McCormick needs them)")
