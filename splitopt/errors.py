@@ -37,6 +37,7 @@ class InputError(SplitoptError, ValueError):
         What would have been accepted.
     fix
         Optional advice on what to do.
+
     """
 
     def __init__(self, field: str, value: Any, allowed: str, fix: str | None = None):

@@ -75,6 +75,7 @@ class Node:
         Bytes per sample the node keeps on its device for the backward pass; defaults to
         ``out_bytes``. Differs only on a contracted block, which keeps every member's activation
         but sends only the tensors that leave it.
+
     """
 
     name: str
@@ -138,6 +139,7 @@ class LayerGraph:
 
     Nodes are stored in a deterministic topological order (Kahn's algorithm, ties broken by the
     order in which the nodes were given), which every array attribute follows.
+
     """
 
     def __init__(
@@ -192,12 +194,12 @@ class LayerGraph:
         if not self.inputs:
             raise GraphError("inputs", list(self.inputs), "at least one input node name")
         for name in self.inputs:
-            if name not in self.index:
+            if not isinstance(name, str) or name not in self.index:
                 raise GraphError("inputs", name, f"names of nodes in the graph ({self._few()})")
             if self._preds[self.index[name]]:
                 raise GraphError(f"input {name!r}", self.preds(name), "no predecessors",
                                  "An input node is the data; it consumes nothing.")
-        if self.output not in self.index:
+        if not isinstance(self.output, str) or self.output not in self.index:
             raise GraphError("output", self.output, f"a node name in the graph ({self._few()})")
         if self._succs[self.index[self.output]]:
             raise GraphError(f"output {self.output!r}", self.succs(self.output), "no successors")
@@ -455,6 +457,7 @@ class LayerGraph:
         GraphError
             If a node is in two groups, a group holds an input or the output, a group's name is the
             name of a node outside it, or a group is not convex (contracting it makes a cycle).
+
         """
         groups = self.blocks() if groups is None else {k: list(v) for k, v in groups.items()}
         rep = self._owners(groups)
@@ -564,6 +567,7 @@ class LayerGraph:
         GraphError
             Naming the field, the value and what is allowed, for a missing field, a bad number, an
             edge to an unknown node, a cycle, ...
+
         """
         if not isinstance(doc, Mapping):
             raise GraphError("graph document", type(doc).__name__, "a JSON object")

@@ -46,6 +46,7 @@ class DevicePlan:
         ``"split"``, or ``"fl"`` (whole model local; device_side is then every node).
     selected
         False for a device left out of the round.
+
     """
 
     device: str
@@ -57,7 +58,12 @@ class DevicePlan:
     selected: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "device_side", frozenset(self.device_side))
+        if not isinstance(self.device, str) or not self.device:
+            raise InputError("device plan .device", self.device, "a device name (a string)")
+        side = self.device_side
+        if isinstance(side, str) or not all(isinstance(n, str) for n in side):
+            raise InputError(f"device {self.device!r}.device_side", side, "a set of node names")
+        object.__setattr__(self, "device_side", frozenset(side))
         for name in ("bandwidth_share", "server_share"):
             v = getattr(self, name)
             ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v <= 1 + 1e-9
@@ -110,6 +116,24 @@ class Plan:
     method: str = ""
     meta: Mapping[str, Any] = field(default_factory=dict)
     predicted: PlanCosts | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "devices", tuple(self.devices))
+        for i, d in enumerate(self.devices):
+            if not isinstance(d, DevicePlan):
+                raise InputError(f"devices[{i}]", d, "a DevicePlan")
+        r = self.rounds
+        if not (isinstance(r, numbers.Real) and not isinstance(r, bool) and r > 0):
+            raise InputError("rounds", r, "a number > 0 (inf allowed)")
+        for name in ("objective", "bound"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, numbers.Real) and not isinstance(v, bool)):
+                raise InputError(name, v, "a number or null")
+        for name in ("status", "method"):
+            if not isinstance(getattr(self, name), str):
+                raise InputError(name, getattr(self, name), "a string")
+        if not isinstance(self.meta, Mapping):
+            raise InputError("meta", self.meta, "an object (mapping)")
 
     @property
     def gap(self) -> float | None:
@@ -169,15 +193,15 @@ class Plan:
                 if key not in d:
                     raise InputError(f"devices[{i}].{key}", MISSING, "a required field",
                                      "See docs/formats.md.")
-            if not isinstance(d["device_side"], list):
-                raise InputError(f"devices[{i}].device_side", d["device_side"],
-                                 "a list of node names")
-            devs.append(DevicePlan(d["device"], frozenset(d["device_side"]), d["bandwidth_share"],
+            side = d["device_side"]
+            if not isinstance(side, list) or not all(isinstance(n, str) for n in side):
+                raise InputError(f"devices[{i}].device_side", side, "a list of node names")
+            devs.append(DevicePlan(d["device"], frozenset(side), d["bandwidth_share"],
                                    d.get("server_share", 1.0), d.get("batch_size"),
                                    d.get("mode", "split"), d.get("selected", True)))
         return cls(tuple(devs), doc.get("rounds", 1.0), doc.get("status", "unknown"),
                    doc.get("objective"), doc.get("bound"), doc.get("method", ""),
-                   doc.get("meta") or {})
+                   {} if doc.get("meta") is None else doc["meta"])
 
     def save(self, path: str | Path, scenario: Scenario | None = None) -> None:
         """Write the plan JSON."""

@@ -163,6 +163,7 @@ class Scenario:
         The fleet; names are unique.
     server, channel, training
         The edge server, the shared band and the training settings.
+
     """
 
     graph: LayerGraph

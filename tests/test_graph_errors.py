@@ -6,6 +6,8 @@ import copy
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from splitopt import GraphError, InputError, LayerGraph, Node, NodeTime
 
@@ -162,3 +164,39 @@ def test_errors_are_input_errors_with_parts():
 def test_missing_file(tmp_path):
     with pytest.raises(GraphError, match="graph file: got .*nope.json'; allowed: an existing JSON"):
         LayerGraph.load(tmp_path / "nope.json")
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=True)
+                     | st.text(max_size=3) | st.sampled_from(["x", "a", "y"]),
+                     lambda kids: st.lists(kids, max_size=3)
+                     | st.dictionaries(st.text(max_size=3), kids, max_size=3), max_leaves=6)
+
+
+def _paths(doc, prefix=()):
+    """Every (container, key) position inside a JSON document."""
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc)
+    for k, v in items:
+        yield prefix + (k,)
+        if isinstance(v, (dict, list)):
+            yield from _paths(v, prefix + (k,))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_any_corrupted_document_gives_graph_error_or_loads(data):
+    """Replacing or deleting any field of a valid document never escapes as a non-GraphError."""
+    doc = _doc()
+    paths = list(_paths(doc))
+    path = data.draw(st.sampled_from(paths))
+    *head, last = path
+    node = doc
+    for k in head:
+        node = node[k]
+    if data.draw(st.booleans()) and isinstance(node, dict):
+        del node[last]
+    else:
+        node[last] = data.draw(_JSON)
+    try:
+        LayerGraph.from_dict(doc)
+    except GraphError as err:
+        assert err.field and err.allowed and "\n" not in str(err)
