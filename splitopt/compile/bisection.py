@@ -38,15 +38,21 @@ class PathOutcome:
 
 
 class MinMaxRows:
-    """Per-device rows (A, D, beta_min, allowed), deduplicated: identical devices share work."""
+    """Per-device rows (A, D, beta_min, allowed), deduplicated: identical devices share work.
+
+    Options dominated within a row (another allowed option with A, D and beta_min all no larger)
+    can never be a device's cheapest, so each row keeps only its Pareto options (about ln O of O
+    for random chains), which makes every probe proportionally cheaper.
+    """
 
     def __init__(self, A: np.ndarray, D: np.ndarray, beta_min: np.ndarray, allowed: np.ndarray):
         key = np.hstack([A, D, beta_min, allowed.astype(float)])
         _, first, self.inverse, self.counts = np.unique(
             key, axis=0, return_index=True, return_inverse=True, return_counts=True)
         self.inverse = self.inverse.ravel()
-        self.A, self.D = A[first], D[first]
-        self.bmin, self.allowed = beta_min[first], allowed[first]
+        self.A0, self.D0 = A[first], D[first]  # all options, for pricing the final plan
+        self.A, self.D, self.bmin, self.allowed, self.index = _pareto(
+            A[first], D[first], beta_min[first], allowed[first])
 
     def need(self, T: float) -> tuple[np.ndarray, np.ndarray]:
         """(least share, best option) per distinct row at round time T (inf when none finishes)."""
@@ -56,12 +62,35 @@ class MinMaxRows:
         ok = self.allowed & ((R > 0) | ((R >= 0) & (self.D == 0)))
         share = np.where(ok, np.maximum(share, self.bmin), np.inf)
         best = np.argmin(share, axis=1)
-        return share[np.arange(len(best)), best], best
+        rows = np.arange(len(best))
+        return share[rows, best], self.index[rows, best]
 
     def total(self, T: float) -> float:
         """sum_k need_k(T)."""
         s, _ = self.need(T)
         return float(s @ self.counts)
+
+
+def _pareto(A: np.ndarray, D: np.ndarray, bmin: np.ndarray, allowed: np.ndarray):
+    """Keep each row's non-dominated allowed options, packed left; returns the packed arrays and
+    the original option index of every kept entry."""
+    n, o = A.shape
+    Am = np.where(allowed, A, np.inf)
+    order = np.lexsort((np.where(allowed, D, np.inf), Am), axis=1)  # by A, then D
+    Ds = np.take_along_axis(np.where(allowed, D, np.inf), order, 1)
+    Bs = np.take_along_axis(np.where(allowed, bmin, np.inf), order, 1)
+    prev = np.minimum.accumulate(np.hstack([np.full((n, 1), np.inf), Ds[:, :-1]]), axis=1)
+    keep = (Ds < prev) & np.isfinite(np.take_along_axis(Am, order, 1))
+    keep |= (bmin > 0).any(axis=1, keepdims=True) & np.isfinite(Bs)  # 3-D case: keep all allowed
+    width = max(int(keep.sum(axis=1).max()), 1)
+    pos = np.cumsum(keep, axis=1) - 1
+    r, c = np.nonzero(keep)
+    idx = np.zeros((n, width), dtype=np.int64)
+    idx[r, pos[r, c]] = order[r, c]
+    ok = np.zeros((n, width), dtype=bool)
+    ok[r, pos[r, c]] = True
+    take = lambda a: np.take_along_axis(a, idx, 1)  # noqa: E731
+    return take(A), take(D), take(bmin), ok & take(allowed), idx
 
 
 def bisect_minmax(A: np.ndarray, D: np.ndarray, beta_min: np.ndarray, allowed: np.ndarray, *,
@@ -109,8 +138,8 @@ def _finish(rows: MinMaxRows, T: float, lower: float, it: int) -> PathOutcome:
     if slack > 0:
         beta = beta + slack * (beta / beta.sum() if beta.sum() > 0 else 1.0 / len(beta))
     beta = np.maximum(beta, 1e-12)
-    a = rows.A[rows.inverse, option]
-    d = rows.D[rows.inverse, option]
+    a = rows.A0[rows.inverse, option]
+    d = rows.D0[rows.inverse, option]
     obj = float(np.max(a + d / beta))
     return PathOutcome("optimal", option, beta, None, obj, min(lower, obj), it)
 
