@@ -108,6 +108,54 @@ def min_penalty(data: HSFLData, c: int, L: float, *, warm: np.ndarray | None = N
     return float(res.bound if res.bound is not None else -math.inf), None, max_cuts
 
 
+def lagrange_penalty(data: HSFLData, c: int, L: float) -> tuple[float, Config | None]:
+    """A cheap lower bound on P*(L) (numpy only) and the choice that attains it.
+
+    One tangent row 2U + theta W + V / theta <= theta + L / theta relaxes the cone; dualising it
+    with mu >= 0 leaves each device its cheapest option of p + mu * coef, so
+    sum_k min_o (p + mu coef) - mu (theta + L / theta) <= P*(L) for every theta, mu > 0. The best
+    (theta, mu) on a grid and by golden section is kept.
+    """
+    from splitopt.formulations.hsfl import Config
+
+    cols = _columns(data, c, L)
+    if cols is None:
+        return math.inf, None
+    devs, fl, jj, pen, ww, rr, aa = cols
+    n = data.a_fl.shape[0]
+    order = np.argsort(devs, kind="stable")
+    starts = np.searchsorted(devs[order], np.arange(n))
+
+    def dual(theta: float, mu: float) -> tuple[float, np.ndarray]:
+        v = (pen + mu * (2 * rr + theta * ww + aa / theta))[order]
+        best = np.minimum.reduceat(v, starts)
+        return float(best.sum()) - mu * (theta + L / theta), v
+
+    best_b, best_arg = -math.inf, (1.0, 0.0)
+    for theta in math.sqrt(L) * np.logspace(-2, 2, 9):
+        lo, hi = -12.0, 6.0
+        g = (math.sqrt(5) - 1) / 2
+        for _ in range(30):
+            x1, x2 = hi - g * (hi - lo), lo + g * (hi - lo)
+            if dual(theta, 10**x1)[0] >= dual(theta, 10**x2)[0]:
+                hi = x2
+            else:
+                lo = x1
+        for mu in (0.0, 10**lo):
+            b = dual(theta, mu)[0]
+            if b > best_b:
+                best_b, best_arg = b, (theta, mu)
+    _, v = dual(*best_arg)
+    pick = np.empty(n, dtype=int)
+    for k in range(n):  # the cheapest option of each device at the best multipliers
+        seg = v[starts[k]:starts[k + 1] if k + 1 < n else len(v)]
+        pick[k] = order[starts[k] + int(np.argmin(seg))]
+    batch = np.zeros(n, dtype=int)
+    flk = np.zeros(n, dtype=bool)
+    batch[devs[pick]], flk[devs[pick]] = jj[pick], fl[pick]
+    return best_b, Config(c, flk, batch)
+
+
 def branch_and_bound(data: HSFLData, sur: Surrogate, start: Config, *, tol: float = 1e-6,
                      time_limit: float | None = None) -> Outcome:
     """Minimise h(P) * L over cuts, modes, batches and bandwidth (see the module docstring)."""
@@ -141,8 +189,14 @@ def branch_and_bound(data: HSFLData, sur: Surrogate, start: Config, *, tol: floa
         nodes += 1
         mid = math.sqrt(l1 * l2) if l1 > 0 else 0.5 * l2
         deadline = None if time_limit is None else t0 + time_limit
-        p_mid, cfg, k = min_penalty(data, c, mid, deadline=deadline)
-        milps += k
+        p_mid, cfg = lagrange_penalty(data, c, mid)  # cheap first: often enough to prune
+        if cfg is not None and value(cfg) < best_v:
+            best, best_v = cfg, value(cfg)
+        r_lag = sur.rounds(max(p_mid, p2))
+        cfg = None
+        if math.isfinite(r_lag) and l1 * r_lag < best_v * (1 - tol):
+            p_mid, cfg, k = min_penalty(data, c, mid, deadline=deadline)
+            milps += k
         l_z = mid
         if cfg is not None:
             v = value(cfg)
