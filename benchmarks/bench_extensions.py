@@ -185,14 +185,14 @@ def synergy_case(models: int, accels: int, method: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- split solving
-def split_case(n: int, workers: int) -> dict[str, Any]:
+def split_case(n: int, workers: int, how: str = "cut") -> dict[str, Any]:
     """SmartSplit latency MILP (fastest half of n devices), whole or split across workers.
 
     The worker pool is started (and timed, ``start_s``) before the clock for the solve starts.
     """
     from splitopt.formulations import smartsplit as ss
 
-    from splitopt.parallel import solve_split, split_by_choice
+    from splitopt.parallel import auto_split, solve_split, split_by_choice
 
     inst = ss.instance(memory_wall_scenario(n, seed=4), min_devices=n // 2)
     t0 = time.perf_counter()
@@ -200,9 +200,11 @@ def split_case(n: int, workers: int) -> dict[str, Any]:
     prog = m.program()
     build = time.perf_counter() - t0
     subs = None
-    if workers > 1:
+    if workers > 1 and how == "cut":  # ranges of device 0's cut, plus "device 0 left out"
         opts = [[c for c, cut in arcs[0].stop.items() if cut == q] for q in range(inst.n_cuts)]
         subs = split_by_choice(opts, parts=4 * workers, none_col=int(s[0]))
+    elif workers > 1:  # branch on the most fractional binaries of the LP relaxation
+        subs = auto_split(prog, 2 * workers)
     start = _warm_pool(workers)
     res = solve_split(prog, subs, workers=workers, progress=False)
     return _row(res.status, res.objective, res.bound, build, res.wall_s, parts=len(res.parts),
@@ -250,9 +252,9 @@ def _cases(quick: bool) -> list[Case]:
             cases.append(Case(f"synergy-{models}m{accels}a", meth,
                               partial(synergy_case, models, accels, meth), models * accels))
     for n in (16,) if quick else (30, 40):
-        for w in (1, 2):
-            cases.append(Case(f"split-smartsplit-{n}dev", "exact" if w == 1 else f"{w}-workers",
-                              partial(split_case, n, w), n))
+        for w, how in ((1, "cut"), (2, "cut")) + (() if quick else ((2, "auto"),)):
+            name = "exact" if w == 1 else f"{w}-workers-{how}"
+            cases.append(Case(f"split-smartsplit-{n}dev", name, partial(split_case, n, w, how), n))
     return cases
 
 

@@ -22,7 +22,7 @@ def _instance(seed: int, *, n: int = 3, layers: int = 3, deadline: bool = False,
     # budgets between each device's least and largest memory, so recomputation matters
     lo = np.array([ss._min_memory(full, k) for k in range(n)])
     hi = full.mem.max(axis=1)
-    bud = lo + rng.uniform(-0.1, 0.8, n) * (hi - lo)
+    bud = np.maximum(lo + rng.uniform(-0.1, 0.8, n) * (hi - lo), 0.5 * lo)
     data = rng.integers(1, 5, size=(n, 2)).astype(float)
     dl = float(np.median(full.base)) * rng.uniform(1, 3) if deadline else None
     return ss.instance(sc, budgets=bud, data=data, deadline=dl, **kw)
