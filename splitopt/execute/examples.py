@@ -66,3 +66,28 @@ def digits_job(n_devices: int = 3, *, mode: str = "sflv1", cuts: Sequence[str] |
     sc = scenario or digits_scenario(n_devices)
     return Job(digits_plan(sc, cuts, batch_sizes=batch_sizes, modes=modes), sc, "digits_cnn",
                RunConfig(mode=mode, **config))
+
+
+def dropout_mlp(width: int = 32, classes: int = 4) -> tuple[Any, tuple[Any, ...]]:
+    """A small MLP with dropout on 16 features, and example inputs (a model that draws random
+    numbers, for the RNG-stream tests).
+    """
+    import torch
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(16, width), nn.ReLU(), nn.Dropout(0.2),
+                          nn.Linear(width, width), nn.ReLU(), nn.Linear(width, classes))
+    return model, (torch.randn(1, 16),)
+
+
+def mlp_job(n_devices: int = 2, *, mode: str = "sflv1", **config: Any) -> Job:
+    """A job of :func:`dropout_mlp` on synthetic data, cut after the dropout."""
+    import splitopt
+
+    spec = "splitopt.execute.examples:dropout_mlp"
+    model, ex = dropout_mlp()
+    graph = splitopt.profile(model, ex)
+    side = graph.pred_closure([n for n in graph.names if n.startswith("2")][:1] or graph.inputs)
+    sc = digits_scenario(n_devices, graph=graph)
+    devs = tuple(DevicePlan(d.name, side, 1.0 / n_devices) for d in sc.devices)
+    return Job(Plan(devs, method="example"), sc, spec, RunConfig(mode=mode, **config))

@@ -84,8 +84,35 @@ def install_templates(job: Job, templates: Mapping[frozenset[str], Any]) -> None
         _TEMPLATES[(id(job.scenario.graph), model_type, frozenset(side))] = (job.scenario.graph, sp)
 
 
+_RANDOM_OPS = ("dropout", "rand", "bernoulli", "normal", "uniform", "multinomial", "poisson",
+               "exponential", "cauchy", "geometric", "rrelu")
+
+
+def draws_random(module: nn.Module) -> bool:
+    """Whether running ``module`` may draw from torch's default generator.
+
+    False only when every submodule is either a traced GraphModule whose operations are all
+    deterministic by name, or a deterministic built-in ``torch.nn`` layer; any other module class
+    (its forward is opaque Python) counts as random, so the answer errs on the safe side.
+    """
+    for m in module.modules():
+        if isinstance(m, fx.GraphModule):
+            for node in m.graph.nodes:
+                if node.op in ("call_function", "call_method") and any(
+                        op in str(node.target).lower() for op in _RANDOM_OPS):
+                    return True
+        elif not type(m).__module__.startswith("torch.nn.modules") or any(
+                op in type(m).__name__.lower() for op in _RANDOM_OPS):
+            return True
+    return False
+
+
 class Holder:
-    """A module with its optimiser and its own RNG stream."""
+    """A module with its optimiser and its own RNG stream.
+
+    The stream is swapped in around the module's compute only when the module may draw random
+    numbers (:func:`draws_random`), which saves two state copies per call on deterministic parts.
+    """
 
     def __init__(self, module: nn.Module, params: Sequence[nn.Parameter], job: Job,
                  seed: int) -> None:
@@ -93,10 +120,14 @@ class Holder:
         self.opt = torch.optim.SGD(list(params), lr=job.config.lr, momentum=job.config.momentum)
         gen = torch.Generator().manual_seed(seed)
         self.rng = gen.get_state()
+        self.random = draws_random(module)
 
     @contextmanager
     def rng_scope(self) -> Iterator[None]:
         """Run with this holder's RNG stream as torch's default CPU generator."""
+        if not self.random:
+            yield
+            return
         saved = torch.get_rng_state()
         torch.set_rng_state(self.rng)
         try:
@@ -226,6 +257,7 @@ class ServerWorker:
     def _build(self, job: Job, ex: tuple[torch.Tensor, ...] | None) -> None:
         shared = copy.deepcopy(self.global_model) if self.shared else None
         cache: dict[tuple[int, frozenset[str]], Any] = {}
+        served: dict[str, list[tuple[int, nn.Module]]] = {}
         for i, d in enumerate(job.devices()):
             if d.device not in self.split_devices:
                 self.device_names[d.device] = list(self.global_model.state_dict())
@@ -237,11 +269,17 @@ class ServerWorker:
             sp = cache[key]
             self.views[d.device] = sp.server
             self.device_names[d.device] = list(sp.device.state_dict())
-            hkey = "shared" if shared is not None else d.device
-            if hkey not in self.holders:
-                params = full.parameters() if shared is not None else sp.server.parameters()
-                self.holders[hkey] = Holder(full, list(params), job,
-                                            seed=job.config.seed * 15485863 + i + 1)
+            served.setdefault("shared" if shared is not None else d.device, []).append((i, full))
+        for hkey, users in served.items():
+            i, full = users[0]
+            views = [self.views[d] for d in self.split_devices
+                     if ("shared" if shared is not None else d) == hkey]
+            # the optimiser holds only server-side parameters (fewer to step), and the views
+            # decide whether the server draws random numbers
+            params = list({id(p): p for v in views for p in v.parameters()}.values())
+            h = Holder(full, params, job, seed=job.config.seed * 15485863 + i + 1)
+            h.random = any(draws_random(v) for v in views)
+            self.holders[hkey] = h
 
     def holder(self, device: str) -> Holder:
         """The server model holder that serves ``device``."""
