@@ -122,11 +122,27 @@ class EdgeSplit:
         if res.plan is None:
             raise InfeasibleError(f"{self.name}: no plan found ({res.termination}: {res.message})")
         meta = {"formulation": self.name, "paper": self.paper, "path": res.path,
-                "candidates": len(table), "build_s": build + res.build_s, "solve_s": res.solve_s}
+                "candidates": len(table), "exact_over": self._scope(scen, table),
+                "build_s": build + res.build_s, "solve_s": res.solve_s}
         plan = replace(res.plan, method=f"{self.name}-exact", meta=meta)
         if _consistent(plan):
             return plan
         return self._kernel_solve(scen, table, meta, res)
+
+    def _scope(self, scen: Scenario, table: CutTable) -> str:
+        """What the optimum is proven over: every split, or only the candidates given."""
+        g = scen.graph
+        if not isinstance(self.candidates, str):
+            return "the given candidates"
+        if self.candidates == "chain" and not g.is_chain:
+            return "the topological prefixes"
+        if g.is_chain:
+            return "every split"
+        caps = np.array([d.memory_bytes for d in scen.devices])[:, None]
+        binds = self.memory and bool((self.terms(scen, table).mem > caps).any())
+        if self.server_share or binds:
+            return "the hull sets (memory or server shares bind: not proven over all splits)"
+        return "every split (hull argument, docs/formulations.md)"
 
     def _kernel_solve(self, scen: Scenario, table: CutTable, meta: dict[str, Any],
                       res: Any) -> Plan:

@@ -30,7 +30,7 @@ def _oracle(form, sc):
     return best * scen.training.rounds
 
 
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("form", [EdgeSplit(), EdgeSplit(server_share=True), SFL(),
                                   SFLSharedServer()], ids=lambda f: f"{f.name}-{f.server_share}")
 def test_exact_equals_brute_force_chain(seed, form):
@@ -46,7 +46,7 @@ def test_exact_equals_brute_force_chain(seed, form):
     assert base.objective >= plan.objective * (1 - 1e-9)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(4))
 def test_exact_over_all_closed_sets_of_a_dag(seed):
     sc = _instance(100 + seed, chain=False, nodes=6)
     sets = closed_sets(sc.graph)
@@ -56,7 +56,7 @@ def test_exact_over_all_closed_sets_of_a_dag(seed):
     assert form.baseline(sc).objective >= plan.objective * (1 - 1e-9)
 
 
-@pytest.mark.parametrize("seed", range(15))
+@pytest.mark.parametrize("seed", range(10))
 def test_kernels_against_grid_and_brute(seed):
     rng = np.random.default_rng(seed)
     n, m = int(rng.integers(1, 4)), int(rng.integers(1, 4))
@@ -117,12 +117,13 @@ def test_sfl_prices_the_aggregation():
     assert SFL().scenario_for(sc).training.aggregate and min(agg) > 0
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("cls", [EdgeSplit, SFL])
 def test_hull_candidates_reach_the_optimum_over_all_closed_sets(seed, cls):
     """Only lower-hull sets of (A(S), D(S)) can be optimal for min-max bandwidth (no memory)."""
     sc = _instance(200 + seed, chain=False, nodes=7, n=3)
     hull_plan = cls().solve(sc)
     assert hull_plan.meta["candidates"] <= len(closed_sets(sc.graph))
+    assert hull_plan.meta["exact_over"].startswith("every split")
     full = cls(candidates=closed_sets(sc.graph))
     assert hull_plan.objective == pytest.approx(_oracle(full, sc), rel=1e-9)

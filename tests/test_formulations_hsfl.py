@@ -38,7 +38,7 @@ def _brute(form, data):
     return argmin_over(itertools.product(*opts), value)[0]
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(5))
 def test_exact_equals_brute_force(seed):
     sc, form = _instance(seed)
     data = form.data(sc)
