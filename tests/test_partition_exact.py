@@ -7,7 +7,7 @@ from splitopt import Device, Link, Server, iteration_delay, link_of
 from splitopt.partitioning import partition
 from splitopt.partitioning.brute import closed_sets
 from splitopt.partitioning.problem import iteration_problem
-from splitopt.partitioning.synthetic import wide_range_dag
+from splitopt.partitioning.synthetic import branching_dag, wide_range_dag
 from splitopt.testing import random_dag, random_scenario
 
 EXACT = ("maxflow", "blockwise", "milp", "brute")
@@ -17,7 +17,10 @@ def _instance(rng, wide):
     n = int(rng.integers(0, 13))
     kw = dict(n_inputs=int(rng.integers(1, 4)), skip_prob=float(rng.uniform(0, 1.5)),
               zero_prob=float(rng.choice([0.0, 0.0, 0.4])))
-    g = wide_range_dag(rng, n, **kw) if wide else random_dag(rng, n, **kw)
+    if rng.random() < 0.5:  # parallel branches: many closed sets besides the prefixes
+        g = branching_dag(rng, n, n_inputs=kw["n_inputs"], decades=12.0 if wide else 2.0)
+    else:  # node i reads node i-1: the closed sets are prefixes, skip tensors cross them
+        g = wide_range_dag(rng, n, **kw) if wide else random_dag(rng, n, **kw)
     sc = random_scenario(rng, g, 1)
     dev = sc.devices[0]
     link = link_of(dev, sc.channel, float(10 ** rng.uniform(-3, 0)))
@@ -61,6 +64,28 @@ def test_chain_is_exact_on_chains_and_a_bound_elsewhere():
         else:
             assert p.status == "heuristic" and p.bound is None
             assert p.objective >= best * (1 - 1e-12)
+
+
+def test_chain_loses_on_parallel_branches():
+    from splitopt import LayerGraph, Node
+    # two branches; the topological order interleaves them (a1, b1, a2, b2): keeping branch a on
+    # the device is no prefix. Branch a shrinks a big input, branch b is heavy compute.
+    g = LayerGraph([Node("xa", kind="input", out_bytes=1e6), Node("xb", kind="input",
+                                                                  out_bytes=1e3),
+                    Node("a1", fwd_flops=1e6, out_bytes=1e6),
+                    Node("b1", fwd_flops=1e9, out_bytes=1e6),
+                    Node("a2", fwd_flops=1e6, out_bytes=1e3),
+                    Node("b2", fwd_flops=1e9, out_bytes=1e3), Node("y", kind="output")],
+                   [("xa", "a1"), ("xb", "b1"), ("a1", "a2"), ("b1", "b2"), ("a2", "y"),
+                    ("b2", "y")], ["xa", "xb"], "y")
+    assert g.names == ["xa", "xb", "a1", "b1", "a2", "b2", "y"]
+    dev = Device(name="d", flops=1e9, spectral_eff_up=1, spectral_eff_dn=1)
+    srv, link = Server(flops=1e12), Link(1e7, 1e7)
+    best = partition(g, dev, srv, link)
+    chain = partition(g, dev, srv, link, method="chain")
+    assert best.devices[0].device_side == {"xa", "xb", "a1", "a2"}
+    assert best.objective == partition(g, dev, srv, link, method="brute").objective
+    assert chain.objective > best.objective * 1.5 and chain.status == "heuristic"
 
 
 def test_chain_scans_exactly_the_topological_prefixes():

@@ -7,6 +7,7 @@ from splitopt import InputError, Training, device_phases, evaluate, link_of
 from splitopt.partitioning import partition, partition_scenario
 from splitopt.partitioning.brute import closed_sets
 from splitopt.partitioning.fleet import round_problem
+from splitopt.partitioning.synthetic import branching_dag
 from splitopt.testing import random_dag, random_scenario
 
 
@@ -22,7 +23,9 @@ def _brute_round(sc, k, share):
 def test_each_device_gets_its_optimal_round_time(labels):
     rng = np.random.default_rng(31 + (labels == "device"))
     for _ in range(25):
-        g = random_dag(rng, int(rng.integers(1, 10)), n_inputs=int(rng.integers(1, 3)))
+        n, k = int(rng.integers(1, 10)), int(rng.integers(1, 3))
+        g = random_dag(rng, n, n_inputs=k) if rng.random() < 0.5 else branching_dag(rng, n,
+                                                                                  n_inputs=k)
         tr = Training(batch_size=int(rng.integers(1, 16)), local_iters=int(rng.integers(1, 4)),
                       aggregate=bool(rng.random() < 0.5), labels=labels,
                       schedule=str(rng.choice(["parallel", "sequential"])))

@@ -7,7 +7,7 @@ from splitopt import Device, InputError, Link, Server, Training, device_phases
 from splitopt.partitioning import hull
 from splitopt.partitioning.brute import closed_sets
 from splitopt.partitioning.hull import _Parametric, hull_points
-from splitopt.partitioning.synthetic import wide_range_dag
+from splitopt.partitioning.synthetic import branching_dag, wide_range_dag
 from splitopt.testing import random_dag
 
 LAMBDAS = [0.0, *np.logspace(-14, 2, 60), 1e6]
@@ -30,8 +30,8 @@ def test_hull_is_exact_for_every_lambda(labels, aggregate):
     sizes = []
     for _ in range(25):
         n = int(rng.integers(0, 11))
-        g = (wide_range_dag(rng, n, decades=6, n_inputs=2) if rng.random() < 0.5
-             else random_dag(rng, n, zero_prob=0.3))
+        g = [wide_range_dag(rng, n, decades=6, n_inputs=2), random_dag(rng, n, zero_prob=0.3),
+             branching_dag(rng, n, n_inputs=2)][int(rng.integers(0, 3))]
         dev = Device(name="d", flops=float(10 ** rng.uniform(10, 13)), spectral_eff_up=1,
                      spectral_eff_dn=1)
         srv = Server(flops=float(10 ** rng.uniform(11, 13)))

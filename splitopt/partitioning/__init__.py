@@ -121,15 +121,6 @@ def iteration_phases(prob: CutProblem, mask: np.ndarray, device: Device, link: L
                   memory_bytes=mem, energy_j=energy, comm_bytes=2 * b * bnd + 2 * agg_w)
 
 
-def partition_scenario(scenario, shares=None, *, method: str = "maxflow") -> Plan:  # type: ignore[no-untyped-def]
-    """Partition every device of a scenario at its bandwidth share (see :mod:`.fleet`)."""
-    from splitopt.partitioning.fleet import partition_scenario as _ps
-
-    return _ps(scenario, shares, method=method)
-
-
-def hull(graph: LayerGraph, device: Device, server: Server, **kwargs) -> list[frozenset[str]]:  # type: ignore[no-untyped-def]
-    """Device-side sets on the lower convex hull of (compute, bits) (see :mod:`.hull`)."""
-    from splitopt.partitioning.hull import hull as _hull
-
-    return _hull(graph, device, server, **kwargs)
+# imported last: both modules use solver() and the names above
+from splitopt.partitioning.fleet import partition_scenario  # noqa: E402
+from splitopt.partitioning.hull import hull  # noqa: E402

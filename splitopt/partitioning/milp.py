@@ -13,13 +13,15 @@ through splitopt's builder, which was written in parallel; the chosen set is re-
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from splitopt.errors import SolverError
 from splitopt.partitioning.problem import CutProblem, Solution, certified
 
 
-def build_lp(prob: CutProblem) -> tuple[object, float, float]:
+def build_lp(prob: CutProblem) -> tuple[Any, float, float]:
     """The HighsLp of ``prob`` (costs divided by ``scale``), ``scale`` and the constant term."""
     import highspy
 

@@ -17,6 +17,7 @@ bandwidth shares, the hull's lambdas) pay only for the numbers that change.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ class GraphArrays:
     dst: np.ndarray  # consumer index of every edge
     inputs: np.ndarray  # input node indices
     output: int
-    measured: dict[str, tuple[np.ndarray, ...]]  # class -> (indices, fwd+bwd s, unmeasured FLOPs)
+    measured: Mapping[str, tuple[np.ndarray, ...]]  # class -> (indices, fwd+bwd s, unmeasured)
     ancestors_of_output: np.ndarray  # bool: node reaches the output
 
     @property

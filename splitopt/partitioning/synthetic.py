@@ -105,15 +105,49 @@ def random_block_dag(rng: np.random.Generator, blocks: int, *, size: tuple[int, 
 
 def _random_block(rng: np.random.Generator, k: int,
                   decades: float) -> list[tuple[float, float, list[int]]]:
-    """Operators (FLOPs, out bytes, sources; -1 = block input); the last one is the exit."""
+    """Operators (FLOPs, out bytes, sources; -1 = block input); the last one is the exit.
+
+    Sources are random earlier operators (parallel branches, not a chain); an operator nobody
+    reads becomes a source of the exit, so the exit is the block's only way out.
+    """
     out = []
+    read: set[int] = set()
     for j in range(k):
-        srcs = {j - 1} if j else {-1}
-        if rng.random() < 0.5:
-            srcs.update(int(s) for s in rng.choice(np.arange(-1, j), size=min(j, 2)))
+        srcs = {int(s) for s in rng.choice(np.arange(-1, j), size=int(rng.integers(1, 3)))}
+        if j == k - 1:
+            srcs.update(set(range(k - 1)) - read)
+        read.update(srcs)
         scale = float(10 ** rng.uniform(-decades / 2, decades / 2))
         out.append((float(rng.uniform(1e6, 1e8)) * scale,
                     float(rng.uniform(1e2, 1e6)) * float(10 ** rng.uniform(-decades / 2,
                                                                            decades / 2)),
                     sorted(srcs)))
     return out
+
+
+def branching_dag(rng: np.random.Generator, n: int, *, n_inputs: int = 1, fan_in: int = 3,
+                  decades: float = 6.0) -> LayerGraph:
+    """A random DAG with parallel branches: node i reads 1..``fan_in`` random earlier nodes.
+
+    Unlike :func:`splitopt.testing.random_dag` (where node i always reads node i-1, so every
+    closed set is a topological prefix) its closed sets are far more than its prefixes. Every
+    node without a consumer feeds the output; costs span ``decades`` decades.
+    """
+    inputs = [f"in{j}" for j in range(n_inputs)]
+    names = inputs + [f"v{i}" for i in range(n)]
+
+    def cost(lo: float, hi: float) -> float:
+        return float(rng.uniform(lo, hi) * 10 ** rng.uniform(-decades / 2, decades / 2))
+
+    nodes = [Node(x, 0.0, 0.0, cost(1e3, 1e5), 0.0, "input") for x in inputs]
+    nodes += [Node(f"v{i}", cost(1e6, 1e8), None, cost(1e2, 1e5), cost(0, 1e6), "op")
+              for i in range(n)]
+    edges = set()
+    for i in range(n):
+        k = len(inputs) + i
+        for j in rng.choice(k, size=min(k, int(rng.integers(1, fan_in + 1))), replace=False):
+            edges.add((names[int(j)], f"v{i}"))
+    used = {u for u, _ in edges}
+    edges.update((x, "out") for x in names if x not in used)
+    nodes.append(Node("out", cost(1e3, 1e4), None, 4.0, 0.0, "output"))
+    return LayerGraph(nodes, sorted(edges), inputs, "out", name=f"branching{n}")
