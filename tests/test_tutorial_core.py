@@ -90,3 +90,16 @@ def test_tutorial_cli_steps(tmp_path, monkeypatch):
     doc = json.loads(cost.stdout)
     assert doc["round_latency_s"] == pytest.approx(ns["best_plan"].predicted.round_latency_s,
                                                    rel=1e-12)
+
+
+def test_hand_made_graph_matches_the_profiler():
+    """The stand-in graph above is what splitopt.profile really returns for the tutorial's CNN."""
+    pytest.importorskip("torch")
+    code = next(c for c in re.findall(r"```python\n(.*?)```", TUTORIAL.read_text(), re.S)
+                if "splitopt.profile(" in c)
+    ns: dict = {}
+    exec(compile(code, str(TUTORIAL), "exec"), ns)  # noqa: S102 - our own docs
+    profiled, hand = ns["graph"], cnn_graph()
+    assert isinstance(profiled, LayerGraph)
+    assert profiled.names == hand.names and set(profiled.edges) == set(hand.edges)
+    assert profiled.nodes == hand.nodes
