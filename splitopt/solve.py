@@ -76,7 +76,7 @@ def structural_bound(st: Structure, chosen: str) -> float | None:
     In the units of the path's objective (before weight/constant for the fast paths, the full
     objective for the generic path).
     """
-    if st.A is None or st.allowed is None or st.kind == "generic":
+    if st.kind == "generic" or not st.A.size:
         return None
     least = np.where(st.allowed, st.A, np.inf).min(axis=1)
     raw = float(least.max() if st.kind == "minmax" else least.sum())
@@ -129,8 +129,9 @@ def _tied(p: Problem, st: Structure, deadline: float | None) -> PathOutcome:
         it += out.iterations
         if out.termination == INFEASIBLE:
             continue
+        assert out.bound is not None and out.objective is not None
         bound = min(bound, out.bound)
-        if best is None or out.objective < best.objective:
+        if best is None or out.objective < best.objective:  # type: ignore[operator]
             best = out
     if best is None:
         return PathOutcome(INFEASIBLE, None, None, None, None, None, it)

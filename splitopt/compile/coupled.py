@@ -67,10 +67,10 @@ def _probe(p: Problem, st: Structure, T: float, backend: Backend, deadline: floa
 def coupled_minmax(p: Problem, st: Structure, backend: Backend, *, deadline: float | None = None,
                    rtol: float = 1e-9) -> PathOutcome:
     """Exact min max_k T_k under coupling rows (see the module docstring)."""
-    assert st.A is not None and st.D is not None and st.beta_min is not None
     free = bisect_minmax(st.A, st.D, st.beta_min, st.allowed)
     if free.termination != OPTIMAL:
         return free
+    assert free.bound is not None and free.objective is not None
     lo, hi, best, x_best, it = float(free.bound), math.inf, None, None, 0
     r = np.arange(p.n_devices)
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 def explain_infeasible(p: Problem, st: Structure) -> str:
     """A message naming the constraint (and devices) that cannot be met."""
     msgs = []
-    if st.beta_min is not None and st.allowed is not None:
+    if st.beta_min.size and st.allowed.size:
         need = np.where(st.allowed, st.beta_min, np.inf).min(axis=1)
         if need.sum() > 1 + 1e-12:
             top = np.argsort(-need)[:3]
@@ -30,7 +30,7 @@ def explain_infeasible(p: Problem, st: Structure) -> str:
         lo = hi = c.body.const
         for k, e in parts.items():
             lin, _, _ = per_option(p, e, k)
-            vals = lin[st.allowed[k]] if st.allowed is not None else lin
+            vals = lin[st.allowed[k]] if st.allowed.size else lin
             lo, hi = lo + vals.min(), hi + vals.max()
         if lo > c.ub + 1e-9:
             msgs.append(f"constraint {c.name or '(unnamed)'}: the least possible value over all "

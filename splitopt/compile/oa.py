@@ -84,9 +84,10 @@ def solve_outer(prog: Program, backend: Backend, *, deadline: float | None, gap:
         late = deadline is not None and time.perf_counter() > deadline
         if res.termination == TIME_LIMIT or late:
             return OAOutcome(TIME_LIMIT, best_x, best_ub, lb, it, "".join(logs))
-        lin = _add_cuts(prog, lin, res.x)
-        if lin is None:  # no cone violated: the iterate is exact
+        more = _add_cuts(prog, lin, res.x)
+        if more is None:  # no cone violated: the iterate is exact
             return OAOutcome(OPTIMAL, best_x, best_ub, lb, it, "".join(logs))
+        lin = more
         warm = res.x
     return OAOutcome(TIME_LIMIT, best_x, best_ub, lb, max_iter, "".join(logs))
 

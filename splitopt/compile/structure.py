@@ -31,13 +31,13 @@ class Structure:
 
     kind: str
     reason: str = ""
-    A: np.ndarray | None = None  # (N, O) constant part per option
-    D: np.ndarray | None = None  # (N, O) coefficient of 1/beta
-    S: np.ndarray | None = None  # (N, O) coefficient of 1/phi
+    A: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (N, O) constant part
+    D: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (N, O) coef of 1/beta
+    S: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (N, O) coef of 1/phi
     weight: float = 1.0
     const: float = 0.0
-    allowed: np.ndarray | None = None
-    beta_min: np.ndarray | None = None  # (N, O)
+    allowed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
+    beta_min: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (N, O)
     coupling: list[Constraint] = field(default_factory=list)
     explained: list[str] = field(default_factory=list)  # per-device presolve failures
     tied: bool = False
@@ -45,7 +45,7 @@ class Structure:
     @property
     def has_phi(self) -> bool:
         """True when some option pays a 1/phi term."""
-        return self.S is not None and bool(np.any(self.S > 0))
+        return bool(np.any(self.S > 0))
 
 
 def device_of(p: Problem, e: Expr) -> int | None:

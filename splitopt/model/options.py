@@ -65,8 +65,8 @@ class OptionTable:
     @cached_property
     def is_fl(self) -> np.ndarray:
         """(O,) True for options whose device side is the whole graph (FL mode)."""
-        full = self.table.masks.all(axis=1)
-        return np.array([c >= 0 and bool(full[c]) for c in self.cut])
+        full = np.append(np.asarray(self.table.masks).all(axis=1), False)  # index -1: "off"
+        return full[self.cut]
 
     @property
     def is_off(self) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 from splitopt.errors import InputError
 from splitopt.model.problem import Problem
@@ -19,7 +20,7 @@ Builder = Callable[[Scenario], Problem]
 PROBLEMS: dict[str, Builder] = {}
 
 
-def register(name: str, fn: Builder | None = None) -> Callable[[Builder], Builder] | Builder:
+def register(name: str, fn: Builder | None = None) -> Any:
     """Register a problem builder under ``name`` (use as ``@register("name")`` or directly)."""
     def deco(f: Builder) -> Builder:
         PROBLEMS[name] = f
@@ -54,8 +55,8 @@ def add_memory_limits(p: Problem) -> None:
             p.add(p.memory(d.name) <= d.memory_bytes, name=f"memory:{d.name}")
 
 
-def _within_memory(scenario: Scenario, objective: str, **kwargs: bool) -> Problem:
-    p = Problem(scenario, **kwargs)
+def _within_memory(scenario: Scenario, objective: str, server_share: bool = False) -> Problem:
+    p = Problem(scenario, server_share=server_share)
     add_memory_limits(p)
     p.minimize(p.round_latency() if objective == "latency" else p.total_energy())
     return p
