@@ -119,8 +119,13 @@ def speed_rows(name: str, g: LayerGraph, *, quick: bool, repeats: int = 3) -> li
 
 
 def run(sizes: Sequence[int] = (1000, 10000, 100000), quick: bool = False,
-        zoo: Sequence[str] = ZOO) -> list[dict]:
-    """Speed rows on synthetic ResNet-like DAGs of the given sizes and on the zoo graphs."""
+        zoo: Sequence[str] | None = None) -> list[dict]:
+    """Speed rows on synthetic ResNet-like DAGs of the given sizes and on the zoo graphs.
+
+    ``zoo`` defaults to every zoo model, or to digits_cnn and resnet18 when ``quick``.
+    """
+    if zoo is None:
+        zoo = ("digits_cnn", "resnet18") if quick else ZOO
     rows = []
     for n in sizes:
         g = resnet_like(n)
@@ -195,6 +200,7 @@ def main() -> None:
     sizes = (1000, 10000) if args.quick else (1000, 10000, 100000)
     zoo = () if args.no_zoo else (("digits_cnn", "resnet18") if args.quick else ZOO)
     _print_speed(run(sizes, args.quick, zoo))
+    print("\ntimes: CPU seconds of this process (time.process_time), median over settings")
     if zoo:
         _print_quality(quality(zoo))
 

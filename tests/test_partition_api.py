@@ -142,3 +142,18 @@ def test_brute_refuses_large_graphs():
     g = random_dag(np.random.default_rng(1), 30)
     with pytest.raises(InputError, match=r"at most 20 nodes .* Use method='maxflow'"):
         partition(g, DEV, SRV, LINK, method="brute")
+
+
+def test_benchmark_baseline_cut_is_optimal():
+    # the networkx route of benchmarks/partition.py cuts the same graph to the same optimum
+    from splitopt.benchmarks.partition import networkx_cut
+    from splitopt.partitioning.problem import iteration_problem
+    from splitopt.partitioning.synthetic import branching_dag
+
+    rng = np.random.default_rng(6)
+    for flops in (1e8, 1e11, 1e14):  # both directions of the mirrored solve
+        g = branching_dag(rng, 10, n_inputs=2)
+        dev = Device(name="d", flops=flops, spectral_eff_up=1, spectral_eff_dn=1)
+        prob = iteration_problem(g, dev, SRV, LINK)
+        best = partition(g, dev, SRV, LINK, method="brute").objective
+        assert prob.price(networkx_cut(prob)) == pytest.approx(best, rel=1e-9)
