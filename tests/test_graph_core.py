@@ -297,3 +297,12 @@ def test_graph_is_immutable(g):
     import pickle
 
     assert copy.deepcopy(g) == g and pickle.loads(pickle.dumps(g)) == g
+
+
+def test_block_key_fits_the_profiler_naming_rule():
+    # docs/profiler.md: repeated calls are FQN@k, functional ops <FQN>.<op>_k, inputs by argument
+    assert block_key("layer1.0.relu@1") == "layer1.0"
+    assert block_key("layer1.0.add") == "layer1.0"
+    assert block_key("encoder.layers.encoder_layer_0.add_1") == "encoder.layers.encoder_layer_0"
+    assert block_key("transformer.h.0.attn.matmul_1") == "transformer.h.0"
+    assert block_key("input_ids") is None and block_key("relu@1") is None
