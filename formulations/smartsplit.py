@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from splitopt.costs import CutTable, round_terms
-from splitopt.errors import InfeasibleError, InputError
+from splitopt.errors import InfeasibleError, InputError, SolverError
 from splitopt.plan import DevicePlan, Plan
 from splitopt.scenario import Scenario
 
@@ -194,6 +194,7 @@ class _Arcs:
     stop: dict[int, int]                        # column -> cut index
     rec: dict[int, tuple[int, int]]             # column -> dropped run [i, j)
     keep: dict[int, int]                        # column -> kept layer
+    key: dict[tuple, int]                       # ("keep"|"stop", q, state) or ("rec", i, j)
     time: dict[int, float]
     server: dict[int, float]
 
@@ -209,10 +210,11 @@ def _device_arcs(m, inst: Instance, k: int, s_col: int, cap_col: int | None = No
     cfwd = np.concatenate([[0.0], np.cumsum(inst.fwd[k])])
     inflow: dict[tuple[int, str], dict[int, float]] = {(1, "K"): {s_col: 1.0}}
     outflow: dict[tuple[int, str], dict[int, float]] = {}
-    arcs = _Arcs({}, {}, {}, {}, {})
+    arcs = _Arcs({}, {}, {}, {}, {}, {})
 
     def arc(src: tuple[int, str], dst: tuple[int, str] | None, name: str) -> int:
         col = int(m.add_vars(1, ub=1, integer=True, name=f"{name}.d{k}")[0])
+        arcs.key[_arc_key(name)] = col
         outflow.setdefault(src, {})[col] = 1.0
         if dst is not None:
             inflow.setdefault(dst, {})[col] = 1.0
@@ -237,6 +239,36 @@ def _device_arcs(m, inst: Instance, k: int, s_col: int, cap_col: int | None = No
         arcs.time[col] = cfwd[j] - cfwd[i]
     _memory_rows(m, inst, k, s_col, arcs, cap_col)
     return arcs
+
+
+def _arc_key(name: str) -> tuple:
+    """("keep", q, st) from "keep{q}{st}", ("stop", q, st), ("rec", i, j) from "rec{i}_{j}"."""
+    if name.startswith("rec"):
+        i, j = name[3:].split("_")
+        return ("rec", int(i), int(j))
+    kind = name[:4]
+    return (kind, int(name[4:-1]), name[-1])
+
+
+def _start(n_cols: int, s: np.ndarray, T: int, arcs: list[_Arcs], inst: Instance,
+           choices: Sequence[Choice | None]) -> np.ndarray:
+    """The MILP point of a known plan (a MIP start, e.g. the greedy's)."""
+    x = np.zeros(n_cols)
+    x[T] = round_value(inst, choices)[0]
+    for k, ch in enumerate(choices):
+        if ch is None:
+            continue
+        x[s[k]], q, st, drop = 1.0, 1, "K", set(ch.dropped)
+        while q <= ch.cut:
+            if q in drop:
+                j = q
+                while j in drop:
+                    j += 1
+                x[arcs[k].key[("rec", q, j)]], q, st = 1.0, j, "R"
+            else:
+                x[arcs[k].key[("keep", q, st)]], q, st = 1.0, q + 1, "K"
+        x[arcs[k].key[("stop", q, st)]] = 1.0
+    return x
 
 
 def _memory_rows(m, inst: Instance, k: int, s_col: int, arcs: _Arcs, cap_col: int | None) -> None:
@@ -369,7 +401,8 @@ def _finish(inst: Instance, choices: list[Choice | None], status: str, bound: fl
 
 
 def _solve_milp(inst: Instance, phase: str, min_data: float | None, time_limit: float | None,
-                workers: int, engine: str, address: str | None):
+                workers: int, engine: str, address: str | None,
+                hint: Sequence[Choice | None] | None = None):
     import time as _time
 
     from splitopt.parallel import solve_split, split_by_choice
@@ -382,8 +415,11 @@ def _solve_milp(inst: Instance, phase: str, min_data: float | None, time_limit: 
     if workers > 1:  # partition the search space by the cut of the device with most options
         opts = [[c for c, cut in arcs[0].stop.items() if cut == q] for q in range(inst.n_cuts)]
         subs = split_by_choice([o for o in opts if o], parts=2 * workers, none_col=int(s[0]))
+    start = None
+    if hint is not None and (min_data is None or round_value(inst, hint)[1] >= min_data):
+        start = _start(prog.n_cols, s, T, arcs, inst, hint)
     res = solve_split(prog, subs, workers=workers, engine=engine, address=address,
-                      time_limit=time_limit, progress=False)
+                      time_limit=time_limit, progress=workers > 1, start=start)
     return res, s, arcs, build_s
 
 
@@ -391,31 +427,52 @@ def solve(inst: Instance, *, objective: str = "latency", time_limit: float | Non
           workers: int = 1, engine: str = "processes", address: str | None = None) -> Result:
     """Solve one round exactly (MILP; ``workers > 1`` splits it into sub-problems solved apart).
 
-    Raises :class:`InfeasibleError` naming the devices that cannot fit their memory budget.
+    ``time_limit`` bounds both phases together; with it the greedy plan is the MIP start, so a
+    time-limited solve still returns a plan (status ``time_limit``) and its proven bound. Raises
+    :class:`InfeasibleError` naming the devices that cannot fit their memory budget.
     """
+    import time as _time
+
     if objective not in OBJECTIVES:
         raise InputError("objective", objective, f"one of {OBJECTIVES}")
-    data_bound, min_data, build_s, solve_s = None, None, 0.0, 0.0
+    end = None if time_limit is None else _time.perf_counter() + time_limit
+
+    def left() -> float | None:
+        return None if end is None else max(end - _time.perf_counter(), 1e-3)
+
+    hint = _hint(inst, objective) if time_limit is not None else None
+    data_bound, min_data, build_s, solve_s, statuses = None, None, 0.0, 0.0, []
     if objective == "participation":
-        res, s, arcs, build_s = _solve_milp(inst, "participation", None, time_limit, workers,
-                                            engine, address)
+        res, s, arcs, build_s = _solve_milp(inst, "participation", None, left(), workers,
+                                            engine, address, hint)
         _check_found(inst, res)
         data_bound = -res.bound if res.bound is not None else None
         best = -res.objective
         min_data, solve_s = best - 1e-9 * max(1.0, abs(best)), res.solve_s
-    res, s, arcs, b2 = _solve_milp(inst, "latency", min_data, time_limit, workers, engine, address)
+        statuses.append(res.status)
+    res, s, arcs, b2 = _solve_milp(inst, "latency", min_data, left(), workers, engine, address,
+                                   hint)
     _check_found(inst, res)
-    choices = _decode(res.x, s, arcs)
-    status = res.status if objective == "latency" or res.status != "optimal" else "optimal"
-    return _finish(inst, choices, status, res.bound, data_bound, f"smartsplit-milp-{objective}",
-                   build_s + b2, solve_s + res.solve_s)
+    statuses.append(res.status)
+    status = next((x for x in statuses if x != "optimal"), "optimal")
+    return _finish(inst, _decode(res.x, s, arcs), status, res.bound, data_bound,
+                   f"smartsplit-milp-{objective}", build_s + b2, solve_s + res.solve_s)
+
+
+def _hint(inst: Instance, objective: str) -> list[Choice | None] | None:
+    try:
+        return list(greedy(inst, objective=objective).choices)
+    except InfeasibleError:
+        return None
 
 
 def _check_found(inst: Instance, res) -> None:
     if res.x is not None:
         return
     if res.status != "infeasible":
-        raise InfeasibleError(f"SmartSplit: the solver stopped ({res.status}) without a plan")
+        bound = "none" if res.bound is None else f"{res.bound:.6g}"
+        raise SolverError(f"SmartSplit: the solver stopped ({res.status}) before finding a plan "
+                          f"(proven bound {bound}); give a longer time_limit")
     tight = [f"{inst.scenario.devices[k].name} (budget {inst.budget[k]:.3g} B, smallest "
              f"{_min_memory(inst, k):.3g} B)" for k in range(inst.n)
              if _min_memory(inst, k) > inst.budget[k]]

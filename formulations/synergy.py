@@ -203,7 +203,7 @@ def solve(inst: Instance, *, objective: str = "throughput", time_limit: float | 
     prog = m_.program()
     build_s = time.perf_counter() - t0
     res = solve_split(prog, workers=workers, engine=engine, address=address,
-                      time_limit=time_limit, progress=False)
+                      time_limit=time_limit, progress=workers > 1)
     if res.x is None:
         raise InfeasibleError(f"Synergy: no mapping fits the accelerators' memory ({res.status})")
     chosen = sorted(arcs[c] for c in arcs if res.x[c] > 0.5)

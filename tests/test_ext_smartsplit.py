@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from splitopt.formulations import smartsplit as ss
 
-from splitopt.errors import InfeasibleError, InputError
+from splitopt.errors import InfeasibleError, InputError, SolverError
 from splitopt.graph import LayerGraph, Node
 from splitopt.scenario import Scenario
 from splitopt.system import Channel, Device, Server, Training
@@ -151,3 +151,28 @@ def test_subchannels_cap_participants_and_equal_brute_force(seed):
     assert got.participants <= 2 and np.allclose(inst.beta, 0.5)
     with pytest.raises(InputError, match="channels"):
         ss.instance(base.scenario, channels=0)
+
+
+def test_time_limit_returns_plan_and_bound():
+    from splitopt.benchmarks.bench_extensions import memory_wall_scenario
+
+    inst = ss.instance(memory_wall_scenario(20), min_devices=10)
+    res = ss.solve(inst, time_limit=0.01)  # the greedy MIP start guarantees a plan
+    assert res.status in ("time_limit", "optimal")
+    assert res.bound is None or res.bound <= res.round_s * (1 + 1e-9)
+    assert res.round_s <= ss.greedy(inst).round_s * (1 + 1e-9)
+    from splitopt.parallel import MilpResult
+
+    with pytest.raises(SolverError, match="before finding a plan"):
+        ss._check_found(inst, MilpResult("time_limit", None, None, 1.0, 0.01))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mip_start_of_a_plan_is_feasible_and_decodes_back(seed):
+    inst = _instance(400 + seed, deadline=True)
+    plan = ss.brute_force(inst, objective="participation").choices
+    m, s, T, arcs = ss.build(inst, phase="participation")
+    prog = m.program()
+    x = ss._start(prog.n_cols, s, T, arcs, inst, plan)
+    assert prog.max_violation(x) <= 1e-9
+    assert tuple(ss._decode(x, s, arcs)) == tuple(plan)

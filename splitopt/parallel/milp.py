@@ -148,11 +148,13 @@ class MilpResult:
 
 
 def solve_program(prog, *, time_limit: float | None = None, mip_gap: float = 1e-9,
-                  build_s: float = 0.0, threads: int = 1) -> MilpResult:
+                  build_s: float = 0.0, threads: int = 1,
+                  start: np.ndarray | None = None) -> MilpResult:
     """Solve a Program's linear part with HiGHS (``threads`` HiGHS threads; one in workers).
 
     The whole CSR matrix goes to ``Highs.passModel`` at once. A time-limited solve returns its best
-    point and its proven bound (status ``time_limit``). This is a lean copy of the builder's HiGHS
+    point and its proven bound (status ``time_limit``); ``start`` is a MIP start (a full point,
+    ignored by HiGHS when infeasible). This is a lean copy of the builder's HiGHS
     path so that worker processes import nothing but highspy, numpy and this module.
     """
     if time_limit is not None and not time_limit > 0:
@@ -176,6 +178,9 @@ def solve_program(prog, *, time_limit: float | None = None, mip_gap: float = 1e-
                 *(np.clip(np.asarray(a, float), -inf, inf)
                   for a in (prog.col_lb, prog.col_ub, prog.row_lb, prog.row_ub)),
                 A.indptr.astype(np.int32), A.indices.astype(np.int32), A.data.astype(float), integ)
+    if start is not None:
+        idx = np.arange(prog.n_cols, dtype=np.int32)
+        h.setSolution(len(idx), idx, np.asarray(start, dtype=float))
     h.run()
     return _read(h, prog, time.perf_counter() - t0, build_s)
 

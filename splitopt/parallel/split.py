@@ -104,10 +104,11 @@ class SplitResult(MilpResult):
         return len(self.parts) / self.wall_s if self.wall_s > 0 else math.inf
 
 
-def _solve_part(prog, sub: Subproblem, deadline: float | None) -> MilpResult:
+def _solve_part(prog, sub: Subproblem, deadline: float | None,
+                start: np.ndarray | None = None) -> MilpResult:
     """Worker entry point (module level: picklable)."""
     left = None if deadline is None else max(deadline - time.time(), 1e-3)
-    return solve_program(sub.apply(prog), time_limit=left)
+    return solve_program(sub.apply(prog), time_limit=left, start=start)
 
 
 def combine(parts: Sequence[MilpResult], wall_s: float = 0.0) -> SplitResult:
@@ -133,13 +134,15 @@ def combine(parts: Sequence[MilpResult], wall_s: float = 0.0) -> SplitResult:
 
 def solve_split(prog, subproblems: Sequence[Subproblem] | None = None, *, workers: int = 1,
                 engine: str = "processes", address: str | None = None,
-                time_limit: float | None = None, progress: bool = True) -> SplitResult:
+                time_limit: float | None = None, progress: bool = True,
+                start: np.ndarray | None = None) -> SplitResult:
     """Solve ``prog`` exactly as sub-problems on ``workers`` workers and combine them.
 
     ``subproblems`` must partition the search space (use :func:`split_by_choice`,
     :func:`split_by_binaries` or :func:`auto_split`); without them and with one worker the program
     is solved whole, with several workers it is split by :func:`auto_split` into about 2 x workers
-    parts. ``time_limit`` is one wall-clock limit for all of it.
+    parts. ``time_limit`` is one wall-clock limit for all of it; ``start`` is a known point (MIP
+    start) offered to every part (a part it does not fit ignores it).
     """
     if not isinstance(workers, int) or workers < 1:
         raise InputError("workers", workers, "an integer >= 1")
@@ -151,10 +154,11 @@ def solve_split(prog, subproblems: Sequence[Subproblem] | None = None, *, worker
     subs = list(subproblems)
     deadline = None if time_limit is None else time.time() + time_limit
     if workers == 1 and engine == "processes":
-        results = _track((_solve_part(prog, s, deadline) for s in subs), len(subs), progress)
-    else:
-        results = _track(_run_engine(engine, address, workers, prog, subs, deadline), len(subs),
+        results = _track((_solve_part(prog, s, deadline, start) for s in subs), len(subs),
                          progress)
+    else:
+        results = _track(_run_engine(engine, address, workers, prog, subs, deadline, start),
+                         len(subs), progress)
     return combine(results, time.perf_counter() - t0)
 
 
@@ -173,21 +177,21 @@ def _track(items: Iterator[MilpResult], total: int, progress: bool) -> list[Milp
 
 
 def _run_engine(engine: str, address: str | None, workers: int, prog, subs: list[Subproblem],
-                deadline: float | None) -> Iterator[MilpResult]:
+                deadline: float | None, start: np.ndarray | None) -> Iterator[MilpResult]:
     if engine == "processes":
         from joblib.externals.loky import get_reusable_executor
 
         ex = get_reusable_executor(max_workers=workers)
-        futs = [ex.submit(_solve_part, prog, s, deadline) for s in subs]
+        futs = [ex.submit(_solve_part, prog, s, deadline, start) for s in subs]
         from concurrent.futures import as_completed
 
         return (f.result() for f in as_completed(futs))
     if engine == "dask":
-        return _run_dask(address, workers, prog, subs, deadline)
-    return _run_ray(address, workers, prog, subs, deadline)
+        return _run_dask(address, workers, prog, subs, deadline, start)
+    return _run_ray(address, workers, prog, subs, deadline, start)
 
 
-def _run_dask(address, workers, prog, subs, deadline) -> Iterator[MilpResult]:
+def _run_dask(address, workers, prog, subs, deadline, start) -> Iterator[MilpResult]:
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None if address else LocalCluster(n_workers=workers, threads_per_worker=1,
@@ -195,7 +199,7 @@ def _run_dask(address, workers, prog, subs, deadline) -> Iterator[MilpResult]:
     client = Client(address or cluster)
     try:
         shared = client.scatter(prog, broadcast=True)
-        futs = [client.submit(_solve_part, shared, s, deadline, pure=False) for s in subs]
+        futs = [client.submit(_solve_part, shared, s, deadline, start, pure=False) for s in subs]
         for fut in as_completed(futs):
             yield fut.result()
     finally:
@@ -204,7 +208,7 @@ def _run_dask(address, workers, prog, subs, deadline) -> Iterator[MilpResult]:
             cluster.close()
 
 
-def _run_ray(address, workers, prog, subs, deadline) -> Iterator[MilpResult]:
+def _run_ray(address, workers, prog, subs, deadline, start) -> Iterator[MilpResult]:
     try:
         import ray
     except ImportError:
@@ -214,7 +218,7 @@ def _run_ray(address, workers, prog, subs, deadline) -> Iterator[MilpResult]:
         ray.init(address=address, num_cpus=None if address else workers)
     remote = ray.remote(num_cpus=1)(_solve_part)
     shared = ray.put(prog)
-    refs = [remote.remote(shared, s, deadline) for s in subs]
+    refs = [remote.remote(shared, s, deadline, start) for s in subs]
     while refs:
         done, refs = ray.wait(refs)
         yield from ray.get(done)
