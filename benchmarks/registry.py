@@ -50,7 +50,8 @@ class BenchSpec:
     cases
         ``cases(quick) -> list[Case]``: the sweep (quick: the subset that runs in seconds).
     baseline
-        The method every other method is compared with (ratio columns in the report).
+        The method every other method is compared with (ratio columns in the report); a tuple
+        names several, and each instance uses the first of them that it has.
     lower_is_better
         Whether a smaller objective is better (delays: yes).
     """
@@ -58,7 +59,7 @@ class BenchSpec:
     name: str
     description: str
     cases: Callable[[bool], list[Case]]
-    baseline: str | None = None
+    baseline: str | tuple[str, ...] | None = None
     lower_is_better: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -53,12 +53,16 @@ def _ok(row: dict[str, Any]) -> bool:
     return row.get("status") in ("optimal", "ok", "feasible", "time_limit") and not row.get("error")
 
 
-def family_table(rows: list[dict[str, Any]], baseline: str | None) -> list[str]:
-    """Markdown table lines: one row per instance x method, with ratios against the baseline."""
-    base = {r["instance"]: r for r in rows if r["method"] == baseline}
+def family_table(rows: list[dict[str, Any]], baseline: str | list[str] | None) -> list[str]:
+    """Markdown table lines: one row per instance x method, with ratios against the baseline
+    (the first of the baseline methods that the instance has)."""
+    names = [baseline] if isinstance(baseline, str) else list(baseline or [])
+    base: dict[str, dict[str, Any]] = {}
+    for name in reversed(names):
+        base.update({r["instance"]: r for r in rows if r["method"] == name})
     cols = ["instance", "method", "status", "objective", "bound", "gap", "build s", "time s"]
-    if baseline:
-        cols += [f"speed-up vs {baseline}", f"objective / {baseline}"]
+    if names:
+        cols += ["speed-up vs baseline", "objective / baseline", "baseline"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in sorted(rows, key=lambda r: (r.get("size") or 0, r["instance"], r["method"])):
         cells = [r["instance"], r["method"], r.get("status", "-"), _fmt(r.get("objective")),
@@ -70,7 +74,7 @@ def family_table(rows: list[dict[str, Any]], baseline: str | None) -> list[str]:
                 speed = _time(b) / _time(r)
             if b and b.get("objective") and r.get("objective") is not None:
                 obj = r["objective"] / b["objective"]
-            cells += [_fmt(speed), _fmt(obj)]
+            cells += [_fmt(speed), _fmt(obj), b["method"] if b else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     flagged = [r for r in rows if r.get("error") or r.get("objective_error")]
     if flagged:
@@ -165,6 +169,10 @@ def build_report(results_dir: str | Path) -> Path:
     for fam, frows in grouped.items():
         meta = fams.get(fam, {})
         lines += [f"## {fam}", "", meta.get("description", ""), ""]
+        if meta.get("baseline"):
+            names = meta["baseline"] if isinstance(meta["baseline"], list) else [meta["baseline"]]
+            lines += [f"Ratios are against {' / '.join(names)}, measured in the same run "
+                      "(speed-up = baseline time / method time).", ""]
         lines += family_table(frows, meta.get("baseline"))
         lines.append("")
         for kind, fn in (("time", time_vs_size), ("profile", performance_profile)):
