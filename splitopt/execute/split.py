@@ -181,13 +181,13 @@ def _build(cap: Captured, model: nn.Module, s: frozenset[str]) -> SplitModel:
     crossing = [n for n in nodes if on_dev[n]
                 and any(not on_dev.get(u, False) for u in n.users if u in on_dev)]
     names = _boundary_names(cap, crossing)
-    dev_graph, dev_attrs = fx.Graph(), set()
+    dev_graph, dev_attrs = fx.Graph(), set[str]()
     env: dict[fx.Node, fx.Node] = {}
     for n in nodes:
         if on_dev[n]:
             _copy(n, dev_graph, env, dev_attrs)
     dev_graph.output(tuple(env[n] for n in crossing))
-    srv_graph, srv_attrs = fx.Graph(), set()
+    srv_graph, srv_attrs = fx.Graph(), set[str]()
     env = {}
     for n, name in zip(crossing, names, strict=True):
         ph = srv_graph.placeholder(_identifier(name))
@@ -219,6 +219,7 @@ class ExportGuard:
         self.part, self.training, self.shapes = part, training, shapes
 
     def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """Raise :class:`SplitoptError` if the call differs from the capture."""
         if module.training != self.training:
             raise SplitoptError(
                 f"the {self.part} part was captured by torch.export with the model in "
@@ -257,10 +258,10 @@ def _identifier(name: str) -> str:
 def _copy(n: fx.Node, graph: fx.Graph, env: dict[fx.Node, fx.Node], attrs: set[str]) -> None:
     for m in n.all_input_nodes:
         if m.op == "get_attr" and m not in env:
-            env[m] = graph.get_attr(m.target)
-            attrs.add(m.target)
+            env[m] = graph.get_attr(str(m.target))
+            attrs.add(str(m.target))
     if n.op == "call_module":
-        attrs.add(n.target)
+        attrs.add(str(n.target))
     env[n] = graph.node_copy(n, lambda x: env[x])
 
 
@@ -272,7 +273,7 @@ def _mutated(cap: Captured, n: fx.Node, on_dev: dict[fx.Node, bool]) -> bool:
         t = u.target
         if isinstance(t, torch._ops.OpOverload) and t._schema.is_mutable:
             return True
-        if u.op == "call_module" and getattr(cap.gm.get_submodule(t), "inplace", False):
+        if u.op == "call_module" and getattr(cap.gm.get_submodule(str(t)), "inplace", False):
             return True
         if u.op == "call_method" and str(t).endswith("_") and not str(t).endswith("__"):
             return True

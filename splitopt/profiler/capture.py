@@ -279,7 +279,8 @@ def _rides_along(node: fx.Node, values: dict[fx.Node, Any], group: dict[fx.Node,
     if node.op == "call_module" or not any(m in group for m in node.all_input_nodes):
         return False
     if node.op == "call_function" and node.target is operator.getitem:
-        return not isinstance(values.get(node.args[0]), torch.Tensor)
+        src = node.args[0]
+        return isinstance(src, fx.Node) and not isinstance(values.get(src), torch.Tensor)
     flat = [v for v in _flat(values.get(node)) if isinstance(v, torch.Tensor)]
     return not flat and node in values
 

@@ -153,7 +153,8 @@ def assemble(cap: Captured, counts: dict[fx.Node, NodeRun], values: dict[fx.Node
             h = cap.group.get(m)
             if h is not None and h != g:
                 edges.add((h, g))
-    nodes = [Node(g, kind="output" if g == OUTPUT else cap.kinds[g], **a) for g, a in acc.items()]
+    nodes = [Node(g, kind="output" if g == OUTPUT else cap.kinds[g], **a)  # type: ignore[arg-type]
+             for g, a in acc.items()]
     meta = {"capture": cap.capture, "capture_reason": cap.reason,
             "leaves_forced": cap.leaves_forced, "batch_profiled": batch}
     return LayerGraph(nodes, sorted(edges), cap.inputs, OUTPUT, name=name, meta=meta)
@@ -163,10 +164,10 @@ def _own_param_bytes(cap: Captured, node: fx.Node, seen: set[int]) -> float:
     """Bytes of the parameters ``node`` uses that no earlier node used (tied weights once)."""
     params: list[Any] = []
     if node.op == "call_module":
-        params = list(cap.gm.get_submodule(node.target).parameters())
+        params = list(cap.gm.get_submodule(str(node.target)).parameters())
     for m in node.all_input_nodes:
         if m.op == "get_attr":
-            params.append(fetch_attr(cap.gm, m.target))
+            params.append(fetch_attr(cap.gm, str(m.target)))
     total = 0.0
     for p in params:
         if isinstance(p, nn.Parameter) and id(p) not in seen:

@@ -110,7 +110,7 @@ class NodeRunner:
                 x = next(it)
                 self.env[node] = to_meta(x) if self.meta and isinstance(x, torch.Tensor) else x
             elif node.op == "get_attr":
-                self.env[node] = self._attr(fetch_attr(self.cap.gm, node.target))
+                self.env[node] = self._attr(fetch_attr(self.cap.gm, str(node.target)))
             elif node.op == "output":
                 self.env[node] = tree_map(self._value, node.args[0])
             else:
@@ -160,14 +160,14 @@ class NodeRunner:
             a, k = tree_map(lambda v: v.clone() if any(v is leaf for leaf in leaves) else v,
                             (args, kwargs))
             if node.op == "call_method":
-                return getattr(a[0], node.target)(*a[1:], **k)
-            return node.target(*a, **k)
+                return getattr(a[0], str(node.target))(*a[1:], **k)
+            return node.target(*a, **k)  # type: ignore[operator]
 
         return thunk, leaves
 
     def _module_thunk(self, node: fx.Node, args: Any, kwargs: Any,
                       leaves: list[torch.Tensor]) -> Callable[[], Any]:
-        mod = self.cap.gm.get_submodule(node.target)
+        mod = self.cap.gm.get_submodule(str(node.target))
         state = {n: self._attr(p) for n, p in mod.named_parameters()}
         leaves.extend(v for v in state.values() if v.requires_grad)
         state.update({n: self._attr(b) for n, b in mod.named_buffers()})
@@ -219,7 +219,7 @@ class NodeRunner:
             return None
         target: Any = node.target
         if node.op == "call_module":
-            mod = self.cap.gm.get_submodule(node.target)
+            mod = self.cap.gm.get_submodule(str(node.target))
             if node.target in self.cap.leaves_forced:
                 return None
             params = tuple((n, tuple(p.shape), str(p.dtype), p.requires_grad)
@@ -246,7 +246,7 @@ class NodeRunner:
 
     def _count_real(self, node: fx.Node, args: Any, kwargs: Any) -> tuple[NodeRun, Any]:
         """Count an untraceable leaf on real random inputs: its Python may branch on values."""
-        mod = self.cap.gm.get_submodule(node.target)
+        mod = self.cap.gm.get_submodule(str(node.target))
         if any(t.is_meta for t in [*mod.parameters(), *mod.buffers()]):
             raise ProfileError(f"submodule {node.target!r} could not be traced and its weights "
                                "are on the meta device: build the model on 'cpu' to profile it.")
