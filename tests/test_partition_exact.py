@@ -166,3 +166,25 @@ def test_blockwise_on_block_graphs_matches_brute_force(labels):
         expanded += info["blocks_found"] - info["blocks_contracted"]
     # both branches of the certificate are exercised
     assert contracted > 50 and expanded > 50
+
+
+@pytest.mark.slow
+def test_blockwise_stress():
+    # test_blockwise_on_block_graphs_matches_brute_force, over 1500 instances (docs/partition.md)
+    from splitopt.partitioning.synthetic import random_block_dag
+    rng = np.random.default_rng(5)
+    splits = 0
+    for k in range(1500):
+        labels = "device" if k % 2 else "server"
+        g = random_block_dag(rng, int(rng.integers(1, 5)), leak=float(rng.choice([0.0, 0.3])),
+                             decades=float(rng.choice([0, 3, 8])))
+        sc = random_scenario(rng, g, 1)
+        dev = sc.devices[0]
+        link = link_of(dev, sc.channel, float(10 ** rng.uniform(-4, 0)))
+        p = partition(g, dev, sc.server, link, method="blockwise", labels=labels)
+        best = partition(g, dev, sc.server, link, method="brute", labels=labels)
+        assert p.status == "optimal"
+        assert p.objective == pytest.approx(best.objective, rel=1e-9, abs=0)
+        side = best.devices[0].device_side
+        splits += any(0 < len(side & set(m)) < len(m) for m in g.blocks().values())
+    assert splits > 20  # optima that cut through a block occur, and blockwise still finds them
