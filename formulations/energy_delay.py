@@ -76,7 +76,12 @@ def problem(scenario: Scenario, *, levels: Sequence[float] = (1.0,),
 
 @dataclass(frozen=True)
 class Point:
-    """One solution: options per device, shares, its delay and energy, and the proven bound."""
+    """One solution: options per device, shares, its delay and energy, and how good it is.
+
+    ``objective`` is the minimised value (energy for an epsilon point, the weighted sum
+    otherwise), ``bound`` its proven lower bound, ``status`` ``optimal`` when they meet within the
+    tolerance, else ``iteration_limit``.
+    """
 
     choice: tuple[int, ...]
     beta: tuple[float, ...]
@@ -85,13 +90,13 @@ class Point:
     bound: float
     iterations: int = 0
     epsilon: float | None = None
+    objective: float | None = None
+    status: str = "optimal"
 
     @property
     def gap(self) -> float:
         """Relative gap of the objective to its bound."""
-        val = self.energy_j if self.epsilon is not None else None
-        if val is None:
-            return 0.0
+        val = self.energy_j if self.objective is None else self.objective
         return max(0.0, val - self.bound) / max(abs(val), 1e-300)
 
 
@@ -309,7 +314,8 @@ def _outer(p: Problem, lo: np.ndarray, w: float | None, ref: tuple[float, float]
                 if b0 is not None and b0 > 1e-12:
                     cuts.energy[(k, o)].add(float(b0))
                     cuts.delay[(k, o)].add(float(b0))
-    return best[1], best[2], min(lb, best[0]), it
+    status = "optimal" if best[0] - lb <= tol * max(abs(best[0]), 1e-300) else "iteration_limit"
+    return best[1], best[2], min(lb, best[0]), it, best[0], status
 
 
 def min_energy(p: Problem, epsilon: float, *, tol: float = 1e-7, max_iter: int = 200) -> Point:
@@ -320,9 +326,10 @@ def min_energy(p: Problem, epsilon: float, *, tol: float = 1e-7, max_iter: int =
     if np.isinf(lo).all(axis=1).any() or lo.min(axis=1).sum() > 1 + 1e-12:
         raise InfeasibleError(f"energy-delay: no plan meets the delay {epsilon:g} s "
                               f"(the least is {min_delay(p):.6g} s)")
-    choice, beta, bound, it = _outer(p, lo, None, (1.0, 1.0), tol, max_iter)
+    choice, beta, bound, it, val, status = _outer(p, lo, None, (1.0, 1.0), tol, max_iter)
     T, E = evaluate(p, choice, beta)
-    return Point(tuple(choice), tuple(float(b) for b in beta), T, E, bound, it, float(epsilon))
+    return Point(tuple(choice), tuple(float(b) for b in beta), T, E, bound, it, float(epsilon),
+                 val, status)
 
 
 def weighted_sum(p: Problem, w: float, ref: tuple[float, float], *, tol: float = 1e-7,
@@ -335,9 +342,9 @@ def weighted_sum(p: Problem, w: float, ref: tuple[float, float], *, tol: float =
     fast = min_energy(p, min_delay(p) * (1 + 1e-9), tol=1e-3)
     f0 = w * fast.delay_s / ref[0] + (1 - w) * fast.energy_j / ref[1]
     lo = lower_shares(p, f0 * ref[0] / w)  # no optimum is slower than this
-    choice, beta, bound, it = _outer(p, lo, w, ref, tol, max_iter)
+    choice, beta, bound, it, val, status = _outer(p, lo, w, ref, tol, max_iter)
     T, E = evaluate(p, choice, beta)
-    return Point(tuple(choice), tuple(float(b) for b in beta), T, E, bound, it, None)
+    return Point(tuple(choice), tuple(float(b) for b in beta), T, E, bound, it, None, val, status)
 
 
 # ---------------------------------------------------------------------------- fronts

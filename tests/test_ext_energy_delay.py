@@ -33,6 +33,7 @@ def test_epsilon_points_equal_brute_force(seed):
         assert pt.delay_s <= eps * (1 + 1e-9)
         assert pt.energy_j == pytest.approx(ed.brute_force(p, epsilon=eps), rel=2e-7)
         assert pt.bound <= pt.energy_j * (1 + 1e-12)
+        assert pt.status == "optimal" and pt.gap <= 1e-7
     with pytest.raises(InfeasibleError, match="least is"):
         ed.min_energy(p, t_min * 0.99)
 
@@ -55,6 +56,7 @@ def test_weighted_sum_equals_brute_force_and_lies_on_the_front(seed):
     for w in (0.3, 0.8):
         pt = ed.weighted_sum(p, w, ref)
         val = w * pt.delay_s / ref[0] + (1 - w) * pt.energy_j / ref[1]
+        assert pt.objective == pytest.approx(val, rel=1e-9) and pt.gap <= 1e-7
         assert val == pytest.approx(ed.brute_force(p, w=w, ref=ref), rel=1e-6)
         on_front = ed.min_energy(p, pt.delay_s * (1 + 1e-9))
         assert on_front.energy_j == pytest.approx(pt.energy_j, rel=1e-5)
