@@ -64,19 +64,20 @@ def solve_cmd(scenario: Path = typer.Argument(..., help="scenario YAML/JSON"),
     if json_out:
         emit_json(doc)
         return
-    _show(res, out)
+    _show(res, out, sc)
 
 
-def _show(res: Any, out: Path | None) -> None:
+def _show(res: Any, out: Path | None, sc: Scenario) -> None:
     plan = res.plan
     if plan is not None and plan.predicted is not None:
         rows = []
         for d in plan.devices:
             ph = plan.predicted.per_device.get(d.device)
-            rows.append((d.device, d.mode if d.selected else "off", len(d.device_side),
+            cut = "whole model" if d.mode == "fl" else ",".join(sc.graph.boundary(d.device_side))
+            rows.append((d.device, d.mode if d.selected else "off", cut,
                          d.bandwidth_share, d.server_share, d.batch_size or "",
                          ph.round_s if ph else "", ph.memory_bytes / 1e6 if ph else ""))
-        table("plan", ["device", "mode", "|device side|", "beta", "phi", "batch", "round_s",
+        table("plan", ["device", "mode", "cut after", "beta", "phi", "batch", "round_s",
                        "mem_MB"], rows)
     gap = "n/a" if res.gap is None else f"{res.gap:.2e}"
     print(f"{res.termination} via {res.path} ({res.backend}): objective {res.objective:.6g}, "
