@@ -57,8 +57,10 @@ class Problem:
 
 def problem(scenario: Scenario, *, levels: Sequence[float] = (1.0,),
             table: CutTable | None = None) -> Problem:
-    """Options of every device: candidate cuts (default the chain prefixes, plus FL mode when the
-    labels are on the device) x DVFS levels in (0, 1].
+    """Options of every device: candidate cuts x DVFS levels in (0, 1].
+
+    The cuts default to the chain prefixes, plus FL mode (the whole model) when the labels are on
+    the device.
     """
     lv = [float(x) for x in levels]
     if not lv or any(not 0 < x <= 1 for x in lv):
@@ -287,11 +289,12 @@ def _initial_cuts(p: Problem, lo: np.ndarray) -> _OA:
 
 def _outer(p: Problem, lo: np.ndarray, w: float | None, ref: tuple[float, float], tol: float,
            max_iter: int):
-    """Outer approximation until upper and lower bounds meet; returns (choice, beta, bound, it)."""
+    """Outer approximation until the bounds meet: (choice, beta, bound, iters, value, status)."""
     from splitopt.parallel.milp import solve_program
 
-    cuts, best, lb = _initial_cuts(p, lo), (math.inf, None, None), -math.inf
+    cuts, best, lb, done = _initial_cuts(p, lo), (math.inf, None, None), -math.inf, 0
     for it in range(1, max_iter + 1):
+        done = it
         m, cols = _milp(p, lo, cuts, w, ref)
         res = solve_program(m.program())
         if res.x is None:
@@ -315,7 +318,7 @@ def _outer(p: Problem, lo: np.ndarray, w: float | None, ref: tuple[float, float]
                     cuts.energy[(k, o)].add(float(b0))
                     cuts.delay[(k, o)].add(float(b0))
     status = "optimal" if best[0] - lb <= tol * max(abs(best[0]), 1e-300) else "iteration_limit"
-    return best[1], best[2], min(lb, best[0]), it, best[0], status
+    return best[1], best[2], min(lb, best[0]), done, best[0], status
 
 
 def min_energy(p: Problem, epsilon: float, *, tol: float = 1e-7, max_iter: int = 200) -> Point:
