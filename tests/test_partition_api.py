@@ -147,6 +147,7 @@ def test_brute_refuses_large_graphs():
 def test_benchmark_baseline_cut_is_optimal():
     # the networkx route of benchmarks/partition.py cuts the same graph to the same optimum
     from splitopt.benchmarks.partition import networkx_cut
+
     from splitopt.partitioning.problem import iteration_problem
     from splitopt.partitioning.synthetic import branching_dag
 

@@ -217,12 +217,12 @@ def solve_network(net: Network, price: Any, rel_tol: float = 1e-10) -> CutResult
     sides, flows, lower = _solve_scaled(net.tails, net.heads, net.caps, net.inf, net.n_nodes,
                                         net.mirror)
     lower += net.const
-    side, upper = _cheapest(sides, price)
+    side, upper = _cheapest(sides, price, lower, rel_tol)
     history = [{"lower": lower, "upper": upper}]
     if upper - lower > rel_tol * abs(upper):
         tails, heads, caps, inf = _residual(net, flows(), upper - lower)
         sides2, _, extra = _solve_scaled(tails, heads, caps, inf, net.n_nodes, net.mirror)
-        side2, upper2 = _cheapest(sides2, price)
+        side2, upper2 = _cheapest(sides2, price, -np.inf, 0.0)
         lower += extra
         if upper2 < upper:
             side, upper = side2, upper2
@@ -233,10 +233,18 @@ def solve_network(net: Network, price: Any, rel_tol: float = 1e-10) -> CutResult
     return CutResult(side, min(lower, upper), info)
 
 
-def _cheapest(sides: list[np.ndarray], price: Any) -> tuple[np.ndarray, float]:
-    costs = [price(s) for s in sides]
-    k = int(np.argmin(costs))
-    return sides[k], float(costs[k])
+def _cheapest(sides: list[Any], price: Any, lower: float,
+              rel_tol: float) -> tuple[np.ndarray, float]:
+    """Pick the cheaper minimum cut; the second is built only when ``lower`` fails the first."""
+    best, cost = None, np.inf
+    for make in sides:
+        side = make()
+        c = price(side)
+        if c < cost:
+            best, cost = side, c
+        if cost - lower <= rel_tol * abs(cost):
+            break
+    return best, float(cost)  # type: ignore[return-value]
 
 
 def _residual(net: Network, flows: np.ndarray, gap: float) -> tuple:
@@ -251,10 +259,11 @@ def _residual(net: Network, flows: np.ndarray, gap: float) -> tuple:
 
 
 def _solve_scaled(tails: np.ndarray, heads: np.ndarray, caps: np.ndarray, inf: np.ndarray,
-                  n_nodes: int, mirror: bool) -> tuple[list[np.ndarray], Any, float]:
+                  n_nodes: int, mirror: bool) -> tuple[list[Any], Any, float]:
     """One integer max-flow with capacities rounded down.
 
-    Returns two minimum cuts (the smallest and the largest source side), a function giving the
+    Returns two functions building the minimum cuts (the smallest and the largest source side),
+    a function giving the
     flow of every arc in true units (a feasible flow of the float network; only the residual
     re-solve needs it) and the flow's value, a proven lower bound.
     """
@@ -283,11 +292,18 @@ def _solve_scaled(tails: np.ndarray, heads: np.ndarray, caps: np.ndarray, inf: n
     def flows() -> np.ndarray:
         return smf.flows(arcs).astype(float) / scale * shrink
 
-    near, far = smf.get_source_side_min_cut(), smf.get_sink_side_min_cut()
-    if mirror:  # the mirror reaches the smallest t side from t, and the smallest s side reaches s
-        near, far = far, near
-    small = np.zeros(n_nodes, bool)
-    small[np.asarray(near, dtype=np.int64)] = True
-    large = np.ones(n_nodes, bool)
-    large[np.asarray(far, dtype=np.int64)] = False
+    # the mirror reaches the smallest t side from t, and the smallest s side reaches s
+    near, far = ((smf.get_sink_side_min_cut, smf.get_source_side_min_cut) if mirror else
+                 (smf.get_source_side_min_cut, smf.get_sink_side_min_cut))
+
+    def small() -> np.ndarray:
+        side = np.zeros(n_nodes, bool)
+        side[np.asarray(near(), dtype=np.int64)] = True
+        return side
+
+    def large() -> np.ndarray:
+        side = np.ones(n_nodes, bool)
+        side[np.asarray(far(), dtype=np.int64)] = False
+        return side
+
     return [small, large], flows, smf.optimal_flow() / scale * shrink
