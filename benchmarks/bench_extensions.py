@@ -251,7 +251,7 @@ def _cases(quick: bool) -> list[Case]:
         for meth in ("exact", "greedy", "whole-models"):
             cases.append(Case(f"synergy-{models}m{accels}a", meth,
                               partial(synergy_case, models, accels, meth), models * accels))
-    for n in (16,) if quick else (30, 40):
+    for n in (10,) if quick else (30, 40):
         for w, how in ((1, "cut"), (2, "cut")) + (() if quick else ((2, "auto"),)):
             name = "exact" if w == 1 else f"{w}-workers-{how}"
             cases.append(Case(f"split-smartsplit-{n}dev", name, partial(split_case, n, w, how), n))
