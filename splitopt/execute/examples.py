@@ -69,8 +69,9 @@ def digits_job(n_devices: int = 3, *, mode: str = "sflv1", cuts: Sequence[str] |
 
 
 def dropout_mlp(width: int = 32, classes: int = 4) -> tuple[Any, tuple[Any, ...]]:
-    """A small MLP with dropout on 16 features, and example inputs (a model that draws random
-    numbers, for the RNG-stream tests).
+    """A small MLP with dropout on 16 features, and example inputs.
+
+    A model that draws random numbers, for the RNG-stream tests.
     """
     import torch
     from torch import nn
