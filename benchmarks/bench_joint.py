@@ -8,8 +8,7 @@ Zoo graphs are profiled once per run and cached as JSON in the temp directory.
 
 Times: ``solve_s`` is the algorithm's own time (candidates + build + solve, or the baseline's
 iterations), without pricing the final plan under the reference model (the same for every
-method; the runner's ``wall_s`` includes it). Python heap tracing is paused inside these cases
-because it slows the numpy-heavy code 2-10x, so ``peak_mb`` is not meaningful for this family.
+method; the runner's ``wall_s`` includes it).
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ import functools
 import math
 import tempfile
 import time
-import tracemalloc
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,21 +26,6 @@ from splitopt.benchmarks.registry import BenchSpec, Case, register
 
 CLASSES = (("jetson-nano", 8.0), ("raspberry-pi-4", 4.0), ("jetson-orin-nano", 15.0),
            ("phone-snapdragon-8-gen-2", 20.0), ("jetson-xavier-nx", 12.0))
-
-
-def _untraced(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-    """Run ``fn`` with tracemalloc paused (restarted afterwards if it was on)."""
-    @functools.wraps(fn)
-    def inner(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        tracing = tracemalloc.is_tracing()
-        if tracing:
-            tracemalloc.stop()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            if tracing:
-                tracemalloc.start()
-    return inner
 
 
 @functools.cache
@@ -100,7 +82,6 @@ def _form(name: str) -> Any:
     return {"edgesplit": EdgeSplit(), "sfl": SFL(), "sfl-server": SFLSharedServer()}[name]
 
 
-@_untraced
 def run_minmax(form: str, model: str, n: int, method: str) -> dict[str, Any]:
     """EdgeSplit / SFL on one instance: ``exact``, ``paper`` (alternating) or a naive plan."""
     from splitopt.baselines import NAIVE
@@ -154,7 +135,6 @@ def alternating_partition(form: Any, sc: Any, max_iter: int = 50) -> dict[str, A
     return _row(plan, seconds, iterations=it + 1)
 
 
-@_untraced
 def run_hsfl(model: str, n: int, batches: tuple[int, ...], method: str,
              time_limit: float = 120.0) -> dict[str, Any]:
     """HSFL on one instance (SL cuts: the fleet's hull sets): exact, paper (BCD), naive."""
