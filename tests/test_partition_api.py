@@ -138,6 +138,20 @@ def test_bad_batch_labels_and_types(small):
         partition({"nodes": []}, DEV, SRV, LINK)
 
 
+def test_inputs_after_the_output():
+    # an input that feeds a dead branch, ordered after the output: no topological prefix exists
+    g = LayerGraph([Node("x", kind="input", out_bytes=10), Node("a", fwd_flops=5e9, out_bytes=3),
+                    Node("y", kind="output"), Node("z", kind="input", out_bytes=7),
+                    Node("b", fwd_flops=1e9)], [("x", "a"), ("a", "y"), ("z", "b")],
+                   ["x", "z"], "y")
+    assert g.names.index("z") > g.names.index("y")
+    best = partition(g, DEV, SRV, LINK, method="brute").objective
+    for m in ("maxflow", "blockwise", "milp"):
+        assert partition(g, DEV, SRV, LINK, method=m).objective == pytest.approx(best, rel=1e-9)
+    with pytest.raises(InputError, match="every input comes before the output.*'maxflow'"):
+        partition(g, DEV, SRV, LINK, method="chain")
+
+
 def test_brute_refuses_large_graphs():
     g = random_dag(np.random.default_rng(1), 30)
     with pytest.raises(InputError, match=r"at most 20 nodes .* Use method='maxflow'"):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from splitopt.partitioning.chain import solve as chain_solve
+from splitopt.partitioning.chain import valid_prefixes
 from splitopt.partitioning.problem import CutProblem
 
 
@@ -31,7 +32,9 @@ def baselines(prob: CutProblem) -> list[Baseline]:
     """
     force_in, force_out = prob.forced()
     device_only = ~force_out
-    chain = chain_solve(prob)
-    return [Baseline("device-only", device_only, prob.price(device_only)),
-            Baseline("server-only", force_in, prob.price(force_in)),
-            Baseline("best chain cut", chain.mask, chain.objective)]
+    out = [Baseline("device-only", device_only, prob.price(device_only)),
+           Baseline("server-only", force_in, prob.price(force_in))]
+    if valid_prefixes(prob).size:  # no prefix when an input sorts after the output
+        chain = chain_solve(prob)
+        out.append(Baseline("best chain cut", chain.mask, chain.objective))
+    return out

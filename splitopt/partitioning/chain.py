@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from splitopt.errors import InputError
 from splitopt.partitioning.problem import CutProblem, Solution
 
 
@@ -42,6 +43,11 @@ def valid_prefixes(prob: CutProblem) -> np.ndarray:
 def solve(prob: CutProblem) -> Solution:
     """The cheapest topological-order prefix; "optimal" only when the graph is a chain."""
     ps = valid_prefixes(prob)
+    if ps.size == 0:
+        raise InputError("graph", prob.graph.name or repr(prob.graph),
+                         "a topological order in which every input comes before the output "
+                         "(an input that feeds nothing before the output leaves no prefix)",
+                         "Use method='maxflow', which does not depend on the order.")
     costs = prefix_costs(prob)[ps]
     p = int(ps[np.argmin(costs)])
     mask = np.zeros(prob.n, dtype=bool)

@@ -26,6 +26,7 @@ def build_lp(prob: CutProblem) -> tuple[Any, float, float]:
     import highspy
 
     from splitopt.partitioning.chain import solve as chain_solve
+    from splitopt.partitioning.chain import valid_prefixes
 
     n, ar = prob.n, prob.arrays
     force_in, force_out = prob.forced()
@@ -38,7 +39,9 @@ def build_lp(prob: CutProblem) -> tuple[Any, float, float]:
     # topological prefix, an upper bound U on the optimum) so the optimum is O(1); and cap every
     # cost at 2U: a set paying a capped term costs more than U either way, so the optimum and its
     # value are unchanged while huge coefficients no longer swamp the tolerances
-    upper = chain_solve(prob).objective
+    upper = prob.price(force_in)  # server-only: always feasible
+    if valid_prefixes(prob).size:
+        upper = min(upper, chain_solve(prob).objective)
     cap = 2.0 * upper if upper > 0 else np.inf
     dev, srv, tensor = (np.minimum(x, cap) for x in (prob.dev, prob.srv, prob.tensor))
     cost = np.concatenate([dev - srv, tensor[has_consumer]])
