@@ -20,9 +20,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from splitopt.errors import MISSING, InputError, ScenarioError, read_text_file
+from splitopt.errors import MISSING, ScenarioError, read_text_file
 from splitopt.graph import LayerGraph
-from splitopt.system import Channel, Device, Server, Training
+from splitopt.system import Channel, Device, Server, Training, scenario_error
 
 
 class _Loader(yaml.SafeLoader):
@@ -116,30 +116,7 @@ def _validated(model: type[BaseModel], data: Any, where: str) -> Any:
     try:
         return model.model_validate(data)
     except PydanticValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        field = f"{where}.{loc}" if loc else where
-        cause = (first.get("ctx") or {}).get("error")
-        if isinstance(cause, InputError):  # raised by our own validators: keep its wording
-            raise ScenarioError(f"{where}.{cause.field}", cause.value, cause.allowed,
-                                cause.fix) from None
-        value, allowed = first.get("input"), _allowed_text(first["msg"])
-        if first["type"] == "missing":
-            value, allowed = MISSING, "a required field"
-        elif first["type"] == "extra_forbidden":
-            allowed = f"the fields {', '.join(model.model_fields)} (no others)"
-        elif first["type"] in ("model_type", "model_attributes_type", "dict_type"):
-            allowed = "an object (mapping) of fields"
-        raise ScenarioError(field, value, allowed,
-                            "See docs/formats.md for the scenario fields.") from None
-
-
-def _allowed_text(msg: str) -> str:
-    """Pydantic's "Input should be greater than 0" as "greater than 0"."""
-    for prefix in ("Input should be ", "Value error, "):
-        if msg.startswith(prefix):
-            return msg[len(prefix):]
-    return msg
+        raise scenario_error(err, where, model) from None
 
 
 class _DeviceEntry(BaseModel):

@@ -8,13 +8,66 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from splitopt.errors import InputError
+from splitopt.errors import MISSING, InputError, ScenarioError
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+def scenario_error(err: ValidationError, where: str, model: type[BaseModel]) -> ScenarioError:
+    """Pydantic's first error as a :class:`ScenarioError` naming field, value and what is allowed.
+
+    ``where`` prefixes pydantic's location (``devices[2]`` + ``flops``). Errors raised by our own
+    validators as :class:`InputError` keep their wording. The returned error's ``loc`` attribute
+    holds the field relative to ``where``, so that an error raised by a nested constructor is
+    re-rooted, not prefixed twice.
+    """
+    first = err.errors()[0]
+    cause = (first.get("ctx") or {}).get("error")
+    loc = ".".join(str(p) for p in first["loc"])
+    if isinstance(cause, InputError):
+        rel = getattr(cause, "loc", cause.field)
+        rel = f"{loc}.{rel}" if loc and rel else (loc or rel)
+        out = ScenarioError(f"{where}.{rel}" if rel else where, cause.value, cause.allowed,
+                            cause.fix)
+    else:
+        value, allowed = first.get("input"), _allowed_text(first["msg"])
+        if first["type"] == "missing":
+            value, allowed = MISSING, "a required field"
+        elif first["type"] == "extra_forbidden":
+            allowed = f"the fields {', '.join(model.model_fields)} (no others)"
+        elif first["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            allowed = "an object (mapping) of fields"
+        rel = loc
+        out = ScenarioError(f"{where}.{loc}" if loc else where, value, allowed,
+                            "See docs/formats.md for the scenario fields.")
+    out.loc = rel  # type: ignore[attr-defined]
+    return out
+
+
+def _allowed_text(msg: str) -> str:
+    """Pydantic's "Input should be greater than 0" as "greater than 0"."""
+    for prefix in ("Input should be ", "Value error, "):
+        if msg.startswith(prefix):
+            return msg[len(prefix):]
+    return msg
+
+
+class _Frozen(BaseModel):
+    """A frozen pydantic model whose constructor raises ScenarioError, not pydantic's error."""
+
+    model_config = _FROZEN
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            name = data.get("name")
+            where = type(self).__name__ + (f"({name!r})" if isinstance(name, str) else "")
+            raise scenario_error(err, where, type(self)) from None
 
 
 def spectral_efficiency(snr_db: float) -> float:
@@ -29,7 +82,7 @@ def spectral_efficiency(snr_db: float) -> float:
     return t + math.log2(1.0 + 2.0 ** -t) if t > 0 else math.log2(1.0 + 2.0 ** t)
 
 
-class Device(BaseModel):
+class Device(_Frozen):
     """One weak device: a phone, a Jetson, a Raspberry Pi, a microcontroller.
 
     The channel quality is given as spectral efficiency ``s = log2(1 + SNR)`` in bit/s/Hz, or as
@@ -85,7 +138,7 @@ class Device(BaseModel):
                 self.spectral_eff_up, self.spectral_eff_dn, self.workspace_bytes, self.cls)
 
 
-class Server(BaseModel):
+class Server(_Frozen):
     """The edge server that runs the server side of every split."""
 
     model_config = _FROZEN
@@ -95,7 +148,7 @@ class Server(BaseModel):
     device_class: str | None = None
 
 
-class Channel(BaseModel):
+class Channel(_Frozen):
     """The shared radio band, divided between devices by bandwidth shares (sum <= 1)."""
 
     model_config = _FROZEN
@@ -104,7 +157,7 @@ class Channel(BaseModel):
     bandwidth_dn_hz: float = Field(gt=0, allow_inf_nan=False)
 
 
-class Training(BaseModel):
+class Training(_Frozen):
     """Training settings shared by the fleet.
 
     ``schedule`` says how split-mode devices share a round: in parallel (SFL, parallel SL: the

@@ -250,3 +250,21 @@ def test_any_corrupted_scenario_gives_scenario_error_or_loads(data):
         Scenario.from_dict(doc, graph=g)
     except ScenarioError as err:
         assert err.field and err.allowed and "\n" not in str(err)
+
+
+def test_direct_construction_raises_scenario_error():
+    from splitopt import Channel, Device, Server, Training
+
+    with pytest.raises(ScenarioError, match=r"^Device\('d'\)\.flops: got 0; allowed: greater "
+                                            r"than 0"):
+        Device(name="d", flops=0, snr_db=3)
+    with pytest.raises(ScenarioError, match=r"^Device\('d'\)\.spectral_eff_up: got 0\.0"):
+        Device(name="d", flops=1)
+    with pytest.raises(ScenarioError, match=r"^Training\.labels: got 'x'; allowed: 'server' or"):
+        Training(labels="x")
+    with pytest.raises(ScenarioError, match=r"^Channel\.bandwidth_dn_hz: missing"):
+        Channel(bandwidth_up_hz=1)
+    with pytest.raises(ScenarioError, match=r"^Server\.speed: got 1; allowed: the fields name, "):
+        Server(flops=1, speed=1)
+    with pytest.raises(ValueError):  # still a ValueError for callers that catch that
+        Server(flops=float("nan"))
