@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from typing import Any, ClassVar
 
@@ -149,12 +150,17 @@ class HighsBackend(Backend):
 
 
 def _run_watched(h: Any, time_limit: float | None) -> bool:
-    """Run HiGHS in its thread; cancel it if the wall clock passes the limit. True if cancelled."""
+    """Run HiGHS in a thread of ours; cancel it if the wall clock passes the limit.
+
+    Not ``Highs.startSolve``: highspy guards it with class-level locks, so one solve that ignores
+    its cancel would block every later one in the process. Returns True if cancelled.
+    """
     if time_limit is None:
         h.run()
         return False
     h.HandleUserInterrupt = True
-    thread = h.startSolve()
+    thread = threading.Thread(target=h.run, daemon=True)
+    thread.start()
     thread.join(float(time_limit) + GRACE_S)
     if thread.is_alive():
         h.cancelSolve()
@@ -162,7 +168,6 @@ def _run_watched(h: Any, time_limit: float | None) -> bool:
         if thread.is_alive():  # HiGHS did not answer the cancel: stop waiting for it
             raise _Overran
         return True
-    h.joinSolve(thread)
     return False
 
 
