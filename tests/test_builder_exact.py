@@ -79,9 +79,9 @@ def test_generic_path_equals_fast_path(seed):
     sc = _scenario(200 + seed, n_dev=3)
     p = Problem(sc)
     p.minimize(p.round_latency())
-    fast, slow = p.solve(), p.solve(path="generic", gap=1e-7)
+    fast, slow = p.solve(), p.solve(path="generic", gap=1e-6)
     assert slow.path == "outer-approximation"
-    assert slow.objective == pytest.approx(fast.objective, rel=1e-6)
+    assert slow.objective == pytest.approx(fast.objective, rel=5e-6)
     assert slow.bound <= fast.objective * (1 + 1e-9)
 
 
@@ -114,7 +114,7 @@ def test_coupled_memory_budget_equals_brute_force(seed):
     assert r.path == "coupled"
     ok = lambda c: sum(o.mem[k, c[k]] for k in range(3)) <= budget  # noqa: E731
     assert r.objective == pytest.approx(brute_minmax(p, ok), rel=1e-7)
-    g = p.solve(path="generic", gap=1e-7)
+    g = p.solve(path="generic", gap=1e-6)
     assert g.objective == pytest.approx(r.objective, rel=1e-5)
 
 
@@ -164,7 +164,7 @@ def test_server_share_equals_brute_force(seed):
                                  o.a_dev[1, j] + o.a_srv[1, j] / (1 - f) + o.d[1, j] / (1 - b)))
                for i, j in _combos(p))
     assert r.objective <= grid * (1 + 1e-9)
-    g = p.solve(path="generic", gap=1e-7)
+    g = p.solve(path="generic", gap=1e-6)
     assert g.objective == pytest.approx(r.objective, rel=1e-5)
 
 
@@ -180,7 +180,7 @@ def test_sequential_equals_brute_force(seed):
                 for c in _combos(p))
     assert r.objective == pytest.approx(brute, rel=1e-7)
     assert r.plan.predicted.round_latency_s == pytest.approx(r.objective, rel=1e-9)
-    g = p.solve(path="generic", gap=1e-7)
+    g = p.solve(path="generic", gap=1e-6)
     assert g.objective == pytest.approx(r.objective, rel=1e-5)
 
 
