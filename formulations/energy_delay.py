@@ -31,6 +31,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -102,7 +103,8 @@ class Point:
         return max(0.0, val - self.bound) / max(abs(val), 1e-300)
 
 
-def evaluate(p: Problem, choice: Sequence[int], beta: Sequence[float]) -> tuple[float, float]:
+def evaluate(p: Problem, choice: Sequence[int],
+             beta: Sequence[float] | np.ndarray) -> tuple[float, float]:
     """(delay, energy) of options ``choice`` with shares ``beta``."""
     k = np.arange(p.n)
     c, b = np.asarray(choice), np.asarray(beta, dtype=float)
@@ -271,7 +273,7 @@ def _milp(p: Problem, lo: np.ndarray, cuts: _OA, w: float | None, ref: tuple[flo
         if T is not None:  # T >= sum_o A z + s: the disaggregated (convex hull) form
             m.add_row(delay, lb=0.0)
     m.add_row(share, ub=1.0)
-    if T is not None:
+    if T is not None and w is not None:
         obj[T] = w / ref[0]
     m.minimize(obj)
     return m, cols
@@ -292,14 +294,16 @@ def _outer(p: Problem, lo: np.ndarray, w: float | None, ref: tuple[float, float]
     """Outer approximation until the bounds meet: (choice, beta, bound, iters, value, status)."""
     from splitopt.parallel.milp import solve_program
 
-    cuts, best, lb, done = _initial_cuts(p, lo), (math.inf, None, None), -math.inf, 0
+    best: tuple[float, Any, Any] = (math.inf, None, None)
+    cuts, lb, done = _initial_cuts(p, lo), -math.inf, 0
     for it in range(1, max_iter + 1):
         done = it
         m, cols = _milp(p, lo, cuts, w, ref)
         res = solve_program(m.program())
         if res.x is None:
             raise InfeasibleError(f"energy-delay: no plan ({res.status})")
-        lb = max(lb, res.bound if res.bound is not None else res.objective)
+        found = res.bound if res.bound is not None else res.objective
+        lb = max(lb, -math.inf if found is None else found)
         choice = [next(o for (kk, o), (z, _) in cols.items() if kk == k and res.x[z] > 0.5)
                   for k in range(p.n)]
         if w is None:
@@ -403,6 +407,8 @@ def brute_force(p: Problem, *, epsilon: float | None = None, w: float | None = N
                 ref: tuple[float, float] = (1.0, 1.0)) -> float:
     """Enumerate every option combination: least energy within ``epsilon``, or weighted sum."""
     best = math.inf
+    if (epsilon is None) == (w is None):
+        raise InputError("epsilon / w", (epsilon, w), "exactly one of the two")
     if len(p.options) ** p.n > 2e4:
         raise InputError("problem", "too many combinations", "a tiny instance for brute force")
     for choice in itertools.product(range(len(p.options)), repeat=p.n):
@@ -412,6 +418,6 @@ def brute_force(p: Problem, *, epsilon: float | None = None, w: float | None = N
             beta = water_fill(et, lo) if np.all(np.isfinite(lo)) else None
             val = evaluate(p, choice, beta)[1] if beta is not None else math.inf
         else:
-            val = _weighted_for_choice(p, choice, float(w), ref)[0]
+            val = _weighted_for_choice(p, choice, float(w or 0.0), ref)[0]
         best = min(best, val)
     return best

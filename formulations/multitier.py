@@ -190,14 +190,14 @@ def solve_dag(c: Costs, *, time_limit: float | None = None) -> Split:
         iu, iw = g.index[u], g.index[w]
         for t in range(T - 1):
             m.add_row({int(x[iw, t]): 1.0, int(x[iu, t]): -1.0}, ub=0.0)
-    for u in range(V):
+    for ui in range(V):
         for t in range(T - 1):
-            if not g.succ_indices[u]:
+            if not g.succ_indices[ui]:
                 continue
-            y = int(m.add_vars(1, ub=1, name=f"send{u}_{t}")[0])
-            obj[y] = c.out[u] * c.link[t]
-            for w in g.succ_indices[u]:
-                m.add_row({y: 1.0, int(x[u, t]): -1.0, int(x[w, t]): 1.0}, lb=0.0)
+            y = int(m.add_vars(1, ub=1, name=f"send{ui}_{t}")[0])
+            obj[y] = c.out[ui] * c.link[t]
+            for wi in g.succ_indices[ui]:
+                m.add_row({y: 1.0, int(x[ui, t]): -1.0, int(x[wi, t]): 1.0}, lb=0.0)
     for t in range(T):
         if math.isfinite(c.cap[t]):
             row: dict[int, float] = {}
@@ -313,7 +313,8 @@ def choose_architecture(candidates: Sequence[Candidate], tiers: Sequence[Tier],
             raise InfeasibleError(f"no candidate architecture meets {latency_budget:g} s")
         best = max(ok, key=lambda p: (p[0].accuracy, -p[1].latency_s))
     else:
-        best = max(solved, key=lambda p: p[0].accuracy - weight * p[1].latency_s)
+        w = float(weight or 0.0)  # given: exactly one of the two is set
+        best = max(solved, key=lambda p: p[0].accuracy - w * p[1].latency_s)
     pts = [(cd.name, cd.accuracy, sp.latency_s) for cd, sp in solved]
     front = tuple(sorted(p for p in pts if not any(
         q[1] >= p[1] and q[2] <= p[2] and (q[1] > p[1] or q[2] < p[2]) for q in pts)))

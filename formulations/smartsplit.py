@@ -544,8 +544,8 @@ def greedy(inst: Instance, *, objective: str = "latency") -> Result:
     if objective not in OBJECTIVES:
         raise InputError("objective", objective, f"one of {OBJECTIVES}")
     t0 = _time.perf_counter()
-    own = [_greedy_device(inst, k) for k in range(inst.n)]
-    order = sorted((k for k in range(inst.n) if own[k] is not None), key=lambda k: own[k][1])
+    own = {k: g for k in range(inst.n) if (g := _greedy_device(inst, k)) is not None}
+    order = sorted(own, key=lambda k: own[k][1])
     choices: list[Choice | None] = [None] * inst.n
     relaxed = Instance(**{**inst.__dict__, "min_devices": 0, "coverage": 0.0})
     for k in order:
@@ -576,6 +576,6 @@ def brute_force(inst: Instance, *, objective: str = "latency") -> Result:
         cand = (-data if objective == "participation" else 0.0, T)
         if ok and (key is None or cand < key):
             best, key = combo, cand
-    if best is None:
+    if best is None or key is None:
         raise InfeasibleError("SmartSplit brute force: no plan meets every constraint")
     return _finish(inst, list(best), "optimal", key[1], None, "brute-force", 0.0, 0.0)

@@ -177,7 +177,8 @@ def solve_program(prog, *, time_limit: float | None = None, mip_gap: float = 1e-
                 np.ascontiguousarray(prog.c, dtype=float),
                 *(np.clip(np.asarray(a, float), -inf, inf)
                   for a in (prog.col_lb, prog.col_ub, prog.row_lb, prog.row_ub)),
-                A.indptr.astype(np.int32), A.indices.astype(np.int32), A.data.astype(float), integ)
+                A.indptr.astype(np.int32), A.indices.astype(np.int32), A.data.astype(float),
+                integ)  # type: ignore[call-overload]
     if start is not None:
         idx = np.arange(prog.n_cols, dtype=np.int32)
         h.setSolution(len(idx), idx, np.asarray(start, dtype=float))
@@ -197,7 +198,8 @@ def _read(h, prog, seconds: float, build_s: float) -> MilpResult:
     if ms == M.kOptimal:
         status = "optimal"
         # HiGHS's dual bound may sit a hair above the optimum; keep bound <= objective
-        bound = obj if bound is None or not np.isfinite(bound) else min(bound, obj)
+        if obj is not None:
+            bound = obj if bound is None or not np.isfinite(bound) else min(bound, obj)
     elif ms in (M.kTimeLimit, M.kInterrupt):
         status = "time_limit"
     elif ms == M.kInfeasible:

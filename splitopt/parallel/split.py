@@ -113,12 +113,13 @@ def _solve_part(prog, sub: Subproblem, deadline: float | None,
 
 def combine(parts: Sequence[MilpResult], wall_s: float = 0.0) -> SplitResult:
     """Best solution over the parts, and the least bound (infeasible parts count as +inf)."""
-    found = [p for p in parts if p.x is not None and p.objective is not None]
-    best = min(found, key=lambda p: p.objective) if found else None
+    found = [(p.objective, i) for i, p in enumerate(parts)
+             if p.x is not None and p.objective is not None]
+    best = parts[min(found)[1]] if found else None
     bounds = [math.inf if p.status == "infeasible" else
               (p.bound if p.bound is not None else -math.inf) for p in parts]
     bound = min(bounds) if bounds else None
-    if bound is not None and best is not None:
+    if bound is not None and best is not None and best.objective is not None:
         bound = min(bound, best.objective)
     statuses = {p.status for p in parts}
     if statuses <= {"optimal", "infeasible"}:
