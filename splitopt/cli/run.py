@@ -114,9 +114,9 @@ def _train(job: Any, processes: bool, resume: Path | None, threads: int,
 def _status(text: str, quiet: bool) -> Any:
     from contextlib import nullcontext
 
-    from splitopt.cli._common import console
+    from rich.console import Console
 
-    return nullcontext() if quiet else console.status(text)
+    return nullcontext() if quiet else Console().status(text)
 
 
 def results_document(job: Any, result: Any, calibrate: bool) -> dict[str, Any]:

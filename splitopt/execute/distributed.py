@@ -76,39 +76,40 @@ class DistributedServer:
     def run_round(self, rnd: int, events: list[Event]) -> RoundRecord:
         """Serve one round; the round latency is its measured wall time."""
         stats = {d: DeviceRound() for d in self.alive()}
-        failed: list[str] = []
+        self._failed: list[str] = []
         agg_s, t0 = 0.0, time.perf_counter()
         for ev in events:
             if isinstance(ev, ServerStep):
                 t = time.perf_counter()
                 self.server.server_step()
                 agg_s += time.perf_counter() - t
-                continue
-            devices = [ev.device] if isinstance(ev, Step) else list(ev.devices)
-            live = [d for d in devices if d not in self.dead]
-            try:
-                if isinstance(ev, Step) and live:
-                    self._step(ev.device, stats[ev.device])
-                elif isinstance(ev, Sync):
-                    self._sync(live)
-                elif isinstance(ev, Collect):
-                    agg_s += self._collect(live)
-            except RuntimeError as err:  # gloo: "Connection closed by peer" from a dead device
-                self._drop(live, failed, err)
+            elif isinstance(ev, Step):
+                self._guard(ev.device, lambda d=ev.device: self._step(d, stats[d]))
+            elif isinstance(ev, Sync):
+                self._sync(ev.devices)
+            elif isinstance(ev, Collect):
+                agg_s += self._collect(ev.devices)
         samples = sum(s.samples for s in stats.values())
         loss = sum(s.loss_sum for s in stats.values()) / samples if samples else float("nan")
         return RoundRecord(rnd, loss, float("nan"), float("nan"), 0.0,
-                           time.perf_counter() - t0, agg_s, stats, failed)
+                           time.perf_counter() - t0, agg_s, stats, self._failed)
 
-    def _drop(self, live: list[str], failed: list[str], err: RuntimeError) -> None:
-        """A device's connection closed: it failed; the round goes on without it."""
-        if not live or not _peer_closed(err):
-            raise err
-        self.dead.append(self._current)
-        failed.append(self._current)
+    def _guard(self, device: str, exchange: Any) -> bool:
+        """Run one exchange with a live device; False when it has failed (and is dropped)."""
+        if device in self.dead:
+            return False
+        try:
+            exchange()
+        except RuntimeError as err:  # gloo: "Connection closed by peer" from a dead device
+            if not _peer_closed(err):
+                raise
+            self.dead.append(device)
+            self._failed.append(device)
+            return False
+        return True
 
     def _step(self, d: str, st: DeviceRound) -> None:
-        self._current, r = d, self.rank[d]
+        r = self.rank[d]
         if self.modes[d] == "fl":
             (loss_t,), _ = wire.recv(r)
             loss = float(loss_t)
@@ -122,20 +123,24 @@ class DistributedServer:
         st.samples += self.batch[d]
         st.loss_sum += loss * self.batch[d]
 
-    def _sync(self, devices: list[str]) -> None:
+    def _sync(self, devices: tuple[str, ...]) -> None:
+        sent = []
         for d in devices:
-            self._current = d
             part = self.server.device_part(d)
-            wire.send([part[n] for n in sorted(part)], self.rank[d])
-        self.server.sync(devices)
+            if self._guard(d, lambda d=d, p=part: wire.send([p[n] for n in sorted(p)],
+                                                            self.rank[d])):
+                sent.append(d)
+        self.server.sync(sent)
 
-    def _collect(self, devices: list[str]) -> float:
-        parts = {}
-        for d in devices:
-            self._current = d
-            names = sorted(self.server.device_names[d])
+    def _collect(self, devices: tuple[str, ...]) -> float:
+        parts: dict[str, dict[str, torch.Tensor]] = {}
+
+        def receive(d: str) -> None:
             tensors, _ = wire.recv(self.rank[d])
-            parts[d] = dict(zip(names, tensors, strict=True))
+            parts[d] = dict(zip(sorted(self.server.device_names[d]), tensors, strict=True))
+
+        for d in devices:
+            self._guard(d, lambda d=d: receive(d))
         t = time.perf_counter()
         self.server.collect(parts, average=self.mode.has_global)
         return time.perf_counter() - t
@@ -173,7 +178,7 @@ def _peer_closed(err: RuntimeError) -> bool:
 def _serve(job: Job, resume: str | None, data: Any) -> RunResult:
     srv = DistributedServer(job, data)
     initial = srv.evaluate()
-    start, history = 0, []
+    start, history = 0, list[RoundRecord]()
     if resume is not None:
         state = load_participant(Path(resume), "server")
         srv.server.load_state_dict(state["server"])

@@ -35,8 +35,8 @@ def digits_scenario(n_devices: int = 3, *, batch_size: int = 16, local_iters: in
                     graph: LayerGraph | None = None, device_class: str | None = None) -> Scenario:
     """A fleet of ``n_devices`` 1 GFLOP/s devices and a 100 GFLOP/s server on one band."""
     snr = list(snr_db) if snr_db is not None else [10.0 + 5.0 * i for i in range(n_devices)]
-    devs = [Device(name=f"dev{i}", flops=1e9, snr_db=snr[i], device_class=device_class)
-            for i in range(n_devices)]
+    devs = tuple(Device(name=f"dev{i}", flops=1e9, snr_db=snr[i], device_class=device_class)
+                 for i in range(n_devices))
     return Scenario(graph or digits_graph(), devs, Server(flops=1e11, device_class=device_class),
                     Channel(bandwidth_up_hz=bandwidth_hz, bandwidth_dn_hz=bandwidth_hz),
                     Training(batch_size=batch_size, local_iters=local_iters))

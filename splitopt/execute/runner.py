@@ -219,7 +219,7 @@ def train(job: Job, *, resume: str | Path | None = None,
           on_round: Callable[[RoundRecord], None] | None = None) -> RunResult:
     """Train ``job`` in this process; ``resume`` continues from a checkpoint folder."""
     runner = InProcessRunner(job)
-    start, history = 0, []
+    start, history = 0, list[RoundRecord]()
     initial = runner.evaluate()
     if resume is not None:
         start, history = runner.load_checkpoint(Path(resume))

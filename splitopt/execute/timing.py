@@ -103,7 +103,7 @@ def compare(history: Sequence[RoundRecord], predicted: dict[str, Phases], latenc
     round is left out of it too when there are others (one-time warm-up), but every round is
     listed under ``rounds``.
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for rec in history:
         devs = [d for d in rec.devices if d in predicted]
         meas = {k: sum(_measured(rec, d)[k] for d in devs) for k in COMPARED}

@@ -171,6 +171,8 @@ class DeviceWorker:
         self.mode = job.training_mode().device_mode(plan.mode)
         if model is None:
             model, example_inputs = job.build_model()
+        if example_inputs is None:
+            example_inputs = job.build_model()[1]
         self.loss_fn = job.loss_fn()
         shard = (data or job.data()).shards[name]
         self.data = DeviceData(shard, seed=job.config.seed * 7919 + index)
@@ -240,6 +242,8 @@ class ServerWorker:
         self.shared, self.accumulate = mode.shared_server, mode.accumulate_server
         if model is None:
             model, example_inputs = job.build_model()
+        if example_inputs is None:
+            example_inputs = job.build_model()[1]
         self.global_model, self.loss_fn = model, job.loss_fn()
         sizes = (data or job.data()).sizes()
         self.devices = [d.device for d in job.devices()]
@@ -254,7 +258,7 @@ class ServerWorker:
         self.parts: dict[str, State] = {}
         self._acc = 0.0
 
-    def _build(self, job: Job, ex: tuple[torch.Tensor, ...] | None) -> None:
+    def _build(self, job: Job, ex: tuple[torch.Tensor, ...]) -> None:
         shared = copy.deepcopy(self.global_model) if self.shared else None
         cache: dict[tuple[int, frozenset[str]], Any] = {}
         served: dict[str, list[tuple[int, nn.Module]]] = {}
