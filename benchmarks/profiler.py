@@ -55,8 +55,13 @@ def child(name: str, capture: str) -> dict:
             "peak_rss_gib": peak / GIB,
             "rss_growth_gib": max(0, peak - rss0) / GIB, "weights_gib": params * 4 / GIB,
             "fwd_gflops": float(graph.fwd_flops.sum()) / 1e9,
-            "structure": hashlib.sha1(json.dumps([graph.names, sorted(graph.edges),
-                                                  graph.fwd_flops.tolist()]).encode()).hexdigest()}
+            "names_flops": _digest([graph.names, graph.fwd_flops.tolist(),
+                                    graph.bwd_flops.tolist(), graph.out_bytes.tolist()]),
+            "edges": sorted(graph.edges)}
+
+
+def _digest(obj: object) -> str:
+    return hashlib.sha1(json.dumps(obj).encode()).hexdigest()
 
 
 def run(name: str, capture: str, timeout: float) -> dict:
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     rows = [run(m, c, args.timeout) for m in args.models for c in args.captures]
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps([{k: v for k, v in r.items() if k != "edges"} for r in rows], indent=1))
         return
     print(f"{'model':15} {'capture':14} {'params':>13} {'nodes':>6} {'wall s':>7} {'CPU s':>6} "
           f"{'peak RSS GiB':>12} {'growth GiB':>10} {'weights GiB':>11}")
@@ -103,9 +108,11 @@ def main(argv: list[str] | None = None) -> None:
     for m in args.models:
         a, f = by.get((m, "auto")), by.get((m, "fx"))
         if a and f:
-            same = "same" if a["structure"] == f["structure"] else "DIFFERENT"
+            same = "same" if a["names_flops"] == f["names_flops"] else "DIFFERENT"
+            extra = sorted({tuple(e) for e in f["edges"]} ^ {tuple(e) for e in a["edges"]})
             print(f"{m}: auto ({a['capture']}) / fx CPU-time ratio "
-                  f"{a['cpu_seconds'] / f['cpu_seconds']:.2f}; {same} names, edges and FLOPs")
+                  f"{a['cpu_seconds'] / f['cpu_seconds']:.2f}; {same} node names, FLOPs and "
+                  f"bytes; edges differing: {extra or 'none'}")
     xl = [r for r in rows if r["model"] == "gpt2_xl" and "error" not in r]
     for r in xl:
         verdict = "within" if r["peak_rss_gib"] <= 4 else "OVER"
