@@ -182,8 +182,31 @@ def solve_program(prog, *, time_limit: float | None = None, mip_gap: float = 1e-
     if start is not None:
         idx = np.arange(prog.n_cols, dtype=np.int32)
         h.setSolution(len(idx), idx, np.asarray(start, dtype=float))
-    h.run()
-    return _read(h, prog, time.perf_counter() - t0, build_s)
+    cancelled = _run_watched(h, time_limit)
+    res = _read(h, prog, time.perf_counter() - t0, build_s)
+    if cancelled and res.status == "error":
+        res = MilpResult("time_limit", res.x, res.objective, res.bound, res.solve_s, build_s)
+    return res
+
+
+def _run_watched(h, time_limit: float | None, grace_s: float = 0.05) -> bool:
+    """Run HiGHS; past ``time_limit`` (+ grace) of wall clock, cancel it. True if cancelled.
+
+    HiGHS checks its own ``time_limit`` only now and then (in presolve, between nodes); the wall
+    clock is the limit the user asked for (as in the builder's HiGHS backend).
+    """
+    if time_limit is None:
+        h.run()
+        return False
+    h.HandleUserInterrupt = True
+    thread = h.startSolve()
+    thread.join(float(time_limit) + grace_s)
+    if thread.is_alive():
+        h.cancelSolve()
+        thread.join()
+        return True
+    h.joinSolve(thread)
+    return False
 
 
 def _read(h, prog, seconds: float, build_s: float) -> MilpResult:
