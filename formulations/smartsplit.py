@@ -50,7 +50,7 @@ from splitopt.formulations._smartsplit_model import (
 from splitopt.errors import InfeasibleError, InputError, SolverError
 
 __all__ = ["OBJECTIVES", "Choice", "Instance", "Result", "brute_force", "build", "device_cost",
-           "greedy", "instance", "round_value", "solve"]
+           "greedy", "instance", "round_value", "solve", "solve_rounds"]
 
 
 # ---------------------------------------------------------------------------- the MILP
@@ -268,6 +268,23 @@ def solve(inst: Instance, *, objective: str = "latency", time_limit: float | Non
     status = next((x for x in statuses if x != "optimal"), "optimal")
     return _finish(inst, _decode(res.x, s, arcs), status, res.bound, data_bound,
                    f"smartsplit-milp-{objective}", build_s + b2, solve_s + res.solve_s)
+
+
+def solve_rounds(inst: Instance, budgets: Sequence[Sequence[float]], **kwargs) -> list[Result]:
+    """Solve round after round as the device memory budgets change (one row of budgets per round).
+
+    Each round is solved exactly for its own budgets (``kwargs`` go to :func:`solve`); the
+    instance's other settings (deadline, coverage, sub-channels) stay. Nothing is mutated.
+    """
+    out = []
+    for r, row in enumerate(budgets):
+        if len(row) != inst.n:
+            raise InputError(f"budgets[{r}]", len(row), f"{inst.n} budgets (one per device)")
+        fields = {**inst.__dict__, "budget": np.asarray(row, dtype=float)}
+        if np.any(~(fields["budget"] > 0)):
+            raise InputError(f"budgets[{r}]", list(row), "numbers > 0")
+        out.append(solve(Instance(**fields), **kwargs))
+    return out
 
 
 def _hint(inst: Instance, objective: str) -> list[Choice | None] | None:

@@ -108,9 +108,14 @@ def test_recomputation_lets_a_device_fit_and_costs_forward_time():
 
 def test_changing_budgets_per_round():
     inst = _instance(3, n=2, layers=3)
-    rounds = [inst.budget * f for f in (4.0, 1.0)]
-    res = [ss.solve(ss.instance(inst.scenario, budgets=b)) for b in rounds]
-    assert res[0].round_s <= res[1].round_s + 1e-12
+    rounds = [inst.budget * f for f in (4.0, 1.0, 2.0)]
+    res = ss.solve_rounds(inst, rounds)
+    for b, r in zip(rounds, res, strict=True):
+        one = ss.instance(inst.scenario, budgets=b, data=inst.data)
+        _same(r, ss.brute_force(one))
+    assert res[0].round_s <= res[2].round_s + 1e-12 <= res[1].round_s + 2e-12
+    with pytest.raises(InputError, match="budgets\\[0\\]"):
+        ss.solve_rounds(inst, [[1.0]])
 
 
 def test_bad_input():
