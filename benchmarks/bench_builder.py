@@ -35,7 +35,7 @@ def solve(n: int, method: str, time_limit: float) -> dict[str, Any]:
 def _cases(quick: bool) -> list[Case]:
     from splitopt.benchmarks.builder import METHODS
 
-    limit = 20.0 if quick else 120.0
+    limit = 5.0 if quick else 120.0
     return [Case(f"N{n}xC50", m, partial(solve, n, m, limit), n)
             for n in (QUICK if quick else FULL) for m in METHODS
             if m == "builder-fast" or n <= MILP_MAX]

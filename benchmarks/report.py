@@ -65,12 +65,16 @@ def family_table(rows: list[dict[str, Any]], baseline: str | list[str] | None) -
         cols += ["speed-up vs baseline", "objective / baseline", "baseline"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in sorted(rows, key=lambda r: (r.get("size") or 0, r["instance"], r["method"])):
+        gap = r.get("gap")
+        if gap is None and isinstance(r.get("objective"), (int, float)) and isinstance(
+                r.get("bound"), (int, float)) and r["objective"]:
+            gap = abs(r["objective"] - r["bound"]) / abs(r["objective"])
         cells = [r["instance"], r["method"], r.get("status", "-"), _fmt(r.get("objective")),
-                 _fmt(r.get("bound")), _fmt(r.get("gap")), _fmt(r.get("build_s")), _fmt(_time(r))]
+                 _fmt(r.get("bound")), _fmt(gap), _fmt(r.get("build_s")), _fmt(_time(r))]
         if baseline:
             b = base.get(r["instance"])
             speed = obj = None
-            if b and _time(b) and _time(r):
+            if b and _time(b) and _time(r) and r.get("status") != "skipped":
                 speed = _time(b) / _time(r)
             if b and b.get("objective") and r.get("objective") is not None:
                 obj = r["objective"] / b["objective"]
