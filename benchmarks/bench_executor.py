@@ -52,8 +52,8 @@ def _cases(quick: bool) -> list[Case]:
     reps, rounds, target = (9, 8, 0.5) if quick else (31, 30, 0.8)
     cases = [Case("step overhead b32", "split executor", partial(overhead, 32, reps)),
              Case("step overhead b32", "plain torch", partial(plain, 32, reps))]
-    cases += [Case(f"time to {target:.0%} (digits non-IID)", m, partial(accuracy, m, rounds, target))
-              for m in MODES]
+    cases += [Case(f"time to {target:.0%} (digits non-IID)", m,
+                   partial(accuracy, m, rounds, target)) for m in MODES]
     cases.append(Case("predicted vs measured (SFL-V1)", "calibrated model",
                       partial(phases, 3 if quick else 6)))
     return cases
