@@ -8,7 +8,7 @@ import typer
 
 
 def demo(out: Path = typer.Option(Path("out/demo"), "--out", help="where to write the report"),
-         rounds: int = typer.Option(3, "--rounds", min=1, help="training rounds of the plan"),
+         rounds: int = typer.Option(5, "--rounds", min=1, help="training rounds of the plan"),
          ) -> None:
     """Profile a zoo model, solve the exact plan and baselines, train it briefly, write a report."""
     from splitopt.demo import run_demo

@@ -117,7 +117,10 @@ class Holder:
     def __init__(self, module: nn.Module, params: Sequence[nn.Parameter], job: Job,
                  seed: int) -> None:
         self.module = module
-        self.opt = torch.optim.SGD(list(params), lr=job.config.lr, momentum=job.config.momentum)
+        params = list(params)
+        # a device that runs only the input (server-only cut) has nothing to train
+        self.opt = (torch.optim.SGD(params, lr=job.config.lr, momentum=job.config.momentum)
+                    if params else None)
         gen = torch.Generator().manual_seed(seed)
         self.rng = gen.get_state()
         self.random = draws_random(module)
@@ -138,17 +141,20 @@ class Holder:
 
     def step(self) -> None:
         """Apply and clear the gradients."""
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
+        if self.opt is not None:
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
 
     def state_dict(self) -> dict[str, Any]:
         """Weights, optimiser state and RNG state."""
-        return {"module": self.module.state_dict(), "opt": self.opt.state_dict(), "rng": self.rng}
+        opt = self.opt.state_dict() if self.opt is not None else None
+        return {"module": self.module.state_dict(), "opt": opt, "rng": self.rng}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore weights, optimiser state and RNG state."""
         self.module.load_state_dict(state["module"])
-        self.opt.load_state_dict(state["opt"])
+        if self.opt is not None:
+            self.opt.load_state_dict(state["opt"])
         self.rng = state["rng"].clone()
 
 
