@@ -73,7 +73,8 @@ class MinMaxRows:
 
 def _pareto(A: np.ndarray, D: np.ndarray, bmin: np.ndarray, allowed: np.ndarray):
     """Keep each row's non-dominated allowed options, packed left; returns the packed arrays and
-    the original option index of every kept entry."""
+    the original option index of every kept entry.
+    """
     n, o = A.shape
     Am = np.where(allowed, A, np.inf)
     order = np.lexsort((np.where(allowed, D, np.inf), Am), axis=1)  # by A, then D
