@@ -64,4 +64,5 @@ SPEC = register(BenchSpec(
     description="torch executors on scikit-learn's digits: CPU ms per training step of the split "
                 "executor vs plain torch (objective), simulated seconds to 80% (quick: 50%) test "
                 "accuracy per mode (4 devices, Dirichlet 0.5), predicted vs measured phase times",
-    cases=_cases, baseline=("plain torch", "fl")))
+    cases=_cases, baseline=("plain torch", "fl"),
+    extra={"columns": ["ratio_cpu", "rounds_to_target", "final_accuracy"]}))

@@ -32,4 +32,6 @@ SPEC = register(BenchSpec(
     name="profiler",
     description="profile each zoo model from meta tensors (no weights allocated): seconds, peak "
                 "RSS (GiB), capture used (torch.export, or torch.fx fallback)",
-    cases=_cases, baseline=None))
+    cases=_cases, baseline=None,
+    extra={"columns": ["capture", "params", "nodes", "peak_rss_gib", "weights_gib",
+                       "cpu_seconds"]}))

@@ -2,8 +2,8 @@
 
 Each case runs in a fresh Python process (so peaks do not mix and import costs are visible) that
 builds the model on the ``meta`` device and calls ``splitopt.profiler.profile``. Memory is the
-process's peak resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, which includes
-the ~0.4 GB of importing torch), and its growth over the RSS measured (psutil) just before
+process's peak resident set size (VmHWM of /proc/self/status, which includes the ~0.4 GB of
+importing torch), and its growth over the RSS measured (psutil) just before
 profiling. ``tracemalloc`` is not used: it sees only Python allocations, not torch's.
 
 Baselines in the same run: the ``fx`` capture beside the default ``auto`` (torch.export) one,
@@ -29,9 +29,25 @@ GIB = 2**30
 GPT2_XL = {"n_layer": 48, "n_embd": 1600, "n_head": 25}  # 1.56e9 parameters
 
 
+def _peak_rss_bytes() -> int:
+    """This process's peak RSS since its exec: VmHWM of /proc/self/status.
+
+    ``getrusage``'s ru_maxrss would do on an idle start, but Linux carries it across fork + exec,
+    so a child started by a big parent (the benchmark runner) would report the parent's peak.
+    """
+    import resource
+
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def child(name: str, capture: str) -> dict:
     """Profile one model in this process and return the figures."""
-    import resource
 
     import psutil
     import torch
@@ -49,7 +65,7 @@ def child(name: str, capture: str) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     graph = profile(model, inputs, capture=capture)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak_rss_bytes()
     return {"model": name, "requested": capture, "capture": graph.meta["capture"],
             "params": params, "nodes": len(graph), "seconds": seconds, "cpu_seconds": cpu,
             "peak_rss_gib": peak / GIB,

@@ -54,6 +54,8 @@ class BenchSpec:
         names several, and each instance uses the first of them that it has.
     lower_is_better
         Whether a smaller objective is better (delays: yes).
+    extra
+        Report settings: ``columns`` lists further row fields to show in the family's table.
     """
 
     name: str

@@ -53,7 +53,8 @@ def _ok(row: dict[str, Any]) -> bool:
     return row.get("status") in ("optimal", "ok", "feasible", "time_limit") and not row.get("error")
 
 
-def family_table(rows: list[dict[str, Any]], baseline: str | list[str] | None) -> list[str]:
+def family_table(rows: list[dict[str, Any]], baseline: str | list[str] | None,
+                 extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Markdown table lines: one row per instance x method, with ratios against the baseline
     (the first of the baseline methods that the instance has)."""
     names = [baseline] if isinstance(baseline, str) else list(baseline or [])
@@ -63,6 +64,7 @@ def family_table(rows: list[dict[str, Any]], baseline: str | list[str] | None) -
     cols = ["instance", "method", "status", "objective", "bound", "gap", "build s", "time s"]
     if names:
         cols += ["speed-up vs baseline", "objective / baseline", "baseline"]
+    cols += list(extra)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in sorted(rows, key=lambda r: (r.get("size") or 0, r["instance"], r["method"])):
         gap = r.get("gap")
@@ -79,6 +81,7 @@ def family_table(rows: list[dict[str, Any]], baseline: str | list[str] | None) -
             if b and b.get("objective") and r.get("objective") is not None:
                 obj = r["objective"] / b["objective"]
             cells += [_fmt(speed), _fmt(obj), b["method"] if b else "-"]
+        cells += [_fmt(r.get(c)) for c in extra]
         lines.append("| " + " | ".join(cells) + " |")
     flagged = [r for r in rows if r.get("error") or r.get("objective_error")]
     if flagged:
@@ -154,6 +157,20 @@ def gap_over_time(rows: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
+def _phase_tables(rows: list[dict[str, Any]]) -> list[str]:
+    """Predicted vs measured per phase, for rows that carry them."""
+    lines = []
+    for r in rows:
+        if not r.get("phases"):
+            continue
+        lines += [f"{r['instance']}: predicted vs measured seconds per round", "",
+                  "| phase | predicted | measured | relative error |", "|---|---|---|---|"]
+        lines += [f"| {p['phase']} | {_fmt(p.get('predicted'))} | {_fmt(p.get('measured'))} | "
+                  f"{_fmt(p.get('rel_error'))} |" for p in r["phases"]]
+        lines.append("")
+    return lines
+
+
 def build_report(results_dir: str | Path) -> Path:
     """Write report.md, its PNG plots and report.html into ``results_dir``; return report.md."""
     out = Path(results_dir)
@@ -177,8 +194,9 @@ def build_report(results_dir: str | Path) -> Path:
             names = meta["baseline"] if isinstance(meta["baseline"], list) else [meta["baseline"]]
             lines += [f"Ratios are against {' / '.join(names)}, measured in the same run "
                       "(speed-up = baseline time / method time).", ""]
-        lines += family_table(frows, meta.get("baseline"))
+        lines += family_table(frows, meta.get("baseline"), meta.get("columns", ()))
         lines.append("")
+        lines += _phase_tables(frows)
         for kind, fn in (("time", time_vs_size), ("profile", performance_profile)):
             png = out / f"{fam}_{kind}.png"
             if fn(frows, png, f"{fam}: {kind}"):

@@ -119,7 +119,7 @@ def run(families: Iterable[str] | None, out: str | Path, *, quick: bool = False,
     (out / "machine.json").write_text(json.dumps({**machine_info(), "quick": quick}, indent=1))
     (out / "families.json").write_text(json.dumps(
         {s.name: {"description": s.description, "baseline": s.baseline,
-                  "lower_is_better": s.lower_is_better} for s in specs}, indent=1))
+                  "lower_is_better": s.lower_is_better, **s.extra} for s in specs}, indent=1))
     done = _done_keys(results)
     todo = [(s.name, c) for s in specs for c in s.cases(quick) if (s.name, c.key) not in done]
     mapper = _executor(workers, dask, ray)
