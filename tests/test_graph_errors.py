@@ -6,6 +6,7 @@ import copy
 import json
 
 import pytest
+from _corrupt import json_values, positions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -166,19 +167,7 @@ def test_missing_file(tmp_path):
         LayerGraph.load(tmp_path / "nope.json")
 
 
-_JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=True)
-                     | st.text(max_size=3) | st.sampled_from(["x", "a", "y"]),
-                     lambda kids: st.lists(kids, max_size=3)
-                     | st.dictionaries(st.text(max_size=3), kids, max_size=3), max_leaves=6)
-
-
-def _paths(doc, prefix=()):
-    """Every (container, key) position inside a JSON document."""
-    items = doc.items() if isinstance(doc, dict) else enumerate(doc)
-    for k, v in items:
-        yield prefix + (k,)
-        if isinstance(v, (dict, list)):
-            yield from _paths(v, prefix + (k,))
+_JSON = json_values("x", "a", "y")
 
 
 @settings(max_examples=150, deadline=None)
@@ -186,7 +175,7 @@ def _paths(doc, prefix=()):
 def test_any_corrupted_document_gives_graph_error_or_loads(data):
     """Replacing or deleting any field of a valid document never escapes as a non-GraphError."""
     doc = _doc()
-    paths = list(_paths(doc))
+    paths = list(positions(doc))
     path = data.draw(st.sampled_from(paths))
     *head, last = path
     node = doc

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from _corrupt import json_values, positions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -265,18 +266,7 @@ def test_cut_table_rejects_invalid_sets():
         CutTable.from_sets(g, [{"zz"}])
 
 
-_JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=True)
-                     | st.text(max_size=3) | st.sampled_from(["x", "a", "y", "sl", "fl", "split"]),
-                     lambda kids: st.lists(kids, max_size=3)
-                     | st.dictionaries(st.text(max_size=3), kids, max_size=3), max_leaves=6)
-
-
-def _positions(doc, prefix=()):
-    items = doc.items() if isinstance(doc, dict) else enumerate(doc)
-    for k, v in items:
-        yield prefix + (k,)
-        if isinstance(v, (dict, list)):
-            yield from _positions(v, prefix + (k,))
+_JSON = json_values("x", "a", "y", "sl", "fl", "split")
 
 
 @settings(max_examples=150, deadline=None)
@@ -285,7 +275,7 @@ def test_any_corrupted_plan_gives_input_error_or_prices(data):
     """A corrupted plan document is read and priced, or refused with one InputError."""
     sc = two_device_scenario()
     doc = json.loads(json.dumps(two_device_plan().to_dict()))
-    path = data.draw(st.sampled_from(list(_positions(doc))))
+    path = data.draw(st.sampled_from(list(positions(doc))))
     *head, last = path
     node = doc
     for k in head:

@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from _corrupt import json_values, positions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -217,18 +218,7 @@ def test_pydantic_errors_never_leak(write, doc):
     assert err.field and err.allowed
 
 
-_JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=True)
-                     | st.text(max_size=4) | st.sampled_from(["jetson-nano", "edge-a2", "x"]),
-                     lambda kids: st.lists(kids, max_size=3)
-                     | st.dictionaries(st.text(max_size=4), kids, max_size=3), max_leaves=6)
-
-
-def _positions(doc, prefix=()):
-    items = doc.items() if isinstance(doc, dict) else enumerate(doc)
-    for k, v in items:
-        yield prefix + (k,)
-        if isinstance(v, (dict, list)):
-            yield from _positions(v, prefix + (k,))
+_JSON = json_values("jetson-nano", "edge-a2", "x", text=4)
 
 
 @settings(max_examples=150, deadline=None)
@@ -237,7 +227,7 @@ def test_any_corrupted_scenario_gives_scenario_error_or_loads(data):
     """Replacing or deleting any field never escapes as anything but a ScenarioError."""
     g = random_dag(np.random.default_rng(0), 3)
     doc = json.loads(json.dumps(GOOD))
-    path = data.draw(st.sampled_from([p for p in _positions(doc) if p[0] != "model"]))
+    path = data.draw(st.sampled_from([p for p in positions(doc) if p[0] != "model"]))
     *head, last = path
     node = doc
     for k in head:
