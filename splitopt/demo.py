@@ -130,10 +130,14 @@ def plan_bigger_model(scenario: Scenario, model: str) -> tuple[Scenario, dict[st
     return big, solve_plans(big)
 
 
-def run_demo(out: str | Path = "out/demo", *, rounds: int = 5,
-             echo: Any = print) -> DemoResult:
-    """Run every step; return what was produced."""
-    from splitopt.cli._common import table
+def run_demo(out: str | Path = "out/demo", *, rounds: int = 15, echo: Any = print,
+             quiet: bool = False) -> DemoResult:
+    """Run every step; return what was produced (``quiet``: print no tables)."""
+    from splitopt.cli._common import table as print_table
+
+    def table(*args: Any) -> None:
+        if not quiet:
+            print_table(*args)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,12 +8,21 @@ import typer
 
 
 def demo(out: Path = typer.Option(Path("out/demo"), "--out", help="where to write the report"),
-         rounds: int = typer.Option(5, "--rounds", min=1, help="training rounds of the plan"),
+         rounds: int = typer.Option(15, "--rounds", min=1, help="training rounds of the plan"),
+         json_out: bool = typer.Option(False, "--json", help="print a JSON summary only"),
          ) -> None:
     """Profile a zoo model, solve the exact plan and baselines, train it briefly, write a report."""
+    from splitopt.cli._common import emit_json
     from splitopt.demo import run_demo
 
-    run_demo(out, rounds=rounds, echo=typer.echo)
+    res = run_demo(out, rounds=rounds, echo=(lambda *_: None) if json_out else typer.echo,
+                   quiet=json_out)
+    if json_out:
+        emit_json({"out": str(res.out), "seconds": res.seconds, "training": res.training,
+                   "plans": {k: p.predicted.to_dict() | {"status": p.status}
+                             for k, p in res.plans.items() if p.predicted},
+                   "resnet18_plans": {k: p.predicted.round_latency_s
+                                      for k, p in res.plans_big.items() if p.predicted}})
 
 
 def register(app: typer.Typer) -> None:
