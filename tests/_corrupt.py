@@ -18,3 +18,18 @@ def positions(doc, prefix=()):
         yield prefix + (k,)
         if isinstance(v, (dict, list)):
             yield from positions(v, prefix + (k,))
+
+
+def corrupt(data, doc, values, where=lambda position: True) -> None:
+    """Delete one field of ``doc`` or replace it with a drawn JSON value (in place).
+
+    ``where`` filters the positions that may be corrupted.
+    """
+    *head, last = data.draw(st.sampled_from([p for p in positions(doc) if where(p)]))
+    node = doc
+    for k in head:
+        node = node[k]
+    if data.draw(st.booleans()) and isinstance(node, dict):
+        del node[last]
+    else:
+        node[last] = data.draw(values)

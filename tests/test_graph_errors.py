@@ -6,7 +6,7 @@ import copy
 import json
 
 import pytest
-from _corrupt import json_values, positions
+from _corrupt import corrupt, json_values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -175,16 +175,7 @@ _JSON = json_values("x", "a", "y")
 def test_any_corrupted_document_gives_graph_error_or_loads(data):
     """Replacing or deleting any field of a valid document never escapes as a non-GraphError."""
     doc = _doc()
-    paths = list(positions(doc))
-    path = data.draw(st.sampled_from(paths))
-    *head, last = path
-    node = doc
-    for k in head:
-        node = node[k]
-    if data.draw(st.booleans()) and isinstance(node, dict):
-        del node[last]
-    else:
-        node[last] = data.draw(_JSON)
+    corrupt(data, doc, _JSON)
     try:
         LayerGraph.from_dict(doc)
     except GraphError as err:

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from _corrupt import json_values, positions
+from _corrupt import corrupt, json_values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -275,15 +275,7 @@ def test_any_corrupted_plan_gives_input_error_or_prices(data):
     """A corrupted plan document is read and priced, or refused with one InputError."""
     sc = two_device_scenario()
     doc = json.loads(json.dumps(two_device_plan().to_dict()))
-    path = data.draw(st.sampled_from(list(positions(doc))))
-    *head, last = path
-    node = doc
-    for k in head:
-        node = node[k]
-    if data.draw(st.booleans()) and isinstance(node, dict):
-        del node[last]
-    else:
-        node[last] = data.draw(_JSON)
+    corrupt(data, doc, _JSON)
     try:
         evaluate(sc, Plan.from_dict(doc))
     except InputError as err:

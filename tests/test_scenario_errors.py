@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from _corrupt import json_values, positions
+from _corrupt import corrupt, json_values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -227,15 +227,7 @@ def test_any_corrupted_scenario_gives_scenario_error_or_loads(data):
     """Replacing or deleting any field never escapes as anything but a ScenarioError."""
     g = random_dag(np.random.default_rng(0), 3)
     doc = json.loads(json.dumps(GOOD))
-    path = data.draw(st.sampled_from([p for p in positions(doc) if p[0] != "model"]))
-    *head, last = path
-    node = doc
-    for k in head:
-        node = node[k]
-    if data.draw(st.booleans()) and isinstance(node, dict):
-        del node[last]
-    else:
-        node[last] = data.draw(_JSON)
+    corrupt(data, doc, _JSON, where=lambda position: position[0] != "model")
     try:
         Scenario.from_dict(doc, graph=g)
     except ScenarioError as err:
