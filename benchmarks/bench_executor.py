@@ -11,19 +11,21 @@ from splitopt.benchmarks.registry import BenchSpec, Case, register
 MODES = ("fl", "sl", "sflv1", "sflv2", "psl", "hsfl")
 
 
-def overhead(batch: int, reps: int) -> dict[str, Any]:
+def overhead(model: str, batch: int, reps: int) -> dict[str, Any]:
     """Objective: CPU ms per step; ratio_cpu is split / plain (goal < 1.05)."""
     import torch
-    from splitopt.benchmarks.executor import overhead as measure
+    from splitopt.benchmarks.executor import overhead as digits
+    from splitopt.benchmarks.executor import overhead_resnet18
 
     torch.set_num_threads(1)
-    r = measure(batch, steps=10, reps=reps)
+    r = (digits(batch, steps=10, reps=reps) if model == "digits_cnn"
+         else overhead_resnet18(batch, steps=3, reps=reps))
     return {**r, "objective": r["split_cpu_ms"], "status": "ok", "solve_s": r["split_cpu_ms"] / 1e3}
 
 
-def plain(batch: int, reps: int) -> dict[str, Any]:
-    """The plain-torch side of the same paired measurement (the baseline row)."""
-    r = overhead(batch, reps)
+def plain(model: str, batch: int, reps: int) -> dict[str, Any]:
+    """The plain-torch side of a paired measurement of its own (the baseline row)."""
+    r = overhead(model, batch, reps)
     return {"objective": r["plain_cpu_ms"], "status": "ok", "solve_s": r["plain_cpu_ms"] / 1e3}
 
 
@@ -50,8 +52,11 @@ def phases(rounds: int) -> dict[str, Any]:
 
 def _cases(quick: bool) -> list[Case]:
     reps, rounds, target = (9, 8, 0.5) if quick else (31, 30, 0.8)
-    cases = [Case("step overhead b32", "split executor", partial(overhead, 32, reps)),
-             Case("step overhead b32", "plain torch", partial(plain, 32, reps))]
+    cases = []
+    for model, batch, n in (("digits_cnn", 32, reps), ("resnet18", 16, 5 if quick else 11)):
+        inst = f"step overhead {model} b{batch}"
+        cases += [Case(inst, "split executor", partial(overhead, model, batch, n)),
+                  Case(inst, "plain torch", partial(plain, model, batch, n))]
     cases += [Case(f"time to {target:.0%} (digits non-IID)", m,
                    partial(accuracy, m, rounds, target)) for m in MODES]
     cases.append(Case("predicted vs measured (SFL-V1)", "calibrated model",

@@ -56,6 +56,49 @@ def overhead(batch: int, steps: int, reps: int) -> dict[str, Any]:
     def split() -> None:
         runner.run_round(0, events)
 
+    return {"section": "overhead", "model": "digits_cnn", "batch": batch, "steps": steps,
+            "reps": reps, **_paired(plain, split, steps, reps)}
+
+
+def overhead_resnet18(batch: int, steps: int, reps: int, image_size: int = 64) -> dict[str, Any]:
+    """The same paired measurement on resnet18 (synthetic images), cut after layer2."""
+    from splitopt import zoo
+    from splitopt.execute.data import DeviceData
+    from splitopt.execute.job import Job, RunConfig
+    from splitopt.plan import DevicePlan, Plan
+    from splitopt.profiler import profile
+
+    model, ex = zoo.build("resnet18", image_size=image_size)
+    g = profile(model, ex)
+    sc = digits_scenario(1, batch_size=batch, local_iters=steps, graph=g)
+    plan = Plan((DevicePlan("dev0", g.pred_closure(["layer2.1.add"]), 1.0, batch_size=batch),))
+    job = Job(plan, sc, "resnet18", RunConfig(mode="sl", rounds=1, data="synthetic",
+                                              samples_per_device=16 * batch),
+              model_config={"image_size": image_size})
+    runner = InProcessRunner(job)
+    events = job.training_mode().round_events(0, ["dev0"], steps)
+    plain_model, _ = job.build_model()
+    opt = torch.optim.SGD(plain_model.parameters(), lr=job.config.lr,
+                          momentum=job.config.momentum)
+    data = DeviceData(runner.data.shards["dev0"], seed=1)
+    loss_fn = zoo.loss_fn("resnet18")
+
+    def plain() -> None:
+        for _ in range(steps):
+            x, y = data.next(batch)
+            loss_fn(plain_model(*x), y).backward()
+            opt.step()
+            opt.zero_grad()
+
+    def split() -> None:
+        runner.run_round(0, events)
+
+    return {"section": "overhead", "model": f"resnet18 {image_size}px", "batch": batch,
+            "steps": steps, "reps": reps, **_paired(plain, split, steps, reps)}
+
+
+def _paired(plain: Any, split: Any, steps: int, reps: int) -> dict[str, Any]:
+    """Interleaved bursts (plain, split, ...): medians of seconds per step and of the ratios."""
     wall: dict[str, list[float]] = {"plain": [], "split": []}
     cpu: dict[str, list[float]] = {"plain": [], "split": []}
     for _ in range(reps + 1):  # the first repetition warms up and is dropped
@@ -67,8 +110,7 @@ def overhead(batch: int, steps: int, reps: int) -> dict[str, Any]:
     ratio = {k: [s / p for s, p in zip(v["split"][1:], v["plain"][1:], strict=True)]
              for k, v in (("wall", wall), ("cpu", cpu))}
     med = statistics.median
-    return {"section": "overhead", "batch": batch, "steps": steps, "reps": reps,
-            "plain_ms": 1e3 * med(wall["plain"][1:]), "split_ms": 1e3 * med(wall["split"][1:]),
+    return {"plain_ms": 1e3 * med(wall["plain"][1:]), "split_ms": 1e3 * med(wall["split"][1:]),
             "ratio_wall": med(ratio["wall"]), "plain_cpu_ms": 1e3 * med(cpu["plain"][1:]),
             "split_cpu_ms": 1e3 * med(cpu["split"][1:]), "ratio_cpu": med(ratio["cpu"]),
             "ratio_cpu_min": min(ratio["cpu"]), "ratio_cpu_max": max(ratio["cpu"])}
@@ -110,6 +152,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     """Every section; returns the rows (also printed)."""
     torch.set_num_threads(1)
     rows = [overhead(b, steps=10, reps=9 if quick else 31) for b in ((32,) if quick else (32, 128))]
+    rows.append(overhead_resnet18(16, steps=3, reps=5 if quick else 11))
     rounds = 8 if quick else 30
     rows += [time_to_accuracy(m, rounds, target=0.8) for m in MODES]
     rows += predicted_vs_measured(3 if quick else 6)
