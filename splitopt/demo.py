@@ -87,17 +87,21 @@ def plan_picture(scenario: Scenario, plan: Plan, path: Path) -> None:
         ax1.barh(names, vals, left=left, label=ph.removesuffix("_s").replace("_", " "))
         left = [a + b for a, b in zip(left, vals)]
     ax1.set_xlabel("predicted seconds per round")
-    ax1.legend(fontsize=7, loc="lower right")
+    ax1.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
     ax1.set_title("round time by phase")
     g = scenario.graph
     total = float(g.train_flops.sum())
     on_dev = [float(g.train_flops[g.mask(d.device_side)].sum()) / total for d in plan.devices]
     shares = [d.bandwidth_share for d in plan.devices]
-    ax2.barh(names, on_dev, color="tab:blue", label="share of FLOPs on the device")
-    ax2.barh(names, [-s for s in shares], color="tab:orange", label="bandwidth share (left)")
-    ax2.axvline(0, color="k", lw=0.5)
-    ax2.set_title("cut and bandwidth")
-    ax2.legend(fontsize=7)
+    rows = range(len(names))
+    ax2.barh([r + 0.2 for r in rows], on_dev, height=0.4, color="tab:blue",
+             label="share of training FLOPs on the device (the cut)")
+    ax2.barh([r - 0.2 for r in rows], shares, height=0.4, color="tab:orange",
+             label="bandwidth share")
+    ax2.set_yticks(list(rows), names)
+    ax2.set_xlim(0, 1)
+    ax2.set_title("cut and bandwidth per device")
+    ax2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -183,6 +187,7 @@ def run_demo(out: str | Path = "out/demo", *, rounds: int = 15, echo: Any = prin
     echo("exact resnet18 cuts (tensors sent up): "
          + "; ".join(f"{k}: {v}" for k, v in cuts.items()))
     res.scenario_big, res.plans_big = big, big_plans
+    plan_picture(big, next(iter(big_plans.values())), out / "plan_resnet18.png")
     _write_report(res, rows, big_rows)
     echo(f"wrote {out / 'report.md'}, {plan_path}, {out / 'plan.png'}")
     return res
@@ -200,7 +205,7 @@ def _write_report(res: DemoResult, rows: list[tuple[str, float, float, str]],
               "planning only) the best cuts lie inside the network:", "",
               "| method | round latency s | total delay s | vs exact |", "|---|---|---|---|"]
     lines += [f"| {m} | {a:.4g} | {b:.4g} | {c} |" for m, a, b, c in big_rows]
-    lines.append("")
+    lines += ["", "![resnet18 plan](plan_resnet18.png)", ""]
     if res.training:
         tr = res.training
         lines += ["## Training the exact plan (SFL-V1, digits, in process)", "",
