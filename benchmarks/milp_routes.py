@@ -89,38 +89,28 @@ def reprice(inst: GridMilp, x: np.ndarray | None) -> tuple[float, bool]:
     return float(inst.t[z].max()), band_ok
 
 
+def program(inst: GridMilp):
+    """The instance as a splitopt Program (columns named c0.., rows r0..)."""
+    from splitopt.compile.program import Program
+
+    return Program(inst.c, inst.a, inst.row_lo, inst.row_hi, inst.col_lo, inst.col_hi,
+                   inst.integer.astype(np.int8), [f"c{j}" for j in range(inst.a.shape[1])],
+                   [f"r{i}" for i in range(inst.a.shape[0])])
+
+
 def write_mps(inst: GridMilp, path: str) -> None:
-    """Write the instance as MPS through HiGHS."""
-    h = _highs_model(inst)
-    h.writeModel(path)
-
-
-def _highs_model(inst: GridMilp):
-    import highspy
-
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = inst.a.shape[1], inst.a.shape[0]
-    lp.col_cost_, lp.col_lower_, lp.col_upper_ = inst.c, inst.col_lo, inst.col_hi
-    lp.row_lower_, lp.row_upper_ = inst.row_lo, inst.row_hi
-    csc = inst.a.tocsc()
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = (
-        csc.indptr, csc.indices, csc.data)
-    lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
-                       for i in inst.integer]
-    h.passModel(lp)
-    return h
+    """Write the instance as MPS (through HiGHS, as every splitopt Program)."""
+    program(inst).to_mps(path)
 
 
 def route_highspy(inst: GridMilp, time_limit: float) -> dict[str, Any]:
     """HiGHS through highspy, the whole matrix passed at once; records the incumbent trajectory."""
+    from splitopt.backends.highs import load_model
+
     t0 = time.perf_counter()
-    h = _highs_model(inst)
+    h = load_model(program(inst))  # the whole CSR at once, one thread
     build = time.perf_counter() - t0
     h.setOptionValue("time_limit", float(time_limit))
-    h.setOptionValue("threads", 1)
     trace: list[tuple[float, float, float]] = []
 
     def improving(event):
