@@ -54,11 +54,9 @@ class BlockStructure:
 
 def block_structure(graph: LayerGraph) -> BlockStructure:
     """The cached :class:`BlockStructure` of ``graph``."""
-    cached = graph.__dict__.get(_CACHE_ATTR)
-    if cached is None:
-        cached = _find_blocks(graph)
-        graph.__dict__[_CACHE_ATTR] = cached
-    return cached
+    from splitopt.partitioning.problem import cached_on
+
+    return cached_on(graph, _CACHE_ATTR, _find_blocks)
 
 
 def _find_blocks(graph: LayerGraph) -> BlockStructure:

@@ -17,9 +17,9 @@ bandwidth shares, the hull's lambdas) pay only for the numbers that change.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,8 @@ from splitopt.costs import BITS
 from splitopt.errors import GraphError, InputError, check_finite_nonneg
 from splitopt.graph import LayerGraph
 from splitopt.system import Device, Link, Server
+
+T = TypeVar("T")
 
 _CACHE_ATTR = "_splitopt_partition_arrays"
 
@@ -48,13 +50,18 @@ class GraphArrays:
         return int(self.src.size)
 
 
-def graph_arrays(graph: LayerGraph) -> GraphArrays:
-    """The cached :class:`GraphArrays` of ``graph`` (built on first use; graphs are immutable)."""
-    cached = graph.__dict__.get(_CACHE_ATTR)
+def cached_on(graph: LayerGraph, attr: str, build: Callable[[LayerGraph], T]) -> T:
+    """``build(graph)``, computed once per graph object (graphs are immutable)."""
+    cached = graph.__dict__.get(attr)
     if cached is None:
-        cached = _build_arrays(graph)
-        graph.__dict__[_CACHE_ATTR] = cached
+        cached = build(graph)
+        graph.__dict__[attr] = cached
     return cached
+
+
+def graph_arrays(graph: LayerGraph) -> GraphArrays:
+    """The cached :class:`GraphArrays` of ``graph`` (built on first use)."""
+    return cached_on(graph, _CACHE_ATTR, _build_arrays)
 
 
 def _build_arrays(graph: LayerGraph) -> GraphArrays:
