@@ -56,7 +56,7 @@ def partition_scenario(scenario: Scenario, shares: Any = None, **kwargs: Any) ->
 
 
 def solve(problem: Problem, **kwargs: Any) -> Any:
-    """Solve a builder Problem exactly (see :func:`splitopt.solve.solve`); returns a Result."""
-    from splitopt.solve import solve as _solve
+    """Solve a builder Problem exactly (see :func:`splitopt.solving.solve`); returns a Result."""
+    from splitopt.solving import solve as _solve
 
     return _solve(problem, **kwargs)

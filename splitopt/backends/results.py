@@ -13,7 +13,7 @@ from splitopt.plan import Plan
 
 @dataclass(frozen=True)
 class Result:
-    """What :func:`splitopt.solve.solve` returns.
+    """What :func:`splitopt.solving.solve` returns.
 
     Attributes
     ----------

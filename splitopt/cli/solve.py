@@ -54,7 +54,7 @@ def solve_cmd(scenario: Path = typer.Argument(..., help="scenario YAML/JSON"),
                          "Pass --force to overwrite it.")
     sc = Scenario.load(scenario)
     prob = load_problem(problem, sc)
-    from splitopt.solve import solve
+    from splitopt.solving import solve
 
     res = solve(prob, backend=backend, time_limit=time_limit, path=path)
     doc = res.to_dict()

@@ -1,4 +1,4 @@
-"""Compilation of a Problem into a Program by small reversible steps, and the exact solve paths."""
+"""Compilation of a Problem into a Program by small reversible steps (solving happens elsewhere)."""
 
 from __future__ import annotations
 

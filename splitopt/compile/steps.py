@@ -16,7 +16,7 @@ share
 4. :class:`ToMatrix`: affine rows to CSR arrays (a :class:`Program`).
 5. :class:`OuterApproximation`: each cone ``u >= z^2/s`` is replaced by tangent rows
    ``u >= 2 r z - r^2 s`` (valid for every r since z^2/s is convex and 1-homogeneous; r = 1/beta0
-   touches at s = beta0 z). Cut generation (splitopt.compile.oa) adds tangents until the gap closes.
+   touches at s = beta0 z). Cut generation (splitopt.solving.oa) adds tangents until the gap closes.
 """
 
 from __future__ import annotations

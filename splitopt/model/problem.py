@@ -284,8 +284,8 @@ class Problem:
         self.objective, self.sense = -e, "max"
 
     def solve(self, **kwargs: Any) -> Any:
-        """Solve (see :func:`splitopt.solve.solve` for the options); returns a Result."""
-        from splitopt.solve import solve
+        """Solve (see :func:`splitopt.solving.solve` for the options); returns a Result."""
+        from splitopt.solving import solve
 
         return solve(self, **kwargs)
 

@@ -172,7 +172,7 @@ def _classify(p: Problem, c: Constraint, st: Structure) -> None:
     st.allowed[k] &= ok
     st.beta_min[k] = np.maximum(st.beta_min[k], np.where(qb > 0, need, 0.0))
     if before.any() and not st.allowed[k].any():
-        from splitopt.compile.explain import explain_device
+        from splitopt.solving.explain import explain_device
 
         st.explained.append(explain_device(p, k, c, lin, qb, before))
 

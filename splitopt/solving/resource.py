@@ -28,8 +28,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from splitopt.backends.base import INFEASIBLE, OPTIMAL, TIME_LIMIT, Backend
-from splitopt.compile.bisection import PathOutcome
-from splitopt.compile.oa import solve_outer
+from splitopt.solving.bisection import PathOutcome
+from splitopt.solving.oa import solve_outer
 from splitopt.compile.program import Program
 
 

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from splitopt.backends.base import INFEASIBLE, OPTIMAL, TIME_LIMIT, Backend
-from splitopt.compile.bisection import PathOutcome, bisect_minmax, fixed_option_time
+from splitopt.solving.bisection import PathOutcome, bisect_minmax, fixed_option_time
 from splitopt.compile.steps import Model, ToMatrix
-from splitopt.compile.structure import Structure
+from splitopt.solving.structure import Structure
 from splitopt.model.expr import Constraint, Expr
 
 if TYPE_CHECKING:

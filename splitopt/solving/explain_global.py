@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from splitopt.compile.structure import Structure, _split_by_device, per_option
+from splitopt.solving.structure import Structure, _split_by_device, per_option
 
 if TYPE_CHECKING:
     from splitopt.model.problem import Problem

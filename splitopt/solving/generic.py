@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from splitopt.backends.base import Backend
-from splitopt.compile.bisection import PathOutcome
-from splitopt.compile.oa import solve_outer
+from splitopt.solving.bisection import PathOutcome
+from splitopt.solving.oa import solve_outer
 from splitopt.compile.steps import generic_chain
 from splitopt.model.expr import BETA, PHI
 

@@ -16,8 +16,8 @@ import numpy as np
 from splitopt.backends import Backend, get_backend
 from splitopt.backends.base import INFEASIBLE
 from splitopt.backends.results import Result
-from splitopt.compile.bisection import PathOutcome, bisect_minmax
-from splitopt.compile.structure import Structure, analyse
+from splitopt.solving.bisection import PathOutcome, bisect_minmax
+from splitopt.solving.structure import Structure, analyse
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.model.problem import Problem
 from splitopt.plan import DevicePlan, Plan
@@ -61,7 +61,7 @@ def solve(problem: Problem, *, backend: str | Backend | None = None, path: str =
     build_s = time.perf_counter() - t0
     out, used = _run(problem, st, chosen, be, deadline, gap, log, warm_start)
     if out.termination == INFEASIBLE:
-        from splitopt.compile.explain_global import explain_infeasible
+        from splitopt.solving.explain_global import explain_infeasible
 
         raise InfeasibleError(explain_infeasible(problem, st))
     if out.bound is None and out.option is not None:
@@ -99,19 +99,19 @@ def _run(p: Problem, st: Structure, chosen: str, be: Backend, deadline: float | 
             return _tied(p, st, deadline), "none"
         return bisect_minmax(st.A, st.D, st.beta_min, st.allowed, deadline=deadline), "none"
     if chosen == "server-share":
-        from splitopt.compile.resource import server_minmax
+        from splitopt.solving.resource import server_minmax
 
         return server_minmax(st.A, st.D, st.S, st.allowed, be, deadline=deadline), be.name
     if chosen == "separable":
-        from splitopt.compile.resource import separable_sum
+        from splitopt.solving.resource import separable_sum
 
         return separable_sum(st.A, st.D, st.S, st.allowed, be, deadline=deadline,
                              gap=min(gap, 1e-7)), be.name
     if chosen == "coupled":
-        from splitopt.compile.coupled import coupled_minmax
+        from splitopt.solving.coupled import coupled_minmax
 
         return coupled_minmax(p, st, be, deadline=deadline, rtol=min(gap, 1e-9)), be.name
-    from splitopt.compile.generic import solve_generic
+    from splitopt.solving.generic import solve_generic
 
     return solve_generic(p, be, deadline=deadline, gap=gap, log=log, warm=warm), be.name
 
