@@ -18,7 +18,7 @@ device-side models (plain parallel split learning):
 where dev_k, srv are seconds per sample of forward + backward on the device and the server, bnd(S)
 the bytes per sample crossing the cut and p_k = 1 / (B_up s_up,k) + 1 / (B_dn s_dn,k).
 
-Exact solve: the builder's ``bisection`` path (splitopt.solve): a round time T is achievable iff
+Exact solve: the builder's ``bisection`` path (splitopt.solving): a round time T is achievable iff
 sum_k min_S D_k(S) / (T - A_k(S)) <= 1, so bisection on T with each device's cheapest cut is exact.
 Candidates: all prefixes on a chain; on a DAG the sets on the lower convex hull of (A(S), D(S))
 (splitopt.partitioning.hull), which hold every minimiser of D(S) / (T - A(S))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from splitopt import InfeasibleError, InputError
-from splitopt.compile.bisection import fixed_option_time
+from splitopt.solving.bisection import fixed_option_time
 from splitopt.model import Problem
 from splitopt.model.problems import PROBLEMS, get, register
 from splitopt.system import Training

@@ -133,7 +133,7 @@ def test_custom_surrogate_is_used():
 @pytest.mark.parametrize("name", ["edgesplit", "sfl", "sfl-server", "hsfl"])
 def test_registered_for_the_cli(name):
     from splitopt.model.problems import get
-    from splitopt.solve import solve
+    from splitopt.solving import solve
 
     sc, _ = _instance(1, n=3)
     res = solve(get(name)(sc))
