@@ -73,7 +73,9 @@ def _executor(workers: int, dask: str | None, ray: str | None):
     if ray:
         import ray as ray_mod
 
-        ray_mod.init(address=ray)
+        if not ray_mod.is_initialized():  # "local": start a Ray on this machine with `workers` CPUs
+            ray_mod.init(**({"num_cpus": workers, "include_dashboard": False} if ray == "local"
+                            else {"address": ray}))
         remote = ray_mod.remote(run_case)
 
         def run_ray(items):
@@ -107,8 +109,8 @@ def run(families: Iterable[str] | None, out: str | Path, *, quick: bool = False,
     """Run the named families (all by default) into ``out``; return the results file.
 
     Rows already in ``out/results.jsonl`` are kept and their cases skipped (resume). ``dask`` or
-    ``ray`` is the address of a running cluster of that engine; otherwise ``workers`` local
-    processes (joblib) run the cases.
+    ``ray`` is the address of a running cluster of that engine (``ray="local"`` starts a local
+    Ray with ``workers`` CPUs); otherwise ``workers`` local processes (joblib) run the cases.
     """
     if workers < 1:
         raise InputError("--workers", workers, "an integer >= 1")

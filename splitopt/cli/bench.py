@@ -12,7 +12,8 @@ def bench(families: list[str] = typer.Argument(None, help="families to run (defa
           out: Path = typer.Option(Path("results"), "--out", help="results directory"),
           workers: int = typer.Option(1, "--workers", help="local worker processes"),
           dask: str = typer.Option(None, "--dask", help="address of a running Dask scheduler"),
-          ray: str = typer.Option(None, "--ray", help="address of a running Ray cluster"),
+          ray: str = typer.Option(None, "--ray", help="address of a running Ray cluster, "
+                                 "or 'local' to start one with --workers CPUs"),
           report: bool = typer.Option(True, "--report/--no-report", help="build the report"),
           ) -> None:
     """Run benchmark families; rows already in OUT are kept (an interrupted run resumes)."""

@@ -180,9 +180,11 @@ def _track(items: Iterator[MilpResult], total: int, progress: bool) -> list[Milp
 def _run_engine(engine: str, address: str | None, workers: int, prog, subs: list[Subproblem],
                 deadline: float | None, start: np.ndarray | None) -> Iterator[MilpResult]:
     if engine == "processes":
-        from joblib.externals.loky import get_reusable_executor
+        # joblib's own reusable pool: a bare loky pool would be reused by a later joblib.Parallel
+        # in the same process, which then fails (it lacks joblib's temp-folder manager)
+        from joblib.executor import get_memmapping_executor
 
-        ex = get_reusable_executor(max_workers=workers)
+        ex = get_memmapping_executor(workers)
         futs = [ex.submit(_solve_part, prog, s, deadline, start) for s in subs]
         from concurrent.futures import as_completed
 
