@@ -139,13 +139,20 @@ class Device(_Frozen):
 
 
 class Server(_Frozen):
-    """The edge server that runs the server side of every split."""
+    """The edge server that runs the server side of every split.
+
+    ``serving`` says how it serves the devices (COST_MODEL.md, "Shared resources"): ``shared``
+    (the default: one server for the fleet, its compute divided in shares phi_k, sum <= 1),
+    ``sequential`` (one device at a time at full speed: split devices take turns) or
+    ``dedicated`` (every device at the server's full speed at once: an explicit choice).
+    """
 
     model_config = _FROZEN
 
     name: str = "server"
     flops: float = Field(gt=0, allow_inf_nan=False, description="sustained FLOP/s for training")
     device_class: str | None = None
+    serving: Literal["shared", "sequential", "dedicated"] = "shared"
 
 
 class Channel(_Frozen):
