@@ -8,6 +8,7 @@ optimum's participants). Run: ``splitopt bench extensions --quick --out /tmp/ext
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from functools import partial
@@ -185,10 +186,12 @@ def synergy_case(models: int, accels: int, method: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- split solving
-def split_case(n: int, workers: int, how: str = "cut") -> dict[str, Any]:
+def split_case(n: int, workers: int, how: str = "cut",
+               engine: str = "processes") -> dict[str, Any]:
     """SmartSplit latency MILP (fastest half of n devices), whole or split across workers.
 
-    The worker pool is started (and timed, ``start_s``) before the clock for the solve starts.
+    The worker pool (local processes, or a local Ray with ``workers`` CPUs) is started and timed
+    (``start_s``) before the clock for the solve starts.
     """
     from splitopt.formulations import smartsplit as ss
 
@@ -205,23 +208,35 @@ def split_case(n: int, workers: int, how: str = "cut") -> dict[str, Any]:
         subs = split_by_choice(opts, parts=4 * workers, none_col=int(s[0]))
     elif workers > 1:  # branch on the most fractional binaries of the LP relaxation
         subs = auto_split(prog, 2 * workers)
-    start = _warm_pool(workers)
-    res = solve_split(prog, subs, workers=workers, progress=False)
+    start = _warm_ray(workers) if engine == "ray" else _warm_pool(workers)
+    res = solve_split(prog, subs, workers=workers, engine=engine, progress=False)
     return _row(res.status, res.objective, res.bound, build, res.wall_s, parts=len(res.parts),
                 parts_per_s=res.per_second, start_s=start)
 
 
 def _warm_pool(workers: int) -> float:
-    """Start loky's reusable pool (imports included) and return how long that took."""
+    """Start joblib's reusable pool (imports included) and return how long that took."""
     if workers < 2:
         return 0.0
-    from joblib.externals.loky import get_reusable_executor
+    from joblib.executor import get_memmapping_executor
 
     from splitopt.parallel.split import _solve_part  # noqa: F401 - imported by the workers too
 
     t0 = time.perf_counter()
-    ex = get_reusable_executor(max_workers=workers)
+    ex = get_memmapping_executor(workers)
     list(ex.map(_import_in_worker, range(workers)))
+    return time.perf_counter() - t0
+
+
+def _warm_ray(workers: int) -> float:
+    """Start a local Ray with ``workers`` CPUs, import splitopt in its workers; return the time."""
+    import ray
+
+    t0 = time.perf_counter()
+    if not ray.is_initialized():
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(_import_in_worker)
+    ray.get([remote.remote(i) for i in range(workers)])
     return time.perf_counter() - t0
 
 
@@ -255,6 +270,9 @@ def _cases(quick: bool) -> list[Case]:
         for w, how in ((1, "cut"), (2, "cut")) + (() if quick else ((2, "auto"),)):
             name = "exact" if w == 1 else f"{w}-workers-{how}"
             cases.append(Case(f"split-smartsplit-{n}dev", name, partial(split_case, n, w, how), n))
+        if importlib.util.find_spec("ray") is not None:
+            cases.append(Case(f"split-smartsplit-{n}dev", "2-workers-cut-ray",
+                              partial(split_case, n, 2, "cut", "ray"), n))
     return cases
 
 
