@@ -19,7 +19,8 @@ class Result:
     ----------
     termination
         Why the solve stopped: ``optimal`` (proven within ``gap``), ``time_limit`` (best plan and
-        bound so far), ``error``.
+        bound so far), ``unverified`` (the solver said optimal but the plan failed the guard:
+        see ``verification``), ``error``.
     path
         The method: ``bisection``, ``server-share``, ``separable``, ``coupled`` or
         ``outer-approximation`` (the generic route) / ``conic`` (a conic backend on the cones).
@@ -33,6 +34,9 @@ class Result:
         Seconds spent analysing/compiling, solving, and pricing the plan (plan.evaluate).
     values
         Values of the user's extra variables, by name.
+    verification
+        The guard's outcome (:class:`splitopt.solving.verify.Verification`): every check run on
+        the plan before it was labelled; a failed check turns ``optimal`` into ``unverified``.
 
     """
 
@@ -50,6 +54,7 @@ class Result:
     values: Mapping[str, np.ndarray] = field(default_factory=dict)
     options: np.ndarray | None = None
     price_s: float = 0.0
+    verification: Any = None
 
     @property
     def status(self) -> str:
@@ -70,4 +75,6 @@ class Result:
                 "build_s": self.build_s, "solve_s": self.solve_s, "price_s": self.price_s,
                 "iterations": self.iterations,
                 "message": self.message,
-                "values": {k: np.asarray(v).tolist() for k, v in self.values.items()}}
+                "values": {k: np.asarray(v).tolist() for k, v in self.values.items()},
+                "verification": None if self.verification is None
+                else self.verification.to_dict()}

@@ -14,10 +14,11 @@ import time
 import numpy as np
 
 from splitopt.backends import Backend, get_backend
-from splitopt.backends.base import INFEASIBLE
+from splitopt.backends.base import INFEASIBLE, OPTIMAL
 from splitopt.backends.results import Result
 from splitopt.solving.bisection import PathOutcome, bisect_minmax
 from splitopt.solving.structure import Structure, analyse
+from splitopt.solving.verify import guard_result, verify_problem
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.model.problem import Problem
 from splitopt.plan import DevicePlan, Plan
@@ -66,7 +67,7 @@ def solve(problem: Problem, *, backend: str | Backend | None = None, path: str =
         raise InfeasibleError(explain_infeasible(problem, st))
     if out.bound is None and out.option is not None:
         out.bound = structural_bound(st, chosen)
-    return _result(problem, out, chosen, used, build_s, time.perf_counter() - t0 - build_s)
+    return _result(problem, out, chosen, used, build_s, time.perf_counter() - t0 - build_s, gap)
 
 
 
@@ -140,7 +141,7 @@ def _tied(p: Problem, st: Structure, deadline: float | None) -> PathOutcome:
 
 
 def _result(p: Problem, out: PathOutcome, chosen: str, used: str, build_s: float,
-            solve_s: float) -> Result:
+            solve_s: float, gap: float = 1e-6) -> Result:
     sign = -1.0 if p.sense == "max" else 1.0
     obj, bnd = out.objective, out.bound
     if chosen != "generic" and obj is not None:
@@ -156,10 +157,16 @@ def _result(p: Problem, out: PathOutcome, chosen: str, used: str, build_s: float
     if out.extras is not None:
         values = {v.name: out.extras[v.offset:v.offset + v.size].copy() for v in p.extras}
     name = "outer-approximation" if chosen == "generic" and used != "conic" else chosen
-    return Result(out.termination, out.message or name, used,
-                  None if obj is None else sign * obj, None if bnd is None else sign * bnd, plan,
-                  build_s, solve_s, out.iterations, log=out.log, values=values,
-                  options=out.option, price_s=price_s)
+    res = Result(out.termination, out.message or name, used,
+                 None if obj is None else sign * obj, None if bnd is None else sign * bnd, plan,
+                 build_s, solve_s, out.iterations, log=out.log, values=values,
+                 options=out.option, price_s=price_s)
+    if plan is None:
+        return res
+    check = verify_problem(p, plan, objective=res.objective, bound=res.bound, values=values,
+                           options=out.option,
+                           gap=gap if out.termination == OPTIMAL else None)
+    return guard_result(res, check)
 
 
 def _weight_const(p: Problem) -> tuple[float, float]:

@@ -117,7 +117,10 @@ def _alloc(A, D, S, opt, T) -> tuple[np.ndarray, np.ndarray, bool]:
     with np.errstate(divide="ignore", invalid="ignore"):
         inv = np.where(R > 0, 1.0 / R, 0.0)
         a, g, c = d_ * inv, np.sqrt(s_ * d_) * inv, s_ * inv
-        F = _sums(a, g, c)
+        # a device with transfer or server work cannot finish by T <= A: T is infeasible (it was
+        # once dropped from the sums, which made the least-T bisection go below A)
+        late = (R < 0) | ((R <= 0) & ((d_ > 0) | (s_ > 0)))
+        F = np.inf if late.any() else _sums(a, g, c)
         if g.sum() > 0:
             t = (1 - a.sum()) / g.sum()
             beta = (d_ + np.sqrt(s_ * d_) * t) * inv
@@ -158,7 +161,7 @@ def server_minmax(A, D, S, allowed, backend: Backend, *, deadline=None,
         if verdict == "undecided":
             verdict, opt = _milp_F(ok, a, s, c, backend, deadline)
         if verdict == "feasible":
-            t = _fixed_time(A, D, S, opt, lo, T)
+            t = _fixed_time(A, D, S, opt, float(A[np.arange(len(opt)), opt].max()), T)
             if hi is None or t < hi:
                 best, hi = opt, t
         return verdict

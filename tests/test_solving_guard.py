@@ -1,0 +1,99 @@
+"""The verified-answer guard (splitopt.solving.verify) and the regressions it was built for."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from splitopt import Problem
+from splitopt.graph import LayerGraph, Node
+from splitopt.scenario import Scenario
+from splitopt.solving.verify import (
+    UNVERIFIED,
+    Row,
+    checked_status,
+    verify,
+    verify_problem,
+)
+from splitopt.system import Channel, Device, Server, Training
+
+
+def issue11_scenario() -> Scenario:
+    """Issue 11 §2's reproduction: x -> a0 -> y, a slow device with a good uplink, a fast one."""
+    g = LayerGraph([Node("x", 0, 0, 1e4, 0, "input"), Node("a0", 1e9, None, 100, 0, "op"),
+                    Node("y", 0, None, 4, 0, "output")], [("x", "a0"), ("a0", "y")], ["x"], "y")
+    return Scenario(g, [Device(name="d0", flops=1e9, spectral_eff_up=4, spectral_eff_dn=6),
+                        Device(name="d1", flops=1e11, spectral_eff_up=1, spectral_eff_dn=6)],
+                    Server(flops=1e12), Channel(bandwidth_up_hz=1e7, bandwidth_dn_hz=1e6),
+                    Training(batch_size=32, aggregate=False))
+
+
+@pytest.mark.parametrize("path", ["auto", "generic"])
+def test_issue11_server_share_reproduction(path):
+    """Was: 6.83e9 with bound 0.587 labelled optimal (a device's shares at 1e-12)."""
+    p = Problem(issue11_scenario(), server_share=True)
+    p.minimize(p.round_latency())
+    r = p.solve(path=path)
+    assert r.termination == "optimal" and r.verification.passed
+    assert r.objective == pytest.approx(0.9754424748, rel=1e-8)
+    assert r.plan.predicted.round_latency_s == pytest.approx(r.objective, rel=1e-9)
+    assert r.bound <= r.objective and r.gap <= 1e-6
+    assert min(d.bandwidth_share for d in r.plan.devices) > 0.4
+
+
+def test_guard_flags_a_mismatched_objective_and_keeps_the_plan():
+    p = Problem(issue11_scenario(), server_share=True)
+    p.minimize(p.round_latency())
+    r = p.solve()
+    v = verify_problem(p, r.plan, objective=r.objective * 2, bound=r.bound)
+    assert not v.passed and [c.name for c in v.failed] == ["repriced objective"]
+    assert v.repriced == pytest.approx(r.objective, rel=1e-12)
+    assert checked_status("optimal", v) == UNVERIFIED
+    assert checked_status("time_limit", v) == "time_limit"
+
+
+def test_guard_flags_a_bound_above_the_objective_and_a_gap_too_wide():
+    v = verify(objective=1.0, repriced=1.0, bound=1.1)
+    assert [c.name for c in v.failed] == ["bound"]
+    v = verify(objective=-1.0, repriced=-1.0, bound=-1.1, sense="max")
+    assert [c.name for c in v.failed] == ["bound"]
+    v = verify(objective=1.0, repriced=1.0, bound=0.5, gap=1e-6)
+    assert [c.name for c in v.failed] == ["gap"]
+    assert verify(objective=1.0, repriced=1.0 + 1e-12, bound=1.0 - 1e-8, gap=1e-6).passed
+
+
+def test_guard_checks_rows_shares_and_floors():
+    v = verify(objective=1.0, repriced=1.0, rows=[Row("memory:d0", 2.0, hi=1.0),
+                                                   Row("samples", 64.0, lo=64.0)],
+               shares={"bandwidth": [0.6, 0.5]}, floors={"bandwidth": [0.7, 0.0]})
+    assert {c.name for c in v.failed} == {"row memory:d0", "bandwidth shares sum <= 1",
+                                          "bandwidth shares floor"}
+    v = verify(objective=1.0, repriced=1.0, shares={"server": [0.0, 1.0]})
+    assert [c.name for c in v.failed] == ["server shares in (0, 1]"]
+    assert not verify(objective=None, repriced=None).passed
+    assert not verify(objective=1.0, repriced=math.inf).passed
+
+
+def test_guard_evaluates_every_problem_row_on_the_plan():
+    sc = issue11_scenario()
+    p = Problem(sc, batch=[8, 32])
+    p.add(p.memory("d0") <= 1e12, name="memory:d0")
+    p.add(p.batch[0] + p.batch[1] >= 40, name="samples")
+    p.minimize(p.round_latency())
+    r = p.solve()
+    assert r.verification.passed and "row samples" in r.to_dict()["verification"]["checks"]
+    q = Problem(sc, batch=[8, 32])
+    q.add(q.batch[0] + q.batch[1] >= 60, name="samples")   # r's plan (40 samples) breaks it
+    q.minimize(q.round_latency())
+    v = verify_problem(q, r.plan, objective=r.objective, bound=r.bound)
+    assert not v.passed and any(c.name == "row samples" for c in v.failed)
+
+
+def test_result_to_dict_carries_the_verification_block():
+    p = Problem(issue11_scenario())
+    p.minimize(p.round_latency())
+    d = p.solve().to_dict()
+    assert d["verification"]["passed"] is True and d["verification"]["failed"] == []
+    assert np.isclose(d["verification"]["repriced_objective"], d["objective"], rtol=1e-9)
