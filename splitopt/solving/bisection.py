@@ -8,7 +8,14 @@ achievable iff
 because each device independently takes the option that needs the least bandwidth to finish by T
 (the shares couple the devices only through their sum). The left side is non-increasing in T, so
 bisection brackets the optimum T* between a T proven infeasible and a T with an explicit plan; both
-ends are returned (the bound and the plan's value). Devices with identical rows are priced once.
+ends are returned (the bound and the plan's value).
+
+Speed (docs/planner.md). Devices of one compute class have the same A row and D rows that differ
+only by a factor (their seconds per bit): D[k] = s_k * Dn with Dn shared. For beta_min = 0,
+min_o s_k Dn_o / (T - A_o) = s_k * min_o Dn_o / (T - A_o), so the sum over a class is one row's
+minimum times sum_k s_k: each probe costs O(classes x options), not O(devices x options). Rows are
+grouped on (A, Dn to 40 bits, beta_min, allowed); the grouping only speeds the search up: the bound
+is certified and the plan priced on every device's own exact row at the end.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 RTOL = 1e-12
+_DROP = 12  # mantissa bits of Dn ignored by the grouping key: rows equal to ~2^-40 share a group
+_NUDGE = 2.0 ** -36  # relative step of the final certificate repairs (far above the grouping error)
 
 
 @dataclass
@@ -37,38 +46,162 @@ class PathOutcome:
     log: str = ""
 
 
-class MinMaxRows:
-    """Per-device rows (A, D, beta_min, allowed), deduplicated: identical devices share work.
+def _clean(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=float) + 0.0  # -0.0 -> 0.0, so equal values hash equal
 
-    Options dominated within a row (another allowed option with A, D and beta_min all no larger)
-    can never be a device's cheapest, so each row keeps only its Pareto options (about ln O of O
-    for random chains), which makes every probe proportionally cheaper.
+
+def row_scale(D: np.ndarray, beta_min: np.ndarray) -> np.ndarray:
+    """Per-row factor s_k with D[k] = s_k * Dn[k] (1 where beta_min is used or D is zero)."""
+    s = D.max(axis=1) if D.shape[1] else np.ones(len(D))
+    return np.where((s > 0) & np.isfinite(s) & ~(beta_min > 0).any(axis=1), s, 1.0)
+
+
+def row_keys(A: np.ndarray, Dn: np.ndarray, beta_min: np.ndarray,
+             allowed: np.ndarray) -> np.ndarray:
+    """(N, 4 O) int64 grouping keys: A and beta_min exactly, Dn to 40 bits, the allowed mask."""
+    return np.hstack([_clean(A).view(np.int64), _clean(Dn).view(np.int64) >> _DROP,
+                      _clean(beta_min).view(np.int64), allowed.astype(np.int64)])
+
+
+def group_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(group of each row, first row of each group) for equal key rows.
+
+    Hashes each row to one int64 (wrapping dot product with fixed odd multipliers), groups the
+    hashes, and checks every row against its group's first row; on a collision it falls back to
+    an exact row sort.
+    """
+    if not len(keys):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    mult = np.random.default_rng(12345).integers(1, 2**62, keys.shape[1], dtype=np.int64) | 1
+    with np.errstate(over="ignore"):
+        h = keys @ mult
+    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    if not np.array_equal(keys, keys[first][inv]):
+        _, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        inv = inv.ravel()
+    return inv.astype(np.int64), first.astype(np.int64)
+
+
+class MinMaxRows:
+    """Per-device rows (A, D, beta_min, allowed), grouped by class (see the module docstring).
+
+    Within a group, options dominated on the group's row (another allowed option with A, D and
+    beta_min all no larger) are dropped (about ln O of O remain for random chains), which makes
+    every probe cheaper still. ``replace``, ``append`` and ``delete`` change one device's row
+    and touch only its group (the incremental :class:`splitopt.Planner` uses them).
     """
 
     def __init__(self, A: np.ndarray, D: np.ndarray, beta_min: np.ndarray, allowed: np.ndarray):
-        key = np.hstack([A, D, beta_min, allowed.astype(float)])
-        _, first, self.inverse, self.counts = np.unique(
-            key, axis=0, return_index=True, return_inverse=True, return_counts=True)
-        self.inverse = self.inverse.ravel()
-        self.A0, self.D0 = A[first], D[first]  # all options, for pricing the final plan
-        self.A, self.D, self.bmin, self.allowed, self.index = _pareto(
-            A[first], D[first], beta_min[first], allowed[first])
+        self.A0, self.D0 = _clean(A), _clean(D)  # every device's exact rows (certificates, plan)
+        self.bmin0, self.allowed0 = _clean(beta_min), np.asarray(allowed, dtype=bool).copy()
+        self.scale = row_scale(self.D0, self.bmin0)
+        keys = row_keys(self.A0, self.D0 / self.scale[:, None], self.bmin0, self.allowed0)
+        self.group, first = group_rows(keys)
+        self._keys, self._lookup = keys[first], None  # key -> group, built on the first change
+        self._reps = [self.A0[first], self.D0[first] / self.scale[first, None],
+                      self.bmin0[first], self.allowed0[first]]
+        self._pack()
 
+    # ------------------------------------------------------------------ groups
+    def _pack(self) -> None:
+        """Stack the groups' representative rows (Pareto-pruned) and their weights."""
+        self.A, self.D, self.bmin, self.allowed, self.index = _pareto(*self._reps)
+        self._weigh()
+
+    def _weigh(self) -> None:
+        g = len(self.A)
+        self.weight = np.bincount(self.group, weights=self.scale, minlength=g)
+        self.counts = np.bincount(self.group, minlength=g)
+
+    def _group_of(self, a: np.ndarray, dn: np.ndarray, bmin: np.ndarray,
+                  allowed: np.ndarray) -> tuple[int, bool]:
+        """The group of a row (a new one when no group has its key) and whether it is new."""
+        if self._lookup is None:
+            self._lookup = {k.tobytes(): g for g, k in enumerate(self._keys)}
+        key = row_keys(a[None], dn[None], bmin[None], allowed[None])[0].tobytes()
+        g = self._lookup.get(key)
+        if g is not None:
+            return g, False
+        g = self._lookup[key] = len(self._reps[0])
+        self._reps = [np.vstack([r, x[None]]) for r, x in zip(self._reps, (a, dn, bmin, allowed))]
+        return g, True
+
+    def _row(self, a, d, bmin, allowed) -> tuple[float, int, bool]:
+        a, d = _clean(a).ravel(), _clean(d).ravel()
+        bmin, allowed = _clean(bmin).ravel(), np.asarray(allowed, bool).ravel()
+        s = float(row_scale(d[None], bmin[None])[0])
+        return (s, *self._group_of(a, d / s, bmin, allowed))
+
+    def _regroup(self, new: bool) -> None:
+        if new:
+            self._pack()
+        else:
+            self._weigh()
+
+    def replace(self, k: int, a, d, bmin, allowed) -> None:
+        """Device k's rows change (one device re-priced)."""
+        s, g, new = self._row(a, d, bmin, allowed)
+        self.A0[k], self.D0[k], self.bmin0[k], self.allowed0[k] = a, d, bmin, allowed
+        self.scale[k], self.group[k] = s, g
+        self._regroup(new)
+
+    def append(self, a, d, bmin, allowed) -> None:
+        """A device joins (its rows are the last)."""
+        s, g, new = self._row(a, d, bmin, allowed)
+        self.A0 = np.vstack([self.A0, _clean(a)[None]])
+        self.D0 = np.vstack([self.D0, _clean(d)[None]])
+        self.bmin0 = np.vstack([self.bmin0, _clean(bmin)[None]])
+        self.allowed0 = np.vstack([self.allowed0, np.asarray(allowed, bool)[None]])
+        self.scale, self.group = np.append(self.scale, s), np.append(self.group, g)
+        self._regroup(new)
+
+    def delete(self, k: int) -> None:
+        """Device k leaves (later devices move up by one)."""
+        self.A0, self.D0 = np.delete(self.A0, k, 0), np.delete(self.D0, k, 0)
+        self.bmin0, self.allowed0 = np.delete(self.bmin0, k, 0), np.delete(self.allowed0, k, 0)
+        self.scale, self.group = np.delete(self.scale, k), np.delete(self.group, k)
+        self._weigh()
+
+    # ------------------------------------------------------------------ probes
     def need(self, T: float) -> tuple[np.ndarray, np.ndarray]:
-        """(least share, best option) per distinct row at round time T (inf when none finishes)."""
-        R = T - self.A
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(self.D > 0, self.D / R, 0.0)
-        ok = self.allowed & ((R > 0) | ((R >= 0) & (self.D == 0)))
-        share = np.where(ok, np.maximum(share, self.bmin), np.inf)
+        """(least share per unit weight, best option) per group at round time T."""
+        share, ok = _shares(T, self.A, self.D, self.bmin, self.allowed)
+        share = np.where(ok, share, np.inf)
         best = np.argmin(share, axis=1)
         rows = np.arange(len(best))
         return share[rows, best], self.index[rows, best]
 
     def total(self, T: float) -> float:
-        """sum_k need_k(T)."""
-        s, _ = self.need(T)
-        return float(s @ self.counts)
+        """sum_k need_k(T), from the groups (used to steer the search)."""
+        m, _ = self.need(T)
+        live = self.counts > 0
+        return float(m[live] @ self.weight[live])
+
+    def exact(self, T: float, index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(least share, best option) of every device at T on its own exact row.
+
+        ``index`` (N, W) restricts the options searched (default: all).
+        """
+        if index is None:
+            A, D, bm, al = self.A0, self.D0, self.bmin0, self.allowed0
+        else:
+            take = lambda x: np.take_along_axis(x, index, 1)  # noqa: E731
+            A, D, bm, al = take(self.A0), take(self.D0), take(self.bmin0), take(self.allowed0)
+        share, ok = _shares(T, A, D, bm, al)
+        share = np.where(ok, share, np.inf)
+        best = np.argmin(share, axis=1)
+        rows = np.arange(len(best))
+        opt = best if index is None else index[rows, best]
+        return share[rows, best], opt
+
+
+def _shares(T: float, A, D, bmin, allowed) -> tuple[np.ndarray, np.ndarray]:
+    R = T - A
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(D > 0, D / R, 0.0)
+    ok = allowed & ((R > 0) | ((R >= 0) & (D == 0)))
+    return np.maximum(share, bmin), ok
 
 
 def _pareto(A: np.ndarray, D: np.ndarray, bmin: np.ndarray, allowed: np.ndarray):
@@ -83,7 +216,7 @@ def _pareto(A: np.ndarray, D: np.ndarray, bmin: np.ndarray, allowed: np.ndarray)
     prev = np.minimum.accumulate(np.hstack([np.full((n, 1), np.inf), Ds[:, :-1]]), axis=1)
     keep = (Ds < prev) & np.isfinite(np.take_along_axis(Am, order, 1))
     keep |= (bmin > 0).any(axis=1, keepdims=True) & np.isfinite(Bs)  # 3-D case: keep all allowed
-    width = max(int(keep.sum(axis=1).max()), 1)
+    width = max(int(keep.sum(axis=1).max()), 1) if n else 1
     pos = np.cumsum(keep, axis=1) - 1
     r, c = np.nonzero(keep)
     idx = np.zeros((n, width), dtype=np.int64)
@@ -95,25 +228,39 @@ def _pareto(A: np.ndarray, D: np.ndarray, bmin: np.ndarray, allowed: np.ndarray)
 
 
 def bisect_minmax(A: np.ndarray, D: np.ndarray, beta_min: np.ndarray, allowed: np.ndarray, *,
-                  deadline: float | None = None, rtol: float = RTOL) -> PathOutcome:
+                  deadline: float | None = None, rtol: float = RTOL,
+                  bracket: tuple[float, float] | None = None) -> PathOutcome:
     """Minimise max_k T_k exactly (see the module docstring). Infeasible -> termination
-    'infeasible'.
+    'infeasible'. ``bracket`` (lo, hi) is where to start looking (e.g. the last optimum's
+    bracket); it is checked, not trusted.
     """
-    rows = MinMaxRows(A, D, beta_min, allowed)
+    return bisect_rows(MinMaxRows(A, D, beta_min, allowed), deadline=deadline, rtol=rtol,
+                       bracket=bracket)
+
+
+def bisect_rows(rows: MinMaxRows, *, deadline: float | None = None, rtol: float = RTOL,
+                bracket: tuple[float, float] | None = None) -> PathOutcome:
+    """:func:`bisect_minmax` on prepared (possibly updated) rows."""
+    if not len(rows.A0):
+        return PathOutcome("infeasible", None, None, None, None, None, 0)
     if rows.total(np.inf) > 1 + 1e-12:
         return PathOutcome("infeasible", None, None, None, None, None, 0)
-    lo = float(np.max(np.min(np.where(rows.allowed, rows.A, np.inf), axis=1)))
+    floor = float(np.max(np.min(np.where(rows.allowed0, rows.A0, np.inf), axis=1)))
     it = 1
-    if rows.total(lo) <= 1:
-        return _finish(rows, lo, lo, it)
-    step = max(abs(lo), 1e-9)
-    hi = lo + step
-    while rows.total(hi) > 1:
-        step *= 2
-        lo, hi = hi, hi + step
-        it += 1
-        if it > 400:  # the shares needed only approach 1 as T grows without bound
-            return PathOutcome("infeasible", None, None, None, None, None, it)
+    if rows.total(floor) <= 1:
+        return _finish(rows, floor, floor, it)
+    lo, hi = floor, None
+    if bracket is not None and np.all(np.isfinite(bracket)) and bracket[0] < bracket[1]:
+        lo, hi, it = _warm(rows, max(float(bracket[0]), floor), float(bracket[1]), floor)
+    if hi is None:
+        step = max(abs(lo), 1e-9)
+        hi = lo + step
+        while rows.total(hi) > 1:
+            step *= 2
+            lo, hi = hi, hi + step
+            it += 1
+            if it > 400:  # the shares needed only approach 1 as T grows without bound
+                return PathOutcome("infeasible", None, None, None, None, None, it)
     while hi - lo > rtol * abs(hi):
         mid = 0.5 * (lo + hi)
         if mid <= lo or mid >= hi:
@@ -130,17 +277,45 @@ def bisect_minmax(A: np.ndarray, D: np.ndarray, beta_min: np.ndarray, allowed: n
     return _finish(rows, hi, lo, it)
 
 
+def _warm(rows: MinMaxRows, lo: float, hi: float, floor: float) -> tuple[float, float | None, int]:
+    """Widen an old bracket geometrically until total(lo) > 1 >= total(hi)."""
+    it, width = 0, max(hi - lo, RTOL * abs(hi))
+    while rows.total(lo) <= 1 and lo > floor:  # the optimum moved down
+        hi, width = lo, 2 * width
+        lo = max(floor, lo - width)
+        it += 1
+    if rows.total(lo) <= 1:  # lo == floor is feasible: handled by the caller's first test
+        return floor, None, it
+    while rows.total(hi) > 1:  # the optimum moved up
+        lo, width = hi, 2 * width
+        hi = hi + width
+        it += 1
+        if it > 400:
+            return lo, None, it
+    return lo, hi, it
+
+
 def _finish(rows: MinMaxRows, T: float, lower: float, it: int) -> PathOutcome:
-    """The plan at a feasible T: least shares, slack shared in proportion, exact objective."""
-    share, best = rows.need(T)
-    beta = share[rows.inverse]
-    option = best[rows.inverse]
+    """The plan at a feasible T, certified on the exact rows: least shares, slack shared in
+    proportion, exact objective; the bound is re-checked on every device's full row.
+    """
+    index = rows.index[rows.group]
+    share, option = rows.exact(T, index)
+    step = _NUDGE * abs(T)
+    while share.sum() > 1:  # the grouped search may sit a hair below the exact optimum
+        T, step = T + step, 2 * step
+        share, option = rows.exact(T, index)
+    if lower < T and rows.exact(lower)[0].sum() <= 1:  # not certified: step down until it is
+        step = _NUDGE * abs(lower)
+        while lower > 0 and rows.exact(lower)[0].sum() <= 1:
+            lower, step = lower - step, 2 * step
+    beta = share.copy()
     slack = 1.0 - beta.sum()
     if slack > 0:
         beta = beta + slack * (beta / beta.sum() if beta.sum() > 0 else 1.0 / len(beta))
     beta = np.maximum(beta, 1e-12)
-    a = rows.A0[rows.inverse, option]
-    d = rows.D0[rows.inverse, option]
+    n = np.arange(len(option))
+    a, d = rows.A0[n, option], rows.D0[n, option]
     obj = float(np.max(a + d / beta))
     return PathOutcome("optimal", option, beta, None, obj, min(lower, obj), it)
 
