@@ -41,15 +41,35 @@ class InputError(SplitoptError, ValueError):
     """
 
     def __init__(self, field: str, value: Any, allowed: str, fix: str | None = None):
+        # a field name may come from a user's key ("\n", "\x1b[2J"): escape it, and keep the
+        # whole message on one line whatever the parts hold
+        field, allowed = one_line(str(field)), one_line(str(allowed))
+        fix = one_line(str(fix)) if fix else fix
         self.field, self.value, self.allowed, self.fix = field, value, allowed, fix
-        shown = repr(value)
-        if len(shown) > 120:
-            shown = shown[:117] + "..."
+        shown = _short_repr(value)
         got = "missing" if value is MISSING else f"got {shown}"
         msg = f"{field}: {got}; allowed: {allowed}."
         if fix:
             msg += f" {fix}"
         super().__init__(msg)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every non-printable character (newline, escape, NUL) written as its escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _short_repr(value: Any) -> str:
+    """``repr(value)`` cut to 120 characters, never failing (a huge int, a deep list)."""
+    try:
+        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+            return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+        shown = repr(value)
+    except (RecursionError, ValueError):  # a 10^5-deep list; int too large for str()
+        shown = f"<a {type(value).__name__} too large to show>"
+    return shown if len(shown) <= 120 else shown[:117] + "..."
 
 
 class GraphError(InputError):
@@ -88,6 +108,25 @@ def read_text_file(path: Any, what: str, allowed: str,
         return p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise error(what, str(path), f"{allowed}, readable as UTF-8 text", str(err)) from None
+
+
+def parse_json(text: str, what: str, source: Any = None,
+               error: type[InputError] = InputError) -> Any:
+    """``json.loads(text)``, or one ``error(what, source, ...)`` line for bad or too deep JSON.
+
+    ``source`` (the file's path) is shown as the value; without it, the start of the text.
+    """
+    import json
+
+    shown = text[:60] if source is None else str(source)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise error(what, shown, "valid JSON", f"Line {err.lineno}, column {err.colno}: "
+                    f"{err.msg}.") from None
+    except RecursionError:
+        raise error(what, shown, "JSON nested at most a few hundred levels deep",
+                    "The document nests lists/objects too deeply.") from None
 
 
 def check_finite_nonneg(field: str, value: Any, *, positive: bool = False) -> float:
