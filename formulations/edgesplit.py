@@ -3,29 +3,43 @@
 Paper: "Resource-efficient Parallel Split Learning in Heterogeneous Edge Computing",
 arXiv:2403.15815 (https://arxiv.org/abs/2403.15815).
 
+What is taken from the paper (its abstract, the only text we had): parallel split learning on
+heterogeneous edge devices, each device with its own model partition, the partitions and the
+bandwidth chosen together to shorten training. What is our reconstruction: every equation below
+(they are the reference cost model's, COST_MODEL.md), the min-max round objective, the server
+serving modes, the exact solve, and the alternating baseline (the method the SFL paper's abstract
+names, applied here; we do not know EdgeSplit's own algorithm).
+
 Every device k trains its own device-side set S_k in parallel with the others; the server runs the
-rest; the uplink/downlink band is divided into shares beta_k. Under the reference cost model
-(docs/cost_model.md), with I local iterations of batch b per round and no aggregation of the
-device-side models (plain parallel split learning):
+rest; the uplink/downlink band is divided into shares beta_k. With I local iterations of batch b
+per round and no aggregation of the device-side models (plain parallel split learning):
 
-    T_k(S, beta_k) = I * b * (dev_k(S) + srv(S))  +  I * b * 8 * bnd(S) * p_k / beta_k
-                   = A_k(S) + D_k(S) / beta_k
+    T_k(S, beta_k, phi_k) = I b dev_k(S) + I b srv(S) / phi_k + I b 8 bnd(S) p_k / beta_k
+                          = A_k(S) + S_k(S) / phi_k + D_k(S) / beta_k
 
-    minimise    R * max_k T_k(S_k, beta_k)          (total training time: R rounds, the straggler
-    subject to  sum_k beta_k <= 1,                   sets each round)
-                M_k(S_k, b) <= memory_k,   S_k predecessor-closed, holding the inputs,
+    minimise    R * round latency             (R rounds of training)
+    subject to  sum_k beta_k <= 1,  M_k(S_k, b) <= memory_k,  S_k predecessor-closed,
 
-where dev_k, srv are seconds per sample of forward + backward on the device and the server, bnd(S)
-the bytes per sample crossing the cut and p_k = 1 / (B_up s_up,k) + 1 / (B_dn s_dn,k).
+where dev_k, srv are seconds per sample of forward + backward on the device and on the whole
+server, bnd(S) the bytes per sample crossing the cut and p_k = 1 / (B_up s_up,k) + 1 / (B_dn s_dn,k).
+The round latency follows the scenario's ``server.serving`` (docs/formulations.md):
 
-Exact solve: the builder's ``bisection`` path (splitopt.solving): a round time T is achievable iff
-sum_k min_S D_k(S) / (T - A_k(S)) <= 1, so bisection on T with each device's cheapest cut is exact.
+* ``shared`` (default): max_k T_k with server shares phi_k, sum_k phi_k <= 1;
+* ``dedicated``: max_k T_k with phi_k = 1 (each device has the whole server: an explicit choice);
+* ``sequential``: the devices take turns, each with the whole server and the whole band in its
+  turn (time-sharing): sum_k A_k + S_k + D_k.
+
+Exact solve: dedicated, the builder's ``bisection`` path (splitopt.solving): a round time T is
+achievable iff sum_k min_S D_k(S) / (T - A_k(S) - S_k(S)) <= 1; shared, its ``server-share`` path
+(checked against :func:`splitopt.formulations._minmax.minmax_shared`, a Lagrangian branch and bound
+with a proven bound); sequential, each device's cheapest set alone (the sum separates).
 Candidates: all prefixes on a chain; on a DAG the sets on the lower convex hull of (A(S), D(S))
-(splitopt.partitioning.hull), which hold every minimiser of D(S) / (T - A(S))
-(docs/formulations.md).
+(splitopt.partitioning.hull), which hold every minimiser of D(S) / (T - A(S)) with a dedicated
+server (docs/formulations.md).
 
-Baseline: the paper's alternating algorithm -- each device's best cut for its current bandwidth,
-then the optimal bandwidth for those cuts, until the cuts repeat (:meth:`EdgeSplit.baseline`).
+Baseline (:meth:`EdgeSplit.baseline`): alternating optimisation -- each device's best cut for its
+current shares, then the optimal shares for those cuts, until the cuts repeat. With a dedicated
+server it stops only at the optimum (MEASURED.md); with a shared server it can lose.
 """
 
 from __future__ import annotations
@@ -43,6 +57,7 @@ from splitopt.plan import DevicePlan, Plan
 from splitopt.scenario import Scenario
 
 CANDIDATES = ("auto", "chain", "hull")
+SERVING = {True: "shared", False: "dedicated"}
 
 
 @dataclass(frozen=True)
@@ -55,14 +70,16 @@ class EdgeSplit:
         ``"auto"`` (chain prefixes on a chain, hull sets on a DAG), ``"chain"`` (topological
         prefixes), ``"hull"``, or an explicit list of device-side sets.
     server_share
-        Also share the server's compute (a share phi_k per device, sum <= 1).
+        ``None`` (default): serve devices as the scenario's ``server.serving`` says; ``True``:
+        a shared server (shares phi_k, sum <= 1); ``False``: a dedicated server per device.
+        An explicit value overrides the scenario (:meth:`scenario_for` says so in the scenario).
     memory
         Enforce each device's memory (``Device.memory_bytes``).
 
     """
 
     candidates: Any = "auto"
-    server_share: bool = False
+    server_share: bool | None = None
     memory: bool = True
 
     name = "edgesplit"
@@ -71,12 +88,22 @@ class EdgeSplit:
 
     # ------------------------------------------------------------------ the model
     def scenario_for(self, scenario: Scenario) -> Scenario:
-        """The scenario with this formulation's training flags (parallel rounds, aggregation)."""
+        """The scenario with this formulation's training flags (parallel rounds, aggregation) and
+        its server serving (``server_share`` when given, else the scenario's own)."""
         if not isinstance(scenario, Scenario):
             raise InputError("scenario", type(scenario).__name__, "a splitopt Scenario")
         tr = scenario.training.model_copy(update={"schedule": "parallel",
                                                   "aggregate": self.aggregate})
-        return scenario if tr == scenario.training else scenario.replace(training=tr)
+        srv = scenario.server
+        if self.server_share is not None:
+            srv = srv.model_copy(update={"serving": SERVING[bool(self.server_share)]})
+        if tr == scenario.training and srv == scenario.server:
+            return scenario
+        return scenario.replace(training=tr, server=srv)
+
+    def serving(self, scenario: Scenario) -> str:
+        """How the server serves the devices here: shared, sequential or dedicated."""
+        return self.scenario_for(scenario).server.serving
 
     def table(self, scenario: Scenario) -> CutTable:
         """The candidate device-side sets (see ``candidates``)."""
@@ -101,8 +128,12 @@ class EdgeSplit:
         from splitopt.model import Problem
 
         scen = self.scenario_for(scenario)
+        if scen.server.serving == "sequential":
+            raise InputError("server.serving", "sequential", "shared or dedicated for the "
+                             "builder's Problem", f"{type(self).__name__}().solve(scenario) solves "
+                             "the sequential server exactly (each device's cheapest cut).")
         table = table if table is not None else self.table(scen)
-        p = Problem(scen, cuts=table, server_share=self.server_share)
+        p = Problem(scen, cuts=table, server_share=scen.server.serving == "shared")
         if self.memory:
             for d in scen.devices:
                 if np.isfinite(d.memory_bytes):
@@ -117,6 +148,8 @@ class EdgeSplit:
         t0 = time.perf_counter()
         scen = self.scenario_for(scenario)
         table = self.table(scen)
+        if scen.server.serving == "sequential":
+            return self._solve_in_turn(scen, table, t0)
         build = time.perf_counter() - t0
         res = self.problem(scen, table).solve(time_limit=time_limit, backend=backend)
         if res.plan is None:
@@ -129,6 +162,20 @@ class EdgeSplit:
             return plan
         return self._kernel_solve(scen, table, meta, res)
 
+    def _solve_in_turn(self, scen: Scenario, table: CutTable, t0: float) -> Plan:
+        """Sequential server: the round is a sum, each device alone with the whole band and
+        server in its turn, so each device's cheapest feasible set is optimal (exact)."""
+        terms = self.terms(scen, table)
+        a = np.where(self._feasible(scen, terms), terms.a_dev + terms.a_srv + terms.d, np.inf)
+        choice = np.argmin(a, axis=1)
+        n = scen.n_devices
+        meta = {"formulation": self.name, "paper": self.paper, "path": "separable-in-turn",
+                "candidates": len(table), "exact_over": self._scope(scen, table),
+                "solve_s": time.perf_counter() - t0}
+        value = float(a[np.arange(n), choice].sum()) * float(scen.training.rounds)
+        return self.plan(scen, table, choice, np.ones(n), np.full(n, np.nan),
+                         method=f"{self.name}-exact", meta=meta, status="optimal", bound=value)
+
     def _scope(self, scen: Scenario, table: CutTable) -> str:
         """What the optimum is proven over: every split, or only the candidates given."""
         g = scen.graph
@@ -140,7 +187,7 @@ class EdgeSplit:
             return "every split"
         caps = np.array([d.memory_bytes for d in scen.devices])[:, None]
         binds = self.memory and bool((self.terms(scen, table).mem > caps).any())
-        if self.server_share or binds:
+        if scen.server.serving == "shared" or binds:
             return "the hull sets (memory or server shares bind: not proven over all splits)"
         return "every split (hull argument, docs/formulations.md)"
 
@@ -153,7 +200,7 @@ class EdgeSplit:
         t0 = time.perf_counter()
         terms = self.terms(scen, table)
         a_dev = np.where(self._feasible(scen, terms), terms.a_dev, np.inf)
-        if self.server_share:
+        if scen.server.serving == "shared":
             alloc = minmax_shared(a_dev, terms.a_srv, terms.d)
         else:
             alloc = minmax_choice(a_dev + terms.a_srv, terms.d)
@@ -167,20 +214,26 @@ class EdgeSplit:
                          status="optimal" if gap <= 1e-6 else "feasible", bound=alloc.bound * r)
 
     def baseline(self, scenario: Scenario, *, max_iter: int = 100) -> Plan:
-        """Run the paper's alternating algorithm from equal shares.
+        """Alternating optimisation from equal shares (the baseline; see the module docstring).
 
-        Best cuts for fixed bandwidth, then the best bandwidth for fixed cuts, until the cuts
-        repeat.
+        Best cuts for fixed shares, then the best shares for fixed cuts, until the cuts repeat.
+        With a sequential server it is the exact solve (nothing to alternate).
         """
         t0 = time.perf_counter()
         scen = self.scenario_for(scenario)
         table = self.table(scen)
+        if scen.server.serving == "sequential":
+            plan = self._solve_in_turn(scen, table, t0)
+            return replace(plan, method=f"{self.name}-alternating", status="feasible",
+                           bound=None, meta={"formulation": self.name, "iterations": 1,
+                                             "solve_s": time.perf_counter() - t0})
+        shared = scen.server.serving == "shared"
         terms = self.terms(scen, table)
         a_dev, a_srv, d = terms.a_dev, terms.a_srv, terms.d
         a_dev = np.where(self._feasible(scen, terms), a_dev, np.inf)
         n = scen.n_devices
         beta = np.full(n, 1.0 / n)
-        phi = np.full(n, 1.0 / n) if self.server_share else np.ones(n)
+        phi = np.full(n, 1.0 / n) if shared else np.ones(n)
         seen: set[bytes] = set()
         choice = np.zeros(n, dtype=int)
         for it in range(max_iter):  # noqa: B007 (reported in meta)
@@ -188,17 +241,18 @@ class EdgeSplit:
             if choice.tobytes() in seen:
                 break
             seen.add(choice.tobytes())
-            beta, phi = self._allocate(a_dev, a_srv, d, choice)
+            beta, phi = self._allocate(a_dev, a_srv, d, choice, shared)
         meta = {"formulation": self.name, "iterations": it + 1,
                 "solve_s": time.perf_counter() - t0}
         return self.plan(scen, table, choice, beta, phi, method=f"{self.name}-alternating",
                          meta=meta)
 
-    def _allocate(self, a_dev: np.ndarray, a_srv: np.ndarray, d: np.ndarray,
-                  choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    @staticmethod
+    def _allocate(a_dev: np.ndarray, a_srv: np.ndarray, d: np.ndarray, choice: np.ndarray,
+                  shared: bool) -> tuple[np.ndarray, np.ndarray]:
         """Optimal shares for fixed cuts (exact: a 1-D root, or the two-resource closed form)."""
         rows = np.arange(len(choice))
-        if self.server_share:
+        if shared:
             alloc = _finish_shared(a_dev, a_srv, d, choice, 0.0, 0)
             return alloc.beta, alloc.phi
         a = a_dev[rows, choice] + a_srv[rows, choice]
@@ -225,7 +279,9 @@ class EdgeSplit:
         """A priced Plan from per-device candidate indices and shares."""
         scen = self.scenario_for(scenario)
         sets = table.sets()
-        devs = tuple(DevicePlan(dv.name, sets[int(c)], float(min(b, 1.0)), float(min(f, 1.0)))
+        shared = scen.server.serving == "shared"  # else every device has the whole server
+        devs = tuple(DevicePlan(dv.name, sets[int(c)], float(min(b, 1.0)),
+                                float(min(f, 1.0)) if shared else None)
                      for dv, c, b, f in zip(scen.devices, choice, beta, phi, strict=True))
         plan = Plan(devs, rounds=scen.training.rounds, status=status, method=method,
                     meta=meta or {}).priced(scen)

@@ -3,23 +3,28 @@
 Paper: "Accelerating Split Federated Learning over Wireless Communication Networks",
 arXiv:2310.15584 (https://arxiv.org/abs/2310.15584).
 
+What is taken from the paper (its abstract, the only text we had): split federated learning over a
+wireless network, a split point per device and the bandwidth chosen jointly to cut the system
+latency, solved by alternating optimisation (split points for fixed resources, resources for fixed
+split points). What is our reconstruction: the equations (the reference cost model's,
+COST_MODEL.md), the min-max round objective, the server serving modes, the exact solve, and the
+details of the alternating loop (start from equal shares, stop when the split points repeat) --
+so the baseline is "alternating optimisation as we read the abstract", not the paper's code.
+
 Every device k trains its device-side set S_k in parallel; after I local iterations the
-device-side models are aggregated (uploaded and downloaded: W(S) = sum_{v in S} param_bytes(v)).
-Under the reference cost model (docs/cost_model.md):
+device-side models are aggregated (uploaded and downloaded: W(S) = sum_{v in S} param_bytes(v)):
 
     T_k = I * b * dev_k(S_k) + I * b * srv(S_k) / phi_k
           + (I * b * 8 * bnd(S_k) + 8 * W(S_k)) * p_k / beta_k
         = A_k(S_k) + S_k(S_k) / phi_k + D_k(S_k) / beta_k
 
-    minimise    R * max_k T_k
-    subject to  sum_k beta_k <= 1,  [sum_k phi_k <= 1 with the shared server; else phi_k = 1],
-                M_k(S_k, b) <= memory_k.
+    minimise    R * round latency
+    subject to  sum_k beta_k <= 1,  M_k(S_k, b) <= memory_k,
+                and the scenario's server serving: shared (sum_k phi_k <= 1, the default),
+                dedicated (phi_k = 1) or sequential (devices in turn: the round is a sum).
 
-Exact solve: the builder's ``bisection`` path (phi = 1) or its ``server-share`` path (checked: a
-plan that does not price to its objective, or an "optimal" far from its bound, is re-solved with the
-Lagrangian branch and bound of :func:`splitopt.formulations._minmax.minmax_shared`, which proves its
-bound). Baseline: alternating optimisation (split points for fixed resources, then the optimal
-resources for fixed split points, until the split points repeat), as in the paper.
+Exact solve and baseline: as :mod:`splitopt.formulations.edgesplit` (this class adds the
+aggregation). :class:`SFLSharedServer` forces the shared server whatever the scenario says.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ class SFL(EdgeSplit):
 
 @dataclass(frozen=True)
 class SFLSharedServer(SFL):
-    """SFL with the server's compute shared between devices (a share phi_k each, sum <= 1)."""
+    """SFL with the server's compute shared between devices (a share phi_k each, sum <= 1),
+    whatever the scenario's ``server.serving`` says."""
 
     server_share: bool = True
     name = "sfl-server"

@@ -226,3 +226,62 @@ def combine_rounds(round_s: Sequence[float], modes: Sequence[str], schedule: str
     sl = [t for t, m in zip(round_s, modes) if m != "fl"]
     split = (sum(sl) if schedule == "sequential" else max(sl)) if sl else 0.0
     return max([split, *fl])
+
+
+# ---------------------------------------------------------------- how the server serves devices
+def takes_turns(schedule: str, serving: str) -> bool:
+    """Do split devices take turns through the server (a sequential schedule or server)?"""
+    return schedule == "sequential" or serving == "sequential"
+
+
+def server_shares(serving: str, schedule: str, shares: Sequence[float | None],
+                  modes: Sequence[str]) -> list[float]:
+    """The server share phi_k each device is priced with (COST_MODEL.md, "Shared resources").
+
+    A share of ``None`` was not planned: under a ``shared`` server with split devices in
+    parallel, the split devices without a share divide equally what the planned shares leave;
+    devices taking turns, a ``dedicated`` server and FL-mode devices get the whole server (an
+    FL-mode device does not use it). Raises :class:`InputError` when the planned shares of a
+    shared server sum above 1 or leave nothing for the unplanned ones.
+    """
+    n_free = sum(1 for s, m in zip(shares, modes) if s is None and m != "fl")
+    planned = sum(s for s, m in zip(shares, modes) if s is not None and m != "fl")
+    shared = serving == "shared" and not takes_turns(schedule, serving)
+    partial = any(s is not None and s < 1 for s, m in zip(shares, modes) if m != "fl")
+    if not shared and not partial:
+        return [1.0 if s is None else float(s) for s in shares]
+    if planned > 1 + 1e-6 or (shared and n_free and planned >= 1 - 1e-12):
+        raise InputError("plan server_shares", round(planned, 9),
+                         "a sum <= 1 over the selected split devices"
+                         + (" (server.serving: shared)" if shared else "")
+                         + (", with some left for the devices without a share" if n_free else ""),
+                         "Give each split device its server_share, or set server.serving: "
+                         "dedicated in the scenario if every device has the server to itself.")
+    if not shared:  # planned fractions of the server: they must fit together, as above
+        return [1.0 if s is None else float(s) for s in shares]
+    rest = (1.0 - planned) / n_free if n_free else 0.0
+    return [(rest if s is None else float(s)) if m != "fl" else (1.0 if s is None else float(s))
+            for s, m in zip(shares, modes)]
+
+
+def check_bandwidth(schedule: str, serving: str, shares: Sequence[float],
+                    modes: Sequence[str]) -> None:
+    """Bandwidth shares fit the band: split devices taking turns reuse one share (time-sharing).
+
+    While one of them transmits the others wait, so their band counts once (the largest);
+    FL-mode devices and split devices in parallel each hold their own.
+    """
+    turns = takes_turns(schedule, serving)
+    own = sum(b for b, m in zip(shares, modes) if m == "fl" or not turns)
+    turn = max([b for b, m in zip(shares, modes) if m != "fl" and turns], default=0.0)
+    if own + turn > 1 + 1e-6:
+        raise InputError("plan bandwidth_shares", round(own + turn, 9),
+                         "a sum <= 1 over the selected devices (split devices taking turns "
+                         "count once, at their largest share)")
+
+
+def round_latency(round_s: Sequence[float], modes: Sequence[str], schedule: str,
+                  serving: str) -> float:
+    """Round latency under the scenario's schedule and serving (split devices in turn: a sum)."""
+    return combine_rounds(round_s, modes,
+                          "sequential" if takes_turns(schedule, serving) else "parallel")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from splitopt.costs import Phases, combine_rounds, device_phases
+from splitopt.costs import Phases, check_bandwidth, device_phases, round_latency, server_shares
 from splitopt.errors import MISSING, InputError, read_text_file
 from splitopt.scenario import Scenario
 from splitopt.system import link_of
@@ -39,7 +39,9 @@ class DevicePlan:
     bandwidth_share
         Share beta of the up- and downlink band, in (0, 1].
     server_share
-        Share phi of the server's compute, in (0, 1]; 1 means the server is not shared.
+        Share phi of the server's compute, in (0, 1]; None (not planned): what the scenario's
+        ``server.serving`` gives (shared: an equal part of what planned shares leave; sequential
+        or dedicated: the whole server; costs.server_shares).
     batch_size
         Samples per iteration (None: the scenario's training batch size).
     mode
@@ -52,7 +54,7 @@ class DevicePlan:
     device: str
     device_side: frozenset[str]
     bandwidth_share: float
-    server_share: float = 1.0
+    server_share: float | None = None
     batch_size: int | None = None
     mode: Mode = "split"
     selected: bool = True
@@ -66,6 +68,8 @@ class DevicePlan:
         object.__setattr__(self, "device_side", frozenset(side))
         for name in ("bandwidth_share", "server_share"):
             v = getattr(self, name)
+            if v is None and name == "server_share":
+                continue
             ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v <= 1 + 1e-9
             if not ok:
                 raise InputError(f"device {self.device!r}.{name}", v, "a number in (0, 1]")
@@ -197,7 +201,7 @@ class Plan:
             if not isinstance(side, list) or not all(isinstance(n, str) for n in side):
                 raise InputError(f"devices[{i}].device_side", side, "a list of node names")
             devs.append(DevicePlan(d["device"], frozenset(side), d["bandwidth_share"],
-                                   d.get("server_share", 1.0), d.get("batch_size"),
+                                   d.get("server_share"), d.get("batch_size"),
                                    d.get("mode", "split"), d.get("selected", True)))
         return cls(tuple(devs), doc.get("rounds", 1.0), doc.get("status", "unknown"),
                    doc.get("objective"), doc.get("bound"), doc.get("method", ""),
@@ -233,21 +237,20 @@ def evaluate(scenario: Scenario, plan: Plan) -> PlanCosts:
     if dup:
         raise InputError("plan devices", dup, "each device at most once in a plan")
     chosen = [d for d in plan.devices if d.selected]
-    for key in ("bandwidth_share", "server_share"):
-        total = sum(getattr(d, key) for d in chosen)
-        shared = key == "bandwidth_share" or any(getattr(d, key) < 1 for d in chosen)
-        if shared and total > 1 + 1e-6:
-            raise InputError(f"plan {key}s", round(total, 9), "a sum <= 1 over selected devices")
+    modes = [d.mode for d in chosen]
+    serving = scenario.server.serving
+    check_bandwidth(tr.schedule, serving, [d.bandwidth_share for d in chosen], modes)
+    phis = server_shares(serving, tr.schedule, [d.server_share for d in chosen], modes)
     phases: dict[str, Phases] = {}
-    for d in chosen:
+    for d, phi in zip(chosen, phis):
         dev = scenario.device(d.device)
         side = frozenset(g.names) if d.mode == "fl" else g.check_split(
             d.device_side, labels_on_device=tr.labels == "device")
         phases[d.device] = device_phases(g, side, dev, scenario.server,
                                          link_of(dev, scenario.channel, d.bandwidth_share), tr,
-                                         batch=d.batch_size, server_share=d.server_share)
-    latency = combine_rounds([p.round_s for p in phases.values()],
-                             [d.mode for d in chosen], tr.schedule) if chosen else 0.0
+                                         batch=d.batch_size, server_share=phi)
+    latency = round_latency([p.round_s for p in phases.values()], modes, tr.schedule,
+                            serving) if chosen else 0.0
     rounds = float(plan.rounds)
     total = latency * rounds if math.isfinite(rounds) else math.inf
     return PlanCosts(phases, latency, rounds, total)

@@ -59,10 +59,14 @@ def random_devices(rng: np.random.Generator, k: int, *, classes: int | None = No
 
 
 def random_scenario(rng: np.random.Generator, graph: LayerGraph, k: int, *,
-                    training: Training | None = None, classes: int | None = None) -> Scenario:
-    """A scenario over ``graph`` with ``k`` random devices, a fast server and a random band."""
+                    training: Training | None = None, classes: int | None = None,
+                    serving: str = "shared") -> Scenario:
+    """A scenario over ``graph`` with ``k`` random devices, a fast server and a random band.
+
+    ``serving`` is the server's ``serving`` (shared, the scenario default; sequential; dedicated).
+    """
     band = float(10 ** rng.uniform(5, 8))
     return Scenario(graph, random_devices(rng, k, classes=classes),
-                    Server(flops=float(10 ** rng.uniform(12, 14))),
+                    Server(flops=float(10 ** rng.uniform(12, 14)), serving=serving),
                     Channel(bandwidth_up_hz=band, bandwidth_dn_hz=band * float(rng.uniform(0.5, 2))),
                     training or Training(batch_size=int(rng.integers(1, 64))))

@@ -17,7 +17,8 @@ from splitopt.testing import random_dag, random_scenario
 def _scenario(seed, n_dev=3, n_layers=4, **train):
     rng = np.random.default_rng(seed)
     tr = Training(batch_size=int(rng.integers(1, 33)), **train)
-    return random_scenario(rng, random_dag(rng, n_layers, chain=True), n_dev, training=tr)
+    return random_scenario(rng, random_dag(rng, n_layers, chain=True), n_dev, training=tr,
+                           serving="dedicated")  # these tests are about the phi = 1 model
 
 
 def _brute(p, ok=lambda c: True, bmin=None):

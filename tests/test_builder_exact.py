@@ -15,7 +15,7 @@ def _scenario(seed, n_dev=3, n_layers=4, **train):
     rng = np.random.default_rng(seed)
     g = random_dag(rng, n_layers, chain=True)
     tr = Training(batch_size=int(rng.integers(1, 33)), local_iters=int(rng.integers(1, 4)), **train)
-    return random_scenario(rng, g, n_dev, training=tr)
+    return random_scenario(rng, g, n_dev, training=tr, serving="dedicated")  # phi = 1 models
 
 
 def _combos(p):

@@ -22,17 +22,29 @@ def _instance(seed, *, chain=True, n=3, nodes=5):
 
 
 def _oracle(form, sc):
+    """Brute force over every choice of cuts, with the exact shares for each."""
     scen = form.scenario_for(sc)
     table = form.table(scen)
     t = form.terms(scen, table)
     feas = np.ones(t.mem.shape, dtype=bool)
-    best, _ = brute_minmax(t.a_dev, t.a_srv, t.d, feas, server_share=form.server_share)
+    serving = scen.server.serving
+    if serving == "sequential":  # in turn, whole band and server each: a sum
+        best = float((t.a_dev + t.a_srv + t.d).min(axis=1).sum())
+    else:
+        best, _ = brute_minmax(t.a_dev, t.a_srv, t.d, feas, server_share=serving == "shared")
     return best * scen.training.rounds
 
 
+def _serving(sc, serving):
+    return sc.replace(server=sc.server.model_copy(update={"serving": serving}))
+
+
+FORMS = [EdgeSplit(), EdgeSplit(server_share=False), SFL(), SFL(server_share=False),
+         SFLSharedServer()]
+
+
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("form", [EdgeSplit(), EdgeSplit(server_share=True), SFL(),
-                                  SFLSharedServer()], ids=lambda f: f"{f.name}-{f.server_share}")
+@pytest.mark.parametrize("form", FORMS, ids=lambda f: f"{f.name}-{f.server_share}")
 def test_exact_equals_brute_force_chain(seed, form):
     sc = _instance(seed)
     plan = form.solve(sc)
@@ -44,6 +56,34 @@ def test_exact_equals_brute_force_chain(seed, form):
     assert evaluate(form.scenario_for(sc), plan).total_delay_s == pytest.approx(plan.objective)
     base = form.baseline(sc)
     assert base.objective >= plan.objective * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("cls", [EdgeSplit, SFL])
+def test_sequential_server_is_exact_and_prices_as_a_sum(seed, cls):
+    sc = _serving(_instance(300 + seed), "sequential")
+    plan = cls().solve(sc)
+    assert plan.status == "optimal"
+    assert plan.objective == pytest.approx(_oracle(cls(), sc), rel=1e-9)
+    costs = evaluate(cls().scenario_for(sc), plan)
+    assert costs.total_delay_s == pytest.approx(plan.objective, rel=1e-9)
+    assert costs.round_latency_s == pytest.approx(sum(p.round_s for p in costs.per_device.values()))
+    assert all(d.bandwidth_share == 1.0 for d in plan.devices)  # each has the band in its turn
+    assert cls().baseline(sc).objective == pytest.approx(plan.objective)
+    with pytest.raises(InputError, match="server.serving"):
+        cls().problem(sc)
+
+
+def test_the_default_server_is_shared_and_plans_carry_the_shares():
+    sc = _instance(7)
+    assert sc.server.serving == "shared"
+    plan = EdgeSplit().solve(sc)
+    phi = [d.server_share for d in plan.devices]
+    assert all(p is not None and 0 < p < 1 for p in phi) and sum(phi) <= 1 + 1e-9
+    dedicated = EdgeSplit(server_share=False).solve(sc)
+    assert dedicated.objective <= plan.objective * (1 + 1e-9)  # more server: never slower
+    assert all(d.server_share in (None, 1.0) for d in dedicated.devices)
+    assert EdgeSplit(server_share=False).scenario_for(sc).server.serving == "dedicated"
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -121,7 +161,7 @@ def test_sfl_prices_the_aggregation():
 @pytest.mark.parametrize("cls", [EdgeSplit, SFL])
 def test_hull_candidates_reach_the_optimum_over_all_closed_sets(seed, cls):
     """Only lower-hull sets of (A(S), D(S)) can be optimal for min-max bandwidth (no memory)."""
-    sc = _instance(200 + seed, chain=False, nodes=7, n=3)
+    sc = _serving(_instance(200 + seed, chain=False, nodes=7, n=3), "dedicated")
     hull_plan = cls().solve(sc)
     assert hull_plan.meta["candidates"] <= len(closed_sets(sc.graph))
     assert hull_plan.meta["exact_over"].startswith("every split")

@@ -29,7 +29,8 @@ def test_each_device_gets_its_optimal_round_time(labels):
         tr = Training(batch_size=int(rng.integers(1, 16)), local_iters=int(rng.integers(1, 4)),
                       aggregate=bool(rng.random() < 0.5), labels=labels,
                       schedule=str(rng.choice(["parallel", "sequential"])))
-        sc = random_scenario(rng, g, int(rng.integers(1, 5)), training=tr, classes=2)
+        sc = random_scenario(rng, g, int(rng.integers(1, 5)), training=tr, classes=2,
+                             serving="dedicated")  # per-device partition at the full server
         shares = list(rng.dirichlet(np.ones(sc.n_devices)) * 0.99)
         plan = partition_scenario(sc, shares)
         costs = evaluate(sc, plan)

@@ -163,7 +163,7 @@ def test_random_plans_round_trip(seed, k):
     sc = random_scenario(rng, g, k)
     sides = [g.chain_prefixes()[int(rng.integers(len(g.chain_prefixes())))] for _ in range(k)]
     shares = rng.dirichlet(np.ones(k))
-    devs = tuple(DevicePlan(d.name, s, float(b), float(rng.uniform(0.1, 1)) if k == 1 else 1.0,
+    devs = tuple(DevicePlan(d.name, s, float(b), float(rng.uniform(0.1, 1)) if k == 1 else None,
                             int(rng.integers(1, 9)) if rng.random() < 0.5 else None)
                  for d, s, b in zip(sc.devices, sides, shares, strict=True))
     plan = Plan(devs, rounds=float(rng.integers(1, 50)), status="feasible",

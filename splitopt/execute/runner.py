@@ -19,7 +19,15 @@ import torch
 
 from splitopt.execute.job import Job
 from splitopt.execute.loop import DeviceRound, RoundRecord, round_latency, run_rounds
-from splitopt.execute.modes import Collect, Event, ServerStep, Step, Sync
+from splitopt.execute.modes import (
+    Collect,
+    Event,
+    ServerStep,
+    Step,
+    Sync,
+    priced_server_shares,
+    server_schedule,
+)
 from splitopt.execute.workers import DeviceWorker, ServerWorker, State, evaluate, load_into
 from splitopt.system import Link, link_of
 
@@ -98,6 +106,10 @@ class InProcessRunner:
             d.device: link_of(sc.device(d.device), sc.channel, d.bandwidth_share)
             for d in job.devices()}
         self.modes = {k: w.mode for k, w in self.devices.items()}
+        # the scenario's server serving (server.serving): a device's measured server compute is
+        # divided by its share on the simulated clock; turns make the round a sum
+        self.phi = priced_server_shares(sc, job.devices(), self.mode)
+        self.schedule = server_schedule(sc.server.serving, self.mode)
         self.dead: list[str] = []
 
     # ------------------------------------------------------------------ loop backend
@@ -150,7 +162,7 @@ class InProcessRunner:
             dev.backward(grads)
             t3 = time.perf_counter()
             st.device_compute_s += (t1 - t0) + (t3 - t2)
-            st.server_compute_s += t2 - t1
+            st.server_compute_s += (t2 - t1) / self.phi[d]
             up, down = nbytes(acts), nbytes(grads)
             st.up_bytes += up
             st.down_bytes += down
@@ -183,7 +195,7 @@ class InProcessRunner:
                 agg_s: float) -> RoundRecord:
         samples = sum(s.samples for s in stats.values())
         loss = sum(s.loss_sum for s in stats.values()) / samples if samples else float("nan")
-        latency = round_latency(stats, self.mode.schedule, self.modes) + agg_s
+        latency = round_latency(stats, self.schedule, self.modes) + agg_s
         return RoundRecord(rnd, loss, float("nan"), float("nan"), 0.0, latency, agg_s, stats,
                            failed)
 

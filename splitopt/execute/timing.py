@@ -21,6 +21,7 @@ from typing import Any
 from splitopt.costs import Phases, combine_rounds, device_phases
 from splitopt.execute.job import Job
 from splitopt.execute.loop import RoundRecord
+from splitopt.execute.modes import priced_server_shares, server_schedule
 from splitopt.scenario import Scenario
 from splitopt.system import link_of
 
@@ -66,16 +67,18 @@ def predict(job: Job, scenario: Scenario | None = None) -> tuple[dict[str, Phase
     g = sc.graph
     out: dict[str, Phases] = {}
     modes: list[str] = []
+    phis = priced_server_shares(sc, job.devices(), mode)
     for d in job.devices():
         dmode = mode.device_mode(d.mode)
         side = frozenset(g.names) if dmode == "fl" else d.device_side
         dev = sc.device(d.device)
         out[d.device] = device_phases(g, side, dev, sc.server,
                                       link_of(dev, sc.channel, d.bandwidth_share), tr,
-                                      batch=job.batch_size(d), server_share=d.server_share,
+                                      batch=job.batch_size(d), server_share=phis[d.device],
                                       aggregate=mode.has_global)
         modes.append(dmode)
-    latency = combine_rounds([p.round_s for p in out.values()], modes, mode.schedule)
+    latency = combine_rounds([p.round_s for p in out.values()], modes,
+                             server_schedule(sc.server.serving, mode))
     return out, latency
 
 

@@ -50,17 +50,20 @@ class Problem:
     selection
         Allow leaving devices out of the round.
     server_share
-        Share the server's compute: a variable phi_k per device with sum phi <= 1.
+        Share the server's compute: a variable phi_k per device with sum phi <= 1. Default
+        (None): as the scenario's ``server.serving`` says (shared: yes; otherwise no).
 
     """
 
     def __init__(self, scenario: Scenario, *,
                  cuts: CutTable | Sequence[Iterable[str]] | None = None,
                  batch: int | Iterable[int] | None = None, modes: bool = False,
-                 selection: bool = False, server_share: bool = False):
+                 selection: bool = False, server_share: bool | None = None):
         if not isinstance(scenario, Scenario):
             raise InputError("scenario", type(scenario).__name__, "a splitopt Scenario")
         self.scenario = scenario
+        if server_share is None:
+            server_share = getattr(scenario.server, "serving", "shared") == "shared"
         self.table = _cut_table(scenario, cuts, modes)
         self.batches = _batches(scenario, batch)
         self.options: OptionTable = build_options(scenario, self.table, self.batches, selection)
