@@ -122,7 +122,7 @@ class Job:
         """The :class:`~splitopt.execute.modes.TrainingMode` of this run."""
         from splitopt.execute.modes import get_mode
 
-        return get_mode(self.config.mode)
+        return get_mode(self.config.mode).for_plan(self.devices())
 
     def devices(self) -> list[DevicePlan]:
         """The selected devices, in plan order (rank 1.. in the multi-process runner)."""

@@ -32,8 +32,13 @@ Readings of the papers where they leave room
   are never aggregated, one shared server model. Our reading: in each iteration the server
   back-propagates every device's batch, accumulates the gradients weighted by batch size, and takes
   one step (the "server aggregates the gradients" variant of parallel SL).
-* HSFL: each device trains in the mode its plan gives (``fl``: whole model local; ``split``: with
-  its own server copy, as SFL-V1); everything is FedAvg'd into one global model each round.
+* HSFL (arXiv:2511.19851, as planned by :mod:`splitopt.formulations.hsfl`): each device trains
+  in the mode its plan gives. FL-mode devices receive the global model, train it locally in
+  parallel and upload it; SL-mode devices take turns through one shared server model, as in
+  vanilla SL (each receives the device part the previous one handed on, runs all its iterations,
+  hands it on). At the end of the round the FL models and the SL chain's model are FedAvg'd, the
+  SL chain weighted by all the SL devices' samples. Each device sends and receives its model
+  once per round, as the cost model prices it.
 * FL (McMahan et al. 2017): every device trains the whole model; FedAvg each round.
 
 Optimisers live as long as the run: aggregation overwrites parameters in place, so the momentum of
@@ -45,7 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from splitopt.errors import InputError
 
@@ -107,6 +112,15 @@ class TrainingMode:
         steps: list[Event] = [Step(d, t) for t in range(iters) for d in ds]
         return [Sync(ds), *steps, Collect(ds)]
 
+    def for_plan(self, devices: Sequence[Any]) -> TrainingMode:
+        """This mode for a plan's devices (a mode that depends on the plan's modes overrides)."""
+        return self
+
+    def collect_weights(self, weights: dict[str, float], split: Sequence[str]
+                        ) -> dict[str, float]:
+        """FedAvg weight of each device (default: its samples)."""
+        return weights
+
 
 class SFLV1(TrainingMode):
     """SplitFed V1: per-device server copies, server copies and device models FedAvg'd."""
@@ -157,13 +171,41 @@ class ParallelSL(TrainingMode):
 
 
 class HSFL(TrainingMode):
-    """Hybrid split/federated learning: each device in its planned mode, one global model."""
+    """Hybrid split/federated learning: FL devices in parallel, SL devices in turn through one
+    server model, one global model (see the module docstring)."""
 
     name = "hsfl"
+    shared_server = True
+    schedule = "sequential"
+
+    def __init__(self, fl_devices: Sequence[str] = ()) -> None:
+        self.fl_devices = frozenset(fl_devices)
+
+    def for_plan(self, devices: Sequence[Any]) -> HSFL:
+        """The mode knowing which of the plan's devices train in FL mode."""
+        return HSFL([d.device for d in devices if d.mode == "fl"])
 
     def device_mode(self, planned: str) -> str:
         """The plan's mode, as given."""
         return planned
+
+    def round_events(self, rnd: int, devices: Sequence[str], iters: int) -> list[Event]:
+        """FL devices: sync, iterate, collect; SL devices: a vanilla-SL chain; one FedAvg."""
+        fl = tuple(d for d in devices if d in self.fl_devices)
+        sl = [d for d in devices if d not in self.fl_devices]
+        out: list[Event] = [Sync(fl)] if fl else []
+        out += [Step(d, t) for t in range(iters) for d in fl]
+        for i, d in enumerate(sl):  # each hands its device part on; the last one to the FedAvg
+            out += [Sync((d,)), *(Step(d, t) for t in range(iters))]
+            if i < len(sl) - 1:
+                out.append(Collect((d,)))
+        return [*out, Collect(fl + tuple(sl[-1:]))]
+
+    def collect_weights(self, weights: dict[str, float], split: Sequence[str]
+                        ) -> dict[str, float]:
+        """The SL chain's model stands for every SL device's samples in the FedAvg."""
+        total = sum(weights[d] for d in split)
+        return {d: (total if d in split else w) for d, w in weights.items()}
 
 
 class FL(TrainingMode):
@@ -186,3 +228,29 @@ def get_mode(name: str | TrainingMode) -> TrainingMode:
     if name not in MODES:
         raise InputError("mode", name, f"one of {sorted(MODES)}")
     return MODES[name]()
+
+
+def server_schedule(serving: str, mode: TrainingMode) -> str:
+    """How split devices share a round under ``mode`` on a server that serves as ``serving``.
+
+    ``sequential`` when they take turns (the mode's own schedule, or a sequential server),
+    else ``parallel`` (costs.takes_turns).
+    """
+    from splitopt.costs import takes_turns
+
+    return "sequential" if takes_turns(mode.schedule, serving) else "parallel"
+
+
+def priced_server_shares(scenario: Any, devices: Sequence[Any], mode: TrainingMode
+                         ) -> dict[str, float]:
+    """The server share phi_k each planned device runs with (costs.server_shares).
+
+    The in-process runner's simulated clock divides a device's measured server compute by it and
+    :func:`splitopt.execute.timing.predict` prices with it: planner and executor use one rule.
+    """
+    from splitopt.costs import server_shares
+
+    modes = [mode.device_mode(d.mode) for d in devices]
+    phis = server_shares(scenario.server.serving, mode.schedule,
+                         [d.server_share for d in devices], modes)
+    return {d.device: phi for d, phi in zip(devices, phis)}

@@ -257,6 +257,7 @@ class ServerWorker:
         self.batch = {d.device: job.batch_size(d) for d in job.devices()}
         self.split_devices = [d.device for d in job.devices()
                               if mode.device_mode(d.mode) == "split"]
+        self.weights = mode.collect_weights(self.weights, self.split_devices)
         self.holders: dict[str, Holder] = {}
         self.views: dict[str, nn.Module] = {}
         self.device_names: dict[str, list[str]] = {}
