@@ -30,7 +30,7 @@ __all__ = [
     "LayerGraph", "Link", "Node", "NodeTime", "Plan", "PlanCosts", "ProfileError", "Scenario",
     "ScenarioError", "Server", "SolverError", "SplitoptError", "Training", "catalog_device",
     "catalog_server", "device_phases", "evaluate", "iteration_delay", "link_of", "partition",
-    "partition_scenario", "profile", "round_terms", "Problem", "maximum", "solve",
+    "partition_scenario", "profile", "round_terms", "Problem", "maximum", "solve", "Planner",
 ]
 
 
@@ -60,3 +60,12 @@ def solve(problem: Problem, **kwargs: Any) -> Any:
     from splitopt.solving import solve as _solve
 
     return _solve(problem, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    """``splitopt.Planner`` (issue 14), imported on first use: it pulls in the solvers."""
+    if name == "Planner":
+        from splitopt.planner import Planner
+
+        return Planner
+    raise AttributeError(f"module 'splitopt' has no attribute {name!r}")

@@ -102,3 +102,24 @@ def test_a_measured_class_gets_its_own_cut():
     sc = Scenario(gm, devs, sc.server, sc.channel, sc.training)
     plan = partition_scenario(sc)
     assert plan.meta["cut_computations"] == 2  # pi and nano price by FLOPs; jetson is measured
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_hull_per_compute_class_gives_the_per_device_hulls(seed):
+    """Devices differing only in channel, memory or power share one hull: the union over compute
+    classes equals the union of every device's own hull."""
+    from splitopt.partitioning.fleet import class_hull_sets
+    from splitopt.partitioning.hull import hull
+
+    rng = np.random.default_rng(70 + seed)
+    g = branching_dag(rng, 10) if seed % 2 else random_dag(rng, 10)
+    sc = random_scenario(rng, g, 6, classes=2)
+    devs = [d.model_copy(update={"spectral_eff_up": float(rng.uniform(0.5, 8)),
+                                 "memory_bytes": float(10 ** rng.uniform(7, 10))})
+            for d in sc.devices]
+    sc = sc.replace(devices=devs)
+    tr = sc.training
+    every = {frozenset(s) for d in sc.devices
+             for s in hull(g, d, sc.server, batch=tr.batch_size, local_iters=tr.local_iters,
+                           aggregate=tr.aggregate, labels=tr.labels)}
+    assert set(class_hull_sets(sc)) == every

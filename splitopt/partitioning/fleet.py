@@ -103,6 +103,34 @@ def cut_signature(device: Device, measured: Mapping[str, Any]) -> tuple:
     return (device.flops, device.spectral_eff_up, device.spectral_eff_dn, cls)
 
 
+def compute_signature(device: Device, measured: Mapping[str, Any]) -> tuple:
+    """What prices a device's compute: its FLOP/s, and its class only if the graph measured it.
+
+    The (compute, bits) hull of :mod:`splitopt.partitioning.hull` depends on nothing else of the
+    device (the bits of a cut are the same for every device), so one hull serves a whole class.
+    """
+    return (device.flops, device.cls if device.cls in measured else None)
+
+
+def class_hull_sets(scenario: Scenario) -> list[frozenset[str]]:
+    """Union over compute classes of the lower-hull sets of (A(S), D(S)): one hull per class.
+
+    Devices differing only in channel, memory or power share their hull (docs/planner.md).
+    """
+    from splitopt.partitioning.hull import hull  # the package attribute is shadowed by the module
+
+    tr, measured = scenario.training, graph_arrays(scenario.graph).measured
+    first: dict[tuple, Device] = {}
+    for d in scenario.devices:
+        first.setdefault(compute_signature(d, measured), d)
+    out: dict[frozenset[str], None] = {}
+    for dev in first.values():
+        for s in hull(scenario.graph, dev, scenario.server, batch=tr.batch_size,
+                      local_iters=tr.local_iters, aggregate=tr.aggregate, labels=tr.labels):
+            out[frozenset(s)] = None
+    return list(out)
+
+
 def partition_scenario(scenario: Scenario, shares: Any = None, *,
                        method: str = "maxflow") -> Plan:
     """Partition every device of ``scenario`` at its bandwidth share (default: equal shares).

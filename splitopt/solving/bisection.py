@@ -205,8 +205,9 @@ def _shares(T: float, A, D, bmin, allowed) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pareto(A: np.ndarray, D: np.ndarray, bmin: np.ndarray, allowed: np.ndarray):
-    """Keep each row's non-dominated allowed options, packed left; returns the packed arrays and
-    the original option index of every kept entry.
+    """Keep each row's non-dominated allowed options, packed left.
+
+    Returns the packed arrays and the original option index of every kept entry.
     """
     n, o = A.shape
     Am = np.where(allowed, A, np.inf)
@@ -230,9 +231,10 @@ def _pareto(A: np.ndarray, D: np.ndarray, bmin: np.ndarray, allowed: np.ndarray)
 def bisect_minmax(A: np.ndarray, D: np.ndarray, beta_min: np.ndarray, allowed: np.ndarray, *,
                   deadline: float | None = None, rtol: float = RTOL,
                   bracket: tuple[float, float] | None = None) -> PathOutcome:
-    """Minimise max_k T_k exactly (see the module docstring). Infeasible -> termination
-    'infeasible'. ``bracket`` (lo, hi) is where to start looking (e.g. the last optimum's
-    bracket); it is checked, not trusted.
+    """Minimise max_k T_k exactly (see the module docstring).
+
+    Infeasible -> termination 'infeasible'. ``bracket`` (lo, hi) is where to start looking (e.g.
+    the last optimum's bracket); it is checked, not trusted.
     """
     return bisect_rows(MinMaxRows(A, D, beta_min, allowed), deadline=deadline, rtol=rtol,
                        bracket=bracket)
@@ -296,8 +298,10 @@ def _warm(rows: MinMaxRows, lo: float, hi: float, floor: float) -> tuple[float, 
 
 
 def _finish(rows: MinMaxRows, T: float, lower: float, it: int) -> PathOutcome:
-    """The plan at a feasible T, certified on the exact rows: least shares, slack shared in
-    proportion, exact objective; the bound is re-checked on every device's full row.
+    """The plan at a feasible T, certified on the exact rows.
+
+    Least shares, slack shared in proportion, exact objective; the bound is re-checked on every
+    device's full row.
     """
     index = rows.index[rows.group]
     share, option = rows.exact(T, index)

@@ -1,0 +1,326 @@
+"""Incremental exact re-planning: ``Planner(problem).solve()``, then ``update(device, **changes)``.
+
+The round-latency problems of the fleet (EdgeSplit, SFL: min w * max_k T_k + c, per-device memory
+rows) decompose by device: with T_k = A[k,o] + D[k,o] / beta_k (+ S[k,o] / phi_k with a shared
+server), a round time T is feasible iff
+
+    dedicated server:  sum_k min_o need_k,o(T) <= 1,   need_k,o(T) = D[k,o] / (T - A[k,o])
+    shared server:     some options give F = c + s^2 / (1 - a) <= 1   (MEASURED.md, resource.py)
+
+where only device k's own row (A[k], D[k], S[k], allowed[k]) depends on device k. A changed device
+therefore changes one row: the planner re-prices that device's options (one-device option table),
+re-derives its row exactly as the problem's analysis would (objective coefficients, memory rows
+presolved into allowed options), moves it between the class groups of
+:class:`~splitopt.solving.bisection.MinMaxRows`, and re-bisects from the previous bracket. The
+answer is the optimum of the problem rebuilt from scratch for the changed scenario, because every
+other row is the same array it was (docs/planner.md; tests/test_planner.py checks it against
+from-scratch solves).
+
+Problems whose constraints are not per-device memory rows, or whose path is not the bisection or
+the server-share path, are solved through :func:`splitopt.solving.solve`; their update needs a
+``rebuild(scenario) -> Problem`` callable and re-solves with the previous result as warm start.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from splitopt.backends.results import Result
+from splitopt.errors import InputError
+from splitopt.model.options import build_options
+from splitopt.model.problem import Problem
+from splitopt.plan import Plan
+from splitopt.pricing import DevicePlans, price_options
+from splitopt.scenario import Scenario
+from splitopt.solving.bisection import MinMaxRows, PathOutcome, bisect_rows
+from splitopt.solving.structure import analyse, per_option
+from splitopt.solving.verify import Row, guard_result, verify
+from splitopt.system import Device
+
+_ARRAYS = ("a_dev", "a_srv", "up", "dn", "agg", "mem", "comm", "e_comp", "e_tx")
+_MEM_TOL = 1e-9  # the analysis' presolve tolerance on a per-device row (structure._classify)
+
+
+class _Options:
+    """The problem's option table as mutable (N, O) arrays, one row per device.
+
+    ``cut``, ``batch`` and ``is_fl`` are shared by all devices (model.options.OptionTable).
+    """
+
+    def __init__(self, o: Any):
+        self.cut, self.batch, self.is_fl = o.cut, o.batch, o.is_fl
+        for key in _ARRAYS:
+            setattr(self, key, np.array(getattr(o, key), dtype=float))
+
+    def rows(self, one: Any) -> dict[str, np.ndarray]:
+        return {k: np.asarray(getattr(one, k), dtype=float)[0] for k in _ARRAYS}
+
+    def set(self, k: int, row: dict[str, np.ndarray]) -> None:
+        for key, v in row.items():
+            getattr(self, key)[k] = v
+
+    def append(self, row: dict[str, np.ndarray]) -> None:
+        for key, v in row.items():
+            setattr(self, key, np.vstack([getattr(self, key), v[None]]))
+
+    def delete(self, k: int) -> None:
+        for key in _ARRAYS:
+            setattr(self, key, np.delete(getattr(self, key), k, 0))
+
+
+class Planner:
+    """An exact planner that re-plans after one device changes without rebuilding the rest.
+
+    Parameters
+    ----------
+    problem
+        A builder Problem. Its incremental form needs the objective ``w * round latency + c``
+        (parallel rounds) and per-device memory rows ``memory(k) <= memory_bytes`` only, as
+        EdgeSplit and SFL build it; anything else falls back to a full solve per update.
+    rebuild
+        ``rebuild(scenario) -> Problem``: how to rebuild the problem for a changed scenario
+        (needed only when the problem has no incremental form).
+    backend
+        The MILP backend of the server-share path (and of fall-back solves).
+
+    """
+
+    def __init__(self, problem: Problem, *, rebuild: Callable[[Scenario], Problem] | None = None,
+                 backend: str | None = None):
+        if not isinstance(problem, Problem):
+            raise InputError("problem", type(problem).__name__, "a splitopt Problem")
+        if problem.objective is None:
+            raise InputError("objective", None, "an objective", "Call p.minimize(...) first.")
+        self.problem, self.rebuild, self.backend = problem, rebuild, backend
+        self.scenario = problem.scenario
+        self.result: Result | None = None
+        self.reason, st, self.path = _incremental_reason(problem)
+        if self.reason:
+            return
+        self.weight, self.const = _weight_const(problem)
+        self.shared = problem.server_share is not None
+        self.opts = _Options(problem.options)
+        self.base_allowed = problem.allowed.copy()  # modes and pins, before memory rows
+        self.mem_rows = {c.name.split(":", 1)[1] for c in problem.constraints}
+        self.names = [d.name for d in self.scenario.devices]
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.allowed = st.allowed.copy()
+        self.rows = None if self.shared else MinMaxRows(*self._arrays(), np.zeros_like(st.A),
+                                                        self.allowed)
+        self.bracket: tuple[float, float] | None = None
+        self.plans = DevicePlans(problem.table.sets(), problem.options,
+                                 self.scenario.training.batch_size)
+
+    # ------------------------------------------------------------------ public
+    def solve(self) -> Result:
+        """Solve the current problem exactly (the first call, or after changes)."""
+        if self.reason:
+            self.result = self.problem.solve(backend=self.backend, warm_start=self.result)
+            return self.result
+        return self._solve(time.perf_counter())
+
+    def update(self, device: str, **changes: Any) -> Result:
+        """Change fields of one device and return the new exact Result.
+
+        Any Device field: ``flops``, ``spectral_eff_up``/``_dn``, ``snr_db``, ``memory_bytes``...
+        """
+        t0 = time.perf_counter()
+        old = self.scenario.device(device)
+        if not changes:
+            raise InputError("changes", {}, "at least one device field, e.g. flops=2e12")
+        unknown = sorted(set(changes) - set(Device.model_fields))
+        if unknown:
+            raise InputError(f"update({device!r}).{unknown[0]}", changes[unknown[0]],
+                             f"a Device field: {sorted(Device.model_fields)}")
+        data = old.model_dump()
+        if "snr_db" in changes:  # the spectral efficiencies follow the new SNR unless given
+            for key in ("spectral_eff_up", "spectral_eff_dn"):
+                if key not in changes:
+                    data.pop(key)
+        new = Device(**{**data, **changes})
+        devices = tuple(new if d.name == device else d for d in self.scenario.devices)
+        return self._changed(self.scenario.replace(devices=devices), ("replace", device, new), t0)
+
+    def join(self, device: Device) -> Result:
+        """A device joins the fleet; returns the new exact Result."""
+        t0 = time.perf_counter()
+        if not isinstance(device, Device):
+            raise InputError("device", type(device).__name__, "a splitopt Device")
+        scen = self.scenario.replace(devices=(*self.scenario.devices, device))
+        return self._changed(scen, ("append", device.name, device), t0)
+
+    def leave(self, device: str) -> Result:
+        """A device leaves the fleet; returns the new exact Result."""
+        t0 = time.perf_counter()
+        self.scenario.device(device)
+        if self.scenario.n_devices == 1:
+            raise InputError("leave", device, "a fleet that keeps at least one device")
+        scen = self.scenario.replace(devices=tuple(d for d in self.scenario.devices
+                                                   if d.name != device))
+        return self._changed(scen, ("delete", device, None), t0)
+
+    # ------------------------------------------------------------------ incremental
+    def _changed(self, scen: Scenario, change: tuple[str, str, Device | None],
+                 t0: float) -> Result:
+        if self.reason:
+            if self.rebuild is None:
+                raise InputError("Planner.rebuild", None, "a rebuild(scenario) -> Problem "
+                                 "callable", f"This problem re-plans by a full solve: "
+                                 f"{self.reason}.")
+            self.problem, self.scenario = self.rebuild(scen), scen
+            return self.solve()
+        kind, name, dev = change
+        if kind == "append" and not (self.base_allowed == self.base_allowed[0]).all():
+            raise InputError("join", name, "a problem whose devices share their allowed options",
+                             "Pins differ between devices: rebuild the Problem for the new fleet.")
+        if kind == "delete":
+            k = self.index[name]
+            for arr in ("base_allowed", "allowed"):
+                setattr(self, arr, np.delete(getattr(self, arr), k, 0))
+            self.opts.delete(k)
+            if self.rows is not None:
+                self.rows.delete(k)
+            self.names.pop(k)
+            self.mem_rows.discard(name)
+        else:
+            assert dev is not None
+            one = build_options(scen.replace(devices=(dev,)), self.problem.table,
+                                self.problem.batches, bool(self.opts.is_fl.size and
+                                                           (self.opts.cut < 0).any()))
+            row = self.opts.rows(one)
+            if kind == "append":
+                enforce = bool(self.mem_rows) and all(
+                    d.name in self.mem_rows for d in self.scenario.devices
+                    if math.isfinite(d.memory_bytes))
+                if enforce and math.isfinite(dev.memory_bytes):
+                    self.mem_rows.add(name)
+                self.base_allowed = np.vstack([self.base_allowed, self.base_allowed[:1]])
+                self.allowed = np.vstack([self.allowed, self.allowed[:1]])
+                self.opts.append(row)
+                self.names.append(name)
+                k = len(self.names) - 1
+            else:
+                k = self.index[name]
+                self.opts.set(k, row)
+                if name in self.mem_rows and not math.isfinite(dev.memory_bytes):
+                    self.mem_rows.discard(name)  # the problem builder adds no row for inf
+            ok = self.base_allowed[k].copy()
+            if name in self.mem_rows:
+                ok &= self.opts.mem[k] - dev.memory_bytes <= _MEM_TOL  # as the analysis does
+            if not ok.any():
+                raise InputError(f"device {name!r}", "no option fits",
+                                 "a device with at least one allowed option (memory)")
+            self.allowed[k] = ok
+            if self.rows is not None:
+                a, d = self._arrays(k)
+                if kind == "append":
+                    self.rows.append(a, d, np.zeros_like(a), ok)
+                else:
+                    self.rows.replace(k, a, d, np.zeros_like(a), ok)
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.scenario = scen
+        return self._solve(t0)
+
+    def _arrays(self, k: int | None = None):
+        o = self.opts
+        sl = slice(None) if k is None else k
+        d = o.up[sl] + o.dn[sl] + o.agg[sl]
+        a = o.a_dev[sl] if self.shared else o.a_dev[sl] + o.a_srv[sl]
+        return a, d
+
+    def _solve(self, t0: float) -> Result:
+        t1 = time.perf_counter()
+        if self.shared:
+            from splitopt.backends import get_backend
+            from splitopt.solving.resource import server_minmax
+
+            a, d = self._arrays()
+            out = server_minmax(a, d, self.opts.a_srv, self.allowed, get_backend(self.backend))
+        else:
+            out = bisect_rows(self.rows, bracket=self.bracket)
+        if out.option is None:
+            from splitopt.errors import InfeasibleError
+
+            raise InfeasibleError(f"no plan: {out.termination} ({self.path} path)")
+        if not self.shared:
+            self.bracket = (float(out.bound), float(out.objective))
+        self.result = self._result(out, t1 - t0, time.perf_counter() - t1)
+        return self.result
+
+    def _result(self, out: PathOutcome, build_s: float, solve_s: float) -> Result:
+        t0 = time.perf_counter()
+        w, c = self.weight, self.const
+        obj, bnd = w * out.objective + c, w * out.bound + c
+        option, beta = out.option, out.beta
+        phi = out.phi if self.shared else None
+        scen = self.scenario
+        costs = price_options(scen, self.opts, self.names, option, beta, phi,
+                              float(scen.training.rounds))
+        plan = Plan(self.plans.build(self.names, option, beta, phi),
+                    rounds=scen.training.rounds, status=out.termination, objective=obj,
+                    bound=bnd, method=self.path, predicted=costs)
+        repriced = w * costs.round_latency_s + c
+        rows = np.arange(len(option))
+        mem = self.opts.mem[rows, option]
+        cap = np.array([scen.device(n).memory_bytes if n in self.mem_rows else math.inf
+                        for n in self.names])
+        shares = {"bandwidth": beta} if phi is None else {"bandwidth": beta, "server": phi}
+        check = verify(objective=obj, repriced=repriced, bound=bnd, shares=shares,
+                       rows=[Row("memory (least headroom)", float(np.max(mem - cap)), hi=0.0)],
+                       gap=1e-6 if out.termination == "optimal" else None)
+        res = Result(out.termination, self.path, "none" if not self.shared else "highs", obj,
+                     bnd, plan, build_s, solve_s, out.iterations, options=option,
+                     price_s=time.perf_counter() - t0)
+        return guard_result(res, check)
+
+
+def _weight_const(p: Problem) -> tuple[float, float]:
+    obj = p.objective
+    assert obj is not None
+    return obj.maxes[0][0], obj.const
+
+
+def _incremental_reason(p: Problem) -> tuple[str, Any, str]:
+    """(why the problem has no incremental form, or "" when it has one; its structure; path)."""
+    from splitopt.solving import choose_path
+
+    st = analyse(p)
+    path = choose_path(st)
+    return _reason(p, st, path), st, path
+
+
+def _reason(p: Problem, st: Any, path: str) -> str:
+    sc = p.scenario
+    if sc.training.schedule != "parallel":
+        return "rounds are sequential (the objective is a sum)"
+    if path not in ("bisection", "server-share") or st.tied or st.coupling:
+        return f"its path is {path!r} (coupled rows or tied cuts)"
+    o = p.options
+    shared = p.server_share is not None
+    A = o.a_dev if shared else o.a_dev + o.a_srv
+    same = (np.array_equal(st.A, A) and np.array_equal(st.D, o.d)
+            and np.array_equal(st.S, o.a_srv if shared else np.zeros_like(st.S)))
+    if not same:
+        return "its objective is not w * round latency + c"
+    index = {d.name: i for i, d in enumerate(sc.devices)}
+    for c in p.constraints:
+        name = c.name.split(":", 1)
+        k = index.get(name[1]) if len(name) == 2 and name[0] == "memory" else None
+        if k is None:
+            return f"constraint {c.name or '(unnamed)'} is not a device's memory row"
+        lin, qb, qp = per_option(p, c.body, k)
+        cap = sc.devices[k].memory_bytes  # the builder writes memory(k) <= cap as mem - cap <= 0
+        if (qb.any() or qp.any() or not np.array_equal(lin, o.mem[k] - cap)
+                or c.lb > -math.inf or c.ub != 0):
+            return f"constraint {c.name} is not memory({name[1]}) <= its memory_bytes"
+    if np.any(st.beta_min > 0):
+        return "some options need a least bandwidth share"
+    return ""
+
+
+__all__ = ["Planner"]

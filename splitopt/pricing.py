@@ -1,0 +1,140 @@
+"""Vectorised plan pricing from an option table (the arrays a solver already holds).
+
+For device k on option o with bandwidth share beta_k and server share phi_k (COST_MODEL.md, the
+option table of :mod:`splitopt.model.options`):
+
+    device_compute = a_dev[k,o]             server_compute = a_srv[k,o] / phi_k
+    uplink = up[k,o] / beta_k               downlink = dn[k,o] / beta_k
+    aggregation = agg[k,o] / beta_k         round = a_dev + a_srv / phi + (up + dn + agg) / beta
+    iteration = (a_dev + a_srv / phi + (up + dn) / beta) / I
+    memory = mem[k,o]   energy = e_comp[k,o] + e_tx[k,o] / beta_k   comm = comm[k,o]
+
+which is :func:`splitopt.costs.device_phases` term by term, for all devices in a few array
+operations. The scalar :func:`splitopt.plan.evaluate` stays the independent reference: the tests
+check that both agree on random plans (tests/test_planner.py).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from splitopt.costs import Phases
+from splitopt.plan import DevicePlan, PlanCosts
+
+FIELDS = ("device_compute_s", "server_compute_s", "uplink_s", "downlink_s", "aggregation_s",
+          "iteration_s", "round_s", "memory_bytes", "energy_j", "comm_bytes")
+
+
+class PhaseTable(Mapping):
+    """Per-device :class:`~splitopt.costs.Phases` held as one (N, 10) array.
+
+    A read-only mapping by device name that builds a Phases object only when one is looked up.
+    """
+
+    def __init__(self, names: Sequence[str], values: np.ndarray):
+        self.names, self.values = list(names), values
+        self._row: dict[str, int] | None = None
+
+    def __getitem__(self, name: str) -> Phases:
+        if self._row is None:
+            self._row = {n: i for i, n in enumerate(self.names)}
+        return Phases(*map(float, self.values[self._row[name]]))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def column(self, field: str) -> np.ndarray:
+        """One phase for every device, in device order (e.g. ``column("round_s")``)."""
+        return self.values[:, FIELDS.index(field)]
+
+
+def option_phases(options, option: np.ndarray, beta: np.ndarray, phi: np.ndarray,
+                  local_iters: int) -> np.ndarray:
+    """(N, 10) phases (FIELDS order) of every device on its option at its shares."""
+    r = np.arange(len(option))
+    take = lambda x: x[r, option]  # noqa: E731
+    a_dev, a_srv, up, dn, agg = (take(options.a_dev), take(options.a_srv), take(options.up),
+                                 take(options.dn), take(options.agg))
+    srv, t_up, t_dn, t_agg = a_srv / phi, up / beta, dn / beta, agg / beta
+    iteration = (a_dev + srv + t_up + t_dn) / float(local_iters)
+    return np.column_stack([a_dev, srv, t_up, t_dn, t_agg, iteration,
+                            a_dev + srv + t_up + t_dn + t_agg, take(options.mem),
+                            take(options.e_comp) + take(options.e_tx) / beta,
+                            take(options.comm)])
+
+
+def round_latency(round_s: np.ndarray, fl: np.ndarray, in_turn: bool) -> float:
+    """FL-mode devices in parallel; split devices in parallel (max) or in turn (sum)."""
+    if not len(round_s):
+        return 0.0
+    split = round_s[~fl]
+    part = (split.sum() if in_turn else split.max()) if len(split) else 0.0
+    return float(max(part, round_s[fl].max() if fl.any() else 0.0))
+
+
+def price_options(scenario, options, names: Sequence[str], option: np.ndarray,
+                  beta: np.ndarray, phi: np.ndarray | None, rounds: float) -> PlanCosts:
+    """The plan's predicted costs (a :class:`~splitopt.plan.PlanCosts`) from the option table.
+
+    ``phi`` None: every device has the whole server (phi = 1). Devices on the "not selected"
+    option (cut -1) are left out, as :func:`splitopt.plan.evaluate` does.
+    """
+    option = np.asarray(option, dtype=np.int64)
+    sel = options.cut[option] >= 0
+    beta = np.asarray(beta, dtype=float)
+    phi = np.ones(len(option)) if phi is None else np.asarray(phi, dtype=float)
+    values = option_phases(options, option[sel], beta[sel], phi[sel],
+                           scenario.training.local_iters)
+    tr = scenario.training
+    in_turn = tr.schedule == "sequential" or getattr(scenario.server, "serving", "") == "sequential"
+    latency = round_latency(values[:, FIELDS.index("round_s")], options.is_fl[option[sel]],
+                            in_turn)
+    kept = [n for n, s in zip(names, sel, strict=True) if s]
+    total = latency * rounds if np.isfinite(rounds) else np.inf
+    return PlanCosts(PhaseTable(kept, values), latency, float(rounds), float(total))
+
+
+class DevicePlans:
+    """DevicePlan objects for many devices at new shares, validated once per option.
+
+    ``DevicePlan.__post_init__`` checks every node name of the device side (about 10-20 us for a
+    50-node side), which dominates building a plan for 1000+ devices. Here one DevicePlan per
+    (option) is built and validated; each device's copy then changes only its name and shares,
+    which are checked here for the whole fleet at once (names come from a validated Scenario).
+    """
+
+    def __init__(self, problem_sets: Sequence[frozenset[str]], options, batch_default: int):
+        self.sets, self.options, self.batch_default = problem_sets, options, batch_default
+        self._template: dict[int, DevicePlan] = {}
+
+    def template(self, o: int) -> DevicePlan:
+        """The validated DevicePlan of option o (name and shares are placeholders)."""
+        t = self._template.get(o)
+        if t is None:
+            c = int(self.options.cut[o])
+            t = self._template[o] = DevicePlan(
+                "template", self.sets[max(c, 0)], 1.0, 1.0, int(self.options.batch[o]),
+                "fl" if self.options.is_fl[o] else "split", c >= 0)
+        return t
+
+    def build(self, names: Sequence[str], option: np.ndarray, beta: np.ndarray,
+              phi: np.ndarray | None) -> tuple[DevicePlan, ...]:
+        """One DevicePlan per device (shares clipped into [1e-12, 1], as the decoder does)."""
+        beta = np.clip(np.asarray(beta, dtype=float), 1e-12, 1.0)
+        phis = None if phi is None else np.clip(np.asarray(phi, dtype=float), 1e-12, 1.0)
+        if not (np.all(np.isfinite(beta)) and (phis is None or np.all(np.isfinite(phis)))):
+            raise ValueError("shares must be finite")
+        out = []
+        for k, (name, o) in enumerate(zip(names, option.tolist(), strict=True)):
+            d = copy.copy(self.template(o))
+            object.__setattr__(d, "device", name)
+            object.__setattr__(d, "bandwidth_share", float(beta[k]))
+            object.__setattr__(d, "server_share", 1.0 if phis is None else float(phis[k]))
+            out.append(d)
+        return tuple(out)

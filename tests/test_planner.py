@@ -1,0 +1,181 @@
+"""The incremental Planner, the grouped bisection and the vectorised pricer.
+
+Exactness: every update equals a from-scratch solve of the rebuilt problem; the grouped bisection
+equals brute force over all option choices; the vectorised pricer equals plan.evaluate() (the
+scalar reference) on random plans. No test measures time (benchmarks/bench_fleet.py does).
+"""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from splitopt import InputError, Planner
+from splitopt.plan import DevicePlan, Plan, evaluate
+from splitopt.pricing import DevicePlans, price_options
+from splitopt.solving.bisection import bisect_minmax, fixed_option_time
+from splitopt.testing import random_dag, random_scenario
+
+
+def _fleet(seed, n=5, layers=8, classes=2):
+    from splitopt.formulations.edgesplit import EdgeSplit
+    from splitopt.formulations.sfl import SFL
+
+    rng = np.random.default_rng(seed)
+    sc = random_scenario(rng, random_dag(rng, layers, chain=True), n, classes=classes)
+    devs = [d.model_copy(update={"spectral_eff_up": float(rng.uniform(0.5, 8))})
+            for d in sc.devices]  # one channel per device: the classes differ only in compute
+    form = EdgeSplit(server_share=False) if seed % 2 else SFL(server_share=False)
+    return sc.replace(devices=devs), form, rng
+
+
+def _same(res, form, scenario):
+    ref = form.problem(scenario).solve()
+    assert res.termination == "optimal", res.verification.summary()
+    assert res.objective == pytest.approx(ref.objective, rel=1e-9)
+    assert res.bound <= res.objective * (1 + 1e-12)
+    repriced = evaluate(form.scenario_for(scenario), res.plan).total_delay_s
+    assert repriced == pytest.approx(res.objective, rel=1e-9)
+
+
+CHANGE = st.sampled_from(["flops", "spectral_eff_up", "spectral_eff_dn", "snr_db",
+                          "memory_bytes", "join", "leave"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10**6), changes=st.lists(st.tuples(CHANGE, st.floats(0.05, 20)),
+                                                     min_size=1, max_size=4))
+def test_updates_equal_from_scratch(seed, changes):
+    sc, form, rng = _fleet(seed)
+    pl = Planner(form.problem(sc))
+    assert pl.reason == ""
+    _same(pl.solve(), form, sc)
+    for i, (kind, x) in enumerate(changes):
+        names = [d.name for d in pl.scenario.devices]
+        name = names[int(rng.integers(len(names)))]
+        dev = pl.scenario.device(name)
+        if kind == "join":
+            res = pl.join(dev.model_copy(update={"name": f"new{i}", "flops": dev.flops * x}))
+        elif kind == "leave":
+            if len(names) == 1:
+                continue
+            res = pl.leave(name)
+        elif kind == "memory_bytes":  # somewhere between its smallest and largest option
+            mem = form.problem(pl.scenario).options.mem[names.index(name)]
+            res = pl.update(name, memory_bytes=float(mem.min() + (mem.max() - mem.min())
+                                                     * min(x, 20) / 20))
+        elif kind == "snr_db":
+            res = pl.update(name, snr_db=x)
+        else:
+            res = pl.update(name, **{kind: getattr(dev, kind) * x})
+        _same(res, form, pl.scenario)
+
+
+def test_shared_server_update_equals_from_scratch():
+    from splitopt.formulations.sfl import SFLSharedServer
+
+    for seed in range(3):
+        sc, _, rng = _fleet(seed, n=4, layers=5)
+        form = SFLSharedServer()
+        pl = Planner(form.problem(sc))
+        assert pl.reason == "" and pl.path == "server-share"
+        _same(pl.solve(), form, sc)
+        _same(pl.update("d1", flops=sc.device("d1").flops * 3), form, pl.scenario)
+        _same(pl.update("d2", spectral_eff_dn=0.3), form, pl.scenario)
+
+
+def test_problem_without_incremental_form_needs_rebuild():
+    from splitopt.model import Problem
+
+    sc, _, _ = _fleet(1, n=3, layers=4)
+    p = Problem(sc, batch=[4, 8])
+    p.add(sum(p.batch[k] for k in range(3)) >= 16, name="samples")
+    p.minimize(p.round_latency())
+    pl = Planner(p)
+    assert "coupled" in pl.reason
+    assert pl.solve().termination == "optimal"
+    with pytest.raises(InputError, match="rebuild"):
+        pl.update("d0", flops=1e12)
+
+    def rebuild(scen):
+        q = Problem(scen, batch=[4, 8])
+        q.add(sum(q.batch[k] for k in range(3)) >= 16, name="samples")
+        q.minimize(q.round_latency())
+        return q
+
+    pl = Planner(p, rebuild=rebuild)
+    pl.solve()
+    res = pl.update("d0", flops=1e12)
+    assert res.objective == pytest.approx(rebuild(pl.scenario).solve().objective, rel=1e-9)
+
+
+def test_bad_updates_are_named():
+    sc, form, _ = _fleet(1, n=3, layers=4)
+    pl = Planner(form.problem(sc))
+    pl.solve()
+    with pytest.raises(InputError, match="device"):
+        pl.update("nope", flops=1e12)
+    with pytest.raises(InputError, match="bandwith"):
+        pl.update("d0", bandwith=3)
+    with pytest.raises(InputError):
+        pl.update("d0", flops=-1.0)
+    with pytest.raises(InputError, match="splitopt Problem"):
+        Planner(sc)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_grouped_bisection_equals_brute_force(seed):
+    """Class rows (equal A, D up to a factor), some minimum shares and forbidden options."""
+    rng = np.random.default_rng(seed)
+    n, o, g = int(rng.integers(1, 5)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
+    cls = rng.integers(0, g, n)
+    A = rng.uniform(0, 10, (g, o))[cls]
+    D = rng.uniform(0, 5, (g, o))[cls] * (10 ** rng.uniform(-1, 1, n))[:, None]
+    D[rng.random((n, o)) < 0.1] = 0.0
+    bmin = np.where(rng.random((n, o)) < 0.15, rng.uniform(0, 0.3, (n, o)), 0.0)
+    allowed = rng.random((n, o)) < 0.8
+    allowed[np.arange(n), rng.integers(0, o, n)] = True
+    out = bisect_minmax(A, D, bmin, allowed)
+    best, k = math.inf, np.arange(n)
+    for c in itertools.product(*[np.flatnonzero(allowed[i]) for i in k]):
+        best = min(best, fixed_option_time(A[k, c], D[k, c], bmin[k, c]))
+    if not math.isfinite(best):
+        assert out.termination == "infeasible"
+        return
+    assert out.objective == pytest.approx(best, rel=1e-9)
+    assert out.bound <= best * (1 + 1e-12)
+    assert np.all(out.beta >= bmin[k, out.option] * (1 - 1e-12))
+    assert out.beta.sum() <= 1 + 1e-9
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_vectorised_pricer_equals_evaluate(seed):
+    from splitopt.model import Problem
+
+    rng = np.random.default_rng(seed)
+    sc = random_scenario(rng, random_dag(rng, 6, chain=bool(seed % 2)), 4)
+    serving = "shared" if seed % 3 == 0 else "dedicated"
+    sc = sc.replace(server=sc.server.model_copy(update={"serving": serving}))
+    p = Problem(sc, batch=[2, 8], modes=True)
+    n = p.n_devices
+    option = np.array([rng.choice(np.flatnonzero(p.allowed[k])) for k in range(n)])
+    beta = rng.dirichlet(np.ones(n)) * 0.999
+    phi = rng.dirichlet(np.ones(n)) * 0.999 if p.server_share is not None else None
+    names = [d.name for d in sc.devices]
+    devs = DevicePlans(p.table.sets(), p.options, sc.training.batch_size).build(
+        names, option, beta, phi)
+    plan = Plan(devs, rounds=sc.training.rounds)
+    ref = evaluate(sc, plan)
+    fast = price_options(sc, p.options, names, option, beta, phi, float(sc.training.rounds))
+    assert fast.round_latency_s == pytest.approx(ref.round_latency_s, rel=1e-12)
+    for name in names:
+        a, b = fast.per_device[name].to_dict(), ref.per_device[name].to_dict()
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-300)
+    rebuilt = [DevicePlan(d.device, d.device_side, d.bandwidth_share, d.server_share,
+                          d.batch_size, d.mode, d.selected) for d in devs]
+    assert tuple(rebuilt) == devs  # the fast copies are what the validating constructor gives
