@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils._pytree import tree_map, tree_unflatten
 
 from splitopt.errors import InputError, ProfileError, SplitoptError
+from splitopt.execute.split_parts import Crossing
 from splitopt.graph import LayerGraph
 from splitopt.profiler.capture import OUTPUT, Captured
 from splitopt.profiler.core import as_args, assemble, capture_model, on_meta
@@ -41,16 +42,24 @@ class SplitModel:
     server
         ``server(*boundary_tensors)`` returns the model's output.
     boundary
-        Names of the crossing tensors: the producing node's name, with ``:k`` (k >= 1) appended
-        for the k-th further tensor of the same node; ordered as the model produces them.
+        Names of the crossing data tensors, in the order ``device(*inputs)`` returns them: the
+        producing node's name (``graph.boundary(device_side)``), ``name[j]`` for the pieces of a
+        list of tensors, ``name#k`` (k >= 1) for a further tensor of the same node.
     device_side
         The device-side node set (inputs included).
     capture
         The capture route the parts were built from (``"export"`` or ``"fx"``).
     shared
-        Names of parameters present in both parts (weights tied across the cut). They are the
-        same ``Parameter`` object in both, so in one process their gradients add up as in the
-        whole model; across processes their gradients must be summed.
+        Server-side names of parameters present in both parts (weights tied across the cut).
+    scalars
+        Names of the numbers and sizes that cross (``input_ids.size(1)`` under torch.fx): the
+        device part returns them, as 0-d / 1-d tensors, after the data tensors of ``boundary``.
+        They are a few bytes per batch, not per sample (see :mod:`splitopt.execute.split_parts`).
+    tied
+        ``(device-side name, server-side name)`` of each weight tied across the cut. Here both
+        are the same ``Parameter``, so in one process gradients add up as in the whole model;
+        when each side holds its own copy, sum the two gradients before stepping
+        (:func:`~splitopt.execute.split_parts.sum_tied_grads`).
 
     """
 
@@ -60,6 +69,8 @@ class SplitModel:
     device_side: frozenset[str]
     capture: str
     shared: list[str] = field(default_factory=list)
+    scalars: list[str] = field(default_factory=list)
+    tied: list[tuple[str, str]] = field(default_factory=list)
 
     def __call__(self, *inputs: Any) -> Any:
         """``server(*device(*inputs))``: the whole model."""
@@ -178,20 +189,17 @@ def _side_of(cap: Captured, s: frozenset[str]) -> dict[fx.Node, bool]:
 def _build(cap: Captured, model: nn.Module, s: frozenset[str]) -> SplitModel:
     on_dev = _side_of(cap, s)
     nodes = [n for n in cap.gm.graph.nodes if n in on_dev]
-    crossing = [n for n in nodes if on_dev[n]
-                and any(not on_dev.get(u, False) for u in n.users if u in on_dev)]
-    names = _boundary_names(cap, crossing)
+    cross = Crossing(cap, nodes, on_dev)
     dev_graph, dev_attrs = fx.Graph(), set[str]()
-    env: dict[fx.Node, fx.Node] = {}
+    # a size read from a server-side node (no data edge orders them): its captured value
+    env: dict[fx.Node, Any] = {m: cap.values.get(m) for n in nodes if on_dev[n]
+                               for m in n.all_input_nodes if on_dev.get(m) is False}
     for n in nodes:
         if on_dev[n]:
             _copy(n, dev_graph, env, dev_attrs)
-    dev_graph.output(tuple(env[n] for n in crossing))
+    dev_graph.output(cross.device_outputs(dev_graph, env))
     srv_graph, srv_attrs = fx.Graph(), set[str]()
-    env = {}
-    for n, name in zip(crossing, names, strict=True):
-        ph = srv_graph.placeholder(_identifier(name))
-        env[n] = srv_graph.call_method("clone", (ph,)) if _mutated(cap, n, on_dev) else ph
+    env = cross.server_inputs(srv_graph, _mutated, on_dev)
     for n in nodes:
         if not on_dev[n] and n.op != "output":
             _copy(n, srv_graph, env, srv_attrs)
@@ -201,10 +209,11 @@ def _build(cap: Captured, model: nn.Module, s: frozenset[str]) -> SplitModel:
     if cap.capture == "export":
         inputs = [n for n in nodes if n.op == "placeholder"]
         device.register_forward_pre_hook(ExportGuard("device", model.training, _shapes(inputs)))
-        server.register_forward_pre_hook(ExportGuard("server", model.training, _shapes(crossing)))
+        server.register_forward_pre_hook(ExportGuard("server", model.training, cross.shapes()))
     dev_params = {id(p): k for k, p in device.named_parameters()}
-    shared = sorted(k for k, p in server.named_parameters() if id(p) in dev_params)
-    return SplitModel(device, server, names, s, cap.capture, shared)
+    tied = [(dev_params[id(p)], k) for k, p in server.named_parameters() if id(p) in dev_params]
+    return SplitModel(device, server, cross.names, s, cap.capture, sorted(k for _, k in tied),
+                      cross.scalar_names, sorted(tied))
 
 
 class ExportGuard:
@@ -237,22 +246,6 @@ class ExportGuard:
 def _shapes(nodes: list[fx.Node]) -> list[tuple[int, ...] | None]:
     vals = [n.meta.get("val") for n in nodes]
     return [tuple(v.shape) if isinstance(v, torch.Tensor) else None for v in vals]
-
-
-def _boundary_names(cap: Captured, crossing: list[fx.Node]) -> list[str]:
-    count: dict[str, int] = {}
-    names = []
-    for n in crossing:
-        g = cap.group[n]
-        k = count.get(g, 0)
-        count[g] = k + 1
-        names.append(g if k == 0 else f"{g}:{k}")
-    return names
-
-
-def _identifier(name: str) -> str:
-    out = "".join(c if c.isalnum() else "_" for c in name)
-    return out if out and not out[0].isdigit() else f"t_{out}"
 
 
 def _copy(n: fx.Node, graph: fx.Graph, env: dict[fx.Node, fx.Node], attrs: set[str]) -> None:

@@ -30,15 +30,18 @@ from __future__ import annotations
 import inspect
 import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.fx as fx
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from splitopt.errors import InputError, ProfileError
+from splitopt.profiler.outputs import split_outputs
 
 #: Modules with children that still run as one unit (their children are not called as modules).
 OPAQUE: tuple[type[nn.Module], ...] = (nn.MultiheadAttention,)
@@ -71,6 +74,11 @@ class Captured:
         Submodules made leaves because they could not be traced (fx route).
     out_spec
         pytree spec of the model's output, for ``export`` (``None`` for ``fx``).
+    values
+        fx node -> its value in the capture (fake or meta tensors, Python numbers for sizes).
+    views
+        Names of the view nodes that :func:`~splitopt.profiler.outputs.split_outputs` made (one
+        per output tensor of a multi-output group).
 
     """
 
@@ -82,6 +90,8 @@ class Captured:
     reason: str = ""
     leaves_forced: list[str] = field(default_factory=list)
     out_spec: Any = None
+    values: dict[fx.Node, Any] = field(default_factory=dict)
+    views: list[str] = field(default_factory=list)
 
 
 def capture(model: nn.Module, example_inputs: Sequence[Any], mode: str = "auto") -> Captured:
@@ -101,17 +111,44 @@ def capture(model: nn.Module, example_inputs: Sequence[Any], mode: str = "auto")
         raise InputError("module", type(model).__name__, "a torch.nn.Module")
     args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     reason = ""
-    if mode in ("auto", "export"):
+    with no_cache(model):
+        if mode in ("auto", "export"):
+            try:
+                return _from_export(model, args)
+            except Exception as err:  # noqa: BLE001 - any export failure means: try the next route
+                if mode == "export":
+                    raise ProfileError(f"torch.export could not capture {type(model).__name__}: "
+                                       f"{_first_line(err)}") from err
+                reason = f"torch.export failed: {_first_line(err)}"
         try:
-            return _from_export(model, args)
-        except Exception as err:  # noqa: BLE001 - any export failure means: try the next route
-            if mode == "export":
-                raise ProfileError(f"torch.export could not capture {type(model).__name__}: "
-                                   f"{_first_line(err)}") from err
-            reason = f"torch.export failed: {_first_line(err)}"
-    cap = _from_fx(model, args)
+            cap = _from_fx(model, args)
+        except ProfileError as err:
+            if not reason:
+                raise
+            raise ProfileError(f"cannot capture {type(model).__name__}: {reason}; then {err}. "
+                               "Fix the route you prefer (capture='export' or 'fx' shows its "
+                               "error alone).") from err
     cap.reason = reason
     return cap
+
+
+@contextmanager
+def no_cache(model: nn.Module) -> Iterator[None]:
+    """Turn a Hugging Face model's key/value cache off while it is captured.
+
+    A causal LM returns its ``DynamicCache`` by default, an object neither torch.export nor
+    torch.fx can return; training never uses it, so the capture (and every part built from it)
+    runs with ``config.use_cache = False``. Models without such a config are untouched.
+    """
+    cfg = getattr(model, "config", None)
+    if getattr(cfg, "use_cache", None) is not True:
+        yield
+        return
+    cfg.use_cache = False
+    try:
+        yield
+    finally:
+        cfg.use_cache = True
 
 
 def _first_line(err: BaseException) -> str:
@@ -176,17 +213,19 @@ def _from_fx(model: nn.Module, args: tuple[Any, ...]) -> Captured:
         except Exception as err:  # noqa: BLE001 - locate the failing submodule and retry
             culprit = _innermost(tracer)
             if not culprit or culprit in forced:
+                where = f"in submodule {culprit!r}" if culprit else "in the top-level forward"
                 raise ProfileError(
-                    f"cannot trace {type(model).__name__}: torch.export and torch.fx both failed"
-                    f" ({_first_line(err)}); a failure in the top-level forward cannot be "
-                    "isolated as a leaf. Make the forward traceable (no Python control flow on "
-                    "tensor values) or wrap the untraceable part in a submodule.") from err
+                    f"torch.fx failed {where}: {_first_line(err)}. torch.fx needs a forward "
+                    "without Python control flow on tensor values and returning tensors (or "
+                    "tuples, lists, dicts of them)") from err
             forced.add(culprit)
             continue
         gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
         _drop_default_placeholders(gm, len(args))
         cap = Captured(gm, {}, {}, [], "fx", leaves_forced=sorted(forced))
-        cap = _group(gm, model, "fx", None, _shapes(cap, args))
+        values = _shapes(cap, args)
+        _drop_identities(gm, values)
+        cap = _group(gm, model, "fx", None, values)
         cap.leaves_forced = sorted(forced)
         return cap
     raise ProfileError(f"cannot trace {type(model).__name__} with torch.fx")  # pragma: no cover
@@ -204,6 +243,47 @@ def _drop_default_placeholders(gm: fx.GraphModule, n_given: int) -> None:
                                "it to its default; pass it in example_inputs")
         gm.graph.erase_node(n)
     gm.recompile()
+
+
+def _drop_identities(gm: fx.GraphModule, values: dict[fx.Node, Any]) -> None:
+    """Drop calls of parameter-free leaves that return their input itself in train and eval mode.
+
+    ``StochasticDepth(p=0)`` or ``nn.Identity`` run no operation, so torch.export records none
+    and has no node for them; dropping them here gives both routes the same node names.
+    """
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or len(node.all_input_nodes) != 1 or node.kwargs:
+            continue
+        mod, src = gm.get_submodule(str(node.target)), node.all_input_nodes[0]
+        x = values.get(src)
+        if next(mod.parameters(), None) is not None or not isinstance(x, torch.Tensor):
+            continue
+        was = mod.training
+        try:
+            with _Calls() as calls:  # F.dropout(x, 0.0) returns x but is an operation to export
+                same = all(mod.train(mode)(x) is x for mode in (True, False))
+            same = same and not calls.names
+        except Exception:  # noqa: BLE001 - a module that cannot run alone is no identity
+            same = False
+        finally:
+            mod.train(was)
+        if same:
+            node.replace_all_uses_with(src)
+            gm.graph.erase_node(node)
+    gm.recompile()
+
+
+class _Calls(TorchFunctionMode):
+    """Record the torch functions called inside the ``with`` block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (),
+                           kwargs: Any = None) -> Any:
+        self.names.append(getattr(func, "__name__", str(func)))
+        return func(*args, **(kwargs or {}))
 
 
 def _shapes(cap: Captured, args: tuple[Any, ...]) -> dict[fx.Node, Any]:
@@ -251,7 +331,15 @@ def _group(gm: fx.GraphModule, model: nn.Module, route: str, out_spec: Any,
             name, kind = leaf or _op_name(node, names)
             group[node] = name
             kinds.setdefault(name, kind)
-    return Captured(gm, group, kinds, inputs, route, out_spec=out_spec)
+    views = split_outputs(gm, group, kinds, values, {*inputs, OUTPUT}, _is_view)
+    return Captured(gm, group, kinds, inputs, route, out_spec=out_spec, values=values,
+                    views=views)
+
+
+def _is_view(node: fx.Node) -> bool:
+    """An operation that only reshapes or selects (a piece of a tuple, a view of a tensor)."""
+    return node.op in ("call_function", "call_method") and (
+        node.target is operator.getitem or _op_of(node) in SHAPE_OPS)
 
 
 #: Operations that only reshape or select a tensor (no FLOPs): they join their input's node
@@ -326,7 +414,11 @@ def _op_name(node: fx.Node, names: _Namer) -> tuple[str, str]:
     stack = node.meta.get("nn_module_stack") or {}
     if stack:
         scope = _clean_path(list(stack.values())[-1][0])
-    return names.unique(f"{scope}.{op}" if scope else op), op
+    # in-place and out-of-place variants share a name (fx traces ``out += x`` as ``add``, export
+    # as ``add_``), so both routes name the node alike
+    base = op.strip("_") or op
+    base = _ATEN_NAMES.get(base, base).rstrip("_") or base
+    return names.unique(f"{scope}.{base}" if scope else base), op
 
 
 def _op_of(node: fx.Node) -> str:

@@ -14,6 +14,7 @@ from torch.utils._pytree import tree_flatten
 from splitopt.errors import InputError, ProfileError
 from splitopt.graph import LayerGraph, Node
 from splitopt.profiler.capture import OUTPUT, Captured, capture
+from splitopt.profiler.outputs import is_data
 from splitopt.profiler.runner import NodeRun, NodeRunner, fetch_attr, to_meta
 
 
@@ -151,10 +152,13 @@ def assemble(cap: Captured, counts: dict[fx.Node, NodeRun], values: dict[fx.Node
             a["out_bytes"] = _nbytes(values.get(node)) / batch
         for m in node.all_input_nodes:
             h = cap.group.get(m)
-            if h is not None and h != g:
+            # sizes and devices read across groups are no data: they cross as metadata (or are
+            # constants, as torch.export makes them), so they neither cost bytes nor order nodes
+            if h is not None and h != g and is_data(values.get(m, cap.values.get(m))):
                 edges.add((h, g))
-    nodes = [Node(g, kind="output" if g == OUTPUT else cap.kinds[g], **a)  # type: ignore[arg-type]
-             for g, a in acc.items()]
+    views = set(cap.views)
+    nodes = [Node(g, kind="output" if g == OUTPUT else cap.kinds[g],  # type: ignore[arg-type]
+                  act_bytes=0.0 if g in views else None, **a) for g, a in acc.items()]
     meta = {"capture": cap.capture, "capture_reason": cap.reason,
             "leaves_forced": cap.leaves_forced, "batch_profiled": batch}
     return LayerGraph(nodes, sorted(edges), cap.inputs, OUTPUT, name=name, meta=meta)
