@@ -148,7 +148,10 @@ def round_terms(devices: Sequence[Device], server: Server, channel: Channel, tra
     full = table.masks.all(axis=1)
     agg_bytes = np.where(full | agg, table.param_bytes, 0.0)
     sec_srv = table.srv_seconds(server)
-    a_dev = np.stack([table.dev_seconds(d) for d in devices]) * b * it
+    rows: dict[tuple, int] = {}  # compute seconds depend on (class, FLOP/s) only: once per class
+    which = [rows.setdefault((d.cls, d.flops), len(rows)) for d in devices]
+    reps = dict(zip(which, devices))
+    a_dev = np.stack([table.dev_seconds(reps[r]) for r in range(len(rows))])[which] * b * it
     a_srv = np.broadcast_to(sec_srv, a_dev.shape) * b * it
     bits = it * b * BITS * table.boundary_bytes + BITS * agg_bytes  # (N, C)
     pbs = np.array([per_bit_seconds(d, channel) for d in devices]).reshape(-1, 1)

@@ -102,19 +102,69 @@ class Planner:
         self.reason, st, self.path = _incremental_reason(problem)
         if self.reason:
             return
-        self.weight, self.const = _weight_const(problem)
-        self.shared = problem.server_share is not None
-        self.opts = _Options(problem.options)
-        self.base_allowed = problem.allowed.copy()  # modes and pins, before memory rows
-        self.mem_rows = {c.name.split(":", 1)[1] for c in problem.constraints}
+        self._setup(problem.table, problem.batches, problem.options, problem.allowed,
+                    st.allowed, {c.name.split(":", 1)[1] for c in problem.constraints},
+                    _weight_const(problem), problem.server_share is not None)
+
+    @classmethod
+    def for_formulation(cls, formulation: Any, scenario: Scenario, *,
+                        backend: str | None = None) -> Planner:
+        """The planner of EdgeSplit/SFL's problem without building its builder Problem.
+
+        The same problem as ``formulation.problem(scenario)`` (min rounds x round latency over
+        the formulation's candidates, a memory row per device with finite memory when
+        ``formulation.memory``, the server shared or dedicated as its scenario says), set up
+        from the option table in array operations: the fast path for large fleets.
+        """
+        for attr in ("scenario_for", "table", "memory"):
+            if not hasattr(formulation, attr):
+                raise InputError("formulation", type(formulation).__name__,
+                                 "an EdgeSplit-like formulation (EdgeSplit, SFL)")
+        scen = formulation.scenario_for(scenario)
+        serving = getattr(scen.server, "serving", "dedicated")
+        if serving not in ("shared", "dedicated") or scen.training.schedule != "parallel":
+            raise InputError("server.serving", serving, "'shared' or 'dedicated' with parallel "
+                             "rounds", "Use formulation.solve() for devices taking turns.")
+        table = formulation.table(scen)
+        batches = [scen.training.batch_size]
+        options = build_options(scen, table, batches, False)
+        base = np.broadcast_to(~options.is_fl, (scen.n_devices, options.n_options))
+        mem = ({d.name for d in scen.devices if math.isfinite(d.memory_bytes)}
+               if formulation.memory else set())
+        self = cls.__new__(cls)
+        self.problem, self.rebuild, self.backend = None, None, backend
+        self.scenario, self.result, self.reason = scen, None, ""
+        self.path = "server-share" if serving == "shared" else "bisection"
+        cap = np.array([d.memory_bytes if d.name in mem else np.inf for d in scen.devices])
+        allowed = base & (options.mem - cap[:, None] <= _MEM_TOL)
+        bad = np.flatnonzero(~allowed.any(axis=1))
+        if len(bad):
+            from splitopt.errors import InfeasibleError
+
+            d = scen.devices[int(bad[0])]
+            raise InfeasibleError(f"device {d.name}: no candidate fits its memory "
+                                  f"{d.memory_bytes:.4g} bytes")
+        self._setup(table, batches, options, base, allowed, mem,
+                    (float(scen.training.rounds), 0.0), serving == "shared")
+        return self
+
+    def _setup(self, table: Any, batches: list[int], options: Any, base_allowed: np.ndarray,
+               allowed: np.ndarray, mem_rows: set[str], weight_const: tuple[float, float],
+               shared: bool) -> None:
+        self.table, self.batches = table, batches
+        self.selectable = bool((options.cut < 0).any())
+        self.weight, self.const = weight_const
+        self.shared = shared
+        self.opts = _Options(options)
+        self.base_allowed = np.array(base_allowed)  # modes and pins, before memory rows
+        self.mem_rows = mem_rows
         self.names = [d.name for d in self.scenario.devices]
         self.index = {n: i for i, n in enumerate(self.names)}
-        self.allowed = st.allowed.copy()
-        self.rows = None if self.shared else MinMaxRows(*self._arrays(), np.zeros_like(st.A),
-                                                        self.allowed)
+        self.allowed = np.array(allowed)
+        a, d = self._arrays()
+        self.rows = None if shared else MinMaxRows(a, d, np.zeros_like(a), self.allowed)
         self.bracket: tuple[float, float] | None = None
-        self.plans = DevicePlans(problem.table.sets(), problem.options,
-                                 self.scenario.training.batch_size)
+        self.plans = DevicePlans(table.sets(), options, self.scenario.training.batch_size)
 
     # ------------------------------------------------------------------ public
     def solve(self) -> Result:
@@ -189,9 +239,8 @@ class Planner:
             self.mem_rows.discard(name)
         else:
             assert dev is not None
-            one = build_options(scen.replace(devices=(dev,)), self.problem.table,
-                                self.problem.batches, bool(self.opts.is_fl.size and
-                                                           (self.opts.cut < 0).any()))
+            one = build_options(scen.replace(devices=(dev,)), self.table, self.batches,
+                                self.selectable)
             row = self.opts.rows(one)
             if kind == "append":
                 enforce = bool(self.mem_rows) and all(

@@ -16,7 +16,6 @@ check that both agree on random plans (tests/test_planner.py).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -130,11 +129,11 @@ class DevicePlans:
         phis = None if phi is None else np.clip(np.asarray(phi, dtype=float), 1e-12, 1.0)
         if not (np.all(np.isfinite(beta)) and (phis is None or np.all(np.isfinite(phis)))):
             raise ValueError("shares must be finite")
+        fields = {o: vars(self.template(o)) for o in np.unique(option).tolist()}
+        phi_list = [1.0] * len(names) if phis is None else phis.tolist()
         out = []
-        for k, (name, o) in enumerate(zip(names, option.tolist(), strict=True)):
-            d = copy.copy(self.template(o))
-            object.__setattr__(d, "device", name)
-            object.__setattr__(d, "bandwidth_share", float(beta[k]))
-            object.__setattr__(d, "server_share", 1.0 if phis is None else float(phis[k]))
+        for name, o, b, f in zip(names, option.tolist(), beta.tolist(), phi_list, strict=True):
+            d = object.__new__(DevicePlan)  # a copy of the validated template, new name/shares
+            vars(d).update(fields[o], device=name, bandwidth_share=b, server_share=f)
             out.append(d)
         return tuple(out)

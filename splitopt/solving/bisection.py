@@ -63,24 +63,36 @@ def row_keys(A: np.ndarray, Dn: np.ndarray, beta_min: np.ndarray,
                       _clean(beta_min).view(np.int64), allowed.astype(np.int64)])
 
 
-def group_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(group of each row, first row of each group) for equal key rows.
+def row_hashes(A: np.ndarray, Dn: np.ndarray, beta_min: np.ndarray,
+               allowed: np.ndarray) -> np.ndarray:
+    """(N, 2) two independent 64-bit hashes of each row's :func:`row_keys`.
 
-    Hashes each row to one int64 (wrapping dot product with fixed odd multipliers), groups the
-    hashes, and checks every row against its group's first row; on a collision it falls back to
-    an exact row sort.
+    Wrapping dot products with fixed odd multipliers, without building the keys (inputs are
+    clean contiguous float64). A device joining looks its group up by this pair.
     """
-    if not len(keys):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    mult = np.random.default_rng(12345).integers(1, 2**62, keys.shape[1], dtype=np.int64) | 1
+    m = np.random.default_rng(12345).integers(1, 2**62, (4, A.shape[1], 2), dtype=np.int64) | 1
     with np.errstate(over="ignore"):
-        h = keys @ mult
-    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+        return (A.view(np.int64) @ m[0] + (Dn.view(np.int64) >> _DROP) @ m[1]
+                + beta_min.view(np.int64) @ m[2] + allowed.astype(np.int64) @ m[3])
+
+
+def group_rows(A: np.ndarray, Dn: np.ndarray, beta_min: np.ndarray,
+               allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(group of each row, first row of each group, the groups' hashes) for equal key rows.
+
+    Groups rows by the first hash and checks the second against the group's first row; on a
+    collision it falls back to an exact sort of the keys.
+    """
+    h = row_hashes(A, Dn, beta_min, allowed)
+    if not len(h):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), h
+    _, first, inv = np.unique(h[:, 0], return_index=True, return_inverse=True)
     inv = inv.ravel()
-    if not np.array_equal(keys, keys[first][inv]):
+    if not np.array_equal(h[:, 1], h[first, 1][inv]):
+        keys = row_keys(A, Dn, beta_min, allowed)
         _, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
         inv = inv.ravel()
-    return inv.astype(np.int64), first.astype(np.int64)
+    return inv.astype(np.int64), first.astype(np.int64), h[first]
 
 
 class MinMaxRows:
@@ -96,11 +108,10 @@ class MinMaxRows:
         self.A0, self.D0 = _clean(A), _clean(D)  # every device's exact rows (certificates, plan)
         self.bmin0, self.allowed0 = _clean(beta_min), np.asarray(allowed, dtype=bool).copy()
         self.scale = row_scale(self.D0, self.bmin0)
-        keys = row_keys(self.A0, self.D0 / self.scale[:, None], self.bmin0, self.allowed0)
-        self.group, first = group_rows(keys)
-        self._keys, self._lookup = keys[first], None  # key -> group, built on the first change
-        self._reps = [self.A0[first], self.D0[first] / self.scale[first, None],
-                      self.bmin0[first], self.allowed0[first]]
+        Dn = self.D0 / self.scale[:, None]
+        self.group, first, self._hashes = group_rows(self.A0, Dn, self.bmin0, self.allowed0)
+        self._lookup: dict[tuple, int] | None = None  # hashes -> group, built on the first change
+        self._reps = [self.A0[first], Dn[first], self.bmin0[first], self.allowed0[first]]
         self._pack()
 
     # ------------------------------------------------------------------ groups
@@ -118,8 +129,8 @@ class MinMaxRows:
                   allowed: np.ndarray) -> tuple[int, bool]:
         """The group of a row (a new one when no group has its key) and whether it is new."""
         if self._lookup is None:
-            self._lookup = {k.tobytes(): g for g, k in enumerate(self._keys)}
-        key = row_keys(a[None], dn[None], bmin[None], allowed[None])[0].tobytes()
+            self._lookup = {tuple(h): g for g, h in enumerate(self._hashes.tolist())}
+        key = tuple(row_hashes(a[None], dn[None], bmin[None], allowed[None])[0].tolist())
         g = self._lookup.get(key)
         if g is not None:
             return g, False
