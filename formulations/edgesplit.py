@@ -300,17 +300,13 @@ def _consistent(plan: Plan, rtol: float = 1e-6) -> bool:
 
 
 def hull_sets(scenario: Scenario) -> list[frozenset[str]]:
-    """Union over device classes of the lower-hull sets of (A(S), D(S)) (partitioning.hull)."""
-    from splitopt.partitioning.hull import hull  # the package attribute is shadowed by the module
+    """Union over compute classes of the lower-hull sets of (A(S), D(S)) (partitioning.hull).
 
-    tr = scenario.training
-    out: dict[frozenset[str], None] = {}
-    for group in scenario.device_groups():
-        dev = scenario.devices[group[0]]
-        for s in hull(scenario.graph, dev, scenario.server, batch=tr.batch_size,
-                      local_iters=tr.local_iters, aggregate=tr.aggregate, labels=tr.labels):
-            out[frozenset(s)] = None
-    return list(out)
+    One hull per class, shared by devices that differ only in channel, memory or power.
+    """
+    from splitopt.partitioning.fleet import class_hull_sets
+
+    return class_hull_sets(scenario)
 
 
 def _register() -> None:
