@@ -13,7 +13,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from splitopt.benchmarks.runner import load_rows
+from splitopt.benchmarks.runner import load_rows, warn_skipped
+
+from splitopt.io import atomic_open, atomic_write
 
 
 def _time(row: dict[str, Any]) -> float | None:
@@ -45,8 +47,55 @@ def _save(plt, fig, ax, path: Path, title: str) -> None:
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, dpi=110, format="png")
     plt.close(fig)
+
+
+def _side_file(path: Path, check, notes: list[str]) -> dict[str, Any]:
+    """A JSON object written beside the results (families.json, machine.json), or {} with a note.
+
+    ``check(doc)`` returns why a parsed document is unusable, or None. A missing file is not an
+    error; a malformed one is reported in the report and on standard error, never a traceback.
+    """
+    if not path.exists():
+        return {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        why: str | None = f"not readable JSON ({type(err).__name__})"
+    else:
+        why = check(doc)
+    if why is None:
+        return doc
+    notes.append(f"{path.name}: ignored, {why}")
+    return {}
+
+
+def _families_problem(doc: Any) -> str | None:
+    if not isinstance(doc, dict):
+        return "not a JSON object of families"
+    for name, meta in doc.items():
+        if not isinstance(meta, dict):
+            return f"family {name!r} is not an object"
+        base = meta.get("baseline")
+        if base is not None and not isinstance(base, str) and not (
+                isinstance(base, list) and all(isinstance(b, str) for b in base)):
+            return f"family {name!r}: 'baseline' is not a method name or a list of them"
+        if not isinstance(meta.get("description", ""), str):
+            return f"family {name!r}: 'description' is not a string"
+        cols = meta.get("columns", [])
+        if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
+            return f"family {name!r}: 'columns' is not a list of names"
+    return None
+
+
+def _machine_problem(doc: Any) -> str | None:
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    if not isinstance(doc.get("libraries", {}), dict):
+        return "'libraries' is not an object"
+    return None
 
 
 def _ok(row: dict[str, Any]) -> bool:
@@ -174,10 +223,15 @@ def _phase_tables(rows: list[dict[str, Any]]) -> list[str]:
 def build_report(results_dir: str | Path) -> Path:
     """Write report.md, its PNG plots and report.html into ``results_dir``; return report.md."""
     out = Path(results_dir)
-    rows = load_rows(out)
-    fams, machine = (json.loads(p.read_text()) if p.exists() else {}
-                     for p in (out / "families.json", out / "machine.json"))
+    notes: list[str] = []
+    rows = load_rows(out, notes)
+    fams = _side_file(out / "families.json", _families_problem, notes)
+    machine = _side_file(out / "machine.json", _machine_problem, notes)
+    warn_skipped(notes)
     lines = ["# splitopt benchmark report", ""]
+    if notes:
+        lines += ["Skipped input (fix or delete these lines to include them):", ""]
+        lines += [f"- {n}" for n in notes[:50]] + [""]
     if machine:
         libs = ", ".join(f"{k} {v}" for k, v in machine.get("libraries", {}).items() if v)
         lines += [f"Machine: {machine.get('processor')} x {machine.get('cpus')} CPUs, Python "
@@ -205,7 +259,7 @@ def build_report(results_dir: str | Path) -> Path:
         if gap_over_time(frows, png):
             lines += [f"![{fam} gap over time]({png.name})", ""]
     md = out / "report.md"
-    md.write_text("\n".join(lines) + "\n")
+    atomic_write(md, "\n".join(lines) + "\n")
     _html(md, out / "report.html")
     return md
 
@@ -214,7 +268,7 @@ def _html(md: Path, html: Path) -> None:
     import markdown
 
     body = markdown.markdown(md.read_text(), extensions=["tables"])
-    html.write_text("<!doctype html><html><head><meta charset='utf-8'><title>splitopt report"
+    atomic_write(html, "<!doctype html><html><head><meta charset='utf-8'><title>splitopt report"
                     "</title><style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
                     "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
                     "padding:2px 6px}</style></head><body>" + body + "</body></html>")

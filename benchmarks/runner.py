@@ -20,6 +20,7 @@ from typing import Any
 from splitopt.benchmarks.registry import BenchSpec, Case, get
 
 from splitopt.errors import InputError
+from splitopt.io import atomic_write
 
 ROW_FIELDS = ("family", "instance", "method", "size", "objective", "bound", "gap", "status",
               "build_s", "solve_s", "wall_s", "peak_mb", "error")
@@ -60,11 +61,17 @@ def run_case(family: str, case: Case) -> dict[str, Any]:
 
 
 def _done_keys(path: Path) -> set[tuple[str, str]]:
-    """Keys of the rows already written; a row cut off by an interruption is dropped (re-run)."""
+    """Keys of the rows already written; a row cut off by an interruption is dropped (re-run).
+
+    The file is rewritten (atomically) with the good rows only, so that appended rows never join
+    a cut-off line; dropped lines are reported by number on standard error.
+    """
     if not path.exists():
         return set()
-    rows = _read_rows(path)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    skipped: list[str] = []
+    rows = _read_rows(path, skipped)
+    warn_skipped(skipped)
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows))
     return {(r["family"], f"{r['instance']}/{r['method']}") for r in rows}
 
 
@@ -112,14 +119,22 @@ def run(families: Iterable[str] | None, out: str | Path, *, quick: bool = False,
     ``ray`` is the address of a running cluster of that engine (``ray="local"`` starts a local
     Ray with ``workers`` CPUs); otherwise ``workers`` local processes (joblib) run the cases.
     """
-    if workers < 1:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError("--workers", workers, "an integer >= 1")
     specs: list[BenchSpec] = get(list(families or []))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError("--out", str(out), "a results folder (this is a file)",
+                         "Name a folder; it is created if absent.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError("--out", str(out), "a folder that can be created", str(err)) from None
     results = out / "results.jsonl"
-    (out / "machine.json").write_text(json.dumps({**machine_info(), "quick": quick}, indent=1))
-    (out / "families.json").write_text(json.dumps(
+    if results.exists() and not results.is_file():
+        raise InputError("--out", str(results), "results.jsonl as a file (it is a folder)")
+    atomic_write(out / "machine.json", json.dumps({**machine_info(), "quick": quick}, indent=1))
+    atomic_write(out / "families.json", json.dumps(
         {s.name: {"description": s.description, "baseline": s.baseline,
                   "lower_is_better": s.lower_is_better, **s.extra} for s in specs}, indent=1))
     done = _done_keys(results)
@@ -130,26 +145,86 @@ def run(families: Iterable[str] | None, out: str | Path, *, quick: bool = False,
     with Progress(disable=not progress) as bar, results.open("a") as fh:
         task = bar.add_task("benchmarks", total=len(todo))
         for row in mapper(todo):
+            # one appended line per row, flushed to disk: a crash loses at most the line being
+            # written, which the next run drops (_done_keys) and re-runs
             fh.write(json.dumps(row, default=float) + "\n")
             fh.flush()
+            os.fsync(fh.fileno())
             bar.update(task, advance=1, description=f"{row['family']}: {row['instance']}")
     return results
 
 
-def load_rows(out: str | Path) -> list[dict[str, Any]]:
-    """All rows of a results directory."""
+def load_rows(out: str | Path, skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """All good rows of a results directory; each bad line is described in ``skipped``."""
     path = Path(out) / "results.jsonl"
-    if not path.exists():
+    if not path.is_file():
         raise InputError("RESULTS_DIR", str(out), "a directory with results.jsonl from "
                          "`splitopt bench --out DIR`")
-    return _read_rows(path)
+    return _read_rows(path, skipped)
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
+_TEXT_FIELDS = ("family", "instance", "method")
+_NUMBER_FIELDS = ("size", "objective", "bound", "gap", "build_s", "solve_s", "wall_s", "peak_mb",
+                  "objective_error")
+
+
+def row_problem(row: Any) -> str | None:
+    """Why ``row`` is not a results row the report can use, or None if it is one."""
+    if not isinstance(row, dict):
+        return f"not a JSON object ({type(row).__name__})"
+    for key in _TEXT_FIELDS:
+        if not isinstance(row.get(key), str):
+            return f"{key!r} is {row.get(key)!r}, not a string"
+    for key in _NUMBER_FIELDS:
+        v = row.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            return f"{key!r} is {v!r}, not a number or null"
+    for key in ("status", "error"):
+        if row.get(key) is not None and not isinstance(row[key], str):
+            return f"{key!r} is {row[key]!r}, not a string or null"
+    trace = row.get("trace")
+    if trace is not None and not (isinstance(trace, list) and all(
+            isinstance(p, list) and len(p) >= 3 and all(_is_number(x) for x in p[:3])
+            for p in trace)):
+        return "'trace' is not a list of [seconds, incumbent, bound] triples"
+    phases = row.get("phases")
+    if phases is not None and not (isinstance(phases, list) and all(
+            isinstance(p, dict) and isinstance(p.get("phase"), str) for p in phases)):
+        return "'phases' is not a list of objects with a 'phase' name"
+    return None
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _read_rows(path: Path, skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """The good rows of ``path``; a line cut off by an interruption or not a row is skipped."""
     rows = []
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise InputError("results file", str(path), "a readable file", str(err)) from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a row cut off by an interruption
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            why: str | None = "not valid JSON (cut off by an interruption?)"
+        else:
+            why = row_problem(row)
+        if why is None:
+            rows.append(row)
+        elif skipped is not None:
+            skipped.append(f"{path.name} line {number}: skipped, {why}")
     return rows
+
+
+def warn_skipped(lines: list[str]) -> None:
+    import sys
+
+    for line in lines[:20]:
+        print(line, file=sys.stderr)
+    if len(lines) > 20:
+        print(f"... and {len(lines) - 20} more skipped lines", file=sys.stderr)

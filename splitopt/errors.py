@@ -99,8 +99,11 @@ def read_text_file(path: Any, what: str, allowed: str,
     A missing file, a folder, a permission problem or bytes that are not UTF-8 all become one
     clear error instead of an OSError / UnicodeDecodeError traceback.
     """
+    import os
     from pathlib import Path
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise error(what, path, allowed)
     p = Path(path)
     if not p.is_file():
         raise error(what, str(path), allowed)
@@ -135,8 +138,10 @@ def check_finite_nonneg(field: str, value: Any, *, positive: bool = False) -> fl
     With ``positive=True`` zero is rejected too.
     """
     try:
+        if isinstance(value, (bool, str, bytes)):  # float(True), float("2e7") would pass
+            raise TypeError
         x = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(field, value, "a finite number") from None
     bad = not (x == x) or x in (float("inf"), float("-inf")) or x < 0 or (positive and x == 0)
     if bad:

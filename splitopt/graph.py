@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from splitopt.errors import MISSING, GraphError, read_text_file
+from splitopt import limits
+from splitopt.errors import MISSING, GraphError, parse_json, read_text_file
+from splitopt.io import atomic_write
 
 FORMAT = "splitopt.layergraph"
 FORMAT_VERSION = 1
@@ -90,13 +91,22 @@ class Node:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise GraphError("node.name", self.name, "a non-empty string")
-        if self.bwd_flops is None:
+        if not isinstance(self.kind, str):
+            raise GraphError(f"node {self.name!r}.kind", self.kind, "a string")
+        if self.bwd_flops is None:  # checked below as "bwd_flops (2 x fwd_flops by default)"
             object.__setattr__(self, "bwd_flops", 2.0 * _number(self.name, "fwd_flops",
                                                                 self.fwd_flops))
+            if self.bwd_flops > limits.NODE_FLOPS.hi:
+                raise GraphError(f"node {self.name!r}.bwd_flops (2 x fwd_flops by default)",
+                                 self.bwd_flops, limits.NODE_FLOPS.text(),
+                                 "Give bwd_flops explicitly or a smaller fwd_flops.")
         if self.act_bytes is None:
             object.__setattr__(self, "act_bytes", _number(self.name, "out_bytes", self.out_bytes))
         for attr in _NUMERIC:
             object.__setattr__(self, attr, _number(self.name, attr, getattr(self, attr)))
+        if not isinstance(self.times, Mapping):
+            raise GraphError(f"node {self.name!r}.times", self.times,
+                             "a mapping of device class to NodeTime")
         for cls, t in self.times.items():
             if not isinstance(t, NodeTime):
                 raise GraphError(f"node {self.name!r}.times[{cls!r}]", t, "a NodeTime")
@@ -110,13 +120,16 @@ class Node:
 
 
 def _number(node: str, attr: str, value: Any) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise GraphError(f"node {node!r}.{attr}", value, "a finite number >= 0") from None
-    if not math.isfinite(x) or x < 0:
-        raise GraphError(f"node {node!r}.{attr}", value, "a finite number >= 0")
-    return x
+    """A node's figure, strictly a number in its range (limits.py), or a GraphError naming it."""
+    return limits.check(f"node {node!r}.{attr}", value, _RANGES[attr.rsplit(".", 1)[-1]],
+                        GraphError)
+
+
+_RANGES = {"fwd_flops": limits.NODE_FLOPS, "bwd_flops": limits.NODE_FLOPS,
+           "out_bytes": limits.NODE_BYTES, "act_bytes": limits.NODE_BYTES,
+           "param_bytes": limits.PARAM_BYTES, "fwd_s": limits.NODE_SECONDS,
+           "bwd_s": limits.NODE_SECONDS, "unmeasured_fwd_flops": limits.NODE_FLOPS,
+           "unmeasured_bwd_flops": limits.NODE_FLOPS}
 
 
 class LayerGraph:
@@ -155,6 +168,15 @@ class LayerGraph:
         if isinstance(inputs, str):
             raise GraphError("inputs", inputs, "a list of input node names",
                              f"Write [{inputs!r}].")
+        for what, given_value in (("nodes", nodes), ("edges", edges), ("inputs", inputs)):
+            if isinstance(given_value, (str, bytes, Mapping)) or not isinstance(given_value,
+                                                                                Iterable):
+                raise GraphError(what, type(given_value).__name__, f"a list of {what}")
+        if not isinstance(name, str):
+            raise GraphError("name", name, "a string")
+        if meta is not None and not isinstance(meta, Mapping):
+            raise GraphError("meta", type(meta).__name__, "a JSON object (mapping) or None")
+        limits.check_nesting("meta", meta, GraphError)
         given = list(nodes)
         by_name: dict[str, Node] = {}
         for node in given:
@@ -199,6 +221,16 @@ class LayerGraph:
             if self._preds[self.index[name]]:
                 raise GraphError(f"input {name!r}", self.preds(name), "no predecessors",
                                  "An input node is the data; it consumes nothing.")
+            node = self.nodes[self.index[name]]
+            if node.fwd_flops or node.bwd_flops:
+                raise GraphError(f"input {name!r}.fwd_flops/bwd_flops",
+                                 (node.fwd_flops, node.bwd_flops), "0 (an input is the data; it "
+                                 "computes nothing)")
+        for node in self.nodes:  # a source that says it is data must be listed as an input
+            if node.kind == "input" and node.name not in self.inputs:
+                raise GraphError(f"node {node.name!r}.kind", "input",
+                                 f"'input' only for the graph's inputs {list(self.inputs)[:5]}",
+                                 "List it in inputs, or give it another kind.")
         if not isinstance(self.output, str) or self.output not in self.index:
             raise GraphError("output", self.output, f"a node name in the graph ({self._few()})")
         if self._succs[self.index[self.output]]:
@@ -573,6 +605,10 @@ class LayerGraph:
             raise GraphError("graph document", type(doc).__name__, "a JSON object")
         if doc.get("format", FORMAT) != FORMAT:
             raise GraphError("format", doc.get("format"), f"{FORMAT!r}")
+        version = doc.get("version", FORMAT_VERSION)
+        if type(version) is not int or version != FORMAT_VERSION:
+            raise GraphError("version", version, f"{FORMAT_VERSION} (this splitopt reads graph "
+                             f"format version {FORMAT_VERSION})")
         for key in ("nodes", "edges", "inputs", "output"):
             if key not in doc:
                 raise GraphError(key, MISSING, "a required field of the graph document",
@@ -586,9 +622,10 @@ class LayerGraph:
             if not isinstance(e, (list, tuple)) or len(e) != 2:
                 raise GraphError(f"edges[{i}]", e, "a [producer, consumer] pair of node names")
             edges.append((e[0], e[1]))
-        meta = doc.get("meta") or {}
+        meta = {} if doc.get("meta") is None else doc["meta"]
         if not isinstance(meta, Mapping):
             raise GraphError("meta", meta, "a JSON object")
+        limits.check_nesting("meta", meta, GraphError)  # before deepcopy recurses into it
         return cls(nodes, edges, list(doc["inputs"]), doc["output"], name=doc.get("name", ""),
                    meta=copy.deepcopy(dict(meta)))
 
@@ -599,15 +636,15 @@ class LayerGraph:
     @classmethod
     def from_json(cls, text: str) -> LayerGraph:
         """Parse the JSON format of docs/formats.md."""
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise GraphError("graph JSON", text[:60], "valid JSON", str(err)) from None
-        return cls.from_dict(doc)
+        if not isinstance(text, (str, bytes)):
+            raise GraphError("graph JSON", type(text).__name__, "a JSON text (str)")
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", errors="replace")
+        return cls.from_dict(parse_json(text, "graph JSON", error=GraphError))
 
     def save(self, path: str | Path) -> None:
-        """Write the graph as JSON; refuses nothing, overwrites only the file named."""
-        Path(path).write_text(self.to_json(indent=1))
+        """Write the graph as JSON (atomically); overwrites only the file named."""
+        atomic_write(path, self.to_json(indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> LayerGraph:
@@ -666,6 +703,8 @@ def _check_edges(edges: Iterable[tuple[str, str]],
     out, seen = [], set()
     for e in edges:
         try:
+            if isinstance(e, (str, bytes)):  # "xa" would unpack as ("x", "a")
+                raise TypeError
             u, w = e
         except (TypeError, ValueError):
             raise GraphError("edges", e, "(producer, consumer) pairs of node names") from None

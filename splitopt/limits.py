@@ -85,7 +85,10 @@ def check(field: str, value: Any, rng: Range, error: type[InputError] = InputErr
         x: Any = int(value)
         ok = rng.lo <= x <= rng.hi
     else:
-        x = float(value)
+        try:
+            x = float(value)
+        except OverflowError:  # an integer beyond any float (10**400)
+            raise error(field, value, rng.text()) from None
         above = x > rng.lo if rng.lo_open else x >= rng.lo
         ok = above and (x <= rng.hi or (rng.inf_ok and x == math.inf))
     if not ok:

@@ -11,17 +11,24 @@ import json
 import math
 import numbers
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from splitopt import limits
 from splitopt.costs import Phases, check_bandwidth, device_phases, round_latency, server_shares
-from splitopt.errors import MISSING, InputError, read_text_file
+from splitopt.errors import MISSING, InputError, parse_json, read_text_file
+from splitopt.io import atomic_write
 from splitopt.scenario import Scenario
 from splitopt.system import link_of
 
 PLAN_FORMAT = "splitopt.plan"
+PLAN_VERSION = 1
+_PLAN_FIELDS = ("format", "version", "method", "status", "objective", "bound", "gap", "rounds",
+                "devices", "meta", "predicted")
+_DEVICE_FIELDS = ("device", "mode", "selected", "bandwidth_share", "server_share", "batch_size",
+                  "device_side", "cut")
 
 Mode = Literal["split", "fl"]
 
@@ -63,7 +70,8 @@ class DevicePlan:
         if not isinstance(self.device, str) or not self.device:
             raise InputError("device plan .device", self.device, "a device name (a string)")
         side = self.device_side
-        if isinstance(side, str) or not all(isinstance(n, str) for n in side):
+        if (isinstance(side, (str, bytes, Mapping)) or not isinstance(side, Iterable)
+                or not all(isinstance(n, str) for n in side)):
             raise InputError(f"device {self.device!r}.device_side", side, "a set of node names")
         object.__setattr__(self, "device_side", frozenset(side))
         for name in ("bandwidth_share", "server_share"):
@@ -75,12 +83,11 @@ class DevicePlan:
                 raise InputError(f"device {self.device!r}.{name}", v, "a number in (0, 1]")
             object.__setattr__(self, name, float(v))
         b = self.batch_size
-        if isinstance(b, float) and b.is_integer():
-            b = int(b)
+        if isinstance(b, float) and b.is_integer() and abs(b) <= 2.0 ** 53:
+            b = int(b)  # a solver's 16.0; 1e308 is left to be refused below
+        if b is not None:
+            b = limits.check(f"device {self.device!r}.batch_size", b, limits.BATCH)
             object.__setattr__(self, "batch_size", b)
-        if b is not None and not (isinstance(b, numbers.Integral) and not isinstance(b, bool)
-                                  and b >= 1):
-            raise InputError(f"device {self.device!r}.batch_size", b, "an integer >= 1 or None")
         if not isinstance(self.selected, bool):
             raise InputError(f"device {self.device!r}.selected", self.selected, "true or false")
         if self.mode not in ("split", "fl"):
@@ -122,6 +129,9 @@ class Plan:
     predicted: PlanCosts | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.devices, (str, bytes, Mapping)) or not isinstance(self.devices,
+                                                                            Iterable):
+            raise InputError("devices", type(self.devices).__name__, "a list of DevicePlans")
         object.__setattr__(self, "devices", tuple(self.devices))
         for i, d in enumerate(self.devices):
             if not isinstance(d, DevicePlan):
@@ -138,6 +148,7 @@ class Plan:
                 raise InputError(name, getattr(self, name), "a string")
         if not isinstance(self.meta, Mapping):
             raise InputError("meta", self.meta, "an object (mapping)")
+        limits.check_nesting("meta", self.meta)
 
     @property
     def gap(self) -> float | None:
@@ -187,12 +198,18 @@ class Plan:
             raise InputError("plan document", type(doc).__name__, "a JSON object")
         if doc.get("format") != PLAN_FORMAT:
             raise InputError("format", doc.get("format", MISSING), repr(PLAN_FORMAT))
+        _only_fields("plan", doc, _PLAN_FIELDS)
+        version = doc.get("version", PLAN_VERSION)
+        if type(version) is not int or version != PLAN_VERSION:
+            raise InputError("version", version, f"{PLAN_VERSION} (this splitopt reads plan "
+                             f"format version {PLAN_VERSION})")
         if not isinstance(doc.get("devices"), list):
             raise InputError("devices", doc.get("devices", MISSING), "a list of device plans")
         devs = []
         for i, d in enumerate(doc["devices"]):
             if not isinstance(d, Mapping):
                 raise InputError(f"devices[{i}]", d, "a device plan object")
+            _only_fields(f"devices[{i}]", d, _DEVICE_FIELDS)
             for key in ("device", "device_side", "bandwidth_share"):
                 if key not in d:
                     raise InputError(f"devices[{i}].{key}", MISSING, "a required field",
@@ -200,26 +217,35 @@ class Plan:
             side = d["device_side"]
             if not isinstance(side, list) or not all(isinstance(n, str) for n in side):
                 raise InputError(f"devices[{i}].device_side", side, "a list of node names")
+            batch = d.get("batch_size")
+            if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int)):
+                raise InputError(f"devices[{i}].batch_size", batch,
+                                 f"null or {limits.BATCH.text()}")
             devs.append(DevicePlan(d["device"], frozenset(side), d["bandwidth_share"],
-                                   d.get("server_share"), d.get("batch_size"),
+                                   d.get("server_share"), batch,
                                    d.get("mode", "split"), d.get("selected", True)))
         return cls(tuple(devs), doc.get("rounds", 1.0), doc.get("status", "unknown"),
                    doc.get("objective"), doc.get("bound"), doc.get("method", ""),
                    {} if doc.get("meta") is None else doc["meta"])
 
     def save(self, path: str | Path, scenario: Scenario | None = None) -> None:
-        """Write the plan JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(scenario), indent=1))
+        """Write the plan JSON (atomically: a reader sees the old file or the new one)."""
+        atomic_write(path, json.dumps(self.to_dict(scenario), indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> Plan:
         """Read a plan JSON file."""
         text = read_text_file(path, "plan file", "an existing JSON file")
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise InputError("plan file", str(path), "valid JSON", str(err)) from None
-        return cls.from_dict(doc)
+        return cls.from_dict(parse_json(text, "plan file", path))
+
+
+def _only_fields(where: str, doc: Mapping[str, Any], known: Sequence[str]) -> None:
+    """Refuse a field the format does not define (a misspelt ``bandwith_share`` is not ignored)."""
+    unknown = [k for k in doc if k not in known]
+    if unknown:
+        shown = [k if isinstance(k, str) else repr(k) for k in unknown][:5]
+        raise InputError(f"{where}.{shown[0]}", doc[unknown[0]], f"the fields {', '.join(known)} "
+                         "(no others)", "See docs/formats.md.")
 
 
 def evaluate(scenario: Scenario, plan: Plan) -> PlanCosts:
@@ -228,6 +254,10 @@ def evaluate(scenario: Scenario, plan: Plan) -> PlanCosts:
     Checks that every device of the plan exists, that its set is a valid split, and that bandwidth
     and server shares of the selected devices sum to at most 1.
     """
+    if not isinstance(scenario, Scenario):
+        raise InputError("scenario", type(scenario).__name__, "a splitopt Scenario")
+    if not isinstance(plan, Plan):
+        raise InputError("plan", type(plan).__name__, "a splitopt Plan")
     g, tr = scenario.graph, scenario.training
     names = [d.device for d in plan.devices]
     try:  # linear in the fleet size (list.count made 10^4 devices take 9 s)
@@ -249,6 +279,12 @@ def evaluate(scenario: Scenario, plan: Plan) -> PlanCosts:
         phases[d.device] = device_phases(g, side, dev, scenario.server,
                                          link_of(dev, scenario.channel, d.bandwidth_share), tr,
                                          batch=d.batch_size, server_share=phi)
+        if not math.isfinite(phases[d.device].round_s):
+            # every figure is in range (limits.py), so only a vanishing share gets here
+            raise InputError(f"device {d.device!r}.bandwidth_share / server_share",
+                             (d.bandwidth_share, d.server_share),
+                             "shares large enough for a finite round time",
+                             "A share this small makes the transfer or compute time overflow.")
     latency = round_latency([p.round_s for p in phases.values()], modes, tr.schedule,
                             serving) if chosen else 0.0
     rounds = float(plan.rounds)
@@ -262,12 +298,19 @@ def uniform_plan(scenario: Scenario, device_sides: Sequence[frozenset[str]] | fr
 
     ``device_sides`` is one set of node names for every device, or one set per device.
     """
+    if not isinstance(scenario, Scenario):
+        raise InputError("scenario", type(scenario).__name__, "a splitopt Scenario")
     n = scenario.n_devices
+    if isinstance(device_sides, (str, bytes, Mapping)) or not isinstance(device_sides, Iterable):
+        raise InputError("device_sides", type(device_sides).__name__, "a set of node names, or "
+                         f"a list of {n} sets (one per device)")
     if isinstance(device_sides, (set, frozenset)):
         sides = [frozenset(device_sides)] * n
     else:
-        sides = [frozenset(s) for s in device_sides]
-        if len(sides) != n or any(isinstance(s, str) for s in device_sides):
+        given = list(device_sides)
+        bad = any(isinstance(s, str) or not isinstance(s, Iterable) for s in given)
+        sides = [] if bad else [frozenset(s) for s in given]
+        if bad or len(sides) != n:
             raise InputError("device_sides", f"{len(sides)} entries", f"one set of node names, or "
                              f"a list of {n} sets (one per device)")
     devs = tuple(DevicePlan(d.name, s, 1.0 / n)

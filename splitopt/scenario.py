@@ -6,10 +6,8 @@ solving never mutates it. File format: docs/formats.md.
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -17,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
-from splitopt.errors import MISSING, ScenarioError, read_text_file
+from splitopt import limits
+from splitopt.errors import MISSING, ScenarioError, parse_json, read_text_file
 from splitopt.graph import LayerGraph
-from splitopt.system import Channel, Device, Server, Training, scenario_error
+from splitopt.system import Channel, Device, Server, Training, number_in, scenario_error
 
 
 class _Loader(yaml.SafeLoader):
@@ -42,6 +41,29 @@ _Loader.add_implicit_resolver(
 def load_yaml(text: str) -> Any:
     """Parse YAML safely, with ``1e6``-style floats (see :class:`_Loader`)."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def parse_yaml(text: str, path: str = "<text>") -> Any:
+    """:func:`load_yaml`, with a syntax error or a too-deep document as one ScenarioError line.
+
+    PyYAML's own message spans several lines with a snippet and a caret; this keeps the file,
+    line, column and problem on one line: ``s.yaml, line 3, column 9: mapping values are not
+    allowed here``.
+    """
+    try:
+        return load_yaml(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
+        problem = err.problem or err.context or "invalid YAML"
+        raise ScenarioError("scenario file", path, "valid YAML or JSON",
+                            f"{where}: {problem}.") from None
+    except yaml.YAMLError as err:
+        raise ScenarioError("scenario file", path, "valid YAML or JSON",
+                            str(err).splitlines()[0] if str(err) else None) from None
+    except RecursionError:
+        raise ScenarioError("scenario file", path, "YAML nested at most a few hundred levels deep",
+                            "The document nests lists/mappings too deeply.") from None
 
 
 @cache
@@ -67,26 +89,18 @@ def _from_catalog(kind: str, name: str, *, where: str | None = None,
         entry.pop("peak_fp32_flops"), entry.pop("utilisation")
     else:
         prefix = f"{where.rsplit('.', 1)[0]}." if where else ""
-        peak = _positive(f"{prefix}peak_fp32_flops", entry.pop("peak_fp32_flops"))
-        util = _positive(f"{prefix}utilisation", entry.pop("utilisation"), upper=1.0)
-        entry["flops"] = peak * util
+        peak = limits.check(f"{prefix}peak_fp32_flops", entry.pop("peak_fp32_flops"),
+                            limits.FLOP_RATE, ScenarioError)
+        util = limits.check(f"{prefix}utilisation", entry.pop("utilisation"), _UTILISATION,
+                            ScenarioError)
+        entry["flops"] = limits.check(f"{prefix}peak_fp32_flops x utilisation", peak * util,
+                                      limits.FLOP_RATE, ScenarioError)
     entry.setdefault("device_class", name)
     return entry
 
 
 _RATE_KEYS = ("peak_fp32_flops", "utilisation")
-
-
-def _positive(field: str, value: Any, upper: float | None = None) -> float:
-    """A finite number > 0 (and <= ``upper``), or a ScenarioError naming the field."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        x = math.nan
-    if not (math.isfinite(x) and x > 0 and (upper is None or x <= upper)):
-        allowed = "a finite number > 0" + (f" and <= {upper:g}" if upper is not None else "")
-        raise ScenarioError(field, value, allowed)
-    return x
+_UTILISATION = limits.Range(0.0, 1.0, "fraction of the peak", lo_open=True)
 
 
 def catalog_device(entry: str, name: str | None = None, **overrides: Any) -> Device:
@@ -124,7 +138,7 @@ class _DeviceEntry(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     catalog: str | None = None
-    count: int = Field(default=1, ge=1)
+    count: number_in(limits.COUNT) = 1
     name: str | None = None
 
 
@@ -152,9 +166,18 @@ class Scenario:
     def __post_init__(self) -> None:
         if not isinstance(self.graph, LayerGraph):
             raise ScenarioError("graph", type(self.graph).__name__, "a splitopt LayerGraph")
+        if isinstance(self.devices, Device):
+            raise ScenarioError("devices", self.devices.name, "a list of Devices",
+                                f"Write [{self.devices.name!r} device] (a list).")
+        if isinstance(self.devices, (str, bytes, Mapping)) or not isinstance(self.devices,
+                                                                            Iterable):
+            raise ScenarioError("devices", type(self.devices).__name__, "a list of Devices")
         object.__setattr__(self, "devices", tuple(self.devices))
         if not self.devices:
             raise ScenarioError("devices", [], "at least one device")
+        if len(self.devices) > limits.MAX_DEVICES:
+            raise ScenarioError("devices", f"{len(self.devices)} devices",
+                                f"at most {limits.MAX_DEVICES} devices")
         for attr, kind in (("server", Server), ("channel", Channel), ("training", Training)):
             if not isinstance(getattr(self, attr), kind):
                 raise ScenarioError(attr, type(getattr(self, attr)).__name__,
@@ -221,13 +244,13 @@ class Scenario:
     @classmethod
     def load(cls, path: str | Path, *, graph: LayerGraph | None = None) -> Scenario:
         """Read a YAML or JSON scenario file."""
+        text = read_text_file(path, "scenario file", "an existing YAML or JSON file",
+                              ScenarioError)
         p = Path(path)
-        text = read_text_file(p, "scenario file", "an existing YAML or JSON file", ScenarioError)
-        try:
-            doc = json.loads(text) if p.suffix.lower() == ".json" else load_yaml(text)
-        except (yaml.YAMLError, json.JSONDecodeError) as err:
-            raise ScenarioError("scenario file", str(path), "valid YAML or JSON",
-                                str(err)) from None
+        if p.suffix.lower() == ".json":
+            doc = parse_json(text, "scenario file", path, ScenarioError)
+        else:
+            doc = parse_yaml(text, str(path))
         return cls.from_dict(doc, base_dir=p.parent, graph=graph)
 
     def to_dict(self) -> dict[str, Any]:
@@ -241,9 +264,13 @@ class Scenario:
 def _fleet(entries: Any) -> list[Device]:
     if not isinstance(entries, Sequence) or isinstance(entries, str) or not entries:
         raise ScenarioError("devices", entries, "a non-empty list of device entries")
+    parsed = [_validated(_DeviceEntry, raw, f"devices[{i}]") for i, raw in enumerate(entries)]
+    total = sum(e.count for e in parsed)  # before expanding: a huge fleet is refused at once
+    if total > limits.MAX_DEVICES:
+        raise ScenarioError("devices[].count", f"{total} devices in all",
+                            f"at most {limits.MAX_DEVICES} devices in a scenario")
     fleet: list[Device] = []
-    for i, raw in enumerate(entries):
-        entry = _validated(_DeviceEntry, raw, f"devices[{i}]")
+    for i, entry in enumerate(parsed):
         extra = dict(entry.model_extra or {})
         base = {}
         if entry.catalog is not None:
@@ -253,9 +280,12 @@ def _fleet(entries: Any) -> list[Device]:
         stem = entry.name or entry.catalog
         if stem is None:
             raise ScenarioError(f"devices[{i}].name", MISSING, "a name or a catalog entry")
-        for j in range(entry.count):
-            name = stem if entry.count == 1 else f"{stem}-{j}"
-            fleet.append(_validated(Device, {**base, **extra, "name": name}, f"devices[{i}]"))
+        first = _validated(Device, {**base, **extra, "name": stem if entry.count == 1
+                                    else f"{stem}-0"}, f"devices[{i}]")
+        # the copies differ only by name (a validated string): no need to validate each again
+        fleet.append(first)
+        fleet.extend(first.model_copy(update={"name": f"{stem}-{j}"})
+                     for j in range(1, entry.count))
     return fleet
 
 

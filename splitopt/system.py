@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from functools import partial
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
 
+from splitopt import limits
 from splitopt.errors import MISSING, InputError, ScenarioError
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -46,6 +56,20 @@ def scenario_error(err: ValidationError, where: str, model: type[BaseModel]) -> 
                             "See docs/formats.md for the scenario fields.")
     out.loc = rel  # type: ignore[attr-defined]
     return out
+
+
+def number_in(rng: limits.Range) -> Any:
+    """A pydantic field type: a strict number in ``rng`` (no ``true``, no ``"2e7"``).
+
+    The error names the range (``a number in [1, 1e+21] (FLOP/s)``); :func:`scenario_error`
+    prefixes the field.
+    """
+    return Annotated[int if rng.integer else float,
+                     BeforeValidator(partial(_check_in, rng))]
+
+
+def _check_in(rng: limits.Range, value: Any) -> Any:
+    return limits.check("", value, rng)
 
 
 def _allowed_text(msg: str) -> str:
@@ -93,14 +117,15 @@ class Device(_Frozen):
     model_config = _FROZEN
 
     name: str = Field(min_length=1)
-    flops: float = Field(gt=0, allow_inf_nan=False, description="sustained FLOP/s for training")
-    memory_bytes: float = Field(default=math.inf, gt=0, description="memory for training, bytes")
-    power_compute_w: float = Field(default=0.0, ge=0, allow_inf_nan=False)
-    power_tx_w: float = Field(default=0.0, ge=0, allow_inf_nan=False)
-    spectral_eff_up: float = Field(default=0.0, ge=0, allow_inf_nan=False, description="bit/s/Hz")
-    spectral_eff_dn: float = Field(default=0.0, ge=0, allow_inf_nan=False, description="bit/s/Hz")
-    snr_db: float | None = Field(default=None, allow_inf_nan=False)
-    workspace_bytes: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    flops: number_in(limits.FLOP_RATE) = Field(description="sustained FLOP/s for training")
+    memory_bytes: number_in(limits.MEMORY) = Field(default=math.inf, description="for training")
+    power_compute_w: number_in(limits.POWER) = 0.0
+    power_tx_w: number_in(limits.POWER) = 0.0
+    # 0 (the default) means "not given": _check_link then asks for them or for snr_db
+    spectral_eff_up: number_in(limits.SPECTRAL_EFF) = 0.0
+    spectral_eff_dn: number_in(limits.SPECTRAL_EFF) = 0.0
+    snr_db: number_in(limits.SNR_DB) | None = None
+    workspace_bytes: number_in(limits.WORKSPACE) = 0.0
     device_class: str | None = None
 
     @model_validator(mode="before")
@@ -108,10 +133,8 @@ class Device(_Frozen):
     def _from_snr(cls, data: object) -> object:
         if isinstance(data, dict) and data.get("snr_db") is not None:
             try:
-                s = spectral_efficiency(float(data["snr_db"]))
-            except (TypeError, ValueError):
-                s = math.nan
-            if not math.isfinite(s):
+                s = spectral_efficiency(limits.check("snr_db", data["snr_db"], limits.SNR_DB))
+            except InputError:
                 return data  # the snr_db field's own validation reports it
             data = {**data}
             data.setdefault("spectral_eff_up", s)
@@ -150,7 +173,7 @@ class Server(_Frozen):
     model_config = _FROZEN
 
     name: str = "server"
-    flops: float = Field(gt=0, allow_inf_nan=False, description="sustained FLOP/s for training")
+    flops: number_in(limits.FLOP_RATE) = Field(description="sustained FLOP/s for training")
     device_class: str | None = None
     serving: Literal["shared", "sequential", "dedicated"] = "shared"
 
@@ -160,8 +183,11 @@ class Channel(_Frozen):
 
     model_config = _FROZEN
 
-    bandwidth_up_hz: float = Field(gt=0, allow_inf_nan=False)
-    bandwidth_dn_hz: float = Field(gt=0, allow_inf_nan=False)
+    bandwidth_up_hz: number_in(limits.BANDWIDTH)
+    bandwidth_dn_hz: number_in(limits.BANDWIDTH)
+
+
+_OPTIMIZER_COPIES = limits.Range(0, 4, "state copies", integer=True)
 
 
 class Training(_Frozen):
@@ -175,13 +201,14 @@ class Training(_Frozen):
 
     model_config = _FROZEN
 
-    batch_size: int = Field(default=32, ge=1)
-    local_iters: int = Field(default=1, ge=1)
-    optimizer_copies: int = Field(default=0, ge=0, le=4, description="0 SGD, 1 momentum, 2 Adam")
+    batch_size: number_in(limits.BATCH) = 32
+    local_iters: number_in(limits.LOCAL_ITERS) = 1
+    optimizer_copies: number_in(_OPTIMIZER_COPIES) = Field(default=0,
+                                                     description="0 SGD, 1 momentum, 2 Adam")
     labels: Literal["server", "device"] = "server"
     schedule: Literal["parallel", "sequential"] = "parallel"
-    aggregate: bool = True
-    rounds: int = Field(default=1, ge=1, description="rounds of training, for total delay")
+    aggregate: Annotated[bool, Strict()] = True
+    rounds: number_in(limits.ROUNDS) = Field(default=1, description="for the total delay")
 
 
 @dataclass(frozen=True)

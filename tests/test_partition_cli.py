@@ -80,8 +80,8 @@ def _main(monkeypatch, capsys, *args):
      r"^error: graph: got '62 nodes \(60 free\)'; allowed: at most 20 nodes .*method='maxflow'"),
     ("nopath.json", "sc.yaml", [], r"^error: graph: got .*allowed: a graph with a path from an "
                                    r"input to the output 'y'"),
-    ("g.json", "zero_speed.yaml", [], r"^error: devices\[1\]\.flops: got 0; allowed: greater "),
-    ("g.json", "zero_band.yaml", [], r"^error: channel\.bandwidth_up_hz: got 0; allowed: greater"),
+    ("g.json", "zero_speed.yaml", [], r"^error: devices\[1\]\.flops: got 0; allowed: a number "),
+    ("g.json", "zero_band.yaml", [], r"^error: channel\.bandwidth_up_hz: got 0; allowed: a number"),
     ("g.json", "sc.yaml", ["--share", "0"], r"^error: --share: got 0\.0; allowed: a number in"),
     ("g.json", "sc.yaml", ["--method", "fast"], r"^error: method: got 'fast'; allowed: one of"),
     ("missing.json", "sc.yaml", [],

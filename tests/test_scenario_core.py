@@ -8,11 +8,10 @@ import math
 
 import numpy as np
 import pytest
-import yaml
 from pydantic import ValidationError
 
 from splitopt import Device, LayerGraph, Scenario, catalog_device, catalog_server
-from splitopt.scenario import catalog, default_scenario_path, resolve_model
+from splitopt.scenario import catalog, default_scenario_path, load_yaml, resolve_model
 from splitopt.system import spectral_efficiency
 from splitopt.testing import random_dag
 
@@ -39,7 +38,7 @@ def graph() -> LayerGraph:
 def files(tmp_path, graph):
     graph.save(tmp_path / "graph.json")
     (tmp_path / "s.yaml").write_text(SCENARIO)
-    doc = yaml.safe_load(SCENARIO)
+    doc = load_yaml(SCENARIO)  # YAML 1.2 numbers (1.0e9), as Scenario.load reads them
     (tmp_path / "s.json").write_text(json.dumps(doc))
     return tmp_path
 
@@ -168,7 +167,7 @@ def test_graph_argument_overrides_model(files):
 
 
 def test_default_scenario_file_is_valid_yaml():
-    doc = yaml.safe_load(default_scenario_path().read_text())
+    doc = load_yaml(default_scenario_path().read_text())
     assert doc["model"] == "digits_cnn" and doc["devices"]
     g = random_dag(np.random.default_rng(0), 4)
     sc = Scenario.from_dict(doc, graph=g)  # every other part validates without torch

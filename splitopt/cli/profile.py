@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from splitopt.cli._common import emit_json, table
+from splitopt.cli._common import check_out_path, emit_json, table
 
 
 def summary(graph: Any, seconds: float, out: Path | None) -> dict[str, Any]:
@@ -39,10 +39,12 @@ def profile_cmd(
     capture: str = typer.Option("auto", "--capture", help="auto, export or fx"),
     batch_size: int = typer.Option(1, "--batch-size", help="batch of the example inputs"),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
+    force: bool = typer.Option(False, "--force", help="overwrite --out"),
 ) -> None:
     """Profile a model into a layer graph: per-sample FLOPs, bytes, parameters, optional times."""
     from splitopt.profiler import profile_model
 
+    check_out_path(out, force)
     t0 = time.perf_counter()
     graph = profile_model(model, measure=measure, capture=capture, times=times,
                           batch_size=batch_size)

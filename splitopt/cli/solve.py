@@ -9,8 +9,9 @@ from typing import Any
 
 import typer
 
-from splitopt.cli._common import emit_json, table
+from splitopt.cli._common import check_out_path, emit_json, table
 from splitopt.errors import InputError
+from splitopt.io import atomic_write
 from splitopt.scenario import Scenario
 
 
@@ -49,9 +50,7 @@ def solve_cmd(scenario: Path = typer.Argument(..., help="scenario YAML/JSON"),
               out: Path = typer.Option(None, "--out", "-o", help="write the plan JSON here"),
               force: bool = typer.Option(False, "--force", help="overwrite --out")) -> None:
     """Solve a planning problem exactly and print (or save) the plan with its bound and gap."""
-    if out is not None and out.exists() and not force:
-        raise InputError("--out", str(out), "a path that does not exist yet",
-                         "Pass --force to overwrite it.")
+    check_out_path(out, force)
     sc = Scenario.load(scenario)
     prob = load_problem(problem, sc)
     from splitopt.solving import solve
@@ -60,7 +59,7 @@ def solve_cmd(scenario: Path = typer.Argument(..., help="scenario YAML/JSON"),
     doc = res.to_dict()
     doc["plan"] = res.plan.to_dict(sc) if res.plan is not None else None
     if out is not None and res.plan is not None:
-        out.write_text(json.dumps(doc["plan"], indent=1))
+        atomic_write(out, json.dumps(doc["plan"], indent=1))
     if json_out:
         emit_json(doc)
         return
