@@ -15,7 +15,8 @@ from typing import Any
 from splitopt.errors import InputError
 
 # Family modules, in the order the suite runs them (each registers itself on import).
-FAMILIES = ("partition", "builder", "joint", "extensions", "solvers", "executor", "profiler")
+FAMILIES = ("partition", "builder", "joint", "extensions", "solvers", "executor", "profiler",
+            "fleet")
 
 
 @dataclass(frozen=True)

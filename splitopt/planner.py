@@ -164,7 +164,7 @@ class Planner:
         a, d = self._arrays()
         self.rows = None if shared else MinMaxRows(a, d, np.zeros_like(a), self.allowed)
         self.bracket: tuple[float, float] | None = None
-        self.plans = DevicePlans(table.sets(), options, self.scenario.training.batch_size)
+        self.plans = DevicePlans(table, options)
 
     # ------------------------------------------------------------------ public
     def solve(self) -> Result:
@@ -319,8 +319,10 @@ class Planner:
         cap = np.array([scen.device(n).memory_bytes if n in self.mem_rows else math.inf
                         for n in self.names])
         shares = {"bandwidth": beta} if phi is None else {"bandwidth": beta, "server": phi}
-        check = verify(objective=obj, repriced=repriced, bound=bnd, shares=shares,
-                       rows=[Row("memory (least headroom)", float(np.max(mem - cap)), hi=0.0)],
+        bounded = np.isfinite(cap)
+        rows_ = [Row("memory (least headroom)", float(np.max(mem[bounded] - cap[bounded])),
+                     hi=0.0)] if bounded.any() else []
+        check = verify(objective=obj, repriced=repriced, bound=bnd, shares=shares, rows=rows_,
                        gap=1e-6 if out.termination == "optimal" else None)
         res = Result(out.termination, self.path, "none" if not self.shared else "highs", obj,
                      bnd, plan, build_s, solve_s, out.iterations, options=option,

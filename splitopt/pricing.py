@@ -108,8 +108,8 @@ class DevicePlans:
     which are checked here for the whole fleet at once (names come from a validated Scenario).
     """
 
-    def __init__(self, problem_sets: Sequence[frozenset[str]], options, batch_default: int):
-        self.sets, self.options, self.batch_default = problem_sets, options, batch_default
+    def __init__(self, table, options):
+        self.table, self.options = table, options
         self._template: dict[int, DevicePlan] = {}
 
     def template(self, o: int) -> DevicePlan:
@@ -117,8 +117,9 @@ class DevicePlans:
         t = self._template.get(o)
         if t is None:
             c = int(self.options.cut[o])
+            side = self.table.graph.names_of(self.table.masks[max(c, 0)])
             t = self._template[o] = DevicePlan(
-                "template", self.sets[max(c, 0)], 1.0, 1.0, int(self.options.batch[o]),
+                "template", side, 1.0, 1.0, int(self.options.batch[o]),
                 "fl" if self.options.is_fl[o] else "split", c >= 0)
         return t
 

@@ -168,7 +168,7 @@ def test_vectorised_pricer_equals_evaluate(seed):
     beta = rng.dirichlet(np.ones(n)) * 0.999
     phi = rng.dirichlet(np.ones(n)) * 0.999 if p.server_share is not None else None
     names = [d.name for d in sc.devices]
-    devs = DevicePlans(p.table.sets(), p.options, sc.training.batch_size).build(
+    devs = DevicePlans(p.table, p.options).build(
         names, option, beta, phi)
     plan = Plan(devs, rounds=sc.training.rounds)
     ref = evaluate(sc, plan)
