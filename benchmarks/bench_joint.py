@@ -104,11 +104,9 @@ def run_minmax(form: str, model: str, n: int, method: str) -> dict[str, Any]:
 
 
 def alternating_partition(form: Any, sc: Any, max_iter: int = 50) -> dict[str, Any]:
-    """The paper's alternating algorithm as written: each device's best cut by a max-flow
-    partition at its current bandwidth, then the optimal bandwidth for those cuts (EdgeSplit:
-    no aggregation, so the per-iteration cut is also the per-round cut)."""
-    from splitopt.formulations._minmax import minmax_fixed
-
+    """The alternating baseline with max-flow cuts: each device's best cut by a max-flow
+    partition at its current bandwidth (and server share), then the optimal shares for those cuts
+    (EdgeSplit: no aggregation, so the per-iteration cut is also the per-round cut)."""
     from splitopt.costs import CutTable
     from splitopt.partitioning import partition
     from splitopt.system import link_of
@@ -116,11 +114,15 @@ def alternating_partition(form: Any, sc: Any, max_iter: int = 50) -> dict[str, A
     t0 = time.perf_counter()
     scen = form.scenario_for(sc)
     n, tr = scen.n_devices, scen.training
+    shared = scen.server.serving == "shared"
     beta, prev = np.full(n, 1.0 / n), None
+    phi = np.full(n, 1.0 / n) if shared else np.ones(n)
     for it in range(max_iter):  # noqa: B007 (reported)
-        sides = [partition(scen.graph, d, scen.server, link_of(d, scen.channel, b),
+        # each device's max-flow cut at its current band and server share
+        sides = [partition(scen.graph, d, scen.server.model_copy(
+                     update={"flops": scen.server.flops * f}), link_of(d, scen.channel, b),
                            batch=tr.batch_size).devices[0].device_side
-                 for d, b in zip(scen.devices, beta)]
+                 for d, b, f in zip(scen.devices, beta, phi)]
         if sides == prev:
             break
         prev = sides
@@ -128,10 +130,9 @@ def alternating_partition(form: Any, sc: Any, max_iter: int = 50) -> dict[str, A
         table = CutTable.from_sets(scen.graph, uniq)
         terms = form.terms(scen, table)
         c = np.array([uniq.index(s) for s in sides])
-        rows = np.arange(n)
-        _, _, beta = minmax_fixed(terms.a_dev[rows, c] + terms.a_srv[rows, c], terms.d[rows, c])
+        beta, phi = form._allocate(terms.a_dev, terms.a_srv, terms.d, c, shared)
     seconds = time.perf_counter() - t0
-    plan = form.plan(scen, table, c, beta, np.ones(n), method="alternating-maxflow")
+    plan = form.plan(scen, table, c, beta, phi, method="alternating-maxflow")
     return _row(plan, seconds, iterations=it + 1)
 
 
@@ -169,7 +170,7 @@ def hsfl_naive(form: Any, sc: Any, kind: str) -> Any:
 
         from splitopt.plan import DevicePlan
 
-        devs = tuple(DevicePlan(d.device, d.device_side, 1.0 / n, 1.0, d.batch_size, d.mode)
+        devs = tuple(DevicePlan(d.device, d.device_side, 1.0 / n, None, d.batch_size, d.mode)
                      for d in plan.devices)
         plan = replace(plan, devices=devs).priced(form.scenario_for(sc))
         plan = replace(plan, objective=plan.predicted.total_delay_s)

@@ -1,4 +1,9 @@
-"""HSFL baseline: block coordinate descent on the relaxed problem, then rounding (the paper's way).
+"""HSFL baseline: block coordinate descent on the relaxed problem, then rounding.
+
+The abstract of arXiv:2511.19851 names a relaxation, block coordinate descent and rounding; the
+blocks, their order, the stopping rule and the rounding below are our reading, not the paper's
+code. The SL devices share one cut here (the paper's setting), and the band is priced as the
+system uses it (SL devices time-share the band the FL devices leave).
 
 Relaxation: batch sizes are continuous in [smallest, largest allowed]; every cost of the reference
 model is affine in b, so a(b) = a0 + a1 * b exactly. Blocks, repeated until no block improves:
@@ -59,17 +64,19 @@ class _Relaxed:
         return r * lat if math.isfinite(r) else math.inf
 
     def allocate(self, c: int, fl: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Exact shares for fixed choices (FL devices plus one virtual SL device)."""
+        """Exact shares for fixed choices (FL devices plus one virtual SL device).
+
+        The virtual SL device has (sum a, sum d); each SL device uses its share in its turn.
+        """
         a, d = self.times(c, fl, b)
         sl = ~fl
         beta = np.zeros(len(fl))
-        r = np.sqrt(d[sl])
         aa = np.append(a[fl], a[sl].sum()) if sl.any() else a[fl]
-        dd = np.append(d[fl], r.sum() ** 2) if sl.any() else d[fl]
+        dd = np.append(d[fl], d[sl].sum()) if sl.any() else d[fl]
         _, _, share = minmax_fixed(aa, dd)
         beta[fl] = share[:fl.sum()]
         if sl.any():
-            beta[sl] = share[-1] * (r / r.sum() if r.sum() > 0 else 1.0 / sl.sum())
+            beta[sl] = share[-1]
         return np.maximum(beta, 1e-12)
 
     def bounds(self, c: int, fl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -159,4 +166,4 @@ def bcd_round(form: HSFL, data: HSFLData, *, max_iter: int = 30) -> Config:
         prev = cur
     ok = np.where(fl[:, None], data.ok_fl, data.ok_sl[c])
     dist = np.where(ok, np.abs(data.batches[None, :] - b[:, None]), np.inf)
-    return Config(int(c), fl.copy(), np.argmin(dist, axis=1))
+    return Config(np.full(len(fl), int(c)), fl.copy(), np.argmin(dist, axis=1))

@@ -21,7 +21,8 @@ per round and no aggregation of the device-side models (plain parallel split lea
     subject to  sum_k beta_k <= 1,  M_k(S_k, b) <= memory_k,  S_k predecessor-closed,
 
 where dev_k, srv are seconds per sample of forward + backward on the device and on the whole
-server, bnd(S) the bytes per sample crossing the cut and p_k = 1 / (B_up s_up,k) + 1 / (B_dn s_dn,k).
+server, bnd(S) the bytes per sample crossing the cut and
+p_k = 1 / (B_up s_up,k) + 1 / (B_dn s_dn,k).
 The round latency follows the scenario's ``server.serving`` (docs/formulations.md):
 
 * ``shared`` (default): max_k T_k with server shares phi_k, sum_k phi_k <= 1;
@@ -88,8 +89,11 @@ class EdgeSplit:
 
     # ------------------------------------------------------------------ the model
     def scenario_for(self, scenario: Scenario) -> Scenario:
-        """The scenario with this formulation's training flags (parallel rounds, aggregation) and
-        its server serving (``server_share`` when given, else the scenario's own)."""
+        """The scenario with this formulation's training flags and server serving.
+
+        Parallel rounds, this formulation's aggregation, and ``server_share`` as the server's
+        serving when given (else the scenario's own).
+        """
         if not isinstance(scenario, Scenario):
             raise InputError("scenario", type(scenario).__name__, "a splitopt Scenario")
         tr = scenario.training.model_copy(update={"schedule": "parallel",
@@ -163,8 +167,10 @@ class EdgeSplit:
         return self._kernel_solve(scen, table, meta, res)
 
     def _solve_in_turn(self, scen: Scenario, table: CutTable, t0: float) -> Plan:
-        """Sequential server: the round is a sum, each device alone with the whole band and
-        server in its turn, so each device's cheapest feasible set is optimal (exact)."""
+        """Exact solve for a sequential server: each device's cheapest feasible set.
+
+        The round is a sum, each device alone with the whole band and server in its turn.
+        """
         terms = self.terms(scen, table)
         a = np.where(self._feasible(scen, terms), terms.a_dev + terms.a_srv + terms.d, np.inf)
         choice = np.argmin(a, axis=1)

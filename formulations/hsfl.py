@@ -1,36 +1,41 @@
-"""HSFL: hybrid split and federated learning -- modes, integer batch sizes, bandwidth, SL cut.
+"""HSFL: hybrid split and federated learning -- modes, integer batch sizes, bandwidth, SL cuts.
 
 Paper: "Accelerating Wireless Distributed Learning via Hybrid Split and Federated Learning
 Optimization", arXiv:2511.19851 (https://arxiv.org/abs/2511.19851).
 
+What is taken from the paper (its abstract, the only text we had): devices train either in FL mode
+or in SL mode, the SL devices sequentially through the server; the learning modes, the batch sizes
+and the communication resources are chosen together to shorten the delay to a target accuracy,
+which depends on the modes and batch sizes through convergence; a relaxation solved by block
+coordinate descent followed by rounding. What is our reconstruction: every equation below (the
+reference cost model's, COST_MODEL.md), the time-shared band of the SL devices, the convergence
+surrogate's form (:mod:`splitopt.formulations._hsfl_surrogate`: the framework's, not the paper's
+theorem), the BCD's blocks and rounding (:mod:`splitopt.formulations._hsfl_bcd`), the per-device
+SL cuts, and the exact solve.
+
 Each device k trains in FL mode (whole model local, in parallel with the others) or SL mode (split
-at the common cut S, the SL devices in turn through the server), with an integer batch b_k and a
-bandwidth share beta_k (sum <= 1). Under the reference cost model (docs/cost_model.md):
+at its cut S_k, the SL devices in turn through one shared server model), with an integer batch b_k.
+FL devices hold a bandwidth share beta_k for the round; the SL devices take turns, and the one
+transmitting uses the band the FL devices leave, beta_s = 1 - sum_FL beta_k (time-sharing: a
+waiting SL device holds no band). Under the reference cost model:
 
-    FL:  T_k = I * b_k * dev_k(V)                 + 8 * W(V) * p_k / beta_k
-    SL:  T_k = I * b_k * (dev_k(S) + srv(S))  + (I * b_k * 8 * bnd(S) [+ 8 W(S)]) * p_k / beta_k
-    round latency   L = max( max_{k in FL} T_k,  sum_{k in SL} T_k )       (costs.combine_rounds)
+    FL:  T_k = I * b_k * dev_k(V)                    + 8 * W(V) * p_k / beta_k
+    SL:  T_k = I * b_k * (dev_k(S_k) + srv(S_k))  + (I * b_k * 8 * bnd(S_k) + 8 W(S_k)) p_k / beta_s
+    round latency   L = max( max_{k in FL} T_k,  sum_{k in SL} T_k )   (costs.round_latency)
     rounds-to-target  R = h(P),   P = sum_k pen_k(mode_k, b_k)
-    minimise  R * L   over modes, batches (memory-feasible), the SL cut and beta.
+    minimise  R * L   over modes, batches and cuts (memory-feasible), beta.
 
-The framework's default convergence surrogate (:class:`Surrogate`) is
+For fixed discrete choices the least L is the root of
+sum_{FL} d_k / (L - a_k) + (sum_{SL} d_k) / (L - sum_{SL} a_k) = 1: the SL group is one virtual
+device (sum a, sum d). Exact solve (:mod:`splitopt.formulations._hsfl_exact`): for a fixed latency
+L the least penalty P*(L) is a MILP (exact: a McCormick product with a binary), P* is a
+nonincreasing step function, and a branch and bound over intervals [L1, L2] of L with bound
+L1 * h(P*(L2)) closes the gap to ``tol``. Any surrogate R = h(sum_k pen_k(mode, b)) with h
+nondecreasing can replace the default (subclass :class:`Surrogate`).
 
-    R = A / (eps - G * sum_{k in FL} rho_k - sigma^2 * sum_k rho_k^2 / b_k),
-
-rho_k the device's data share, G the non-IID drift FL-mode devices add, sigma^2 the gradient
-variance; :func:`estimate_surrogate` fits A, G, sigma^2 from pilot-run losses. Any surrogate of the
-form R = h(sum_k pen_k(mode, b)) with h nondecreasing can replace it (subclass and override
-``penalty`` and ``rounds``): the exact method relies only on that form.
-
-Exact solve (:mod:`splitopt.formulations._hsfl_exact`): for fixed discrete choices, the least L is
-the root of sum_{FL} d_k / (L - a_k) + (sum_{SL} sqrt d_k)^2 / (L - sum_{SL} a_k) = 1 (SL shares
-proportional to sqrt d_k). For a fixed latency L the least penalty P*(L) is a MILP over one-hot
-(mode, batch) choices whose only nonlinear row is one rotated cone, handled by exact outer
-approximation; P* is a nonincreasing step function, and a branch and bound over intervals
-[L1, L2] of L with bound L1 * h(P*(L2)) closes the gap to ``tol``.
-
-Baseline: the paper's block coordinate descent on the relaxed problem (continuous batches; blocks:
-bandwidth, batches, modes, cut) followed by rounding the batch sizes (:meth:`HSFL.baseline`).
+Baseline (:meth:`HSFL.baseline`): block coordinate descent on the relaxed problem (continuous
+batches; blocks: bandwidth, batches, modes, the common SL cut) followed by rounding the batch
+sizes -- our reading of the abstract's method, pricing the band as the system uses it.
 """
 
 from __future__ import annotations
@@ -42,76 +47,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from splitopt.formulations._hsfl_surrogate import Surrogate, estimate_surrogate
 from splitopt.formulations._minmax import minmax_fixed
 
 from splitopt.costs import CutTable, round_terms
 from splitopt.errors import InfeasibleError, InputError
-from splitopt.plan import DevicePlan, Plan
+from splitopt.plan import DevicePlan, Plan, evaluate
 from splitopt.scenario import Scenario
-
-
-@dataclass(frozen=True)
-class Surrogate:
-    """R = A / (eps - G * sum_{FL} rho_k - sigma2 * sum_k rho_k^2 / b_k) rounds to the target.
-
-    ``eps`` is the target optimality gap (target loss minus the loss floor). Subclass and override
-    :meth:`penalty` (per device, additive) and :meth:`rounds` (nondecreasing in the total) to use
-    another surrogate with the exact solver.
-    """
-
-    A: float = 100.0
-    G: float = 0.5
-    sigma2: float = 4.0
-    eps: float = 1.0
-
-    def __post_init__(self) -> None:
-        for name in ("A", "eps"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise InputError(f"surrogate.{name}", v, "a finite number > 0")
-        for name in ("G", "sigma2"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise InputError(f"surrogate.{name}", v, "a finite number >= 0")
-
-    def penalty(self, rho: np.ndarray, fl: np.ndarray | bool, b: np.ndarray) -> np.ndarray:
-        """Each device's share of the denominator: G * rho * [FL] + sigma2 * rho^2 / b."""
-        return self.G * rho * np.asarray(fl, dtype=float) + self.sigma2 * rho**2 / b
-
-    def rounds(self, total_penalty: float) -> float:
-        """Rounds to the target for a total penalty (inf when the target is out of reach)."""
-        slack = self.eps - total_penalty
-        return self.A / slack if slack > 0 else math.inf
-
-
-def estimate_surrogate(runs: Sequence[dict[str, Any]], target: float) -> tuple[Surrogate, float]:
-    """Fit A, G, sigma2 (and the loss floor f*) from short pilot runs.
-
-    Each run is ``{"losses": [per-round loss ...], "fl_share": sum_{FL} rho_k,
-    "var_term": sum_k rho_k^2 / b_k}`` (use 1 - accuracy for accuracies). The model is the bound
-    behind the surrogate, loss_r = f* + A / r + G * fl_share + sigma2 * var_term, fitted by
-    bounded least squares (A, G, sigma2 >= 0). Runs must differ in fl_share and in var_term for
-    G and sigma2 to be identified. Returns the surrogate with eps = target - f*, and f*.
-    """
-    from scipy.optimize import lsq_linear
-
-    if not isinstance(runs, Sequence) or not runs:
-        raise InputError("runs", runs, "a non-empty list of pilot runs")
-    rows, ys = [], []
-    for i, run in enumerate(runs):
-        losses = np.asarray(run.get("losses", []) if isinstance(run, dict) else [], dtype=float)
-        if losses.ndim != 1 or len(losses) < 2 or not np.all(np.isfinite(losses)):
-            raise InputError(f"runs[{i}].losses", run, "a list of at least 2 finite losses")
-        r = np.arange(1, len(losses) + 1, dtype=float)
-        rows.append(np.column_stack([np.ones_like(r), 1 / r, np.full_like(r, run["fl_share"]),
-                                     np.full_like(r, run["var_term"])]))
-        ys.append(losses)
-    fit = lsq_linear(np.vstack(rows), np.concatenate(ys),
-                     bounds=([-np.inf, 0, 0, 0], [np.inf, np.inf, np.inf, np.inf]))
-    f_star, a, g, s2 = (float(v) for v in fit.x)
-    if not target > f_star:
-        raise InputError("target", target, f"a loss above the fitted floor {f_star:.4g}")
-    return Surrogate(A=max(a, 1e-12), G=g, sigma2=s2, eps=target - f_star), f_star
 
 
 @dataclass(frozen=True)
@@ -131,13 +73,21 @@ class HSFLData:
     rho: np.ndarray  # (N,)
 
 
+__all__ = ["HSFL", "Config", "HSFLData", "Surrogate", "config_latency", "estimate_surrogate",
+           "penalty_of"]
+
+
 @dataclass(frozen=True)
 class Config:
-    """One HSFL decision: SL cut index, FL flags and batch indices per device."""
+    """One HSFL decision per device: SL cut index (ignored in FL mode), FL flag, batch index."""
 
-    cut: int
+    cut: np.ndarray
     fl: np.ndarray
     batch: np.ndarray
+
+    def __post_init__(self) -> None:
+        cut = np.broadcast_to(np.asarray(self.cut, dtype=int), np.shape(self.fl)).copy()
+        object.__setattr__(self, "cut", cut)
 
 
 @dataclass(frozen=True)
@@ -154,6 +104,9 @@ class HSFL:
         Allowed integer batch sizes (default 1 .. the scenario's batch size).
     candidates
         SL cut candidates: ``"chain"`` (topological prefixes) or a list of device-side sets.
+    per_device_cuts
+        Each SL device picks its own cut (default); ``False``: one cut for every SL device (the
+        paper's setting, and the BCD baseline's).
     tol
         Relative optimality tolerance of the exact branch and bound.
 
@@ -165,15 +118,19 @@ class HSFL:
     candidates: Any = "chain"
     tol: float = 1e-4
     memory: bool = True
+    per_device_cuts: bool = True
 
     name = "hsfl"
     paper = "arXiv:2511.19851"
 
     def scenario_for(self, scenario: Scenario) -> Scenario:
-        """The scenario with sequential SL rounds (FL devices always run in parallel)."""
+        """The scenario with SL devices in turn (FL devices in parallel), one FedAvg a round.
+
+        The HSFL executor uploads and downloads every device's model each round.
+        """
         if not isinstance(scenario, Scenario):
             raise InputError("scenario", type(scenario).__name__, "a splitopt Scenario")
-        tr = scenario.training.model_copy(update={"schedule": "sequential"})
+        tr = scenario.training.model_copy(update={"schedule": "sequential", "aggregate": True})
         return scenario if tr == scenario.training else scenario.replace(training=tr)
 
     def rho(self, scenario: Scenario) -> np.ndarray:
@@ -222,6 +179,21 @@ class HSFL:
             raise InputError("batches", self.batches, "a non-empty list of integers >= 1")
         return np.array(sorted({int(b) for b in vals}), dtype=float)
 
+    def _check_memory(self, scenario: Scenario, data: HSFLData) -> None:
+        """Every device has some mode, cut and batch size that fits its memory, else say which."""
+        scen = self.scenario_for(scenario)
+        fits = data.ok_fl.any(axis=1) | data.ok_sl.any(axis=(0, 2))
+        for k in np.flatnonzero(~fits)[:1]:
+            dev = scen.devices[int(k)]
+            table = CutTable.from_sets(scen.graph, [*data.sets, frozenset(scen.graph.names)])
+            need = round_terms([dev], scen.server, scen.channel, scen.training, table,
+                               batch=int(data.batches[0])).mem.min()
+            raise InfeasibleError(
+                f"{self.name}: device {dev.name!r} memory_bytes {dev.memory_bytes:.6g}: no mode, "
+                f"cut and batch size fits; the least need is {need:.6g} bytes (batch "
+                f"{int(data.batches[0])}). Give the device more memory_bytes, allow smaller "
+                "batches, or leave the device out.")
+
     # ------------------------------------------------------------------ pricing a configuration
     def latency(self, data: HSFLData, cfg: Config) -> tuple[float, np.ndarray]:
         """Least round latency of a configuration and its bandwidth shares (exact)."""
@@ -235,19 +207,54 @@ class HSFL:
 
     # ------------------------------------------------------------------ solving
     def solve(self, scenario: Scenario, *, time_limit: float | None = None) -> Plan:
-        """The exact optimum (branch and bound over latency intervals; gap <= tol or timed out)."""
+        """The exact optimum (branch and bound over latency intervals; gap <= tol).
+
+        With ``time_limit`` (seconds, wall clock) it stops there and returns its best plan with
+        the proven bound (status ``time_limit``). The plan is checked (re-priced, memory, shares)
+        before it is called optimal.
+        """
         from splitopt.formulations._hsfl_exact import branch_and_bound
 
+        if time_limit is not None and not (isinstance(time_limit, (int, float))
+                                           and time_limit > 0):
+            raise InputError("time_limit", time_limit, "a number of seconds > 0")
         t0 = time.perf_counter()
         data = self.data(scenario)
         base = self.baseline(scenario, data=data)
-        start = base.meta["config"]
-        out = branch_and_bound(data, self.surrogate, start, tol=self.tol, time_limit=time_limit)
+        left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 1e-3)
+        out = branch_and_bound(data, self.surrogate, base.meta["config"], self.groups(data),
+                               tol=self.tol, time_limit=left)
         meta = {"formulation": self.name, "paper": self.paper, "milps": out.milps,
                 "nodes": out.nodes, "solve_s": time.perf_counter() - t0}
-        status = "optimal" if out.bound >= out.value * (1 - self.tol) else "time_limit"
-        return self.plan(scenario, data, out.config, method="hsfl-exact", status=status,
+        closed = out.bound >= out.value * (1 - self.tol)
+        status = "optimal" if closed else ("time_limit" if out.timed_out else "feasible")
+        plan = self.plan(scenario, data, out.config, method="hsfl-exact", status=status,
                          bound=out.bound, meta=meta)
+        return self._checked(scenario, plan)
+
+    def groups(self, data: HSFLData) -> list[np.ndarray]:
+        """The SL cut groups the search runs over: all cuts at once, or one cut each."""
+        n_cut = data.a_sl.shape[0]
+        if self.per_device_cuts:
+            return [np.arange(n_cut)]
+        return [np.array([c]) for c in range(n_cut)]
+
+    def _checked(self, scenario: Scenario, plan: Plan) -> Plan:
+        """The verified-answer guard (splitopt.solving.verify) on a plan.
+
+        Re-priced objective, memory of every device, bandwidth shares (SL devices in turn count
+        once); a failed check turns ``optimal`` into ``unverified``.
+        """
+        from splitopt.solving.verify import Row, checked_status, verify
+
+        scen = self.scenario_for(scenario)
+        costs = evaluate(scen, plan)  # raises if the shares do not fit the band
+        rows = [Row(f"memory:{d.name}", costs.per_device[d.name].memory_bytes, hi=d.memory_bytes)
+                for d in scen.devices if self.memory and math.isfinite(d.memory_bytes)]
+        v = verify(objective=plan.objective, repriced=costs.total_delay_s, bound=plan.bound,
+                   rows=rows)
+        return replace(plan, status=checked_status(plan.status, v),
+                       meta={**plan.meta, "verification": v.to_dict()})
 
     def baseline(self, scenario: Scenario, *, data: HSFLData | None = None,
                  max_iter: int = 30) -> Plan:
@@ -256,6 +263,7 @@ class HSFL:
 
         t0 = time.perf_counter()
         data = data if data is not None else self.data(scenario)
+        self._check_memory(scenario, data)
         cfg = bcd_round(self, data, max_iter=max_iter)
         meta = {"formulation": self.name, "solve_s": time.perf_counter() - t0}
         return self.plan(scenario, data, cfg, method="hsfl-bcd-rounding", meta=meta)
@@ -271,11 +279,12 @@ class HSFL:
             raise InfeasibleError(f"{self.name}: the target is out of reach for every choice "
                                   "(surrogate denominator <= 0); raise eps or the batch sizes")
         full = frozenset(scen.graph.names)
-        devs = tuple(DevicePlan(dv.name, full if cfg.fl[k] else data.sets[cfg.cut],
-                                float(min(beta[k], 1.0)), 1.0,
+        # SL devices in turn each have the whole server (server_share None: not divided)
+        devs = tuple(DevicePlan(dv.name, full if cfg.fl[k] else data.sets[int(cfg.cut[k])],
+                                float(min(beta[k], 1.0)), None,
                                 int(data.batches[cfg.batch[k]]), "fl" if cfg.fl[k] else "split")
                      for k, dv in enumerate(scen.devices))
-        cfg_doc = {"cut": int(cfg.cut), "fl": cfg.fl.tolist(), "batch": cfg.batch.tolist()}
+        cfg_doc = {"cut": cfg.cut.tolist(), "fl": cfg.fl.tolist(), "batch": cfg.batch.tolist()}
         plan = Plan(devs, rounds=rounds, status=status, method=method,
                     meta={**(meta or {}), "config": cfg, "config_doc": cfg_doc,
                           "round_latency_s": lat}).priced(scen)
@@ -290,55 +299,50 @@ def penalty_of(data: HSFLData, cfg: Config) -> float:
 
 
 def config_latency(data: HSFLData, cfg: Config) -> tuple[float, np.ndarray]:
-    """Exact least latency: FL devices plus one virtual SL device (sum a, (sum sqrt d)^2)."""
+    """Exact least latency and the bandwidth shares of a configuration.
+
+    The FL devices plus one virtual SL device (sum a, sum d), whose share every SL device uses
+    in its turn (time-sharing).
+    """
     rows = np.arange(len(cfg.fl))
     fl, sl = cfg.fl, ~cfg.fl
     a_f, d_f = data.a_fl[rows, cfg.batch][fl], data.d_fl[rows, cfg.batch][fl]
     a_s = data.a_sl[cfg.cut, rows, cfg.batch][sl]
-    r_s = np.sqrt(data.d_sl[cfg.cut, rows, cfg.batch][sl])
+    d_s = data.d_sl[cfg.cut, rows, cfg.batch][sl]
     beta = np.zeros(len(fl))
     if not sl.any():
         lat, _, b = minmax_fixed(a_f, d_f)
         beta[fl] = b
         return lat, beta
-    a_all = np.append(a_f, a_s.sum())
-    d_all = np.append(d_f, r_s.sum() ** 2)
-    lat, _, b = minmax_fixed(a_all, d_all)
+    lat, _, b = minmax_fixed(np.append(a_f, a_s.sum()), np.append(d_f, d_s.sum()))
     beta[fl] = b[:-1]
-    u = r_s.sum()
-    beta[sl] = b[-1] * (r_s / u if u > 0 else 1.0 / sl.sum())
-    beta = np.maximum(beta, 1e-12)
-    return lat, beta / max(1.0, beta.sum())
+    beta[sl] = b[-1]
+    return lat, beta
 
 
-def fixed_problem(scenario: Scenario, form: HSFL | None = None) -> Any:
-    """A builder Problem with HSFL's exact discrete choices fixed (for ``splitopt solve``).
+def solve_route(scenario: Scenario, *, backend: str | None = None,
+                time_limit: float | None = None, form: HSFL | None = None) -> Any:
+    """``splitopt solve --problem hsfl``: the exact HSFL solve as a :class:`Result`.
 
-    The modes, batches and SL cut come from :meth:`HSFL.solve`; the Problem leaves the bandwidth
-    to the builder and minimises ceil(R) x round latency, with ceil(R) the integer rounds-to-target
-    (the scenario's ``training.rounds`` is set to it, so the plan prices to the objective).
+    The builder cannot state HSFL's objective (rounds-to-target times latency) nor its
+    time-shared band, so the CLI runs the formulation's own exact method, which honours
+    ``time_limit`` and every device's memory; ``backend`` is HiGHS (its MILPs).
     """
-    from splitopt.model import Problem
+    from splitopt.backends.results import Result
 
-    form = form or HSFL()
-    plan = form.solve(scenario)
-    cfg, data = plan.meta["config"], form.data(scenario)
-    rounds = int(math.ceil(plan.rounds))
-    scen = form.scenario_for(scenario)
-    scen = scen.replace(training=scen.training.model_copy(update={"rounds": rounds}))
-    p = Problem(scen, cuts=[data.sets[cfg.cut]], batch=[int(b) for b in data.batches], modes=True)
-    for k, dev in enumerate(scen.devices):
-        p.mode.fix(dev.name, "fl" if cfg.fl[k] else "split")
-        p.batch.fix(dev.name, int(data.batches[cfg.batch[k]]))
-    p.minimize(p.round_latency() * float(rounds))
-    return p
+    t0 = time.perf_counter()
+    plan = (form or HSFL()).solve(scenario, time_limit=time_limit)
+    return Result(termination=plan.status, path="hsfl-branch-and-bound", backend="highs",
+                  objective=plan.objective, bound=plan.bound, plan=plan, build_s=0.0,
+                  solve_s=time.perf_counter() - t0, iterations=int(plan.meta.get("nodes", 0)),
+                  message=f"{plan.meta.get('milps', 0)} MILPs", verification=None)
 
 
 def _register() -> None:
-    """``splitopt solve --problem hsfl`` (the default surrogate)."""
-    from splitopt.model.problems import register
+    """``splitopt solve --problem hsfl`` (the default surrogate) runs :func:`solve_route`."""
+    from splitopt.model.problems import register_route
 
-    register("hsfl", lambda scenario: fixed_problem(scenario))
+    register_route("hsfl", solve_route)
 
 
 _register()

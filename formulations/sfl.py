@@ -45,8 +45,10 @@ class SFL(EdgeSplit):
 
 @dataclass(frozen=True)
 class SFLSharedServer(SFL):
-    """SFL with the server's compute shared between devices (a share phi_k each, sum <= 1),
-    whatever the scenario's ``server.serving`` says."""
+    """SFL with the server's compute shared between devices (shares phi_k, sum <= 1).
+
+    Whatever the scenario's ``server.serving`` says.
+    """
 
     server_share: bool = True
     name = "sfl-server"

@@ -233,7 +233,7 @@ def combine_rounds(round_s: Sequence[float], modes: Sequence[str], schedule: str
 
 # ---------------------------------------------------------------- how the server serves devices
 def takes_turns(schedule: str, serving: str) -> bool:
-    """Do split devices take turns through the server (a sequential schedule or server)?"""
+    """Whether split devices take turns through the server (sequential schedule or server)."""
     return schedule == "sequential" or serving == "sequential"
 
 

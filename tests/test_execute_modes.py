@@ -146,3 +146,26 @@ def test_resume_restores_the_random_streams_of_a_dropout_model(tmp_path) -> None
     close(resumed.final_state["global"], full.final_state["global"], rtol=0, atol=0)
     # the dropout draws differ between rounds: a run that re-seeded at round 1 would differ
     assert full.history[1].train_loss != full.history[0].train_loss
+
+
+@pytest.mark.parametrize(("modes", "same_as"), [(["split"] * 3, "sl"), (["fl"] * 3, "fl")])
+def test_hsfl_is_sl_in_turn_and_fl_in_parallel(modes, same_as) -> None:
+    """HSFL's SL devices form a vanilla-SL chain through one server model; its FL devices are
+    FedAvg: with every device in one mode it computes exactly what that mode computes."""
+    kw = dict(iid=False, rounds=2, lr=0.1, local_iters=3)
+    hsfl = train(digits_job(3, mode="hsfl", modes=modes, **kw))
+    ref = train(digits_job(3, mode=same_as, modes=modes if same_as == "fl" else None, **kw))
+    close(hsfl.final_state["global"], ref.final_state["global"], rtol=0, atol=0)
+
+
+def test_hsfl_fedavg_weighs_the_sl_chain_by_all_its_samples() -> None:
+    from splitopt.execute.modes import get_mode
+
+    mode = get_mode("hsfl").for_plan(digits_job(3, mode="hsfl",
+                                                modes=["split", "fl", "split"]).devices())
+    ev = mode.round_events(0, ["dev0", "dev1", "dev2"], 2)
+    assert [type(e).__name__ for e in ev] == ["Sync", "Step", "Step", "Sync", "Step", "Step",
+                                              "Collect", "Sync", "Step", "Step", "Collect"]
+    assert ev[-1].devices == ("dev1", "dev2")
+    w = mode.collect_weights({"dev0": 10.0, "dev1": 20.0, "dev2": 30.0}, ["dev0", "dev2"])
+    assert w == {"dev0": 40.0, "dev1": 20.0, "dev2": 40.0}

@@ -2,13 +2,21 @@
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from splitopt.formulations._oracle import argmin_over
-from splitopt.formulations.hsfl import HSFL, Config, Surrogate, config_latency, estimate_surrogate
+from splitopt.formulations.hsfl import (
+    HSFL,
+    Config,
+    Surrogate,
+    config_latency,
+    estimate_surrogate,
+    penalty_of,
+)
 
-from splitopt.errors import InputError
+from splitopt.errors import InfeasibleError, InputError
 from splitopt.plan import evaluate
 from splitopt.system import Training
 from splitopt.testing import random_dag, random_scenario
@@ -25,22 +33,48 @@ def _instance(seed, n=3, nodes=3, batches=(1, 4)):
 
 
 def _brute(form, data):
+    """Every cut x mode x batch choice (per device, or one common cut), exact shares for each.
+
+    The latency of a choice is checked independently of config_latency: bisection on L with the
+    band each FL device needs, d / (L - a), and the SL group's, D / (L - V) (time-sharing).
+    """
     n, nb = data.a_fl.shape
+    n_cut = data.a_sl.shape[0]
     rows = np.arange(n)
 
-    def value(ch):
-        c, rest = ch[0], np.array(ch[1:])
-        fl, b = rest >= nb, rest % nb
-        ok = np.where(fl, data.ok_fl[rows, b], data.ok_sl[c, rows, b])
-        return form.objective(data, Config(c, fl, b)) if ok.all() else math.inf
+    def latency(cfg):
+        a_f, d_f = data.a_fl[rows, cfg.batch][cfg.fl], data.d_fl[rows, cfg.batch][cfg.fl]
+        sl = ~cfg.fl
+        v = data.a_sl[cfg.cut, rows, cfg.batch][sl].sum()
+        dd = data.d_sl[cfg.cut, rows, cfg.batch][sl].sum()
+        lo, hi = max([v, *a_f]), max([v + dd * 2 * n, *(a_f + d_f * 2 * n)])
+        for _ in range(56):  # 2^-56: below the 1e-9 the comparisons need
+            mid = 0.5 * (lo + hi)
+            need = np.sum(d_f / (mid - a_f)) + (dd / (mid - v) if sl.any() else 0.0)
+            lo, hi = (mid, hi) if need > 1 else (lo, mid)
+        return hi
 
-    opts = [range(data.a_sl.shape[0])] + [range(2 * nb)] * n
+    def value(ch):
+        cuts, rest = np.array(ch[:n]), np.array(ch[n:])
+        if not form.per_device_cuts and len(set(cuts[rest < nb])) > 1:
+            return math.inf
+        fl, b = rest >= nb, rest % nb
+        ok = np.where(fl, data.ok_fl[rows, b], data.ok_sl[cuts, rows, b])
+        if not ok.all():
+            return math.inf
+        cfg = Config(cuts, fl, b)
+        r = form.surrogate.rounds(penalty_of(data, cfg))
+        return r * latency(cfg) if math.isfinite(r) else math.inf
+
+    opts = [range(n_cut)] * n + [range(2 * nb)] * n
     return argmin_over(itertools.product(*opts), value)[0]
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_exact_equals_brute_force(seed):
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("per_device", [True, False])
+def test_exact_equals_brute_force(seed, per_device):
     sc, form = _instance(seed)
+    form = replace(form, per_device_cuts=per_device)
     data = form.data(sc)
     want = _brute(form, data)
     plan = form.solve(sc)
@@ -50,6 +84,22 @@ def test_exact_equals_brute_force(seed):
     assert plan.gap <= form.tol
     base = form.baseline(sc)
     assert base.objective >= plan.objective * (1 - form.tol)
+
+
+def test_sl_devices_time_share_the_band():
+    """Each SL device uses, in its turn, all the band the FL devices leave."""
+    sc, form = _instance(11, n=4)
+    data = form.data(sc)
+    cfg = Config(np.array([0, 1, 1, 0]), np.array([True, False, False, False]),
+                 np.array([1, 0, 1, 1]))
+    lat, beta = config_latency(data, cfg)
+    assert beta[1] == beta[2] == beta[3] and beta[0] + beta[1] == pytest.approx(1, rel=1e-9)
+    plan = form.plan(sc, data, cfg, method="hand")
+    costs = evaluate(form.scenario_for(sc), plan)
+    assert costs.round_latency_s == pytest.approx(lat, rel=1e-9)
+    sl = [costs.per_device[d.name].round_s for d in sc.devices[1:]]
+    assert costs.round_latency_s == pytest.approx(max(sum(sl), costs.per_device[sc.devices[0]
+                                                                                 .name].round_s))
 
 
 def test_plan_prices_to_its_objective():
@@ -69,7 +119,7 @@ def test_plan_prices_to_its_objective():
 def test_latency_is_the_exact_min_over_bandwidth():
     sc, form = _instance(3, n=2)
     data = form.data(sc)
-    cfg = Config(1, np.array([True, False]), np.array([1, 0]))
+    cfg = Config(np.array([1, 1]), np.array([True, False]), np.array([1, 0]))
     lat, beta = config_latency(data, cfg)
     # grid over the two shares: FL device vs the single SL device
     g = np.linspace(1e-4, 1 - 1e-4, 20001)
@@ -85,6 +135,36 @@ def test_time_limit_returns_plan_and_bound():
     plan = form.solve(sc, time_limit=0.05)
     assert plan.status in ("time_limit", "optimal")
     assert plan.bound <= plan.objective * (1 + 1e-12)
+    with pytest.raises(InputError, match="time_limit"):
+        form.solve(sc, time_limit=0)
+
+
+def test_memory_is_applied_and_named():
+    sc, form = _instance(6, n=3)
+    plan = form.solve(sc)
+    mem = {d: p.memory_bytes for d, p in plan.predicted.per_device.items()}
+    cap = sorted(mem.values())[len(mem) // 2]  # tighter than some devices' current need
+    tight = sc.replace(devices=[d.model_copy(update={"memory_bytes": cap}) for d in sc.devices])
+    got = form.solve(tight)
+    assert got.status == "optimal"
+    assert all(p.memory_bytes <= cap for p in got.predicted.per_device.values())
+    assert got.objective == pytest.approx(_brute(form, form.data(tight)), rel=form.tol)
+    tiny = sc.replace(devices=[d.model_copy(update={"memory_bytes": 1000}) for d in sc.devices])
+    with pytest.raises(InfeasibleError, match="memory_bytes 1000"):
+        form.solve(tiny)
+
+
+def test_cli_route_honours_time_limit_and_memory():
+    from splitopt.model.problems import route
+
+    sc, _ = _instance(1, n=3)
+    res = route("hsfl")(sc, time_limit=5.0)
+    assert res.plan is not None and res.termination == "optimal"
+    assert res.objective == pytest.approx(evaluate(HSFL().scenario_for(sc), res.plan)
+                                          .total_delay_s)
+    tiny = sc.replace(devices=[d.model_copy(update={"memory_bytes": 1000}) for d in sc.devices])
+    with pytest.raises(InfeasibleError, match="memory"):
+        route("hsfl")(tiny)
 
 
 def test_estimate_surrogate_recovers_parameters():
@@ -130,7 +210,7 @@ def test_custom_surrogate_is_used():
     assert custom.solve(sc).objective == pytest.approx(_brute(custom, data), rel=custom.tol)
 
 
-@pytest.mark.parametrize("name", ["edgesplit", "sfl", "sfl-server", "hsfl"])
+@pytest.mark.parametrize("name", ["edgesplit", "sfl", "sfl-server"])
 def test_registered_for_the_cli(name):
     from splitopt.model.problems import get
     from splitopt.solving import solve

@@ -52,10 +52,13 @@ def solve_cmd(scenario: Path = typer.Argument(..., help="scenario YAML/JSON"),
     """Solve a planning problem exactly and print (or save) the plan with its bound and gap."""
     check_out_path(out, force)
     sc = Scenario.load(scenario)
-    prob = load_problem(problem, sc)
+    from splitopt.model.problems import route
     from splitopt.solving import solve
 
-    res = solve(prob, backend=backend, time_limit=time_limit, path=path)
+    own = route(problem)  # a formulation the builder cannot state (e.g. hsfl) runs its own
+    res = (own(sc, backend=backend, time_limit=time_limit) if own is not None
+           else solve(load_problem(problem, sc), backend=backend, time_limit=time_limit,
+                      path=path))
     doc = res.to_dict()
     doc["plan"] = res.plan.to_dict(sc) if res.plan is not None else None
     if out is not None and res.plan is not None:

@@ -113,7 +113,7 @@ class TrainingMode:
         return [Sync(ds), *steps, Collect(ds)]
 
     def for_plan(self, devices: Sequence[Any]) -> TrainingMode:
-        """This mode for a plan's devices (a mode that depends on the plan's modes overrides)."""
+        """The mode for a plan's devices (a mode that depends on the plan's modes overrides)."""
         return self
 
     def collect_weights(self, weights: dict[str, float], split: Sequence[str]
@@ -171,8 +171,10 @@ class ParallelSL(TrainingMode):
 
 
 class HSFL(TrainingMode):
-    """Hybrid split/federated learning: FL devices in parallel, SL devices in turn through one
-    server model, one global model (see the module docstring)."""
+    """Hybrid split/federated learning (see the module docstring).
+
+    FL devices in parallel, SL devices in turn through one server model, one global model.
+    """
 
     name = "hsfl"
     shared_server = True

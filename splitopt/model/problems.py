@@ -18,6 +18,9 @@ from splitopt.scenario import Scenario
 Builder = Callable[[Scenario], Problem]
 
 PROBLEMS: dict[str, Builder] = {}
+#: problems the builder cannot state, solved by their own exact route: name -> fn(scenario, *,
+#: backend, time_limit) -> Result (e.g. HSFL's delay-to-target, formulations/hsfl.py)
+ROUTES: dict[str, Callable[..., Any]] = {}
 
 
 def register(name: str, fn: Builder | None = None) -> Any:
@@ -28,13 +31,27 @@ def register(name: str, fn: Builder | None = None) -> Any:
     return deco(fn) if fn is not None else deco
 
 
+def register_route(name: str, fn: Callable[..., Any]) -> None:
+    """Register a problem that is solved by its own exact route (``splitopt solve`` calls it)."""
+    ROUTES[name] = fn
+
+
+def route(name: str) -> Callable[..., Any] | None:
+    """The own route registered under ``name``, or None for a builder problem."""
+    if name not in PROBLEMS and name not in ROUTES:
+        _load_plugins()
+    return ROUTES.get(name)
+
+
 def get(name: str) -> Builder:
     """The builder registered under ``name``."""
     if name not in PROBLEMS:
         _load_plugins()
     if name not in PROBLEMS:
         raise InputError("problem", name, f"one of {sorted(PROBLEMS)} or a path to a .py file "
-                         "defining build(scenario)")
+                         "defining build(scenario)",
+                         f"{name!r} is solved by its own route: splitopt solve --problem {name}."
+                         if name in ROUTES else None)
     return PROBLEMS[name]
 
 
