@@ -11,9 +11,10 @@ model itself, and ``server(*device(*inputs))`` computes what ``model(*inputs)`` 
 
 from __future__ import annotations
 
+import copy
 import operator
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ from torch import nn
 from torch.utils._pytree import tree_map, tree_unflatten
 
 from splitopt.errors import InputError, ProfileError, SplitoptError
-from splitopt.execute.split_parts import Crossing
+from splitopt.execute.split_parts import Crossing, sum_tied_grads
 from splitopt.graph import LayerGraph
 from splitopt.profiler.capture import OUTPUT, Captured
 from splitopt.profiler.core import as_args, assemble, capture_model, on_meta
@@ -79,6 +80,27 @@ class SplitModel:
     def parts(self) -> tuple[fx.GraphModule, fx.GraphModule]:
         """``(device, server)``."""
         return self.device, self.server
+
+    def separate(self) -> SplitModel:
+        """The same split with a server part that holds its own copy of every weight.
+
+        That is how a server in another process holds it. Weights tied across the cut (``tied``)
+        then have a copy on each side: call :meth:`sum_tied_grads` after both backward passes
+        and before the optimisers step, and training equals unsplit training.
+        """
+        server = copy.deepcopy(self.server)
+        # GraphModule's deepcopy drops hooks: the export guard and the output structure
+        if not server._forward_pre_hooks:
+            for hook in self.server._forward_pre_hooks.values():
+                server.register_forward_pre_hook(hook)
+        if not server._forward_hooks:
+            for hook in self.server._forward_hooks.values():
+                server.register_forward_hook(hook)
+        return replace(self, server=server)
+
+    def sum_tied_grads(self) -> None:
+        """Give both copies of each tied weight the sum of the two sides' gradients."""
+        sum_tied_grads(self.device, self.server, self.tied)
 
 
 def split_model(model: nn.Module, example_inputs: Any, device_side: Iterable[str],
@@ -206,6 +228,8 @@ def _build(cap: Captured, model: nn.Module, s: frozenset[str]) -> SplitModel:
     srv_graph.output(_output_args(cap, env))
     device = _module(dev_graph, dev_attrs, model, cap, "DevicePart")
     server = _module(srv_graph, srv_attrs, model, cap, "ServerPart")
+    if cap.out_spec is not None:
+        server.register_forward_hook(Restructure(cap.out_spec))
     if cap.capture == "export":
         inputs = [n for n in nodes if n.op == "placeholder"]
         device.register_forward_pre_hook(ExportGuard("device", model.training, _shapes(inputs)))
@@ -278,9 +302,22 @@ def _mutated(cap: Captured, n: fx.Node, on_dev: dict[fx.Node, bool]) -> bool:
 def _output_args(cap: Captured, env: dict[fx.Node, fx.Node]) -> Any:
     out = next(n for n in cap.gm.graph.nodes if n.op == "output")
     mapped = tree_map(lambda a: env[a] if isinstance(a, fx.Node) else a, out.args[0])
-    if cap.out_spec is not None:  # export returns a flat tuple; restore the model's structure
-        return tree_unflatten(list(mapped), cap.out_spec)
     return mapped
+
+
+class Restructure:
+    """Forward hook of a part built from torch.export: the model's output structure.
+
+    An export graph returns a flat tuple; a graph cannot return a ``ModelOutput`` (fx turns any
+    dict into a plain one), so the structure is restored after the call.
+    """
+
+    def __init__(self, spec: Any):
+        self.spec = spec
+
+    def __call__(self, module: nn.Module, args: Any, out: Any) -> Any:
+        """The model's output object from the flat outputs."""
+        return tree_unflatten(list(out), self.spec)
 
 
 def _module(graph: fx.Graph, attrs: set[str], model: nn.Module, cap: Captured,
