@@ -72,6 +72,34 @@ class Columns:
         return Config(cut, flk, batch)
 
 
+def lower_hull(a: np.ndarray, d: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """(C, N, B) mask of the cuts on the lower-left convex hull of (a, d) per device and batch.
+
+    Only they can be an SL device's best cut: at the group's band beta_s a fitting choice keeps
+    fitting when a device swaps its cut for the one minimising d + beta_s a (the row
+    D + beta_s V <= L beta_s only gets slacker, the penalty does not change), and that minimiser
+    lies on this hull. It also passes the a + d <= L filter, since beta_s <= 1.
+    """
+    keep = np.zeros(a.shape, dtype=bool)
+    for k in range(a.shape[1]):
+        for j in range(a.shape[2]):
+            idx = np.flatnonzero(ok[:, k, j])
+            order = idx[np.lexsort((d[idx, k, j], a[idx, k, j]))]
+            hull: list[int] = []
+            for c in order:  # monotone chain, keeping only points that lower d
+                if hull and d[c, k, j] >= d[hull[-1], k, j]:
+                    continue
+                while len(hull) >= 2:
+                    (x1, y1), (x2, y2) = ((a[h, k, j], d[h, k, j]) for h in hull[-2:])
+                    if (x2 - x1) * (d[c, k, j] - y1) - (y2 - y1) * (a[c, k, j] - x1) <= 0:
+                        hull.pop()  # the middle point is on or above the chord
+                    else:
+                        break
+                hull.append(int(c))
+            keep[hull, k, j] = True
+    return keep
+
+
 def _columns(data: HSFLData, cuts: np.ndarray, L: float) -> Columns | None:
     """Options that can fit latency L (None when some device has none)."""
     n, nb = data.a_fl.shape
@@ -80,6 +108,8 @@ def _columns(data: HSFLData, cuts: np.ndarray, L: float) -> Columns | None:
     ok_f = data.ok_fl & (w <= 1)
     a_s, d_s = data.a_sl[cuts], data.d_sl[cuts]  # (C', N, B)
     ok_s = data.ok_sl[cuts] & (a_s + d_s <= L)  # alone with the whole band it must fit
+    if len(cuts) == data.a_sl.shape[0] and len(cuts) > 1:
+        ok_s &= data.sl_hull
     kf, jf = np.nonzero(ok_f)
     cs, ks, js = np.nonzero(ok_s)
     dev = np.concatenate([kf, ks])
