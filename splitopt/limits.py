@@ -42,14 +42,23 @@ class Range:
     inf_ok: bool = False
 
     def text(self) -> str:
-        """E.g. ``"a number in [1, 1e+21] (FLOP/s)"`` or ``"an integer in [1, 1000000]"``."""
+        """E.g. ``"a number in [1, 1e21] (FLOP/s)"`` or ``"an integer in [1, 1000000]"``."""
         kind = "an integer" if self.integer else "a number"
-        lo = f"{self.lo:g}" if not self.integer else str(int(self.lo))
-        hi = f"{self.hi:g}" if not self.integer else str(int(self.hi))
+        lo = _short(self.lo) if not self.integer else str(int(self.lo))
+        hi = _short(self.hi) if not self.integer else str(int(self.hi))
         out = f"{kind} in {'(' if self.lo_open else '['}{lo}, {hi}]"
         if self.inf_ok:
             out += " or inf"
         return out + (f" ({self.unit})" if self.unit else "")
+
+
+def _short(x: float) -> str:
+    """``1e21`` and ``1e-6`` rather than Python's ``1e+21`` and ``1e-06``."""
+    text = f"{x:g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return text
 
 
 FLOP_RATE = Range(1.0, 1e21, "FLOP/s")
@@ -68,6 +77,7 @@ NODE_BYTES = Range(0.0, 1e15, "bytes per sample")
 PARAM_BYTES = Range(0.0, 1e15, "bytes")
 NODE_SECONDS = Range(0.0, 1e6, "seconds per sample")
 SHARE = Range(0.0, 1.0, lo_open=True)
+TIME_LIMIT = Range(0.0, 1e9, "seconds", lo_open=True)
 
 
 def check(field: str, value: Any, rng: Range, error: type[InputError] = InputError) -> Any:

@@ -12,8 +12,16 @@ import json
 import math
 
 import pytest
-from _hostile import (GRAPH, GRAPH_DOC, SCENARIO_DOC, dumps, edited, one_line_error, plan_doc,
-                      raises_input_error)
+from _hostile import (
+    GRAPH,
+    GRAPH_DOC,
+    SCENARIO_DOC,
+    dumps,
+    edited,
+    one_line_error,
+    plan_doc,
+    raises_input_error,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -382,6 +390,22 @@ def test_output_paths_are_checked_before_the_work(tmp_path, monkeypatch, capsys,
     _one_error_line(out, pattern)
     assert (tmp_path / "exists.json").read_text() == "keep me"
     assert not (tmp_path / "nodir").exists()
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (["solve", "ABSENT.yaml", "--time-limit", "nan"], r"--time-limit: got nan"),
+    (["solve", "ABSENT.yaml", "--time-limit", "inf"], r"--time-limit: got inf"),
+    (["solve", "ABSENT.yaml", "--time-limit", "-1"], r"--time-limit: got -1"),
+    (["partition", "ABSENT.json", "-s", "ABSENT.yaml", "--share", "0"], r"--share: got 0"),
+    (["partition", "ABSENT.json", "-s", "ABSENT.yaml", "--share", "nan"], r"--share: got nan"),
+    (["partition", "ABSENT.json", "-s", "ABSENT.yaml", "--batch", "0"], r"--batch: got 0"),
+    (["partition", "ABSENT.json", "-s", "ABSENT.yaml", "--batch", str(10**30)], r"--batch: "),
+    (["profile", "no-such-model", "--batch-size", "0"], r"--batch-size: got 0"),
+])
+def test_bad_option_values_are_refused_first(monkeypatch, capsys, args, pattern):
+    code, out = _cli(monkeypatch, capsys, *args)
+    assert code == 2
+    _one_error_line(out, pattern)
 
 
 def _cost_files(folder, memory_bytes):

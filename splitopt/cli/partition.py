@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
+from splitopt import limits
 from splitopt.cli._common import emit_json, table
-from splitopt.errors import InputError
 from splitopt.scenario import Scenario, resolve_model
 
 _LIST_LIMIT = 40  # longer device sides are summarised by a count
@@ -30,12 +30,14 @@ def partition_cmd(
     from splitopt.partitioning.problem import iteration_problem
     from splitopt.system import link_of
 
+    if share is not None:  # checked before the model is profiled (minutes for a big one)
+        limits.check("--share", share, limits.SHARE)
+    if batch is not None:
+        limits.check("--batch", batch, limits.BATCH)
     graph = resolve_model(model)
     sc = Scenario.load(scenario, graph=graph)
     dev = sc.device(device) if device else sc.devices[0]
     beta = 1.0 / sc.n_devices if share is None else share
-    if not 0 < beta <= 1:
-        raise InputError("--share", beta, "a number in (0, 1]")
     link = link_of(dev, sc.channel, beta)
     b = sc.training.batch_size if batch is None else batch
     plan = partition(graph, dev, sc.server, link, method=method, batch=b, labels=sc.training.labels)

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from splitopt import limits
 from splitopt.cli._common import check_out_path, emit_json, table
 
 
@@ -45,6 +46,7 @@ def profile_cmd(
     from splitopt.profiler import profile_model
 
     check_out_path(out, force)
+    limits.check("--batch-size", batch_size, limits.BATCH)
     t0 = time.perf_counter()
     graph = profile_model(model, measure=measure, capture=capture, times=times,
                           batch_size=batch_size)

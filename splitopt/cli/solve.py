@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from splitopt import limits
 from splitopt.cli._common import check_out_path, emit_json, table
 from splitopt.errors import InputError
 from splitopt.io import atomic_write
@@ -51,6 +52,8 @@ def solve_cmd(scenario: Path = typer.Argument(..., help="scenario YAML/JSON"),
               force: bool = typer.Option(False, "--force", help="overwrite --out")) -> None:
     """Solve a planning problem exactly and print (or save) the plan with its bound and gap."""
     check_out_path(out, force)
+    if time_limit is not None:  # typer reads "nan", "inf" and "-1" as floats
+        limits.check("--time-limit", time_limit, limits.TIME_LIMIT)
     sc = Scenario.load(scenario)
     from splitopt.model.problems import route
     from splitopt.solving import solve
