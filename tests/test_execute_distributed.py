@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import threading
+import time
 
 import pytest
 import torch
 
 from splitopt.errors import InputError
-from splitopt.execute.distributed import launch, run_rank
+from splitopt.execute.distributed import run_rank
 from splitopt.execute.examples import digits_job, digits_scenario
+from splitopt.execute.launch import launch
 from splitopt.execute.runner import train
 
 
@@ -86,3 +91,30 @@ def test_killed_device_process_checkpoints_and_resume_across_runners(tmp_path) -
 def test_world_size_must_match_the_plan() -> None:
     with pytest.raises(InputError, match="world size: got 5"):
         run_rank(digits_job(2), 0, 5)
+
+
+def test_kill_9_of_a_device_process_is_a_fault_and_the_run_resumes(tmp_path) -> None:
+    # a real crash: SIGKILL to dev1's process once round 0 is checkpointed; the run goes on
+    ck = tmp_path / "ck"
+    sc = digits_scenario(3, bandwidth_hz=4e5, local_iters=2)
+    job = digits_job(3, mode="sflv1", rounds=4, local_iters=2, lr=0.1, batch_sizes=[8, 8, 8],
+                     checkpoint_every=1, checkpoint_dir=str(ck), scenario=sc)
+
+    def kill_after_round_0(pids: dict[str, int]) -> None:
+        def watch() -> None:
+            while not (ck / "manifest.json").is_file():
+                time.sleep(0.005)
+            os.kill(pids["dev1"], signal.SIGKILL)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    res = launch(job, timeout_s=300, on_start=kill_after_round_0)
+    assert res.failed == ["dev1"]
+    assert [r.round for r in res.history] == [0, 1, 2, 3]
+    died = next(r.round for r in res.history if r.failed)
+    assert died >= 1 and set(res.history[-1].devices) == {"dev0", "dev2"}
+    assert all(math.isfinite(r.train_loss) for r in res.history)
+    # resuming the checkpoint written after the kill: two more rounds, no trace
+    more = launch(job.with_config(rounds=6), resume=ck, timeout_s=300)
+    assert [r.round for r in more.history] == [0, 1, 2, 3, 4, 5]
+    assert set(more.history[-1].devices) == {"dev0", "dev2"} and more.failed == ["dev1"]

@@ -15,6 +15,7 @@ rank; rank 0 writes the results.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -82,19 +83,19 @@ def build_job(plan_path: Path, scenario: Path | None, model: str | None, mode: s
     sc_path = _scenario_path(plan, plan_path, scenario)
     sc = Scenario.load(sc_path)
     cfg = RunConfig(mode=mode or _default_mode(plan, sc),
-                    rounds=rounds or int(sc.training.rounds), **settings)
+                    rounds=int(sc.training.rounds) if rounds is None else rounds, **settings)
     return Job(plan, sc, _model_name(plan, sc_path, model), cfg)
 
 
-def _train(job: Any, processes: bool, resume: Path | None, threads: int,
-           quiet: bool) -> Any:
+def _train(job: Any, links: str, resume: Path | None, threads: int, quiet: bool) -> Any:
     import torch
 
-    if processes:
-        from splitopt.execute.distributed import launch
+    if links != "priced":
+        from splitopt.execute.launch import launch
 
         with _status(f"training in {len(job.devices()) + 1} processes", quiet):
-            return launch(job, resume=resume, threads=threads)
+            return launch(job, resume=resume, threads=threads,
+                          links="auto" if links == "emulated" else "paced")
     from splitopt.execute.runner import train
 
     torch.set_num_threads(threads)
@@ -136,7 +137,7 @@ def results_document(job: Any, result: Any, calibrate: bool) -> dict[str, Any]:
     pred, latency = predict(job, sc)
     last = result.history[-1] if result.history else None
     return {"format": RUN_FORMAT, "version": 1, "model": job.model, "mode": job.config.mode,
-            "runner": result.runner, "config": _config_dict(job.config),
+            "runner": result.runner, "links": result.links, "config": _config_dict(job.config),
             "initial_test_loss": result.initial_test[0],
             "initial_test_accuracy": result.initial_test[1],
             "final_test_loss": last.test_loss if last else None,
@@ -172,6 +173,10 @@ def run(plan: Path = typer.Argument(..., help="plan JSON (splitopt solve / parti
         resume: Path = typer.Option(None, "--resume", help="checkpoint folder to resume"),
         fail: list[str] = typer.Option([], "--fail", help="fault: DEVICE@ROUND:ITERATION"),
         threads: int = typer.Option(1, "--threads", help="torch threads per process"),
+        links: str = typer.Option(None, "--links",
+                                  help="priced (in-process, simulated clock) | paced (processes, "
+                                       "user-space pacing) | emulated (processes, kernel-shaped "
+                                       "links where possible, else paced)"),
         calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate",
                                        help="measure per-node times here for predictions"),
         ) -> None:
@@ -179,23 +184,31 @@ def run(plan: Path = typer.Argument(..., help="plan JSON (splitopt solve / parti
 
     Reports per-round loss and accuracy, and measured beside predicted phase times.
     """
-    if out is not None and out.exists() and not force:
-        raise InputError("--out", str(out), "a path that does not exist yet",
-                         "Pass --force to overwrite it.")
+    _check_out(out, force)  # before the work, so that results are never trained and then lost
+    links = _links(links, processes)
+    _check_run_options(threads=threads, rounds=rounds, local_iters=local_iters, lr=lr,
+                       non_iid=non_iid, checkpoint_every=checkpoint_every,
+                       checkpoint_dir=checkpoint_dir)
+    if resume is not None:
+        from splitopt.execute.checkpoint import open_checkpoint
+
+        open_checkpoint(resume)  # a bad folder is refused before anything is trained
     settings = {"local_iters": local_iters, "lr": lr, "seed": seed, "iid": non_iid is None,
-                "alpha": non_iid or 0.5, "checkpoint_every": checkpoint_every,
+                "alpha": 0.5 if non_iid is None else non_iid, "checkpoint_every": checkpoint_every,
                 "checkpoint_dir": str(checkpoint_dir) if checkpoint_dir else None,
                 "faults": _faults(fail)}
     job = build_job(plan, scenario, model, mode, rounds, settings)
-    if processes and "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+    if links != "priced" and "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         result = _torchrun_rank(job, resume, threads)
         if result is None:  # not rank 0: the server writes the results
             return
     else:
-        result = _train(job, processes, resume, threads, quiet=json_out)
+        result = _train(job, links, resume, threads, quiet=json_out)
     doc = results_document(job, result, calibrate)
     if out is not None:
-        out.write_text(json.dumps(doc, indent=1, default=str))
+        from splitopt.io import atomic_write
+
+        atomic_write(out, json.dumps(doc, indent=1, default=str))
     if json_out:
         print(json.dumps(doc, indent=1, default=str))
     else:
@@ -213,7 +226,11 @@ def _torchrun_rank(job: Any, resume: Path | None, threads: int) -> Any:
         path = str(Path(tmp) / "result.pt")
         run_rank(job, rank, world, init_method="env://", out=path if rank == 0 else None,
                  resume=str(resume) if resume else None, threads=threads)
-        return torch.load(path, weights_only=False) if rank == 0 else None
+        if rank != 0:
+            return None
+        from splitopt.execute.distributed import result_of
+
+        return result_of(torch.load(path, weights_only=True))
 
 
 def _print_summary(doc: dict[str, Any], out: Path | None) -> None:
@@ -231,6 +248,54 @@ def _print_summary(doc: dict[str, Any], out: Path | None) -> None:
            for k, v in pvm["phases"].items()])
     if out is not None:
         print(f"results: {out}")
+
+
+def _links(links: str | None, processes: bool) -> str:
+    """The link kind of a command line: ``--links``, else ``paced`` with ``--processes``."""
+    allowed = ("priced", "paced", "emulated")
+    if links is None:
+        return "paced" if processes else "priced"
+    if links not in allowed:
+        raise InputError("--links", links, " | ".join(allowed))
+    return links
+
+
+def _check_out(out: Path | None, force: bool) -> None:
+    if out is None:
+        return
+    folder = out.parent if str(out.parent) else Path(".")
+    problem = ("a file path (this is a folder)" if out.is_dir()
+               else "a file in an existing folder" if not folder.is_dir()
+               else "a path that does not exist yet" if out.exists() and not force else None)
+    if problem is not None:
+        raise InputError("--out", str(out), problem,
+                         "Pass --force to overwrite it." if "not exist" in problem
+                         else "Name a file in an existing folder.")
+
+
+def _check_run_options(**options: Any) -> None:
+    """Field-level errors for the numeric options, before any work."""
+    ints = {"threads": 1, "rounds": 1, "local_iters": 1, "checkpoint_every": 0}
+    for name, low in ints.items():
+        v = options[name]
+        if v is not None and v < low:
+            raise InputError("--" + name.replace("_", "-"), v, f"an integer >= {low}")
+    lr = options["lr"]
+    if not (math.isfinite(lr) and lr > 0):
+        raise InputError("--lr", lr, "a finite number > 0", "e.g. --lr 0.05")
+    alpha = options["non_iid"]
+    if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
+        raise InputError("--non-iid", alpha, "a finite Dirichlet alpha > 0 (small: few classes "
+                         "per device), or leave it out for IID shards")
+    if options["checkpoint_every"] and options["checkpoint_dir"] is None:
+        raise InputError("--checkpoint-dir", None, "a folder when --checkpoint-every > 0")
+    ck = options["checkpoint_dir"]
+    if ck is not None and (ck.exists() and not ck.is_dir()):
+        raise InputError("--checkpoint-dir", str(ck), "a folder (this is a file)")
+    if ck is not None and not ck.exists() and not (ck.parent if str(ck.parent) else
+                                                    Path(".")).is_dir():
+        raise InputError("--checkpoint-dir", str(ck), "a folder inside an existing folder",
+                         f"Create {str(ck.parent)!r} first.")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,26 +1,32 @@
-"""The multi-process runner: one process per device plus the server, over torch.distributed (gloo).
+"""The multi-process runner: one server process for all devices, plus one process per device.
 
-Rank 0 is the server; ranks 1..N are the plan's selected devices in plan order. Boundary
-activations, labels, gradients and model weights travel for real between processes
-(:mod:`splitopt.execute.wire`), with the plan's link rates enforced by pacing. Every process walks
-the same round events as the in-process runner and runs the same worker code, so with the same
-seed both runners reach the same weights.
+Rank 0 is the server: one real process holds the server model(s) and serves every device in the
+order of the round's events, so devices contend for it for real and its compute time is measured,
+not assumed. Ranks 1..N are the plan's selected devices in plan order. Boundary activations,
+labels, gradients and model weights travel for real over one TCP connection per device
+(:mod:`splitopt.execute.wire`); torch.distributed (gloo) is used only to meet and exchange the
+server's address, so torchrun works unchanged. Every process walks the same round events as the
+in-process runner and runs the same worker code, so with the same seed both runners reach the
+same weights.
 
-Start it with :func:`launch` (``torch.multiprocessing`` spawn, one command, free port on
-127.0.0.1), or with ``torchrun`` across machines: every process calls :func:`run_rank` with
-``init_method="env://"`` (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``), e.g.
+Links: with ``links="htb"`` every process runs in a network namespace of the run whose loopback
+shapes each device's connection to its planned rates (:mod:`splitopt.execute.links`); with
+``links="paced"`` the rates are enforced by pacing in user space. ``"auto"`` takes ``htb`` where
+it works (root, ``ip`` and ``tc``) and ``paced`` elsewhere; the result records which.
+
+Start it with :func:`launch` (``torch.multiprocessing`` spawn, one command), or with ``torchrun``
+across machines: every process calls :func:`run_rank` with ``init_method="env://"``, e.g.
 ``torchrun --nproc-per-node 3 $(which splitopt) run plan.json --processes``.
 
-A device that fails (its process dies, e.g. by the ``faults`` option, which calls ``os._exit``)
-breaks its connection; the server notices on its next exchange with it, drops it, and finishes
-the round with the others.
+Faults: a device whose process dies (the ``faults`` option calls ``os._exit``; a real crash or a
+``kill -9`` does the same to its socket) surfaces as :class:`~splitopt.execute.wire.PeerGone` on the
+server's next exchange with it; the server drops it and finishes the round with the others. A
+device that stops answering for ``timeout_s`` is dropped the same way.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -29,54 +35,63 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from splitopt.errors import InputError, SplitoptError
+from splitopt.errors import InputError
 from splitopt.execute import wire
-from splitopt.execute.checkpoint import load_participant, participant_file, save_participant
+from splitopt.execute.checkpoint import commit, open_checkpoint, save_participant
 from splitopt.execute.job import Job
-from splitopt.execute.loop import PHASES, DeviceRound, RoundRecord, run_rounds
+from splitopt.execute.loop import PHASES, DeviceRound, RoundRecord, TrainingDiverged, run_rounds
 from splitopt.execute.modes import Collect, Event, ServerStep, Step, Sync
-from splitopt.execute.runner import RunResult, evaluate_server, final_state
+from splitopt.execute.runner import (
+    RunResult,
+    evaluate_server,
+    final_state,
+    restore_server,
+    server_checkpoint,
+)
 from splitopt.execute.workers import (
     DeviceWorker,
     ServerWorker,
     install_templates,
-    split_templates,
 )
+from splitopt.io import atomic_save
 from splitopt.system import link_of
 
 FAULT_EXIT = 3  #: exit status of a device process killed by fault injection
+SERVER_GONE = 4  #: exit status of a device process whose server stopped (e.g. diverged)
+LINKS = ("auto", "htb", "paced")
 _REPORT = (*PHASES, "up_bytes", "down_bytes")
 
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    listener = wire.listen("127.0.0.1")
+    port = int(listener.getsockname()[1])
+    listener.close()
+    return port
 
 
 class DistributedServer:
     """Rank 0: the loop backend that talks to the device processes."""
 
-    def __init__(self, job: Job, data: Any = None) -> None:
+    def __init__(self, job: Job, peers: dict[str, wire.Peer], data: Any = None) -> None:
         self.job, self.mode = job, job.training_mode()
         model, ex = job.build_model()
         self.data = data or job.data()
         self.server = ServerWorker(job, model=model, example_inputs=ex, data=self.data)
-        names = [d.device for d in job.devices()]
-        self.rank = {d: i + 1 for i, d in enumerate(names)}
+        self.peers = peers
         self.modes = {d.device: self.mode.device_mode(d.mode) for d in job.devices()}
         self.batch = {d.device: job.batch_size(d) for d in job.devices()}
-        self.dead: list[str] = []
+        self.dead: list[str] = [d.device for d in job.devices() if d.device not in peers]
+        self._failed: list[str] = []
 
     def alive(self) -> list[str]:
         """Devices whose process is still running."""
-        return [d for d in self.rank if d not in self.dead]
+        return [d.device for d in self.job.devices() if d.device not in self.dead]
 
     def run_round(self, rnd: int, events: list[Event]) -> RoundRecord:
         """Serve one round; the round latency is its measured wall time."""
         stats = {d: DeviceRound() for d in self.alive()}
-        self._failed: list[str] = []
+        self._failed = []
         agg_s, t0 = 0.0, time.perf_counter()
         for ev in events:
             if isinstance(ev, ServerStep):
@@ -100,25 +115,24 @@ class DistributedServer:
             return False
         try:
             exchange()
-        except RuntimeError as err:  # gloo: "Connection closed by peer" from a dead device
-            if not _peer_closed(err):
-                raise
+        except wire.PeerGone:
             self.dead.append(device)
             self._failed.append(device)
+            self.peers.pop(device).close()
             return False
         return True
 
     def _step(self, d: str, st: DeviceRound) -> None:
-        r = self.rank[d]
+        peer = self.peers[d]
         if self.modes[d] == "fl":
-            (loss_t,), _ = wire.recv(r)
+            (loss_t,), _ = peer.recv()
             loss = float(loss_t)
         else:
-            msg, _ = wire.recv(r)
+            msg, _ = peer.recv()
             t = time.perf_counter()
             grads, loss = self.server.step(d, msg[:-1], msg[-1])
             st.server_compute_s += time.perf_counter() - t
-            wire.send(grads, r)
+            peer.send(grads)
         st.iterations += 1
         st.samples += self.batch[d]
         st.loss_sum += loss * self.batch[d]
@@ -127,8 +141,7 @@ class DistributedServer:
         sent = []
         for d in devices:
             part = self.server.device_part(d)
-            if self._guard(d, lambda d=d, p=part: wire.send([p[n] for n in sorted(p)],
-                                                            self.rank[d])):
+            if self._guard(d, lambda d=d, p=part: self.peers[d].send([p[n] for n in sorted(p)])):
                 sent.append(d)
         self.server.sync(sent)
 
@@ -136,7 +149,7 @@ class DistributedServer:
         parts: dict[str, dict[str, torch.Tensor]] = {}
 
         def receive(d: str) -> None:
-            tensors, _ = wire.recv(self.rank[d])
+            tensors, _ = self.peers[d].recv()
             parts[d] = dict(zip(sorted(self.server.device_names[d]), tensors, strict=True))
 
         for d in devices:
@@ -150,17 +163,23 @@ class DistributedServer:
         return evaluate_server(self.server, self.job, self.data.test)
 
     def save_checkpoint(self, folder: Path, rnd: int, history: list[RoundRecord]) -> None:
-        """Write the server's state (each device process writes its own)."""
-        save_participant(folder, "server", {"server": self.server.state_dict(), "round": rnd,
-                                            "history": history, "dead": list(self.dead)})
+        """Each live device writes its file and says so; then the server's file and the manifest.
+
+        A device that dies before saying so is dropped (listed as failed in the last round).
+        """
+        for d in self.alive():
+            if not self._guard(d, lambda d=d: self.peers[d].recv()):
+                history[-1].failed.append(d)
+        save_participant(folder, "server", rnd, server_checkpoint(self.server, history, self.dead))
+        commit(folder, rnd, ["server", *self.alive()])
 
     def collect_reports(self, history: list[RoundRecord]) -> None:
         """Receive every live device's per-round phase times and fill them into ``history``."""
         by_round = {r.round: r for r in history}
         for d in self.alive():
             try:
-                (table,), _ = wire.recv(self.rank[d])
-            except RuntimeError:
+                (table,), _ = self.peers[d].recv()
+            except wire.PeerGone:
                 continue
             for row in table.tolist():
                 rec = by_round.get(int(row[0]))
@@ -170,34 +189,31 @@ class DistributedServer:
                             setattr(rec.devices[d], field, int(v) if "bytes" in field else v)
 
 
-def _peer_closed(err: RuntimeError) -> bool:
-    text = str(err).lower()
-    return "closed" in text or "connection reset" in text or "broken pipe" in text
-
-
-def _serve(job: Job, resume: str | None, data: Any) -> RunResult:
-    srv = DistributedServer(job, data)
+def _serve(job: Job, peers: dict[str, wire.Peer], state: Any, data: Any, links: str) -> RunResult:
+    srv = DistributedServer(job, peers, data)
     initial = srv.evaluate()
     start, history = 0, list[RoundRecord]()
-    if resume is not None:
-        state = load_participant(Path(resume), "server")
-        srv.server.load_state_dict(state["server"])
-        srv.dead = list(state["dead"])
-        start, history = int(state["round"]) + 1, list(state["history"])
+    if state is not None:
+        history, srv.dead = restore_server(srv.server, state[1])
+        start = state[0] + 1
     history = run_rounds(job, srv, start=start, history=history)
     srv.collect_reports(history)
     return RunResult(history, final_state(srv.server, srv.mode.has_global), "multi-process",
-                     initial, list(srv.dead))
+                     initial, list(srv.dead), links)
 
 
 class DeviceProcess:
     """Ranks 1..N: walk the round events that concern this device."""
 
-    def __init__(self, job: Job, name: str, data: Any = None) -> None:
+    def __init__(self, job: Job, name: str, peer: wire.Peer, links: str, data: Any = None) -> None:
         self.job, self.name, self.mode = job, name, job.training_mode()
         self.worker = DeviceWorker(job, name, data=data)
         sc, plan = job.scenario, job.plan.device(name)
-        self.link = link_of(sc.device(name), sc.channel, plan.bandwidth_share)
+        link = link_of(sc.device(name), sc.channel, plan.bandwidth_share)
+        # with kernel-shaped links nobody paces in user space
+        self.up_bps: float | None = None if links == "htb" else link.up_bps
+        self.dn_bps: float | None = None if links == "htb" else link.dn_bps
+        self.peer = peer
         self.fault = tuple(job.config.faults.get(name, (-1, -1)))
         self.stats: dict[int, DeviceRound] = {}
         self.names = sorted(self.worker.part())
@@ -210,11 +226,12 @@ class DeviceProcess:
             for ev in self.mode.round_events(rnd, everyone, self.job.iters()):
                 self._event(rnd, ev, st)
             if cfg.checkpoint_every and (rnd + 1) % cfg.checkpoint_every == 0:
-                save_participant(Path(str(cfg.checkpoint_dir)), self.name,
-                                 {"device": self.worker.state_dict(), "round": rnd,
-                                  "stats": self.stats})
+                stats = {str(r): vars(s) for r, s in self.stats.items()}
+                save_participant(Path(str(cfg.checkpoint_dir)), self.name, rnd,
+                                 {"device": self.worker.state_dict(), "stats": stats})
+                self.peer.send([torch.tensor(rnd)])  # "my file of this round is on disk"
         rows = [[r, *(float(getattr(s, f)) for f in _REPORT)] for r, s in self.stats.items()]
-        wire.send([torch.tensor(rows, dtype=torch.float64).reshape(-1, 1 + len(_REPORT))], 0)
+        self.peer.send([torch.tensor(rows, dtype=torch.float64).reshape(-1, 1 + len(_REPORT))])
 
     def _event(self, rnd: int, ev: Event, st: DeviceRound) -> None:
         if isinstance(ev, Step) and ev.device == self.name:
@@ -222,15 +239,15 @@ class DeviceProcess:
                 os._exit(FAULT_EXIT)  # the fault: this process dies mid-round
             self._step(st)
         elif isinstance(ev, Sync) and self.name in ev.devices:
-            tensors, tr = wire.recv(0, rate_bps=self.link.dn_bps)
+            tensors, tr = self.peer.recv(rate_bps=self.dn_bps)
             self.worker.load_part(dict(zip(self.names, tensors, strict=True)))
             st.aggregation_s += tr.seconds
             st.down_bytes += tr.nbytes
         elif isinstance(ev, Collect) and self.name in ev.devices:
             part = self.worker.part()
             priced = self.mode.has_global  # parallel SL uploads for evaluation only
-            tr = wire.send([part[n] for n in self.names], 0,
-                           rate_bps=self.link.up_bps if priced else None)
+            tr = self.peer.send([part[n] for n in self.names],
+                                rate_bps=self.up_bps if priced else None, drain=priced)
             if priced:
                 st.aggregation_s += tr.seconds
                 st.up_bytes += tr.nbytes
@@ -241,12 +258,12 @@ class DeviceProcess:
         if w.mode == "fl":
             loss = w.local_step()
             st.device_compute_s += time.perf_counter() - t0
-            wire.send([torch.tensor([loss], dtype=torch.float64)], 0)
+            self.peer.send([torch.tensor([loss], dtype=torch.float64)])
             return
         acts, y = w.forward()
         st.device_compute_s += time.perf_counter() - t0
-        up = wire.send([*acts, y], 0, rate_bps=self.link.up_bps)
-        grads, down = wire.recv(0, rate_bps=self.link.dn_bps)
+        up = self.peer.send([*acts, y], rate_bps=self.up_bps, drain=True)
+        grads, down = self.peer.recv(rate_bps=self.dn_bps)
         t1 = time.perf_counter()
         w.backward(grads)
         st.device_compute_s += time.perf_counter() - t1
@@ -256,14 +273,29 @@ class DeviceProcess:
         st.down_bytes += down.nbytes
 
 
+def _meet(rank: int, world: int, init_method: str, timeout_s: float,
+          address: tuple[str, int]) -> tuple[str, int]:
+    """Rendezvous over gloo and learn the server's data address; gloo is not used afterwards."""
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world,
+                            timeout=timedelta(seconds=timeout_s))
+    try:
+        box: list[Any] = [address if rank == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+    finally:
+        dist.destroy_process_group()
+
+
 def run_rank(job: Job, rank: int, world_size: int, *, init_method: str = "env://",
              out: str | None = None, resume: str | None = None, threads: int = 1,
-             timeout_s: float = 600.0, prepared: tuple[Any, Any] | None = None) -> None:
+             timeout_s: float = 600.0, prepared: tuple[Any, Any] | None = None,
+             links: str = "paced", server_port: int = 0, device_port0: int = 0) -> None:
     """Run one rank of a multi-process job (0: server, writes the RunResult to ``out``).
 
     ``prepared`` is ``(data, split templates)`` made once by :func:`launch`, so that spawned
     processes neither reload the data set nor capture the model again; without it (torchrun)
-    every process makes its own, identically.
+    every process makes its own, identically. Device ``k`` connects from port
+    ``device_port0 + k`` (0: any port), which is what shaped links classify by.
     """
     names = [d.device for d in job.devices()]
     data = None
@@ -274,62 +306,53 @@ def run_rank(job: Job, rank: int, world_size: int, *, init_method: str = "env://
         raise InputError("world size", world_size, f"{len(names) + 1} (the server plus one "
                          "process per selected device)")
     torch.set_num_threads(threads)
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size,
-                            timeout=timedelta(seconds=timeout_s))
+    ck = open_checkpoint(resume) if resume is not None else None
+    host = os.environ.get("MASTER_ADDR", "127.0.0.1")
+    if init_method.startswith("tcp://"):
+        host = init_method[len("tcp://"):].rsplit(":", 1)[0]
+    listener = wire.listen("0.0.0.0", server_port) if rank == 0 else None
+    address = (host, listener.getsockname()[1]) if listener is not None else (host, 0)
+    address = _meet(rank, world_size, init_method, timeout_s, address)
+    if rank == 0:
+        assert listener is not None
+        expected = [d for d in names if ck is None or ck.has(d)]
+        by_rank = wire.accept(listener, len(expected), timeout_s)
+        peers = {names[r - 1]: p for r, p in by_rank.items()}
+        state = None if ck is None else (ck.round, ck.load("server"))
+        try:
+            result = _serve(job, peers, state, data, links)
+            doc: dict[str, Any] = result.to_state()
+        except TrainingDiverged as err:
+            doc = {"error": str(err)}
+        finally:
+            for p in peers.values():
+                p.close()
+        if out is not None:
+            atomic_save(out, lambda fh: torch.save(doc, fh))
+        return
+    name = names[rank - 1]
+    if ck is not None and not ck.has(name):
+        return  # the device had failed before the checkpoint: nothing to resume
+    peer = wire.connect(address[0], address[1], rank, timeout_s=timeout_s,
+                        source_port=device_port0 + rank if device_port0 else 0)
+    proc = DeviceProcess(job, name, peer, links, data)
+    start = 0
+    if ck is not None:
+        mine = ck.load(name)
+        proc.worker.load_state_dict(mine["device"])
+        proc.stats = {int(r): DeviceRound(**s) for r, s in mine["stats"].items()}
+        start = ck.round + 1
     try:
-        if rank == 0:
-            result = _serve(job, resume, data)
-            if out is not None:
-                torch.save(result, out)
-            return
-        name = names[rank - 1]
-        start = 0
-        if resume is not None and not participant_file(Path(resume), name).is_file():
-            return  # the device had failed before the checkpoint: nothing to resume
-        proc = DeviceProcess(job, name, data)
-        if resume is not None:
-            state = load_participant(Path(resume), name)
-            proc.worker.load_state_dict(state["device"])
-            proc.stats, start = dict(state["stats"]), int(state["round"]) + 1
         proc.run(start)
+    except wire.PeerGone:
+        os._exit(SERVER_GONE)  # the server stopped (it says why); nothing to add here
     finally:
-        dist.destroy_process_group()
+        peer.close()
 
 
-def _spawned(rank: int, job: Job, world: int, kwargs: dict[str, Any]) -> None:
-    run_rank(job, rank, world, **kwargs)
 
-
-def launch(job: Job, *, resume: str | Path | None = None, threads: int = 1,
-           timeout_s: float = 600.0) -> RunResult:
-    """Run ``job`` with one process per device plus the server on 127.0.0.1; one call."""
-    world = len(job.devices()) + 1
-    ctx = torch.multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="splitopt-run-") as tmp:
-        out = str(Path(tmp) / "result.pt")
-        kwargs = {"init_method": f"tcp://127.0.0.1:{free_port()}", "out": out,
-                  "resume": None if resume is None else str(resume), "threads": threads,
-                  "timeout_s": timeout_s, "prepared": (job.data(), split_templates(job))}
-        procs = [ctx.Process(target=_spawned, args=(r, job, world, kwargs)) for r in range(world)]
-        for p in procs:
-            p.start()
-        _join(procs, job, timeout_s)
-        return torch.load(out, weights_only=False)
-
-
-def _join(procs: list[Any], job: Job, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    for p in procs:
-        p.join(max(0.0, deadline - time.monotonic()))
-    hung = [i for i, p in enumerate(procs) if p.is_alive()]
-    for i in hung:
-        procs[i].kill()
-        procs[i].join()
-    names = ["server", *(d.device for d in job.devices())]
-    faulty = set(job.config.faults)
-    bad = [(names[i], p.exitcode) for i, p in enumerate(procs)
-           if p.exitcode != 0 and not (names[i] in faulty and p.exitcode == FAULT_EXIT)]
-    if hung or bad:
-        raise SplitoptError(f"multi-process run failed: processes {bad} exited badly"
-                            + (f"; {[names[i] for i in hung]} hung and were killed" if hung
-                               else ""))
+def result_of(doc: dict[str, Any]) -> RunResult:
+    """The RunResult rank 0 wrote (``torch.load(..., weights_only=True)`` of it), or its error."""
+    if "error" in doc:
+        raise TrainingDiverged(doc["error"])
+    return RunResult.from_state(doc)

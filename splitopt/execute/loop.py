@@ -7,12 +7,14 @@ logs the round, evaluates, and writes checkpoints.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from splitopt.errors import SplitoptError
 from splitopt.execute.job import Job
 from splitopt.execute.modes import Event
 
@@ -60,6 +62,26 @@ class RoundRecord:
         d["devices"] = {k: {**asdict(v), "total_s": v.total_s} for k, v in self.devices.items()}
         return d
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RoundRecord:
+        """The inverse of :meth:`to_dict` (checkpoints store records as plain data)."""
+        fields = set(DeviceRound.__dataclass_fields__)
+        devices = {k: DeviceRound(**{f: v for f, v in st.items() if f in fields})
+                   for k, st in d["devices"].items()}
+        return cls(int(d["round"]), float(d["train_loss"]), float(d["test_loss"]),
+                   float(d["test_accuracy"]), float(d["wall_s"]), float(d["latency_s"]),
+                   float(d["aggregate_compute_s"]), devices, list(d["failed"]))
+
+
+class TrainingDiverged(SplitoptError):
+    """The training loss stopped being a finite number; the run is stopped."""
+
+    @classmethod
+    def at(cls, rnd: int, loss: float, lr: float) -> TrainingDiverged:
+        """The error for round ``rnd`` (0-based) whose training loss was ``loss``."""
+        return cls(f"round {rnd}: the training loss is {loss} (not finite), so training "
+                   f"diverged and was stopped. Lower the learning rate (--lr {lr:g}).")
+
 
 class Backend(Protocol):
     """What the loop needs from a runner."""
@@ -100,6 +122,8 @@ def run_rounds(job: Job, backend: Backend, *, start: int = 0,
         t0 = time.perf_counter()
         events = mode.round_events(rnd, backend.alive(), job.iters())
         rec = backend.run_round(rnd, events)
+        if any(st.samples for st in rec.devices.values()) and not math.isfinite(rec.train_loss):
+            raise TrainingDiverged.at(rnd, rec.train_loss, cfg.lr)
         rec.test_loss, rec.test_accuracy = backend.evaluate()
         rec.wall_s = time.perf_counter() - t0
         history.append(rec)

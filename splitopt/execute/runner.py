@@ -50,12 +50,27 @@ class RunResult:
     runner: str
     initial_test: tuple[float, float] = (float("nan"), float("nan"))
     failed: list[str] = field(default_factory=list)
+    #: how transfers were timed: "priced" (simulated clock), "paced" (user-space pacing of real
+    #: sends) or "htb" (real sends over kernel-shaped links)
+    links: str = "priced"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (weights excluded)."""
-        return {"runner": self.runner, "initial_test_loss": self.initial_test[0],
+        return {"runner": self.runner, "links": self.links,
+                "initial_test_loss": self.initial_test[0],
                 "initial_test_accuracy": self.initial_test[1], "failed": self.failed,
                 "rounds": [r.to_dict() for r in self.history]}
+
+    def to_state(self) -> dict[str, Any]:
+        """Tensors and plain data only (loadable with ``torch.load(weights_only=True)``)."""
+        return {**self.to_dict(), "final_state": self.final_state}
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> RunResult:
+        """The inverse of :meth:`to_state`."""
+        return cls([RoundRecord.from_dict(r) for r in d["rounds"]], d["final_state"], d["runner"],
+                   (d["initial_test_loss"], d["initial_test_accuracy"]), list(d["failed"]),
+                   d["links"])
 
 
 def final_state(server: ServerWorker, has_global: bool) -> dict[str, Any]:
@@ -205,26 +220,39 @@ class InProcessRunner:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, folder: Path, rnd: int, history: list[RoundRecord]) -> None:
-        """Write the server's and every device's state after round ``rnd``."""
-        from splitopt.execute.checkpoint import save_participant
+        """Write every live device's state, then the server's, then the manifest."""
+        from splitopt.execute.checkpoint import commit, save_participant
 
-        save_participant(folder, "server", {"server": self.server.state_dict(), "round": rnd,
-                                            "history": history, "dead": list(self.dead)})
-        for d, w in self.devices.items():
-            if d not in self.dead:
-                save_participant(folder, d, {"device": w.state_dict(), "round": rnd})
+        alive = self.alive()
+        for d in alive:
+            save_participant(folder, d, rnd, {"device": self.devices[d].state_dict()})
+        save_participant(folder, "server", rnd, server_checkpoint(self.server, history, self.dead))
+        commit(folder, rnd, ["server", *alive])
 
     def load_checkpoint(self, folder: Path) -> tuple[int, list[RoundRecord]]:
         """Restore every participant; returns (next round, history so far)."""
-        from splitopt.execute.checkpoint import load_participant
+        from splitopt.execute.checkpoint import open_checkpoint
 
-        srv = load_participant(folder, "server")
-        self.server.load_state_dict(srv["server"])
-        self.dead = list(srv["dead"])
+        ck = open_checkpoint(folder)
+        history, self.dead = restore_server(self.server, ck.load("server"))
         for d, w in self.devices.items():
             if d not in self.dead:
-                w.load_state_dict(load_participant(folder, d)["device"])
-        return int(srv["round"]) + 1, list(srv["history"])
+                w.load_state_dict(ck.load(d)["device"])
+        return ck.round + 1, history
+
+
+def server_checkpoint(server: ServerWorker, history: list[RoundRecord],
+                      dead: list[str]) -> dict[str, Any]:
+    """The server's checkpoint state: tensors and plain data only."""
+    return {"server": server.state_dict(), "history": [r.to_dict() for r in history],
+            "dead": list(dead)}
+
+
+def restore_server(server: ServerWorker, state: dict[str, Any]) -> tuple[list[RoundRecord],
+                                                                          list[str]]:
+    """Load :func:`server_checkpoint` state; returns (history, failed devices)."""
+    server.load_state_dict(state["server"])
+    return [RoundRecord.from_dict(r) for r in state["history"]], list(state["dead"])
 
 
 def train(job: Job, *, resume: str | Path | None = None,

@@ -26,7 +26,7 @@ from splitopt.scenario import Scenario
 from splitopt.system import link_of
 
 CALIBRATION_CLASS = "local-cpu"
-COMPARED = ("device_compute_s", "transfer_s", "server_compute_s", "aggregation_s")
+COMPARED = ("device_compute_s", "uplink_s", "downlink_s", "server_compute_s", "aggregation_s")
 
 
 def calibrate(job: Job, *, device_class: str = CALIBRATION_CLASS, repeats: int = 5) -> Scenario:
@@ -84,13 +84,11 @@ def predict(job: Job, scenario: Scenario | None = None) -> tuple[dict[str, Phase
 
 def _measured(rec: RoundRecord, device: str) -> dict[str, float]:
     st = rec.devices[device]
-    return {"device_compute_s": st.device_compute_s, "server_compute_s": st.server_compute_s,
-            "transfer_s": st.uplink_s + st.downlink_s, "aggregation_s": st.aggregation_s}
+    return {k: float(getattr(st, k)) for k in COMPARED}
 
 
 def _predicted(p: Phases) -> dict[str, float]:
-    return {"device_compute_s": p.device_compute_s, "server_compute_s": p.server_compute_s,
-            "transfer_s": p.uplink_s + p.downlink_s, "aggregation_s": p.aggregation_s}
+    return {k: float(getattr(p, k)) for k in COMPARED}
 
 
 def rel_error(measured: float, predicted: float) -> float | None:
@@ -123,5 +121,21 @@ def compare(history: Sequence[RoundRecord], predicted: dict[str, Phases], latenc
         m = median(r["measured"][k] for r in pool)
         p = pool[0]["predicted"][k]
         summary[k] = {"measured": m, "predicted": p, "rel_error": rel_error(m, p)}
-    per_device = {d: _predicted(p) for d, p in predicted.items()}
-    return {"phases": summary, "rounds": rows, "predicted_per_device": per_device}
+    return {"phases": summary, "rounds": rows,
+            "per_device": _per_device(history, predicted, {r["round"] for r in pool})}
+
+
+def _per_device(history: Sequence[RoundRecord], predicted: dict[str, Phases],
+                rounds: set[int]) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Per device and phase: the median measured seconds over ``rounds``, predicted, rel. error."""
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for d, p in predicted.items():
+        recs = [r for r in history if r.round in rounds and d in r.devices]
+        if not recs:
+            continue
+        pred = _predicted(p)
+        out[d] = {}
+        for k in COMPARED:
+            m = median(_measured(r, d)[k] for r in recs)
+            out[d][k] = {"measured": m, "predicted": pred[k], "rel_error": rel_error(m, pred[k])}
+    return out

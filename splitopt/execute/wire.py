@@ -1,34 +1,53 @@
-"""Tensor messages between processes over torch.distributed point-to-point (gloo), with pacing.
+"""Tensor messages between the server and a device over one TCP connection per device.
 
-A message is a list of tensors of any dtypes and shapes. It travels as three sends: a fixed
-header (meta length, payload bytes, the sender's wall clock in ns), the meta (dtype, shape and
-size of each tensor) and one byte payload, so a state dict of many tensors costs three sends.
+A message is a list of tensors of any dtypes and shapes. It travels as one header (meta length,
+payload bytes, the sender's wall clock in ns), the meta (dtype, shape and size of each tensor) and
+one byte payload. Each device owns one connection to the server, bound to a port of its own, so a
+kernel queueing discipline can shape each device's link by port (:mod:`splitopt.execute.links`).
 
-Link rates are enforced by pacing: a device's upload takes at least ``8 * bytes / up_bps`` (the
-sender sleeps the remainder), and a download to a device completes no earlier than the server's
-send time plus ``8 * bytes / dn_bps`` (the receiving device sleeps the remainder), so the server
-never sleeps on behalf of one device while others wait. ``bytes`` counts tensor data only. The
-send time travels in the header; both ends read ``time.time_ns()``, which is the same clock on one
-machine (on several machines it assumes synchronised clocks, e.g. NTP).
+How a link's rate is enforced, and how its time is measured:
+
+* ``htb``: the kernel shapes the connection; nobody sleeps. An upload's time runs from the
+  device's first byte until the server's kernel has acknowledged the last one (the device polls
+  its socket's unacknowledged bytes, ``TIOCOUTQ``), so it is the link's time, not the time the
+  server took to read it.
+* ``paced`` (no kernel shaping available): an upload is sent in chunks no faster than
+  ``up_bps``; a download to a device completes no earlier than the server's send time plus
+  ``8 * bytes / dn_bps`` (the receiving device sleeps the remainder), so the server never sleeps
+  on behalf of one device while others wait.
+
+A download's time runs from the server's send time (carried in the header; both ends read
+``time.time_ns()``, one clock on one machine, NTP-synchronised across machines) until the device
+has the last byte. ``bytes`` counts tensor data only. A peer whose process died surfaces as
+:class:`PeerGone` on the next exchange with it.
 """
 
 from __future__ import annotations
 
+import fcntl
+import socket
+import struct
+import termios
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 
 _DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32,
            torch.int16, torch.int8, torch.uint8, torch.bool]
 _ALIGN = 8
+_HEAD = struct.Struct("<qqq")
+_CHUNK_S = 0.005  #: pacing granularity: one chunk per 5 ms of link time
+
+
+class PeerGone(ConnectionError):
+    """The other end of a connection closed it (its process died) or stopped answering."""
 
 
 @dataclass(frozen=True)
 class Transfer:
-    """One message: tensor bytes, seconds it took (pacing included), sender's start (ns)."""
+    """One message: tensor bytes, seconds it took on the link, sender's start (ns)."""
 
     nbytes: int
     seconds: float
@@ -65,41 +84,123 @@ def _unpack(meta: torch.Tensor, payload: torch.Tensor) -> list[torch.Tensor]:
     return out
 
 
-def send(tensors: Sequence[torch.Tensor], dst: int, *, rate_bps: float | None = None) -> Transfer:
-    """Send a tensor list to rank ``dst``; with ``rate_bps`` take at least ``8*bytes/rate``."""
-    t0, sent_ns = time.perf_counter(), time.time_ns()
-    meta, payload, nbytes = _pack(tensors)
-    dist.send(torch.tensor([meta.numel(), payload.numel(), sent_ns], dtype=torch.int64), dst)
-    dist.send(meta, dst)
-    if payload.numel():
-        dist.send(payload, dst)
-    if rate_bps:
-        _sleep_until(t0 + 8.0 * nbytes / rate_bps)
-    return Transfer(nbytes, time.perf_counter() - t0, sent_ns)
+class Peer:
+    """One end of a server-device connection."""
+
+    def __init__(self, sock: socket.socket, timeout_s: float | None = None) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(timeout_s)
+        self.sock = sock
+
+    def send(self, tensors: Sequence[torch.Tensor], *, rate_bps: float | None = None,
+             drain: bool = False) -> Transfer:
+        """Send a tensor list; ``rate_bps`` paces it, ``drain`` waits until it is delivered."""
+        t0, sent_ns = time.perf_counter(), time.time_ns()
+        meta, payload, nbytes = _pack(tensors)
+        head = _HEAD.pack(meta.numel(), payload.numel(), sent_ns)
+        try:
+            self.sock.sendall(head + meta.numpy().tobytes())
+            body = payload.numpy().data.cast("B")
+            if rate_bps:
+                step = max(1, int(rate_bps / 8 * _CHUNK_S))
+                for off in range(0, len(body), step):
+                    self.sock.sendall(body[off:off + step])
+                    _sleep_until(t0 + 8.0 * min(off + step, nbytes) / rate_bps)
+            else:
+                self.sock.sendall(body)
+            if drain:
+                self._drain()
+        except (OSError, TimeoutError) as err:
+            raise PeerGone(str(err)) from None
+        return Transfer(nbytes, time.perf_counter() - t0, sent_ns)
+
+    def _drain(self) -> None:
+        """Wait until the receiving kernel has acknowledged every byte sent."""
+        buf = bytearray(4)
+        while True:
+            fcntl.ioctl(self.sock.fileno(), termios.TIOCOUTQ, buf)
+            if int.from_bytes(buf, "little") == 0:
+                return
+            time.sleep(0.0002)
+
+    def recv(self, *, rate_bps: float | None = None) -> tuple[list[torch.Tensor], Transfer]:
+        """Receive a tensor list.
+
+        With ``rate_bps`` the call returns no earlier than the sender's start plus
+        ``8*bytes/rate``. The Transfer's seconds run from the sender's start.
+        """
+        n_meta, n_payload, sent_ns = _HEAD.unpack(self._read(_HEAD.size))
+        meta = torch.frombuffer(bytearray(self._read(8 * n_meta)), dtype=torch.int64)
+        payload = torch.empty(n_payload, dtype=torch.uint8)
+        if n_payload:
+            self._read_into(payload.numpy().data.cast("B"))
+        tensors = _unpack(meta, payload)
+        nbytes = sum(t.numel() * t.element_size() for t in tensors)
+        if rate_bps:
+            wait = sent_ns / 1e9 + 8.0 * nbytes / rate_bps - time.time_ns() / 1e9
+            if wait > 0:
+                time.sleep(wait)
+        return tensors, Transfer(nbytes, time.time_ns() / 1e9 - sent_ns / 1e9, sent_ns)
+
+    def _read(self, n: int) -> bytes:
+        buf = bytearray(n)
+        self._read_into(memoryview(buf))
+        return bytes(buf)
+
+    def _read_into(self, view: memoryview) -> None:
+        got = 0
+        try:
+            while got < len(view):
+                k = self.sock.recv_into(view[got:])
+                if k == 0:
+                    raise PeerGone("connection closed by peer")
+                got += k
+        except (OSError, TimeoutError) as err:
+            if isinstance(err, PeerGone):
+                raise
+            raise PeerGone(str(err)) from None
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.sock.close()
 
 
-def recv(src: int, *, rate_bps: float | None = None) -> tuple[list[torch.Tensor], Transfer]:
-    """Receive a tensor list from rank ``src``.
+def listen(host: str, port: int = 0) -> socket.socket:
+    """The server's listening socket for device connections."""
+    return socket.create_server((host, port), backlog=1024)
 
-    With ``rate_bps`` the call returns no earlier than the sender's start plus ``8*bytes/rate``;
-    the Transfer's seconds then run from the sender's start (the link time, not the wait for the
-    sender to start sending).
+
+def accept(listener: socket.socket, n: int, timeout_s: float) -> dict[int, Peer]:
+    """Accept up to ``n`` device connections within ``timeout_s``; each says its rank first.
+
+    Returns ``{rank: Peer}``; a device that never connects is missing (it is treated as failed).
     """
-    head = torch.zeros(3, dtype=torch.int64)
-    dist.recv(head, src)
-    n_meta, n_payload, sent_ns = (int(v) for v in head.tolist())
-    meta = torch.zeros(n_meta, dtype=torch.int64)
-    dist.recv(meta, src)
-    payload = torch.zeros(n_payload, dtype=torch.uint8)
-    if n_payload:
-        dist.recv(payload, src)
-    tensors = _unpack(meta, payload)
-    nbytes = sum(t.numel() * t.element_size() for t in tensors)
-    if rate_bps:
-        wait = sent_ns / 1e9 + 8.0 * nbytes / rate_bps - time.time_ns() / 1e9
-        if wait > 0:
-            time.sleep(wait)
-    return tensors, Transfer(nbytes, time.time_ns() / 1e9 - sent_ns / 1e9, sent_ns)
+    deadline = time.monotonic() + timeout_s
+    peers: dict[int, Peer] = {}
+    while len(peers) < n and time.monotonic() < deadline:
+        listener.settimeout(max(0.001, deadline - time.monotonic()))
+        try:
+            sock, _ = listener.accept()
+            peer = Peer(sock, timeout_s)
+            (rank,), _ = peer.recv()
+        except (OSError, PeerGone):
+            continue  # a device that died before saying who it is, or the deadline
+        peers[int(rank)] = peer
+    listener.close()
+    return peers
+
+
+def connect(host: str, port: int, rank: int, *, source_port: int = 0,
+            timeout_s: float | None = None) -> Peer:
+    """A device's connection to the server, from ``source_port`` (0: any), announcing ``rank``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", source_port))
+    sock.settimeout(timeout_s)
+    sock.connect((host, port))
+    peer = Peer(sock, timeout_s)
+    peer.send([torch.tensor(rank)])
+    return peer
 
 
 def _sleep_until(deadline: float) -> None:
