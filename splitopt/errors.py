@@ -113,6 +113,21 @@ def read_text_file(path: Any, what: str, allowed: str,
         raise error(what, str(path), f"{allowed}, readable as UTF-8 text", str(err)) from None
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def parse_json(text: str, what: str, source: Any = None,
                error: type[InputError] = InputError) -> Any:
     """``json.loads(text)``, or one ``error(what, source, ...)`` line for bad or too deep JSON.
@@ -123,7 +138,11 @@ def parse_json(text: str, what: str, source: Any = None,
 
     shown = text[:60] if source is None else str(source)
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
+    except _DuplicateKey as dup:
+        raise error(what, shown, "JSON objects without repeated keys",
+                    f"The key {dup.key!r} appears twice in one object; the first would be "
+                    "silently ignored.") from None
     except json.JSONDecodeError as err:
         raise error(what, shown, "valid JSON", f"Line {err.lineno}, column {err.colno}: "
                     f"{err.msg}.") from None

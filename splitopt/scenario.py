@@ -28,8 +28,25 @@ class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader, also reading ``1e6`` / ``2.5e-3`` as floats (YAML 1.2, JSON style).
 
     YAML 1.1, which PyYAML implements, makes ``1e6`` a string (it wants ``1.0e+6``); scenario
-    files are full of such figures, so they are resolved as numbers here.
+    files are full of such figures, so they are resolved as numbers here. A key given twice in
+    one mapping is an error (PyYAML silently keeps the last one).
     """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: PyYAML's own error says so below
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"found the key {key!r} twice (the first would be silently ignored)",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(

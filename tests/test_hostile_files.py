@@ -131,6 +131,8 @@ YAML_CASES = [
     ("a: !!python/object/apply:os.system ['touch pwned']\n", r"line 1, column 4"),
     ("a: *nope\n", r"line 1, column 4: found undefined alias"),
     ("[" * 50_000 + "]" * 50_000, r"nested|deep"),
+    ("devices: []\ndevices: [1]\n", r"line 2, column 1: found the key 'devices' twice"),
+    ("training: {batch_size: 8, batch_size: 16}\n", r"found the key 'batch_size' twice"),
     ("a:\n" + "".join("  " * i + "- \n" for i in range(1, 3000)), r"nested|deep|line"),
 ]
 
@@ -143,6 +145,7 @@ def test_yaml_problems_are_one_line_with_position(folder, text, detail):
 
 
 @pytest.mark.parametrize("text", ["", "null", "[]", "3", '"x"', "{", "[" * 100_000,
+                                  '{"devices": [], "devices": [1]}',
                                   '{"devices": ' + "[" * 100_000 + "]" * 100_000 + "}"])
 def test_json_scenario_shapes(folder, text):
     (folder / "s.json").write_text(text)
@@ -213,6 +216,17 @@ GRAPH_CASES = [
 def test_bad_graph_value_names_its_field(tmp_path, path, value, field):
     (tmp_path / "g.json").write_text(dumps(edited(GRAPH_DOC, path, value)))
     raises_input_error(lambda: LayerGraph.load(tmp_path / "g.json"), field)
+
+
+def test_repeated_keys_in_graph_and_plan_files(tmp_path):
+    text = json.dumps(GRAPH_DOC).replace('"name": ', '"name": "dup", "name": ', 1)
+    (tmp_path / "g.json").write_text(text)
+    err = raises_input_error(lambda: LayerGraph.load(tmp_path / "g.json"), "graph JSON")
+    assert "'name' appears twice" in str(err)
+    text = json.dumps(plan_doc()).replace('"bandwidth_share": 0.3', '"bandwidth_share": 0.3, '
+                                          '"bandwidth_share": 0.9', 1)
+    (tmp_path / "p.json").write_text(text)
+    raises_input_error(lambda: Plan.load(tmp_path / "p.json"), "plan file")
 
 
 def test_fwd_flops_1e308_names_fwd_flops_not_bwd():
