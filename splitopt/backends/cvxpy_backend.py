@@ -92,9 +92,10 @@ def _build(prog: Program) -> tuple[Any, Any]:
         fin = np.flatnonzero(np.isfinite(bound))
         if len(fin):
             cons.append(sign * x[fin] >= sign * bound[fin])
-    if len(prog.cones):  # u * s >= z^2  <=>  ||(2z, u - s)|| <= u + s
+    if len(prog.cones):  # u * s >= k z^2  <=>  ||(2 sqrt(k) z, u - s)|| <= u + s
         u, z, s = (x[prog.cones[:, i]] for i in range(3))
-        cons.append(cp.SOC(u + s, cp.vstack([2 * z, u - s]), axis=0))
+        root = np.sqrt(prog.scales)
+        cons.append(cp.SOC(u + s, cp.vstack([2 * cp.multiply(root, z), u - s]), axis=0))
     return cp.Problem(cp.Minimize(prog.c @ x + prog.offset), cons), x
 
 

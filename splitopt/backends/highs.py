@@ -118,10 +118,43 @@ class HighsBackend(Backend):
         if not prog.is_linear:
             raise SolverError("HiGHS takes linear programs; apply OuterApproximation first")
         t0 = time.perf_counter()
+        # HiGHS's MIP presolve can map a solution back wrongly (ERGO-Code/HiGHS#2439, #2900,
+        # #3043: "optimal" with an objective far from its own bound, or an objective of 0 for a
+        # point worth 3.1), and at a 1e-9 tolerance it can reject its own optimum ("Solve
+        # error"): such answers are solved again without presolve, then at HiGHS's default
+        # tolerance, and the first consistent answer is kept
+        res = None
+        for presolve, tol in ((True, 1e-9), (False, 1e-9), (True, 1e-7)):
+            left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0),
+                                                       1e-3)
+            again = self._solve_once(prog, left, warm_start, log, mip_gap, presolve, tol)
+            if res is not None:
+                again = ProgramResult(again.termination, again.x, again.objective, again.bound,
+                                      time.perf_counter() - t0, res.log + again.log,
+                                      f"{again.message} (retried: presolve {presolve}, "
+                                      f"tolerance {tol:g})")
+            res = again
+            if not prog.is_mip or res.termination not in (OPTIMAL, ERROR) or (
+                    res.termination == OPTIMAL and _consistent(prog, res, mip_gap)):
+                break
+            if time_limit is not None and time.perf_counter() - t0 >= time_limit:
+                break
+        assert res is not None
+        return res
+
+    def _solve_once(self, prog: Program, time_limit: float | None,
+                    warm_start: np.ndarray | None, log: bool, mip_gap: float,
+                    presolve: bool, tol: float) -> ProgramResult:
+        t0 = time.perf_counter()
         h = load_model(prog)
         h.setOptionValue("mip_rel_gap", mip_gap)
-        h.setOptionValue("mip_feasibility_tolerance", 1e-9)
-        h.setOptionValue("primal_feasibility_tolerance", 1e-9)
+        h.setOptionValue("mip_feasibility_tolerance", tol)
+        h.setOptionValue("primal_feasibility_tolerance", tol)
+        # restarts after root presolve returned wrong "optimal" answers on the outer-approximation
+        # MILPs (a bound above a feasible point's value; tests/test_solving_property.py)
+        h.setOptionValue("mip_allow_restart", False)
+        if not presolve:
+            h.setOptionValue("presolve", "off")
         logfile = None
         if log:
             fd, logfile = tempfile.mkstemp(suffix=".log")
@@ -173,6 +206,17 @@ def _run_watched(h: Any, time_limit: float | None) -> bool:
 
 class _Overran(Exception):
     """HiGHS kept running after cancelSolve; the call returns without its answer."""
+
+
+def _consistent(prog: Program, res: ProgramResult, mip_gap: float) -> bool:
+    """An optimal MIP answer whose objective is its point's value and within the gap of its
+    own bound."""
+    if res.objective is None or res.x is None:
+        return False
+    scale = max(abs(res.objective), 1.0)
+    if abs(prog.objective(res.x) - res.objective) > 1e-7 * scale:
+        return False
+    return res.bound is None or res.objective - res.bound <= max(mip_gap, 1e-6) * scale
 
 
 def _result(h: Any, prog: Program, seconds: float, cancelled: bool) -> ProgramResult:

@@ -3,8 +3,9 @@
     minimise    c @ x + offset
     subject to  row_lb <= A @ x <= row_ub,   col_lb <= x <= col_ub,   x[j] integer where
     integrality[j]
-                u >= num**2 / den           for every cone (u, num, den)  (rotated second-order
-                cones)
+                u >= k * num**2 / den       for every cone (u, num, den) with its scale k
+                                            (rotated second-order cones; k = cone_scale, 1 if
+                                            not given)
 
 A program without cones is a MILP/LP that every backend takes; cones are removed by the
 outer-approximation step (tangent rows) for backends without conic support.
@@ -25,7 +26,11 @@ INF = np.inf
 
 @dataclass(frozen=True)
 class Program:
-    """A MILP/LP, optionally with rotated cones ``u >= num^2 / den`` (see module docstring)."""
+    """A MILP/LP, optionally with rotated cones ``u >= k num^2 / den`` (see module docstring).
+
+    ``cone_scale`` (k > 0 per cone) lets ``u`` carry the term's own units (seconds, joules) rather
+    than 1/share: the tangents' coefficients then stay in a solver's range at tiny shares.
+    """
 
     c: np.ndarray
     A: sp.csr_matrix
@@ -38,6 +43,14 @@ class Program:
     row_names: list[str]
     offset: float = 0.0
     cones: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
+    cone_scale: np.ndarray | None = None
+
+    @property
+    def scales(self) -> np.ndarray:
+        """The scale k of every cone (ones when none was given)."""
+        if self.cone_scale is None:
+            return np.ones(len(self.cones))
+        return np.asarray(self.cone_scale, dtype=float)
 
     @property
     def n_cols(self) -> int:
@@ -71,7 +84,7 @@ class Program:
         if len(self.cones):
             u, num, den = (x[self.cones[:, i]] for i in range(3))
             with np.errstate(divide="ignore", invalid="ignore"):
-                need = np.where(num == 0, 0.0, num**2 / np.maximum(den, 0.0))
+                need = np.where(num == 0, 0.0, self.scales * num**2 / np.maximum(den, 0.0))
             v.append(float(np.max(need - u, initial=0.0)))
         return float(max(v))
 

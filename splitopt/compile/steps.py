@@ -49,6 +49,7 @@ class Model:
     share_off: dict[int, int]
     n_options: int
     cones: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
+    cone_scale: np.ndarray | None = None
     blocks: list[tuple[sp.csr_matrix, np.ndarray, np.ndarray, list[str]]] = field(
         default_factory=list)  # rows already in matrix form (added by steps that make many rows)
 
@@ -229,17 +230,24 @@ class Perspective(Step):
         nk = len(keys)
         zc, res = keys // 2, keys % 2
         share_cols = np.array([m.share_off[0], m.share_off.get(1, 0)])[res] + zc // m.n_options
+        # u[k,o] carries the largest coefficient of its term (seconds, joules), not 1/share:
+        # u >= c z^2 / s keeps tangents well scaled when a tiny coefficient wants a tiny share
+        coefs = np.concatenate([np.abs(e.q_coef) for e in exprs] + [np.zeros(0)])
+        scale = np.zeros(nk)
+        np.maximum.at(scale, np.searchsorted(keys, codes), coefs)
+        scale = np.where(scale > 0, scale, 1.0)
         s0 = m.add_cols(nk, 0.0, np.minimum(m.col_ub[zc], m.col_ub[share_cols]),
                         [f"s{i}" for i in range(nk)])
         u0 = m.add_cols(nk, 0.0, math.inf, [f"u{i}" for i in range(nk)])
         m.cones = np.stack([u0 + np.arange(nk), zc, s0 + np.arange(nk)], 1)
+        m.cone_scale = scale
 
         def swap(e: Expr) -> Expr:
             if not len(e.q_z):
                 return e
-            idx = u0 + np.searchsorted(keys, e.q_z * 2 + e.q_res)
-            return Expr(np.concatenate([e.lin_idx, idx]), np.concatenate([e.lin_coef, e.q_coef]),
-                        e.const)
+            key = np.searchsorted(keys, e.q_z * 2 + e.q_res)
+            return Expr(np.concatenate([e.lin_idx, u0 + key]),
+                        np.concatenate([e.lin_coef, e.q_coef / scale[key]]), e.const)
         m.objective = swap(m.objective)
         m.rows = [Constraint(swap(c.body), c.lb, c.ub, c.name) for c in m.rows]
         # s <= z, one row per key; sum_o s[k,o] <= share_k, one row per share column used
@@ -288,17 +296,32 @@ class ToMatrix(Step):
             lb, ub, names = np.concatenate([lb, blb]), np.concatenate([ub, bub]), names + bnames
         cones = np.asarray(m.cones, dtype=np.int64).reshape(-1, 3)
         prog = Program(c, A, lb, ub, m.col_lb, m.col_ub, m.integer, m.names, names, obj.const,
-                       cones)
+                       cones, m.cone_scale)
         return prog, n
 
 
-def tangent_rows(cones: np.ndarray, ratios: np.ndarray, n_cols: int) -> sp.csr_matrix:
-    """Rows u - 2 r z + r^2 s >= 0, one per (cone, ratio) pair given as parallel arrays."""
+#: largest tangent coefficient k r^2 on a share column (HiGHS's comfortable range); with the cone
+#: scale k this is a share of sqrt(k / 1e10), not a fixed 1e-5
+MAX_TANGENT_COEF = 1e10
+
+
+def tangent_rows(cones: np.ndarray, ratios: np.ndarray, n_cols: int,
+                 scales: np.ndarray | None = None) -> sp.csr_matrix:
+    """Rows u - 2 k r z + k r^2 s >= 0, one per (cone, ratio, scale) given as parallel arrays.
+
+    Valid for every r > 0 (k z^2 / s is convex and 1-homogeneous; r = z / s touches there).
+    """
     m = len(ratios)
+    k = np.ones(m) if scales is None else np.asarray(scales, dtype=float)
     rid = np.repeat(np.arange(m), 3)
     cols = cones.reshape(-1, 3).ravel()
-    vals = np.stack([np.ones(m), -2 * ratios, ratios**2], 1).ravel()
+    vals = np.stack([np.ones(m), -2 * k * ratios, k * ratios**2], 1).ravel()
     return sp.csr_matrix((vals, (rid, cols)), shape=(m, n_cols))
+
+
+def capped_ratios(ratios: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Tangent ratios with k r^2 <= MAX_TANGENT_COEF (any ratio gives a valid tangent)."""
+    return np.minimum(ratios, np.sqrt(MAX_TANGENT_COEF / scales))
 
 
 class OuterApproximation(Step):
@@ -315,10 +338,11 @@ class OuterApproximation(Step):
         if not k:
             return prog, prog.n_cols
         cones = np.repeat(prog.cones, len(self.shares), axis=0)
-        ratios = np.tile(1.0 / self.shares, k)
-        rows = tangent_rows(cones, ratios, prog.n_cols)
+        scales = np.repeat(prog.scales, len(self.shares))
+        ratios = capped_ratios(np.tile(1.0 / self.shares, k), scales)
+        rows = tangent_rows(cones, ratios, prog.n_cols, scales)
         m = rows.shape[0]
-        lin = replace(prog, cones=np.zeros((0, 3), dtype=np.int64))
+        lin = replace(prog, cones=np.zeros((0, 3), dtype=np.int64), cone_scale=None)
         lin = lin.add_rows(rows, np.zeros(m), np.full(m, np.inf), [f"oa{i}" for i in range(m)])
         return lin, prog.n_cols
 

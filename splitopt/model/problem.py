@@ -90,6 +90,24 @@ class Problem:
         self.sense = "min"
         self.tied = False
         self._names = {d.name: i for i, d in enumerate(scenario.devices)}
+        self._pricing: Scenario | None = None
+
+    # ------------------------------------------------------------------ pricing
+    def pricing_scenario(self) -> Scenario:
+        """The scenario as this Problem prices it (what its plans are re-priced under).
+
+        With ``server_share=True`` the server's compute is divided in shares phi_k (``serving:
+        shared``); without, every device is priced at the server's full speed (``dedicated``),
+        whatever the scenario states.
+        """
+        serving = "shared" if self.server_share is not None else "dedicated"
+        server = self.scenario.server
+        if getattr(server, "serving", serving) == serving:
+            return self.scenario
+        if self._pricing is None:
+            self._pricing = self.scenario.replace(
+                server=server.model_copy(update={"serving": serving}))
+        return self._pricing
 
     # ------------------------------------------------------------------ columns
     def _add_cols(self, size: int, lb: float, ub: float) -> int:

@@ -191,5 +191,5 @@ def decode(p: Problem, option: np.ndarray, beta: np.ndarray | None, phi: np.ndar
                                "fl" if o.is_fl[option[k]] else "split", c >= 0))
     plan = Plan(tuple(devs), rounds=p.scenario.training.rounds, status=status,
                 objective=objective, bound=bound, method=method)
-    return plan.priced(p.scenario)
+    return plan.priced(p.pricing_scenario())
 

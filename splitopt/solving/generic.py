@@ -10,12 +10,12 @@ from splitopt.backends.base import Backend
 from splitopt.solving.bisection import PathOutcome
 from splitopt.solving.oa import solve_outer
 from splitopt.compile.steps import generic_chain
+from splitopt.solving.verify import FEASIBILITY_RTOL, row_scale
 from splitopt.model.expr import BETA, PHI
 
 if TYPE_CHECKING:
     from splitopt.model.problem import Problem
 
-FEAS_TOL = 1e-7
 
 
 def model_point(p: Problem, xm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -27,9 +27,11 @@ def model_point(p: Problem, xm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     x[: n * o] = 0.0
     x[np.arange(n) * o + option] = 1.0
     shares = np.ones((2, n))
-    shares[BETA] = x[p.bandwidth.offset:p.bandwidth.offset + n]
+    # a solver's share may sit a tolerance below 0: priced as it is, a -1e-13 share made a
+    # device's time hugely negative and vanish from a max (objective 2.3, plan 12002 s)
+    shares[BETA] = np.clip(x[p.bandwidth.offset:p.bandwidth.offset + n], 0.0, 1.0)
     if p.server_share is not None:
-        shares[PHI] = x[p.server_share.offset:p.server_share.offset + n]
+        shares[PHI] = np.clip(x[p.server_share.offset:p.server_share.offset + n], 0.0, 1.0)
     return x, shares, option
 
 
@@ -38,10 +40,10 @@ def exact_value(p: Problem, xm: np.ndarray) -> float | None:
     x, shares, _ = model_point(p, xm)
     o = p.n_options
     with np.errstate(divide="ignore"):
-        for c in p.constraints:
+        for c in p.constraints:  # the guard's own tolerance (solving.verify)
             v = c.body.value(x, shares, o)
-            scale = max(1.0, abs(c.body.const), abs(c.ub) if np.isfinite(c.ub) else 1.0)
-            if v > c.ub + FEAS_TOL * scale or v < c.lb - FEAS_TOL * scale:
+            tol = FEASIBILITY_RTOL * row_scale(c)
+            if not (c.lb - tol <= v <= c.ub + tol):
                 return None
         val = p.objective.value(x, shares, o)  # type: ignore[union-attr]
     return val if np.isfinite(val) else None

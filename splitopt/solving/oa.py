@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from splitopt.backends.base import OPTIMAL, TIME_LIMIT, Backend
+from splitopt.backends.base import ERROR, OPTIMAL, TIME_LIMIT, Backend
 from splitopt.compile.program import Program
-from splitopt.compile.steps import OuterApproximation, tangent_rows
+from splitopt.compile.steps import OuterApproximation, capped_ratios, tangent_rows
 
 
 @dataclass
@@ -33,12 +33,15 @@ class OAOutcome:
 
 
 def cone_need(prog: Program, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(z^2/s, z/s) of every cone at x (z/s is the tangent ratio that touches there)."""
+    """(k z^2/s, z/s) of every cone at x (z/s is the tangent ratio that touches there)."""
     u, z, s = (x[prog.cones[:, i]] for i in range(3))
-    z = np.maximum(z, 0.0)
+    # a binary z within the solver's integrality tolerance of 0 is 0: its "ratio" z/s (s = 0)
+    # was 1e300 and the capped tangent added a 1e10 coefficient for nothing
+    tiny = np.where(prog.integrality[prog.cones[:, 1]], 1e-9, 1e-12)
+    z = np.where(z > tiny, z, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(z > 1e-12, z / np.maximum(s, 1e-300), 0.0)
-    return z * r, r
+        r = np.where(z > 0, z / np.maximum(s, 1e-300), 0.0)
+    return prog.scales * z * r, r
 
 
 def lift(prog: Program, x: np.ndarray) -> np.ndarray:
@@ -85,8 +88,10 @@ def solve_outer(prog: Program, backend: Backend, *, deadline: float | None, gap:
         if res.termination == TIME_LIMIT or late:
             return OAOutcome(TIME_LIMIT, best_x, best_ub, lb, it, "".join(logs))
         more = _add_cuts(prog, lin, res.x)
-        if more is None:  # no cone violated: the iterate is exact
-            return OAOutcome(OPTIMAL, best_x, best_ub, lb, it, "".join(logs))
+        if more is None:  # no cone violated, yet the gap is open: no tangent can close it
+            logs.append(f"outer approximation stalled at iteration {it}: no cone violated, "
+                        f"incumbent {best_ub}, bound {lb}\n")
+            return OAOutcome(ERROR, best_x, best_ub, lb, it, "".join(logs))
         lin = more
         warm = res.x
     return OAOutcome(TIME_LIMIT, best_x, best_ub, lb, max_iter, "".join(logs))
@@ -95,10 +100,11 @@ def solve_outer(prog: Program, backend: Backend, *, deadline: float | None, gap:
 def _add_cuts(prog: Program, lin: Program, x: np.ndarray) -> Program | None:
     need, r = cone_need(prog, x)
     u = x[prog.cones[:, 0]]
-    bad = need - u > 1e-9 * np.maximum(1.0, need)
+    bad = need - u > 1e-10 * need  # relative: objectives of 1e-3 J need it
     if not bad.any():
         return None
-    # any ratio gives a valid tangent; capping it keeps coefficients (r^2) within HiGHS's range
-    rows = tangent_rows(prog.cones[bad], np.minimum(r[bad], 1e5), lin.n_cols)
+    # any ratio gives a valid tangent; capping it keeps coefficients (k r^2) within HiGHS's range
+    k = prog.scales[bad]
+    rows = tangent_rows(prog.cones[bad], capped_ratios(r[bad], k), lin.n_cols, k)
     m = rows.shape[0]
     return lin.add_rows(rows, np.zeros(m), np.full(m, np.inf))

@@ -57,12 +57,25 @@ class Check:
 
 @dataclass(frozen=True)
 class Row:
-    """A constraint evaluated on the plan: ``lo <= value <= hi`` (either side may be open)."""
+    """A constraint evaluated on the plan: ``lo <= value <= hi`` (either side may be open).
+
+    It holds within ``FEASIBILITY_RTOL * scale``; ``scale`` defaults to max(1, |lo|, |hi|) (a
+    row written as ``body - limit <= 0`` passes its limit's size as the scale).
+    """
 
     name: str
     value: float
     lo: float = -math.inf
     hi: float = math.inf
+    scale: float | None = None
+
+    @property
+    def tolerance(self) -> float:
+        """The absolute slack this row is allowed."""
+        if self.scale is not None:
+            return FEASIBILITY_RTOL * max(1.0, abs(self.scale))
+        ends = [abs(v) for v in (self.lo, self.hi) if math.isfinite(v)]
+        return FEASIBILITY_RTOL * max([1.0, *ends])
 
 
 @dataclass(frozen=True)
@@ -156,9 +169,8 @@ def verify(*, objective: float | None, repriced: float | None, bound: float | No
             checks.append(Check("gap", bool(ok), "" if ok else
                                 f"relative gap {rel:.3g} above the promised {gap:.3g}"))
     for r in rows:
-        tol_hi = feas_rtol * max(1.0, abs(r.hi)) if math.isfinite(r.hi) else 0.0
-        tol_lo = feas_rtol * max(1.0, abs(r.lo)) if math.isfinite(r.lo) else 0.0
-        ok = math.isfinite(r.value) and r.lo - tol_lo <= r.value <= r.hi + tol_hi
+        tol = r.tolerance * feas_rtol / FEASIBILITY_RTOL
+        ok = math.isfinite(r.value) and r.lo - tol <= r.value <= r.hi + tol
         checks.append(Check(f"row {r.name}", bool(ok), "" if ok else
                             f"value {r.value:.12g} outside [{r.lo:.12g}, {r.hi:.12g}]"))
     for res, vals in (shares or {}).items():
@@ -246,6 +258,12 @@ def plan_options(problem: Any, plan: Any) -> tuple[np.ndarray, list[Check]]:
     return chosen, checks
 
 
+def row_scale(c: Any) -> float:
+    """The size a builder constraint's slack is relative to: its limit folded into the body."""
+    ends = [abs(v) for v in (c.lb, c.ub) if math.isfinite(v)]
+    return max([1.0, abs(c.body.const), *ends])
+
+
 def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: float | None,
                    values: Mapping[str, Any] | None = None, options: np.ndarray | None = None,
                    gap: float | None = None) -> Verification:
@@ -272,7 +290,7 @@ def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: f
     by_name = {d.device: d for d in plan.devices}
     devs = [by_name[problem.device_name(k)] for k in range(n)]
     beta = np.array([d.bandwidth_share for d in devs], dtype=float)
-    phi = np.array([d.server_share for d in devs], dtype=float)
+    phi = np.array([1.0 if d.server_share is None else d.server_share for d in devs], dtype=float)
     x = np.zeros(problem.n_cols)
     x[np.arange(n) * problem.n_options + opt] = 1.0
     x[problem.bandwidth.offset:problem.bandwidth.offset + n] = beta
@@ -289,7 +307,7 @@ def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: f
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         repriced = sign * problem.objective.value(x, shares, problem.n_options)
         rows = [Row(c.name or f"constraint {i}", c.body.value(x, shares, problem.n_options),
-                    c.lb, c.ub) for i, c in enumerate(problem.constraints)]
+                    c.lb, c.ub, row_scale(c)) for i, c in enumerate(problem.constraints)]
     extra_cols = np.arange(problem.extra_offset, problem.n_cols)
     xe, lo, hi = x[extra_cols], problem.col_lb[extra_cols], problem.col_ub[extra_cols]
     rows += [Row(f"bounds of column {int(c)}", float(v), float(a), float(b))
@@ -318,7 +336,7 @@ def _evaluate_checks(problem: Any, plan: Any, opt: np.ndarray, beta: np.ndarray,
                      sel: np.ndarray, evaluate: Any) -> list[Check]:
     """evaluate() on the plan against the builder's option costs at the plan's shares."""
     try:
-        costs = evaluate(problem.scenario, plan)
+        costs = evaluate(problem.pricing_scenario(), plan)
     except Exception as err:  # noqa: BLE001 - any refusal of the reference model is a failed check
         return [Check("evaluate()", False, f"{type(err).__name__}: {err}")]
     o, r = problem.options, np.arange(problem.n_devices)
