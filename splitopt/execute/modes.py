@@ -255,4 +255,12 @@ def priced_server_shares(scenario: Any, devices: Sequence[Any], mode: TrainingMo
     modes = [mode.device_mode(d.mode) for d in devices]
     phis = server_shares(scenario.server.serving, mode.schedule,
                          [d.server_share for d in devices], modes)
-    return {d.device: phi for d, phi in zip(devices, phis)}
+    # a planner gives a device with no priced server work (e.g. only the 0-FLOP loss left on the
+    # server) a sliver of the server (~1e-12); the loss it still computes runs at an equal share
+    # instead of inflating the simulated clock a trillion-fold (its priced time is 0 either way)
+    fair = 1.0 / max(len(devices), 1)
+    return {d.device: (phi if phi >= SLIVER else fair) for d, phi in zip(devices, phis)}
+
+
+#: server shares below this are a planner's placeholder for "needs no server time"
+SLIVER = 1e-9
