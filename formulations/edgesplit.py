@@ -50,7 +50,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from splitopt.formulations._minmax import _finish_shared, minmax_choice, minmax_fixed, minmax_shared
+from splitopt.formulations._minmax import _finish_shared, minmax_fixed
 
 from splitopt.costs import CutTable, RoundTerms, round_terms
 from splitopt.errors import InfeasibleError, InputError
@@ -161,10 +161,7 @@ class EdgeSplit:
         meta = {"formulation": self.name, "paper": self.paper, "path": res.path,
                 "candidates": len(table), "exact_over": self._scope(scen, table),
                 "build_s": build + res.build_s, "solve_s": res.solve_s}
-        plan = replace(res.plan, method=f"{self.name}-exact", meta=meta)
-        if _consistent(plan):
-            return plan
-        return self._kernel_solve(scen, table, meta, res)
+        return replace(res.plan, method=f"{self.name}-exact", meta=meta)
 
     def _solve_in_turn(self, scen: Scenario, table: CutTable, t0: float) -> Plan:
         """Exact solve for a sequential server: each device's cheapest feasible set.
@@ -196,28 +193,6 @@ class EdgeSplit:
         if scen.server.serving == "shared" or binds:
             return "the hull sets (memory or server shares bind: not proven over all splits)"
         return "every split (hull argument, docs/formulations.md)"
-
-    def _kernel_solve(self, scen: Scenario, table: CutTable, meta: dict[str, Any],
-                      res: Any) -> Plan:
-        """Re-solve with formulations._minmax when the builder's plan fails :func:`_consistent`.
-
-        Seen on its server-share path (an "optimal" plan far from its bound); the meta says so.
-        """
-        t0 = time.perf_counter()
-        terms = self.terms(scen, table)
-        a_dev = np.where(self._feasible(scen, terms), terms.a_dev, np.inf)
-        if scen.server.serving == "shared":
-            alloc = minmax_shared(a_dev, terms.a_srv, terms.d)
-        else:
-            alloc = minmax_choice(a_dev + terms.a_srv, terms.d)
-        r = float(scen.training.rounds)
-        meta = {**meta, "path": "formulations-kernel", "solve_s": time.perf_counter() - t0,
-                "builder_check": (f"builder {res.path}: status {res.termination}, objective "
-                                  f"{res.objective:.6g}, bound {res.bound}: re-solved")}
-        gap = (alloc.value - alloc.bound) / alloc.value
-        return self.plan(scen, table, alloc.choice, alloc.beta, alloc.phi,
-                         method=f"{self.name}-exact", meta=meta,
-                         status="optimal" if gap <= 1e-6 else "feasible", bound=alloc.bound * r)
 
     def baseline(self, scenario: Scenario, *, max_iter: int = 100) -> Plan:
         """Alternating optimisation from equal shares (the baseline; see the module docstring).
@@ -293,16 +268,6 @@ class EdgeSplit:
                     meta=meta or {}).priced(scen)
         assert plan.predicted is not None
         return replace(plan, objective=plan.predicted.total_delay_s, bound=bound)
-
-
-def _consistent(plan: Plan, rtol: float = 1e-6) -> bool:
-    """The plan prices to its reported objective, and "optimal" comes with a closed gap."""
-    if plan.predicted is None or plan.objective is None:
-        return False
-    price = plan.predicted.total_delay_s
-    if plan.status == "optimal" and (plan.gap is None or plan.gap > 1e-6):
-        return False
-    return abs(price - plan.objective) <= rtol * max(abs(price), 1e-300)
 
 
 def hull_sets(scenario: Scenario) -> list[frozenset[str]]:
