@@ -177,6 +177,10 @@ class LayerGraph:
         if meta is not None and not isinstance(meta, Mapping):
             raise GraphError("meta", type(meta).__name__, "a JSON object (mapping) or None")
         limits.check_nesting("meta", meta, GraphError)
+        inputs = list(inputs)
+        repeated = [n for i, n in enumerate(inputs) if n in inputs[:i]]
+        if repeated:
+            raise GraphError("inputs", repeated[0], "each input named once")
         given = list(nodes)
         by_name: dict[str, Node] = {}
         for node in given:

@@ -30,6 +30,8 @@ _PLAN_FIELDS = ("format", "version", "method", "status", "objective", "bound", "
 _DEVICE_FIELDS = ("device", "mode", "selected", "bandwidth_share", "server_share", "batch_size",
                   "device_side", "cut")
 
+_PLAN_ROUNDS = limits.Range(0.0, float(limits.ROUNDS.hi), lo_open=True, inf_ok=True)
+
 Mode = Literal["split", "fl"]
 
 
@@ -136,9 +138,7 @@ class Plan:
         for i, d in enumerate(self.devices):
             if not isinstance(d, DevicePlan):
                 raise InputError(f"devices[{i}]", d, "a DevicePlan")
-        r = self.rounds
-        if not (isinstance(r, numbers.Real) and not isinstance(r, bool) and r > 0):
-            raise InputError("rounds", r, "a number > 0 (inf allowed)")
+        object.__setattr__(self, "rounds", limits.check("rounds", self.rounds, _PLAN_ROUNDS))
         for name in ("objective", "bound"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, numbers.Real) and not isinstance(v, bool)):

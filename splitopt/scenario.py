@@ -6,6 +6,7 @@ solving never mutates it. File format: docs/formats.md.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from splitopt import limits
@@ -156,7 +157,7 @@ class _DeviceEntry(BaseModel):
     model_config = ConfigDict(extra="allow")
     catalog: str | None = None
     count: number_in(limits.COUNT) = 1
-    name: str | None = None
+    name: str | None = Field(default=None, min_length=1)
 
 
 @dataclass(frozen=True)
@@ -237,14 +238,19 @@ class Scenario:
     # ------------------------------------------------------------------ files
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], *, base_dir: str | Path = ".",
-                  graph: LayerGraph | None = None) -> Scenario:
-        """Build from a scenario document (docs/formats.md); ``graph`` overrides ``model``."""
+                  graph: LayerGraph | None = None, allow_code: bool = True) -> Scenario:
+        """Build from a scenario document (docs/formats.md); ``graph`` overrides ``model``.
+
+        ``allow_code=False`` refuses a ``package.module:factory`` model (see :meth:`load`).
+        """
         if not isinstance(doc, Mapping):
             raise ScenarioError("scenario", type(doc).__name__, "a mapping (YAML/JSON object)")
         unknown = set(doc) - {"model", "devices", "server", "channel", "training", "name"}
         if unknown:
-            raise ScenarioError("scenario", sorted(unknown), "the fields model, devices, server, "
-                                "channel, training, name")
+            raise ScenarioError("scenario", sorted(unknown, key=repr), "the fields model, "
+                                "devices, server, channel, training, name")
+        if not isinstance(doc.get("name", ""), str):
+            raise ScenarioError("name", doc["name"], "a string (the scenario's name)")
         for key in ("devices", "server", "channel"):
             if key not in doc:
                 raise ScenarioError(key, MISSING, "a required field of the scenario",
@@ -253,14 +259,21 @@ class Scenario:
             if "model" not in doc:
                 raise ScenarioError("model", MISSING, "a zoo name, 'package.module:factory', or a "
                                     "graph JSON path")
-            graph = resolve_model(doc["model"], base_dir)
+            graph = resolve_model(doc["model"], base_dir, allow_code=allow_code)
         return cls(graph, _fleet(doc["devices"]), _server(doc["server"]),
                    _validated(Channel, doc["channel"], "channel"),
-                   _validated(Training, doc.get("training") or {}, "training"))
+                   _validated(Training, {} if doc.get("training") is None else doc["training"],
+                              "training"))
 
     @classmethod
-    def load(cls, path: str | Path, *, graph: LayerGraph | None = None) -> Scenario:
-        """Read a YAML or JSON scenario file."""
+    def load(cls, path: str | Path, *, graph: LayerGraph | None = None,
+             allow_code: bool | None = None) -> Scenario:
+        """Read a YAML or JSON scenario file.
+
+        A file may name Python code as its model (``package.module:factory``) only with
+        ``allow_code=True`` or the environment variable ``SPLITOPT_ALLOW_CODE=1``: loading a
+        data file never imports and runs code by default.
+        """
         text = read_text_file(path, "scenario file", "an existing YAML or JSON file",
                               ScenarioError)
         p = Path(path)
@@ -268,7 +281,9 @@ class Scenario:
             doc = parse_json(text, "scenario file", path, ScenarioError)
         else:
             doc = parse_yaml(text, str(path))
-        return cls.from_dict(doc, base_dir=p.parent, graph=graph)
+        if allow_code is None:
+            allow_code = os.environ.get(ALLOW_CODE_ENV, "") == "1"
+        return cls.from_dict(doc, base_dir=p.parent, graph=graph, allow_code=allow_code)
 
     def to_dict(self) -> dict[str, Any]:
         """A scenario document with the graph inlined (``model`` holds the graph JSON)."""
@@ -309,22 +324,38 @@ def _fleet(entries: Any) -> list[Device]:
 def _server(raw: Any) -> Server:
     if isinstance(raw, Mapping) and "catalog" in raw:
         rest = {k: v for k, v in raw.items() if k != "catalog"}
+        odd = [k for k in rest if not isinstance(k, str)]
+        if odd:
+            raise ScenarioError(f"server.{odd[0]!r}", rest[odd[0]], "string field names",
+                                "See docs/formats.md for the scenario fields.")
         base = _from_catalog("servers", raw["catalog"], where="server.catalog", overrides=rest)
         rest = {k: v for k, v in rest.items() if k not in _RATE_KEYS}
         return _validated(Server, {**base, "name": raw["catalog"], **rest}, "server")
     return _validated(Server, raw, "server")
 
 
-def resolve_model(spec: Any, base_dir: str | Path = ".") -> LayerGraph:
+ALLOW_CODE_ENV = "SPLITOPT_ALLOW_CODE"
+"""Set to ``1`` to let scenario files name ``package.module:factory`` code to import and run."""
+
+
+def resolve_model(spec: Any, base_dir: str | Path = ".", *, allow_code: bool = True) -> LayerGraph:
     """A LayerGraph from a scenario's ``model`` field.
 
     Accepts an inline graph document, a path to a graph JSON file, a zoo name (``resnet18``) or
     ``package.module:factory``; the last two are profiled with torch (``splitopt.profiler``).
+    With ``allow_code=False`` (a scenario read from a file) ``package.module:factory`` is refused:
+    importing a module and calling a function named by a data file runs code the user never saw.
     """
     if isinstance(spec, Mapping):
         return LayerGraph.from_dict(spec)
     if not isinstance(spec, str) or not spec:
         raise ScenarioError("model", spec, "a zoo name, 'package.module:factory' or a graph path")
+    if ":" in spec and not spec.endswith(".json") and not allow_code:
+        raise ScenarioError("model", spec, "a zoo name, a graph JSON path or an inline graph "
+                            "(a scenario file does not run Python code by default)",
+                            f"If you trust this file, set {ALLOW_CODE_ENV}=1 or pass "
+                            "allow_code=True to Scenario.load; or profile the model first "
+                            "(splitopt profile SPEC --out graph.json) and name graph.json.")
     path = Path(base_dir) / spec
     if spec.endswith(".json"):
         if not path.is_file():

@@ -98,6 +98,10 @@ SCENARIO_CASES = [
     ("training.aggregate", "yes", r"training\.aggregate"),
     ("training.aggregate", 1, r"training\.aggregate"),
     ("training.optimizer_copies", True, r"training\.optimizer_copies"),
+    ("training", [], r"^training$"),
+    ("name", 5, r"^name$"),
+    ("devices.1.name", "", r"devices\[1\]\.name"),
+    ("server", {"catalog": "edge-a2", 1: 2}, r"server\.1"),
     ("devices.1.\n", 1, r"devices\[1\]\.\\n"),
     ("devices.1.\x1b[2J", 1, r"devices\[1\]\.\\x1b\[2J"),
 ]
@@ -176,6 +180,21 @@ def test_yaml_alias_bomb_in_meta_is_refused_fast(folder):
         info.value)
 
 
+def test_scenario_file_runs_no_code_unless_allowed(folder, monkeypatch):
+    """``model: package.module:factory`` in a file would import and call code: refused by default."""
+    (folder / "evil_mod.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('ran').write_text('x')\n"
+        "def make():\n    return 3\n")
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delenv("SPLITOPT_ALLOW_CODE", raising=False)
+    (folder / "s.json").write_text(json.dumps({**SCENARIO_DOC, "model": "evil_mod:make"}))
+    err = raises_input_error(lambda: Scenario.load(folder / "s.json"), r"^model$")
+    assert "SPLITOPT_ALLOW_CODE=1" in str(err) and not (folder / "ran").exists()
+    # opting in runs it (and the factory's bad return value is then reported by name)
+    raises_input_error(lambda: Scenario.load(folder / "s.json", allow_code=True), r"evil_mod")
+    assert (folder / "ran").exists()
+
+
 # ---------------------------------------------------------------------------- graph files
 def _node_index(kind: str) -> int:
     return next(i for i, n in enumerate(GRAPH_DOC["nodes"]) if n["kind"] == kind)
@@ -208,6 +227,7 @@ GRAPH_CASES = [
     ("name", 5, r"^name$"),
     ("meta", [], r"^meta$"),
     ("inputs", [5], r"^inputs$"),
+    ("inputs", ["in0", "in0"], r"^inputs$"),
     ("output", None, r"^output$"),
 ]
 
@@ -270,6 +290,8 @@ PLAN_CASES = [
     ("devices", {}, r"^devices$"),
     ("rounds", True, r"^rounds$"),
     ("rounds", -1, r"^rounds$"),
+    ("rounds", 10**400, r"^rounds$"),
+    ("rounds", 1e10, r"^rounds$"),
     ("status", 5, r"^status$"),
     ("meta", [1], r"^meta$"),
     ("format", None, r"^format$"),
