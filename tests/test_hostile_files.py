@@ -181,7 +181,7 @@ def test_yaml_alias_bomb_in_meta_is_refused_fast(folder):
 
 
 def test_scenario_file_runs_no_code_unless_allowed(folder, monkeypatch):
-    """``model: package.module:factory`` in a file would import and call code: refused by default."""
+    """``model: package.module:factory`` in a file would import and call code: refused."""
     (folder / "evil_mod.py").write_text(
         "import pathlib\npathlib.Path(__file__).with_name('ran').write_text('x')\n"
         "def make():\n    return 3\n")
@@ -558,3 +558,49 @@ def test_saves_are_atomic(tmp_path, monkeypatch):
         assert path.read_text() != "old"
     assert LayerGraph.load(tmp_path / "g.json") == GRAPH
     assert Plan.load(tmp_path / "p.json").devices == plan.devices
+
+
+@settings(max_examples=40, deadline=None)
+@given(which=st.sampled_from(["scenario", "plan", "graph"]), data=st.data())
+def test_any_hostile_file_through_the_cli_is_one_line_or_a_result(tmp_path_factory, which, data):
+    """`splitopt cost` / `info` on a file with one hostile value: exit 0/3 with output, or exit 2
+    with one `error:` line and nothing on stdout; never a traceback."""
+    import contextlib
+    import io
+    import sys
+
+    from splitopt.cli import main
+
+    folder = tmp_path_factory.mktemp("cli")
+    GRAPH.save(folder / "graph.json")
+    scenario, plan, graph = ({"model": "graph.json", **SCENARIO_DOC}, plan_doc(), GRAPH_DOC)
+    if which == "scenario":
+        path = data.draw(st.sampled_from(_SCENARIO_NUMBERS))
+        scenario = edited(scenario, path, data.draw(_HOSTILE))
+    elif which == "plan":
+        plan = edited(plan, f"devices.0.{data.draw(st.sampled_from(_PLAN_NUMBERS))}",
+                      data.draw(_HOSTILE))
+    else:
+        graph = edited(graph, f"nodes.{OP}.{data.draw(st.sampled_from(_GRAPH_NUMBERS))}",
+                       data.draw(_HOSTILE))
+    (folder / "s.json").write_text(dumps(scenario))
+    (folder / "p.json").write_text(dumps(plan))
+    (folder / "g.json").write_text(dumps(graph))
+    args = (["info", str(folder / "g.json"), "--json"] if which == "graph" else
+            ["cost", str(folder / "s.json"), str(folder / "p.json"), "--json"])
+    out, err = io.StringIO(), io.StringIO()
+    old = sys.argv
+    sys.argv = ["splitopt", *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                pytest.raises(SystemExit) as info:
+            main()
+    finally:
+        sys.argv = old
+    code = info.value.code or 0
+    if code == 2:
+        assert out.getvalue() == "" and err.getvalue().startswith("error: ")
+        assert len(err.getvalue().strip().splitlines()) == 1, err.getvalue()
+    else:
+        assert code in (0, 3), (code, err.getvalue())
+        json.loads(out.getvalue())
