@@ -1,5 +1,6 @@
 """Partition family: max-flow speed vs a networkx min-cut, the MILP and brute force; plan quality
-on zoo models vs device-only, server-only and the best chain cut (benchmarks/partition.py)."""
+on zoo models vs the named baselines: device-only, server-only, the honest best chain cut, the
+mispriced chain cut, block contraction without certificate (benchmarks/partition.py)."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def quality(model: str, method: str) -> dict[str, Any]:
         cost = partition(g, dev, SERVER, link, batch=32).objective
     else:
         prob = iteration_problem(g, dev, SERVER, link, batch=32)
-        cost = next(b.cost for b in baselines(prob) if b.name == method)
+        cost = next(b.cost for b in baselines(prob, extended=True) if b.name == method)
     return {"objective": cost, "status": "ok", "solve_s": time.process_time() - t0}
 
 
@@ -96,7 +97,8 @@ def _cases(quick: bool) -> list[Case]:
     for m in ("maxflow", "blockwise", "networkx", "milp", "brute"):  # brute force where it ends
         cases.append(Case("speed random_dag18", m, partial(speed, "random_dag18", m), 20.0))
     for model in QUALITY_QUICK if quick else QUALITY_FULL:
-        for m in ("max-flow (optimal)", "best chain cut", "device-only", "server-only"):
+        for m in ("max-flow (optimal)", "best chain cut", "mispriced chain cut",
+                  "blocks, no certificate", "device-only", "server-only"):
             cases.append(Case(f"quality {model}", m, partial(quality, model, m)))
     return cases
 

@@ -19,6 +19,8 @@ from torch import nn  # noqa: E402
 from splitopt import zoo  # noqa: E402
 from splitopt.execute.split import Splitter, split_model  # noqa: E402
 from splitopt.profiler import profile, toy  # noqa: E402
+from splitopt.profiler.capture import capture  # noqa: E402
+from splitopt.profiler.outputs import multi_output_groups  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +75,9 @@ def test_fx_and_export_give_the_same_graph(name):
     assert fx_graph.names == ex_graph.names
     assert set(fx_graph.edges) == set(ex_graph.edges)
     np.testing.assert_allclose(fx_graph.out_bytes, ex_graph.out_bytes)
+    for route in ("fx", "export"):  # every node is left by one value: node pricing is exact
+        cap = capture(model, inputs, route)
+        assert multi_output_groups(cap.gm, cap.group, cap.values) == []
 
 
 class InPlace(nn.Module):
@@ -141,3 +146,16 @@ def test_gpt2_attention_cut_sends_only_v_and_the_probabilities():
     sp = Splitter(model, inputs, graph).split(s)
     priced = float(graph.out_bytes[graph.mask(graph.boundary(s))].sum())
     assert sent_bytes(sp, inputs) == priced
+
+
+def test_bytes_sent_equal_comm_bytes_on_hugging_face_gpt2():
+    transformers = pytest.importorskip("transformers")
+    transformers.utils.logging.set_verbosity_error()
+    cfg = transformers.GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=50, n_positions=16,
+                                  bos_token_id=0, eos_token_id=0)
+    model, ids = transformers.GPT2LMHeadModel(cfg), torch.randint(0, 50, (2, 8))
+    graph = profile(model, (ids,))
+    splitter = Splitter(model, (ids,), graph)
+    for s in random_cuts(graph, 12, seed=7):
+        priced = 2 * float(graph.out_bytes[graph.mask(graph.boundary(s))].sum())
+        assert sent_bytes(splitter.split(s), (ids,)) == pytest.approx(priced, rel=1e-12)

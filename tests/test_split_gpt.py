@@ -18,6 +18,8 @@ torch = pytest.importorskip("torch")
 from splitopt import zoo  # noqa: E402
 from splitopt.execute.split import Splitter  # noqa: E402
 from splitopt.profiler import profile, toy  # noqa: E402
+from splitopt.profiler.capture import capture  # noqa: E402
+from splitopt.profiler.outputs import multi_output_groups  # noqa: E402
 from splitopt.zoo._losses import lm_loss  # noqa: E402
 
 SIZES = {"n_layer": 2, "n_embd": 16, "n_head": 2, "vocab_size": 50, "n_positions": 16}
@@ -135,6 +137,8 @@ def test_hf_gpt2_with_default_config_profiles_as_it_comes():
     assert graph.meta["capture"] == "export", graph.meta
     assert model.config.use_cache is True  # turned off for the capture only
     assert {"transformer.wte", "lm_head", "transformer.h.1.attn.c_attn:2"} <= set(graph.names)
+    cap = capture(model, (ids,))
+    assert multi_output_groups(cap.gm, cap.group, cap.values) == []
 
 
 def test_sizes_read_by_the_server_cross_as_scalars():
@@ -148,3 +152,11 @@ def test_sizes_read_by_the_server_cross_as_scalars():
     torch.testing.assert_close(sp.server(*sent), model(ids))
     longer = torch.randint(0, 50, (2, 11))  # a fx part follows the sizes it is given
     torch.testing.assert_close(sp.server(*sp.device(longer)), model(longer))
+
+
+@pytest.mark.parametrize("build", [zoo_gpt2, hf_gpt2], ids=["zoo", "hf"])
+def test_profile_records_the_tied_embedding(build):
+    model, ids = build()
+    graph = profile(model, (ids,))
+    assert graph.meta["tied"] == [["transformer.wte", "lm_head", 50 * 16 * 4.0]]
+    assert graph.node("lm_head").param_bytes == 0  # counted once, on the embedding

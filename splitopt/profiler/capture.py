@@ -22,7 +22,9 @@ operations outside leaf modules join the node of their first input instead: ``ge
 tuple; operations that compute no tensor (``x.shape``, ``x.size(0)``, arithmetic on sizes); and
 operations that only reshape or select (:data:`SHAPE_OPS`: view, transpose, split, select, ...)
 when all their inputs come from one node that is not a model input. Model inputs are nodes named
-by the forward argument names.
+by the forward argument names. A node left by several tensors gives each tensor that leaves through
+view operations its own node ``<name>:<k>`` (:mod:`splitopt.profiler.outputs`). In-place and
+out-of-place variants of an op share its name (``add`` for ``add_``), so both routes agree.
 """
 
 from __future__ import annotations

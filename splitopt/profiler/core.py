@@ -134,7 +134,8 @@ def assemble(cap: Captured, counts: dict[fx.Node, NodeRun], values: dict[fx.Node
     """Sum the fx-node counts into LayerGraph nodes (see docs/profiler.md)."""
     acc: dict[str, dict[str, float]] = {}
     edges: set[tuple[str, str]] = set()
-    seen_params: set[int] = set()
+    seen_params: dict[int, str] = {}
+    tied: dict[tuple[str, str], float] = {}
     for node in cap.gm.graph.nodes:
         g = cap.group.get(node)
         if g is None:
@@ -144,7 +145,7 @@ def assemble(cap: Captured, counts: dict[fx.Node, NodeRun], values: dict[fx.Node
         if node in counts:
             a["fwd_flops"] += counts[node].fwd / batch
             a["bwd_flops"] += counts[node].bwd / batch
-        a["param_bytes"] += _own_param_bytes(cap, node, seen_params)
+        a["param_bytes"] += _own_param_bytes(cap, node, seen_params, tied)
         leaves_group = node.op == "placeholder" or any(cap.group.get(u) != g for u in node.users)
         if leaves_group and node.op != "output":
             a["out_bytes"] += _nbytes(values.get(node)) / batch
@@ -161,11 +162,18 @@ def assemble(cap: Captured, counts: dict[fx.Node, NodeRun], values: dict[fx.Node
                   act_bytes=0.0 if g in views else None, **a) for g, a in acc.items()]
     meta = {"capture": cap.capture, "capture_reason": cap.reason,
             "leaves_forced": cap.leaves_forced, "batch_profiled": batch}
+    if tied:  # weights used by two nodes: [first user, later user, bytes]
+        meta["tied"] = [[u, w, b] for (u, w), b in sorted(tied.items())]
     return LayerGraph(nodes, sorted(edges), cap.inputs, OUTPUT, name=name, meta=meta)
 
 
-def _own_param_bytes(cap: Captured, node: fx.Node, seen: set[int]) -> float:
-    """Bytes of the parameters ``node`` uses that no earlier node used (tied weights once)."""
+def _own_param_bytes(cap: Captured, node: fx.Node, seen: dict[int, str],
+                     tied: dict[tuple[str, str], float]) -> float:
+    """Bytes of the parameters ``node`` uses that no earlier node used (tied weights once).
+
+    A parameter that a node of another group uses again is recorded in ``tied``: ``(first
+    user, later user) -> bytes`` (GPT-2's ``transformer.wte`` and ``lm_head``).
+    """
     params: list[Any] = []
     if node.op == "call_module":
         params = list(cap.gm.get_submodule(str(node.target)).parameters())
@@ -173,8 +181,14 @@ def _own_param_bytes(cap: Captured, node: fx.Node, seen: set[int]) -> float:
         if m.op == "get_attr":
             params.append(fetch_attr(cap.gm, str(m.target)))
     total = 0.0
+    g = cap.group[node]
     for p in params:
-        if isinstance(p, nn.Parameter) and id(p) not in seen:
-            seen.add(id(p))
-            total += p.numel() * p.element_size()
+        if not isinstance(p, nn.Parameter):
+            continue
+        size = float(p.numel() * p.element_size())
+        if id(p) not in seen:
+            seen[id(p)] = g
+            total += size
+        elif seen[id(p)] != g:
+            tied[(seen[id(p)], g)] = tied.get((seen[id(p)], g), 0.0) + size
     return total

@@ -64,8 +64,11 @@ def split_outputs(gm: fx.GraphModule, group: dict[fx.Node, str], kinds: dict[str
         exits = exits_of(nodes, group, g, values)
         if len(exits) < 2:
             continue
-        for k, e in enumerate(exits):
-            chain = _view_chain(e, group, g, values, is_view)
+        # last first: a view read by a later view leaves the group only once that one has left
+        for k in reversed(range(len(exits))):
+            if len(exits_of([n for n in nodes if group[n] == g], group, g, values)) < 2:
+                break
+            chain = _view_chain(exits[k], group, g, values, is_view)
             if chain:
                 name = f"{g}:{k}"
                 for n in chain:
@@ -94,4 +97,14 @@ def _view_chain(e: fx.Node, group: dict[fx.Node, str], g: str, values: dict[fx.N
                             if is_data(values.get(m))):
         chain.pop(0)
     return chain
+
+
+def multi_output_groups(gm: fx.GraphModule, group: dict[fx.Node, str],
+                        values: dict[fx.Node, Any]) -> list[str]:
+    """Groups still left by several data values (priced whole: see docs/profiler.md limits)."""
+    members: dict[str, list[fx.Node]] = {}
+    for n in gm.graph.nodes:
+        if n in group:
+            members.setdefault(group[n], []).append(n)
+    return [g for g, ns in members.items() if len(exits_of(ns, group, g, values)) > 1]
 
