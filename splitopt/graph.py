@@ -121,8 +121,10 @@ class Node:
 
 def _number(node: str, attr: str, value: Any) -> float:
     """A node's figure, strictly a number in its range (limits.py), or a GraphError naming it."""
-    return limits.check(f"node {node!r}.{attr}", value, _RANGES[attr.rsplit(".", 1)[-1]],
-                        GraphError)
+    rng = _RANGES.get(attr) or _RANGES[attr.rsplit(".", 1)[-1]]  # "times['c'].fwd_s"
+    if limits.in_range(value, rng):
+        return float(value)
+    return limits.check(f"node {node!r}.{attr}", value, rng, GraphError)
 
 
 _RANGES = {"fwd_flops": limits.NODE_FLOPS, "bwd_flops": limits.NODE_FLOPS,

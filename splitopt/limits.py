@@ -80,6 +80,21 @@ SHARE = Range(0.0, 1.0, lo_open=True)
 TIME_LIMIT = Range(0.0, 1e9, "seconds", lo_open=True)
 
 
+def in_range(value: Any, rng: Range) -> bool:
+    """Fast path for the common case: a plain float (or int) already inside ``rng``.
+
+    Callers build their field name only when this is False, which keeps validating a 10^5-node
+    graph as fast as the old unchecked ``float()``.
+    """
+    t = type(value)
+    if t is float:
+        return not rng.integer and (rng.lo < value if rng.lo_open else rng.lo <= value) \
+            and value <= rng.hi
+    if t is int:
+        return (rng.lo < value if rng.lo_open else rng.lo <= value) and value <= rng.hi
+    return False
+
+
 def check(field: str, value: Any, rng: Range, error: type[InputError] = InputError) -> Any:
     """``value`` as a float (an int for an integer range), or ``error`` naming field and range.
 

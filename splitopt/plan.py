@@ -88,7 +88,8 @@ class DevicePlan:
         if isinstance(b, float) and b.is_integer() and abs(b) <= 2.0 ** 53:
             b = int(b)  # a solver's 16.0; 1e308 is left to be refused below
         if b is not None:
-            b = limits.check(f"device {self.device!r}.batch_size", b, limits.BATCH)
+            if not (type(b) is int and limits.in_range(b, limits.BATCH)):
+                b = limits.check(f"device {self.device!r}.batch_size", b, limits.BATCH)
             object.__setattr__(self, "batch_size", b)
         if not isinstance(self.selected, bool):
             raise InputError(f"device {self.device!r}.selected", self.selected, "true or false")
