@@ -118,6 +118,8 @@ def pyomo_milp(sc: Any, time_limit: float) -> dict[str, Any]:
     import pyomo.environ as pyo
     from pyomo.contrib.appsi.solvers import Highs
 
+    from splitopt.backends.highs import silence_banner
+
     t0 = time.perf_counter()
     A, D = _terms(sc)
     n, c = A.shape
@@ -140,6 +142,7 @@ def pyomo_milp(sc: Any, time_limit: float) -> dict[str, Any]:
         ratios[i]) * m.z[k, j] - float(ratios[i]) ** 2 * m.s[k, j])
     m.obj = pyo.Objective(expr=m.t)
     t1 = time.perf_counter()
+    silence_banner()
     solver = Highs()
     solver.config.time_limit = time_limit
     solver.config.mip_gap = 1e-6

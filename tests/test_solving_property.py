@@ -21,7 +21,7 @@ import pytest
 
 from splitopt import InfeasibleError, Problem
 from splitopt.errors import InputError
-from splitopt.model.expr import maximum, total
+from splitopt.model.expr import total
 from splitopt.solving import choose_path
 from splitopt.solving.structure import analyse
 from splitopt.system import Training

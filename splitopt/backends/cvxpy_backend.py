@@ -57,6 +57,9 @@ class CvxpyBackend(Backend):
         """Build the cvxpy problem from the arrays and solve it."""
         import cvxpy as cp
 
+        from splitopt.backends.highs import silence_banner
+
+        silence_banner()  # cvxpy's HiGHS interface would print it on stdout
         t0 = time.perf_counter()
         problem, x = _build(prog)
         solver, opts = _solver(prog, time_limit, mip_gap)

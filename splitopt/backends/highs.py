@@ -36,8 +36,10 @@ _BANNER_SHOWN = False
 
 
 def new_highs() -> Any:
-    """A silent ``highspy.Highs`` (the first one prints a banner on stdout; it is swallowed so that
-    ``--json`` output stays parseable).
+    """A silent ``highspy.Highs``.
+
+    The first one prints a banner on stdout; it is swallowed so that ``--json`` output stays
+    parseable.
     """
     global _BANNER_SHOWN
     import highspy
@@ -58,6 +60,12 @@ def new_highs() -> Any:
         os.close(saved)
     _BANNER_SHOWN = True
     return h
+
+
+def silence_banner() -> None:
+    """Swallow HiGHS's one-time banner now, before cvxpy or pyomo make the first HiGHS object."""
+    if not _BANNER_SHOWN:
+        new_highs()
 
 
 def load_model(prog: Program, *, names: bool = False, threads: int = 1) -> Any:
@@ -111,6 +119,9 @@ class HighsBackend(Backend):
     capabilities: ClassVar[frozenset[str]] = frozenset({"lp", "mip", "time_limit", "warm_start"})
     purpose: ClassVar[str] = "default: fastest MILP here; CSR passed at once; warm starts"
 
+    def __init__(self, threads: int = 1):
+        self.threads = int(threads)
+
     def solve_program(self, prog: Program, *, time_limit: float | None = None,
                       warm_start: np.ndarray | None = None, log: bool = False,
                       mip_gap: float = 1e-9) -> ProgramResult:
@@ -146,8 +157,9 @@ class HighsBackend(Backend):
                     warm_start: np.ndarray | None, log: bool, mip_gap: float,
                     presolve: bool, tol: float) -> ProgramResult:
         t0 = time.perf_counter()
-        h = load_model(prog)
+        h = load_model(prog, threads=self.threads)
         h.setOptionValue("mip_rel_gap", mip_gap)
+        h.setOptionValue("mip_abs_gap", 0.0)  # HiGHS's 1e-6 is 0.1% of a 1e-3 J objective
         h.setOptionValue("mip_feasibility_tolerance", tol)
         h.setOptionValue("primal_feasibility_tolerance", tol)
         # restarts after root presolve returned wrong "optimal" answers on the outer-approximation
@@ -209,8 +221,7 @@ class _Overran(Exception):
 
 
 def _consistent(prog: Program, res: ProgramResult, mip_gap: float) -> bool:
-    """An optimal MIP answer whose objective is its point's value and within the gap of its
-    own bound."""
+    """True for an optimal MIP answer whose objective is its point's value, near its bound."""
     if res.objective is None or res.x is None:
         return False
     scale = max(abs(res.objective), 1.0)

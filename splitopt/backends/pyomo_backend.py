@@ -64,6 +64,9 @@ class PyomoBackend(Backend):
         """Build a pyomo ConcreteModel from the arrays and solve it."""
         if not prog.is_linear:
             raise SolverError("the pyomo backend takes linear programs; apply OuterApproximation")
+        from splitopt.backends.highs import silence_banner
+
+        silence_banner()  # pyomo's appsi HiGHS would print it on stdout
         t0 = time.perf_counter()
         m = _build(prog)
         name, solver = find_solver(self.solver)

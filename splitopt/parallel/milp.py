@@ -3,8 +3,8 @@
 Keep/recompute arcs per device (SmartSplit), tangent cuts of 1/beta terms (energy-delay), nested
 per-tier node sets (multi-tier) and segment-to-accelerator arcs (Synergy) are built here column
 by column, then frozen into the builder's :class:`splitopt.compile.program.Program` and solved by
-HiGHS (:func:`solve_program`, a lean copy of the builder's HiGHS path that worker processes can
-import cheaply), so these models can be written to MPS/LP, inspected and split across workers
+HiGHS (:func:`solve_program`, through the builder's one HiGHS driver), so these models can be
+written to MPS/LP, inspected and split across workers
 (:mod:`splitopt.parallel.split`) like any other program.
 
 Example:
@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -152,85 +151,20 @@ def solve_program(prog, *, time_limit: float | None = None, mip_gap: float = 1e-
                   start: np.ndarray | None = None) -> MilpResult:
     """Solve a Program's linear part with HiGHS (``threads`` HiGHS threads; one in workers).
 
-    The whole CSR matrix goes to ``Highs.passModel`` at once. A time-limited solve returns its best
-    point and its proven bound (status ``time_limit``); ``start`` is a MIP start (a full point,
-    ignored by HiGHS when infeasible). This is a lean copy of the builder's HiGHS
-    path so that worker processes import nothing but highspy, numpy and this module.
+    The one HiGHS driver of the project (:class:`splitopt.backends.highs.HighsBackend`: the whole
+    CSR matrix at once, a wall-clock limit, the checks and re-solves that keep HiGHS's presolve
+    from returning a wrong "optimal"). A time-limited solve returns its best point and its proven
+    bound (status ``time_limit``); ``start`` is a MIP start (its integer columns are offered;
+    HiGHS ignores it when infeasible).
     """
     if time_limit is not None and not time_limit > 0:
         raise InputError("time_limit", time_limit, "a number of seconds > 0, or None")
-    import highspy
+    from splitopt.backends.highs import HighsBackend
 
-    t0 = time.perf_counter()
-    h = highspy.Highs()
-    for key, val in (("output_flag", False), ("threads", int(threads)), ("mip_rel_gap", mip_gap),
-                     ("mip_abs_gap", 0.0),
-                     ("mip_feasibility_tolerance", 1e-9),
-                     ("primal_feasibility_tolerance", 1e-9)):
-        h.setOptionValue(key, val)
-    if time_limit is not None:
-        h.setOptionValue("time_limit", float(time_limit))
-    inf = h.getInfinity()
-    A = prog.A.tocsc()
-    integ = np.asarray(prog.integrality, dtype=np.int32)  # 0 = continuous
-    h.passModel(prog.n_cols, prog.n_rows, int(A.nnz), 1, 1, float(prog.offset),
-                np.ascontiguousarray(prog.c, dtype=float),
-                *(np.clip(np.asarray(a, float), -inf, inf)
-                  for a in (prog.col_lb, prog.col_ub, prog.row_lb, prog.row_ub)),
-                A.indptr.astype(np.int32), A.indices.astype(np.int32), A.data.astype(float),
-                integ)  # type: ignore[call-overload]
-    if start is not None:
-        idx = np.arange(prog.n_cols, dtype=np.int32)
-        h.setSolution(len(idx), idx, np.asarray(start, dtype=float))
-    cancelled = _run_watched(h, time_limit)
-    res = _read(h, prog, time.perf_counter() - t0, build_s)
-    if cancelled and res.status == "error":
-        res = MilpResult("time_limit", res.x, res.objective, res.bound, res.solve_s, build_s)
-    return res
-
-
-def _run_watched(h, time_limit: float | None, grace_s: float = 0.05) -> bool:
-    """Run HiGHS; past ``time_limit`` (+ grace) of wall clock, cancel it. True if cancelled.
-
-    HiGHS checks its own ``time_limit`` only now and then (in presolve, between nodes); the wall
-    clock is the limit the user asked for (as in the builder's HiGHS backend).
-    """
-    if time_limit is None:
-        h.run()
-        return False
-    h.HandleUserInterrupt = True
-    thread = h.startSolve()
-    thread.join(float(time_limit) + grace_s)
-    if thread.is_alive():
-        h.cancelSolve()
-        thread.join()
-        return True
-    h.joinSolve(thread)
-    return False
-
-
-def _read(h, prog, seconds: float, build_s: float) -> MilpResult:
-    import highspy
-
-    M = highspy.HighsModelStatus
-    ms, info = h.getModelStatus(), h.getInfo()
-    has_x = info.primal_solution_status == 2
-    x = np.array(h.getSolution().col_value) if has_x else None
-    obj = float(info.objective_function_value) if has_x else None
-    bound = float(info.mip_dual_bound) if prog.is_mip else obj
-    if ms == M.kOptimal:
-        status = "optimal"
+    res = HighsBackend(threads=threads).solve_program(prog, time_limit=time_limit,
+                                                      warm_start=start, mip_gap=mip_gap)
+    bound = res.bound
+    if res.termination == "optimal" and res.objective is not None:
         # HiGHS's dual bound may sit a hair above the optimum; keep bound <= objective
-        if obj is not None:
-            bound = obj if bound is None or not np.isfinite(bound) else min(bound, obj)
-    elif ms in (M.kTimeLimit, M.kInterrupt):
-        status = "time_limit"
-    elif ms == M.kInfeasible:
-        status, bound = "infeasible", None
-    elif ms in (M.kUnbounded, M.kUnboundedOrInfeasible):
-        status = "unbounded"
-    else:
-        status = "error"
-    if bound is not None and not np.isfinite(bound):
-        bound = None
-    return MilpResult(status, x, obj, bound, seconds, build_s)
+        bound = res.objective if bound is None else min(bound, res.objective)
+    return MilpResult(res.termination, res.x, res.objective, bound, res.solve_s, build_s)

@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,8 @@ from splitopt.errors import InputError
 from splitopt.parallel.milp import MilpResult, solve_program
 
 ENGINES = ("processes", "dask", "ray")
+#: the gap an "optimal" combined answer must have closed (parts are solved to 1e-9)
+SPLIT_GAP = 1e-6
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class SplitResult(MilpResult):
 
     parts: tuple[MilpResult, ...] = ()
     wall_s: float = 0.0
+    verification: Any = None
 
     @property
     def per_second(self) -> float:
@@ -160,7 +164,22 @@ def solve_split(prog, subproblems: Sequence[Subproblem] | None = None, *, worker
     else:
         results = _track(_run_engine(engine, address, workers, prog, subs, deadline, start),
                          len(subs), progress)
-    return combine(results, time.perf_counter() - t0)
+    return guarded(prog, combine(results, time.perf_counter() - t0))
+
+
+def guarded(prog, res: SplitResult) -> SplitResult:
+    """The combined result through the verified-answer guard (:mod:`splitopt.solving.verify`).
+
+    Its point is re-priced and checked against every row of ``prog``; a failed check turns
+    ``optimal`` into ``unverified`` (plan and bound kept).
+    """
+    from splitopt.solving.verify import guard_result, verify_program
+
+    if res.x is None:
+        return res
+    check = verify_program(prog, res.x, objective=res.objective, bound=res.bound,
+                           gap=SPLIT_GAP if res.status == "optimal" else None)
+    return guard_result(res, check)
 
 
 def _track(items: Iterator[MilpResult], total: int, progress: bool) -> list[MilpResult]:

@@ -69,10 +69,10 @@ def build_lp(prob: CutProblem) -> tuple[Any, float, float]:
 
 def solve(prob: CutProblem, time_limit: float = 600.0) -> Solution:
     """Solve the MILP with HiGHS (gap 0, one thread) and re-price the rounded set in floats."""
-    import highspy
+    from splitopt.backends.highs import new_highs
 
     lp, scale, const = build_lp(prob)
-    h = highspy.Highs()
+    h = new_highs()  # HiGHS's one-time banner must not reach stdout (--json, tables)
     for key, val in (("output_flag", False), ("mip_rel_gap", 0.0), ("mip_abs_gap", 0.0),
                      ("threads", 1), ("time_limit", float(time_limit)),
                      # the tightest tolerances HiGHS accepts: the default 1e-7 on reduced costs

@@ -16,12 +16,12 @@ import numpy as np
 from splitopt.backends import Backend, get_backend
 from splitopt.backends.base import INFEASIBLE, OPTIMAL
 from splitopt.backends.results import Result
-from splitopt.solving.bisection import PathOutcome, bisect_minmax
-from splitopt.solving.structure import Structure, analyse
-from splitopt.solving.verify import guard_result, verify_problem
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.model.problem import Problem
 from splitopt.plan import DevicePlan, Plan
+from splitopt.solving.bisection import PathOutcome, bisect_minmax
+from splitopt.solving.structure import Structure, analyse
+from splitopt.solving.verify import guard_result, verify_problem
 
 PATHS = ("auto", "bisection", "server-share", "separable", "coupled", "generic")
 

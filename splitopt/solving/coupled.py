@@ -1,5 +1,7 @@
-"""Min-max round latency with constraints that couple devices (a shared memory budget, a common
-cut, a sum of batches, user variables): bisection on T with one MILP feasibility step per probe.
+"""Min-max round latency with constraints that couple devices: bisection on T plus a MILP.
+
+The coupling rows: a shared memory budget, a common cut, a sum of batches, user variables; one
+MILP feasibility step per probe.
 
 At a round time T device k's least share for option o is need[k,o] = max(D / (T - A), beta_min);
 T is achievable iff the MILP  min sum need[k,o] z[k,o]  s.t. one-hot z, the coupling rows  has an
@@ -17,10 +19,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from splitopt.backends.base import INFEASIBLE, OPTIMAL, TIME_LIMIT, Backend
-from splitopt.solving.bisection import PathOutcome, bisect_minmax, fixed_option_time
 from splitopt.compile.steps import Model, ToMatrix
-from splitopt.solving.structure import Structure
 from splitopt.model.expr import Constraint, Expr
+from splitopt.solving.bisection import PathOutcome, bisect_minmax, fixed_option_time
+from splitopt.solving.structure import Structure
 
 if TYPE_CHECKING:
     from splitopt.model.problem import Problem

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from splitopt.backends.base import Backend
+from splitopt.compile.steps import generic_chain
+from splitopt.model.expr import BETA, PHI
 from splitopt.solving.bisection import PathOutcome
 from splitopt.solving.oa import solve_outer
-from splitopt.compile.steps import generic_chain
 from splitopt.solving.verify import FEASIBILITY_RTOL, row_scale
-from splitopt.model.expr import BETA, PHI
 
 if TYPE_CHECKING:
     from splitopt.model.problem import Problem

@@ -1,10 +1,10 @@
-"""Outer approximation with cut generation: solve the tangent MILP, add tangents where a cone is
-violated, repeat until the gap between the MILP bound and the exact objective closes.
+"""Outer approximation with cut generation: tangent MILPs until the gap closes.
 
-Every iterate's MILP optimum is a valid lower bound (tangents under-estimate the convex z^2/s), and
-an
-iterate whose cones hold is feasible for the original program, so the loop returns a proven
-interval.
+Solve the tangent MILP, add tangents where a cone is violated, repeat until the gap between the
+MILP bound and the exact objective closes. Every iterate's MILP optimum is a valid lower bound
+(tangents under-estimate the convex k z^2/s), and an iterate whose cones hold is feasible for the
+original program, so the loop returns a proven interval; a loop that can add no tangent while the
+gap is open ends with ``error`` (never ``optimal``).
 """
 
 from __future__ import annotations

@@ -28,9 +28,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from splitopt.backends.base import INFEASIBLE, OPTIMAL, TIME_LIMIT, Backend
+from splitopt.compile.program import Program
 from splitopt.solving.bisection import PathOutcome
 from splitopt.solving.oa import solve_outer
-from splitopt.compile.program import Program
 
 
 def _sums(a: np.ndarray, s: np.ndarray, c: np.ndarray) -> float:

@@ -63,9 +63,7 @@ def device_of(p: Problem, e: Expr) -> int | None:
 
 
 def per_option(p: Problem, e: Expr, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lin, 1/beta coef, 1/phi coef) per option of a device-local expression (constant
-    included).
-    """
+    """(lin, 1/beta coef, 1/phi coef) per option of a device-local expression (constant in)."""
     o = p.n_options
     lin = e.const + np.bincount(e.lin_idx - k * o, e.lin_coef, minlength=o)
     sel = e.q_res == BETA

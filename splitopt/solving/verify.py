@@ -145,6 +145,11 @@ def verify(*, objective: float | None, repriced: float | None, bound: float | No
     gap
         When the route claims optimality within a relative gap, the gap it promised: the bound
         must then be that close to the objective (a bound far below is not a proof).
+    sense
+        ``"min"`` or ``"max"`` (the side the bound must be on).
+    rtol, feas_rtol
+        Relative tolerances of the objective/bound tests and of the rows.
+
     """
     checks: list[Check] = list(extra)
     if objective is None:
@@ -161,8 +166,8 @@ def verify(*, objective: float | None, repriced: float | None, bound: float | No
         slack = rtol * max(abs(objective), abs(bound), 1e-12)
         ok = bound <= objective + slack if sense == "min" else bound >= objective - slack
         side = "<=" if sense == "min" else ">="
-        checks.append(Check("bound", bool(ok),
-                            "" if ok else f"bound {bound:.12g} not {side} objective {objective:.12g}"))
+        checks.append(Check("bound", bool(ok), "" if ok else
+                            f"bound {bound:.12g} not {side} objective {objective:.12g}"))
         if gap is not None:
             rel = abs(objective - bound) / max(abs(objective), 1e-300)
             ok = rel <= max(gap, rtol) * (1 + 1e-6)
@@ -195,7 +200,7 @@ def verify(*, objective: float | None, repriced: float | None, bound: float | No
 
 
 def checked_status(termination: str, verification: Verification | None) -> str:
-    """``termination`` unless it claims ``optimal`` and the guard failed: then :data:`UNVERIFIED`."""
+    """``termination``, or :data:`UNVERIFIED` when it claims ``optimal`` and the guard failed."""
     if termination == "optimal" and (verification is None or not verification.passed):
         return UNVERIFIED
     return termination
@@ -213,15 +218,17 @@ def guard_result(result: Any, verification: Verification) -> Any:
     if hasattr(result, "verification"):
         changes["verification"] = verification
     plan = getattr(result, "plan", None)
-    if plan is not None and hasattr(plan, "status") and plan.status == "optimal" and status != "optimal":
+    if plan is not None and getattr(plan, "status", None) == "optimal" and status != "optimal":
         changes["plan"] = replace(plan, status=status)
     return replace(result, **changes)
 
 
 # ---------------------------------------------------------------------------- builder Problems
 def plan_options(problem: Any, plan: Any) -> tuple[np.ndarray, list[Check]]:
-    """Each device's option index in ``problem`` for the decisions in ``plan`` (and the checks
-    that the plan covers the problem's devices with allowed options)."""
+    """Each device's option index in ``problem`` for the decisions in ``plan``.
+
+    Also returns the checks that the plan covers the problem's devices with allowed options.
+    """
     o = problem.options
     sets = problem.table.sets()
     index: dict[tuple, list[int]] = {}
@@ -361,3 +368,46 @@ def _evaluate_checks(problem: Any, plan: Any, opt: np.ndarray, beta: np.ndarray,
             costs.round_latency_s == plan.predicted.round_latency_s):
         bad.append(f"plan.predicted {plan.predicted.round_latency_s:.12g} is stale")
     return [Check("evaluate() agrees with the problem's costs", not bad, "; ".join(bad[:3]))]
+
+
+# ---------------------------------------------------------------------------- programs (MILPs)
+def verify_program(prog: Any, x: np.ndarray | None, *, objective: float | None,
+                   bound: float | None, gap: float | None = None,
+                   sense: str = "min") -> Verification:
+    """The guard for a point of a compiled :class:`~splitopt.compile.program.Program`.
+
+    For split solving and the formulations that build Programs directly. Re-prices
+    ``c @ x + offset``; checks every row, column bound, integrality and cone at ``x`` (relative
+    tolerance, as for Problems) and the bound (within ``gap`` when given).
+    """
+    if x is None:
+        return verify(objective=objective, repriced=None, bound=bound, sense=sense, gap=gap)
+    x = np.asarray(x, dtype=float)
+    sign = -1.0 if sense == "max" else 1.0
+    repriced = sign * prog.objective(x)
+    ax = prog.A @ x
+    rows = []
+    scale = np.maximum(1.0, np.maximum(np.abs(np.where(np.isfinite(prog.row_lb), prog.row_lb, 0)),
+                                       np.abs(np.where(np.isfinite(prog.row_ub), prog.row_ub, 0))))
+    over = np.maximum(prog.row_lb - ax, ax - prog.row_ub) / scale
+    worst = int(np.argmax(over)) if len(over) else -1
+    if worst >= 0 and over[worst] > FEASIBILITY_RTOL:
+        name = prog.row_names[worst] if worst < len(prog.row_names) else f"row {worst}"
+        rows.append(Row(name, float(ax[worst]), float(prog.row_lb[worst]),
+                        float(prog.row_ub[worst])))
+    checks = [Check("rows hold", not rows, "" if not rows else
+                    f"{int((over > FEASIBILITY_RTOL).sum())} rows broken")]
+    cb = np.maximum(prog.col_lb - x, x - prog.col_ub)
+    ok = bool(np.all(cb <= FEASIBILITY_RTOL * np.maximum(1.0, np.abs(x))))
+    checks.append(Check("column bounds", ok, "" if ok else f"largest excess {cb.max():.3g}"))
+    xi = x[np.asarray(prog.integrality, dtype=bool)]
+    ok = bool(np.all(np.abs(xi - np.round(xi)) <= 1e-6))
+    checks.append(Check("integrality", ok, "" if ok else
+                        f"largest {np.abs(xi - np.round(xi)).max():.3g}"))
+    if len(getattr(prog, "cones", ())):
+        u = x[prog.cones[:, 0]]
+        viol = prog.max_violation(x)
+        ok = viol <= FEASIBILITY_RTOL * max(1.0, float(np.abs(u).max()))
+        checks.append(Check("cones", bool(ok), "" if ok else f"violation {viol:.3g}"))
+    return verify(objective=objective, repriced=repriced, bound=bound, sense=sense, rows=rows,
+                  extra=checks, gap=gap)
