@@ -216,3 +216,51 @@ SPEC = register(BenchSpec(
                 "BCD + rounding) vs naive plans, total delay under the reference cost model; "
                 "scale: 1000 devices over a 100-layer chain and a zoo DAG (5 device classes)",
     cases=_cases, baseline="paper"))
+
+
+def alternating_gaps(n_instances: int = 150, *, seed: int = 0,
+                     serving: str = "shared") -> dict[str, Any]:
+    """Exact vs alternating on random small instances (MEASURED.md's study, re-run here).
+
+    Each instance: a random 4-8 layer chain, 2-6 random devices (testing.random_devices), a
+    server 1-30x faster than the devices' mean, a random band; EdgeSplit's exact solve vs its
+    alternating baseline, both priced by the reference model. Returns the gaps (alternating /
+    exact - 1) and a summary. Reproduce: ``python -m splitopt.benchmarks.bench_joint gaps 150``.
+    """
+    from splitopt.formulations.edgesplit import EdgeSplit
+
+    from splitopt.scenario import Scenario
+    from splitopt.system import Channel, Server, Training
+    from splitopt.testing import random_dag, random_devices
+
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for _ in range(n_instances):
+        g = random_dag(rng, int(rng.integers(4, 9)), chain=True)
+        devs = random_devices(rng, int(rng.integers(2, 7)))
+        speed = float(np.mean([d.flops for d in devs])) * float(rng.uniform(1, 30))
+        band = float(10 ** rng.uniform(5, 8))
+        sc = Scenario(g, devs, Server(flops=speed, serving=serving),
+                      Channel(bandwidth_up_hz=band, bandwidth_dn_hz=band),
+                      Training(batch_size=int(rng.integers(1, 64)), aggregate=False))
+        form = EdgeSplit(memory=False)
+        exact, alt = form.solve(sc), form.baseline(sc)
+        gaps.append(alt.predicted.round_latency_s / exact.predicted.round_latency_s - 1.0)
+    arr = np.array(gaps)
+    lost = arr > 1e-6
+    return {"serving": serving, "instances": n_instances, "alternating_loses": int(lost.sum()),
+            "gap_min": float(arr[lost].min()) if lost.any() else 0.0,
+            "gap_max": float(arr.max()), "gap_median_when_lost":
+            float(np.median(arr[lost])) if lost.any() else 0.0, "gaps": arr.tolist()}
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    if sys.argv[1:2] == ["gaps"]:
+        n = int(sys.argv[2]) if len(sys.argv) > 2 else 150
+        for mode in ("shared", "dedicated"):
+            out = alternating_gaps(n, serving=mode)
+            out.pop("gaps")
+            print(json.dumps(out))

@@ -86,3 +86,47 @@ def estimate_surrogate(runs: Sequence[dict[str, Any]], target: float) -> tuple[S
     if not target > f_star:
         raise InputError("target", target, f"a loss above the fitted floor {f_star:.4g}")
     return Surrogate(A=max(a, 1e-12), G=g, sigma2=s2, eps=target - f_star), f_star
+
+
+def rounds_to_target(losses: Sequence[float], target: float) -> float:
+    """First round (1-based) whose best loss so far is <= ``target`` (inf when none is)."""
+    best = np.minimum.accumulate(np.asarray(losses, dtype=float))
+    hit = np.flatnonzero(best <= target)
+    return float(hit[0] + 1) if len(hit) else math.inf
+
+
+def estimate_surrogate_from_rounds(runs: Sequence[dict[str, Any]], levels: Sequence[float],
+                                   target: float) -> tuple[Surrogate, float]:
+    """Fit A, G, sigma2 and f* from the rounds the pilot runs took to reach loss ``levels``.
+
+    The surrogate says a run reaches loss t after R = A / (t - f* - G fl - sigma2 var) rounds,
+    so 1 / R = t / A - f* / A - (G / A) fl - (sigma2 / A) var is linear in (1/A, f*/A, G/A,
+    sigma2/A): bounded least squares over every (run, level) the run reached. Levels the pilots
+    reach early let the fit predict a lower ``target`` beyond the pilot. Returns the surrogate
+    with eps = target - f*, and f*.
+    """
+    from scipy.optimize import lsq_linear
+
+    if not isinstance(runs, Sequence) or not runs:
+        raise InputError("runs", runs, "a non-empty list of pilot runs")
+    rows, ys = [], []
+    for i, run in enumerate(runs):
+        losses = run.get("losses") if isinstance(run, dict) else None
+        if not isinstance(losses, Sequence) or not np.all(np.isfinite(losses)):
+            raise InputError(f"runs[{i}].losses", run, "a list of finite losses")
+        for t in levels:
+            r = rounds_to_target(losses, t)
+            if math.isfinite(r):
+                rows.append([t, -1.0, -run["fl_share"], -run["var_term"]])
+                ys.append(1.0 / r)
+    if len(rows) < 4:
+        raise InputError("levels", list(levels), "loss levels the pilot runs reach (at least 4 "
+                         "(run, level) pairs)")
+    fit = lsq_linear(np.array(rows), np.array(ys),
+                     bounds=([1e-12, -np.inf, 0, 0], [np.inf, np.inf, np.inf, np.inf]))
+    inv_a, fa, ga, sa = (float(v) for v in fit.x)
+    a = 1.0 / inv_a
+    f_star = fa * a
+    if not target > f_star:
+        raise InputError("target", target, f"a loss above the fitted floor {f_star:.4g}")
+    return Surrogate(A=a, G=ga * a, sigma2=sa * a, eps=target - f_star), f_star

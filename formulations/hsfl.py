@@ -48,7 +48,12 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from splitopt.formulations._hsfl_surrogate import Surrogate, estimate_surrogate
+from splitopt.formulations._hsfl_surrogate import (
+    Surrogate,
+    estimate_surrogate,
+    estimate_surrogate_from_rounds,
+    rounds_to_target,
+)
 from splitopt.formulations._minmax import minmax_fixed
 
 from splitopt.costs import CutTable, round_terms
@@ -82,7 +87,7 @@ class HSFLData:
 
 
 __all__ = ["HSFL", "Config", "HSFLData", "Surrogate", "config_latency", "estimate_surrogate",
-           "penalty_of"]
+           "estimate_surrogate_from_rounds", "penalty_of", "rounds_to_target"]
 
 
 @dataclass(frozen=True)

@@ -219,3 +219,21 @@ def test_registered_for_the_cli(name):
     res = solve(get(name)(sc))
     assert res.plan is not None and res.termination == "optimal"
     assert res.plan.predicted.total_delay_s == pytest.approx(res.objective, rel=1e-6)
+
+
+def test_estimate_surrogate_from_rounds_recovers_parameters():
+    from splitopt.formulations.hsfl import estimate_surrogate_from_rounds, rounds_to_target
+
+    a, g, s2, floor = 300.0, 0.3, 2.0, 0.1  # R in the hundreds: whole rounds barely bias
+    runs = []
+    for fl_share, var in ((0.0, 0.05), (0.5, 0.05), (0.0, 0.2), (1.0, 0.1)):
+        r = np.arange(1, 30001)
+        runs.append({"losses": (floor + g * fl_share + s2 * var + a / r).tolist(),
+                     "fl_share": fl_share, "var_term": var})
+    sur, f_star = estimate_surrogate_from_rounds(runs, [1.5, 1.2, 1.0, 0.9], target=0.8)
+    assert (sur.A, sur.G, sur.sigma2, f_star) == pytest.approx((a, g, s2, floor), rel=2e-2,
+                                                               abs=2e-2)
+    assert rounds_to_target([3.0, 2.0, 2.5, 1.0], 2.0) == 2.0
+    assert rounds_to_target([3.0], 1.0) == math.inf
+    with pytest.raises(InputError, match="levels"):
+        estimate_surrogate_from_rounds(runs, [0.0], target=0.8)
