@@ -97,7 +97,7 @@ def figure(res: dict[str, Any], path: Path) -> None:
         label = f"{row['n_fl']} FL / {N_DEVICES - row['n_fl']} SL, b={row['batch']}"
         ax1.plot(r, np.minimum.accumulate(row["losses"]), "-", color=color, lw=1, label=label)
         ax1.plot(r, row["losses"], ".", color=color, ms=2)
-        for level, (meas, pred) in row["pilot_levels"].items():
+        for meas, pred in row["pilot_levels"].values():
             ax2.plot(pred, meas, "o", color=color, ms=4)
             top = max(top, meas, pred if math.isfinite(pred) else 0)
         ax2.plot(row["predicted_rounds"], row["measured_rounds"], "*", color=color, ms=11)
