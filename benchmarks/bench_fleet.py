@@ -100,8 +100,9 @@ def numpy_bisection(A: np.ndarray, D: np.ndarray, rtol: float = 1e-12):
     return float(np.max(A[rows, opt] + D[rows, opt] / beta)), opt, beta
 
 
-def anchor_arrays(sc: Any) -> tuple[np.ndarray, np.ndarray, Any]:
-    """A, D (N, C) and the candidates: chain prefixes, or one hull per compute class."""
+def anchor_arrays(sc: Any, server: bool = True) -> tuple[np.ndarray, np.ndarray, Any, Any]:
+    """A, D (N, C), the candidates (chain prefixes, or one hull per compute class) and the
+    server's compute per candidate (A holds it unless ``server=False``)."""
     from splitopt.costs import CutTable
     from splitopt.partitioning.hull import hull
 
@@ -120,18 +121,50 @@ def anchor_arrays(sc: Any) -> tuple[np.ndarray, np.ndarray, Any]:
     m = table.masks.astype(float)
     srv_row = (1 - m) @ g.train_seconds(srv.device_class, srv.flops)
     A = ib * (np.stack([m @ g.train_seconds(firsts[r].cls, firsts[r].flops)
-                        for r in range(len(firsts))]) + srv_row)[which]
+                        for r in range(len(firsts))]) + (srv_row if server else 0.0))[which]
     bits = ib * 8 * table.boundary_bytes
     ch = sc.channel
     spb = np.array([1 / (ch.bandwidth_up_hz * d.spectral_eff_up)
                     + 1 / (ch.bandwidth_dn_hz * d.spectral_eff_dn) for d in sc.devices])
-    return A, spb[:, None] * bits[None], table
+    return A, spb[:, None] * bits[None], table, ib * srv_row
 
 
 def anchor_plan(sc: Any) -> float:
     """The anchor's optimum (round latency x rounds)."""
-    A, D, _ = anchor_arrays(sc)
+    A, D, _, _ = anchor_arrays(sc)
     return numpy_bisection(A, D)[0] * sc.training.rounds
+
+
+def shared_share(A: np.ndarray, D: np.ndarray, S: np.ndarray, T: float) -> float:
+    """Least total server share at round time T by the closed form F = c + s^2 / (1 - a), the
+    options chosen by its linearisation (3 passes; an upper bound on the exact least share)."""
+    R = T - A
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(R > 0, 1.0 / R, np.inf)
+    a, s, c = D * inv, np.sqrt(S * D) * inv, S * inv
+    rows = np.arange(len(A))
+    g = (1.0, 1.0)
+    for _ in range(3):
+        opt = np.argmin(g[0] * a + g[1] * s + c, axis=1)
+        xa, xs, xc = a[rows, opt].sum(), s[rows, opt].sum(), c[rows, opt].sum()
+        if not xa < 1:
+            return np.inf
+        g = (xs**2 / (1 - xa) ** 2, 2 * xs / (1 - xa))
+    return float(xc + xs**2 / (1 - xa))
+
+
+def anchor_shared(sc: Any) -> float:
+    """Shared server: bisection on T with the closed-form share test (see shared_share)."""
+    A, D, _, srv = anchor_arrays(sc, server=False)
+    S = np.broadcast_to(srv, A.shape)
+    lo = float(A.min(axis=1).max())
+    hi = max(2 * lo, float((A + S + D).min(axis=1).max()))
+    while shared_share(A, D, S, hi) > 1:
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1e-10 * hi:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if shared_share(A, D, S, mid) <= 1 else (mid, hi)
+    return hi * sc.training.rounds
 
 
 def ours(sc: Any, method: str) -> float:
@@ -140,8 +173,8 @@ def ours(sc: Any, method: str) -> float:
 
     from splitopt.planner import Planner
 
-    form = EdgeSplit(server_share=False)
-    if method == "planner":
+    form = EdgeSplit(server_share=method.endswith("shared"))
+    if method.startswith("planner"):
         res = Planner.for_formulation(form, sc).solve()
         assert res.termination == "optimal", res.verification.summary()
         return float(res.objective)
@@ -165,20 +198,23 @@ def _summary(ours_s: list[float], anchor_s: list[float]) -> dict[str, Any]:
 
 def plan_case(model: str, n: int, method: str, repeats: int = 0) -> dict[str, Any]:
     """One fleet: ``method`` ("planner" or "builder") against ``anchor_plan``, interleaved."""
-    sc = fleet(model, n)
-    anchor_plan(fleet("chain5", 3) if model.startswith("chain") else sc)  # imports, caches
-    ours(fleet(model, 5), method)
+    shared = method.endswith("shared")
+    sc = fleet(model, n, "shared" if shared else "dedicated")
+    anchor = anchor_shared if shared else anchor_plan
+    anchor(fleet("chain5", 3) if model.startswith("chain") else sc)  # imports, caches
+    ours(fleet(model, 5, "shared" if shared else "dedicated"), method)
     t_ours, t_anchor = [], []
     repeats = repeats or (9 if n <= 1000 else 5 if n <= 10_000 else 3)
-    for _ in range(repeats if method == "planner" or n <= 10_000 else 1):
-        s, ref = _timed(partial(anchor_plan, sc))
+    for _ in range(repeats if method != "builder" or n <= 10_000 else 1):
+        s, ref = _timed(partial(anchor, sc))
         t_anchor.append(s)
         s, obj = _timed(partial(ours, sc, method))
         t_ours.append(s)
-    _, _, table = anchor_arrays(sc)
+    table = anchor_arrays(sc)[2]
     return {"objective": obj, "bound": None, "status": "optimal", "devices": n,
             "cuts": len(table), "anchor_objective": ref,
-            "agree": abs(obj - ref) <= 1e-9 * abs(ref), **_summary(t_ours, t_anchor)}
+            "agree": abs(obj - ref) <= 1e-9 * abs(ref) or (shared and obj <= ref),
+            **_summary(t_ours, t_anchor)}
 
 
 def replan_case(model: str, n: int, repeats: int = 20) -> dict[str, Any]:
@@ -192,7 +228,7 @@ def replan_case(model: str, n: int, repeats: int = 20) -> dict[str, Any]:
     sc = fleet(model, n)
     pl = Planner.for_formulation(form, sc)
     pl.solve()
-    A, D, table = anchor_arrays(sc)
+    A, D, table, _ = anchor_arrays(sc)
     tr = sc.training
     ib = float(tr.batch_size * tr.local_iters)
     m = table.masks.astype(float)
@@ -234,6 +270,8 @@ def _cases(quick: bool) -> list[Case]:
     plans = PLAN_QUICK if quick else PLAN_FULL
     out = [Case(f"{m}-N{n}", meth, partial(plan_case, m, n, meth), n)
            for m, n in plans for meth in ("planner", "builder")]
+    out += [Case(f"{m}-N{n}", "planner-shared", partial(plan_case, m, n, "planner-shared"), n)
+            for m, n in plans if m.startswith("chain") and n >= 1000]
     out += [Case(f"{m}-N{n}", "update", partial(replan_case, m, n), n)
             for m, n in (REPLAN_QUICK if quick else REPLAN_FULL)]
     return out
