@@ -8,7 +8,9 @@ validated; every transformation (block contraction, attaching measured times) re
 from __future__ import annotations
 
 import copy
+import itertools
 import json
+import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -192,18 +194,22 @@ class LayerGraph:
                 raise GraphError("nodes", node.name, "unique node names",
                                  "Rename one of the two nodes.")
             by_name[node.name] = node
-        edge_list = _check_edges(edges, by_name)
+        names = list(by_name)
+        pos = dict(zip(names, range(len(names))))
+        edge_list, src, dst = _edge_arrays(edges, by_name, pos)
         self.name = name
         self.meta: dict[str, Any] = dict(meta or {})
-        order = _topological_order([n.name for n in given], edge_list)
-        self.nodes: tuple[Node, ...] = tuple(by_name[n] for n in order)
-        self.index: dict[str, int] = {n: i for i, n in enumerate(order)}
+        if src.size and not bool(np.all(src < dst)):  # not already in topological order
+            order = _topological_order(names, edge_list)
+            rank = np.empty(len(names), dtype=np.intp)
+            rank[[pos[n] for n in order]] = np.arange(len(names))
+            src, dst = rank[src], rank[dst]
+            pos = {n: i for i, n in enumerate(order)}
+            given = [by_name[n] for n in order]
+        self.nodes: tuple[Node, ...] = tuple(given)
+        self.index: dict[str, int] = pos
         self.edges: tuple[tuple[str, str], ...] = tuple(edge_list)
-        self._preds: list[list[int]] = [[] for _ in order]
-        self._succs: list[list[int]] = [[] for _ in order]
-        for u, w in edge_list:
-            self._preds[self.index[w]].append(self.index[u])
-            self._succs[self.index[u]].append(self.index[w])
+        self.__dict__["edge_index"] = (src, dst)  # the cached_property's slot
         self.inputs: tuple[str, ...] = tuple(inputs)
         self.output: str = output
         self._check_terminals()
@@ -224,7 +230,7 @@ class LayerGraph:
         for name in self.inputs:
             if not isinstance(name, str) or name not in self.index:
                 raise GraphError("inputs", name, f"names of nodes in the graph ({self._few()})")
-            if self._preds[self.index[name]]:
+            if self._has_pred(self.index[name]):
                 raise GraphError(f"input {name!r}", self.preds(name), "no predecessors",
                                  "An input node is the data; it consumes nothing.")
             node = self.nodes[self.index[name]]
@@ -239,10 +245,28 @@ class LayerGraph:
                                  "List it in inputs, or give it another kind.")
         if not isinstance(self.output, str) or self.output not in self.index:
             raise GraphError("output", self.output, f"a node name in the graph ({self._few()})")
-        if self._succs[self.index[self.output]]:
+        if self._has_succ(self.index[self.output]):
             raise GraphError(f"output {self.output!r}", self.succs(self.output), "no successors")
         if self.output in self.inputs:
             raise GraphError("output", self.output, "a node that is not an input")
+
+    def _has_pred(self, i: int) -> bool:
+        return bool((self.edge_index[1] == i).any())
+
+    def _has_succ(self, i: int) -> bool:
+        return bool((self.edge_index[0] == i).any())
+
+    @cached_property
+    def _preds(self) -> list[list[int]]:
+        """Predecessor indices per node, in edge order (built on first use)."""
+        src, dst = self.edge_index
+        return _adjacency(len(self.nodes), dst, src)
+
+    @cached_property
+    def _succs(self) -> list[list[int]]:
+        """Successor indices per node, in edge order (built on first use)."""
+        src, dst = self.edge_index
+        return _adjacency(len(self.nodes), src, dst)
 
     def _few(self) -> str:
         names = [n.name for n in self.nodes[:5]]
@@ -313,12 +337,12 @@ class LayerGraph:
     @cached_property
     def fwd_flops(self) -> np.ndarray:
         """Forward FLOPs per sample, one entry per node."""
-        return np.array([n.fwd_flops for n in self.nodes], dtype=float)
+        return self._column("fwd_flops")
 
     @cached_property
     def bwd_flops(self) -> np.ndarray:
         """Backward FLOPs per sample, one entry per node."""
-        return np.array([n.bwd_flops for n in self.nodes], dtype=float)
+        return self._column("bwd_flops")
 
     @cached_property
     def train_flops(self) -> np.ndarray:
@@ -328,17 +352,28 @@ class LayerGraph:
     @cached_property
     def out_bytes(self) -> np.ndarray:
         """Output bytes per sample, one entry per node."""
-        return np.array([n.out_bytes for n in self.nodes], dtype=float)
+        return self._column("out_bytes")
 
     @cached_property
     def act_bytes(self) -> np.ndarray:
         """Activation bytes per sample kept for backward, one entry per node."""
-        return np.array([n.act_bytes for n in self.nodes], dtype=float)
+        return self._column("act_bytes")
 
     @cached_property
     def param_bytes(self) -> np.ndarray:
         """Own parameter bytes, one entry per node."""
-        return np.array([n.param_bytes for n in self.nodes], dtype=float)
+        return self._column("param_bytes")
+
+    _COLUMNS = ("fwd_flops", "bwd_flops", "out_bytes", "param_bytes", "act_bytes")
+
+    @cached_property
+    def _columns(self) -> np.ndarray:
+        """The numeric node fields as one (nodes, 5) array, read in one pass over the nodes."""
+        return np.fromiter(map(operator.attrgetter(*self._COLUMNS), self.nodes),
+                           dtype=np.dtype((float, len(self._COLUMNS))), count=len(self.nodes))
+
+    def _column(self, attr: str) -> np.ndarray:
+        return np.ascontiguousarray(self._columns[:, self._COLUMNS.index(attr)])
 
     def device_classes(self) -> set[str]:
         """Device classes for which at least one node carries measured times."""
@@ -702,6 +737,43 @@ def block_key(name: str) -> str | None:
         if re.search(r"\d$", parts[i]):
             return ".".join(parts[: i + 1])
     return None
+
+
+def _adjacency(n: int, key: np.ndarray, value: np.ndarray) -> list[list[int]]:
+    """``out[i]`` = the ``value`` of every edge whose ``key`` is i, in edge order."""
+    order = np.argsort(key, kind="stable")
+    flat = value[order].tolist()
+    ends = np.cumsum(np.bincount(key, minlength=n)).tolist()
+    return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+
+
+def _edge_arrays(edges: Iterable[tuple[str, str]], by_name: Mapping[str, Node],
+                 pos: Mapping[str, int]) -> tuple[list[tuple[str, str]], np.ndarray, np.ndarray]:
+    """The distinct edges (first occurrence kept) and their producer/consumer positions.
+
+    Plain lists of name pairs are mapped to index arrays in bulk; anything else (or anything the
+    bulk path cannot vouch for) goes through :func:`_check_edges`, which names the bad edge.
+    """
+    seq = edges if isinstance(edges, (list, tuple)) else list(edges)
+    try:
+        if not set(map(type, seq)) <= {tuple, list} or (seq and set(map(len, seq)) != {2}):
+            raise TypeError
+        ends = np.fromiter(map(pos.__getitem__, itertools.chain.from_iterable(seq)),
+                           dtype=np.intp, count=2 * len(seq))
+        src, dst = ends[0::2].copy(), ends[1::2].copy()
+        if np.any(src == dst):
+            raise ValueError
+    except (TypeError, ValueError, KeyError):
+        out = _check_edges(seq, by_name)
+        src = np.array([pos[u] for u, _ in out], dtype=np.intp)
+        dst = np.array([pos[w] for _, w in out], dtype=np.intp)
+        return out, src, dst
+    _, first = np.unique(src * max(len(pos), 1) + dst, return_index=True)
+    if first.size < len(seq):  # duplicates: keep each edge's first occurrence, in order
+        first.sort()
+        src, dst = src[first], dst[first]
+        seq = [seq[i] for i in first.tolist()]
+    return [e if type(e) is tuple else tuple(e) for e in seq], src, dst
 
 
 def _check_edges(edges: Iterable[tuple[str, str]],

@@ -16,7 +16,7 @@ bandwidth shares, the hull's lambdas) pay only for the numbers that change.
 
 from __future__ import annotations
 
-import itertools
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -65,12 +65,12 @@ def graph_arrays(graph: LayerGraph) -> GraphArrays:
 
 
 def _build_arrays(graph: LayerGraph) -> GraphArrays:
-    succ = graph.succ_indices
-    lens = np.fromiter(map(len, succ), dtype=np.intp, count=len(succ))
-    dst = np.fromiter(itertools.chain.from_iterable(succ), dtype=np.intp, count=int(lens.sum()))
-    src = np.repeat(np.arange(len(succ), dtype=np.intp), lens)
+    src, dst = graph.edge_index
+    by_producer = np.argsort(src, kind="stable")  # edges grouped by producer, in edge order
+    src, dst = src[by_producer], dst[by_producer]
     measured: dict[str, tuple[list[int], list[float], list[float]]] = {}
-    timed = [i for i, node in enumerate(graph.nodes) if node.times]
+    timed = np.flatnonzero(np.fromiter(map(bool, map(operator.attrgetter("times"), graph.nodes)),
+                                       dtype=bool, count=len(graph))).tolist()
     for i in timed:
         for cls, t in graph.nodes[i].times.items():
             idx, sec, rest = measured.setdefault(cls, ([], [], []))
