@@ -180,3 +180,46 @@ def test_vectorised_pricer_equals_evaluate(seed):
     rebuilt = [DevicePlan(d.device, d.device_side, d.bandwidth_share, d.server_share,
                           d.batch_size, d.mode, d.selected) for d in devs]
     assert tuple(rebuilt) == devs  # the fast copies are what the validating constructor gives
+
+
+def test_link_traces_replan_exactly(tmp_path):
+    from splitopt.traces import FleetTrace, TraceReplanner, random_walk, steps
+
+    sc, form, _ = _fleet(3, n=4, layers=6)
+    band = sc.channel.bandwidth_up_hz
+    trace = FleetTrace.of([steps("d0", [0.0, 10.0, 30.0], [2e6, 5e5, 4e6], [3e6, 1e6, 4e6]),
+                           random_walk("d2", 1e6, duration_s=40, step_s=5, seed=1)])
+    for path in (tmp_path / "t.json", tmp_path / "t.csv"):
+        if path.suffix == ".json":
+            trace.save(path)
+        else:
+            rows = [f"{t},{n},{u},{d}" for n, tr in trace.traces.items()
+                    for t, u, d in zip(tr.time_s, tr.up_bps, tr.dn_bps)]
+            path.write_text("time_s,device,up_bps,dn_bps\n" + "\n".join(rows) + "\n")
+        assert FleetTrace.load(path) == trace
+    rp = TraceReplanner(Planner.for_formulation(form, sc), trace)
+    for t in (0.0, 5.0, 12.0, 31.0, 45.0):
+        res = rp.at(t)
+        now = rp.planner.scenario
+        for name, tr in trace.traces.items():
+            up, dn = tr.at(t)
+            assert now.device(name).spectral_eff_up == pytest.approx(up / band)
+        _same(res, form, now)
+    assert rp.replans >= 3
+    with pytest.raises(InputError, match="time"):
+        rp.at(1.0)
+
+
+def test_bad_traces_are_named(tmp_path):
+    from splitopt.traces import FleetTrace, steps
+
+    with pytest.raises(InputError, match="increasing"):
+        steps("d0", [0.0, 0.0], [1e6, 2e6])
+    with pytest.raises(InputError, match="rates > 0"):
+        steps("d0", [0.0], [-1.0])
+    with pytest.raises(InputError, match="format"):
+        FleetTrace.from_dict({"devices": {}})
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time_s,device,up_bps,dn_bps\n0,d0,fast,1e6\n")
+    with pytest.raises(InputError, match="row 2"):
+        FleetTrace.load(bad)
