@@ -315,18 +315,24 @@ def _next_probe(lo: float, hi: float, f_lo: float, f_hi: float, rtol: float,
 
 
 def _warm(rows: MinMaxRows, lo: float, hi: float, floor: float) -> tuple[float, float | None, int]:
-    """Widen an old bracket geometrically until total(lo) > 1 >= total(hi)."""
-    it, width = 0, max(hi - lo, RTOL * abs(hi))
-    while rows.total(lo) <= 1 and lo > floor:  # the optimum moved down
+    """Widen an old bracket geometrically until total(lo) > 1 >= total(hi).
+
+    The first step is the relative change of the total (the shares needed scale about like
+    1 / T), so one device's change is usually bracketed again in one or two probes.
+    """
+    f_lo, f_hi = rows.total(lo) - 1, rows.total(hi) - 1
+    it = 2
+    width = max(hi - lo, RTOL * abs(hi), min(abs(f_lo), abs(f_hi), 1.0) * abs(hi))
+    while f_lo <= 0 and lo > floor:  # the optimum moved down
         hi, width = lo, 2 * width
         lo = max(floor, lo - width)
-        it += 1
-    if rows.total(lo) <= 1:  # lo == floor is feasible: handled by the caller's first test
+        f_lo, it = rows.total(lo) - 1, it + 1
+    if f_lo <= 0:  # lo == floor is feasible: handled by the caller's first test
         return floor, None, it
-    while rows.total(hi) > 1:  # the optimum moved up
+    while f_hi > 0:  # the optimum moved up
         lo, width = hi, 2 * width
         hi = hi + width
-        it += 1
+        f_hi, it = rows.total(hi) - 1, it + 1
         if it > 400:
             return lo, None, it
     return lo, hi, it
