@@ -9,11 +9,14 @@
 2. Time-to-accuracy on digits, non-IID (Dirichlet alpha = 0.5), 4 devices, for FL, SL, SFL-V1,
    SFL-V2, parallel SL and an HSFL plan (two devices FL, two split): rounds and simulated seconds
    (measured compute + priced transfers) until the test accuracy first reaches the target.
-3. Predicted vs measured phase times per round (SFL-V1) with the cost model calibrated from
-   per-node times measured here; the relative error per phase.
+3. Predicted vs measured seconds per device and phase (device compute, uplink, downlink, server
+   compute, aggregation) of the multi-process runner over emulated links (kernel-shaped ``htb``
+   where possible, else paced), on digits_cnn and on resnet18 with 64 px images, the prediction
+   calibrated here first (:func:`splitopt.execute.timing.calibrate`); a markdown table at the end.
 
-    python benchmarks/executor.py            # full
-    python benchmarks/executor.py --quick    # seconds to a minute
+    python benchmarks/executor.py                       # full
+    python benchmarks/executor.py --quick               # a few minutes
+    python benchmarks/executor.py --only=links          # section 3 only (overhead,accuracy,links)
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 
 from splitopt.execute.examples import digits_job, digits_scenario
 from splitopt.execute.runner import InProcessRunner, train
-from splitopt.execute.timing import calibrate, compare, predict
+from splitopt.execute.timing import CPU_COMPARED, TRANSFER_GAP_S, calibrate, compare, predict
 
 MODES = ("fl", "sl", "sflv1", "sflv2", "psl", "hsfl")
 
@@ -60,21 +63,31 @@ def overhead(batch: int, steps: int, reps: int) -> dict[str, Any]:
             "reps": reps, **_paired(plain, split, steps, reps)}
 
 
-def overhead_resnet18(batch: int, steps: int, reps: int, image_size: int = 64) -> dict[str, Any]:
-    """The same paired measurement on resnet18 (synthetic images), cut after layer2."""
+def resnet18_job(cuts: list[str], batch: int, steps: int, *, mode: str = "sl", rounds: int = 1,
+                 image_size: int = 64, bandwidth_hz: float = 1e6) -> Any:
+    """resnet18 on synthetic ``image_size`` images, one device per cut (device side up to it)."""
     from splitopt import zoo
-    from splitopt.execute.data import DeviceData
     from splitopt.execute.job import Job, RunConfig
     from splitopt.plan import DevicePlan, Plan
     from splitopt.profiler import profile
 
     model, ex = zoo.build("resnet18", image_size=image_size)
     g = profile(model, ex)
-    sc = digits_scenario(1, batch_size=batch, local_iters=steps, graph=g)
-    plan = Plan((DevicePlan("dev0", g.pred_closure(["layer2.1.add"]), 1.0, batch_size=batch),))
-    job = Job(plan, sc, "resnet18", RunConfig(mode="sl", rounds=1, data="synthetic",
-                                              samples_per_device=16 * batch),
-              model_config={"image_size": image_size})
+    sc = digits_scenario(len(cuts), batch_size=batch, local_iters=steps, graph=g,
+                         bandwidth_hz=bandwidth_hz)
+    plan = Plan(tuple(DevicePlan(d.name, g.pred_closure([c]), 1.0 / len(cuts), batch_size=batch)
+                      for d, c in zip(sc.devices, cuts, strict=True)))
+    return Job(plan, sc, "resnet18", RunConfig(mode=mode, rounds=rounds, data="synthetic",
+                                               samples_per_device=16 * batch),
+               model_config={"image_size": image_size})
+
+
+def overhead_resnet18(batch: int, steps: int, reps: int, image_size: int = 64) -> dict[str, Any]:
+    """The same paired measurement on resnet18 (synthetic images), cut after layer2."""
+    from splitopt import zoo
+    from splitopt.execute.data import DeviceData
+
+    job = resnet18_job(["layer2.1.add"], batch, steps, image_size=image_size)
     runner = InProcessRunner(job)
     events = job.training_mode().round_events(0, ["dev0"], steps)
     plain_model, _ = job.build_model()
@@ -137,29 +150,79 @@ def time_to_accuracy(mode: str, rounds: int, target: float) -> dict[str, Any]:
             "wall_s": wall}
 
 
-def predicted_vs_measured(rounds: int) -> list[dict[str, Any]]:
-    """Relative error per phase, SFL-V1 on 3 devices, cost model calibrated here."""
-    job = digits_job(3, mode="sflv1", rounds=rounds, local_iters=5, batch_sizes=[32, 32, 32],
-                     cuts=["conv1", "relu2", "fc1"])
-    sc = calibrate(job)
-    pred, latency = predict(job, sc)
-    res = train(job)
-    summary = compare(res.history, pred, latency)["phases"]
-    return [{"section": "predicted_vs_measured", "phase": k, **v} for k, v in summary.items()]
+EMULATED = {
+    # SL: devices in turn through one server process, so each part runs alone on its core
+    "digits": lambda rounds: digits_job(
+        2, mode="sl", cuts=["conv1", "relu2"], batch_sizes=[16, 16], rounds=rounds,
+        local_iters=3, scenario=digits_scenario(2, batch_size=16, local_iters=3,
+                                                bandwidth_hz=4e6)),
+    "resnet18-64px": lambda rounds: resnet18_job(
+        ["layer1.1.add", "layer2.1.add"], 16, 2, rounds=rounds, bandwidth_hz=2e7),
+}
 
 
-def run(quick: bool = False) -> list[dict[str, Any]]:
-    """Every section; returns the rows (also printed)."""
-    torch.set_num_threads(1)
-    rows = [overhead(b, steps=10, reps=9 if quick else 31) for b in ((32,) if quick else (32, 128))]
-    rows.append(overhead_resnet18(16, steps=3, reps=5 if quick else 11))
-    rounds = 8 if quick else 30
-    rows += [time_to_accuracy(m, rounds, target=0.8) for m in MODES]
-    rows += predicted_vs_measured(3 if quick else 6)
-    for r in rows:
-        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+def predicted_vs_measured(model: str, rounds: int, links: str = "auto") -> list[dict[str, Any]]:
+    """Per device and phase: predicted vs measured seconds per round, multi-process runner.
+
+    Transfers go over emulated links (``htb`` where the kernel can shape them, else ``paced``);
+    the prediction is calibrated here first (per-node times and the executor's part times), and
+    ``per_node_predicted`` gives the planner's per-node compute model beside it.
+    """
+    from splitopt.execute.launch import launch
+
+    job = EMULATED[model](rounds)
+    cal = calibrate(job, gap_s=TRANSFER_GAP_S)
+    pred, latency = predict(job, cal, server_work=True)
+    per_node, _ = predict(job, cal.scenario, server_work=True)
+    res = launch(job, links=links, timeout_s=600)
+    cmp = compare(res.history, pred, latency)
+    rows = [{"section": "predicted_vs_measured", "model": model, "mode": job.config.mode,
+             "links": res.links, "device": d, "phase": k, **v,
+             "per_node_predicted": getattr(per_node[d], CPU_COMPARED.get(k, k))}
+            for d, phases in cmp["per_device"].items() for k, v in phases.items()]
+    rows.append({"section": "predicted_vs_measured", "model": model, "mode": job.config.mode,
+                 "links": res.links, "device": "all", "phase": "round_s",
+                 **cmp["phases"]["round_s"]})
     return rows
 
 
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of :func:`predicted_vs_measured` rows."""
+    out = ["| model | links | device | phase | predicted s | measured s | rel. error | "
+           "per-node model s |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        err = "-" if r["rel_error"] is None else f"{100 * r['rel_error']:+.1f}%"
+        node = r.get("per_node_predicted")
+        out.append(f"| {r['model']} ({r['mode']}) | {r['links']} | {r['device']} | {r['phase']} "
+                   f"| {r['predicted']:.4f} | {r['measured']:.4f} | {err} | "
+                   f"{'' if node is None else f'{node:.4f}'} |")
+    return "\n".join(out)
+
+
+def run(quick: bool = False, sections: tuple[str, ...] = ("overhead", "accuracy",
+                                                             "links")) -> list[dict[str, Any]]:
+    """The chosen sections; returns the rows (also printed)."""
+    torch.set_num_threads(1)
+    rows: list[dict[str, Any]] = []
+    if "overhead" in sections:
+        rows += [overhead(b, steps=10, reps=9 if quick else 31)
+                 for b in ((32,) if quick else (32, 128))]
+        rows.append(overhead_resnet18(16, steps=3, reps=5 if quick else 11))
+    if "accuracy" in sections:
+        rounds = 8 if quick else 30
+        rows += [time_to_accuracy(m, rounds, target=0.8) for m in MODES]
+    links = []
+    if "links" in sections:
+        for model in EMULATED:
+            links += predicted_vs_measured(model, 3 if quick else 6)
+    for r in rows + links:
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+    if links:
+        print(table(links))
+    return rows + links
+
+
 if __name__ == "__main__":
-    run(quick="--quick" in sys.argv)
+    only = [a.removeprefix("--only=") for a in sys.argv[1:] if a.startswith("--only=")]
+    run(quick="--quick" in sys.argv,
+        sections=tuple(only[0].split(",")) if only else ("overhead", "accuracy", "links"))

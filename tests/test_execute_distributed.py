@@ -70,6 +70,7 @@ def test_killed_device_process_checkpoints_and_resume_across_runners(tmp_path) -
                      scenario=digits_scenario(3, bandwidth_hz=2e7, local_iters=2))
     mp = launch(job, timeout_s=300)
     inproc = train(job.with_config(checkpoint_every=0, checkpoint_dir=None))
+    assert mp.links == "paced" and inproc.links == "priced"
     check_pacing(inproc.history, mp.history, dead=("dev1",))
     assert mp.failed == ["dev1"] and mp.history[1].failed == ["dev1"]
     assert mp.history[1].devices["dev1"].iterations == 1
@@ -96,8 +97,8 @@ def test_world_size_must_match_the_plan() -> None:
 def test_kill_9_of_a_device_process_is_a_fault_and_the_run_resumes(tmp_path) -> None:
     # a real crash: SIGKILL to dev1's process once round 0 is checkpointed; the run goes on
     ck = tmp_path / "ck"
-    sc = digits_scenario(3, bandwidth_hz=4e5, local_iters=2)
-    job = digits_job(3, mode="sflv1", rounds=4, local_iters=2, lr=0.1, batch_sizes=[8, 8, 8],
+    sc = digits_scenario(2, bandwidth_hz=1e6, local_iters=2)
+    job = digits_job(2, mode="sflv1", rounds=4, local_iters=2, lr=0.1, batch_sizes=[8, 8],
                      checkpoint_every=1, checkpoint_dir=str(ck), scenario=sc)
 
     def kill_after_round_0(pids: dict[str, int]) -> None:
@@ -112,9 +113,9 @@ def test_kill_9_of_a_device_process_is_a_fault_and_the_run_resumes(tmp_path) -> 
     assert res.failed == ["dev1"]
     assert [r.round for r in res.history] == [0, 1, 2, 3]
     died = next(r.round for r in res.history if r.failed)
-    assert died >= 1 and set(res.history[-1].devices) == {"dev0", "dev2"}
+    assert died >= 1 and set(res.history[-1].devices) == {"dev0"}
     assert all(math.isfinite(r.train_loss) for r in res.history)
     # resuming the checkpoint written after the kill: two more rounds, no trace
     more = launch(job.with_config(rounds=6), resume=ck, timeout_s=300)
     assert [r.round for r in more.history] == [0, 1, 2, 3, 4, 5]
-    assert set(more.history[-1].devices) == {"dev0", "dev2"} and more.failed == ["dev1"]
+    assert set(more.history[-1].devices) == {"dev0"} and more.failed == ["dev1"]

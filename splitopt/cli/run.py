@@ -122,19 +122,20 @@ def _status(text: str, quiet: bool) -> Any:
 
 def results_document(job: Any, result: Any, calibrate: bool) -> dict[str, Any]:
     """The results file: per-round loss, accuracy, phase times, predicted vs measured."""
+    from splitopt.execute.timing import TRANSFER_GAP_S, compare, predict
     from splitopt.execute.timing import calibrate as calib
-    from splitopt.execute.timing import compare, predict
 
-    note = "per-node times measured on this machine"
-    sc = job.scenario
+    note = ("per-node times and the executor's per-iteration part times (forward, backward with "
+            "the second autograd pass, optimiser steps) measured on this machine")
+    cal: Any = job.scenario
     if calibrate:
         try:
-            sc = calib(job)
+            cal = calib(job, gap_s=TRANSFER_GAP_S if result.runner == "multi-process" else 0.0)
         except Exception as err:  # noqa: BLE001 - an uncalibrated prediction is still useful
             note = f"uncalibrated (calibration failed: {type(err).__name__}: {err})"
     else:
         note = "uncalibrated: the scenario's FLOP rates"
-    pred, latency = predict(job, sc)
+    pred, latency = predict(job, cal, server_work=result.runner == "multi-process")
     last = result.history[-1] if result.history else None
     return {"format": RUN_FORMAT, "version": 1, "model": job.model, "mode": job.config.mode,
             "runner": result.runner, "links": result.links, "config": _config_dict(job.config),
@@ -241,11 +242,11 @@ def _print_summary(doc: dict[str, Any], out: Path | None) -> None:
           [(r["round"], r["train_loss"], r["test_loss"], r["test_accuracy"], r["latency_s"],
             ",".join(r["failed"])) for r in doc["rounds"]])
     pvm = doc["predicted_vs_measured"]
-    table(f"predicted vs measured per round ({pvm['calibration']})",
-          ["phase", "measured s", "predicted s", "rel. error"],
-          [(k, v["measured"], v["predicted"],
-            "-" if v["rel_error"] is None else f"{100 * v['rel_error']:+.1f}%")
-           for k, v in pvm["phases"].items()])
+    table(f"predicted vs measured per round, links {doc['links']} ({pvm['calibration']})",
+          ["device", "phase", "measured s", "predicted s", "rel. error"],
+          [(dev, k, v["measured"], v["predicted"], _pct(v["rel_error"]))
+           for dev, phases in [("all", pvm["phases"]), *pvm["per_device"].items()]
+           for k, v in phases.items()])
     if out is not None:
         print(f"results: {out}")
 
@@ -296,6 +297,10 @@ def _check_run_options(**options: Any) -> None:
                                                     Path(".")).is_dir():
         raise InputError("--checkpoint-dir", str(ck), "a folder inside an existing folder",
                          f"Create {str(ck.parent)!r} first.")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:+.1f}%"
 
 
 def register(app: typer.Typer) -> None:

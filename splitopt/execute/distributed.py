@@ -39,7 +39,14 @@ from splitopt.errors import InputError
 from splitopt.execute import wire
 from splitopt.execute.checkpoint import commit, open_checkpoint, save_participant
 from splitopt.execute.job import Job
-from splitopt.execute.loop import PHASES, DeviceRound, RoundRecord, TrainingDiverged, run_rounds
+from splitopt.execute.loop import (
+    PHASES,
+    DeviceRound,
+    RoundRecord,
+    TrainingDiverged,
+    run_rounds,
+    stamp,
+)
 from splitopt.execute.modes import Collect, Event, ServerStep, Step, Sync
 from splitopt.execute.runner import (
     RunResult,
@@ -59,7 +66,7 @@ from splitopt.system import link_of
 FAULT_EXIT = 3  #: exit status of a device process killed by fault injection
 SERVER_GONE = 4  #: exit status of a device process whose server stopped (e.g. diverged)
 LINKS = ("auto", "htb", "paced")
-_REPORT = (*PHASES, "up_bytes", "down_bytes")
+_REPORT = (*PHASES, "up_bytes", "down_bytes", "device_compute_cpu_s")
 
 
 def free_port() -> int:
@@ -129,9 +136,9 @@ class DistributedServer:
             loss = float(loss_t)
         else:
             msg, _ = peer.recv()
-            t = time.perf_counter()
+            t = stamp()
             grads, loss = self.server.step(d, msg[:-1], msg[-1])
-            st.server_compute_s += time.perf_counter() - t
+            st.add_compute("server_compute_s", t)
             peer.send(grads)
         st.iterations += 1
         st.samples += self.batch[d]
@@ -185,7 +192,7 @@ class DistributedServer:
                 rec = by_round.get(int(row[0]))
                 if rec is not None and d in rec.devices:
                     for field, v in zip(_REPORT, row[1:], strict=True):
-                        if field != "server_compute_s":
+                        if field != "server_compute_s":  # the server measured that one
                             setattr(rec.devices[d], field, int(v) if "bytes" in field else v)
 
 
@@ -254,19 +261,19 @@ class DeviceProcess:
 
     def _step(self, st: DeviceRound) -> None:
         w = self.worker
-        t0 = time.perf_counter()
+        t0 = stamp()
         if w.mode == "fl":
             loss = w.local_step()
-            st.device_compute_s += time.perf_counter() - t0
+            st.add_compute("device_compute_s", t0)
             self.peer.send([torch.tensor([loss], dtype=torch.float64)])
             return
         acts, y = w.forward()
-        st.device_compute_s += time.perf_counter() - t0
+        st.add_compute("device_compute_s", t0)
         up = self.peer.send([*acts, y], rate_bps=self.up_bps, drain=True)
         grads, down = self.peer.recv(rate_bps=self.dn_bps)
-        t1 = time.perf_counter()
+        t1 = stamp()
         w.backward(grads)
-        st.device_compute_s += time.perf_counter() - t1
+        st.add_compute("device_compute_s", t1)
         st.uplink_s += up.seconds
         st.downlink_s += down.seconds
         st.up_bytes += up.nbytes - y.numel() * y.element_size()  # labels are not priced

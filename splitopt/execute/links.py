@@ -84,6 +84,11 @@ class Namespace:
             # without this the loopback hands the qdisc 64 KB segments, far coarser than a link
             with contextlib.suppress(LinkError):
                 _run("ip", "-n", self.name, "link", "set", "lo", "gso_max_size", str(MTU))
+            # a link that idles between messages keeps its congestion window, as a long-lived
+            # transfer connection would (the default restarts slow start after every wait)
+            with contextlib.suppress(LinkError):
+                _run("ip", "netns", "exec", self.name, "sysctl", "-qw",
+                     "net.ipv4.tcp_slow_start_after_idle=0")
         except BaseException:
             self.close()
             raise

@@ -35,6 +35,20 @@ class DeviceRound:
     loss_sum: float = 0.0
     up_bytes: int = 0
     down_bytes: int = 0
+    #: CPU seconds of the computing process (time.process_time) beside the wall seconds above:
+    #: load from other jobs on a shared machine stretches wall time, hardly CPU time
+    device_compute_cpu_s: float = 0.0
+    server_compute_cpu_s: float = 0.0
+
+    def add_compute(self, phase: str, since: tuple[float, float], share: float = 1.0) -> None:
+        """Add the wall and CPU seconds since ``since`` (a :func:`stamp`) to a compute phase.
+
+        ``phase`` is ``device_compute_s`` or ``server_compute_s``; both are divided by ``share``.
+        """
+        wall, cpu = stamp()
+        cpu_phase = phase.replace("_s", "_cpu_s")
+        setattr(self, phase, getattr(self, phase) + (wall - since[0]) / share)
+        setattr(self, cpu_phase, getattr(self, cpu_phase) + (cpu - since[1]) / share)
 
     @property
     def total_s(self) -> float:
@@ -71,6 +85,11 @@ class RoundRecord:
         return cls(int(d["round"]), float(d["train_loss"]), float(d["test_loss"]),
                    float(d["test_accuracy"]), float(d["wall_s"]), float(d["latency_s"]),
                    float(d["aggregate_compute_s"]), devices, list(d["failed"]))
+
+
+def stamp() -> tuple[float, float]:
+    """(wall, CPU) seconds now: ``time.perf_counter()`` and this process's ``process_time()``."""
+    return time.perf_counter(), time.process_time()
 
 
 class TrainingDiverged(SplitoptError):

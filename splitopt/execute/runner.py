@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from splitopt.execute.job import Job
-from splitopt.execute.loop import DeviceRound, RoundRecord, round_latency, run_rounds
+from splitopt.execute.loop import DeviceRound, RoundRecord, round_latency, run_rounds, stamp
 from splitopt.execute.modes import (
     Collect,
     Event,
@@ -165,19 +165,19 @@ class InProcessRunner:
     def _step(self, d: str, st: DeviceRound) -> None:
         dev, link = self.devices[d], self.links[d]
         if dev.mode == "fl":
-            t0 = time.perf_counter()
+            t0 = stamp()
             loss = dev.local_step()
-            st.device_compute_s += time.perf_counter() - t0
+            st.add_compute("device_compute_s", t0)
         else:
-            t0 = time.perf_counter()
+            t0 = stamp()
             acts, y = dev.forward()
-            t1 = time.perf_counter()
+            st.add_compute("device_compute_s", t0)
+            t1 = stamp()
             grads, loss = self.server.step(d, acts, y)
-            t2 = time.perf_counter()
+            st.add_compute("server_compute_s", t1, share=self.phi[d])
+            t2 = stamp()
             dev.backward(grads)
-            t3 = time.perf_counter()
-            st.device_compute_s += (t1 - t0) + (t3 - t2)
-            st.server_compute_s += (t2 - t1) / self.phi[d]
+            st.add_compute("device_compute_s", t2)
             up, down = nbytes(acts), nbytes(grads)
             st.up_bytes += up
             st.down_bytes += down

@@ -1,35 +1,80 @@
-"""Predicted versus measured: per round and per phase, with the cost model calibrated here.
+"""Predicted versus measured: per device and per phase, with the cost model calibrated here.
 
-Calibration: the model is profiled on this machine with ``splitopt.profile(..., measure=True)``,
-which attaches per-node forward and backward seconds per sample under a device class; every
-device and the server of the scenario are then given that class, so the reference cost model
-prices compute with times measured on this CPU (the in-process runner runs every role here).
-Transfers are priced as ``8 * bytes / rate`` both in the prediction and, in the in-process runner,
-on the simulated clock; in the multi-process runner they are paced for real.
+Calibration (:func:`calibrate`) measures two things on this machine:
 
-Phases compared (seconds per round, summed over devices): device compute, transfer (uplink +
-downlink of boundary tensors), server compute, aggregation (model download + upload); and the
-round latency. The relative error is ``(measured - predicted) / predicted``.
+* per-node forward and backward seconds per sample (``splitopt.profile(..., measure=True)``), given
+  to every device and the server as one device class: the planner's model, ``b * sum t(v)``;
+* per-iteration seconds of each device's two parts *as the executor runs them*
+  (:func:`time_parts`): the device's batch draw and forward, the server's forward, loss, backward
+  and optimiser step, and the device's second autograd pass (from the boundary gradients) and
+  optimiser step, by the same worker code the runners use, on scratch workers, before the run.
+
+Compute predictions use the part times (``I * t_part``), which include what the per-node sum
+leaves out: the optimiser steps, the second autograd pass of split training, the loss and the
+per-call overhead of the split modules. Transfers are predicted as ``8 * bytes / rate``. In the
+in-process runner they are priced with the same formula (so their error is 0 by construction: it
+checks byte accounting only); in the multi-process runner they travel for real over paced or
+kernel-shaped links and are measured (:mod:`splitopt.execute.wire`).
+
+Server compute: the in-process runner divides a device's measured server compute by its server
+share phi (the planner's contention model); the multi-process runner has one real server process
+that serves the devices in turn and measures each device's server work, and its contention shows
+in the measured round time. :func:`predict` prices each as its runner measures it
+(``server_work=True`` for the multi-process runner).
+
+The relative error is ``(measured - predicted) / predicted``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from statistics import median
 from typing import Any
 
 from splitopt.costs import Phases, combine_rounds, device_phases
 from splitopt.execute.job import Job
-from splitopt.execute.loop import RoundRecord
+from splitopt.execute.loop import DeviceRound, RoundRecord, stamp
 from splitopt.execute.modes import priced_server_shares, server_schedule
 from splitopt.scenario import Scenario
 from splitopt.system import link_of
 
 CALIBRATION_CLASS = "local-cpu"
 COMPARED = ("device_compute_s", "uplink_s", "downlink_s", "server_compute_s", "aggregation_s")
+#: compute measured as CPU seconds of the computing process, against the same prediction
+CPU_COMPARED = {"device_compute_cpu_s": "device_compute_s",
+                "server_compute_cpu_s": "server_compute_s"}
 
 
-def calibrate(job: Job, *, device_class: str = CALIBRATION_CLASS, repeats: int = 5) -> Scenario:
+@dataclass(frozen=True)
+class Calibration:
+    """What :func:`calibrate` measured: per-node times, and per-iteration part times per device."""
+
+    scenario: Scenario
+    #: per device: (device seconds, server seconds) of one iteration as the executor runs it, in
+    #: CPU seconds of this process (load from other jobs hardly changes them)
+    parts: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+#: idle seconds before each timed part when the run waits for real transfers between parts
+TRANSFER_GAP_S = 0.05
+
+
+def calibrate(job: Job, *, device_class: str = CALIBRATION_CLASS, repeats: int = 5,
+              iterations: int = 10, gap_s: float = 0.0) -> Calibration:
+    """Per-node times and per-iteration part times measured on this machine (module docstring).
+
+    ``gap_s``: idle seconds before each timed part. A run whose parts wait for real transfers
+    (the multi-process runner) runs each part after such a wait, with cold caches: on digits_cnn a
+    part costs 2-3x the CPU time it costs back to back, so it is timed that way
+    (:data:`TRANSFER_GAP_S`); the in-process runner runs parts back to back (``gap_s=0``).
+    """
+    return Calibration(node_times(job, device_class=device_class, repeats=repeats),
+                       time_parts(job, iterations, gap_s=gap_s))
+
+
+def node_times(job: Job, *, device_class: str = CALIBRATION_CLASS, repeats: int = 5) -> Scenario:
     """The job's scenario with per-node times measured on this machine.
 
     Every device and the server get the measured class; the batch is the largest planned batch
@@ -56,29 +101,81 @@ def calibrate(job: Job, *, device_class: str = CALIBRATION_CLASS, repeats: int =
         training=sc.training.model_copy(update={"local_iters": job.iters()}))
 
 
-def predict(job: Job, scenario: Scenario | None = None) -> tuple[dict[str, Phases], float]:
+def time_parts(job: Job, iterations: int = 10, warmup: int = 2,
+               gap_s: float = 0.0) -> dict[str, tuple[float, float]]:
+    """Median per-iteration (device, server) CPU seconds of each device, by the executor's workers.
+
+    Scratch workers of the in-process runner (nothing of the run is touched) execute the same
+    calls a runner makes per iteration, timed the way the runners time them.
+    """
+    from splitopt.execute.runner import InProcessRunner
+
+    runner = InProcessRunner(job.with_config(checkpoint_every=0, checkpoint_dir=None, faults={}))
+    out: dict[str, tuple[float, float]] = {}
+    for d in job.devices():
+        w = runner.devices[d.device]
+        st = [DeviceRound() for _ in range(warmup + iterations)]
+        for one in st:
+            time.sleep(gap_s)
+            if w.mode == "fl":
+                t0 = stamp()
+                w.local_step()
+                one.add_compute("device_compute_s", t0)
+                continue
+            t0 = stamp()
+            acts, y = w.forward()
+            one.add_compute("device_compute_s", t0)
+            time.sleep(gap_s)
+            t1 = stamp()
+            grads, _ = runner.server.step(d.device, acts, y)
+            one.add_compute("server_compute_s", t1)
+            time.sleep(gap_s)
+            t2 = stamp()
+            w.backward(grads)
+            one.add_compute("device_compute_s", t2)
+        out[d.device] = (median(s.device_compute_cpu_s for s in st[warmup:]),
+                         median(s.server_compute_cpu_s for s in st[warmup:]))
+    return out
+
+
+def predict(job: Job, calibration: Scenario | Calibration | None = None, *,
+            server_work: bool = False) -> tuple[dict[str, Phases], float]:
     """Per-device predicted phases of one round and the predicted round latency.
 
-    Priced for the job's training mode: its schedule and whether it aggregates.
+    Priced for the job's training mode: its schedule and whether it aggregates. With a
+    :class:`Calibration`, compute phases are its part times; ``server_work`` prices a device's
+    server compute as its work (phi = 1), as the multi-process runner measures it.
     """
-    sc = scenario or job.scenario
+    cal = calibration if isinstance(calibration, Calibration) else None
+    sc: Scenario = (cal.scenario if cal is not None
+                    else calibration if isinstance(calibration, Scenario) else job.scenario)
     mode = job.training_mode()
     tr = sc.training.model_copy(update={"local_iters": job.iters()})
     g = sc.graph
     out: dict[str, Phases] = {}
     modes: list[str] = []
+    rounds: list[float] = []
     phis = priced_server_shares(sc, job.devices(), mode)
     for d in job.devices():
         dmode = mode.device_mode(d.mode)
         side = frozenset(g.names) if dmode == "fl" else d.device_side
         dev = sc.device(d.device)
-        out[d.device] = device_phases(g, side, dev, sc.server,
-                                      link_of(dev, sc.channel, d.bandwidth_share), tr,
-                                      batch=job.batch_size(d), server_share=phis[d.device],
-                                      aggregate=mode.has_global)
+        ph = device_phases(g, side, dev, sc.server, link_of(dev, sc.channel, d.bandwidth_share),
+                           tr, batch=job.batch_size(d), server_share=phis[d.device],
+                           aggregate=mode.has_global)
+        it = float(job.iters())
+        if cal is not None and d.device in cal.parts:
+            dev_s, srv_s = cal.parts[d.device]
+            ph = replace(ph, device_compute_s=it * dev_s,
+                         server_compute_s=it * srv_s / phis[d.device])
+        t_iter = (ph.device_compute_s + ph.server_compute_s + ph.uplink_s + ph.downlink_s) / it
+        ph = replace(ph, iteration_s=t_iter, round_s=it * t_iter + ph.aggregation_s)
+        rounds.append(ph.round_s)  # the round is priced with contention (the shares) either way
+        if server_work:
+            ph = replace(ph, server_compute_s=ph.server_compute_s * phis[d.device])
+        out[d.device] = ph
         modes.append(dmode)
-    latency = combine_rounds([p.round_s for p in out.values()], modes,
-                             server_schedule(sc.server.serving, mode))
+    latency = combine_rounds(rounds, modes, server_schedule(sc.server.serving, mode))
     return out, latency
 
 
@@ -135,7 +232,8 @@ def _per_device(history: Sequence[RoundRecord], predicted: dict[str, Phases],
             continue
         pred = _predicted(p)
         out[d] = {}
-        for k in COMPARED:
-            m = median(_measured(r, d)[k] for r in recs)
-            out[d][k] = {"measured": m, "predicted": pred[k], "rel_error": rel_error(m, pred[k])}
+        for k, basis in [*((k, k) for k in COMPARED), *CPU_COMPARED.items()]:
+            m = median(float(getattr(r.devices[d], k)) for r in recs)
+            out[d][k] = {"measured": m, "predicted": pred[basis],
+                         "rel_error": rel_error(m, pred[basis])}
     return out

@@ -1,0 +1,94 @@
+"""Emulated links: kernel-shaped (htb in a namespace of the run) or paced in user space.
+
+Paced links (the fallback, and the default of ``launch``) are pinned everywhere by
+tests/test_execute_distributed.py (bytes equal to the priced run's, every transfer at least its
+``8 * bytes / rate``, ``links == "paced"``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from splitopt.cli import app
+from splitopt.errors import InputError
+from splitopt.execute import links
+from splitopt.execute.examples import digits_plan, digits_scenario
+from splitopt.execute.launch import resolve_links
+
+NO_HTB = links.htb_unavailable()
+needs_htb = pytest.mark.skipif(NO_HTB is not None, reason=f"no kernel link shaping: {NO_HTB}")
+
+
+def namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    return {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+
+
+def test_the_link_kind_falls_back_or_is_refused_with_the_reason(monkeypatch) -> None:
+    monkeypatch.setattr(links, "htb_unavailable", lambda: "not root (test)")
+    assert resolve_links("auto") == "paced"
+    with pytest.raises(InputError, match=r"not root \(test\)"):
+        resolve_links("htb")
+    with pytest.raises(InputError, match="links: got 'wire'"):
+        resolve_links("wire")
+
+
+@needs_htb
+def test_namespace_is_removed_on_failure_and_at_exit() -> None:
+    before = namespaces()
+    with pytest.raises(RuntimeError), links.Namespace() as ns:
+        ns.shape({links.DEVICE_PORT0 + 1: (1e6, 2e6)})
+        assert ns.name in namespaces()
+        raise RuntimeError("the run failed")
+    assert namespaces() == before
+    # a process that never closes its namespace: atexit removes it
+    code = ("from splitopt.execute.links import Namespace\n"
+            "ns = Namespace().__enter__()\nprint(ns.name)\n")
+    name = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert name.startswith("splitopt-") and name not in namespaces()
+
+
+@pytest.fixture
+def plan_file(tmp_path: Path) -> Path:
+    sc = digits_scenario(2, bandwidth_hz=4e6, local_iters=2)
+    (tmp_path / "sc.yaml").write_text(
+        "model: digits_cnn\ndevices:\n  - {name: dev0, flops: 1.0e9, snr_db: 10}\n"
+        "  - {name: dev1, flops: 1.0e9, snr_db: 15}\nserver: {flops: 1.0e11}\n"
+        "channel: {bandwidth_up_hz: 4.0e6, bandwidth_dn_hz: 4.0e6}\n"
+        "training: {batch_size: 8, local_iters: 2, rounds: 3}\n")
+    plan = replace(digits_plan(sc, ["conv1", "relu2"], batch_sizes=[8, 8]),
+                   meta={"scenario": "sc.yaml"})
+    plan.save(tmp_path / "plan.json", sc)
+    return tmp_path / "plan.json"
+
+
+def test_run_links_emulated_reports_each_device_and_phase(plan_file: Path) -> None:
+    before = namespaces() if NO_HTB is None else set()
+    res = CliRunner().invoke(app, ["run", str(plan_file), "--links", "emulated", "--json",
+                                   "--mode", "sl", "--no-calibrate"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output[res.output.index("{"):])
+    assert doc["links"] == ("htb" if NO_HTB is None else "paced")
+    assert doc["runner"] == "multi-process"
+    per_device = doc["predicted_vs_measured"]["per_device"]
+    assert set(per_device) == {"dev0", "dev1"}
+    for phases in per_device.values():
+        for k in ("device_compute_s", "uplink_s", "downlink_s", "server_compute_s"):
+            v = phases[k]
+            assert v["measured"] > 0 and v["predicted"] > 0
+            assert v["rel_error"] == pytest.approx((v["measured"] - v["predicted"])
+                                                   / v["predicted"])
+        # shaped or paced, a transfer takes at least about its time at the planned rate
+        # (htb lets one 1500-byte packet through ahead of the rate)
+        for k in ("uplink_s", "downlink_s"):
+            assert phases[k]["measured"] >= 0.9 * phases[k]["predicted"]
+    if NO_HTB is None:
+        assert namespaces() == before  # everything the run created is gone
