@@ -16,6 +16,7 @@ from splitopt.costs import CutTable, round_terms
 from splitopt.errors import InputError
 from splitopt.plan import DevicePlan, Plan
 from splitopt.scenario import Scenario
+from splitopt.solving.verify import Row, Verification, checked_status, solver_agrees, verify
 
 OBJECTIVES = ("latency", "participation")
 
@@ -143,23 +144,36 @@ class Choice:
     dropped: tuple[int, ...] = ()
 
 
-def round_value(inst: Instance, choices: Sequence[Choice | None]) -> tuple[float, float, bool]:
-    """(round seconds, selected data, feasible) of a full decision under the model above."""
-    times, srv, ok = [], 0.0, True
+def round_rows(inst: Instance, choices: Sequence[Choice | None]) -> tuple[float, float, list[Row]]:
+    """(round seconds, selected data, every constraint as a Row) of a full decision."""
+    times, srv, rows = [], 0.0, []
     sel = np.array([ch is not None for ch in choices])
     for k, ch in enumerate(choices):
         if ch is None:
             continue
         t, m = device_cost(inst, k, ch.cut, ch.dropped)
-        ok &= m <= inst.budget[k] * (1 + 1e-9) and (inst.recompute or not ch.dropped)
+        rows.append(Row(f"memory:d{k}", m, hi=float(inst.budget[k])))
+        if not inst.recompute:
+            rows.append(Row(f"no recomputation:d{k}", float(len(ch.dropped)), hi=0.0))
         times.append(t)
         srv += inst.srv[k, ch.cut]
     total = inst.data.sum(axis=0)
-    ok &= bool(np.all(inst.data[sel].sum(axis=0) >= inst.coverage * total - 1e-9))
-    ok &= inst.min_devices <= int(sel.sum()) <= inst.max_devices
+    got = inst.data[sel].sum(axis=0)
+    rows += [Row(f"coverage{j}", float(got[j]), lo=float(inst.coverage * total[j]))
+             for j in range(len(total))]
+    rows.append(Row("devices", float(sel.sum()), float(inst.min_devices), float(inst.max_devices)))
     T = max([srv, *times]) if times else 0.0
-    ok &= inst.deadline is None or T <= inst.deadline * (1 + 1e-9)
-    return T, float(inst.data[sel].sum()), bool(ok)
+    if inst.deadline is not None:
+        rows.append(Row("deadline", T, hi=float(inst.deadline)))
+    return T, float(inst.data[sel].sum()), rows
+
+
+def round_value(inst: Instance, choices: Sequence[Choice | None]) -> tuple[float, float, bool]:
+    """(round seconds, selected data, feasible) of a full decision under the model above."""
+    T, data, rows = round_rows(inst, choices)
+    ok = all(r.lo - 1e-9 * max(1.0, abs(r.lo)) <= r.value <= r.hi + 1e-9 * max(1.0, abs(r.hi))
+             for r in rows)
+    return T, data, ok
 
 
 # ---------------------------------------------------------------------------- solving
@@ -181,6 +195,7 @@ class Result:
     method: str
     build_s: float = 0.0
     solve_s: float = 0.0
+    verification: Verification | None = None
 
     @property
     def participants(self) -> int:
@@ -211,11 +226,20 @@ class Result:
 
 
 def _finish(inst: Instance, choices: list[Choice | None], status: str, bound: float | None,
-            data_bound: float | None, method: str, build_s: float, solve_s: float) -> Result:
-    T, data, ok = round_value(inst, choices)
-    if not ok:
-        raise RuntimeError(f"{method} produced a plan that breaks a constraint (a bug)")
-    return Result(tuple(choices), T, data, status, bound, data_bound, method, build_s, solve_s)
+            data_bound: float | None, method: str, build_s: float, solve_s: float,
+            claimed: float | None = None, gap: float | None = None) -> Result:
+    """The Result of a decision, through the verified-answer guard (splitopt.solving.verify).
+
+    The round time reported is the plan's re-priced one; ``claimed`` is the solver's own (the
+    MILP's T), checked to agree; ``gap`` the relative gap an "optimal" answer promised.
+    """
+    T, data, rows = round_rows(inst, choices)
+    if data_bound is not None:
+        rows.append(Row("selected data within its bound", data, hi=data_bound))
+    check = verify(objective=T, repriced=T, bound=bound, rows=rows,
+                   extra=[solver_agrees(claimed, T)], gap=gap if status == "optimal" else None)
+    return Result(tuple(choices), T, data, checked_status(status, check), bound, data_bound,
+                  method, build_s, solve_s, check)
 
 
 def _patterns(inst: Instance, k: int):

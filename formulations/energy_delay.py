@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,7 @@ import numpy as np
 from splitopt.costs import CutTable, round_terms
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.scenario import Scenario
+from splitopt.solving.verify import Row, Verification, checked_status, verify
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class Point:
     epsilon: float | None = None
     objective: float | None = None
     status: str = "optimal"
+    verification: Verification | None = None
 
     @property
     def gap(self) -> float:
@@ -335,8 +337,17 @@ def min_energy(p: Problem, epsilon: float, *, tol: float = 1e-7, max_iter: int =
                               f"(the least is {min_delay(p):.6g} s)")
     choice, beta, bound, it, val, status = _outer(p, lo, None, (1.0, 1.0), tol, max_iter)
     T, E = evaluate(p, choice, beta)
-    return Point(tuple(choice), tuple(float(b) for b in beta), T, E, bound, it, float(epsilon),
-                 val, status)
+    rows = [Row("delay <= epsilon", T, hi=epsilon)] if math.isfinite(epsilon) else []
+    return _checked(Point(tuple(choice), tuple(float(b) for b in beta), T, E, bound, it,
+                          float(epsilon), val, status), E, rows, tol)
+
+
+def _checked(pt: Point, repriced: float, rows: list[Row], tol: float) -> Point:
+    """The point through the verified-answer guard (splitopt.solving.verify)."""
+    check = verify(objective=pt.objective, repriced=repriced, bound=pt.bound, rows=rows,
+                   shares={"bandwidth": pt.beta},
+                   gap=tol * (1 + 1e-6) if pt.status == "optimal" else None)
+    return replace(pt, status=checked_status(pt.status, check), verification=check)
 
 
 def weighted_sum(p: Problem, w: float, ref: tuple[float, float], *, tol: float = 1e-7,
@@ -351,7 +362,8 @@ def weighted_sum(p: Problem, w: float, ref: tuple[float, float], *, tol: float =
     lo = lower_shares(p, f0 * ref[0] / w)  # no optimum is slower than this
     choice, beta, bound, it, val, status = _outer(p, lo, w, ref, tol, max_iter)
     T, E = evaluate(p, choice, beta)
-    return Point(tuple(choice), tuple(float(b) for b in beta), T, E, bound, it, None, val, status)
+    return _checked(Point(tuple(choice), tuple(float(b) for b in beta), T, E, bound, it, None,
+                          val, status), w * T / ref[0] + (1 - w) * E / ref[1], [], tol)
 
 
 # ---------------------------------------------------------------------------- fronts

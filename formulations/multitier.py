@@ -28,12 +28,20 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.graph import LayerGraph
+from splitopt.solving.verify import (
+    MILP_GAP,
+    Row,
+    Verification,
+    checked_status,
+    solver_agrees,
+    verify,
+)
 from splitopt.system import Link
 
 BITS = 8.0
@@ -101,6 +109,7 @@ class Split:
     status: str
     method: str
     bound: float | None = None
+    verification: Verification | None = None
 
     def cuts(self, n_tiers: int) -> list[int]:
         """For a chain: c_t = number of nodes on tiers <= t (t = 0..T-2)."""
@@ -125,6 +134,34 @@ def latency(c: Costs, tiers: Sequence[int]) -> float:
             last = max(tau[j] for j in succ)
             total += float(c.out[i] * c.link[tau[i]:last].sum())
     return total
+
+
+def placement_rows(c: Costs, tiers: Sequence[int]) -> list[Row]:
+    """Every rule of a placement as a Row.
+
+    Edges never go back a tier, inputs sit on the device, each tier's memory fits its capacity.
+    """
+    g, tau = c.graph, np.asarray(tiers, dtype=int)
+    back = sum(1 for u, w in g.edges if tau[g.index[u]] > tau[g.index[w]])
+    rows = [Row("edges go forward", float(back), hi=0.0),
+            Row("inputs on the device", float(sum(tau[g.index[x]] != 0 for x in g.inputs)),
+                hi=0.0)]
+    rows += [Row(f"memory of tier {t}", float(c.mem[tau == t].sum()), hi=float(c.cap[t]))
+             for t in range(c.n_tiers) if math.isfinite(c.cap[t])]
+    return rows
+
+
+def _checked(c: Costs, split: Split, solver_value: float | None = None) -> Split:
+    """The placement through the verified-answer guard (splitopt.solving.verify).
+
+    Re-priced by :func:`latency`, every rule checked, the bound below; an unverified "optimal"
+    is labelled ``unverified``.
+    """
+    check = verify(objective=split.latency_s, repriced=latency(c, split.tiers), bound=split.bound,
+                   rows=placement_rows(c, split.tiers),
+                   extra=[solver_agrees(solver_value, split.latency_s)],
+                   gap=MILP_GAP if split.status == "optimal" else None)
+    return replace(split, status=checked_status(split.status, check), verification=check)
 
 
 def solve_chain(c: Costs) -> Split:
@@ -157,7 +194,8 @@ def solve_chain(c: Costs) -> Split:
         p = arg[t, q]
         tiers[p:q] = [t] * (q - p)
         q = p
-    return Split(tuple(tiers), float(dp[T - 1, V]), "optimal", "dp", float(dp[T - 1, V]))
+    return _checked(c, Split(tuple(tiers), float(dp[T - 1, V]), "optimal", "dp",
+                             float(dp[T - 1, V])))
 
 
 def solve_dag(c: Costs, *, time_limit: float | None = None) -> Split:
@@ -213,7 +251,8 @@ def solve_dag(c: Costs, *, time_limit: float | None = None) -> Split:
         raise InfeasibleError(f"multi-tier: no placement fits every tier's memory ({res.status})")
     xs = np.round(res.x[x.ravel()].reshape(V, max(T - 1, 0))) if T > 1 else np.zeros((V, 0))
     tiers = tuple(int(T - 1 - xs[v].sum()) for v in range(V))
-    return Split(tiers, latency(c, tiers), res.status, "milp", res.bound)
+    return _checked(c, Split(tiers, latency(c, tiers), res.status, "milp", res.bound),
+                    res.objective)
 
 
 def solve(c: Costs, *, time_limit: float | None = None) -> Split:

@@ -48,6 +48,7 @@ from splitopt.formulations._smartsplit_model import (
 )
 
 from splitopt.errors import InfeasibleError, InputError, SolverError
+from splitopt.solving.verify import MILP_GAP
 
 __all__ = ["OBJECTIVES", "Choice", "Instance", "Result", "brute_force", "build", "device_cost",
            "greedy", "instance", "round_value", "solve", "solve_rounds"]
@@ -267,7 +268,8 @@ def solve(inst: Instance, *, objective: str = "latency", time_limit: float | Non
     statuses.append(res.status)
     status = next((x for x in statuses if x != "optimal"), "optimal")
     return _finish(inst, _decode(res.x, s, arcs), status, res.bound, data_bound,
-                   f"smartsplit-milp-{objective}", build_s + b2, solve_s + res.solve_s)
+                   f"smartsplit-milp-{objective}", build_s + b2, solve_s + res.solve_s,
+                   claimed=res.objective, gap=MILP_GAP)
 
 
 def solve_rounds(inst: Instance, budgets: Sequence[Sequence[float]], **kwargs) -> list[Result]:

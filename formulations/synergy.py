@@ -34,6 +34,14 @@ import numpy as np
 
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.graph import LayerGraph
+from splitopt.solving.verify import (
+    MILP_GAP,
+    Row,
+    Verification,
+    checked_status,
+    solver_agrees,
+    verify,
+)
 
 OBJECTIVES = ("throughput", "latency")
 
@@ -103,20 +111,33 @@ Mapping = tuple[tuple[tuple[int, int, int], ...], ...]  # per model: (i, j, acce
 
 def evaluate(inst: Instance, mapping: Mapping) -> tuple[float, float, bool]:
     """(bottleneck seconds, weighted latency seconds, feasible) of a mapping."""
+    b, lat, rows = priced_rows(inst, mapping)
+    ok = all(r.value <= r.hi * (1 + 1e-9) for r in rows)
+    return b, lat, ok
+
+
+def priced_rows(inst: Instance, mapping: Mapping) -> tuple[float, float, list[Row]]:
+    """(bottleneck, weighted latency, every rule as a Row) of a mapping.
+
+    Segments chain each model from its first layer to its last, an accelerator at most once per
+    model, each accelerator's memory within its capacity.
+    """
     A = len(inst.accels)
-    load, mem, lat, ok = np.zeros(A), np.zeros(A), 0.0, True
+    load, mem, lat, broken = np.zeros(A), np.zeros(A), 0.0, 0
     for m, segs in enumerate(mapping):
         n = len(inst.w[m]) - 1
         ends = [0] + [j for _, j, _ in segs]
-        ok &= [i for i, _, _ in segs] == ends[:-1] and ends[-1] == n
-        ok &= len({a for _, _, a in segs}) == len(segs)
+        broken += not ([i for i, _, _ in segs] == ends[:-1] and ends[-1] == n)
+        broken += len({a for _, _, a in segs}) != len(segs)
         for i, j, a in segs:
             comp, send, mb = inst.seg(m, i, j, a)
             load[a] += comp + send
             mem[a] += mb
             lat += inst.weight[m] * (comp + send)
-    ok &= bool(np.all(mem <= np.array([a.memory_bytes for a in inst.accels]) * (1 + 1e-9)))
-    return float(load.max()), float(lat), bool(ok)
+    rows = [Row("segments chain each model once per accelerator", float(broken), hi=0.0)]
+    rows += [Row(f"memory of {acc.name}", float(mem[a]), hi=float(acc.memory_bytes))
+             for a, acc in enumerate(inst.accels)]
+    return float(load.max()), float(lat), rows
 
 
 @dataclass(frozen=True)
@@ -131,6 +152,7 @@ class Result:
     method: str
     build_s: float = 0.0
     solve_s: float = 0.0
+    verification: Verification | None = None
 
     @property
     def throughput(self) -> float:
@@ -139,11 +161,20 @@ class Result:
 
 
 def _finish(inst: Instance, mapping: Mapping, status: str, bound: float | None, method: str,
-            build_s: float = 0.0, solve_s: float = 0.0) -> Result:
-    b, lat, ok = evaluate(inst, mapping)
-    if not ok:
-        raise InfeasibleError(f"{method}: the mapping breaks a memory or segment rule")
-    return Result(mapping, b, lat, status, bound, method, build_s, solve_s)
+            build_s: float = 0.0, solve_s: float = 0.0, *, objective: str = "throughput",
+            claimed: float | None = None) -> Result:
+    """The Result of a mapping, through the verified-answer guard (splitopt.solving.verify).
+
+    ``bound`` bounds the ``objective`` (the bottleneck or the weighted latency); ``claimed`` is
+    the solver's own value, checked to agree with the re-priced one.
+    """
+    b, lat, rows = priced_rows(inst, mapping)
+    value = b if objective == "throughput" else lat
+    check = verify(objective=value, repriced=value, bound=bound, rows=rows,
+                   extra=[solver_agrees(claimed, value)],
+                   gap=MILP_GAP if status == "optimal" else None)
+    return Result(mapping, b, lat, checked_status(status, check), bound, method, build_s, solve_s,
+                  check)
 
 
 def build(inst: Instance, objective: str = "throughput"):
@@ -210,7 +241,7 @@ def solve(inst: Instance, *, objective: str = "throughput", time_limit: float | 
     mapping = tuple(tuple((i, j, a) for mm, i, j, a in chosen if mm == m)
                     for m in range(len(inst.names)))
     return _finish(inst, mapping, res.status, res.bound, f"synergy-milp-{objective}", build_s,
-                   res.solve_s)
+                   res.solve_s, objective=objective, claimed=res.objective)
 
 
 # ---------------------------------------------------------------------------- baselines
@@ -281,4 +312,4 @@ def brute_force(inst: Instance, objective: str = "throughput") -> Result:
             best = (val, mp)
     if best is None:
         raise InfeasibleError("Synergy brute force: no mapping fits")
-    return _finish(inst, best[1], "optimal", best[0][key], "brute-force")
+    return _finish(inst, best[1], "optimal", best[0][key], "brute-force", objective=objective)

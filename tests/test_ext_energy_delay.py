@@ -33,7 +33,7 @@ def test_epsilon_points_equal_brute_force(seed):
         assert pt.delay_s <= eps * (1 + 1e-9)
         assert pt.energy_j == pytest.approx(ed.brute_force(p, epsilon=eps), rel=2e-7)
         assert pt.bound <= pt.energy_j * (1 + 1e-12)
-        assert pt.status == "optimal" and pt.gap <= 1e-7
+        assert pt.status == "optimal" and pt.gap <= 1e-7 and pt.verification.passed
     with pytest.raises(InfeasibleError, match="least is"):
         ed.min_energy(p, t_min * 0.99)
 

@@ -38,6 +38,8 @@ def test_chain_dp_and_milp_equal_brute_force(seed):
     assert dp.latency_s == pytest.approx(exact.latency_s, rel=1e-9)
     assert milp.latency_s == pytest.approx(exact.latency_s, rel=1e-7)
     assert mt.latency(c, dp.tiers) == pytest.approx(dp.latency_s)
+    assert dp.status == milp.status == "optimal" and dp.verification.passed
+    assert milp.verification.passed
     for base in (mt.greedy(c), mt.two_tier(c), mt.device_only(c)):
         assert base.latency_s >= exact.latency_s * (1 - 1e-9)
 

@@ -62,7 +62,7 @@ def test_two_processes_and_auto_split():
     prog, _ = _knapsack(5)
     whole = solve_program(prog)
     res = solve_split(prog, workers=2, engine="processes", progress=False)
-    assert res.status == "optimal" and len(res.parts) == 4
+    assert res.status == "optimal" and len(res.parts) == 4 and res.verification.passed
     assert res.objective == pytest.approx(whole.objective)
     assert res.bound == pytest.approx(whole.objective)
     assert res.per_second > 0

@@ -43,7 +43,7 @@ def test_latency_milp_equals_brute_force(seed):
             ss.solve(inst)
         return
     got = ss.solve(inst)
-    assert got.status == "optimal"
+    assert got.status == "optimal" and got.verification.passed
     _same(got, exact)
     assert got.bound <= got.round_s * (1 + 1e-9)
     try:

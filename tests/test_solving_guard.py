@@ -97,3 +97,31 @@ def test_result_to_dict_carries_the_verification_block():
     d = p.solve().to_dict()
     assert d["verification"]["passed"] is True and d["verification"]["failed"] == []
     assert np.isclose(d["verification"]["repriced_objective"], d["objective"], rtol=1e-9)
+
+
+def test_split_solving_guard_flags_a_wrong_combined_answer():
+    from splitopt.parallel import MilpBuilder
+    from splitopt.parallel.split import SplitResult, guarded
+
+    m = MilpBuilder()
+    x = m.add_vars(2, ub=1, integer=True)
+    m.add_row({int(x[0]): 1.0, int(x[1]): 1.0}, ub=1)
+    m.minimize({int(x[0]): -1.0, int(x[1]): -2.0})
+    prog = m.program()
+    good = guarded(prog, SplitResult("optimal", np.array([0.0, 1.0]), -2.0, -2.0, 0.0))
+    assert good.status == "optimal" and good.verification.passed
+    lie = guarded(prog, SplitResult("optimal", np.array([1.0, 1.0]), -3.0, -3.0, 0.0))
+    assert lie.status == UNVERIFIED
+    assert {c.name for c in lie.verification.failed} == {"rows hold", "row r0"}
+    off = guarded(prog, SplitResult("optimal", np.array([0.0, 1.0]), -2.5, -2.5, 0.0))
+    assert [c.name for c in off.verification.failed] == ["repriced objective"]
+
+
+def test_partition_plans_carry_their_verification():
+    from splitopt import partition
+    from splitopt.system import link_of
+
+    sc = issue11_scenario()
+    dev = sc.devices[0]
+    plan = partition(sc.graph, dev, sc.server, link_of(dev, sc.channel, 1.0), batch=4)
+    assert plan.status == "optimal" and plan.meta["verification"]["passed"] is True

@@ -119,8 +119,9 @@ class HighsBackend(Backend):
     capabilities: ClassVar[frozenset[str]] = frozenset({"lp", "mip", "time_limit", "warm_start"})
     purpose: ClassVar[str] = "default: fastest MILP here; CSR passed at once; warm starts"
 
-    def __init__(self, threads: int = 1):
+    def __init__(self, threads: int = 1, full_start: bool = False):
         self.threads = int(threads)
+        self.full_start = full_start  # warm starts are whole points (continuous columns too)
 
     def solve_program(self, prog: Program, *, time_limit: float | None = None,
                       warm_start: np.ndarray | None = None, log: bool = False,
@@ -177,8 +178,12 @@ class HighsBackend(Backend):
         if time_limit is not None:
             h.setOptionValue("time_limit", max(float(time_limit), 1e-3))
         if warm_start is not None and prog.is_mip:
-            idx = np.flatnonzero(prog.integrality).astype(np.int32)
-            h.setSolution(len(idx), idx, np.round(warm_start[idx]).astype(float))
+            # a full point (every column) is offered as it is; otherwise its integer columns
+            # (HiGHS completes the rest with an LP)
+            full = self.full_start
+            idx = (np.arange(prog.n_cols) if full else np.flatnonzero(prog.integrality))
+            vals = np.asarray(warm_start, dtype=float)[idx]
+            h.setSolution(len(idx), idx.astype(np.int32), vals if full else np.round(vals))
         try:
             cancelled = _run_watched(h, time_limit)
         except _Overran:

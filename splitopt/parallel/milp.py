@@ -154,15 +154,15 @@ def solve_program(prog, *, time_limit: float | None = None, mip_gap: float = 1e-
     The one HiGHS driver of the project (:class:`splitopt.backends.highs.HighsBackend`: the whole
     CSR matrix at once, a wall-clock limit, the checks and re-solves that keep HiGHS's presolve
     from returning a wrong "optimal"). A time-limited solve returns its best point and its proven
-    bound (status ``time_limit``); ``start`` is a MIP start (its integer columns are offered;
-    HiGHS ignores it when infeasible).
+    bound (status ``time_limit``); ``start`` is a MIP start (a full point, ignored by HiGHS
+    when infeasible).
     """
     if time_limit is not None and not time_limit > 0:
         raise InputError("time_limit", time_limit, "a number of seconds > 0, or None")
     from splitopt.backends.highs import HighsBackend
 
-    res = HighsBackend(threads=threads).solve_program(prog, time_limit=time_limit,
-                                                      warm_start=start, mip_gap=mip_gap)
+    res = HighsBackend(threads=threads, full_start=True).solve_program(
+        prog, time_limit=time_limit, warm_start=start, mip_gap=mip_gap)
     bound = res.bound
     if res.termination == "optimal" and res.objective is not None:
         # HiGHS's dual bound may sit a hair above the optimum; keep bound <= objective

@@ -80,7 +80,10 @@ def partition(graph: LayerGraph, device: Device, server: Server, link: Link, *,
     sol = solve(prob)
     seconds = time.perf_counter() - t0
     phases = iteration_phases(prob, sol.mask, device, link, batch)
-    return _plan(prob, sol, device.name, method, phases, seconds, batch)
+    plan = _plan(prob, sol, device.name, method, phases, seconds, batch)
+    from splitopt.solving.verify import checked_plan  # the verified-answer guard (issue 11)
+
+    return checked_plan(plan, graph, device, server, link, batch=batch, labels=labels)
 
 
 def _plan(prob: CutProblem, sol: Solution, name: str, method: str, phases: Phases,

@@ -21,7 +21,8 @@ from splitopt.model.problem import Problem
 from splitopt.plan import DevicePlan, Plan
 from splitopt.solving.bisection import PathOutcome, bisect_minmax
 from splitopt.solving.structure import Structure, analyse
-from splitopt.solving.verify import guard_result, verify_problem
+from splitopt.solving.verify import guard_result
+from splitopt.solving.verify_builder import verify_problem
 
 PATHS = ("auto", "bisection", "server-share", "separable", "coupled", "generic")
 

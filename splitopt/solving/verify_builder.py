@@ -1,0 +1,164 @@
+"""The verified-answer guard for builder Problems (:func:`verify_problem`).
+
+A decoded Plan is mapped back onto the Problem's options (:func:`plan_options`), re-priced with
+``evaluate()`` under the Problem's own server flag and compared device by device with the
+builder's option costs; the objective and every constraint of the Problem are evaluated on it;
+shares are checked against their bounds and sums (:mod:`splitopt.solving.verify`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from splitopt.solving.verify import (
+    OBJECTIVE_RTOL,
+    Check,
+    Row,
+    Verification,
+    _close,
+    row_scale,
+    verify,
+)
+
+
+def plan_options(problem: Any, plan: Any) -> tuple[np.ndarray, list[Check]]:
+    """Each device's option index in ``problem`` for the decisions in ``plan``.
+
+    Also returns the checks that the plan covers the problem's devices with allowed options.
+    """
+    o = problem.options
+    sets = problem.table.sets()
+    index: dict[tuple, list[int]] = {}
+    for j in range(o.n_options):
+        c = int(o.cut[j])
+        key = ("off",) if c < 0 else (sets[c], int(o.batch[j]), bool(o.is_fl[j]))
+        index.setdefault(key, []).append(j)
+    chosen = np.full(problem.n_devices, -1, dtype=np.int64)
+    checks: list[Check] = []
+    by_name = {d.device: d for d in plan.devices}
+    missing = [problem.device_name(k) for k in range(problem.n_devices)
+               if problem.device_name(k) not in by_name]
+    checks.append(Check("plan covers every device", not missing and
+                        len(plan.devices) == problem.n_devices,
+                        "" if not missing else f"missing {missing[:5]}"))
+    bad: list[str] = []
+    for k in range(problem.n_devices):
+        d = by_name.get(problem.device_name(k))
+        if d is None:
+            continue
+        batch = d.batch_size if d.batch_size is not None else problem.scenario.training.batch_size
+        key = ("off",) if not d.selected else (d.device_side, int(batch), d.mode == "fl")
+        cands = index.get(key, [])
+        ok = [j for j in cands if problem.allowed[k, j]]
+        if d.mode == "fl" and not ok:  # FL's side is the whole graph, whatever its position
+            ok = [j for j in range(o.n_options) if o.is_fl[j] and problem.allowed[k, j]
+                  and int(o.batch[j]) == key[1]]
+        if ok:
+            chosen[k] = ok[0]
+        else:
+            bad.append(d.device)
+    checks.append(Check("plan uses allowed options", not bad,
+                        "" if not bad else f"devices {bad[:5]} use an option the problem excludes"))
+    return chosen, checks
+
+
+def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: float | None,
+                   values: Mapping[str, Any] | None = None, options: np.ndarray | None = None,
+                   gap: float | None = None) -> Verification:
+    """The guard for a builder :class:`~splitopt.model.problem.Problem` and a decoded Plan.
+
+    Re-prices the plan with ``evaluate()`` (``plan.predicted``, recomputed here) and checks that
+    the builder's option costs at the plan's shares match it device by device (round time, memory,
+    energy, bytes); evaluates the objective and every constraint of the Problem on the plan; checks
+    shares against their bounds and sums; and ``bound`` against ``objective`` (user sense), within
+    ``gap`` when given (pass it for answers that claim optimality).
+    """
+    from splitopt.plan import evaluate
+
+    n, o = problem.n_devices, problem.options
+    opt, checks = plan_options(problem, plan)
+    if options is not None and np.any(opt >= 0):
+        same = np.asarray(options)[opt >= 0] == opt[opt >= 0]
+        costs_same = np.all(same | np.isclose(o.a_dev[np.arange(n), np.asarray(options)],
+                                              o.a_dev[np.arange(n), opt]))
+        checks.append(Check("plan matches the solver's options", bool(costs_same),
+                            "" if costs_same else "the decoded plan differs from the solution"))
+    if np.any(opt < 0):
+        return Verification(tuple(checks), None)
+    by_name = {d.device: d for d in plan.devices}
+    devs = [by_name[problem.device_name(k)] for k in range(n)]
+    beta = np.array([d.bandwidth_share for d in devs], dtype=float)
+    phi = np.array([1.0 if d.server_share is None else d.server_share for d in devs], dtype=float)
+    x = np.zeros(problem.n_cols)
+    x[np.arange(n) * problem.n_options + opt] = 1.0
+    x[problem.bandwidth.offset:problem.bandwidth.offset + n] = beta
+    if problem.server_share is not None:
+        x[problem.server_share.offset:problem.server_share.offset + n] = phi
+    for v in problem.extras:
+        got = None if values is None else values.get(v.name)
+        if got is None or np.size(got) != v.size:
+            checks.append(Check(f"values of {v.name}", False, "the solver returned no values"))
+            return Verification(tuple(checks), None)
+        x[v.offset:v.offset + v.size] = np.asarray(got, dtype=float)
+    shares = np.vstack([beta, phi if problem.server_share is not None else np.ones(n)])
+    sign = -1.0 if problem.sense == "max" else 1.0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        repriced = sign * problem.objective.value(x, shares, problem.n_options)
+        rows = [Row(c.name or f"constraint {i}", c.body.value(x, shares, problem.n_options),
+                    c.lb, c.ub, row_scale(c)) for i, c in enumerate(problem.constraints)]
+    extra_cols = np.arange(problem.extra_offset, problem.n_cols)
+    xe, lo, hi = x[extra_cols], problem.col_lb[extra_cols], problem.col_ub[extra_cols]
+    rows += [Row(f"bounds of column {int(c)}", float(v), float(a), float(b))
+             for c, v, a, b in zip(extra_cols, xe, lo, hi) if not a <= v <= b]
+    for var in problem.extras:
+        if var.integer:
+            vals = x[var.offset:var.offset + var.size]
+            ok = bool(np.all(np.abs(vals - np.round(vals)) <= 1e-6))
+            checks.append(Check(f"{var.name} integer", ok, "" if ok else f"values {vals[:4]}"))
+    sel = ~o.is_off[opt]
+    share_map = {"bandwidth": beta[sel]}
+    floors = {"bandwidth": problem.col_lb[problem.bandwidth.offset:][:n][sel]}
+    ceils = {"bandwidth": problem.col_ub[problem.bandwidth.offset:][:n][sel]}
+    if problem.server_share is not None:
+        off = problem.server_share.offset
+        share_map["server"] = phi[sel]
+        floors["server"], ceils["server"] = problem.col_lb[off:off + n][sel], \
+            problem.col_ub[off:off + n][sel]
+    checks += _evaluate_checks(problem, plan, opt, beta, phi, sel, evaluate)
+    return verify(objective=objective, repriced=repriced, bound=bound, sense=problem.sense,
+                  rows=rows, shares=share_map, floors=floors, ceilings=ceils, extra=checks,
+                  gap=gap)
+
+
+def _evaluate_checks(problem: Any, plan: Any, opt: np.ndarray, beta: np.ndarray, phi: np.ndarray,
+                     sel: np.ndarray, evaluate: Any) -> list[Check]:
+    """evaluate() on the plan against the builder's option costs at the plan's shares."""
+    try:
+        costs = evaluate(problem.pricing_scenario(), plan)
+    except Exception as err:  # noqa: BLE001 - any refusal of the reference model is a failed check
+        return [Check("evaluate()", False, f"{type(err).__name__}: {err}")]
+    o, r = problem.options, np.arange(problem.n_devices)
+    f = phi if problem.server_share is not None else np.ones_like(phi)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ours = {"round_s": o.a_dev[r, opt] + o.d[r, opt] / beta + o.a_srv[r, opt] / f,
+                "memory_bytes": o.mem[r, opt], "comm_bytes": o.comm[r, opt],
+                "energy_j": o.e_comp[r, opt] + o.e_tx[r, opt] / beta}
+    bad: list[str] = []
+    for k in np.flatnonzero(sel):
+        ph = costs.per_device.get(problem.device_name(int(k)))
+        if ph is None:
+            bad.append(f"{problem.device_name(int(k))}: not priced")
+            continue
+        for key, arr in ours.items():
+            if not _close(float(arr[k]), float(getattr(ph, key)), OBJECTIVE_RTOL) and not (
+                    arr[k] == 0 and getattr(ph, key) == 0):
+                bad.append(f"{problem.device_name(int(k))}.{key}: evaluate() "
+                           f"{getattr(ph, key):.12g}, option table {arr[k]:.12g}")
+    if plan.predicted is not None and not _close(plan.predicted.round_latency_s,
+                                                  costs.round_latency_s, OBJECTIVE_RTOL) and not (
+            costs.round_latency_s == plan.predicted.round_latency_s):
+        bad.append(f"plan.predicted {plan.predicted.round_latency_s:.12g} is stale")
+    return [Check("evaluate() agrees with the problem's costs", not bad, "; ".join(bad[:3]))]
