@@ -400,12 +400,19 @@ class LayerGraph:
             secs[idx] = fwd + rest_f / flops_per_s  # = NodeTime.fwd_seconds
         return secs
 
+    @cached_property
+    def timed_indices(self) -> np.ndarray:
+        """Indices of the nodes that carry measured times for some device class."""
+        has = np.fromiter(map(bool, map(operator.attrgetter("times"), self.nodes)), dtype=bool,
+                          count=len(self.nodes))
+        return np.flatnonzero(has)
+
     def _measured(self, device_class: str) -> tuple[np.ndarray, ...]:
         """Indices and time arrays of the nodes measured on ``device_class`` (cached per class)."""
         cache = self.__dict__.setdefault("_measured_cache", {})
         if device_class not in cache:
-            hits = [(i, n.times[device_class]) for i, n in enumerate(self.nodes)
-                    if device_class in n.times]
+            hits = [(i, t) for i in self.timed_indices.tolist()
+                    if (t := self.nodes[i].times.get(device_class)) is not None]
             idx = np.array([i for i, _ in hits], dtype=np.intp)
             cols = [np.array([getattr(t, a) for _, t in hits], dtype=float) for a in
                     ("fwd_s", "bwd_s", "unmeasured_fwd_flops", "unmeasured_bwd_flops")]
@@ -416,13 +423,20 @@ class LayerGraph:
     def mask(self, names: Iterable[str]) -> np.ndarray:
         """Boolean membership vector (topological order) of a set of node names."""
         m = np.zeros(len(self.nodes), dtype=bool)
-        for name in names:
-            m[self._idx(name)] = True
+        try:
+            m[np.fromiter(map(self.index.__getitem__, names), dtype=np.intp)] = True
+        except (KeyError, TypeError):
+            for name in names:  # names the unknown node
+                m[self._idx(name)] = True
         return m
+
+    @cached_property
+    def _name_array(self) -> np.ndarray:
+        return np.array(list(self.index), dtype=object)  # the index is in topological order
 
     def names_of(self, mask: np.ndarray) -> frozenset[str]:
         """The node names selected by a boolean vector."""
-        return frozenset(self.nodes[i].name for i in np.flatnonzero(mask))
+        return frozenset(self._name_array[np.asarray(mask, dtype=bool)].tolist())
 
     def pred_closure(self, names: Iterable[str]) -> frozenset[str]:
         """The smallest predecessor-closed set holding ``names``."""
@@ -444,13 +458,13 @@ class LayerGraph:
                     labels_on_device: bool = False) -> frozenset[str]:
         """Validate a device-side set (COST_MODEL.md "A split of the graph"); return it frozen."""
         s = frozenset(names)
-        for n in s:
-            self._idx(n)
+        m = self.mask(s)  # names an unknown node
         missing = [i for i in self.inputs if i not in s]
         if missing:
             raise GraphError("device-side set", sorted(s)[:5], "a set holding every input node",
                              f"Add the inputs {missing}.")
-        if not self.is_pred_closed(s):
+        src, dst = self.edge_index
+        if bool(np.any(m[dst] & ~m[src])):  # not predecessor-closed
             bad = sorted(n for n in s if not set(self.preds(n)) <= s)[:3]
             raise GraphError("device-side set", bad, "a predecessor-closed set",
                              "Add the predecessors of these nodes (graph.pred_closure).")

@@ -16,7 +16,6 @@ bandwidth shares, the hull's lambdas) pay only for the numbers that change.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -69,8 +68,7 @@ def _build_arrays(graph: LayerGraph) -> GraphArrays:
     by_producer = np.argsort(src, kind="stable")  # edges grouped by producer, in edge order
     src, dst = src[by_producer], dst[by_producer]
     measured: dict[str, tuple[list[int], list[float], list[float]]] = {}
-    timed = np.flatnonzero(np.fromiter(map(bool, map(operator.attrgetter("times"), graph.nodes)),
-                                       dtype=bool, count=len(graph))).tolist()
+    timed = graph.timed_indices.tolist()
     for i in timed:
         for cls, t in graph.nodes[i].times.items():
             idx, sec, rest = measured.setdefault(cls, ([], [], []))
