@@ -19,6 +19,9 @@ capacities gave wrong partitions: networkx issue #4972) and runs ``minimum_cut``
 mirrored exactly when splitopt's solver mirrors (a slow device), which is the fast direction for
 both push-relabel codes.
 ``milp`` is HiGHS through highspy; ``brute`` runs where the graph has at most 20 free nodes.
+Anchors in the same run: ``LayerGraph()`` (building the graph object from its nodes and edges)
+and ``ortools raw`` (:func:`ortools_raw`: OR-Tools alone on the same s-t network), with the ratios
+``maxflow cold / raw`` and ``maxflow / raw`` (issue 15's min-cut rows) and ``blockwise / maxflow``.
 """
 
 from __future__ import annotations
@@ -85,6 +88,37 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.process_time() - t0, out
 
 
+def ortools_raw(prob: CutProblem) -> float:
+    """CPU seconds of :func:`ortools_raw_cut`."""
+    return ortools_raw_cut(prob)[0]
+
+
+def ortools_raw_cut(prob: CutProblem) -> tuple[float, np.ndarray]:
+    """CPU seconds of OR-Tools alone on the s-t network splitopt builds for ``prob``, its cut.
+
+    The anchor of issue 15's min-cut rows: the arcs and integer capacities are prepared outside
+    the clock; inside it, ``SimpleMaxFlow`` gets the arcs, solves (in the direction splitopt
+    solves) and returns the minimum cut's side. Everything splitopt adds (building arrays and the
+    network, certifying the cut in floats, pricing the plan) is the difference.
+    """
+    from ortools.graph.python import max_flow
+
+    net = build_network(prob)
+    finite = np.where(net.inf, 0.0, net.caps)
+    icap = np.floor(finite * (2.0**61 / max(float(finite.sum()), 1e-300))).astype(np.int64)
+    icap[net.inf] = int(icap.sum()) + 1
+    tails, heads = (net.heads, net.tails) if net.mirror else (net.tails, net.heads)
+    t0 = time.process_time()
+    smf = max_flow.SimpleMaxFlow()
+    smf.add_arcs_with_capacity(tails, heads, icap)
+    smf.solve(*((1, 0) if net.mirror else (0, 1)))
+    near = smf.get_sink_side_min_cut() if net.mirror else smf.get_source_side_min_cut()
+    seconds = time.process_time() - t0
+    side = np.zeros(net.n_nodes, bool)
+    side[np.asarray(near, dtype=np.int64)] = True
+    return seconds, side[net.node_of]  # the mirror's sink side is the device side
+
+
 def _fresh(g: LayerGraph) -> LayerGraph:
     """The same graph as a new object (no cached arrays)."""
     return LayerGraph(g.nodes, g.edges, g.inputs, g.output, name=g.name, meta=g.meta)
@@ -100,6 +134,9 @@ def speed_rows(name: str, g: LayerGraph, *, quick: bool, repeats: int = 3) -> li
         runs: dict[str, list[float]] = {}
         costs: dict[str, float] = {}
         for _ in range(repeats):
+            t, _ = _timed(partial(_fresh, g))
+            runs.setdefault("LayerGraph()", []).append(t)
+            runs.setdefault("ortools raw", []).append(ortools_raw(prob))  # anchors: no plan
             t, p = _timed(partial(partition, _fresh(g), dev, SERVER, link))
             runs.setdefault("maxflow cold", []).append(t)
             costs["maxflow cold"] = p.objective
@@ -118,7 +155,7 @@ def speed_rows(name: str, g: LayerGraph, *, quick: bool, repeats: int = 3) -> li
         for m, ts in runs.items():
             rows.append({"graph": name, "nodes": len(g), "edges": len(g.edges), "device_flops":
                          flops, "link_bps": rate, "method": m, "seconds": statistics.median(ts),
-                         "rel_diff": (costs[m] - best) / best})
+                         "rel_diff": (costs[m] - best) / best if m in costs else 0.0})
     return rows
 
 
@@ -175,15 +212,20 @@ def _print_speed(rows: list[dict]) -> None:
     for r in rows:
         key = (r["graph"], r["nodes"], r["edges"])
         by.setdefault(key, {}).setdefault(r["method"], []).append(r)
-    methods = ["maxflow cold", "maxflow", "blockwise", "networkx", "milp", "brute"]
-    print("| graph | nodes | edges | " + " | ".join(methods) + " | networkx / maxflow cold |")
-    print("|---" * (len(methods) + 4) + "|")
+    methods = ["LayerGraph()", "ortools raw", "maxflow cold", "maxflow", "blockwise", "networkx",
+               "milp", "brute"]
+    ratios = ["maxflow cold / raw", "maxflow / raw", "blockwise / maxflow",
+              "networkx / maxflow cold"]
+    print("| graph | nodes | edges | " + " | ".join(methods + ratios) + " |")
+    print("|---" * (len(methods) + len(ratios) + 3) + "|")
     for (graph, n, e), ms in by.items():
         med = {m: statistics.median(x["seconds"] for x in v) for m, v in ms.items()}
         worst = max(abs(x["rel_diff"]) for v in ms.values() for x in v)
         cells = [f"{med[m] * 1e3:.1f} ms" if m in med else "-" for m in methods]
-        ratio = f"{med['networkx'] / med['maxflow cold']:.0f}x" if "networkx" in med else "-"
-        print(f"| {graph} | {n} | {e} | " + " | ".join(cells) + f" | {ratio} |"
+        for a, b in (("maxflow cold", "ortools raw"), ("maxflow", "ortools raw"),
+                     ("blockwise", "maxflow"), ("networkx", "maxflow cold")):
+            cells.append(f"{med[a] / med[b]:.2f}x" if a in med and med.get(b) else "-")
+        print(f"| {graph} | {n} | {e} | " + " | ".join(cells) + " |"
               + (f" (max rel. diff {worst:.1e})" if worst > 1e-9 else ""))
 
 
