@@ -82,6 +82,22 @@ class CutTable:
         return self.graph.boundary_mask(self.masks).astype(float) @ self.graph.out_bytes
 
     @cached_property
+    def tied_bytes(self) -> np.ndarray:
+        """Bytes of weights tied across each cut (``graph.meta["tied"]``: one user each side).
+
+        Training such a cut keeps a copy of the weight on each side and sends each side's
+        gradient to the other once per iteration (``splitopt.execute.split_parts``): ``8 *
+        tied_bytes`` bits up and as many down per iteration, not per sample. The reference round
+        pricing does not add this term yet (docs/profiler.md, known limits).
+        """
+        out = np.zeros(len(self))
+        for u, w, nbytes in self.graph.meta.get("tied", []):
+            if u in self.graph and w in self.graph:
+                i, j = self.graph.index[u], self.graph.index[w]
+                out += nbytes * (self.masks[:, i] != self.masks[:, j])
+        return out
+
+    @cached_property
     def param_bytes(self) -> np.ndarray:
         """W(S): device-side parameter bytes."""
         return self.masks.astype(float) @ self.graph.param_bytes

@@ -160,3 +160,14 @@ def test_profile_records_the_tied_embedding(build):
     graph = profile(model, (ids,))
     assert graph.meta["tied"] == [["transformer.wte", "lm_head", 50 * 16 * 4.0]]
     assert graph.node("lm_head").param_bytes == 0  # counted once, on the embedding
+
+
+def test_cut_table_gives_the_bytes_of_weights_tied_across_each_cut():
+    from splitopt.costs import CutTable
+
+    model, ids = zoo_gpt2()
+    graph = profile(model, (ids,))
+    inside = graph.pred_closure(["transformer.wte"])
+    table = CutTable.from_sets(graph, [inside, frozenset(graph.inputs),
+                                       frozenset(graph.names) - {"lm_head", graph.output}])
+    assert table.tied_bytes.tolist() == [50 * 16 * 4.0, 0.0, 50 * 16 * 4.0]
