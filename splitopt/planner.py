@@ -162,7 +162,8 @@ class Planner:
         self.index = {n: i for i, n in enumerate(self.names)}
         self.allowed = np.array(allowed)
         a, d = self._arrays()
-        self.rows = None if shared else MinMaxRows(a, d, np.zeros_like(a), self.allowed)
+        self.rows = None if shared else MinMaxRows(a, d, np.broadcast_to(0.0, a.shape),
+                                                   self.allowed)
         self.bracket: tuple[float, float] | None = None
         self.plans = DevicePlans(table, options)
 

@@ -48,7 +48,9 @@ class PathOutcome:
 
 
 def _clean(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x, dtype=float) + 0.0  # -0.0 -> 0.0, so equal values hash equal
+    """float64 without negative zeros (equal values must have equal bits); copies only if needed."""
+    x = np.asarray(x, dtype=float)
+    return x + 0.0 if np.signbit(x).any() else x
 
 
 def row_scale(D: np.ndarray, beta_min: np.ndarray) -> np.ndarray:
@@ -64,33 +66,42 @@ def row_keys(A: np.ndarray, Dn: np.ndarray, beta_min: np.ndarray,
                       _clean(beta_min).view(np.int64), allowed.astype(np.int64)])
 
 
-def row_hashes(A: np.ndarray, Dn: np.ndarray, beta_min: np.ndarray,
-               allowed: np.ndarray) -> np.ndarray:
-    """(N, 2) two independent 64-bit hashes of each row's :func:`row_keys`.
+def row_hashes(A: np.ndarray, D: np.ndarray, scale: np.ndarray, beta_min: np.ndarray,
+               allowed: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """(N, 2) two independent 64-bit hashes of each row's :func:`row_keys` (Dn = D / scale).
 
-    Wrapping dot products with fixed odd multipliers, without building the keys (inputs are
-    clean contiguous float64). A device joining looks its group up by this pair.
+    Wrapping dot products with fixed odd multipliers, a block of rows at a time so that no
+    (N, O) temporary is made (inputs clean float64). A device joining looks its group up by
+    this pair.
     """
     m = np.random.default_rng(12345).integers(1, 2**62, (4, A.shape[1], 2), dtype=np.int64) | 1
+    out = np.empty((len(A), 2), dtype=np.int64)
     with np.errstate(over="ignore"):
-        return (A.view(np.int64) @ m[0] + (Dn.view(np.int64) >> _DROP) @ m[1]
-                + beta_min.view(np.int64) @ m[2] + allowed.astype(np.int64) @ m[3])
+        for i in range(0, len(A), chunk):
+            r = slice(i, i + chunk)
+            dn = _clean(D[r] / scale[r, None])
+            h = A[r].view(np.int64) @ m[0] + (dn.view(np.int64) >> _DROP) @ m[1]
+            if beta_min[r].any():  # zeros add nothing: skip them
+                h += beta_min[r].view(np.int64) @ m[2]
+            h += allowed[r].astype(np.int64) @ m[3]
+            out[r] = h
+    return out
 
 
-def group_rows(A: np.ndarray, Dn: np.ndarray, beta_min: np.ndarray,
+def group_rows(A: np.ndarray, D: np.ndarray, scale: np.ndarray, beta_min: np.ndarray,
                allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(group of each row, first row of each group, the groups' hashes) for equal key rows.
 
     Groups rows by the first hash and checks the second against the group's first row; on a
     collision it falls back to an exact sort of the keys.
     """
-    h = row_hashes(A, Dn, beta_min, allowed)
+    h = row_hashes(A, D, scale, beta_min, allowed)
     if not len(h):
         return np.zeros(0, np.int64), np.zeros(0, np.int64), h
     _, first, inv = np.unique(h[:, 0], return_index=True, return_inverse=True)
     inv = inv.ravel()
     if not np.array_equal(h[:, 1], h[first, 1][inv]):
-        keys = row_keys(A, Dn, beta_min, allowed)
+        keys = row_keys(A, D / scale[:, None], beta_min, allowed)
         _, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
         inv = inv.ravel()
     return inv.astype(np.int64), first.astype(np.int64), h[first]
@@ -106,13 +117,17 @@ class MinMaxRows:
     """
 
     def __init__(self, A: np.ndarray, D: np.ndarray, beta_min: np.ndarray, allowed: np.ndarray):
-        self.A0, self.D0 = _clean(A), _clean(D)  # every device's exact rows (certificates, plan)
-        self.bmin0, self.allowed0 = _clean(beta_min), np.asarray(allowed, dtype=bool).copy()
+        # every device's exact rows (certificates, plan); the caller's arrays, not copies, until
+        # a row changes (beta_min may be a broadcast view of zeros)
+        self.A0, self.D0 = _clean(A), _clean(D)
+        self.bmin0, self.allowed0 = _clean(beta_min), np.asarray(allowed, dtype=bool)
+        self._owned = False
         self.scale = row_scale(self.D0, self.bmin0)
-        Dn = self.D0 / self.scale[:, None]
-        self.group, first, self._hashes = group_rows(self.A0, Dn, self.bmin0, self.allowed0)
+        self.group, first, self._hashes = group_rows(self.A0, self.D0, self.scale, self.bmin0,
+                                                     self.allowed0)
         self._lookup: dict[tuple, int] | None = None  # hashes -> group, built on the first change
-        self._reps = [self.A0[first], Dn[first], self.bmin0[first], self.allowed0[first]]
+        self._reps = [self.A0[first], self.D0[first] / self.scale[first, None],
+                      np.array(self.bmin0[first]), self.allowed0[first]]
         self._pack()
 
     # ------------------------------------------------------------------ groups
@@ -131,7 +146,8 @@ class MinMaxRows:
         """The group of a row (a new one when no group has its key) and whether it is new."""
         if self._lookup is None:
             self._lookup = {tuple(h): g for g, h in enumerate(self._hashes.tolist())}
-        key = tuple(row_hashes(a[None], dn[None], bmin[None], allowed[None])[0].tolist())
+        key = tuple(row_hashes(a[None], dn[None], np.ones(1), bmin[None],
+                               allowed[None])[0].tolist())
         g = self._lookup.get(key)
         if g is not None:
             return g, False
@@ -151,8 +167,16 @@ class MinMaxRows:
         else:
             self._weigh()
 
+    def _own(self) -> None:
+        """Copy the caller's arrays before the first change of a row (copy on write)."""
+        if not self._owned:
+            self.A0, self.D0 = np.array(self.A0), np.array(self.D0)
+            self.bmin0, self.allowed0 = np.array(self.bmin0), np.array(self.allowed0)
+            self._owned = True
+
     def replace(self, k: int, a, d, bmin, allowed) -> None:
         """Device k's rows change (one device re-priced)."""
+        self._own()
         s, g, new = self._row(a, d, bmin, allowed)
         self.A0[k], self.D0[k], self.bmin0[k], self.allowed0[k] = a, d, bmin, allowed
         self.scale[k], self.group[k] = s, g
@@ -166,6 +190,7 @@ class MinMaxRows:
         self.bmin0 = np.vstack([self.bmin0, _clean(bmin)[None]])
         self.allowed0 = np.vstack([self.allowed0, np.asarray(allowed, bool)[None]])
         self.scale, self.group = np.append(self.scale, s), np.append(self.group, g)
+        self._owned = True  # vstack made new arrays
         self._regroup(new)
 
     def delete(self, k: int) -> None:
@@ -173,6 +198,7 @@ class MinMaxRows:
         self.A0, self.D0 = np.delete(self.A0, k, 0), np.delete(self.D0, k, 0)
         self.bmin0, self.allowed0 = np.delete(self.bmin0, k, 0), np.delete(self.allowed0, k, 0)
         self.scale, self.group = np.delete(self.scale, k), np.delete(self.group, k)
+        self._owned = True  # np.delete made new arrays
         self._weigh()
 
     # ------------------------------------------------------------------ probes
