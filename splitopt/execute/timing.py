@@ -65,10 +65,11 @@ def calibrate(job: Job, *, device_class: str = CALIBRATION_CLASS, repeats: int =
               iterations: int = 10, gap_s: float = 0.0) -> Calibration:
     """Per-node times and per-iteration part times measured on this machine (module docstring).
 
-    ``gap_s``: idle seconds before each timed part. A run whose parts wait for real transfers
-    (the multi-process runner) runs each part after such a wait, with cold caches: on digits_cnn a
-    part costs 2-3x the CPU time it costs back to back, so it is timed that way
-    (:data:`TRANSFER_GAP_S`); the in-process runner runs parts back to back (``gap_s=0``).
+    ``gap_s``: idle seconds before the parts that follow a transfer (the server step after the
+    upload, the device backward after the download). In a run with real transfers (the
+    multi-process runner) those parts start with cold caches: on digits_cnn a part costs 2-3x the
+    CPU time it costs back to back, so it is timed that way (:data:`TRANSFER_GAP_S`); the
+    in-process runner runs parts back to back (``gap_s=0``).
     """
     return Calibration(node_times(job, device_class=device_class, repeats=repeats),
                        time_parts(job, iterations, gap_s=gap_s))
@@ -116,7 +117,8 @@ def time_parts(job: Job, iterations: int = 10, warmup: int = 2,
         w = runner.devices[d.device]
         st = [DeviceRound() for _ in range(warmup + iterations)]
         for one in st:
-            time.sleep(gap_s)
+            # as in a run: the forward follows the previous backward at once, while the server
+            # step and the device backward each follow a wait for a transfer
             if w.mode == "fl":
                 t0 = stamp()
                 w.local_step()
