@@ -53,21 +53,27 @@ def sent_bytes(sp, inputs):
     return sum(t.numel() * t.element_size() for t in data)
 
 
-@pytest.mark.parametrize("name", zoo.names())
+# the deepest CNNs take 10-15 s each on 2 shared cores; resnet18 (residual), gpt2 and bert
+# (attention, views), vit and digits_cnn cover the same behaviour in the fast run
+SLOW = {"resnet50", "mobilenet_v2", "efficientnet_b0", "vgg16"}
+ZOO = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in zoo.names()]
+
+
+@pytest.mark.parametrize("name", ZOO)
 def test_bytes_sent_equal_comm_bytes_on_random_cuts(name):
     batch = 2
     model, inputs = zoo.build(name, batch_size=batch, device="meta",
                               **toy.ZOO_TINY.get(name, {}))
     graph = profile(model, inputs)  # torch.export, as a user gets it
     splitter = Splitter(model, inputs, graph)  # prefers torch.fx parts when the names agree
-    for s in random_cuts(graph, 12, seed=len(name)):
+    for s in random_cuts(graph, 8, seed=len(name)):
         sp = splitter.split(s)
         priced = batch * float(graph.out_bytes[graph.mask(graph.boundary(s))].sum())
         assert sent_bytes(sp, inputs) == pytest.approx(priced, rel=1e-12), sorted(s)
         assert {b.split("[")[0].split("#")[0] for b in sp.boundary} == set(graph.boundary(s))
 
 
-@pytest.mark.parametrize("name", zoo.names())
+@pytest.mark.parametrize("name", ZOO)
 def test_fx_and_export_give_the_same_graph(name):
     model, inputs = zoo.build(name, batch_size=2, device="meta", **toy.ZOO_TINY.get(name, {}))
     fx_graph, ex_graph = profile(model, inputs, capture="fx"), profile(model, inputs,
