@@ -87,11 +87,15 @@ class Planner:
         (needed only when the problem has no incremental form).
     backend
         The MILP backend of the server-share path (and of fall-back solves).
+    memory_rows
+        Whether a device that joins, or whose memory becomes finite, gets the row
+        ``memory(k) <= memory_bytes`` (None: yes when every finite-memory device has one, as
+        EdgeSplit and SFL build it).
 
     """
 
     def __init__(self, problem: Problem, *, rebuild: Callable[[Scenario], Problem] | None = None,
-                 backend: str | None = None):
+                 backend: str | None = None, memory_rows: bool | None = None):
         if not isinstance(problem, Problem):
             raise InputError("problem", type(problem).__name__, "a splitopt Problem")
         if problem.objective is None:
@@ -102,9 +106,13 @@ class Planner:
         self.reason, st, self.path = _incremental_reason(problem)
         if self.reason:
             return
+        rows = {c.name.split(":", 1)[1] for c in problem.constraints}
+        if memory_rows is None:  # as EdgeSplit builds it: a row for every finite-memory device
+            finite = {d.name for d in self.scenario.devices if math.isfinite(d.memory_bytes)}
+            memory_rows = bool(rows) and rows == finite
         self._setup(problem.table, problem.batches, problem.options, problem.allowed,
-                    st.allowed, {c.name.split(":", 1)[1] for c in problem.constraints},
-                    _weight_const(problem), problem.server_share is not None)
+                    st.allowed, rows, bool(memory_rows), _weight_const(problem),
+                    problem.server_share is not None)
 
     @classmethod
     def for_formulation(cls, formulation: Any, scenario: Scenario, *,
@@ -144,20 +152,20 @@ class Planner:
             d = scen.devices[int(bad[0])]
             raise InfeasibleError(f"device {d.name}: no candidate fits its memory "
                                   f"{d.memory_bytes:.4g} bytes")
-        self._setup(table, batches, options, base, allowed, mem,
+        self._setup(table, batches, options, base, allowed, mem, bool(formulation.memory),
                     (float(scen.training.rounds), 0.0), serving == "shared")
         return self
 
     def _setup(self, table: Any, batches: list[int], options: Any, base_allowed: np.ndarray,
-               allowed: np.ndarray, mem_rows: set[str], weight_const: tuple[float, float],
-               shared: bool) -> None:
+               allowed: np.ndarray, mem_rows: set[str], memory_rows: bool,
+               weight_const: tuple[float, float], shared: bool) -> None:
         self.table, self.batches = table, batches
         self.selectable = bool((options.cut < 0).any())
         self.weight, self.const = weight_const
         self.shared = shared
         self.opts = _Options(options)
         self.base_allowed = np.array(base_allowed)  # modes and pins, before memory rows
-        self.mem_rows = mem_rows
+        self.mem_rows, self.memory_rows = mem_rows, memory_rows
         self.names = [d.name for d in self.scenario.devices]
         self.index = {n: i for i, n in enumerate(self.names)}
         self.allowed = np.array(allowed)
@@ -193,6 +201,8 @@ class Planner:
             for key in ("spectral_eff_up", "spectral_eff_dn"):
                 if key not in changes:
                     data.pop(key)
+        elif {"spectral_eff_up", "spectral_eff_dn"} & set(changes):
+            data["snr_db"] = None  # an old SNR would no longer describe the link
         new = Device(**{**data, **changes})
         devices = tuple(new if d.name == device else d for d in self.scenario.devices)
         return self._changed(self.scenario.replace(devices=devices), ("replace", device, new), t0)
@@ -226,55 +236,62 @@ class Planner:
             self.problem, self.scenario = self.rebuild(scen), scen
             return self.solve()
         kind, name, dev = change
+        if kind == "delete":
+            self._delete(self.index[name])
+        else:
+            assert dev is not None
+            self._reprice(kind, name, dev)
+        self.scenario = scen
+        return self._solve(t0)
+
+    def _delete(self, k: int) -> None:
+        for arr in ("base_allowed", "allowed"):
+            setattr(self, arr, np.delete(getattr(self, arr), k, 0))
+        self.opts.delete(k)
+        if self.rows is not None:
+            self.rows.delete(k)
+        self.mem_rows.discard(self.names.pop(k))
+        self.index = {n: i for i, n in enumerate(self.names)}
+
+    def _reprice(self, kind: str, name: str, dev: Device) -> None:
+        """Re-price one device's options and re-derive its row; nothing changes on an error."""
         if kind == "append" and not (self.base_allowed == self.base_allowed[0]).all():
             raise InputError("join", name, "a problem whose devices share their allowed options",
                              "Pins differ between devices: rebuild the Problem for the new fleet.")
-        if kind == "delete":
-            k = self.index[name]
-            for arr in ("base_allowed", "allowed"):
-                setattr(self, arr, np.delete(getattr(self, arr), k, 0))
-            self.opts.delete(k)
-            if self.rows is not None:
-                self.rows.delete(k)
-            self.names.pop(k)
-            self.mem_rows.discard(name)
+        one = build_options(self.scenario.replace(devices=(dev,)), self.table, self.batches,
+                            self.selectable)
+        row = self.opts.rows(one)
+        k = len(self.names) if kind == "append" else self.index[name]
+        checked = self.memory_rows or name in self.mem_rows
+        checked = checked and math.isfinite(dev.memory_bytes)  # the builder adds no row for inf
+        ok = (self.base_allowed[0] if kind == "append" else self.base_allowed[k]).copy()
+        if checked:
+            ok &= row["mem"] - dev.memory_bytes <= _MEM_TOL  # as the structure analysis does
+        if not ok.any():
+            from splitopt.errors import InfeasibleError
+
+            raise InfeasibleError(f"device {name}: no candidate fits its memory "
+                                  f"{dev.memory_bytes:.4g} bytes (the smallest needs "
+                                  f"{row['mem'].min():.4g}); nothing was changed")
+        if checked:
+            self.mem_rows.add(name)
         else:
-            assert dev is not None
-            one = build_options(scen.replace(devices=(dev,)), self.table, self.batches,
-                                self.selectable)
-            row = self.opts.rows(one)
-            if kind == "append":
-                enforce = bool(self.mem_rows) and all(
-                    d.name in self.mem_rows for d in self.scenario.devices
-                    if math.isfinite(d.memory_bytes))
-                if enforce and math.isfinite(dev.memory_bytes):
-                    self.mem_rows.add(name)
-                self.base_allowed = np.vstack([self.base_allowed, self.base_allowed[:1]])
-                self.allowed = np.vstack([self.allowed, self.allowed[:1]])
-                self.opts.append(row)
-                self.names.append(name)
-                k = len(self.names) - 1
-            else:
-                k = self.index[name]
-                self.opts.set(k, row)
-                if name in self.mem_rows and not math.isfinite(dev.memory_bytes):
-                    self.mem_rows.discard(name)  # the problem builder adds no row for inf
-            ok = self.base_allowed[k].copy()
-            if name in self.mem_rows:
-                ok &= self.opts.mem[k] - dev.memory_bytes <= _MEM_TOL  # as the analysis does
-            if not ok.any():
-                raise InputError(f"device {name!r}", "no option fits",
-                                 "a device with at least one allowed option (memory)")
+            self.mem_rows.discard(name)
+        if kind == "append":
+            self.base_allowed = np.vstack([self.base_allowed, self.base_allowed[:1]])
+            self.allowed = np.vstack([self.allowed, ok[None]])
+            self.opts.append(row)
+            self.names.append(name)
+            self.index[name] = k
+        else:
+            self.opts.set(k, row)
             self.allowed[k] = ok
-            if self.rows is not None:
-                a, d = self._arrays(k)
-                if kind == "append":
-                    self.rows.append(a, d, np.zeros_like(a), ok)
-                else:
-                    self.rows.replace(k, a, d, np.zeros_like(a), ok)
-        self.index = {n: i for i, n in enumerate(self.names)}
-        self.scenario = scen
-        return self._solve(t0)
+        if self.rows is not None:
+            a, d = self._arrays(k)
+            if kind == "append":
+                self.rows.append(a, d, np.zeros_like(a), ok)
+            else:
+                self.rows.replace(k, a, d, np.zeros_like(a), ok)
 
     def _arrays(self, k: int | None = None):
         o = self.opts

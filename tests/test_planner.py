@@ -64,10 +64,10 @@ def test_updates_equal_from_scratch(seed, changes):
             if len(names) == 1:
                 continue
             res = pl.leave(name)
-        elif kind == "memory_bytes":  # somewhere between its smallest and largest option
+        elif kind == "memory_bytes":  # between its smallest and largest option, or unbounded
             mem = form.problem(pl.scenario).options.mem[names.index(name)]
-            res = pl.update(name, memory_bytes=float(mem.min() + (mem.max() - mem.min())
-                                                     * min(x, 20) / 20))
+            cap = mem.min() + (mem.max() - mem.min()) * x / 18 if x < 18 else math.inf
+            res = pl.update(name, memory_bytes=float(cap))
         elif kind == "snr_db":
             res = pl.update(name, snr_db=x)
         else:
@@ -111,6 +111,18 @@ def test_problem_without_incremental_form_needs_rebuild():
     pl.solve()
     res = pl.update("d0", flops=1e12)
     assert res.objective == pytest.approx(rebuild(pl.scenario).solve().objective, rel=1e-9)
+
+
+def test_an_impossible_update_changes_nothing():
+    from splitopt import InfeasibleError
+
+    sc, form, _ = _fleet(5, n=3, layers=5)
+    pl = Planner.for_formulation(form, sc)
+    before = pl.solve().objective
+    with pytest.raises(InfeasibleError, match="d1: no candidate fits"):
+        pl.update("d1", memory_bytes=1.0)
+    assert pl.scenario.device("d1").memory_bytes == sc.device("d1").memory_bytes
+    assert pl.update("d2", flops=sc.device("d2").flops).objective == pytest.approx(before)
 
 
 def test_bad_updates_are_named():
