@@ -15,6 +15,7 @@ from typing import Any
 
 from splitopt.benchmarks.runner import load_rows, warn_skipped
 
+from splitopt.errors import InputError
 from splitopt.io import atomic_open, atomic_write
 
 
@@ -221,8 +222,18 @@ def _phase_tables(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def build_report(results_dir: str | Path) -> Path:
-    """Write report.md, its PNG plots and report.html into ``results_dir``; return report.md."""
-    out = Path(results_dir)
+    """Write report.md, its PNG plots and report.html into ``results_dir``; return report.md.
+
+    A folder that cannot be written (permissions, a folder named report.md) is one InputError.
+    """
+    try:
+        return _build_report(Path(results_dir))
+    except OSError as err:
+        raise InputError("RESULTS_DIR", str(results_dir), "a folder the report can be written "
+                         "into", f"{type(err).__name__}: {err}") from None
+
+
+def _build_report(out: Path) -> Path:
     notes: list[str] = []
     rows = load_rows(out, notes)
     fams = _side_file(out / "families.json", _families_problem, notes)

@@ -133,11 +133,16 @@ def run(families: Iterable[str] | None, out: str | Path, *, quick: bool = False,
     results = out / "results.jsonl"
     if results.exists() and not results.is_file():
         raise InputError("--out", str(results), "results.jsonl as a file (it is a folder)")
-    atomic_write(out / "machine.json", json.dumps({**machine_info(), "quick": quick}, indent=1))
-    atomic_write(out / "families.json", json.dumps(
-        {s.name: {"description": s.description, "baseline": s.baseline,
-                  "lower_is_better": s.lower_is_better, **s.extra} for s in specs}, indent=1))
-    done = _done_keys(results)
+    try:  # an unwritable folder is found here, before any case runs
+        atomic_write(out / "machine.json", json.dumps({**machine_info(), "quick": quick},
+                                                      indent=1))
+        atomic_write(out / "families.json", json.dumps(
+            {s.name: {"description": s.description, "baseline": s.baseline,
+                      "lower_is_better": s.lower_is_better, **s.extra} for s in specs}, indent=1))
+        done = _done_keys(results)
+    except OSError as err:
+        raise InputError("--out", str(out), "a results folder splitopt can write into",
+                         f"{type(err).__name__}: {err}") from None
     todo = [(s.name, c) for s in specs for c in s.cases(quick) if (s.name, c.key) not in done]
     mapper = _executor(workers, dask, ray)
     from rich.progress import Progress

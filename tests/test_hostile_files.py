@@ -525,6 +525,22 @@ def test_report_with_any_families_json(tmp_path, text):
     assert "| i | m | optimal |" in build_report(tmp_path).read_text()
 
 
+@pytest.mark.parametrize("blocker", ["report.md", "report.html", "machine.json"])
+def test_unwritable_results_folder_is_one_error(tmp_path, blocker):
+    """A folder where a file should go makes the write fail: one InputError, not an OSError."""
+    from splitopt.benchmarks.report import build_report
+    from splitopt.benchmarks.runner import run
+
+    row = {"family": "f", "instance": "i", "method": "m", "status": "optimal"}
+    (tmp_path / "results.jsonl").write_text(json.dumps(row) + "\n")
+    (tmp_path / blocker).mkdir()
+    if blocker == "machine.json":
+        raises_input_error(lambda: run(["partition"], tmp_path, quick=True, progress=False),
+                           "--out")
+    else:
+        raises_input_error(lambda: build_report(tmp_path), "RESULTS_DIR")
+
+
 def test_bench_resume_keeps_good_rows_and_drops_bad_ones(tmp_path, capsys):
     from splitopt.benchmarks.runner import _done_keys
 
