@@ -87,7 +87,8 @@ class Expr:
         return Constraint(self - other, -math.inf, 0.0)
 
     def __ge__(self, other: ExprLike) -> Constraint:  # type: ignore[override]
-        return Constraint(Expr.of(other) - self, -math.inf, 0.0)
+        # stored as other - self <= 0; ``flipped`` lets messages show it the way it was written
+        return Constraint(Expr.of(other) - self, -math.inf, 0.0, flipped=True)
 
     def __eq__(self, other: object) -> Constraint:  # type: ignore[override]
         return Constraint(self - other, 0.0, 0.0)  # type: ignore[operator]
@@ -160,14 +161,21 @@ class Constraint:
     lb: float
     ub: float
     name: str = ""
+    flipped: bool = False  # written as a >= b (stored as b - a <= 0)
 
     def named(self, name: str) -> Constraint:
         """A copy carrying a name (used in infeasibility messages and LP/MPS files)."""
-        return Constraint(self.body, self.lb, self.ub, name)
+        return Constraint(self.body, self.lb, self.ub, name, self.flipped)
+
+    @property
+    def label(self) -> str:
+        """``constraint 'name'`` or ``an unnamed constraint`` (for messages)."""
+        return f"constraint {self.name!r}" if self.name else "an unnamed constraint"
 
     def check_convex(self) -> None:
-        """Raise if the constraint is not convex (a 1/share term or a max must sit on the small
-        side).
+        """Raise if the constraint is not convex.
+
+        A 1/share term or a max must sit on the small side.
         """
         if self.body.is_affine:
             return

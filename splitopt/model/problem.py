@@ -1,5 +1,6 @@
-"""The declarative Problem: variables, cost expressions, constraints and an objective over a
-Scenario.
+"""The declarative Problem: variables, expressions, constraints and an objective.
+
+All of it over one Scenario.
 
 Example:
 -------
@@ -13,11 +14,13 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from splitopt import limits
 from splitopt.costs import CutTable
 from splitopt.errors import InputError
 from splitopt.model.expr import BETA, PHI, Constraint, Expr, maximum, total
@@ -61,6 +64,12 @@ class Problem:
                  selection: bool = False, server_share: bool | None = None):
         if not isinstance(scenario, Scenario):
             raise InputError("scenario", type(scenario).__name__, "a splitopt Scenario")
+        for flag, value in (("modes", modes), ("selection", selection)):
+            if not isinstance(value, bool):
+                raise InputError(flag, value, "True or False")
+        if server_share is not None and not isinstance(server_share, bool):
+            raise InputError("server_share", server_share,
+                             "True, False, or None (follow the scenario's server.serving)")
         self.scenario = scenario
         if server_share is None:
             server_share = getattr(scenario.server, "serving", "shared") == "shared"
@@ -232,8 +241,9 @@ class Problem:
         return self.option_expr(i, o.a_dev[i] / it, (o.up[i] + o.dn[i]) / it, o.a_srv[i] / it)
 
     def phase(self, k: int | str, name: str) -> Expr:
-        """One phase of device k's round: device_compute, server_compute, uplink, downlink,
-        aggregation.
+        """One phase of device k's round.
+
+        ``name``: device_compute, server_compute, uplink, downlink or aggregation.
         """
         i, o = self.device_index(k), self.options
         zero = np.zeros(self.n_options)
@@ -262,8 +272,9 @@ class Problem:
         return total(self.energy(k) for k in range(self.n_devices))
 
     def round_latency(self) -> Expr:
-        """The round latency: max_k T_k (parallel) or max(slowest FL device, sum of split
-        devices).
+        """The round latency of the fleet.
+
+        max_k T_k (parallel), or max(slowest FL device, sum of split devices) (sequential).
         """
         n = self.n_devices
         if self.scenario.training.schedule == "parallel":
@@ -279,7 +290,15 @@ class Problem:
     # ------------------------------------------------------------------ constraints, objective
     def add(self, constraint: Constraint | Iterable[Constraint], name: str = "") -> None:
         """Add a constraint (or several); non-convex ones are refused with the reason."""
-        items = [constraint] if isinstance(constraint, Constraint) else list(constraint)
+        if isinstance(constraint, Constraint):
+            items = [constraint]
+        elif isinstance(constraint, Iterable) and not isinstance(constraint, (str, bytes)):
+            items = list(constraint)
+        else:
+            raise InputError("constraint", type(constraint).__name__,
+                             "a relation like expr <= value (or a list of them)")
+        if not isinstance(name, str):
+            raise InputError("constraint name", name, "a string")
         for i, c in enumerate(items):
             if not isinstance(c, Constraint):
                 raise InputError("constraint", type(c).__name__, "a relation like expr <= value")
@@ -323,6 +342,10 @@ def _cut_table(scenario: Scenario, cuts: Any, modes: bool) -> CutTable:
         return CutTable.chain(g, labels_on_device=modes)
     if isinstance(cuts, CutTable):
         table = cuts
+    elif isinstance(cuts, (str, bytes, Mapping)) or not isinstance(cuts, Iterable) or any(
+            isinstance(c, (str, bytes)) or not isinstance(c, Iterable) for c in cuts):
+        raise InputError("cuts", cuts, "a CutTable or a list of device-side sets of node names",
+                         "e.g. cuts=[{'x'}, {'x', 'a0'}]")
     else:
         sets = [g.check_split(s, labels_on_device=True) for s in cuts]
         if not sets:
@@ -336,7 +359,9 @@ def _cut_table(scenario: Scenario, cuts: Any, modes: bool) -> CutTable:
 def _batches(scenario: Scenario, batch: Any) -> list[int]:
     if batch is None:
         return [scenario.training.batch_size]
-    vals = [batch] if isinstance(batch, (int, np.integer)) else list(batch)
-    if not vals or any(not isinstance(b, (int, np.integer)) or b < 1 for b in vals):
+    if isinstance(batch, (str, bytes)) or not isinstance(batch, (numbers.Real, Iterable)):
         raise InputError("batch", batch, "an integer >= 1, or a non-empty range/list of them")
-    return sorted({int(b) for b in vals})
+    vals = [batch] if isinstance(batch, numbers.Real) else list(batch)
+    if not vals:
+        raise InputError("batch", batch, "an integer >= 1, or a non-empty range/list of them")
+    return sorted({limits.check("batch", b, limits.BATCH) for b in vals})

@@ -67,10 +67,11 @@ def plan_options(problem: Any, plan: Any) -> tuple[np.ndarray, list[Check]]:
 
 def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: float | None,
                    values: Mapping[str, Any] | None = None, options: np.ndarray | None = None,
-                   gap: float | None = None) -> Verification:
+                   gap: float | None = None, costs: Any = None) -> Verification:
     """The guard for a builder :class:`~splitopt.model.problem.Problem` and a decoded Plan.
 
-    Re-prices the plan with ``evaluate()`` (``plan.predicted``, recomputed here) and checks that
+    Re-prices the plan with ``evaluate()`` (``costs``: what ``evaluate(problem.pricing_scenario(),
+    plan)`` returned just now, when the caller has it; else computed here) and checks that
     the builder's option costs at the plan's shares match it device by device (round time, memory,
     energy, bytes); evaluates the objective and every constraint of the Problem on the plan; checks
     shares against their bounds and sums; and ``bound`` against ``objective`` (user sense), within
@@ -127,17 +128,17 @@ def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: f
         share_map["server"] = phi[sel]
         floors["server"], ceils["server"] = problem.col_lb[off:off + n][sel], \
             problem.col_ub[off:off + n][sel]
-    checks += _evaluate_checks(problem, plan, opt, beta, phi, sel, evaluate)
+    checks += _evaluate_checks(problem, plan, opt, beta, phi, sel, evaluate, costs)
     return verify(objective=objective, repriced=repriced, bound=bound, sense=problem.sense,
                   rows=rows, shares=share_map, floors=floors, ceilings=ceils, extra=checks,
                   gap=gap)
 
 
 def _evaluate_checks(problem: Any, plan: Any, opt: np.ndarray, beta: np.ndarray, phi: np.ndarray,
-                     sel: np.ndarray, evaluate: Any) -> list[Check]:
+                     sel: np.ndarray, evaluate: Any, costs: Any = None) -> list[Check]:
     """evaluate() on the plan against the builder's option costs at the plan's shares."""
     try:
-        costs = evaluate(problem.pricing_scenario(), plan)
+        costs = costs if costs is not None else evaluate(problem.pricing_scenario(), plan)
     except Exception as err:  # noqa: BLE001 - any refusal of the reference model is a failed check
         return [Check("evaluate()", False, f"{type(err).__name__}: {err}")]
     o, r = problem.options, np.arange(problem.n_devices)
