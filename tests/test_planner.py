@@ -235,3 +235,35 @@ def test_bad_traces_are_named(tmp_path):
     bad.write_text("time_s,device,up_bps,dn_bps\n0,d0,fast,1e6\n")
     with pytest.raises(InputError, match="row 2"):
         FleetTrace.load(bad)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_builder_problem_with_batches_modes_and_pins(seed):
+    """A hand-built Problem (batch choice, FL mode, a pin, memory rows) re-plans exactly."""
+    from splitopt.model import Problem
+
+    sc, _, rng = _fleet(40 + seed, n=4, layers=6)
+    sc = sc.replace(server=sc.server.model_copy(update={"serving": "dedicated"}))
+    node = sc.graph.names[2]
+
+    def build(scen):
+        p = Problem(scen, batch=[2, 8], modes=True)
+        p.pin(node, "server", devices=["d1"])
+        for d in scen.devices:
+            if math.isfinite(d.memory_bytes):
+                p.add(p.memory(d.name) <= d.memory_bytes, name=f"memory:{d.name}")
+        p.minimize(p.round_latency() * 3.0)
+        return p
+
+    pl = Planner(build(sc))
+    assert pl.reason == "" and pl.path == "bisection"
+    pl.solve()
+    for name, change in (("d1", {"flops": 3e12}), ("d2", {"spectral_eff_dn": 0.2}),
+                         ("d0", {"memory_bytes": float(np.median(build(sc).options.mem[0]))})):
+        res = pl.update(name, **change)
+        ref = build(pl.scenario).solve()
+        assert res.objective == pytest.approx(ref.objective, rel=1e-9)
+        assert res.termination == "optimal", res.verification.summary()
+        assert node not in res.plan.device("d1").device_side
+    with pytest.raises(InputError, match="Pins differ"):
+        pl.join(sc.device("d0").model_copy(update={"name": "new"}))
