@@ -307,7 +307,9 @@ class Planner:
             from splitopt.solving.resource import server_minmax
 
             a, d = self._arrays()
-            out = server_minmax(a, d, self.opts.a_srv, self.allowed, get_backend(self.backend))
+            backend = get_backend(self.backend)
+            self.backend_name = backend.name
+            out = server_minmax(a, d, self.opts.a_srv, self.allowed, backend)
         else:
             out = bisect_rows(self.rows, bracket=self.bracket)
         if out.option is None:
@@ -342,7 +344,7 @@ class Planner:
                      hi=0.0)] if bounded.any() else []
         check = verify(objective=obj, repriced=repriced, bound=bnd, shares=shares, rows=rows_,
                        gap=1e-6 if out.termination == "optimal" else None)
-        res = Result(out.termination, self.path, "none" if not self.shared else "highs", obj,
+        res = Result(out.termination, self.path, self.backend_name if self.shared else "none", obj,
                      bnd, plan, build_s, solve_s, out.iterations, options=option,
                      price_s=time.perf_counter() - t0)
         return guard_result(res, check)
