@@ -90,16 +90,16 @@ def build_job(plan_path: Path, scenario: Path | None, model: str | None, mode: s
 def _train(job: Any, links: str, resume: Path | None, threads: int, quiet: bool) -> Any:
     import torch
 
+    torch.set_num_threads(threads)  # also for the calibration here, as in the run's processes
     if links != "priced":
         from splitopt.execute.launch import launch
 
         with _status(f"training in {len(job.devices()) + 1} processes", quiet):
             return launch(job, resume=resume, threads=threads,
                           links="auto" if links == "emulated" else "paced")
-    from splitopt.execute.runner import train
-
-    torch.set_num_threads(threads)
     from rich.progress import Progress
+
+    from splitopt.execute.runner import train
 
     with Progress(disable=quiet, transient=True) as bar:
         task = bar.add_task(f"{job.config.mode} rounds", total=job.config.rounds)
