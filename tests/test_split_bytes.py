@@ -165,3 +165,19 @@ def test_bytes_sent_equal_comm_bytes_on_hugging_face_gpt2():
     for s in random_cuts(graph, 12, seed=7):
         priced = 2 * float(graph.out_bytes[graph.mask(graph.boundary(s))].sum())
         assert sent_bytes(splitter.split(s), (ids,)) == pytest.approx(priced, rel=1e-12)
+
+
+def test_a_cut_named_by_a_graph_written_before_view_nodes_still_splits():
+    # such a graph priced `fc` as both halves (merging the view nodes back gives it); its cut
+    # splits, and as the half `a` stays with its consumer on the server, fc's whole output (the
+    # list of halves) crosses with the gate: what the old graph priced
+    model, x = GLU(), torch.randn(5, 4)
+    old = profile(model, x).contract({"fc": ["fc", "fc:0", "fc:1"]})
+    assert "fc:0" not in old and old.node("fc").out_bytes == 32
+    s = old.pred_closure(["sigmoid"])
+    sp = split_model(model, x, s, old)
+    assert sp.device_side == s | {"fc:1"}
+    priced = float(old.out_bytes[old.mask(old.boundary(s))].sum())
+    assert sp.boundary == ["fc[0]", "fc[1]", "sigmoid"]
+    assert sent_bytes(sp, (x,)) == 5 * priced == 5 * 48
+    torch.testing.assert_close(sp(x), model(x))

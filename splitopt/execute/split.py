@@ -200,6 +200,11 @@ def _check_set(shape: LayerGraph, device_side: Iterable[str],
         raise InputError("device_side", OUTPUT, "a set without the output node",
                          "The output stays on the server; to train on the device alone, use the "
                          "whole model.")
+    # a set named by a graph profiled before view nodes existed (profiler rule 6) lacks the view
+    # nodes its members read: they compute nothing, so add them (the old graph over-prices)
+    needed = shape.pred_closure(s) - s
+    if needed and all(shape.node(n).kind == "view" for n in needed):
+        s |= needed
     return shape.check_split(s)
 
 
