@@ -54,23 +54,30 @@ class _Options:
 
     def __init__(self, o: Any):
         self.cut, self.batch, self.is_fl = o.cut, o.batch, o.is_fl
-        for key in _ARRAYS:
-            setattr(self, key, np.array(getattr(o, key), dtype=float))
+        for key in _ARRAYS:  # the table's own arrays until a row changes (copy on write)
+            setattr(self, key, np.asarray(getattr(o, key), dtype=float))
+        self._owned = False
 
     def rows(self, one: Any) -> dict[str, np.ndarray]:
         return {k: np.asarray(getattr(one, k), dtype=float)[0] for k in _ARRAYS}
 
     def set(self, k: int, row: dict[str, np.ndarray]) -> None:
+        if not self._owned:
+            for key in _ARRAYS:
+                setattr(self, key, np.array(getattr(self, key)))
+            self._owned = True
         for key, v in row.items():
             getattr(self, key)[k] = v
 
     def append(self, row: dict[str, np.ndarray]) -> None:
         for key, v in row.items():
             setattr(self, key, np.vstack([getattr(self, key), v[None]]))
+        self._owned = True
 
     def delete(self, k: int) -> None:
         for key in _ARRAYS:
             setattr(self, key, np.delete(getattr(self, key), k, 0))
+        self._owned = True
 
 
 class Planner:
@@ -296,8 +303,9 @@ class Planner:
     def _arrays(self, k: int | None = None):
         o = self.opts
         sl = slice(None) if k is None else k
-        d = o.up[sl] + o.dn[sl] + o.agg[sl]
-        a = o.a_dev[sl] if self.shared else o.a_dev[sl] + o.a_srv[sl]
+        d = o.up[sl] + o.dn[sl]
+        d += o.agg[sl]
+        a = np.array(o.a_dev[sl]) if self.shared else o.a_dev[sl] + o.a_srv[sl]
         return a, d
 
     def _solve(self, t0: float) -> Result:
