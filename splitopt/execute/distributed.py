@@ -317,7 +317,9 @@ def run_rank(job: Job, rank: int, world_size: int, *, init_method: str = "env://
     host = os.environ.get("MASTER_ADDR", "127.0.0.1")
     if init_method.startswith("tcp://"):
         host = init_method[len("tcp://"):].rsplit(":", 1)[0]
-    listener = wire.listen("0.0.0.0", server_port) if rank == 0 else None
+    # a run on one machine listens on loopback only; across machines on every interface
+    local = host in ("localhost", "::1") or host.startswith("127.")
+    listener = wire.listen("127.0.0.1" if local else "0.0.0.0", server_port) if rank == 0 else None
     address = (host, listener.getsockname()[1]) if listener is not None else (host, 0)
     address = _meet(rank, world_size, init_method, timeout_s, address)
     if rank == 0:

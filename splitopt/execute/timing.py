@@ -170,8 +170,9 @@ def predict(job: Job, calibration: Scenario | Calibration | None = None, *,
             dev_s, srv_s = cal.parts[d.device]
             ph = replace(ph, device_compute_s=it * dev_s,
                          server_compute_s=it * srv_s / phis[d.device])
-        t_iter = (ph.device_compute_s + ph.server_compute_s + ph.uplink_s + ph.downlink_s) / it
-        ph = replace(ph, iteration_s=t_iter, round_s=it * t_iter + ph.aggregation_s)
+            t_iter = (ph.device_compute_s + ph.server_compute_s + ph.uplink_s
+                      + ph.downlink_s) / it
+            ph = replace(ph, iteration_s=t_iter, round_s=it * t_iter + ph.aggregation_s)
         rounds.append(ph.round_s)  # the round is priced with contention (the shares) either way
         if server_work:
             ph = replace(ph, server_compute_s=ph.server_compute_s * phis[d.device])
