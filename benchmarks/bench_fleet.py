@@ -6,20 +6,23 @@ Anchors (numpy, no splitopt solver):
 - ``anchor_plan``: the candidates (chain prefixes; on a DAG one lower hull per compute class),
   A[k,c] = I b (dev_k(c) + srv(c)), D[k,c] = bits(c) spb_k, then a bare bisection on T with
   sum_k min_c D[k,c] / (T - A[k,c]) <= 1 and the least shares at the optimum (dedicated server).
-- ``anchor_rebisect``: A and D kept as arrays; one device's row re-priced; the bare bisection
-  again from scratch.
+- ``anchor_rebisect`` (in ``replan_case``): A and D kept as arrays; one device's row re-priced;
+  the bare bisection again from scratch.
+- ``anchor_shared``: a shared server (``serving: shared``): the same bisection with the
+  closed-form share test F = c + s^2 / (1 - a) <= 1, options chosen by its linearisation (fast,
+  not exact: its optimum is an upper bound of ours).
 
 Ours: ``planner`` = ``Planner.for_formulation(EdgeSplit(), scenario).solve()`` (the fleet path:
 option table, grouped bisection, vectorised pricing, guard); ``builder`` = ``EdgeSplit().solve()``
 (builder Problem, analysis, bisection path, decode, the verified-answer guard with the scalar
 ``evaluate()``); ``update`` = ``Planner.update`` after one device's bandwidth or FLOP/s changes,
-also against a from-scratch ``planner`` solve and a from-scratch ``builder`` solve.
+also against a from-scratch ``planner`` solve and a from-scratch ``builder`` solve;
+``planner-shared`` = the fleet path on the shared-server scenario (the server-share path).
 
 Times are CPU seconds (time.process_time) of interleaved repeats (anchor, ours, anchor, ours...);
 each row reports ours / anchor per repeat as median and range, and whether both optima agree.
 Fleets: 5 catalog compute classes cycling, each device its own SNR (uniform 0-25 dB), a dedicated
-server (the shared-server default is not timed here: see docs/planner.md), batch 32, 5 local
-iterations, 100 rounds.
+server (shared for ``planner-shared``), batch 32, 5 local iterations, 100 rounds.
 
 Run: ``.venv/bin/python -m splitopt.benchmarks.bench_fleet [--quick]``
 (or ``splitopt bench fleet``).
