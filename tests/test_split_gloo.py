@@ -107,7 +107,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.slow  # two spawned processes (~25 s); test_split_gpt.py checks the same sums in process
+@pytest.mark.slow  # two spawned processes (~25 s); test_split_gpt.py checks the sums in process
 def test_tied_embedding_across_the_cut_trains_over_gloo_equal_to_unsplit(tmp_path):
     model, ids = build()
     ref = copy.deepcopy(model)
