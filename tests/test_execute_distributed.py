@@ -15,6 +15,7 @@ from splitopt.errors import InputError
 from splitopt.execute.distributed import run_rank
 from splitopt.execute.examples import digits_job, digits_scenario
 from splitopt.execute.launch import launch
+from splitopt.execute.loop import TrainingDiverged
 from splitopt.execute.runner import train
 
 
@@ -119,3 +120,11 @@ def test_kill_9_of_a_device_process_is_a_fault_and_the_run_resumes(tmp_path) -> 
     more = launch(job.with_config(rounds=6), resume=ck, timeout_s=300)
     assert [r.round for r in more.history] == [0, 1, 2, 3, 4, 5]
     assert set(more.history[-1].devices) == {"dev0"} and more.failed == ["dev1"]
+
+
+def test_a_diverging_multi_process_run_stops_with_the_servers_error() -> None:
+    # the server stops at the first non-finite round loss; its devices exit quietly
+    job = digits_job(1, mode="sl", cuts=["relu2"], batch_sizes=[8], rounds=3, local_iters=2,
+                     lr=1e30, scenario=digits_scenario(1, bandwidth_hz=1e8, local_iters=2))
+    with pytest.raises(TrainingDiverged, match="round 0: the training loss is nan"):
+        launch(job, timeout_s=300)
