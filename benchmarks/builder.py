@@ -50,7 +50,7 @@ def builder_fast(sc: Any, time_limit: float) -> dict[str, Any]:
     from splitopt import Problem
 
     t0 = time.perf_counter()
-    p = Problem(sc)
+    p = Problem(sc, server_share=False)  # as the cvxpy/pyomo MILPs: the server at full speed
     p.minimize(p.round_latency())
     t1 = time.perf_counter()
     r = p.solve(time_limit=time_limit)
@@ -65,7 +65,7 @@ def builder_milp(sc: Any, time_limit: float) -> dict[str, Any]:
     from splitopt.backends import get_backend
 
     t0 = time.perf_counter()
-    p = Problem(sc)
+    p = Problem(sc, server_share=False)  # as the cvxpy/pyomo MILPs: the server at full speed
     p.minimize(p.round_latency())
     prog = p.compile()
     t1 = time.perf_counter()
@@ -80,7 +80,7 @@ def builder_oa(sc: Any, time_limit: float) -> dict[str, Any]:
     from splitopt import Problem
 
     t0 = time.perf_counter()
-    p = Problem(sc)
+    p = Problem(sc, server_share=False)  # as the cvxpy/pyomo MILPs: the server at full speed
     p.minimize(p.round_latency())
     r = p.solve(path="generic", time_limit=time_limit)
     t2 = time.perf_counter()
@@ -196,13 +196,43 @@ def ratios(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def time_limits(sizes: Sequence[int] = (10, 100, 1000),
+                limits: Sequence[float] = (1.0, 3.0)) -> list[dict[str, Any]]:
+    """Wall clock of the generic path against its ``time_limit`` (with and without server
+    shares), after one warm-up solve per problem (imports, caches)."""
+    from splitopt import Problem
+
+    rows = []
+    for n in sizes:
+        sc = instance(n)
+        for shared in (False, True):
+            p = Problem(sc, server_share=shared)
+            p.minimize(p.round_latency())
+            p.solve(path="generic", time_limit=0.5)
+            for lim in limits:
+                t0 = time.perf_counter()
+                r = p.solve(path="generic", time_limit=lim)
+                wall = time.perf_counter() - t0
+                rows.append({"devices": n, "server_share": shared, "limit_s": lim,
+                             "wall_s": wall, "ratio": wall / lim, "status": r.termination})
+    return rows
+
+
 def main() -> None:
     """Command line: print the rows and the ratios."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sizes", type=int, nargs="*", default=None)
     ap.add_argument("--time-limit", type=float, default=None)
+    ap.add_argument("--time-limits", type=float, nargs="*", default=None,
+                    help="only measure the generic path's wall clock against these limits")
     args = ap.parse_args()
+    if args.time_limits is not None:
+        for r in time_limits(args.sizes or (10, 100, 1000), args.time_limits or (1.0, 3.0)):
+            print(f"{r['devices']:>6} devices  server shares {r['server_share']!s:>5}  limit "
+                  f"{r['limit_s']:4.1f} s  wall {r['wall_s']:6.2f} s  ({r['ratio']:.3f}x)  "
+                  f"{r['status']}")
+        return
     sizes = args.sizes or ([10, 100] if args.quick else [10, 100, 1000, 10000])
     rows = run(sizes, args.quick, time_limit=args.time_limit)
     for r in rows:

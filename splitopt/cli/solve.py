@@ -88,6 +88,9 @@ def _show(res: Any, out: Path | None, sc: Scenario) -> None:
     print(f"{res.termination} via {res.path} ({res.backend}): objective {res.objective:.6g}, "
           f"bound {res.bound:.6g}, gap {gap}; build {res.build_s:.3f} s, solve {res.solve_s:.3f} s"
           if res.objective is not None else f"{res.termination}: no plan found")
+    check = getattr(res, "verification", None)  # the verified-answer guard (issue 11)
+    if check is not None:
+        print(check.summary())
     if out is not None and plan is not None:
         print(f"plan written to {out}")
 
