@@ -153,7 +153,7 @@ class EdgeSplit:
         scen = self.scenario_for(scenario)
         table = self.table(scen)
         if scen.server.serving == "sequential":
-            return self._solve_in_turn(scen, table, t0)
+            return checked(scen, self._solve_in_turn(scen, table, t0), memory=self.memory)
         build = time.perf_counter() - t0
         res = self.problem(scen, table).solve(time_limit=time_limit, backend=backend)
         if res.plan is None:
@@ -268,6 +268,27 @@ class EdgeSplit:
                     meta=meta or {}).priced(scen)
         assert plan.predicted is not None
         return replace(plan, objective=plan.predicted.total_delay_s, bound=bound)
+
+
+def checked(scenario: Scenario, plan: Plan, *, memory: bool = True) -> Plan:
+    """The verified-answer guard (splitopt.solving.verify) on a formulation's own plan.
+
+    Re-prices the plan under ``scenario`` (shares checked by ``evaluate``), checks every device's
+    memory and the bound's side; a failed check turns ``optimal`` into ``unverified`` and the
+    plan's ``meta["verification"]`` says which. (Builder results pass the builder's own guard.)
+    """
+    import math
+
+    from splitopt.plan import evaluate
+    from splitopt.solving.verify import Row, checked_status, verify
+
+    costs = evaluate(scenario, plan)
+    rows = [Row(f"memory:{d.name}", costs.per_device[d.name].memory_bytes, hi=d.memory_bytes)
+            for d in scenario.devices
+            if memory and math.isfinite(d.memory_bytes) and d.name in costs.per_device]
+    v = verify(objective=plan.objective, repriced=costs.total_delay_s, bound=plan.bound, rows=rows)
+    return replace(plan, status=checked_status(plan.status, v),
+                   meta={**plan.meta, "verification": v.to_dict()})
 
 
 def hull_sets(scenario: Scenario) -> list[frozenset[str]]:

@@ -58,7 +58,7 @@ from splitopt.formulations._minmax import minmax_fixed
 
 from splitopt.costs import CutTable, round_terms
 from splitopt.errors import InfeasibleError, InputError
-from splitopt.plan import DevicePlan, Plan, evaluate
+from splitopt.plan import DevicePlan, Plan
 from splitopt.scenario import Scenario
 
 
@@ -256,21 +256,10 @@ class HSFL:
         return [np.array([c]) for c in range(n_cut)]
 
     def _checked(self, scenario: Scenario, plan: Plan) -> Plan:
-        """The verified-answer guard (splitopt.solving.verify) on a plan.
+        """The verified-answer guard (:func:`splitopt.formulations.edgesplit.checked`)."""
+        from splitopt.formulations.edgesplit import checked
 
-        Re-priced objective, memory of every device, bandwidth shares (SL devices in turn count
-        once); a failed check turns ``optimal`` into ``unverified``.
-        """
-        from splitopt.solving.verify import Row, checked_status, verify
-
-        scen = self.scenario_for(scenario)
-        costs = evaluate(scen, plan)  # raises if the shares do not fit the band
-        rows = [Row(f"memory:{d.name}", costs.per_device[d.name].memory_bytes, hi=d.memory_bytes)
-                for d in scen.devices if self.memory and math.isfinite(d.memory_bytes)]
-        v = verify(objective=plan.objective, repriced=costs.total_delay_s, bound=plan.bound,
-                   rows=rows)
-        return replace(plan, status=checked_status(plan.status, v),
-                       meta={**plan.meta, "verification": v.to_dict()})
+        return checked(self.scenario_for(scenario), plan, memory=self.memory)
 
     def baseline(self, scenario: Scenario, *, data: HSFLData | None = None,
                  max_iter: int = 30) -> Plan:
