@@ -79,17 +79,18 @@ def partition(graph: LayerGraph, device: Device, server: Server, link: Link, *,
     prob = iteration_problem(graph, device, server, link, batch=batch, labels=labels)
     sol = solve(prob)
     seconds = time.perf_counter() - t0
-    phases = iteration_phases(prob, sol.mask, device, link, batch)
-    plan = _plan(prob, sol, device.name, method, phases, seconds, batch)
+    boundary = prob.boundary(sol.mask)
+    phases = iteration_phases(prob, sol.mask, device, link, batch, boundary=boundary)
+    plan = _plan(prob, sol, device.name, method, phases, seconds, batch, boundary)
     from splitopt.solving.verify import checked_plan  # the verified-answer guard (issue 11)
 
     return checked_plan(plan, graph, device, server, link, batch=batch, labels=labels)
 
 
 def _plan(prob: CutProblem, sol: Solution, name: str, method: str, phases: Phases,
-          seconds: float, batch: int) -> Plan:
+          seconds: float, batch: int, boundary: np.ndarray) -> Plan:
     g = prob.graph
-    bnd = np.flatnonzero(prob.boundary(sol.mask))
+    bnd = np.flatnonzero(boundary)
     meta = {"boundary": [g.nodes[i].name for i in bnd], "phases": phases.to_dict(),
             "device_side_size": int(sol.mask.sum()), "nodes": len(g), "batch": batch,
             "labels": "device" if prob.labels_on_device else "server",
@@ -100,7 +101,7 @@ def _plan(prob: CutProblem, sol: Solution, name: str, method: str, phases: Phase
 
 
 def iteration_phases(prob: CutProblem, mask: np.ndarray, device: Device, link: Link,
-                     batch: int) -> Phases:
+                     batch: int, *, boundary: np.ndarray | None = None) -> Phases:
     """Per-phase breakdown of one iteration, as :func:`splitopt.costs.device_phases` gives it.
 
     Same numbers as ``device_phases`` with ``Training(batch_size=batch, local_iters=1,
@@ -108,7 +109,7 @@ def iteration_phases(prob: CutProblem, mask: np.ndarray, device: Device, link: L
     arrays so that pricing a 1e5-node plan stays in milliseconds (tests check they agree).
     """
     g, b = prob.graph, float(batch)
-    bnd = float(g.out_bytes[prob.boundary(mask)].sum())
+    bnd = float(g.out_bytes[prob.boundary(mask) if boundary is None else boundary].sum())
     w = float(g.param_bytes[mask].sum())
     t_dev, t_srv = float(prob.dev[mask].sum()), float(prob.srv[~mask].sum())
     t_up, t_dn = b * BITS * bnd / link.up_bps, b * BITS * bnd / link.dn_bps

@@ -17,4 +17,4 @@ def solve(prob: CutProblem) -> Solution:
     """The optimal device-side set of ``prob`` (exact, certified in floats)."""
     net = build_network(prob)
     res = solve_network(net, lambda side: prob.price(side[net.node_of]))
-    return certified(prob, res.source_side[net.node_of], res.lower, res.info)
+    return certified(prob, res.source_side[net.node_of], res.lower, res.info, objective=res.price)

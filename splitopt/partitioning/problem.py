@@ -246,14 +246,14 @@ class Solution:
 
 
 def certified(prob: CutProblem, mask: np.ndarray, lower: float, info: dict[str, Any],
-              rel_tol: float = 1e-9) -> Solution:
+              rel_tol: float = 1e-9, *, objective: float | None = None) -> Solution:
     """A :class:`Solution` for ``mask`` whose optimality is proven by the lower bound ``lower``.
 
     The float price of ``mask`` is the objective. When ``lower`` is within ``rel_tol`` of it the
     plan is reported optimal with bound = objective (the gap is float noise; the proven lower bound
     stays in ``info["lower_bound"]``); otherwise the status says "feasible" and the bound is kept.
     """
-    obj = prob.price(mask)
+    obj = prob.price(mask) if objective is None else objective  # given: the same float price
     info = {**info, "lower_bound": lower}
     if obj - lower <= rel_tol * abs(obj):
         return Solution(mask, obj, obj, "optimal", info)

@@ -199,6 +199,7 @@ class CutResult:
     source_side: np.ndarray
     lower: float
     info: dict[str, Any] = field(default_factory=dict)
+    price: float | None = None  # ``price(source_side)``: the float price of the cut returned
 
 
 def solve_network(net: Network, price: Any, rel_tol: float = 1e-10) -> CutResult:
@@ -230,7 +231,7 @@ def solve_network(net: Network, price: Any, rel_tol: float = 1e-10) -> CutResult
     info = {"maxflow_solves": len(history), "history": history,
             "seconds": time.perf_counter() - t0, "network_nodes": net.n_nodes,
             "network_arcs": int(net.tails.size)}
-    return CutResult(side, min(lower, upper), info)
+    return CutResult(side, min(lower, upper), info, upper)
 
 
 def _cheapest(sides: list[Any], price: Any, lower: float,
