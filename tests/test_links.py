@@ -54,6 +54,13 @@ def test_namespace_is_removed_on_failure_and_at_exit() -> None:
     name = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip()
     assert name.startswith("splitopt-") and name not in namespaces()
+    # a launcher killed outright leaves its namespace; the next run sweeps it
+    code = ("import os\nfrom splitopt.execute.links import Namespace\n"
+            "ns = Namespace().__enter__()\nprint(ns.name, flush=True)\nos._exit(0)\n")
+    name = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert name in namespaces()
+    assert name in links.sweep_stale() and name not in namespaces()
 
 
 @pytest.fixture

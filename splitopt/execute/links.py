@@ -13,8 +13,9 @@ and installs one ``htb`` qdisc on it with two classes per device, classified by 
 Every process of the run is started inside the namespace (the launcher enters it with
 ``setns(2)`` just while it starts them), so all traffic stays on addresses inside it. The
 namespace is deleted when the run ends, also on failure (``try/finally`` and ``atexit``);
-deleting it removes its qdisc and classes with it. The rate on the wire includes TCP/IP headers
-(about 3.6% of a 1500-byte packet), as a real link's would.
+deleting it removes its qdisc and classes with it. A launcher killed outright (``kill -9``) runs
+neither: the next run sweeps namespaces whose launcher process no longer exists. The rate on the
+wire includes TCP/IP headers (about 3.6% of a 1500-byte packet), as a real link's would.
 
 Where this is not possible (not root, no ``ip``/``tc``, namespaces refused), the runner falls
 back to pacing in user space (:mod:`splitopt.execute.wire`), and every result records which
@@ -28,6 +29,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -68,6 +70,24 @@ def htb_unavailable() -> str | None:
     return None
 
 
+def sweep_stale() -> list[str]:
+    """Delete namespaces left by killed runs: the launcher is gone and no process is inside."""
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    gone = []
+    for line in listing.stdout.splitlines():
+        m = re.fullmatch(r"splitopt-(\d+)-[0-9a-f]+", line.split(" ")[0])
+        if m and not Path(f"/proc/{m.group(1)}").exists() and not _pids_in(m.group(0)):
+            subprocess.run(["ip", "netns", "del", m.group(0)], capture_output=True, check=False)
+            gone.append(m.group(0))
+    return gone
+
+
+def _pids_in(name: str) -> str:
+    res = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True,
+                         check=False)
+    return res.stdout.strip()
+
+
 class Namespace:
     """A network namespace of this run; shaped by :meth:`shape`, removed on exit."""
 
@@ -76,6 +96,7 @@ class Namespace:
         self._open = False
 
     def __enter__(self) -> Namespace:
+        sweep_stale()
         _run("ip", "netns", "add", self.name)
         self._open = True
         atexit.register(self.close)
