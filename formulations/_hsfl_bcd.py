@@ -56,10 +56,15 @@ class _Relaxed:
         return float(self.form.surrogate.penalty(self.rho, fl, b).sum())
 
     def value(self, c: int, fl: np.ndarray, b: np.ndarray, beta: np.ndarray) -> float:
-        """Relaxed objective h(P) * L with the shares fixed."""
+        """Relaxed objective h(P) * L with the FL devices' shares fixed.
+
+        The SL devices, in turn, use all the band the FL devices leave (time-sharing), so a
+        device flipped to SL is priced with the group's band, not with its old FL share.
+        """
         a, d = self.times(c, fl, b)
         t = a + d / beta
-        lat = max(t[fl].max(initial=0.0), t[~fl].sum())
+        beta_s = max(1.0 - float(beta[fl].sum()), 1e-12)
+        lat = max(t[fl].max(initial=0.0), float((a[~fl] + d[~fl] / beta_s).sum()))
         r = self.form.surrogate.rounds(self.penalty(fl, b))
         return r * lat if math.isfinite(r) else math.inf
 
