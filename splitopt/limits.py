@@ -25,7 +25,7 @@ from splitopt.errors import InputError
 MAX_DEVICES = 100_000
 """Most devices in one scenario, after ``count`` expansion (one fleet entry or all together)."""
 MAX_NESTING = 100
-"""Deepest nesting of lists/objects accepted in free-form JSON (``meta``) and in documents."""
+"""Deepest nesting of lists/objects accepted in free-form JSON (a graph's or plan's ``meta``)."""
 MAX_ITEMS = 1_000_000
 """Most values (leaves and containers) in one free-form ``meta`` object."""
 
