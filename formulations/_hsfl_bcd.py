@@ -2,7 +2,7 @@
 
 The abstract of arXiv:2511.19851 names a relaxation, block coordinate descent and rounding; the
 blocks, their order, the stopping rule and the rounding below are our reading, not the paper's
-code. The SL devices share one cut here (the paper's setting), and the band is priced as the
+code. The SL devices share one cut here (the setting as we read it), and the band is priced as the
 system uses it (SL devices time-share the band the FL devices leave).
 
 Relaxation: batch sizes are continuous in [smallest, largest allowed]; every cost of the reference

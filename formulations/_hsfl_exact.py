@@ -18,7 +18,7 @@ P*(L) is nonincreasing, so over an interval [L1, L2] every choice with latency i
 L1 * h(P*(L2)); intervals are split at their geometric midpoint M, and the choice found at M
 settles [L(z_M), M] outright. A cheap Lagrangian bound (numpy) prunes most intervals before a MILP
 runs. Options are grouped by the SL cuts they may use: one group per cut when all SL devices share
-one cut (the paper's setting), one group holding every cut with per-device cuts.
+one cut (the setting as we read the abstract), one group holding every cut with per-device cuts.
 """
 
 from __future__ import annotations

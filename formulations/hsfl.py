@@ -105,7 +105,7 @@ class Config:
 
 @dataclass(frozen=True)
 class HSFL:
-    """HSFL (arXiv:2511.19851): exact delay-to-target and the paper's BCD + rounding baseline.
+    """HSFL (arXiv:2511.19851): exact delay-to-target and a BCD + rounding baseline (our reading).
 
     Parameters
     ----------
@@ -119,7 +119,7 @@ class HSFL:
         SL cut candidates: ``"chain"`` (topological prefixes) or a list of device-side sets.
     per_device_cuts
         Each SL device picks its own cut (default); ``False``: one cut for every SL device (the
-        paper's setting, and the BCD baseline's).
+        setting as we read the abstract, and the BCD baseline's).
     tol
         Relative optimality tolerance of the exact branch and bound.
 
@@ -263,7 +263,10 @@ class HSFL:
 
     def baseline(self, scenario: Scenario, *, data: HSFLData | None = None,
                  max_iter: int = 30) -> Plan:
-        """The paper's method: block coordinate descent on the relaxed problem, then rounding."""
+        """Block coordinate descent on the relaxed problem, then rounding.
+
+        Our reading of the abstract's method (:mod:`splitopt.formulations._hsfl_bcd`).
+        """
         from splitopt.formulations._hsfl_bcd import bcd_round
 
         t0 = time.perf_counter()

@@ -1,6 +1,8 @@
 """Naive plans every exact method is compared with (the seed papers' tables' columns).
 
-All use equal bandwidth shares and price through the reference cost model:
+All use equal bandwidth shares (and, on a shared server, leave the server shares unplanned: the
+split devices divide the server equally, ``costs.server_shares``) and price through the reference
+cost model:
 
 - ``device_only``: every layer but the loss on the device;
 - ``server_only``: only the input on the device (raw data is sent);

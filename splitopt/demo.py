@@ -26,7 +26,7 @@ from splitopt.scenario import Scenario, default_scenario_path
 
 PHASES = ("device_compute_s", "uplink_s", "downlink_s", "server_compute_s", "aggregation_s")
 EXACT = "exact (cuts + shares)"
-ALTERNATING = "alternating (SFL paper's method)"
+ALTERNATING = "alternating (SFL abstract's method, our reading)"
 
 
 @dataclass
@@ -43,7 +43,7 @@ class DemoResult:
 
 
 def solve_plans(scenario: Scenario) -> dict[str, Plan]:
-    """Solve the exact plan, the paper's heuristic and the naive plans of one scenario.
+    """Solve the exact plan, the alternating baseline and the naive plans of one scenario.
 
     All are priced by the reference model on the same scenario (split-federated rounds: the SFL
     formulation, arXiv 2310.15584, with the scenario's server serving); the exact plan comes
