@@ -24,7 +24,7 @@ CASES = [  # (formulation, executor mode, server serving)
     (EdgeSplit(), "psl", "shared"), (EdgeSplit(), "psl", "dedicated"),
     (EdgeSplit(), "psl", "sequential"), (SFL(), "sflv1", "shared"),
     (SFL(), "sflv2", "shared"), (SFL(), "sflv1", "dedicated"), (SFL(), "sflv1", "sequential"),
-    (_hsfl(), "hsfl", "shared"),
+    (SFL(), "sl", "sequential"), (_hsfl(), "hsfl", "shared"),
 ]
 
 
@@ -71,3 +71,16 @@ def test_hsfl_plan_runs_as_planned() -> None:
         assert st.aggregation_s == pytest.approx(ph.aggregation_s, rel=1e-9)
     sl = [d.bandwidth_share for d in plan.devices if d.mode == "split"]
     assert sl[0] == sl[1] and plan.devices[0].bandwidth_share + sl[0] == pytest.approx(1.0)
+
+
+def test_an_all_fl_hsfl_plan_prices_as_fedavg_runs() -> None:
+    import numpy as np
+    from splitopt.formulations.hsfl import Config
+
+    form = _hsfl()
+    sc = form.scenario_for(digits_scenario(3, snr_db=[0.0, 12.0, 25.0], local_iters=2))
+    plan = form.plan(sc, form.data(sc), Config(np.zeros(3, int), np.ones(3, bool),
+                                               np.array([0, 1, 2])), method="hand")
+    for mode in ("hsfl", "fl"):
+        job = Job(plan, sc, "digits_cnn", RunConfig(mode=mode))
+        assert predict(job)[1] == pytest.approx(evaluate(sc, plan).round_latency_s, rel=1e-12)
