@@ -53,11 +53,10 @@ class PhaseTable(Mapping):
         return self.values[:, FIELDS.index(field)]
 
 
-def option_phases(options, option: np.ndarray, beta: np.ndarray, phi: np.ndarray,
-                  local_iters: int) -> np.ndarray:
-    """(N, 10) phases (FIELDS order) of every device on its option at its shares."""
-    r = np.arange(len(option))
-    take = lambda x: x[r, option]  # noqa: E731
+def option_phases(options, rows: np.ndarray, option: np.ndarray, beta: np.ndarray,
+                  phi: np.ndarray, local_iters: int) -> np.ndarray:
+    """(len(rows), 10) phases (FIELDS order) of devices ``rows`` on their options and shares."""
+    take = lambda x: x[rows, option]  # noqa: E731
     a_dev, a_srv, up, dn, agg = (take(options.a_dev), take(options.a_srv), take(options.up),
                                  take(options.dn), take(options.agg))
     srv, t_up, t_dn, t_agg = a_srv / phi, up / beta, dn / beta, agg / beta
@@ -88,7 +87,7 @@ def price_options(scenario, options, names: Sequence[str], option: np.ndarray,
     sel = options.cut[option] >= 0
     beta = np.asarray(beta, dtype=float)
     phi = np.ones(len(option)) if phi is None else np.asarray(phi, dtype=float)
-    values = option_phases(options, option[sel], beta[sel], phi[sel],
+    values = option_phases(options, np.flatnonzero(sel), option[sel], beta[sel], phi[sel],
                            scenario.training.local_iters)
     tr = scenario.training
     in_turn = tr.schedule == "sequential" or getattr(scenario.server, "serving", "") == "sequential"

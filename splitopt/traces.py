@@ -201,6 +201,17 @@ def _list(tr: Mapping[str, Any], key: str, name: str) -> list[float]:
     return v
 
 
+def moved_devices(old: Any, new: Any) -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    """Devices whose device-side set differs between two plans: {name: (old side, new side)}.
+
+    What a runner re-splits between rounds (layers and their optimiser state move between device
+    and server); devices whose shares alone changed keep their split model.
+    """
+    before = {d.device: d.device_side for d in old.devices}
+    return {d.device: (before[d.device], d.device_side) for d in new.devices
+            if d.device in before and before[d.device] != d.device_side}
+
+
 class TraceReplanner:
     """Keeps a :class:`~splitopt.Planner` in step with a :class:`FleetTrace`.
 

@@ -174,7 +174,7 @@ def test_vectorised_pricer_equals_evaluate(seed):
     sc = random_scenario(rng, random_dag(rng, 6, chain=bool(seed % 2)), 4)
     serving = "shared" if seed % 3 == 0 else "dedicated"
     sc = sc.replace(server=sc.server.model_copy(update={"serving": serving}))
-    p = Problem(sc, batch=[2, 8], modes=True)
+    p = Problem(sc, batch=[2, 8], modes=True, selection=bool(seed % 2))  # "off" priced apart
     n = p.n_devices
     option = np.array([rng.choice(np.flatnonzero(p.allowed[k])) for k in range(n)])
     beta = rng.dirichlet(np.ones(n)) * 0.999
@@ -186,7 +186,8 @@ def test_vectorised_pricer_equals_evaluate(seed):
     ref = evaluate(sc, plan)
     fast = price_options(sc, p.options, names, option, beta, phi, float(sc.training.rounds))
     assert fast.round_latency_s == pytest.approx(ref.round_latency_s, rel=1e-12)
-    for name in names:
+    assert list(fast.per_device) == list(ref.per_device)  # devices left out are not priced
+    for name in ref.per_device:
         a, b = fast.per_device[name].to_dict(), ref.per_device[name].to_dict()
         assert a == pytest.approx(b, rel=1e-12, abs=1e-300)
     rebuilt = [DevicePlan(d.device, d.device_side, d.bandwidth_share, d.server_share,
@@ -195,7 +196,7 @@ def test_vectorised_pricer_equals_evaluate(seed):
 
 
 def test_link_traces_replan_exactly(tmp_path):
-    from splitopt.traces import FleetTrace, TraceReplanner, random_walk, steps
+    from splitopt.traces import FleetTrace, TraceReplanner, moved_devices, random_walk, steps
 
     sc, form, _ = _fleet(3, n=4, layers=6)
     band = sc.channel.bandwidth_up_hz
@@ -218,6 +219,10 @@ def test_link_traces_replan_exactly(tmp_path):
             assert now.device(name).spectral_eff_up == pytest.approx(up / band)
         _same(res, form, now)
     assert rp.replans >= 3
+    first = Planner.for_formulation(form, sc).solve().plan
+    moved = moved_devices(first, res.plan)
+    assert all(old != new for old, new in moved.values())
+    assert set(moved) <= {d.device for d in res.plan.devices}
     with pytest.raises(InputError, match="time"):
         rp.at(1.0)
 
