@@ -186,7 +186,10 @@ class Planner:
     def solve(self) -> Result:
         """Solve the current problem exactly (the first call, or after changes)."""
         if self.reason:
-            self.result = self.problem.solve(backend=self.backend, warm_start=self.result)
+            old = self.result  # a warm start only for the same devices (a hint, checked)
+            same = old is not None and old.plan is not None and [
+                d.device for d in old.plan.devices] == [d.name for d in self.scenario.devices]
+            self.result = self.problem.solve(backend=self.backend, warm_start=old if same else None)
             return self.result
         return self._solve(time.perf_counter())
 

@@ -111,6 +111,8 @@ def test_problem_without_incremental_form_needs_rebuild():
     pl.solve()
     res = pl.update("d0", flops=1e12)
     assert res.objective == pytest.approx(rebuild(pl.scenario).solve().objective, rel=1e-9)
+    res = pl.join(sc.device("d1").model_copy(update={"name": "d3"}))  # no warm start: 4 devices
+    assert res.objective == pytest.approx(rebuild(pl.scenario).solve().objective, rel=1e-9)
 
 
 def test_an_impossible_update_changes_nothing():
