@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -198,24 +198,17 @@ class Planner:
 
         Any Device field: ``flops``, ``spectral_eff_up``/``_dn``, ``snr_db``, ``memory_bytes``...
         """
+        return self.update_many({device: changes})
+
+    def update_many(self, changes: Mapping[str, Mapping[str, Any]]) -> Result:
+        """Several devices change at once (one re-plan): ``{device: {field: value}}``."""
         t0 = time.perf_counter()
-        old = self.scenario.device(device)
-        if not changes:
-            raise InputError("changes", {}, "at least one device field, e.g. flops=2e12")
-        unknown = sorted(set(changes) - set(Device.model_fields))
-        if unknown:
-            raise InputError(f"update({device!r}).{unknown[0]}", changes[unknown[0]],
-                             f"a Device field: {sorted(Device.model_fields)}")
-        data = old.model_dump()
-        if "snr_db" in changes:  # the spectral efficiencies follow the new SNR unless given
-            for key in ("spectral_eff_up", "spectral_eff_dn"):
-                if key not in changes:
-                    data.pop(key)
-        elif {"spectral_eff_up", "spectral_eff_dn"} & set(changes):
-            data["snr_db"] = None  # an old SNR would no longer describe the link
-        new = Device(**{**data, **changes})
-        devices = tuple(new if d.name == device else d for d in self.scenario.devices)
-        return self._changed(self.scenario.replace(devices=devices), ("replace", device, new), t0)
+        if not isinstance(changes, Mapping) or not changes:
+            raise InputError("changes", changes, "{device name: {field: value}}, not empty")
+        new = {name: self._updated(name, fields) for name, fields in changes.items()}
+        scen = self.scenario.replace(devices=tuple(new.get(d.name, d)
+                                                   for d in self.scenario.devices))
+        return self._changed(scen, [("replace", n, d) for n, d in new.items()], t0)
 
     def join(self, device: Device) -> Result:
         """A device joins the fleet; returns the new exact Result."""
@@ -223,7 +216,7 @@ class Planner:
         if not isinstance(device, Device):
             raise InputError("device", type(device).__name__, "a splitopt Device")
         scen = self.scenario.replace(devices=(*self.scenario.devices, device))
-        return self._changed(scen, ("append", device.name, device), t0)
+        return self._changed(scen, [("append", device.name, device)], t0)
 
     def leave(self, device: str) -> Result:
         """A device leaves the fleet; returns the new exact Result."""
@@ -233,10 +226,29 @@ class Planner:
             raise InputError("leave", device, "a fleet that keeps at least one device")
         scen = self.scenario.replace(devices=tuple(d for d in self.scenario.devices
                                                    if d.name != device))
-        return self._changed(scen, ("delete", device, None), t0)
+        return self._changed(scen, [("delete", device, None)], t0)
 
     # ------------------------------------------------------------------ incremental
-    def _changed(self, scen: Scenario, change: tuple[str, str, Device | None],
+    def _updated(self, name: str, changes: Mapping[str, Any]) -> Device:
+        """Device ``name`` with ``changes`` applied, validated."""
+        old = self.scenario.device(name)
+        if not isinstance(changes, Mapping) or not changes:
+            raise InputError(f"changes of {name!r}", changes,
+                             "at least one device field, e.g. flops=2e12")
+        unknown = sorted(set(changes) - set(Device.model_fields))
+        if unknown:
+            raise InputError(f"update({name!r}).{unknown[0]}", changes[unknown[0]],
+                             f"a Device field: {sorted(Device.model_fields)}")
+        data = old.model_dump()
+        if "snr_db" in changes:  # the spectral efficiencies follow the new SNR unless given
+            for key in ("spectral_eff_up", "spectral_eff_dn"):
+                if key not in changes:
+                    data.pop(key)
+        elif {"spectral_eff_up", "spectral_eff_dn"} & set(changes):
+            data["snr_db"] = None  # an old SNR would no longer describe the link
+        return Device(**{**data, **changes})
+
+    def _changed(self, scen: Scenario, changes: list[tuple[str, str, Device | None]],
                  t0: float) -> Result:
         if self.reason:
             if self.rebuild is None:
@@ -245,12 +257,12 @@ class Planner:
                                  f"{self.reason}.")
             self.problem, self.scenario = self.rebuild(scen), scen
             return self.solve()
-        kind, name, dev = change
-        if kind == "delete":
-            self._delete(self.index[name])
-        else:
-            assert dev is not None
-            self._reprice(kind, name, dev)
+        if changes[0][0] == "delete":
+            self._delete(self.index[changes[0][1]])
+        else:  # every row is priced and checked before any is changed
+            ready = [(kind, name, self._prepare(kind, name, dev)) for kind, name, dev in changes]
+            for kind, name, (row, ok, checked) in ready:
+                self._apply(kind, name, row, ok, checked)
         self.scenario = scen
         return self._solve(t0)
 
@@ -263,18 +275,18 @@ class Planner:
         self.mem_rows.discard(self.names.pop(k))
         self.index = {n: i for i, n in enumerate(self.names)}
 
-    def _reprice(self, kind: str, name: str, dev: Device) -> None:
-        """Re-price one device's options and re-derive its row; nothing changes on an error."""
+    def _prepare(self, kind: str, name: str, dev: Device | None):
+        """One device's re-priced options, allowed options and memory-row flag (no change yet)."""
+        assert dev is not None
         if kind == "append" and not (self.base_allowed == self.base_allowed[0]).all():
             raise InputError("join", name, "a problem whose devices share their allowed options",
                              "Pins differ between devices: rebuild the Problem for the new fleet.")
         one = build_options(self.scenario.replace(devices=(dev,)), self.table, self.batches,
                             self.selectable)
         row = self.opts.rows(one)
-        k = len(self.names) if kind == "append" else self.index[name]
         checked = self.memory_rows or name in self.mem_rows
         checked = checked and math.isfinite(dev.memory_bytes)  # the builder adds no row for inf
-        ok = (self.base_allowed[0] if kind == "append" else self.base_allowed[k]).copy()
+        ok = self.base_allowed[0 if kind == "append" else self.index[name]].copy()
         if checked:
             ok &= row["mem"] - dev.memory_bytes <= _MEM_TOL  # as the structure analysis does
         if not ok.any():
@@ -283,17 +295,24 @@ class Planner:
             raise InfeasibleError(f"device {name}: no candidate fits its memory "
                                   f"{dev.memory_bytes:.4g} bytes (the smallest needs "
                                   f"{row['mem'].min():.4g}); nothing was changed")
+        return row, ok, checked
+
+    def _apply(self, kind: str, name: str, row: dict[str, np.ndarray], ok: np.ndarray,
+               checked: bool) -> None:
+        """Write one device's new row into the tables and its class group."""
         if checked:
             self.mem_rows.add(name)
         else:
             self.mem_rows.discard(name)
         if kind == "append":
+            k = len(self.names)
             self.base_allowed = np.vstack([self.base_allowed, self.base_allowed[:1]])
             self.allowed = np.vstack([self.allowed, ok[None]])
             self.opts.append(row)
             self.names.append(name)
             self.index[name] = k
         else:
+            k = self.index[name]
             self.opts.set(k, row)
             self.allowed[k] = ok
         if self.rows is not None:

@@ -215,9 +215,9 @@ def moved_devices(old: Any, new: Any) -> dict[str, tuple[frozenset[str], frozens
 class TraceReplanner:
     """Keeps a :class:`~splitopt.Planner` in step with a :class:`FleetTrace`.
 
-    ``at(t)`` applies every trace step up to time t as one ``Planner.update`` per changed device
-    (spectral efficiency = rate / band) and returns the current exact Result; a runner calls it
-    between rounds with the elapsed time and re-splits when the plan changed.
+    ``at(t)`` applies every trace step up to time t (spectral efficiency = rate / band) as one
+    ``Planner.update_many`` and returns the current exact Result; a runner calls it between
+    rounds with the elapsed time and re-splits the devices :func:`moved_devices` names.
     """
 
     def __init__(self, planner: Any, trace: FleetTrace, *, start_s: float = 0.0):
@@ -237,12 +237,15 @@ class TraceReplanner:
         for _, name, up, dn in self.trace.changes(self.now, t):
             latest[name] = (up, dn)
         ch = self.planner.scenario.channel
+        changes = {}
         for name, (up, dn) in latest.items():
             dev = self.planner.scenario.device(name)
             s_up, s_dn = up / ch.bandwidth_up_hz, dn / ch.bandwidth_dn_hz
             if (s_up, s_dn) != (dev.spectral_eff_up, dev.spectral_eff_dn):
-                self.result = self.planner.update(name, spectral_eff_up=s_up,
-                                                  spectral_eff_dn=s_dn, snr_db=None)
-                self.replans += 1
+                changes[name] = {"spectral_eff_up": s_up, "spectral_eff_dn": s_dn,
+                                 "snr_db": None}
+        if changes:  # every device that changed since the last call, in one re-plan
+            self.result = self.planner.update_many(changes)
+            self.replans += 1
         self.now = t
         return self.result

@@ -124,6 +124,13 @@ def test_an_impossible_update_changes_nothing():
     with pytest.raises(InfeasibleError, match="d1: no candidate fits"):
         pl.update("d1", memory_bytes=1.0)
     assert pl.scenario.device("d1").memory_bytes == sc.device("d1").memory_bytes
+    with pytest.raises(InfeasibleError):  # several at once: all or nothing
+        pl.update_many({"d0": {"flops": 1e13}, "d1": {"memory_bytes": 1.0}})
+    assert pl.scenario.device("d0").flops == sc.device("d0").flops
+    res = pl.update_many({"d0": {"flops": 1e13}, "d2": {"spectral_eff_dn": 0.3}})
+    _same(res, form, pl.scenario)
+    pl.update_many({"d0": {"flops": sc.device("d0").flops},
+                    "d2": {"spectral_eff_dn": sc.device("d2").spectral_eff_dn}})
     assert pl.update("d2", flops=sc.device("d2").flops).objective == pytest.approx(before)
 
 
