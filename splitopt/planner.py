@@ -35,49 +35,14 @@ from splitopt.errors import InputError
 from splitopt.model.options import build_options
 from splitopt.model.problem import Problem
 from splitopt.plan import Plan
-from splitopt.pricing import DevicePlans, price_options
+from splitopt.pricing import DevicePlans, MutableOptions, price_options
 from splitopt.scenario import Scenario
 from splitopt.solving.bisection import MinMaxRows, PathOutcome, bisect_rows
 from splitopt.solving.structure import analyse, per_option
 from splitopt.solving.verify import Row, guard_result, verify
 from splitopt.system import Device
 
-_ARRAYS = ("a_dev", "a_srv", "up", "dn", "agg", "mem", "comm", "e_comp", "e_tx")
 _MEM_TOL = 1e-9  # the analysis' presolve tolerance on a per-device row (structure._classify)
-
-
-class _Options:
-    """The problem's option table as mutable (N, O) arrays, one row per device.
-
-    ``cut``, ``batch`` and ``is_fl`` are shared by all devices (model.options.OptionTable).
-    """
-
-    def __init__(self, o: Any):
-        self.cut, self.batch, self.is_fl = o.cut, o.batch, o.is_fl
-        for key in _ARRAYS:  # the table's own arrays until a row changes (copy on write)
-            setattr(self, key, np.asarray(getattr(o, key), dtype=float))
-        self._owned = False
-
-    def rows(self, one: Any) -> dict[str, np.ndarray]:
-        return {k: np.asarray(getattr(one, k), dtype=float)[0] for k in _ARRAYS}
-
-    def set(self, k: int, row: dict[str, np.ndarray]) -> None:
-        if not self._owned:
-            for key in _ARRAYS:
-                setattr(self, key, np.array(getattr(self, key)))
-            self._owned = True
-        for key, v in row.items():
-            getattr(self, key)[k] = v
-
-    def append(self, row: dict[str, np.ndarray]) -> None:
-        for key, v in row.items():
-            setattr(self, key, np.vstack([getattr(self, key), v[None]]))
-        self._owned = True
-
-    def delete(self, k: int) -> None:
-        for key in _ARRAYS:
-            setattr(self, key, np.delete(getattr(self, key), k, 0))
-        self._owned = True
 
 
 class Planner:
@@ -170,7 +135,7 @@ class Planner:
         self.selectable = bool((options.cut < 0).any())
         self.weight, self.const = weight_const
         self.shared = shared
-        self.opts = _Options(options)
+        self.opts = MutableOptions(options)
         self.base_allowed = np.array(base_allowed)  # modes and pins, before memory rows
         self.mem_rows, self.memory_rows = mem_rows, memory_rows
         self.names = [d.name for d in self.scenario.devices]

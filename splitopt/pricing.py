@@ -17,12 +17,14 @@ check that both agree on random plans (tests/test_planner.py).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from splitopt.costs import Phases
 from splitopt.plan import DevicePlan, PlanCosts
 
+OPTION_ARRAYS = ("a_dev", "a_srv", "up", "dn", "agg", "mem", "comm", "e_comp", "e_tx")
 FIELDS = ("device_compute_s", "server_compute_s", "uplink_s", "downlink_s", "aggregation_s",
           "iteration_s", "round_s", "memory_bytes", "energy_j", "comm_bytes")
 
@@ -137,3 +139,41 @@ class DevicePlans:
             vars(d).update(fields[o], device=name, bandwidth_share=b, server_share=f)
             out.append(d)
         return tuple(out)
+
+
+class MutableOptions:
+    """The problem's option table as mutable (N, O) arrays, one row per device.
+
+    ``cut``, ``batch`` and ``is_fl`` are shared by all devices (model.options.OptionTable).
+    """
+
+    def __init__(self, o: Any):
+        self.cut, self.batch, self.is_fl = o.cut, o.batch, o.is_fl
+        for key in OPTION_ARRAYS:  # the table's own arrays until a row changes (copy on write)
+            setattr(self, key, np.asarray(getattr(o, key), dtype=float))
+        self._owned = False
+
+    def rows(self, one: Any) -> dict[str, np.ndarray]:
+        """The arrays of a one-device option table, as one row each."""
+        return {k: np.asarray(getattr(one, k), dtype=float)[0] for k in OPTION_ARRAYS}
+
+    def set(self, k: int, row: dict[str, np.ndarray]) -> None:
+        """Device k's rows change (the arrays are copied at the first change)."""
+        if not self._owned:
+            for key in OPTION_ARRAYS:
+                setattr(self, key, np.array(getattr(self, key)))
+            self._owned = True
+        for key, v in row.items():
+            getattr(self, key)[k] = v
+
+    def append(self, row: dict[str, np.ndarray]) -> None:
+        """A device's rows are added last."""
+        for key, v in row.items():
+            setattr(self, key, np.vstack([getattr(self, key), v[None]]))
+        self._owned = True
+
+    def delete(self, k: int) -> None:
+        """Device k's rows are removed."""
+        for key in OPTION_ARRAYS:
+            setattr(self, key, np.delete(getattr(self, key), k, 0))
+        self._owned = True
