@@ -53,24 +53,30 @@ class Network:
     mirror: bool = False  # solve from t (see _solve_scaled)
 
 
-def build_network(prob: CutProblem, rep: np.ndarray | None = None) -> Network:
+def build_network(prob: CutProblem, rep: np.ndarray | None = None,
+                  key: Any = None) -> Network:
     """Build the s-t graph of ``prob``; ``rep`` optionally merges layer nodes into groups.
 
     With ``rep`` (a group id per layer node, forced nodes in their own groups), a group is one
     network node: the cut keeps each group whole and prices it exactly (node costs summed, each
     tensor paid once if a consumer outside its group is on the other side). Block-wise uses this.
     Without ``rep`` the arcs depend only on the graph and the labels rule, so they are cached on
-    the graph and only the capacities are computed per call.
+    the graph and only the capacities are computed per call; with ``rep``, ``key`` (a hashable
+    that determines ``rep``) caches them too (the last few keys are kept).
     """
     force_in, force_out = prob.forced()
     ar = prob.arrays
-    if rep is not None:
+    cache = prob.graph.__dict__.setdefault(_CACHE_ATTR, {})
+    if rep is not None and key is None:
         st = _structure(ar.src, ar.dst, force_in, force_out, rep)
     else:
-        cache = prob.graph.__dict__.setdefault(_CACHE_ATTR, {})
-        st = cache.get(prob.labels_on_device)
+        slot = (prob.labels_on_device, key)
+        st = cache.get(slot)
         if st is None:
-            st = cache[prob.labels_on_device] = _structure(ar.src, ar.dst, force_in, force_out)
+            if rep is not None and len(cache) > 8:  # bound the memory of contracted structures
+                for old in [k for k in cache if k[1] is not None][:4]:
+                    del cache[old]
+            st = cache[slot] = _structure(ar.src, ar.dst, force_in, force_out, rep)
     return _with_capacities(st, prob.dev, prob.srv, prob.tensor, ~(force_in | force_out))
 
 
