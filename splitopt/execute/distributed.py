@@ -135,7 +135,8 @@ class DistributedServer:
             (loss_t,), _ = peer.recv()
             loss = float(loss_t)
         else:
-            msg, _ = peer.recv()
+            msg, up = peer.recv()  # the upload's link time: until the last byte arrived here
+            st.uplink_s += up.seconds
             t = stamp()
             grads, loss = self.server.step(d, msg[:-1], msg[-1])
             st.add_compute("server_compute_s", t)
@@ -192,7 +193,7 @@ class DistributedServer:
                 rec = by_round.get(int(row[0]))
                 if rec is not None and d in rec.devices:
                     for field, v in zip(_REPORT, row[1:], strict=True):
-                        if field != "server_compute_s":  # the server measured that one
+                        if field not in ("server_compute_s", "uplink_s"):  # measured here
                             setattr(rec.devices[d], field, int(v) if "bytes" in field else v)
 
 
@@ -269,12 +270,11 @@ class DeviceProcess:
             return
         acts, y = w.forward()
         st.add_compute("device_compute_s", t0)
-        up = self.peer.send([*acts, y], rate_bps=self.up_bps, drain=True)
+        up = self.peer.send([*acts, y], rate_bps=self.up_bps)
         grads, down = self.peer.recv(rate_bps=self.dn_bps)
         t1 = stamp()
         w.backward(grads)
         st.add_compute("device_compute_s", t1)
-        st.uplink_s += up.seconds
         st.downlink_s += down.seconds
         st.up_bytes += up.nbytes - y.numel() * y.element_size()  # labels are not priced
         st.down_bytes += down.nbytes

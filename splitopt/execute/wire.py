@@ -7,19 +7,20 @@ kernel queueing discipline can shape each device's link by port (:mod:`splitopt.
 
 How a link's rate is enforced, and how its time is measured:
 
-* ``htb``: the kernel shapes the connection; nobody sleeps. An upload's time runs from the
-  device's first byte until the server's kernel has acknowledged the last one (the device polls
-  its socket's unacknowledged bytes, ``TIOCOUTQ``), so it is the link's time, not the time the
-  server took to read it.
-* ``paced`` (no kernel shaping available): an upload is sent in chunks no faster than
-  ``up_bps``; a download to a device completes no earlier than the server's send time plus
-  ``8 * bytes / dn_bps`` (the receiving device sleeps the remainder), so the server never sleeps
-  on behalf of one device while others wait.
+* ``htb``: the kernel shapes the connection; nobody sleeps.
+* ``paced`` (no kernel shaping available): an upload is sent in chunks, each released when the
+  link would have carried it (the last at ``t0 + 8 * bytes / up_bps``); a download to a device
+  completes no earlier than the server's send time plus ``8 * bytes / dn_bps`` (the receiving
+  device sleeps the remainder), so the server never sleeps on behalf of one device while others
+  wait.
 
-A download's time runs from the server's send time (carried in the header; both ends read
-``time.time_ns()``, one clock on one machine, NTP-synchronised across machines) until the device
-has the last byte. ``bytes`` counts tensor data only. A peer whose process died surfaces as
-:class:`PeerGone` on the next exchange with it.
+A transfer's time runs from the sender's start (its wall clock, carried in the header; one clock
+on one machine, NTP-synchronised across machines) until the last byte arrived at the receiver, by
+the kernel's receive timestamp (``SO_TIMESTAMPNS``), so neither the receiver's wake-up nor the
+server being busy with another device counts as link time. Where a send must know its own
+delivery (a device's model upload), ``drain`` waits until the receiving kernel acknowledged
+every byte (``TIOCOUTQ``). ``bytes`` counts tensor data only. A peer whose process died surfaces
+as :class:`PeerGone` on the next exchange with it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ _DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.in
 _ALIGN = 8
 _HEAD = struct.Struct("<qqq")
 _CHUNK_S = 0.005  #: pacing granularity: one chunk per 5 ms of link time
+_SO_TIMESTAMPNS = 35  #: Linux SOL_SOCKET option: kernel receive time of each segment (ns)
 
 
 class PeerGone(ConnectionError):
@@ -91,6 +93,12 @@ class Peer:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(timeout_s)
         self.sock = sock
+        try:  # when the last byte arrived, by the kernel's clock (not when this process woke up)
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            self._stamped = True
+        except OSError:
+            self._stamped = False
+        self._arrived_ns = 0
 
     def send(self, tensors: Sequence[torch.Tensor], *, rate_bps: float | None = None,
              drain: bool = False) -> Transfer:
@@ -102,10 +110,11 @@ class Peer:
             self.sock.sendall(head + meta.numpy().tobytes())
             body = payload.numpy().data.cast("B")
             if rate_bps:
+                # a chunk leaves when the link would have carried it: the last one at t0 + 8*B/r
                 step = max(1, int(rate_bps / 8 * _CHUNK_S))
                 for off in range(0, len(body), step):
-                    self.sock.sendall(body[off:off + step])
                     _sleep_until(t0 + 8.0 * min(off + step, nbytes) / rate_bps)
+                    self.sock.sendall(body[off:off + step])
             else:
                 self.sock.sendall(body)
             if drain:
@@ -127,7 +136,8 @@ class Peer:
         """Receive a tensor list.
 
         With ``rate_bps`` the call returns no earlier than the sender's start plus
-        ``8*bytes/rate``. The Transfer's seconds run from the sender's start.
+        ``8*bytes/rate``. The Transfer's seconds run from the sender's start until the last byte
+        arrived (the kernel's receive time where available) or, paced, until that deadline.
         """
         n_meta, n_payload, sent_ns = _HEAD.unpack(self._read(_HEAD.size))
         meta = torch.frombuffer(bytearray(self._read(8 * n_meta)), dtype=torch.int64)
@@ -136,11 +146,13 @@ class Peer:
             self._read_into(payload.numpy().data.cast("B"))
         tensors = _unpack(meta, payload)
         nbytes = sum(t.numel() * t.element_size() for t in tensors)
+        end_ns = self._arrived_ns or time.time_ns()
         if rate_bps:
-            wait = sent_ns / 1e9 + 8.0 * nbytes / rate_bps - time.time_ns() / 1e9
+            end_ns = max(end_ns, sent_ns + int(8e9 * nbytes / rate_bps))
+            wait = (end_ns - time.time_ns()) / 1e9
             if wait > 0:
                 time.sleep(wait)
-        return tensors, Transfer(nbytes, time.time_ns() / 1e9 - sent_ns / 1e9, sent_ns)
+        return tensors, Transfer(nbytes, (end_ns - sent_ns) / 1e9, sent_ns)
 
     def _read(self, n: int) -> bytes:
         buf = bytearray(n)
@@ -149,9 +161,17 @@ class Peer:
 
     def _read_into(self, view: memoryview) -> None:
         got = 0
+        self._arrived_ns = 0
         try:
             while got < len(view):
-                k = self.sock.recv_into(view[got:])
+                if self._stamped:
+                    k, anc, _, _ = self.sock.recvmsg_into([view[got:]], socket.CMSG_SPACE(16))
+                    for level, kind, data in anc:
+                        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+                            sec, nsec = struct.unpack("qq", data[:16])
+                            self._arrived_ns = sec * 1_000_000_000 + nsec
+                else:
+                    k = self.sock.recv_into(view[got:])
                 if k == 0:
                     raise PeerGone("connection closed by peer")
                 got += k
