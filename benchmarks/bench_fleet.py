@@ -19,8 +19,9 @@ option table, grouped bisection, vectorised pricing, guard); ``builder`` = ``Edg
 also against a from-scratch ``planner`` solve and a from-scratch ``builder`` solve;
 ``planner-shared`` = the fleet path on the shared-server scenario (the server-share path).
 
-Times are CPU seconds (time.process_time) of interleaved repeats (anchor, ours, anchor, ours...);
-each row reports ours / anchor per repeat as median and range, and whether both optima agree.
+Times are CPU seconds (time.process_time, after gc.collect()) of interleaved repeats (anchor,
+ours, anchor, ours...); each row reports ours / anchor per repeat as median and range, and
+whether both optima agree.
 Fleets: 5 catalog compute classes cycling, each device its own SNR (uniform 0-25 dB), a dedicated
 server (shared for ``planner-shared``), batch 32, 5 local iterations, 100 rounds.
 
@@ -31,6 +32,7 @@ Run: ``.venv/bin/python -m splitopt.benchmarks.bench_fleet [--quick]``
 from __future__ import annotations
 
 import functools
+import gc
 import math
 import statistics
 import sys
@@ -187,6 +189,7 @@ def ours(sc: Any, method: str) -> float:
 
 
 def _timed(fn: Any) -> tuple[float, Any]:
+    gc.collect()  # no collection of an earlier case's garbage inside the timed call
     t0 = time.process_time()
     out = fn()
     return time.process_time() - t0, out
