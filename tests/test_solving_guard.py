@@ -125,3 +125,13 @@ def test_partition_plans_carry_their_verification():
     dev = sc.devices[0]
     plan = partition(sc.graph, dev, sc.server, link_of(dev, sc.channel, 1.0), batch=4)
     assert plan.status == "optimal" and plan.meta["verification"]["passed"] is True
+
+
+def test_plans_are_priced_under_the_problems_own_server_flag():
+    sc = issue11_scenario()  # serving: shared (the default)
+    for flag, serving in ((False, "dedicated"), (True, "shared")):
+        p = Problem(sc, server_share=flag)
+        p.minimize(p.round_latency())
+        r = p.solve()
+        assert r.plan.meta["serving"] == serving and r.verification.passed
+        assert r.plan.predicted.round_latency_s == pytest.approx(r.objective, rel=1e-9)

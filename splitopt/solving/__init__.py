@@ -205,7 +205,10 @@ def decode(p: Problem, option: np.ndarray, beta: np.ndarray | None, phi: np.ndar
         devs.append(DevicePlan(d.name, sets[max(c, 0)], min(max(b, 1e-12), 1.0),
                                min(max(f, 1e-12), 1.0), int(o.batch[option[k]]),
                                "fl" if o.is_fl[option[k]] else "split", c >= 0))
+    pricing = p.pricing_scenario()
+    # the server model the plan is priced under (the Problem's own flag; see pricing_scenario)
+    meta = {"serving": getattr(pricing.server, "serving", "dedicated")}
     plan = Plan(tuple(devs), rounds=p.scenario.training.rounds, status=status,
-                objective=objective, bound=bound, method=method)
-    return plan.priced(p.pricing_scenario())
+                objective=objective, bound=bound, method=method, meta=meta)
+    return plan.priced(pricing)
 
