@@ -158,7 +158,7 @@ def _sweep(rel: _Relaxed, c: int, fl: np.ndarray, b: np.ndarray) -> tuple[int, n
 
 
 def bcd_round(form: HSFL, data: HSFLData, *, max_iter: int = 30) -> Config:
-    """Run the BCD, round the batches to the nearest allowed size, re-optimise the bandwidth."""
+    """Run the BCD, round the batches (nearest or up, the better), re-optimise the bandwidth."""
     from splitopt.formulations.hsfl import Config
 
     rel = _Relaxed(form, data)
@@ -170,5 +170,17 @@ def bcd_round(form: HSFL, data: HSFLData, *, max_iter: int = 30) -> Config:
             break
         prev = cur
     ok = np.where(fl[:, None], data.ok_fl, data.ok_sl[c])
-    dist = np.where(ok, np.abs(data.batches[None, :] - b[:, None]), np.inf)
-    return Config(np.full(len(fl), int(c)), fl.copy(), np.argmin(dist, axis=1))
+    bs = data.batches[None, :]
+    nearest = np.argmin(np.where(ok, np.abs(bs - b[:, None]), np.inf), axis=1)
+    # rounding down can push the surrogate past its pole (infinite rounds): also try rounding up
+    up = np.argmin(np.where(ok & (bs >= b[:, None] - 1e-9), bs, np.inf), axis=1)
+    up = np.where(np.isfinite(np.where(ok & (bs >= b[:, None] - 1e-9), bs, np.inf)).any(axis=1),
+                  up, nearest)
+    cuts = np.full(len(fl), int(c))
+    cands = [Config(cuts, fl.copy(), nearest), Config(cuts, fl.copy(), up)]
+    best = min(cands, key=lambda cfg: form.objective(data, cfg))
+    if not math.isfinite(form.objective(data, best)):  # the BCD ended past the pole
+        from splitopt.formulations.hsfl import least_penalty_config
+
+        return least_penalty_config(data)
+    return best

@@ -233,12 +233,21 @@ class HSFL:
             raise InputError("time_limit", time_limit, "a number of seconds > 0")
         t0 = time.perf_counter()
         data = self.data(scenario)
+        self._check_memory(scenario, data)
+        start = least_penalty_config(data)
+        if not math.isfinite(self.objective(data, start)):
+            raise InfeasibleError(
+                f"{self.name}: the target is out of reach for every choice of modes and batch "
+                "sizes (the surrogate's denominator eps - P is <= 0 even at the least penalty); "
+                "raise eps (a looser target) or allow larger batch sizes")
         base = self.baseline(scenario, data=data)
         # HiGHS overshoots its own limit by a few percent and the plan is priced after the
         # search: the search gets 85% of what is left, so the whole solve stays within the limit
         left = (None if time_limit is None
                 else max(0.85 * (time_limit - (time.perf_counter() - t0)), 1e-3))
-        out = branch_and_bound(data, self.surrogate, base.meta["config"], self.groups(data),
+        if self.objective(data, base.meta["config"]) <= self.objective(data, start):
+            start = base.meta["config"]
+        out = branch_and_bound(data, self.surrogate, start, self.groups(data),
                                tol=self.tol, time_limit=left)
         meta = {"formulation": self.name, "paper": self.paper, "milps": out.milps,
                 "nodes": out.nodes, "solve_s": time.perf_counter() - t0}
@@ -284,8 +293,8 @@ class HSFL:
         lat, beta = config_latency(data, cfg)
         rounds = self.surrogate.rounds(penalty_of(data, cfg))
         if not math.isfinite(rounds):
-            raise InfeasibleError(f"{self.name}: the target is out of reach for every choice "
-                                  "(surrogate denominator <= 0); raise eps or the batch sizes")
+            raise InfeasibleError(f"{self.name}: the target is out of reach for this choice of "
+                                  "modes and batch sizes (surrogate denominator <= 0)")
         full = frozenset(scen.graph.names)
         # SL devices in turn each have the whole server (server_share None: not divided)
         devs = tuple(DevicePlan(dv.name, full if cfg.fl[k] else data.sets[int(cfg.cut[k])],
@@ -298,6 +307,17 @@ class HSFL:
                           "round_latency_s": lat}).priced(scen)
         assert plan.predicted is not None
         return replace(plan, objective=plan.predicted.total_delay_s, bound=bound)
+
+
+def least_penalty_config(data: HSFLData) -> Config:
+    """Each device's least-penalty option (memory-feasible): finite rounds if any choice has."""
+    pf = np.where(data.ok_fl, data.p_fl, np.inf)
+    ps = np.where(data.ok_sl.any(axis=0), data.p_sl, np.inf)
+    fl = pf.min(axis=1) <= ps.min(axis=1)
+    batch = np.where(fl, pf.argmin(axis=1), ps.argmin(axis=1))
+    rows = np.arange(len(fl))
+    cut = np.argmax(data.ok_sl[:, rows, batch], axis=0)  # a cut that fits that batch
+    return Config(cut, fl, batch)
 
 
 def penalty_of(data: HSFLData, cfg: Config) -> float:
