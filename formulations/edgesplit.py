@@ -270,23 +270,34 @@ class EdgeSplit:
         return replace(plan, objective=plan.predicted.total_delay_s, bound=bound)
 
 
-def checked(scenario: Scenario, plan: Plan, *, memory: bool = True) -> Plan:
-    """The verified-answer guard (splitopt.solving.verify) on a formulation's own plan.
+def verification(scenario: Scenario, plan: Plan, *, memory: bool = True) -> Any:
+    """The verified-answer guard's checks (splitopt.solving.verify) on a formulation's own plan.
 
     Re-prices the plan under ``scenario`` (shares checked by ``evaluate``), checks every device's
-    memory and the bound's side; a failed check turns ``optimal`` into ``unverified`` and the
-    plan's ``meta["verification"]`` says which. (Builder results pass the builder's own guard.)
+    memory and the bound's side.
     """
     import math
 
     from splitopt.plan import evaluate
-    from splitopt.solving.verify import Row, checked_status, verify
+    from splitopt.solving.verify import Row, verify
 
     costs = evaluate(scenario, plan)
     rows = [Row(f"memory:{d.name}", costs.per_device[d.name].memory_bytes, hi=d.memory_bytes)
             for d in scenario.devices
             if memory and math.isfinite(d.memory_bytes) and d.name in costs.per_device]
-    v = verify(objective=plan.objective, repriced=costs.total_delay_s, bound=plan.bound, rows=rows)
+    return verify(objective=plan.objective, repriced=costs.total_delay_s, bound=plan.bound,
+                  rows=rows)
+
+
+def checked(scenario: Scenario, plan: Plan, *, memory: bool = True) -> Plan:
+    """The plan after the verified-answer guard (:func:`verification`).
+
+    A failed check turns ``optimal`` into ``unverified`` and ``meta["verification"]`` says which.
+    (Builder results pass the builder's own guard.)
+    """
+    from splitopt.solving.verify import checked_status
+
+    v = verification(scenario, plan, memory=memory)
     return replace(plan, status=checked_status(plan.status, v),
                    meta={**plan.meta, "verification": v.to_dict()})
 

@@ -356,14 +356,19 @@ def solve_route(scenario: Scenario, *, backend: str | None = None,
     time-shared band, so the CLI runs the formulation's own exact method, which honours
     ``time_limit`` and every device's memory; ``backend`` is HiGHS (its MILPs).
     """
+    from splitopt.formulations.edgesplit import verification
+
     from splitopt.backends.results import Result
 
     t0 = time.perf_counter()
-    plan = (form or HSFL()).solve(scenario, time_limit=time_limit)
+    form = form or HSFL()
+    plan = form.solve(scenario, time_limit=time_limit)
+    solve_s = time.perf_counter() - t0
+    v = verification(form.scenario_for(scenario), plan, memory=form.memory)
     return Result(termination=plan.status, path="hsfl-branch-and-bound", backend="highs",
                   objective=plan.objective, bound=plan.bound, plan=plan, build_s=0.0,
-                  solve_s=time.perf_counter() - t0, iterations=int(plan.meta.get("nodes", 0)),
-                  message=f"{plan.meta.get('milps', 0)} MILPs", verification=None)
+                  solve_s=solve_s, iterations=int(plan.meta.get("nodes", 0)),
+                  message=f"{plan.meta.get('milps', 0)} MILPs", verification=v)
 
 
 def _register() -> None:

@@ -162,6 +162,7 @@ def test_cli_route_honours_time_limit_and_memory():
     assert res.plan is not None and res.termination == "optimal"
     assert res.objective == pytest.approx(evaluate(HSFL().scenario_for(sc), res.plan)
                                           .total_delay_s)
+    assert res.verification.passed and res.to_dict()["verification"]["checks"]
     tiny = sc.replace(devices=[d.model_copy(update={"memory_bytes": 1000}) for d in sc.devices])
     with pytest.raises(InfeasibleError, match="memory"):
         route("hsfl")(tiny)
