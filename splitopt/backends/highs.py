@@ -13,6 +13,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -122,9 +123,11 @@ class HighsBackend(Backend):
     capabilities: ClassVar[frozenset[str]] = frozenset({"lp", "mip", "time_limit", "warm_start"})
     purpose: ClassVar[str] = "default: fastest MILP here; CSR passed at once; warm starts"
 
-    def __init__(self, threads: int = 1, full_start: bool = False):
+    def __init__(self, threads: int = 1, full_start: bool = False,
+                 options: Mapping[str, Any] | None = None):
         self.threads = int(threads)
         self.full_start = full_start  # warm starts are whole points (continuous columns too)
+        self.options = dict(options or {})  # HiGHS options set last (a caller's own tuning)
 
     def solve_program(self, prog: Program, *, time_limit: float | None = None,
                       warm_start: np.ndarray | None = None, log: bool = False,
@@ -172,6 +175,8 @@ class HighsBackend(Backend):
         h.setOptionValue("mip_allow_restart", False)
         if not presolve:
             h.setOptionValue("presolve", "off")
+        for key, val in self.options.items():
+            h.setOptionValue(key, val)
         logfile = None
         if log:
             fd, logfile = tempfile.mkstemp(suffix=".log")

@@ -7,24 +7,23 @@
 
 ``y_u`` is continuous: with ``t_u >= 0`` it settles at ``max_w (x_u - x_w)``, so each tensor is paid
 once however many consumers it has. The whole sparse matrix is handed to ``Highs.passModel`` at
-once (MEASURED.md: the fastest route into HiGHS). This module drives highspy directly rather than
-through splitopt's builder, which was written in parallel; the chosen set is re-priced in floats.
+once (MEASURED.md: the fastest route into HiGHS), through the project's one HiGHS driver
+(:class:`splitopt.backends.highs.HighsBackend`) with this problem's own tolerances; the chosen set
+is re-priced in floats.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+import scipy.sparse as sp
 
+from splitopt.compile.program import Program
 from splitopt.errors import SolverError
 from splitopt.partitioning.problem import CutProblem, Solution, certified
 
 
-def build_lp(prob: CutProblem) -> tuple[Any, float, float]:
-    """The HighsLp of ``prob`` (costs divided by ``scale``), ``scale`` and the constant term."""
-    import highspy
-
+def build_lp(prob: CutProblem) -> tuple[Program, float, float]:
+    """The MILP of ``prob`` (costs divided by ``scale``), ``scale`` and the constant term."""
     from splitopt.partitioning.chain import solve as chain_solve
     from splitopt.partitioning.chain import valid_prefixes
 
@@ -50,54 +49,44 @@ def build_lp(prob: CutProblem) -> tuple[Any, float, float]:
     cols = np.concatenate([np.stack([ar.dst, ar.src], 1).ravel(),
                            np.stack([ar.src, ar.dst, ycol[ar.src]], 1).ravel()])
     vals = np.concatenate([np.tile([1.0, -1.0], m), np.tile([1.0, -1.0, -1.0], m)])
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = ncol, 2 * m
-    lp.col_cost_ = cost / scale
-    lp.col_lower_ = np.where(np.r_[force_in, np.zeros(ncol - n, bool)], 1.0, 0.0)
-    lp.col_upper_ = np.where(np.r_[force_out, np.zeros(ncol - n, bool)], 0.0, 1.0)
-    lp.row_lower_ = np.full(2 * m, -np.inf)
-    lp.row_upper_ = np.zeros(2 * m)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    lp.a_matrix_.start_ = np.r_[0, np.cumsum(np.r_[np.full(m, 2), np.full(m, 3)])]
-    lp.a_matrix_.index_ = cols.astype(np.int32)
-    lp.a_matrix_.value_ = vals
-    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = ncol, 2 * m
-    lp.integrality_ = [highspy.HighsVarType.kInteger] * n + [highspy.HighsVarType.kContinuous] * (
-        ncol - n)
-    return lp, scale, float(srv.sum())
+    A = sp.csr_matrix((vals, cols, np.r_[0, np.cumsum(np.r_[np.full(m, 2), np.full(m, 3)])]),
+                      shape=(2 * m, ncol))
+    prog = Program(cost / scale, A, np.full(2 * m, -np.inf), np.zeros(2 * m),
+                   np.where(np.r_[force_in, np.zeros(ncol - n, bool)], 1.0, 0.0),
+                   np.where(np.r_[force_out, np.zeros(ncol - n, bool)], 0.0, 1.0),
+                   np.r_[np.ones(n, bool), np.zeros(ncol - n, bool)], [], [])
+    return prog, scale, float(srv.sum())
 
 
 def solve(prob: CutProblem, time_limit: float = 600.0) -> Solution:
     """Solve the MILP with HiGHS (gap 0, one thread) and re-price the rounded set in floats."""
-    from splitopt.backends.highs import new_highs
+    from splitopt.backends.highs import HighsBackend
 
-    lp, scale, const = build_lp(prob)
-    h = new_highs()  # HiGHS's one-time banner must not reach stdout (--json, tables)
-    for key, val in (("output_flag", False), ("mip_rel_gap", 0.0), ("mip_abs_gap", 0.0),
-                     ("threads", 1), ("time_limit", float(time_limit)),
-                     # the tightest tolerances HiGHS accepts: the default 1e-7 on reduced costs
-                     # let it stop at sets up to ~5e-8 (relative) worse on wide-range instances
-                     ("primal_feasibility_tolerance", 1e-10), ("dual_feasibility_tolerance", 1e-10),
-                     ("mip_feasibility_tolerance", 1e-10),
-                     # HiGHS's presolve spent 19 s of 19.5 s on a 963-node ResNet-like DAG (no
-                     # branching needed: the LP relaxation was integral); without it 0.5 s
-                     ("presolve", "off")):
-        h.setOptionValue(key, val)
-    h.passModel(lp)
-    h.run()
-    status = h.modelStatusToString(h.getModelStatus())
-    x = np.asarray(h.getSolution().col_value[: prob.n])
-    if x.size != prob.n:
+    prog, scale, const = build_lp(prob)
+    # the project's one HiGHS driver (backends.highs), with this problem's own tuning
+    res = HighsBackend(options=_HIGHS_OPTIONS).solve_program(prog, time_limit=float(time_limit),
+                                                             mip_gap=0.0)
+    status = res.message or res.termination
+    if res.x is None:
         raise SolverError(f"HiGHS returned no solution (status {status!r})")
+    x = np.asarray(res.x[: prob.n])
     mask = x > 0.5
     if not prob.is_feasible(mask):
         raise SolverError(f"HiGHS returned an infeasible set (status {status!r})")
-    info = h.getInfo()
-    lower = const + scale * float(info.mip_dual_bound)
+    lower = const + scale * (res.bound if res.bound is not None else -np.inf)
     # HiGHS proves its bound to its own tolerances: accept the certificate at 1e-6 relative (the
     # value itself is re-priced exactly in floats)
-    sol = certified(prob, mask, lower, {"highs_status": status, "mip_gap": info.mip_gap,
-                                        "nodes": int(info.mip_node_count)}, rel_tol=1e-6)
-    if status != "Optimal":
-        return Solution(sol.mask, sol.objective, lower, status.lower().replace(" ", "_"), sol.info)
+    sol = certified(prob, mask, lower, {"highs_status": status}, rel_tol=1e-6)
+    if res.termination != "optimal":
+        return Solution(sol.mask, sol.objective, lower, res.termination, sol.info)
     return sol
+
+
+_HIGHS_OPTIONS = {
+    # the tightest tolerances HiGHS accepts: the default 1e-7 on reduced costs let it stop at
+    # sets up to ~5e-8 (relative) worse on wide-range instances
+    "primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10,
+    "mip_feasibility_tolerance": 1e-10,
+    # HiGHS's presolve spent 19 s of 19.5 s on a 963-node ResNet-like DAG (no branching needed:
+    # the LP relaxation was integral); without it 0.5 s
+    "presolve": "off"}
