@@ -28,8 +28,6 @@ from splitopt.errors import InputError
 from splitopt.parallel.milp import MilpResult, solve_program
 
 ENGINES = ("processes", "dask", "ray")
-#: the gap an "optimal" combined answer must have closed (parts are solved to 1e-9)
-SPLIT_GAP = 1e-6
 
 
 @dataclass(frozen=True)
@@ -173,12 +171,12 @@ def guarded(prog, res: SplitResult) -> SplitResult:
     Its point is re-priced and checked against every row of ``prog``; a failed check turns
     ``optimal`` into ``unverified`` (plan and bound kept).
     """
-    from splitopt.solving.verify import guard_result, verify_program
+    from splitopt.solving.verify import MILP_GAP, guard_result, verify_program
 
     if res.x is None:
         return res
     check = verify_program(prog, res.x, objective=res.objective, bound=res.bound,
-                           gap=SPLIT_GAP if res.status == "optimal" else None)
+                           gap=MILP_GAP if res.status == "optimal" else None)
     return guard_result(res, check)
 
 
