@@ -62,8 +62,10 @@ class CutTable:
 
     @classmethod
     def chain(cls, graph: LayerGraph, *, labels_on_device: bool = False) -> CutTable:
-        """The topological-order prefixes (all splits of a chain); with labels on the device the
-        whole graph (FL mode) is the last candidate."""
+        """The topological-order prefixes (all splits of a chain).
+
+        With labels on the device the whole graph (FL mode) is the last candidate.
+        """
         sets = graph.chain_prefixes()
         if labels_on_device:
             sets.append(frozenset(graph.names))

@@ -32,17 +32,16 @@ from __future__ import annotations
 import inspect
 import operator
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.fx as fx
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from splitopt.errors import InputError, ProfileError
+from splitopt.profiler.normalise import drop_identities, no_cache
 from splitopt.profiler.outputs import split_outputs
 
 #: Modules with children that still run as one unit (their children are not called as modules).
@@ -134,25 +133,6 @@ def capture(model: nn.Module, example_inputs: Sequence[Any], mode: str = "auto")
     return cap
 
 
-@contextmanager
-def no_cache(model: nn.Module) -> Iterator[None]:
-    """Turn a Hugging Face model's key/value cache off while it is captured.
-
-    A causal LM returns its ``DynamicCache`` by default, an object neither torch.export nor
-    torch.fx can return; training never uses it, so the capture (and every part built from it)
-    runs with ``config.use_cache = False``. Models without such a config are untouched.
-    """
-    cfg = getattr(model, "config", None)
-    if getattr(cfg, "use_cache", None) is not True:
-        yield
-        return
-    cfg.use_cache = False
-    try:
-        yield
-    finally:
-        cfg.use_cache = True
-
-
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
@@ -226,7 +206,7 @@ def _from_fx(model: nn.Module, args: tuple[Any, ...]) -> Captured:
         _drop_default_placeholders(gm, len(args))
         cap = Captured(gm, {}, {}, [], "fx", leaves_forced=sorted(forced))
         values = _shapes(cap, args)
-        _drop_identities(gm, values)
+        drop_identities(gm, values)
         cap = _group(gm, model, "fx", None, values)
         cap.leaves_forced = sorted(forced)
         return cap
@@ -245,47 +225,6 @@ def _drop_default_placeholders(gm: fx.GraphModule, n_given: int) -> None:
                                "it to its default; pass it in example_inputs")
         gm.graph.erase_node(n)
     gm.recompile()
-
-
-def _drop_identities(gm: fx.GraphModule, values: dict[fx.Node, Any]) -> None:
-    """Drop calls of parameter-free leaves that return their input itself in train and eval mode.
-
-    ``StochasticDepth(p=0)`` or ``nn.Identity`` run no operation, so torch.export records none
-    and has no node for them; dropping them here gives both routes the same node names.
-    """
-    for node in list(gm.graph.nodes):
-        if node.op != "call_module" or len(node.all_input_nodes) != 1 or node.kwargs:
-            continue
-        mod, src = gm.get_submodule(str(node.target)), node.all_input_nodes[0]
-        x = values.get(src)
-        if next(mod.parameters(), None) is not None or not isinstance(x, torch.Tensor):
-            continue
-        was = mod.training
-        try:
-            with _Calls() as calls:  # F.dropout(x, 0.0) returns x but is an operation to export
-                same = all(mod.train(mode)(x) is x for mode in (True, False))
-            same = same and not calls.names
-        except Exception:  # noqa: BLE001 - a module that cannot run alone is no identity
-            same = False
-        finally:
-            mod.train(was)
-        if same:
-            node.replace_all_uses_with(src)
-            gm.graph.erase_node(node)
-    gm.recompile()
-
-
-class _Calls(TorchFunctionMode):
-    """Record the torch functions called inside the ``with`` block."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: list[str] = []
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (),
-                           kwargs: Any = None) -> Any:
-        self.names.append(getattr(func, "__name__", str(func)))
-        return func(*args, **(kwargs or {}))
 
 
 def _shapes(cap: Captured, args: tuple[Any, ...]) -> dict[fx.Node, Any]:
