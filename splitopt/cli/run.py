@@ -87,7 +87,8 @@ def build_job(plan_path: Path, scenario: Path | None, model: str | None, mode: s
     return Job(plan, sc, _model_name(plan, sc_path, model), cfg)
 
 
-def _train(job: Any, links: str, resume: Path | None, threads: int, quiet: bool) -> Any:
+def _train(job: Any, links: str, resume: Path | None, threads: int, quiet: bool,
+           trace: Any = None, adaptive: bool = True) -> Any:
     import torch
 
     torch.set_num_threads(threads)  # also for the calibration here, as in the run's processes
@@ -109,7 +110,7 @@ def _train(job: Any, links: str, resume: Path | None, threads: int, quiet: bool)
                        description=f"{job.config.mode} loss {rec.train_loss:.3f} "
                                    f"acc {rec.test_accuracy:.3f}")
 
-        return train(job, resume=resume, on_round=tick)
+        return train(job, resume=resume, on_round=tick, trace=trace, adaptive=adaptive)
 
 
 def _status(text: str, quiet: bool) -> Any:
@@ -120,10 +121,18 @@ def _status(text: str, quiet: bool) -> Any:
     return nullcontext() if quiet else Console().status(text)
 
 
-def results_document(job: Any, result: Any, calibrate: bool) -> dict[str, Any]:
-    """The results file: per-round loss, accuracy, phase times, predicted vs measured."""
+def results_document(job: Any, result: Any, calibrate: bool,
+                     trace: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The results file: per-round loss, accuracy, phase times, predicted vs measured.
+
+    ``trace`` (``{"file": ..., "adaptive": ...}``): the links followed a trace, so the run has no
+    single plan to predict by; the document records each re-plan instead.
+    """
     from splitopt.execute.timing import TRANSFER_GAP_S, compare, predict
     from splitopt.execute.timing import calibrate as calib
+
+    if trace is not None:
+        calibrate = False
 
     note = ("per-node times and the executor's per-iteration part times (forward, backward with "
             "the second autograd pass, optimiser steps) measured on this machine")
@@ -135,17 +144,21 @@ def results_document(job: Any, result: Any, calibrate: bool) -> dict[str, Any]:
             note = f"uncalibrated (calibration failed: {type(err).__name__}: {err})"
     else:
         note = "uncalibrated: the scenario's FLOP rates"
-    pred, latency = predict(job, cal, server_work=result.runner == "multi-process")
     last = result.history[-1] if result.history else None
+    if trace is not None:
+        pvm: dict[str, Any] = {"calibration": "not compared: the links followed a trace",
+                               "phases": {}, "per_device": {}}
+    else:
+        pred, latency = predict(job, cal, server_work=result.runner == "multi-process")
+        pvm = {"calibration": note, **compare(result.history, pred, latency)}
     return {"format": RUN_FORMAT, "version": 1, "model": job.model, "mode": job.config.mode,
             "runner": result.runner, "links": result.links, "config": _config_dict(job.config),
             "initial_test_loss": result.initial_test[0],
             "initial_test_accuracy": result.initial_test[1],
             "final_test_loss": last.test_loss if last else None,
             "final_test_accuracy": last.test_accuracy if last else None,
-            "failed_devices": result.failed, "rounds": [r.to_dict() for r in result.history],
-            "predicted_vs_measured": {"calibration": note, **compare(result.history, pred,
-                                                                     latency)}}
+            "failed_devices": result.failed, "trace": trace, "replans": result.replans,
+            "rounds": [r.to_dict() for r in result.history], "predicted_vs_measured": pvm}
 
 
 def _config_dict(cfg: Any) -> dict[str, Any]:
@@ -180,6 +193,12 @@ def run(plan: Path = typer.Argument(..., help="plan JSON (splitopt solve / parti
                                        "links where possible, else paced)"),
         calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate",
                                        help="measure per-node times here for predictions"),
+        trace: Path = typer.Option(None, "--trace", help="link trace (.json or .csv, "
+                                   "docs/formats.md): the links follow it on the run's clock"),
+        adaptive: bool = typer.Option(True, "--adaptive/--static",
+                                      help="with --trace: re-plan between rounds and re-split "
+                                           "in place (sflv1), or keep the plan"),
+        optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (momentum 0.9) | adam"),
         ) -> None:
     """Train the plan's model by the plan (cuts, batch sizes, shares, modes).
 
@@ -194,18 +213,26 @@ def run(plan: Path = typer.Argument(..., help="plan JSON (splitopt solve / parti
         from splitopt.execute.checkpoint import open_checkpoint
 
         open_checkpoint(resume)  # a bad folder is refused before anything is trained
-    settings = {"local_iters": local_iters, "lr": lr, "seed": seed, "iid": non_iid is None,
+    fleet_trace = _load_trace(trace, links)
+    settings = {"optimizer": optimizer, "local_iters": local_iters, "lr": lr, "seed": seed,
+                "iid": non_iid is None,
                 "alpha": 0.5 if non_iid is None else non_iid, "checkpoint_every": checkpoint_every,
                 "checkpoint_dir": str(checkpoint_dir) if checkpoint_dir else None,
                 "faults": _faults(fail)}
     job = build_job(plan, scenario, model, mode, rounds, settings)
+    if fleet_trace is not None:
+        from splitopt.execute.adaptive import Adaptation
+
+        Adaptation(job, fleet_trace, adaptive=adaptive)  # refuses a bad mode before training
     if links != "priced" and "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         result = _torchrun_rank(job, resume, threads)
         if result is None:  # not rank 0: the server writes the results
             return
     else:
-        result = _train(job, links, resume, threads, quiet=json_out)
-    doc = results_document(job, result, calibrate)
+        result = _train(job, links, resume, threads, quiet=json_out, trace=fleet_trace,
+                        adaptive=adaptive)
+    doc = results_document(job, result, calibrate, None if trace is None else
+                           {"file": str(trace), "adaptive": adaptive})
     if out is not None:
         from splitopt.io import atomic_write
 
@@ -214,6 +241,19 @@ def run(plan: Path = typer.Argument(..., help="plan JSON (splitopt solve / parti
         print(json.dumps(doc, indent=1, default=str))
     else:
         _print_summary(doc, out)
+
+
+def _load_trace(path: Path | None, links: str) -> Any:
+    """The ``--trace`` file read (a FleetTrace), or None; a trace needs the in-process runner."""
+    if path is None:
+        return None
+    if links != "priced":
+        raise InputError("--trace", str(path), "a trace with the in-process runner (--links "
+                         "priced): the multi-process runner does not follow traces yet",
+                         "Leave out --processes / --links.")
+    from splitopt.traces import FleetTrace
+
+    return FleetTrace.load(path)
 
 
 def _torchrun_rank(job: Any, resume: Path | None, threads: int) -> Any:
@@ -241,7 +281,18 @@ def _print_summary(doc: dict[str, Any], out: Path | None) -> None:
                                                "latency s", "failed"],
           [(r["round"], r["train_loss"], r["test_loss"], r["test_accuracy"], r["latency_s"],
             ",".join(r["failed"])) for r in doc["rounds"]])
+    if doc.get("replans"):
+        table(f"re-plans ({'adaptive' if doc['trace']['adaptive'] else 'static'})",
+              ["round", "time s", "device", "old cut", "new cut", "old share", "new share",
+               "re-plan ms"],
+              [(r["round"], r["time_s"], r["device"], ",".join(r["old_cut"]),
+                ",".join(r["new_cut"]), r["old_share"], r["new_share"], r["replan_ms"])
+               for r in doc["replans"]])
     pvm = doc["predicted_vs_measured"]
+    if not pvm["phases"]:
+        if out is not None:
+            print(f"results: {out}")
+        return
     table(f"predicted vs measured per round, links {doc['links']} ({pvm['calibration']})",
           ["device", "phase", "measured s", "predicted s", "rel. error"],
           [(dev, k, v["measured"], v["predicted"], _pct(v["rel_error"]))

@@ -30,8 +30,9 @@ class RunConfig:
         Rounds to train.
     local_iters
         Iterations per device per round (None: the scenario's ``training.local_iters``).
-    lr, momentum
-        SGD settings of every optimiser (device models, server models).
+    optimizer, lr, momentum
+        The optimiser of every model holder (device models, server models): ``sgd`` (with
+        ``momentum``) or ``adam`` (torch's default betas); its learning rate.
     seed
         Seeds the initial weights, the data split, the batch order and every RNG stream.
     iid, alpha
@@ -62,6 +63,7 @@ class RunConfig:
     checkpoint_every: int = 0
     checkpoint_dir: str | None = None
     faults: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
         for name, low in (("rounds", 1), ("checkpoint_every", 0), ("samples_per_device", 1)):
@@ -75,6 +77,8 @@ class RunConfig:
             raise InputError("lr", self.lr, "a number > 0")
         if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
             raise InputError("momentum", self.momentum, "a number in [0, 1)")
+        if self.optimizer not in ("sgd", "adam"):
+            raise InputError("optimizer", self.optimizer, "'sgd' or 'adam'")
         if self.data not in ("auto", "digits", "synthetic"):
             raise InputError("data", self.data, "'auto', 'digits' or 'synthetic'")
         if self.checkpoint_every and not self.checkpoint_dir:

@@ -133,11 +133,18 @@ def round_latency(devices: dict[str, DeviceRound], schedule: str, modes: dict[st
 
 def run_rounds(job: Job, backend: Backend, *, start: int = 0,
                history: list[RoundRecord] | None = None,
-               on_round: Callable[[RoundRecord], None] | None = None) -> list[RoundRecord]:
-    """Run rounds ``start .. job.config.rounds - 1``; returns the full history."""
+               on_round: Callable[[RoundRecord], None] | None = None,
+               before_round: Callable[[int, float], None] | None = None) -> list[RoundRecord]:
+    """Run rounds ``start .. job.config.rounds - 1``; returns the full history.
+
+    ``before_round(round, elapsed_s)`` is called between rounds (and before the first) with the
+    run's elapsed time so far, the sum of the rounds' latencies (an adaptive run re-plans there).
+    """
     mode, cfg = job.training_mode(), job.config
     history = list(history or [])
     for rnd in range(start, cfg.rounds):
+        if before_round is not None:
+            before_round(rnd, sum(r.latency_s for r in history))
         t0 = time.perf_counter()
         events = mode.round_events(rnd, backend.alive(), job.iters())
         rec = backend.run_round(rnd, events)

@@ -53,13 +53,15 @@ class RunResult:
     #: how transfers were timed: "priced" (simulated clock), "paced" (user-space pacing of real
     #: sends) or "htb" (real sends over kernel-shaped links)
     links: str = "priced"
+    #: an adaptive run's re-plans (:class:`splitopt.execute.adaptive.Replan` as dictionaries)
+    replans: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (weights excluded)."""
         return {"runner": self.runner, "links": self.links,
                 "initial_test_loss": self.initial_test[0],
                 "initial_test_accuracy": self.initial_test[1], "failed": self.failed,
-                "rounds": [r.to_dict() for r in self.history]}
+                "replans": list(self.replans), "rounds": [r.to_dict() for r in self.history]}
 
     def to_state(self) -> dict[str, Any]:
         """Tensors and plain data only (loadable with ``torch.load(weights_only=True)``)."""
@@ -70,7 +72,7 @@ class RunResult:
         """The inverse of :meth:`to_state`."""
         return cls([RoundRecord.from_dict(r) for r in d["rounds"]], d["final_state"], d["runner"],
                    (d["initial_test_loss"], d["initial_test_accuracy"]), list(d["failed"]),
-                   d["links"])
+                   d["links"], list(d.get("replans", [])))
 
 
 def final_state(server: ServerWorker, has_global: bool) -> dict[str, Any]:
@@ -256,13 +258,27 @@ def restore_server(server: ServerWorker, state: dict[str, Any]) -> tuple[list[Ro
 
 
 def train(job: Job, *, resume: str | Path | None = None,
-          on_round: Callable[[RoundRecord], None] | None = None) -> RunResult:
-    """Train ``job`` in this process; ``resume`` continues from a checkpoint folder."""
+          on_round: Callable[[RoundRecord], None] | None = None,
+          trace: Any = None, adaptive: bool = True, planner: Any = None) -> RunResult:
+    """Train ``job`` in this process; ``resume`` continues from a checkpoint folder.
+
+    ``trace`` (a :class:`~splitopt.traces.FleetTrace`): the links follow it on the simulated
+    clock; ``adaptive`` re-plans between rounds (``planner``, default EdgeSplit's) and re-splits
+    the devices whose cut moved (:mod:`splitopt.execute.adaptive`), else the plan is kept.
+    """
+    adapt = None
+    if trace is not None:
+        from splitopt.execute.adaptive import Adaptation
+
+        adapt = Adaptation(job, trace, adaptive=adaptive, planner=planner)
     runner = InProcessRunner(job)
     start, history = 0, list[RoundRecord]()
     initial = runner.evaluate()
     if resume is not None:
         start, history = runner.load_checkpoint(Path(resume))
-    history = run_rounds(job, runner, start=start, history=history, on_round=on_round)
+    before = None if adapt is None else (lambda rnd, t: adapt.before_round(runner, rnd, t))
+    history = run_rounds(job, runner, start=start, history=history, on_round=on_round,
+                         before_round=before)
     return RunResult(history, final_state(runner.server, runner.mode.has_global), "in-process",
-                     initial, list(runner.dead))
+                     initial, list(runner.dead),
+                     replans=[r.to_dict() for r in adapt.replans] if adapt else [])

@@ -107,6 +107,20 @@ def draws_random(module: nn.Module) -> bool:
     return False
 
 
+def make_optimizer(params: Sequence[nn.Parameter], job: Job) -> torch.optim.Optimizer | None:
+    """The run's optimiser over ``params`` (None when there is nothing to train).
+
+    ``sgd``: SGD with the run's momentum; ``adam``: Adam with torch's default betas.
+    """
+    params = list(params)
+    if not params:
+        return None
+    cfg = job.config
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+
+
 class Holder:
     """A module with its optimiser and its own RNG stream.
 
@@ -119,8 +133,7 @@ class Holder:
         self.module = module
         params = list(params)
         # a device that runs only the input (server-only cut) has nothing to train
-        self.opt = (torch.optim.SGD(params, lr=job.config.lr, momentum=job.config.momentum)
-                    if params else None)
+        self.opt = make_optimizer(params, job)
         gen = torch.Generator().manual_seed(seed)
         self.rng = gen.get_state()
         self.random = draws_random(module)
@@ -180,6 +193,8 @@ class DeviceWorker:
         if example_inputs is None:
             example_inputs = job.build_model()[1]
         self.loss_fn = job.loss_fn()
+        #: the full model copy the split views share parameters with (re-splits re-cut it)
+        self.model, self.example_inputs = model, example_inputs
         shard = (data or job.data()).shards[name]
         self.data = DeviceData(shard, seed=job.config.seed * 7919 + index)
         if self.mode == "split":
@@ -251,6 +266,7 @@ class ServerWorker:
         if example_inputs is None:
             example_inputs = job.build_model()[1]
         self.global_model, self.loss_fn = model, job.loss_fn()
+        self.example_inputs = example_inputs
         sizes = (data or job.data()).sizes()
         self.devices = [d.device for d in job.devices()]
         self.weights = {d: float(sizes[d]) for d in self.devices}

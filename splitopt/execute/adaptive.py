@@ -1,0 +1,207 @@
+"""Adaptive runs: follow a link trace, re-plan between rounds, re-split the model in place.
+
+Before every round the runner asks an :class:`Adaptation` for the links of that moment. It reads
+each traced device's rate at the elapsed time of the run (simulated seconds in the in-process
+runner: the sum of the rounds' latencies) and
+
+* **static**: keeps the job's plan (cuts and bandwidth shares); only the rates follow the trace;
+* **adaptive**: asks :class:`~splitopt.traces.TraceReplanner` for the exact plan at that time
+  (one ``Planner.update_many`` when a link changed), gives every device its new share, and
+  re-splits the devices whose cut moved (:func:`resplit`).
+
+A re-split moves layers between a device and its server model together with their weights and
+their optimiser state (SGD momentum buffers, Adam moments and step counts), parameter by
+parameter under its name. It changes where a layer runs, not what is computed: in SFL-V1 each
+device's round is the chain rule of one model, split or not, and every parameter keeps its own
+optimiser state, so the same data order gives the same parameters (tests/test_adaptive.py).
+Modes with one server model shared by several devices (sl, sflv2, psl, hsfl) are refused: there a
+layer on the server is trained by other devices too, so moving a cut changes what is trained.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from splitopt.errors import InputError
+from splitopt.execute.job import Job
+from splitopt.execute.workers import (
+    DeviceWorker,
+    ServerWorker,
+    draws_random,
+    make_optimizer,
+    split_modules,
+)
+from splitopt.system import Link, link_of
+
+
+@dataclass(frozen=True)
+class Replan:
+    """One device's change at one re-plan: cut (boundary layers), device layers and share."""
+
+    round: int
+    time_s: float
+    device: str
+    old_cut: list[str]
+    new_cut: list[str]
+    old_layers: int
+    new_layers: int
+    old_share: float
+    new_share: float
+    replan_ms: float
+    resplit_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return asdict(self)
+
+
+def _names_by_id(model: torch.nn.Module) -> dict[int, str]:
+    return {id(p): n for n, p in model.named_parameters()}
+
+
+def _opt_state(opt: torch.optim.Optimizer | None, model: torch.nn.Module) -> dict[str, dict]:
+    """The optimiser's per-parameter state by parameter name."""
+    if opt is None:
+        return {}
+    names = _names_by_id(model)
+    return {names[id(p)]: st for p, st in opt.state.items() if st}
+
+
+def _with_state(params: list[torch.nn.Parameter], model: torch.nn.Module, job: Job,
+                state: Mapping[str, dict]) -> torch.optim.Optimizer | None:
+    """A fresh optimiser over ``params`` holding each parameter's state under its name."""
+    opt = make_optimizer(params, job)
+    if opt is not None:
+        names = _names_by_id(model)
+        for p in params:
+            if names[id(p)] in state:
+                opt.state[p] = state[names[id(p)]]
+    return opt
+
+
+def resplit(job: Job, device: DeviceWorker, server: ServerWorker,
+            side: frozenset[str]) -> None:
+    """Re-cut ``device`` at ``side``: layers, weights and optimiser state move with the cut.
+
+    The device and its server model are two copies of one model, each training one side. The
+    layers that change sides take their current weights along (copied into the other copy) and
+    their optimiser state (moved under the parameter's name into the other side's optimiser).
+    """
+    name = device.name
+    holder = server.holder(name)
+    dev_full, srv_full = device.model, holder.module
+    state = {**_opt_state(holder.opt, srv_full), **_opt_state(device.holder.opt, dev_full)}
+    old = set(device.module.state_dict())
+    graph, ex = job.scenario.graph, device.example_inputs
+    sp_dev = split_modules(dev_full, ex, side, graph)
+    sp_srv = split_modules(srv_full, ex, side, graph)
+    new = set(sp_dev.device.state_dict())
+    dev_t, srv_t = dev_full.state_dict(), srv_full.state_dict()
+    with torch.no_grad():
+        for n in new - old:  # server -> device
+            dev_t[n].copy_(srv_t[n])
+        for n in old - new:  # device -> server
+            srv_t[n].copy_(dev_t[n])
+    device.split, device.module = sp_dev, sp_dev.device
+    device.holder.module = sp_dev.device
+    device.holder.opt = _with_state(list(sp_dev.device.parameters()), dev_full, job, state)
+    device.holder.random = draws_random(sp_dev.device)
+    server.views[name] = sp_srv.server
+    server.device_names[name] = list(sp_srv.device.state_dict())
+    holder.opt = _with_state(list(sp_srv.server.parameters()), srv_full, job, state)
+    holder.random = draws_random(sp_srv.server)
+
+
+def check_adaptive(job: Job) -> None:
+    """Refuse an adaptive run where moving a cut would change what is trained."""
+    mode = job.training_mode()
+    if mode.shared_server or mode.name not in ("sflv1",):
+        raise InputError("mode", mode.name, "'sflv1' for an adaptive run (one server model per "
+                         "device, so a cut can move without changing what is trained)",
+                         "Run with --mode sflv1, or --static to keep the plan.")
+    if job.config.checkpoint_every:
+        raise InputError("checkpoint_every", job.config.checkpoint_every,
+                         "0 in an adaptive run (checkpoints hold one cut per device)",
+                         "Leave out --checkpoint-every, or run --static.")
+
+
+class Adaptation:
+    """Drives a runner's links from a trace and, when adaptive, re-plans between rounds.
+
+    ``planner`` is a :class:`~splitopt.Planner` of the job's scenario (default: EdgeSplit's, the
+    round-latency problem of parallel split devices); it is needed only when ``adaptive``.
+    """
+
+    def __init__(self, job: Job, trace: Any, *, adaptive: bool = True,
+                 planner: Any = None) -> None:
+        names = [d.device for d in job.devices()]
+        unknown = sorted(set(trace.traces) - set(names))
+        if unknown:
+            raise InputError("trace devices", unknown[:5], f"devices of the plan: {names[:5]}")
+        self.job, self.trace, self.adaptive = job, trace, adaptive
+        self.plan = job.plan
+        self.replans: list[Replan] = []
+        self.follow = None
+        if adaptive:
+            check_adaptive(job)
+            from splitopt.traces import TraceReplanner
+
+            if planner is None:
+                from splitopt.formulations.edgesplit import EdgeSplit
+                from splitopt.planner import Planner
+
+                planner = Planner.for_formulation(EdgeSplit(), job.scenario)
+            self.follow = TraceReplanner(planner, trace)
+
+    def links(self, t: float) -> dict[str, Link]:
+        """Every device's rates at time ``t`` at its current share."""
+        sc, out = self.job.scenario, {}
+        for d in self.plan.devices:
+            if not d.selected:
+                continue
+            tr = self.trace.traces.get(d.device)
+            if tr is None:
+                out[d.device] = link_of(sc.device(d.device), sc.channel, d.bandwidth_share)
+            else:
+                up, dn = tr.at(t)
+                out[d.device] = Link(d.bandwidth_share * up, d.bandwidth_share * dn)
+        return out
+
+    def before_round(self, runner: Any, rnd: int, elapsed_s: float) -> None:
+        """Bring ``runner`` to the links (and, adaptive, the plan and cuts) of ``elapsed_s``."""
+        if self.follow is not None:
+            t0 = time.perf_counter()
+            plan = self.follow.at(elapsed_s).plan
+            replan_ms = 1e3 * (time.perf_counter() - t0)
+            if plan is not self.plan:
+                self._switch(runner, rnd, elapsed_s, plan, replan_ms)
+        runner.links.update(self.links(elapsed_s))
+
+    def _switch(self, runner: Any, rnd: int, t: float, plan: Any, replan_ms: float) -> None:
+        from splitopt.execute.modes import priced_server_shares
+
+        graph = self.job.scenario.graph
+        before = {d.device: d for d in self.plan.devices}
+        for d in plan.devices:
+            old = before.get(d.device)
+            if old is None or d.device not in runner.devices:
+                continue
+            moved = old.device_side != d.device_side
+            if not moved and old.bandwidth_share == d.bandwidth_share:
+                continue
+            t0 = time.perf_counter()
+            if moved and d.device not in runner.dead:
+                resplit(self.job, runner.devices[d.device], runner.server, d.device_side)
+            self.replans.append(Replan(
+                rnd, float(t), d.device, graph.boundary(old.device_side),
+                graph.boundary(d.device_side),
+                len(old.device_side), len(d.device_side), old.bandwidth_share,
+                d.bandwidth_share, replan_ms, 1e3 * (time.perf_counter() - t0)))
+        self.plan = plan
+        selected = [d for d in plan.devices if d.selected and d.device in runner.devices]
+        runner.phi = priced_server_shares(self.job.scenario, selected, runner.mode)
