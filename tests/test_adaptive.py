@@ -118,12 +118,11 @@ def test_adaptive_refuses_shared_server_modes_and_unknown_trace_devices():
 def test_cli_run_follows_a_trace_and_records_each_replan(tmp_path):
     from dataclasses import replace
 
+    from test_execute_cli import SCENARIO
     from typer.testing import CliRunner
 
     from splitopt.cli import app
     from splitopt.execute.examples import digits_plan, digits_scenario
-
-    from test_execute_cli import SCENARIO
 
     (tmp_path / "sc.yaml").write_text(SCENARIO.replace("rounds: 2", "rounds: 3"))
     sc = digits_scenario(2)
