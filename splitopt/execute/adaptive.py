@@ -53,7 +53,6 @@ class Replan:
     old_share: float
     new_share: float
     replan_ms: float
-    resplit_ms: float
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
@@ -64,8 +63,8 @@ def _names_by_id(model: torch.nn.Module) -> dict[int, str]:
     return {id(p): n for n, p in model.named_parameters()}
 
 
-def _opt_state(opt: torch.optim.Optimizer | None, model: torch.nn.Module) -> dict[str, dict]:
-    """The optimiser's per-parameter state by parameter name."""
+def opt_state(opt: torch.optim.Optimizer | None, model: torch.nn.Module) -> dict[str, dict]:
+    """The optimiser's per-parameter state by parameter name (parameters it has stepped)."""
     if opt is None:
         return {}
     names = _names_by_id(model)
@@ -84,37 +83,74 @@ def _with_state(params: list[torch.nn.Parameter], model: torch.nn.Module, job: J
     return opt
 
 
+def state_keys(job: Job) -> tuple[str, ...]:
+    """The per-parameter optimiser state of the run's optimiser, in a fixed order."""
+    return ("step", "exp_avg", "exp_avg_sq") if job.config.optimizer == "adam" else (
+        "momentum_buffer",)
+
+
+def pack_state(job: Job, state: Mapping[str, dict], names: list[str]) -> list[torch.Tensor]:
+    """The optimiser state of ``names`` as a flat tensor list (empty tensors: no state yet)."""
+    empty = torch.empty(0)
+    return [state[n][k] if n in state and k in state[n] else empty
+            for n in names for k in state_keys(job)]
+
+
+def unpack_state(job: Job, tensors: list[torch.Tensor], names: list[str]) -> dict[str, dict]:
+    """The inverse of :func:`pack_state`."""
+    keys = state_keys(job)
+    out = {}
+    for i, n in enumerate(names):
+        vals = tensors[i * len(keys):(i + 1) * len(keys)]
+        if all(v.numel() for v in vals):
+            out[n] = dict(zip(keys, vals, strict=True))
+    return out
+
+
+def recut_device(job: Job, device: DeviceWorker, side: frozenset[str],
+                 state: Mapping[str, dict]) -> None:
+    """The device's half of a re-split: its views and its optimiser (``state`` by name)."""
+    sp = split_modules(device.model, device.example_inputs, side, job.scenario.graph)
+    state = {**state, **opt_state(device.holder.opt, device.model)}
+    device.split, device.module = sp, sp.device
+    device.holder.module = sp.device
+    device.holder.opt = _with_state(list(sp.device.parameters()), device.model, job, state)
+    device.holder.random = draws_random(sp.device)
+
+
+def recut_server(job: Job, server: ServerWorker, name: str, side: frozenset[str],
+                 state: Mapping[str, dict]) -> None:
+    """The server's half of a re-split for device ``name``."""
+    holder = server.holder(name)
+    sp = split_modules(holder.module, server.example_inputs, side, job.scenario.graph)
+    state = {**state, **opt_state(holder.opt, holder.module)}
+    server.views[name] = sp.server
+    server.device_names[name] = list(sp.device.state_dict())
+    holder.opt = _with_state(list(sp.server.parameters()), holder.module, job, state)
+    holder.random = draws_random(sp.server)
+
+
 def resplit(job: Job, device: DeviceWorker, server: ServerWorker,
             side: frozenset[str]) -> None:
-    """Re-cut ``device`` at ``side``: layers, weights and optimiser state move with the cut.
+    """Re-cut ``device`` at ``side`` in one process: layers, weights and optimiser state move.
 
     The device and its server model are two copies of one model, each training one side. The
     layers that change sides take their current weights along (copied into the other copy) and
     their optimiser state (moved under the parameter's name into the other side's optimiser).
     """
-    name = device.name
-    holder = server.holder(name)
+    holder = server.holder(device.name)
     dev_full, srv_full = device.model, holder.module
-    state = {**_opt_state(holder.opt, srv_full), **_opt_state(device.holder.opt, dev_full)}
+    dev_state, srv_state = opt_state(device.holder.opt, dev_full), opt_state(holder.opt, srv_full)
     old = set(device.module.state_dict())
-    graph, ex = job.scenario.graph, device.example_inputs
-    sp_dev = split_modules(dev_full, ex, side, graph)
-    sp_srv = split_modules(srv_full, ex, side, graph)
-    new = set(sp_dev.device.state_dict())
+    recut_device(job, device, side, srv_state)
+    new = set(device.module.state_dict())
+    recut_server(job, server, device.name, side, dev_state)
     dev_t, srv_t = dev_full.state_dict(), srv_full.state_dict()
     with torch.no_grad():
         for n in new - old:  # server -> device
             dev_t[n].copy_(srv_t[n])
         for n in old - new:  # device -> server
             srv_t[n].copy_(dev_t[n])
-    device.split, device.module = sp_dev, sp_dev.device
-    device.holder.module = sp_dev.device
-    device.holder.opt = _with_state(list(sp_dev.device.parameters()), dev_full, job, state)
-    device.holder.random = draws_random(sp_dev.device)
-    server.views[name] = sp_srv.server
-    server.device_names[name] = list(sp_srv.device.state_dict())
-    holder.opt = _with_state(list(sp_srv.server.parameters()), srv_full, job, state)
-    holder.random = draws_random(sp_srv.server)
 
 
 def check_adaptive(job: Job) -> None:
@@ -172,36 +208,44 @@ class Adaptation:
                 out[d.device] = Link(d.bandwidth_share * up, d.bandwidth_share * dn)
         return out
 
-    def before_round(self, runner: Any, rnd: int, elapsed_s: float) -> None:
-        """Bring ``runner`` to the links (and, adaptive, the plan and cuts) of ``elapsed_s``."""
-        if self.follow is not None:
-            t0 = time.perf_counter()
-            plan = self.follow.at(elapsed_s).plan
-            replan_ms = 1e3 * (time.perf_counter() - t0)
-            if plan is not self.plan:
-                self._switch(runner, rnd, elapsed_s, plan, replan_ms)
-        runner.links.update(self.links(elapsed_s))
-
-    def _switch(self, runner: Any, rnd: int, t: float, plan: Any, replan_ms: float) -> None:
-        from splitopt.execute.modes import priced_server_shares
-
+    def advance(self, rnd: int, t: float) -> dict[str, frozenset[str]]:
+        """Re-plan for time ``t`` (adaptive); returns {device: new side} of the moved cuts."""
+        if self.follow is None:
+            return {}
+        t0 = time.perf_counter()
+        plan = self.follow.at(t).plan
+        replan_ms = 1e3 * (time.perf_counter() - t0)
+        if plan is self.plan:
+            return {}
         graph = self.job.scenario.graph
         before = {d.device: d for d in self.plan.devices}
+        moved = {}
         for d in plan.devices:
             old = before.get(d.device)
-            if old is None or d.device not in runner.devices:
+            if old is None or not d.selected:
                 continue
-            moved = old.device_side != d.device_side
-            if not moved and old.bandwidth_share == d.bandwidth_share:
+            if old.device_side != d.device_side:
+                moved[d.device] = d.device_side
+            elif old.bandwidth_share == d.bandwidth_share:
                 continue
-            t0 = time.perf_counter()
-            if moved and d.device not in runner.dead:
-                resplit(self.job, runner.devices[d.device], runner.server, d.device_side)
             self.replans.append(Replan(
                 rnd, float(t), d.device, graph.boundary(old.device_side),
-                graph.boundary(d.device_side),
-                len(old.device_side), len(d.device_side), old.bandwidth_share,
-                d.bandwidth_share, replan_ms, 1e3 * (time.perf_counter() - t0)))
+                graph.boundary(d.device_side), len(old.device_side), len(d.device_side),
+                old.bandwidth_share, d.bandwidth_share, replan_ms))
         self.plan = plan
-        selected = [d for d in plan.devices if d.selected and d.device in runner.devices]
-        runner.phi = priced_server_shares(self.job.scenario, selected, runner.mode)
+        return moved
+
+    def server_shares(self, mode: Any, devices: Any) -> dict[str, float]:
+        """The priced server share of each of ``devices`` under the current plan."""
+        from splitopt.execute.modes import priced_server_shares
+
+        selected = [d for d in self.plan.devices if d.selected and d.device in devices]
+        return priced_server_shares(self.job.scenario, selected, mode)
+
+    def before_round(self, runner: Any, rnd: int, elapsed_s: float) -> None:
+        """Bring an in-process runner to the links, plan and cuts of time ``elapsed_s``."""
+        for name, side in self.advance(rnd, elapsed_s).items():
+            if name not in runner.dead:
+                resplit(self.job, runner.devices[name], runner.server, side)
+        runner.links.update(self.links(elapsed_s))
+        runner.phi = self.server_shares(runner.mode, runner.devices)
