@@ -229,7 +229,7 @@ SPEC = register(BenchSpec(
 
 def alternating_gaps(n_instances: int = 150, *, seed: int = 0,
                      serving: str = "shared") -> dict[str, Any]:
-    """Exact vs alternating on random small instances (MEASURED.md's study, re-run here).
+    """Exact vs alternating on random small instances (docs/benchmarks.md's study, re-run here).
 
     Each instance: a random 4-8 layer chain, 2-6 random devices (testing.random_devices), a
     server 1-30x faster than the devices' mean, a random band; EdgeSplit's exact solve vs its

@@ -8,7 +8,7 @@ Every answer is re-priced from its chosen pairs (the reference model), so a rout
 
 Routes: highspy (arrays to passModel), cvxpy (HiGHS), pyomo (appsi HiGHS), SCIP (pyscipopt, from
 MPS), CBC and CP-SAT (OR-Tools, from MPS). OR-Tools and some other packages cannot share a process
-(MEASURED.md), so each solve runs in a fresh spawned process with a wall-clock watchdog.
+(docs/benchmarks.md), so each solve runs in a fresh spawned process with a wall-clock watchdog.
 """
 
 from __future__ import annotations
@@ -100,7 +100,9 @@ def program(inst: GridMilp):
 
 def write_mps(inst: GridMilp, path: str) -> None:
     """Write the instance as MPS (through HiGHS, as every splitopt Program)."""
-    program(inst).to_mps(path)
+    from splitopt.backends.export import write_program
+
+    write_program(program(inst), path)
 
 
 def route_highspy(inst: GridMilp, time_limit: float) -> dict[str, Any]:

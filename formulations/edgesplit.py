@@ -6,7 +6,7 @@ arXiv:2403.15815 (https://arxiv.org/abs/2403.15815).
 What is taken from the paper (its abstract, the only text we had): parallel split learning on
 heterogeneous edge devices, each device with its own model partition, the partitions and the
 bandwidth chosen together to shorten training. What is our reconstruction: every equation below
-(they are the reference cost model's, COST_MODEL.md), the min-max round objective, the server
+(they are the reference cost model's, docs/cost_model.md), the min-max round objective, the server
 serving modes, the exact solve, and the alternating baseline (the method the SFL paper's abstract
 names, applied here; we do not know EdgeSplit's own algorithm).
 
@@ -40,7 +40,7 @@ server (docs/formulations.md).
 
 Baseline (:meth:`EdgeSplit.baseline`): alternating optimisation -- each device's best cut for its
 current shares, then the optimal shares for those cuts, until the cuts repeat. With a dedicated
-server it stops only at the optimum (MEASURED.md); with a shared server it can lose.
+server it stops only at the optimum (docs/formulations.md); with a shared server it can lose.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Federated Split Learning", arXiv:2209.02428 (https://arxiv.org/abs/2209.02428).
 Each device k picks an option o = (cut c, DVFS level l): a split (or, with labels on the device,
 the whole model: FL mode) and a compute frequency ``l * f_k`` (dynamic power ~ l^3, so compute
 energy ~ l^2); and a bandwidth share ``beta_k`` (sum <= 1). Under the reference cost model
-(COST_MODEL.md, ``round_terms``) one round takes and costs
+(docs/cost_model.md, ``round_terms``) one round takes and costs
 
     T_k(o, beta) = A[k,o] + D[k,o] / beta_k        A = a_dev / l + a_srv,  D = bits-over-rate
     E_k(o, beta) = ec[k,o] + et[k,o] / beta_k      ec = P_comp l^2 a_dev,  et = P_tx bits / (B s)
@@ -241,7 +241,7 @@ def _tangent(m, col_t: int, z: int, b: int, coef: float, b0: float) -> None:
 
 def _milp(p: Problem, lo: np.ndarray, cuts: _OA, w: float | None, ref: tuple[float, float]):
     """The outer-approximation MILP (epsilon mode when ``w`` is None)."""
-    from splitopt.parallel.milp import MilpBuilder
+    from splitopt.compile.columns import MilpBuilder
 
     m, obj, cols = MilpBuilder(), {}, {}
     T = int(m.add_vars(1, name="T")[0]) if w else None

@@ -8,7 +8,7 @@ or in SL mode, the SL devices sequentially through the server; the learning mode
 and the communication resources are chosen together to shorten the delay to a target accuracy,
 which depends on the modes and batch sizes through convergence; a relaxation solved by block
 coordinate descent followed by rounding. What is our reconstruction: every equation below (the
-reference cost model's, COST_MODEL.md), the time-shared band of the SL devices, the convergence
+reference cost model's, docs/cost_model.md), the time-shared band of the SL devices, the convergence
 surrogate's form (:mod:`splitopt.formulations._hsfl_surrogate`: the framework's, not the paper's
 theorem), the BCD's blocks and rounding (:mod:`splitopt.formulations._hsfl_bcd`), the per-device
 SL cuts, and the exact solve.

@@ -6,7 +6,7 @@ Search for Learning over Mobile Edge Networks", arXiv:2111.08206 (https://arxiv.
 Tiers ``t = 0..T-1`` form a path (device -> edge -> cloud, or longer); tier t computes at ``f_t``
 FLOP/s (or its measured times) and link t joins tier t to tier t+1 with rates ``up_t``, ``dn_t``.
 Every node v goes to one tier ``tau(v)``, non-decreasing along edges (data flows forward only), the
-inputs on tier 0. With batch b, one training iteration takes (no overlap, COST_MODEL.md)
+inputs on tier 0. With batch b, one training iteration takes (no overlap, docs/cost_model.md)
 
     T = b sum_v sec_{tau(v)}(v)                                   (fwd + bwd; fwd only: inference)
       + b sum_t sum_{u: tau(u) <= t < max_{w in succ(u)} tau(w)} 8 out(u) (1/up_t + 1/dn_t)
@@ -200,7 +200,8 @@ def solve_chain(c: Costs) -> Split:
 
 def solve_dag(c: Costs, *, time_limit: float | None = None) -> Split:
     """Exact MILP over nested predecessor-closed sets (any DAG)."""
-    from splitopt.parallel.milp import MilpBuilder, solve_program
+    from splitopt.compile.columns import MilpBuilder
+    from splitopt.parallel.milp import solve_program
 
     g, V, T = c.graph, len(c.graph), c.n_tiers
     m = MilpBuilder()

@@ -7,7 +7,7 @@ What is taken from the paper (its abstract, the only text we had): split federat
 wireless network, a split point per device and the bandwidth chosen jointly to cut the system
 latency, solved by alternating optimisation (split points for fixed resources, resources for fixed
 split points). What is our reconstruction: the equations (the reference cost model's,
-COST_MODEL.md), the min-max round objective, the server serving modes, the exact solve, and the
+docs/cost_model.md), the min-max round objective, the server serving modes, the exact solve, and the
 details of the alternating loop (start from equal shares, stop when the split points repeat) --
 so the baseline is "alternating optimisation as we read the abstract", not the paper's code.
 

@@ -8,7 +8,7 @@ a chain on the device) and which device-side activations it keeps; a dropped run
 ``[i, j)`` is recomputed in the backward pass (one extra forward of the run; the run's activations
 live only while its backward runs, as with ``torch.utils.checkpoint``: by then the layers after
 the run have finished their backward and freed theirs). Under the reference cost model
-(COST_MODEL.md) with a fixed bandwidth share ``beta_k`` and ``A = a_dev + a_srv``:
+(docs/cost_model.md) with a fixed bandwidth share ``beta_k`` and ``A = a_dev + a_srv``:
 
     T_k  = A[k,c] + d[k,c] / beta_k + sum_{runs [i,j)} b I sum_{v in [i,j)} fwd_s_k(v)
     M_k  = (2+o) W(c) + ws_k + b max( sum_{kept v} act(v),               (end of forward)
@@ -22,7 +22,7 @@ the run have finished their backward and freed theirs). Under the reference cost
 two exact solves). The keep/recompute choice is a path per device through positions ``1..L-1`` in
 two states (after a kept layer / after a recomputed run; a run may only start after a kept layer,
 so runs are maximal): arcs "keep layer p", "recompute run [i,j)" and "stop: cut here". It is a MILP
-built with :class:`splitopt.parallel.milp.MilpBuilder` (the declarative Problem has no per-layer
+built with :class:`splitopt.compile.columns.MilpBuilder` (the declarative Problem has no per-layer
 variables yet) and solved by the builder's HiGHS backend. Baseline: :func:`greedy` (each device's
 fastest cut that fits, dropping the activation with the most bytes per extra second until it fits;
 devices admitted fastest-first while the deadline holds). :func:`brute_force` enumerates everything.
@@ -174,7 +174,7 @@ def build(inst: Instance, *, phase: str = "latency", min_data: float | None = No
     ``phase="participation"`` maximises the selected data (as the minimisation of its negative);
     ``"latency"`` minimises T, with ``min_data`` a lower bound on the selected data if given.
     """
-    from splitopt.parallel.milp import MilpBuilder
+    from splitopt.compile.columns import MilpBuilder
 
     m = MilpBuilder()
     n = inst.n
@@ -313,7 +313,8 @@ def _check_found(inst: Instance, res) -> None:
 
 def _min_memory(inst: Instance, k: int) -> float:
     """Least memory device k can train in (any cut, best recomputation): a one-device MILP."""
-    from splitopt.parallel.milp import MilpBuilder, solve_program
+    from splitopt.compile.columns import MilpBuilder
+    from splitopt.parallel.milp import solve_program
 
     m = MilpBuilder()
     s = m.add_vars(1, lb=1, ub=1, name="select")

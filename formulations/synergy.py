@@ -17,7 +17,7 @@ an accelerator at most once. With ``y[m,i,j,a] = 1`` when segment [i, j) of mode
 
 ``objective="throughput"`` minimises the bottleneck ``B >= load_a`` (frames per second = 1/B, all
 tenants in a pipeline); ``"latency"`` minimises ``sum_m w_m`` (compute + send of model m's
-segments). Exact: a MILP (:func:`solve`, built with :class:`splitopt.parallel.milp.MilpBuilder`:
+segments). Exact: a MILP (:func:`solve`, built with :class:`splitopt.compile.columns.MilpBuilder`:
 segment-to-accelerator arcs are not a Problem variable yet). Baselines: :func:`whole_models` (each
 model on one accelerator, no splitting: the "one model, one accelerator" deployment), and
 :func:`greedy` (fill the least-loaded accelerator layer by layer, the usual layer-wise packing).
@@ -179,7 +179,7 @@ def _finish(inst: Instance, mapping: Mapping, status: str, bound: float | None, 
 
 def build(inst: Instance, objective: str = "throughput"):
     """The MILP: returns (MilpBuilder, {column: (m, i, j, a)}, bottleneck column)."""
-    from splitopt.parallel.milp import MilpBuilder
+    from splitopt.compile.columns import MilpBuilder
 
     m_ = MilpBuilder()
     A, arcs = len(inst.accels), {}

@@ -1,4 +1,4 @@
-"""The reference cost model (COST_MODEL.md), vectorised over devices x candidate cuts.
+"""The reference cost model (docs/cost_model.md), vectorised over devices x candidate cuts.
 
 For device k, cut S, batch b, bandwidth share beta and server share phi:
 
@@ -153,7 +153,7 @@ class RoundTerms:
 def round_terms(devices: Sequence[Device], server: Server, channel: Channel, training: Training,
                 table: CutTable, *, batch: np.ndarray | int | None = None,
                 aggregate: bool | None = None) -> RoundTerms:
-    """Coefficients of each device's round time for every candidate cut (COST_MODEL.md).
+    """Coefficients of each device's round time for every candidate cut (docs/cost_model.md).
 
     ``batch`` is one size for all devices or one per device (default: the training batch size).
     A candidate that holds the whole graph is FL mode and always pays the model's aggregation.
@@ -257,7 +257,7 @@ def takes_turns(schedule: str, serving: str) -> bool:
 
 def server_shares(serving: str, schedule: str, shares: Sequence[float | None],
                   modes: Sequence[str]) -> list[float]:
-    """The server share phi_k each device is priced with (COST_MODEL.md, "Shared resources").
+    """The server share phi_k each device is priced with (docs/cost_model.md, "Shared resources").
 
     A share of ``None`` was not planned: under a ``shared`` server with split devices in
     parallel, the split devices without a share divide equally what the planned shares leave;

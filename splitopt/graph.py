@@ -1,4 +1,4 @@
-"""LayerGraph: the DAG of a model with per-sample costs, as COST_MODEL.md defines it.
+"""LayerGraph: the DAG of a model with per-sample costs, as docs/cost_model.md defines it.
 
 A node is a layer or operator; an edge ``(u, w)`` means ``w`` consumes the output of ``u``. All
 numbers are per sample: multiply by the batch size. A LayerGraph is immutable once built and
@@ -383,8 +383,9 @@ class LayerGraph:
         """Seconds per sample of forward + backward per node on a device.
 
         Measured times of ``device_class`` replace ``train_flops / flops_per_s`` node by node where
-        the node carries them (COST_MODEL.md: "Measured per-node times ... may replace FLOPs / speed
-        node by node"); a measured node's ``unmeasured_*_flops`` are added at ``flops_per_s``.
+        the node carries them (docs/cost_model.md: "Measured per-node times ... may replace
+        FLOPs / speed node by node"); a measured node's ``unmeasured_*_flops`` are added at
+        ``flops_per_s``.
         """
         secs = self.train_flops / flops_per_s
         if device_class is not None:
@@ -456,7 +457,7 @@ class LayerGraph:
 
     def check_split(self, names: Iterable[str], *,
                     labels_on_device: bool = False) -> frozenset[str]:
-        """Validate a device-side set (COST_MODEL.md "A split of the graph"); return it frozen."""
+        """Validate a device-side set (docs/cost_model.md, "A split of the graph"); frozen."""
         s = frozenset(names)
         m = self.mask(s)  # names an unknown node
         missing = [i for i in self.inputs if i not in s]

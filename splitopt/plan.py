@@ -250,7 +250,7 @@ def _only_fields(where: str, doc: Mapping[str, Any], known: Sequence[str]) -> No
 
 
 def evaluate(scenario: Scenario, plan: Plan) -> PlanCosts:
-    """Price a plan under the reference cost model (COST_MODEL.md), device by device.
+    """Price a plan under the reference cost model (docs/cost_model.md), device by device.
 
     Checks that every device of the plan exists, that its set is a valid split, and that bandwidth
     and server shares of the selected devices sum to at most 1.

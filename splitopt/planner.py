@@ -5,7 +5,8 @@ rows) decompose by device: with T_k = A[k,o] + D[k,o] / beta_k (+ S[k,o] / phi_k
 server), a round time T is feasible iff
 
     dedicated server:  sum_k min_o need_k,o(T) <= 1,   need_k,o(T) = D[k,o] / (T - A[k,o])
-    shared server:     some options give F = c + s^2 / (1 - a) <= 1   (MEASURED.md, resource.py)
+    shared server:     some options give F = c + s^2 / (1 - a) <= 1
+                       (docs/formulations.md, resource.py)
 
 where only device k's own row (A[k], D[k], S[k], allowed[k]) depends on device k. A changed device
 therefore changes one row: the planner re-prices that device's options (one-device option table),

@@ -1,6 +1,6 @@
 """Vectorised plan pricing from an option table (the arrays a solver already holds).
 
-For device k on option o with bandwidth share beta_k and server share phi_k (COST_MODEL.md, the
+For device k on option o with bandwidth share beta_k and server share phi_k (docs/cost_model.md, the
 option table of :mod:`splitopt.model.options`):
 
     device_compute = a_dev[k,o]             server_compute = a_srv[k,o] / phi_k

@@ -164,7 +164,7 @@ class Device(_Frozen):
 class Server(_Frozen):
     """The edge server that runs the server side of every split.
 
-    ``serving`` says how it serves the devices (COST_MODEL.md, "Shared resources"): ``shared``
+    ``serving`` says how it serves the devices (docs/cost_model.md, "Shared resources"): ``shared``
     (the default: one server for the fleet, its compute divided in shares phi_k, sum <= 1),
     ``sequential`` (one device at a time at full speed: split devices take turns) or
     ``dedicated`` (every device at the server's full speed at once: an explicit choice).

@@ -4,7 +4,7 @@ A trace gives, per device, piecewise-constant uplink and downlink rates in bit/s
 (what the device would get with bandwidth share 1): from time ``time_s[i]`` until the next entry
 the rates are ``up_bps[i]``, ``dn_bps[i]``. In the reference model a device's rate at share beta
 is beta * B * s, so a rate r at the whole band is the spectral efficiency s = r / B
-(COST_MODEL.md): a trace step is one :meth:`splitopt.Planner.update` of ``spectral_eff_up`` and
+(docs/cost_model.md): a trace step is one :meth:`splitopt.Planner.update` of ``spectral_eff_up`` and
 ``spectral_eff_dn``.
 
 Sources: :func:`steps` (given change points), :func:`random_walk` (a seeded multiplicative walk

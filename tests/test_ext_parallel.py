@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from splitopt.backends import Result
 from splitopt.errors import InputError
 from splitopt.parallel import (
     MilpBuilder,
-    MilpResult,
     Subproblem,
     auto_split,
     combine,
@@ -100,9 +100,9 @@ def test_ray_missing_is_a_clear_error():
 
 def test_combine_bounds_and_statuses():
     x = np.zeros(1)
-    parts = [MilpResult("optimal", x, 5.0, 5.0, 0.1),
-             MilpResult("infeasible", None, None, None, 0.1),
-             MilpResult("time_limit", x, 7.0, 3.0, 0.1)]
+    parts = [Result("optimal", objective=5.0, bound=5.0, solve_s=0.1, x=x),
+             Result("infeasible", solve_s=0.1),
+             Result("time_limit", objective=7.0, bound=3.0, solve_s=0.1, x=x)]
     res = combine(parts)
     assert res.objective == 5.0 and res.bound == 3.0 and res.status == "time_limit"
     assert combine(parts[:2]).status == "optimal" and combine(parts[:2]).bound == 5.0

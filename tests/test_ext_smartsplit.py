@@ -166,10 +166,10 @@ def test_time_limit_returns_plan_and_bound():
     assert res.status in ("time_limit", "optimal")
     assert res.bound is None or res.bound <= res.round_s * (1 + 1e-9)
     assert res.round_s <= ss.greedy(inst).round_s * (1 + 1e-9)
-    from splitopt.parallel import MilpResult
+    from splitopt.backends import Result
 
     with pytest.raises(SolverError, match="before finding a plan"):
-        ss._check_found(inst, MilpResult("time_limit", None, None, 1.0, 0.01))
+        ss._check_found(inst, Result("time_limit", bound=1.0, solve_s=0.01))
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -100,20 +100,21 @@ def test_result_to_dict_carries_the_verification_block():
 
 
 def test_split_solving_guard_flags_a_wrong_combined_answer():
+    from splitopt.backends import Result
     from splitopt.parallel import MilpBuilder
-    from splitopt.parallel.split import SplitResult, guarded
+    from splitopt.parallel.split import guarded
 
     m = MilpBuilder()
     x = m.add_vars(2, ub=1, integer=True)
     m.add_row({int(x[0]): 1.0, int(x[1]): 1.0}, ub=1)
     m.minimize({int(x[0]): -1.0, int(x[1]): -2.0})
     prog = m.program()
-    good = guarded(prog, SplitResult("optimal", np.array([0.0, 1.0]), -2.0, -2.0, 0.0))
+    good = guarded(prog, Result("optimal", objective=-2.0, bound=-2.0, x=np.array([0.0, 1.0])))
     assert good.status == "optimal" and good.verification.passed
-    lie = guarded(prog, SplitResult("optimal", np.array([1.0, 1.0]), -3.0, -3.0, 0.0))
+    lie = guarded(prog, Result("optimal", objective=-3.0, bound=-3.0, x=np.array([1.0, 1.0])))
     assert lie.status == UNVERIFIED
     assert {c.name for c in lie.verification.failed} == {"rows hold", "row r0"}
-    off = guarded(prog, SplitResult("optimal", np.array([0.0, 1.0]), -2.5, -2.5, 0.0))
+    off = guarded(prog, Result("optimal", objective=-2.5, bound=-2.5, x=np.array([0.0, 1.0])))
     assert [c.name for c in off.verification.failed] == ["repriced objective"]
 
 

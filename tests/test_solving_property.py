@@ -231,7 +231,7 @@ def brute_force(p: Problem, feats: set[str]) -> float | None:
     the problem is not of that form (or too large). Independent of splitopt.solving.
 
     Min-max: the least T with sum_k D_k / (T - A_k) <= 1, or with a server share the least T with
-    c + s^2 / (1 - a) <= 1 (MEASURED.md); total energy: sum E_comp + (sum sqrt E_tx)^2.
+    c + s^2 / (1 - a) <= 1 (docs/formulations.md); total energy: sum E_comp + (sum sqrt E_tx)^2.
     """
     if not feats <= BRUTE_FEATURES or p.scenario.training.schedule != "parallel":
         return None

@@ -5,10 +5,11 @@ Availability is checked with ``importlib.util.find_spec`` (nothing heavy is impo
 
 from __future__ import annotations
 
-from splitopt.backends.base import Backend, ProgramResult
+from splitopt.backends.base import Backend
 from splitopt.backends.cvxpy_backend import CvxpyBackend
 from splitopt.backends.highs import HighsBackend
 from splitopt.backends.pyomo_backend import PyomoBackend
+from splitopt.backends.results import Result
 from splitopt.errors import InputError, SolverError
 
 #: every known backend, in order of preference
@@ -38,4 +39,4 @@ def get_backend(name: str | Backend | None = None) -> Backend:
     return cls()
 
 
-__all__ = ["REGISTRY", "Backend", "ProgramResult", "available", "get_backend"]
+__all__ = ["REGISTRY", "Backend", "Result", "available", "get_backend"]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
+from splitopt.backends.results import Result
 from splitopt.compile.program import Program
 
 #: termination conditions (why the solver stopped), kept apart from what it found
@@ -15,21 +15,11 @@ OPTIMAL, TIME_LIMIT, INFEASIBLE, UNBOUNDED, ERROR = (
     "optimal", "time_limit", "infeasible", "unbounded", "error")
 
 
-@dataclass(frozen=True)
-class ProgramResult:
-    """What one backend call on one Program returned.
-
-    ``termination`` says why it stopped; ``x`` / ``objective`` / ``bound`` say what it found
-    (``x`` is None when it found nothing).
-    """
-
-    termination: str
-    x: np.ndarray | None
-    objective: float | None
-    bound: float | None
-    solve_s: float
-    log: str = ""
-    message: str = ""
+def answer(termination: str, x: np.ndarray | None, objective: float | None, bound: float | None,
+           solve_s: float, log: str = "", message: str = "", backend: str = "") -> Result:
+    """A backend's Result on one Program: why it stopped, the column values, objective, bound."""
+    return Result(termination, backend=backend, objective=objective, bound=bound,
+                  solve_s=solve_s, log=log, message=message, x=x)
 
 
 class Backend:
@@ -58,6 +48,10 @@ class Backend:
 
     def solve_program(self, prog: Program, *, time_limit: float | None = None,
                       warm_start: np.ndarray | None = None, log: bool = False,
-                      mip_gap: float = 1e-9) -> ProgramResult:  # pragma: no cover - interface
-        """Solve one program (wall-clock limited when ``time_limit`` is given)."""
+                      mip_gap: float = 1e-9) -> Result:  # pragma: no cover - interface
+        """Solve one program (wall-clock limited when ``time_limit`` is given).
+
+        The Result carries ``termination``, the column values ``x`` (None when nothing was
+        found), ``objective``, ``bound``, ``solve_s``, ``log`` and ``message``.
+        """
         raise NotImplementedError

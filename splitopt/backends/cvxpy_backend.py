@@ -20,8 +20,9 @@ from splitopt.backends.base import (
     TIME_LIMIT,
     UNBOUNDED,
     Backend,
-    ProgramResult,
+    answer,
 )
+from splitopt.backends.results import Result
 from splitopt.compile.program import Program
 
 
@@ -53,7 +54,7 @@ class CvxpyBackend(Backend):
 
     def solve_program(self, prog: Program, *, time_limit: float | None = None,
                       warm_start: np.ndarray | None = None, log: bool = False,
-                      mip_gap: float = 1e-9) -> ProgramResult:
+                      mip_gap: float = 1e-9) -> Result:
         """Build the cvxpy problem from the arrays and solve it."""
         import cvxpy as cp
 
@@ -67,15 +68,15 @@ class CvxpyBackend(Backend):
                                     time_limit)
         secs = time.perf_counter() - t0
         if not done:
-            return ProgramResult(TIME_LIMIT, None, None, None, secs, message="wall clock")
+            return answer(TIME_LIMIT, None, None, None, secs, message="wall clock")
         st = problem.status
         xv = None if x.value is None else np.asarray(x.value, dtype=float)
         obj = None if xv is None else prog.objective(xv)
         if st in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
-            return ProgramResult(OPTIMAL, xv, obj, obj, secs, message=st)
+            return answer(OPTIMAL, xv, obj, obj, secs, message=st)
         term = {cp.INFEASIBLE: INFEASIBLE, cp.UNBOUNDED: UNBOUNDED,
                 cp.USER_LIMIT: TIME_LIMIT}.get(st, ERROR)
-        return ProgramResult(term, xv, obj, None, secs, message=str(st))
+        return answer(term, xv, obj, None, secs, message=str(st))
 
 
 def _build(prog: Program) -> tuple[Any, Any]:

@@ -1,9 +1,9 @@
 """HiGHS through highspy: the default backend (MIT licence; the fastest MILP solver measured here).
 
-The whole CSR matrix goes to ``Highs.passModel`` at once (MEASURED.md: 0.62 s for a 50k-binary MILP
-against 1.4 s through the scalar API). The solve runs in HiGHS's own thread (``startSolve``); the
-wall
-clock is watched here and ``cancelSolve`` stops a solve that overruns its ``time_limit`` option.
+The whole CSR matrix goes to ``Highs.passModel`` at once (docs/benchmarks.md: 0.62 s for a
+50k-binary MILP against 1.4 s through the scalar API). The solve runs in HiGHS's own thread
+(``startSolve``); the wall clock is watched here and ``cancelSolve`` stops a solve that overruns
+its ``time_limit`` option.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from splitopt.backends.base import (
     TIME_LIMIT,
     UNBOUNDED,
     Backend,
-    ProgramResult,
+    answer,
 )
+from splitopt.backends.results import Result
 from splitopt.compile.program import Program
 from splitopt.errors import SolverError
 
@@ -90,14 +91,14 @@ def load_model(prog: Program, *, names: bool = False, threads: int = 1) -> Any:
     if st == highspy.HighsStatus.kError:
         raise SolverError(f"HiGHS rejected the program ({prog.summary()}): {st}")
     if names:
-        for j, n in enumerate(_unique(prog.col_names)):
+        for j, n in enumerate(file_safe(prog.col_names)):
             h.passColName(j, n)
-        for i, n in enumerate(_unique(prog.row_names)):
+        for i, n in enumerate(file_safe(prog.row_names)):
             h.passRowName(i, n)
     return h
 
 
-def _unique(names: list[str]) -> list[str]:
+def file_safe(names: list[str]) -> list[str]:
     """Names the LP/MPS writers accept (letters, digits, _), made unique."""
     seen: set[str] = set()
     out = []
@@ -131,7 +132,7 @@ class HighsBackend(Backend):
 
     def solve_program(self, prog: Program, *, time_limit: float | None = None,
                       warm_start: np.ndarray | None = None, log: bool = False,
-                      mip_gap: float = 1e-9) -> ProgramResult:
+                      mip_gap: float = 1e-9) -> Result:
         """Solve the linear part of ``prog`` (cones must have been approximated)."""
         if not prog.is_linear:
             raise SolverError("HiGHS takes linear programs; apply OuterApproximation first")
@@ -147,7 +148,7 @@ class HighsBackend(Backend):
                                                        1e-3)
             again = self._solve_once(prog, left, warm_start, log, mip_gap, presolve, tol)
             if res is not None:
-                again = ProgramResult(again.termination, again.x, again.objective, again.bound,
+                again = answer(again.termination, again.x, again.objective, again.bound,
                                       time.perf_counter() - t0, res.log + again.log,
                                       f"{again.message} (retried: presolve {presolve}, "
                                       f"tolerance {tol:g})")
@@ -162,7 +163,7 @@ class HighsBackend(Backend):
 
     def _solve_once(self, prog: Program, time_limit: float | None,
                     warm_start: np.ndarray | None, log: bool, mip_gap: float,
-                    presolve: bool, tol: float) -> ProgramResult:
+                    presolve: bool, tol: float) -> Result:
         t0 = time.perf_counter()
         end = None if time_limit is None else t0 + time_limit
         h = load_model(prog, threads=self.threads)
@@ -197,14 +198,14 @@ class HighsBackend(Backend):
         try:
             cancelled = _run_watched(h, time_limit)
         except _Overran:
-            return ProgramResult(TIME_LIMIT, None, None, None, time.perf_counter() - t0,
+            return answer(TIME_LIMIT, None, None, None, time.perf_counter() - t0,
                                  message="wall clock: HiGHS did not stop when cancelled")
         res = _result(h, prog, time.perf_counter() - t0, cancelled)
         if logfile:
             with open(logfile) as f:
                 text = f.read()
             os.unlink(logfile)
-            res = ProgramResult(res.termination, res.x, res.objective, res.bound, res.solve_s, text,
+            res = answer(res.termination, res.x, res.objective, res.bound, res.solve_s, text,
                                 res.message)
         return res
 
@@ -250,7 +251,7 @@ class _Overran(Exception):
     """HiGHS kept running after cancelSolve; the call returns without its answer."""
 
 
-def _consistent(prog: Program, res: ProgramResult, mip_gap: float) -> bool:
+def _consistent(prog: Program, res: Result, mip_gap: float) -> bool:
     """True for an optimal MIP answer whose objective is its point's value, near its bound."""
     if res.objective is None or res.x is None:
         return False
@@ -260,7 +261,7 @@ def _consistent(prog: Program, res: ProgramResult, mip_gap: float) -> bool:
     return res.bound is None or res.objective - res.bound <= max(mip_gap, 1e-6) * scale
 
 
-def _result(h: Any, prog: Program, seconds: float, cancelled: bool) -> ProgramResult:
+def _result(h: Any, prog: Program, seconds: float, cancelled: bool) -> Result:
     import highspy
 
     ms = h.getModelStatus()
@@ -283,4 +284,4 @@ def _result(h: Any, prog: Program, seconds: float, cancelled: bool) -> ProgramRe
         term = ERROR
     if bound is not None and not np.isfinite(bound):
         bound = None
-    return ProgramResult(term, x, obj, bound, seconds, message=h.modelStatusToString(ms))
+    return answer(term, x, obj, bound, seconds, message=h.modelStatusToString(ms))

@@ -1,7 +1,7 @@
 """pyomo: its HiGHS interface (``appsi_highs``, or the newer ``highs``), or another MILP solver
 pyomo
 finds installed (cbc, glpk, scip, gurobi, cplex). Useful where a model must go through pyomo's
-ecosystem; about 3x slower to build than handing HiGHS the arrays (MEASURED.md).
+ecosystem; about 3x slower to build than handing HiGHS the arrays (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from splitopt.backends.base import (
     TIME_LIMIT,
     UNBOUNDED,
     Backend,
-    ProgramResult,
+    answer,
 )
+from splitopt.backends.results import Result
 from splitopt.compile.program import Program
 from splitopt.errors import SolverError
 
@@ -60,7 +61,7 @@ class PyomoBackend(Backend):
 
     def solve_program(self, prog: Program, *, time_limit: float | None = None,
                       warm_start: np.ndarray | None = None, log: bool = False,
-                      mip_gap: float = 1e-9) -> ProgramResult:
+                      mip_gap: float = 1e-9) -> Result:
         """Build a pyomo ConcreteModel from the arrays and solve it."""
         if not prog.is_linear:
             raise SolverError("the pyomo backend takes linear programs; apply OuterApproximation")
@@ -74,7 +75,7 @@ class PyomoBackend(Backend):
         done, res = run_with_watchdog(lambda: _run(name, solver, m, log), time_limit)
         secs = time.perf_counter() - t0
         if not done:
-            return ProgramResult(TIME_LIMIT, None, None, None, secs, message="wall clock")
+            return answer(TIME_LIMIT, None, None, None, secs, message="wall clock")
         return _result(prog, m, res, secs, name)
 
 
@@ -127,7 +128,7 @@ def _run(name: str, solver: Any, m: Any, log: bool) -> Any:
     return solver.solve(m, tee=log, load_solutions=False)
 
 
-def _result(prog: Program, m: Any, res: Any, secs: float, name: str) -> ProgramResult:
+def _result(prog: Program, m: Any, res: Any, secs: float, name: str) -> Result:
     if name != "appsi_highs":
         return _legacy_result(prog, m, res, secs, name)
     from pyomo.contrib.appsi.base import TerminationCondition as TC
@@ -146,10 +147,10 @@ def _result(prog: Program, m: Any, res: Any, secs: float, name: str) -> ProgramR
         bound = None
     if term == OPTIMAL and obj is not None:
         bound = obj if bound is None else bound
-    return ProgramResult(term, x, obj, bound, secs, message=f"pyomo {name}: {tc}")
+    return answer(term, x, obj, bound, secs, message=f"pyomo {name}: {tc}")
 
 
-def _legacy_result(prog: Program, m: Any, res: Any, secs: float, name: str) -> ProgramResult:
+def _legacy_result(prog: Program, m: Any, res: Any, secs: float, name: str) -> Result:
     from pyomo.opt import TerminationCondition as TC
 
     tc = res.solver.termination_condition
@@ -160,5 +161,5 @@ def _legacy_result(prog: Program, m: Any, res: Any, secs: float, name: str) -> P
         m.solutions.load_from(res)
         x = np.array([m.x[j].value or 0.0 for j in range(prog.n_cols)], dtype=float)
     obj = None if x is None else prog.objective(x)
-    return ProgramResult(term, x, obj, obj if term == OPTIMAL else None, secs,
+    return answer(term, x, obj, obj if term == OPTIMAL else None, secs,
                          message=f"pyomo {name}: {tc}")

@@ -1,9 +1,15 @@
-"""The result of a solve: why it stopped, kept apart from what it found."""
+"""The one result of everything that solves: why it stopped, kept apart from what it found.
+
+A backend's answer on one Program, a split solve's combined answer, :func:`splitopt.solving.solve`
+and the planner all return a :class:`Result`; what only some of them fill (the program's column
+values ``x``, a plan, the parts of a split solve) are fields that stay at their defaults otherwise.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 import numpy as np
@@ -13,14 +19,14 @@ from splitopt.plan import Plan
 
 @dataclass(frozen=True)
 class Result:
-    """What :func:`splitopt.solving.solve` returns.
+    """What a solve returns (a backend on one Program, a split solve, ``solve()``, the planner).
 
     Attributes
     ----------
     termination
         Why the solve stopped: ``optimal`` (proven within ``gap``), ``time_limit`` (best plan and
-        bound so far), ``unverified`` (the solver said optimal but the plan failed the guard:
-        see ``verification``), ``error``.
+        bound so far), ``infeasible``, ``unbounded``, ``unverified`` (the solver said optimal but
+        the plan failed the guard: see ``verification``), ``error``.
     path
         The method: ``bisection``, ``server-share``, ``separable``, ``coupled`` or
         ``outer-approximation`` (the generic route) / ``conic`` (a conic backend on the cones).
@@ -37,17 +43,26 @@ class Result:
     verification
         The guard's outcome (:class:`splitopt.solving.verify.Verification`): every check run on
         the plan before it was labelled; a failed check turns ``optimal`` into ``unverified``.
+    x
+        The values of the solved Program's columns (a backend's or a split solve's answer), or
+        None when nothing was found or the answer is a plan.
+    parts, wall_s
+        A split solve's parts (each a Result) and its wall-clock seconds.
+    extras
+        What only one formulation finds, by name (SmartSplit's per-device choices and selected
+        data, Synergy's segment mapping, energy-delay's options and delay/energy, multi-tier's
+        tier of every node): fields of this one type, not classes of their own.
 
     """
 
     termination: str
-    path: str
-    backend: str
-    objective: float | None
-    bound: float | None
-    plan: Plan | None
-    build_s: float
-    solve_s: float
+    path: str = ""
+    backend: str = ""
+    objective: float | None = None
+    bound: float | None = None
+    plan: Plan | None = None
+    build_s: float = 0.0
+    solve_s: float = 0.0
     iterations: int = 0
     log: str = ""
     message: str = ""
@@ -55,6 +70,10 @@ class Result:
     options: np.ndarray | None = None
     price_s: float = 0.0
     verification: Any = None
+    x: np.ndarray | None = None
+    parts: tuple[Result, ...] = ()
+    wall_s: float = 0.0
+    extras: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -68,6 +87,11 @@ class Result:
             return None
         return abs(self.objective - self.bound) / max(abs(self.objective), 1e-300)
 
+    @property
+    def per_second(self) -> float:
+        """Parts of a split solve solved per second of wall clock."""
+        return len(self.parts) / self.wall_s if self.wall_s > 0 else math.inf
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the plan document included)."""
         return {"termination": self.termination, "path": self.path, "backend": self.backend,
@@ -77,4 +101,21 @@ class Result:
                 "message": self.message,
                 "values": {k: np.asarray(v).tolist() for k, v in self.values.items()},
                 "verification": None if self.verification is None
-                else self.verification.to_dict()}
+                else self.verification.to_dict(),
+                **({"wall_s": self.wall_s, "parts": [p.to_dict() for p in self.parts]}
+                   if self.parts else {}),
+                **({"extras": {k: _jsonable(v) for k, v in self.extras.items()}}
+                   if self.extras else {})}
+
+
+def _jsonable(v: Any) -> Any:
+    """A formulation's extra as JSON types (dataclasses as dicts, arrays and tuples as lists)."""
+    if is_dataclass(v) and not isinstance(v, type):
+        return {k: _jsonable(x) for k, x in asdict(v).items()}
+    if isinstance(v, np.ndarray | np.generic):
+        return v.tolist()
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    return v

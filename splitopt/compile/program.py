@@ -8,18 +8,18 @@
                                             not given)
 
 A program without cones is a MILP/LP that every backend takes; cones are removed by the
-outer-approximation step (tangent rows) for backends without conic support.
+outer-approximation step (tangent rows) for backends without conic support. Writing a program to
+a file belongs to the backend that writes it: :func:`splitopt.backends.export.write_program`
+(MPS/LP of the linear program through HiGHS; the mixed-integer conic program itself, cones
+included, through SCIP: .cip, .nl, .lp, .mps).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-
-from splitopt.errors import InputError
 
 INF = np.inf
 
@@ -102,24 +102,3 @@ class Program:
         kind = ("MI" if self.is_mip else "") + ("SOCP" if len(self.cones) else "LP")
         return (f"{kind}: {self.n_cols} columns ({int(self.integrality.sum())} integer), "
                 f"{self.n_rows} rows, {self.A.nnz} nonzeros, {len(self.cones)} cones")
-
-    # ------------------------------------------------------------ files
-    def to_mps(self, path: str | Path) -> None:
-        """Write the program as MPS (via HiGHS); cones must have been approximated first."""
-        self._write(path, ".mps")
-
-    def to_lp(self, path: str | Path) -> None:
-        """Write the program in CPLEX LP format (via HiGHS)."""
-        self._write(path, ".lp")
-
-    def _write(self, path: str | Path, suffix: str) -> None:
-        if not self.is_linear:
-            raise InputError("program", self.summary(), "a program without cones",
-                             "Apply splitopt.compile.OuterApproximation first.")
-        p = Path(path)
-        if p.suffix != suffix:
-            raise InputError("path", str(path), f"a file name ending in {suffix}")
-        from splitopt.backends.highs import load_model
-
-        h = load_model(self, names=True)
-        h.writeModel(str(p))

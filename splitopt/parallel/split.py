@@ -20,12 +20,12 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
+from splitopt.backends.results import Result
 from splitopt.errors import InputError
-from splitopt.parallel.milp import MilpResult, solve_program
+from splitopt.parallel.milp import solve_program
 
 ENGINES = ("processes", "dask", "ray")
 
@@ -92,29 +92,19 @@ def auto_split(prog, parts: int) -> list[Subproblem]:
     return split_by_binaries(binary[np.argsort(frac, kind="stable")[:depth]].tolist())
 
 
-@dataclass(frozen=True)
-class SplitResult(MilpResult):
-    """The combined result, plus what each part returned and the throughput."""
-
-    parts: tuple[MilpResult, ...] = ()
-    wall_s: float = 0.0
-    verification: Any = None
-
-    @property
-    def per_second(self) -> float:
-        """Sub-problems solved per second of wall clock."""
-        return len(self.parts) / self.wall_s if self.wall_s > 0 else math.inf
-
-
 def _solve_part(prog, sub: Subproblem, deadline: float | None,
-                start: np.ndarray | None = None) -> MilpResult:
+                start: np.ndarray | None = None) -> Result:
     """Worker entry point (module level: picklable)."""
     left = None if deadline is None else max(deadline - time.time(), 1e-3)
     return solve_program(sub.apply(prog), time_limit=left, start=start)
 
 
-def combine(parts: Sequence[MilpResult], wall_s: float = 0.0) -> SplitResult:
-    """Best solution over the parts, and the least bound (infeasible parts count as +inf)."""
+def combine(parts: Sequence[Result], wall_s: float = 0.0) -> Result:
+    """Best solution over the parts, and the least bound (infeasible parts count as +inf).
+
+    The combined Result keeps the parts (``parts``) and the wall clock (``wall_s``;
+    ``per_second`` is parts solved per second).
+    """
     found = [(p.objective, i) for i, p in enumerate(parts)
              if p.x is not None and p.objective is not None]
     best = parts[min(found)[1]] if found else None
@@ -130,15 +120,16 @@ def combine(parts: Sequence[MilpResult], wall_s: float = 0.0) -> SplitResult:
         status = "time_limit" if "time_limit" in statuses else "error"
     if bound is not None and not math.isfinite(bound):
         bound = None
-    return SplitResult(status, None if best is None else best.x,
-                       None if best is None else best.objective, bound,
-                       sum(p.solve_s for p in parts), 0.0, tuple(parts), wall_s)
+    return Result(status, path="split", backend="highs",
+                  objective=None if best is None else best.objective, bound=bound,
+                  solve_s=sum(p.solve_s for p in parts), x=None if best is None else best.x,
+                  parts=tuple(parts), wall_s=wall_s)
 
 
 def solve_split(prog, subproblems: Sequence[Subproblem] | None = None, *, workers: int = 1,
                 engine: str = "processes", address: str | None = None,
                 time_limit: float | None = None, progress: bool = True,
-                start: np.ndarray | None = None) -> SplitResult:
+                start: np.ndarray | None = None) -> Result:
     """Solve ``prog`` exactly as sub-problems on ``workers`` workers and combine them.
 
     ``subproblems`` must partition the search space (use :func:`split_by_choice`,
@@ -165,7 +156,7 @@ def solve_split(prog, subproblems: Sequence[Subproblem] | None = None, *, worker
     return guarded(prog, combine(results, time.perf_counter() - t0))
 
 
-def guarded(prog, res: SplitResult) -> SplitResult:
+def guarded(prog, res: Result) -> Result:
     """The combined result through the verified-answer guard (:mod:`splitopt.solving.verify`).
 
     Its point is re-priced and checked against every row of ``prog``; a failed check turns
@@ -180,11 +171,11 @@ def guarded(prog, res: SplitResult) -> SplitResult:
     return guard_result(res, check)
 
 
-def _track(items: Iterator[MilpResult], total: int, progress: bool) -> list[MilpResult]:
+def _track(items: Iterator[Result], total: int, progress: bool) -> list[Result]:
     """Collect results, with a rich progress bar (solved parts, best objective so far)."""
     from rich.progress import Progress
 
-    out: list[MilpResult] = []
+    out: list[Result] = []
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("sub-problems", total=total)
         for r in items:
@@ -195,7 +186,7 @@ def _track(items: Iterator[MilpResult], total: int, progress: bool) -> list[Milp
 
 
 def _run_engine(engine: str, address: str | None, workers: int, prog, subs: list[Subproblem],
-                deadline: float | None, start: np.ndarray | None) -> Iterator[MilpResult]:
+                deadline: float | None, start: np.ndarray | None) -> Iterator[Result]:
     if engine == "processes":
         # joblib's own reusable pool: a bare loky pool would be reused by a later joblib.Parallel
         # in the same process, which then fails (it lacks joblib's temp-folder manager)
@@ -211,7 +202,7 @@ def _run_engine(engine: str, address: str | None, workers: int, prog, subs: list
     return _run_ray(address, workers, prog, subs, deadline, start)
 
 
-def _run_dask(address, workers, prog, subs, deadline, start) -> Iterator[MilpResult]:
+def _run_dask(address, workers, prog, subs, deadline, start) -> Iterator[Result]:
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None if address else LocalCluster(n_workers=workers, threads_per_worker=1,
@@ -228,7 +219,7 @@ def _run_dask(address, workers, prog, subs, deadline, start) -> Iterator[MilpRes
             cluster.close()
 
 
-def _run_ray(address, workers, prog, subs, deadline, start) -> Iterator[MilpResult]:
+def _run_ray(address, workers, prog, subs, deadline, start) -> Iterator[Result]:
     try:
         import ray
     except ImportError:

@@ -1,6 +1,6 @@
 r"""Partition every device of a scenario at its bandwidth share (one cut per device class).
 
-Each device k minimises its own round time under the reference model (COST_MODEL.md)
+Each device k minimises its own round time under the reference model (docs/cost_model.md)
 
     T_k(S) = I * (b * sec_dev_k(S) + b * sec_srv(V \ S) + b * 8 * bnd(S) * spb_k)
              + [aggregate] * 8 * W(S) * spb_k,          spb_k = 1/r_up,k + 1/r_dn,k

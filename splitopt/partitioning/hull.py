@@ -1,6 +1,6 @@
 """The lower convex hull of (compute seconds, bits moved) over all splits, by parametric min-cut.
 
-For a device-side set S of one device (COST_MODEL.md, I local iterations of batch b):
+For a device-side set S of one device (docs/cost_model.md, I local iterations of batch b):
 
     A(S) = I * b * (sum_{v in S} sec_dev(v) + sum_{v notin S} sec_srv(v))     compute, full speed
     D(S) = I * b * 8 * bnd(S) + [aggregate] * 8 * W(S)                         bits up (and down)

@@ -7,7 +7,7 @@
 
 ``y_u`` is continuous: with ``t_u >= 0`` it settles at ``max_w (x_u - x_w)``, so each tensor is paid
 once however many consumers it has. The whole sparse matrix is handed to ``Highs.passModel`` at
-once (MEASURED.md: the fastest route into HiGHS), through the project's one HiGHS driver
+once (docs/benchmarks.md: the fastest route into HiGHS), through the project's one HiGHS driver
 (:class:`splitopt.backends.highs.HighsBackend`) with this problem's own tolerances; the chosen set
 is re-priced in floats.
 """

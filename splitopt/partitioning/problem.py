@@ -6,7 +6,7 @@ Every method of :mod:`splitopt.partitioning` solves the same problem
     over      S predecessor-closed, inputs in S, (labels on the server) output notin S
 
 with ``dS`` the members of ``S`` that have a consumer outside ``S`` (each tensor paid once, however
-many consumers it has). For one iteration (COST_MODEL.md) ``a_v = b * sec_dev(v)``,
+many consumers it has). For one iteration (docs/cost_model.md) ``a_v = b * sec_dev(v)``,
 ``c_v = b * sec_srv(v)`` and ``t_u = b * 8 * out_bytes(u) * (1/r_up + 1/r_dn)``.
 
 Graph arrays (edge lists, measured times per device class, reachability) are computed once per
@@ -221,7 +221,7 @@ def check_connected(graph: LayerGraph) -> None:
 
 def iteration_problem(graph: LayerGraph, device: Device, server: Server, link: Link, *,
                       batch: int = 1, labels: str = "server") -> CutProblem:
-    """The one-iteration delay problem of COST_MODEL.md for one device at the given link."""
+    """The one-iteration delay problem of docs/cost_model.md for one device at the given link."""
     check_inputs(graph, device, server, link, batch, labels)
     b = float(batch)
     dev = b * train_seconds(graph, device.cls, device.flops)

@@ -1,0 +1,226 @@
+"""The seven formulations under one contract (:class:`splitopt.formulation.Formulation`).
+
+Each is registered by name, so ``splitopt solve --problem NAME scenario.yaml`` runs every one:
+
+| name | public builder | exact method behind ``solve`` |
+|---|---|---|
+| ``edgesplit``, ``sfl``, ``sfl-server`` | yes | :func:`splitopt.solving.solve` |
+| ``energy-delay`` | yes (one DVFS level) | :func:`splitopt.solving.solve` |
+| ``hsfl`` | no: rounds-to-target x latency, a time-shared band | its branch and bound |
+| ``smartsplit`` | no: keep/recompute per layer, selection with coverage rows | its MILP |
+| ``multitier`` | no: several cuts per device along a path of tiers | DP (chains) / MILP |
+| ``synergy`` | no: segment-to-accelerator mapping | its MILP |
+
+Where a paper needs more than the scenario says (tiers, accelerators), ``solve`` reads the
+scenario in a documented way (see :func:`tiers_of`, :func:`accelerators_of`) and the module's
+own functions take the full inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from splitopt.formulation import Formulation, builder_solver, found, plan_result, register
+from splitopt.scenario import Scenario
+from splitopt.system import link_of
+
+# ---------------------------------------------------------------- EdgeSplit, SFL, HSFL (builder)
+
+
+def _class_formulation(cls: Any, name: str) -> Formulation:
+    def solve(scenario: Scenario, *, backend: str | None = None,
+              time_limit: float | None = None) -> Any:
+        from splitopt.formulations.edgesplit import verification
+
+        t0 = time.perf_counter()
+        form = cls()
+        plan = form.solve(scenario, time_limit=time_limit, backend=backend)
+        return plan_result(plan, path=str(plan.meta.get("path", plan.method)),
+                           solve_s=time.perf_counter() - t0,
+                           verification=verification(form.scenario_for(scenario), plan,
+                                                     memory=form.memory))
+
+    return Formulation(name, cls.paper, solve,
+                       lambda sc: {"alternating": plan_result(cls().baseline(sc),
+                                                              path="alternating")},
+                       problem=lambda sc: cls().problem(sc))
+
+
+def _hsfl() -> Formulation:
+    from splitopt.formulations.hsfl import HSFL, solve_route
+
+    return Formulation("hsfl", HSFL.paper, solve_route,
+                       lambda sc: {"bcd-rounding": plan_result(HSFL().baseline(sc),
+                                                               path="bcd-rounding")},
+                       builder_lacks="the rounds-to-target surrogate times the round latency, "
+                       "and a band time-shared between FL and SL devices")
+
+
+# ---------------------------------------------------------------- energy-delay (builder)
+#: the epsilon of ``splitopt solve --problem energy-delay``: least energy within this factor of
+#: the least round latency
+DELAY_SLACK = 1.25
+
+
+def energy_delay_problem(scenario: Scenario, slack: float = DELAY_SLACK) -> Any:
+    """Least round energy with the round latency <= ``slack`` x its least (the builder's own).
+
+    One epsilon point of :mod:`splitopt.formulations.energy_delay` with one DVFS level (the
+    builder has no frequency levels); :func:`splitopt.solving.pareto.pareto_front` gives the
+    whole front of the same Problem.
+    """
+    from splitopt.formulations import energy_delay as ed
+
+    from splitopt.model import Problem
+
+    p = Problem(scenario)
+    p.add(p.round_latency() <= slack * ed.min_delay(ed.problem(scenario)), name="epsilon")
+    p.minimize(p.total_energy())
+    return p
+
+
+def _energy_delay_baselines(scenario: Scenario) -> dict[str, Any]:
+    from splitopt.formulations import energy_delay as ed
+
+    q = ed.problem(scenario)
+    fast = ed.min_energy(q, ed.min_delay(q) * DELAY_SLACK)
+    frugal = ed.min_energy(q, math.inf)
+    pt = ed.weighted_sum(q, 0.5, (fast.delay_s, frugal.energy_j))
+    return {"weighted-sum-0.5": found(pt.status, pt.energy_j, pt.bound, path="weighted-sum",
+                                      verification=pt.verification, choice=pt.choice,
+                                      beta=pt.beta, delay_s=pt.delay_s)}
+
+
+# ---------------------------------------------------------------- SmartSplit (own MILP)
+def _smartsplit_result(inst: Any, r: Any) -> Any:
+    return found(r.status, r.round_s, r.bound, path=r.method, plan=r.plan(inst),
+                 build_s=r.build_s, solve_s=r.solve_s, verification=r.verification,
+                 choices=r.choices, selected_data=r.selected_data, data_bound=r.data_bound)
+
+
+def _smartsplit_solve(scenario: Scenario, *, backend: str | None = None,
+                      time_limit: float | None = None) -> Any:
+    from splitopt.formulations import smartsplit as ss
+
+    inst = ss.instance(scenario)
+    return _smartsplit_result(inst, ss.solve(inst, time_limit=time_limit))
+
+
+def _smartsplit_baselines(scenario: Scenario) -> dict[str, Any]:
+    from splitopt.formulations import smartsplit as ss
+
+    inst = ss.instance(scenario)
+    plain = ss.instance(scenario, recompute=False)
+    return {"greedy": _smartsplit_result(inst, ss.greedy(inst)),
+            "no-recompute": _smartsplit_result(plain, ss.solve(plain))}
+
+
+# ---------------------------------------------------------------- multi-tier (own DP / MILP)
+def tiers_of(scenario: Scenario) -> tuple[list[Any], list[Any]]:
+    """The scenario read as a path: its devices in order (device -> edge ...), then the server.
+
+    Link k joins tier k to tier k+1 at device k's rates with the whole channel.
+    """
+    from splitopt.formulations.multitier import Tier
+
+    devs = scenario.devices
+    tiers = [Tier(d.name, d.flops, d.memory_bytes, d.device_class) for d in devs]
+    tiers.append(Tier(scenario.server.name, scenario.server.flops,
+                      device_class=scenario.server.device_class))
+    return tiers, [link_of(d, scenario.channel, 1.0) for d in devs]
+
+
+def _multitier_result(s: Any, c: Any) -> Any:
+    return found(s.status, s.latency_s, s.bound, path=s.method, verification=s.verification,
+                 tiers=s.tiers, cuts=s.cuts(c.n_tiers) if c.graph.is_chain else None)
+
+
+def _multitier_costs(scenario: Scenario) -> Any:
+    from splitopt.formulations import multitier as mt
+
+    tiers, links = tiers_of(scenario)
+    return mt.costs(scenario.graph, tiers, links, batch=scenario.training.batch_size)
+
+
+def _multitier_solve(scenario: Scenario, *, backend: str | None = None,
+                     time_limit: float | None = None) -> Any:
+    from splitopt.formulations import multitier as mt
+
+    t0 = time.perf_counter()
+    c = _multitier_costs(scenario)
+    res = _multitier_result(mt.solve(c, time_limit=time_limit), c)
+    return found(res.termination, res.objective, res.bound, path=res.path,
+                 solve_s=time.perf_counter() - t0, verification=res.verification, **res.extras)
+
+
+def _multitier_baselines(scenario: Scenario) -> dict[str, Any]:
+    from splitopt.formulations import multitier as mt
+
+    c = _multitier_costs(scenario)
+    return {f.__name__.replace("_", "-"): _multitier_result(f(c), c)
+            for f in (mt.device_only, mt.two_tier, mt.greedy)}
+
+
+# ---------------------------------------------------------------- Synergy (own MILP)
+def accelerators_of(scenario: Scenario) -> list[Any]:
+    """The scenario's devices as accelerators (an equal share of the channel each)."""
+    from splitopt.formulations.synergy import Accelerator
+
+    n = scenario.n_devices
+    return [Accelerator(d.name, d.flops, d.memory_bytes,
+                        link_of(d, scenario.channel, 1.0 / n).up_bps, d.device_class)
+            for d in scenario.devices]
+
+
+def _synergy_result(r: Any) -> Any:
+    return found(r.status, r.bottleneck_s, r.bound, path=r.method, build_s=r.build_s,
+                 solve_s=r.solve_s, verification=r.verification, mapping=r.mapping,
+                 latency_s=r.latency_s, throughput=r.throughput)
+
+
+def _synergy_instance(scenario: Scenario) -> Any:
+    from splitopt.formulations import synergy as sy
+
+    return sy.instance([(scenario.graph.name or "model", scenario.graph)],
+                       accelerators_of(scenario))
+
+
+def _synergy_solve(scenario: Scenario, *, backend: str | None = None,
+                   time_limit: float | None = None) -> Any:
+    from splitopt.formulations import synergy as sy
+
+    return _synergy_result(sy.solve(_synergy_instance(scenario), time_limit=time_limit))
+
+
+def _synergy_baselines(scenario: Scenario) -> dict[str, Any]:
+    from splitopt.formulations import synergy as sy
+
+    inst = _synergy_instance(scenario)
+    return {"greedy": _synergy_result(sy.greedy(inst)),
+            "whole-models": _synergy_result(sy.whole_models(inst))}
+
+
+def register_all() -> None:
+    """Register the seven formulations (idempotent)."""
+    from splitopt.formulations.edgesplit import EdgeSplit
+    from splitopt.formulations.sfl import SFL, SFLSharedServer
+
+    for cls, name in ((EdgeSplit, "edgesplit"), (SFL, "sfl"), (SFLSharedServer, "sfl-server")):
+        register(_class_formulation(cls, name))
+    register(_hsfl())
+    register(Formulation("energy-delay", "arXiv:2209.02428",
+                         builder_solver(energy_delay_problem), _energy_delay_baselines,
+                         problem=energy_delay_problem,
+                         builder_lacks="DVFS frequency levels (one level is stated)"))
+    register(Formulation("smartsplit", "arXiv:2410.11577", _smartsplit_solve,
+                         _smartsplit_baselines,
+                         builder_lacks="keep/recompute choices per layer and device selection "
+                         "with data-coverage rows"))
+    register(Formulation("multitier", "arXiv:2111.08206", _multitier_solve,
+                         _multitier_baselines,
+                         builder_lacks="several cuts per device along a path of tiers "
+                         "(nested per-tier node sets)"))
+    register(Formulation("synergy", "arXiv:2401.08637", _synergy_solve, _synergy_baselines,
+                         builder_lacks="a mapping of model segments to accelerators"))
