@@ -36,13 +36,13 @@ class PhaseTable(Mapping):
     """
 
     def __init__(self, names: Sequence[str], values: np.ndarray):
-        self.names, self.values = list(names), values
+        self.names, self.array = list(names), values
         self._row: dict[str, int] | None = None
 
     def __getitem__(self, name: str) -> Phases:
         if self._row is None:
             self._row = {n: i for i, n in enumerate(self.names)}
-        return Phases(*map(float, self.values[self._row[name]]))
+        return Phases(*map(float, self.array[self._row[name]]))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names)
@@ -52,7 +52,7 @@ class PhaseTable(Mapping):
 
     def column(self, field: str) -> np.ndarray:
         """One phase for every device, in device order (e.g. ``column("round_s")``)."""
-        return self.values[:, FIELDS.index(field)]
+        return self.array[:, FIELDS.index(field)]
 
 
 def option_phases(options, rows: np.ndarray, option: np.ndarray, beta: np.ndarray,

@@ -17,6 +17,8 @@ from splitopt import InputError, Planner
 from splitopt.plan import DevicePlan, Plan, evaluate
 from splitopt.pricing import DevicePlans, price_options
 from splitopt.solving.bisection import bisect_minmax, fixed_option_time
+from splitopt.solving.reprice import FIELDS as REPRICED
+from splitopt.solving.reprice import reprice
 from splitopt.testing import random_dag, random_scenario
 
 
@@ -183,6 +185,8 @@ def test_vectorised_pricer_equals_evaluate(seed):
     sc = random_scenario(rng, random_dag(rng, 6, chain=bool(seed % 2)), 4)
     serving = "shared" if seed % 3 == 0 else "dedicated"
     sc = sc.replace(server=sc.server.model_copy(update={"serving": serving}))
+    if seed % 4 == 1:
+        sc = sc.replace(training=sc.training.model_copy(update={"schedule": "sequential"}))
     p = Problem(sc, batch=[2, 8], modes=True, selection=bool(seed % 2))  # "off" priced apart
     n = p.n_devices
     option = np.array([rng.choice(np.flatnonzero(p.allowed[k])) for k in range(n)])
@@ -199,6 +203,12 @@ def test_vectorised_pricer_equals_evaluate(seed):
     for name in ref.per_device:
         a, b = fast.per_device[name].to_dict(), ref.per_device[name].to_dict()
         assert a == pytest.approx(b, rel=1e-12, abs=1e-300)
+    again = reprice(sc, plan)  # the guard's independent re-pricer for large fleets
+    assert again.round_latency_s == pytest.approx(ref.round_latency_s, rel=1e-12)
+    assert again.names == list(ref.per_device)
+    for name, ph in ref.per_device.items():
+        for key in REPRICED:
+            assert again.values[key][again.row[name]] == pytest.approx(getattr(ph, key), rel=1e-12)
     rebuilt = [DevicePlan(d.device, d.device_side, d.bandwidth_share, d.server_share,
                           d.batch_size, d.mode, d.selected) for d in devs]
     assert tuple(rebuilt) == devs  # the fast copies are what the validating constructor gives

@@ -16,7 +16,7 @@ Everything is stored as numpy arrays so that building a 1000-device problem cost
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,7 +105,8 @@ class Expr:
     def is_convex(self) -> bool:
         """True when every 1/share coefficient and every max weight is >= 0."""
         return bool(np.all(self.q_coef >= 0)) and all(
-            w >= 0 and all(t.is_convex for t in ts) for w, ts in self.maxes)
+            w >= 0 and (ts.is_convex if isinstance(ts, DeviceTerms)
+                        else all(t.is_convex for t in ts)) for w, ts in self.maxes)
 
     def columns(self) -> np.ndarray:
         """Every model column the expression touches (max terms included)."""
@@ -125,11 +126,80 @@ class Expr:
             dev = self.q_z[on] // n_options
             v += float(np.sum(self.q_coef[on] / shares[self.q_res[on], dev]))
         for w, ts in self.maxes:
-            v += w * max(t.value(x, shares, n_options) for t in ts)
+            if isinstance(ts, DeviceTerms):
+                v += w * float(ts.values(x, shares).max())
+            else:
+                v += w * max(t.value(x, shares, n_options) for t in ts)
         return v
 
 
 ExprLike = Expr | float | int
+
+
+class DeviceTerms(Sequence):
+    """One option expression per device, held as (N, O) arrays: the terms of a fleet-wide max.
+
+    Term k is ``sum_o z[k,o] (lin[k,o] + beta[k,o] / beta_k + phi[k,o] / phi_k)`` over the z
+    block (``n_options`` columns per device). The fast paths read the arrays at once
+    (``solving.structure.analyse``); code that walks the terms gets each as an :class:`Expr`,
+    built on first access, the same one ``Problem.option_expr`` builds.
+    """
+
+    def __init__(self, n_options: int, lin: np.ndarray, beta: np.ndarray | None,
+                 phi: np.ndarray | None):
+        self.n_options, self.lin, self.beta, self.phi = n_options, lin, beta, phi
+        self._built: dict[int, Expr] = {}
+
+    def __len__(self) -> int:
+        return len(self.lin)
+
+    def __getitem__(self, k):  # type: ignore[override]
+        if isinstance(k, slice):
+            return tuple(self[i] for i in range(*k.indices(len(self))))
+        k = int(k) + (len(self) if k < 0 else 0)
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        e = self._built.get(k)
+        if e is None:
+            beta = None if self.beta is None else self.beta[k]
+            phi = None if self.phi is None else self.phi[k]
+            e = self._built[k] = option_expr(k, self.n_options, np.array(self.lin[k]), beta, phi)
+        return e
+
+    @property
+    def is_convex(self) -> bool:
+        """True when every 1/share coefficient is >= 0."""
+        return all(c is None or bool(np.all(c >= 0)) for c in (self.beta, self.phi))
+
+    def values(self, x: np.ndarray, shares: np.ndarray) -> np.ndarray:
+        """Every term's exact value at model columns ``x`` (one-hot z), in one array pass."""
+        n, o = self.lin.shape
+        z = x[:n * o].reshape(n, o)
+        on = z > 0.5
+        v = (self.lin * z).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for res, coef in ((BETA, self.beta), (PHI, self.phi)):
+                if coef is not None:
+                    q = np.where(on & (coef != 0), coef, 0.0).sum(axis=1)
+                    v = v + np.where(q != 0, q / shares[res, :n], 0.0)
+        return v
+
+
+def option_expr(k: int, n_options: int, lin: np.ndarray, beta: np.ndarray | None = None,
+                phi: np.ndarray | None = None) -> Expr:
+    """sum_o z[k,o] (lin[o] + beta[o] / beta_k + phi[o] / phi_k) over device k's z block."""
+    cols = k * n_options + np.arange(n_options, dtype=np.int64)
+    qz, qr, qc = [], [], []
+    for res, coef in ((BETA, beta), (PHI, phi)):
+        if coef is not None:
+            nz = np.flatnonzero(coef)
+            qz.append(cols[nz])
+            qr.append(np.full(len(nz), res, dtype=np.int64))
+            qc.append(np.asarray(coef, dtype=float)[nz])
+    lin = np.asarray(lin, dtype=float)
+    if not qz:
+        return Expr(cols, lin)
+    return Expr(cols, lin, 0.0, np.concatenate(qz), np.concatenate(qr), np.concatenate(qc))
 
 
 def maximum(terms: Iterable[ExprLike]) -> Expr:

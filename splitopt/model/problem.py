@@ -23,7 +23,16 @@ import numpy as np
 from splitopt import limits
 from splitopt.costs import CutTable
 from splitopt.errors import InputError
-from splitopt.model.expr import BETA, PHI, Constraint, Expr, maximum, total
+from splitopt.model.expr import (
+    BETA,
+    PHI,
+    Constraint,
+    DeviceTerms,
+    Expr,
+    maximum,
+    option_expr,
+    total,
+)
 from splitopt.model.options import OptionTable, build_options
 from splitopt.model.variables import (
     BatchVar,
@@ -208,22 +217,17 @@ class Problem:
     def option_expr(self, k: int | str, lin: np.ndarray, beta: np.ndarray | None = None,
                     phi: np.ndarray | None = None) -> Expr:
         """sum_o z[k,o] * (lin[o] + beta[o] / beta_k + phi[o] / phi_k) for device k."""
-        i = self.device_index(k)
-        cols = i * self.n_options + np.arange(self.n_options, dtype=np.int64)
-        lin = np.asarray(lin, dtype=float).copy()
         if phi is not None and self.server_share is None:
-            lin = lin + phi  # the server is not shared: phi = 1
-            phi = None
-        qz, qr, qc = [], [], []
-        for res, coef in ((BETA, beta), (PHI, phi)):
-            if coef is not None:
-                nz = np.flatnonzero(coef)
-                qz.append(cols[nz])
-                qr.append(np.full(len(nz), res, dtype=np.int64))
-                qc.append(np.asarray(coef, dtype=float)[nz])
-        if not qz:
-            return Expr(cols, lin)
-        return Expr(cols, lin, 0.0, np.concatenate(qz), np.concatenate(qr), np.concatenate(qc))
+            lin, phi = np.asarray(lin, dtype=float) + phi, None  # the server is not shared: phi = 1
+        return option_expr(self.device_index(k), self.n_options,
+                           np.array(lin, dtype=float), beta, phi)
+
+    def device_terms(self, lin: np.ndarray, beta: np.ndarray | None = None,
+                     phi: np.ndarray | None = None) -> DeviceTerms:
+        """``option_expr(k, lin[k], beta[k], phi[k])`` for every device k, held as arrays."""
+        if phi is not None and self.server_share is None:
+            lin, phi = lin + phi, None
+        return DeviceTerms(self.n_options, np.asarray(lin, dtype=float), beta, phi)
 
     def _rows(self, name: str, k: int | str) -> np.ndarray:
         return getattr(self.options, name)[self.device_index(k)]
@@ -278,7 +282,10 @@ class Problem:
         """
         n = self.n_devices
         if self.scenario.training.schedule == "parallel":
-            return maximum(self.round_time(k) for k in range(n))
+            if n == 1:
+                return self.round_time(0)
+            o = self.options  # one array per coefficient, not one expression per device
+            return Expr(maxes=((1.0, self.device_terms(o.a_dev, o.d, o.a_srv)),))
         fl = self.options.is_fl
         o = self.options
         parts = [self.option_expr(k, o.a_dev[k] * fl, o.d[k] * fl, o.a_srv[k] * fl)

@@ -20,7 +20,7 @@ from splitopt.backends.base import INFEASIBLE, OPTIMAL
 from splitopt.backends.results import Result
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.model.problem import Problem
-from splitopt.plan import DevicePlan, Plan
+from splitopt.plan import Plan
 from splitopt.solving.bisection import PathOutcome, bisect_minmax
 from splitopt.solving.structure import Structure, analyse
 from splitopt.solving.verify import guard_result
@@ -180,7 +180,7 @@ def _result(p: Problem, out: PathOutcome, chosen: str, used: str, build_s: float
     if plan is None:
         return res
     check = verify_problem(p, plan, objective=res.objective, bound=res.bound, values=values,
-                           options=out.option, costs=plan.predicted,
+                           options=out.option,
                            gap=gap if out.termination == OPTIMAL else None)
     return guard_result(res, check)
 
@@ -195,20 +195,24 @@ def _weight_const(p: Problem) -> tuple[float, float]:
 
 def decode(p: Problem, option: np.ndarray, beta: np.ndarray | None, phi: np.ndarray | None,
            method: str, status: str, objective: float | None, bound: float | None) -> Plan:
-    """A priced Plan from per-device options and shares."""
-    o, sets = p.options, p.table.sets()
-    devs = []
-    for k, d in enumerate(p.scenario.devices):
-        c = int(o.cut[option[k]])
-        b = float(beta[k]) if beta is not None else 1.0 / p.n_devices
-        f = float(phi[k]) if (phi is not None and p.server_share is not None) else 1.0
-        devs.append(DevicePlan(d.name, sets[max(c, 0)], min(max(b, 1e-12), 1.0),
-                               min(max(f, 1e-12), 1.0), int(o.batch[option[k]]),
-                               "fl" if o.is_fl[option[k]] else "split", c >= 0))
+    """A Plan from per-device options and shares, priced from the option table in arrays.
+
+    (``pricing.price_options``; the guard re-prices it independently, see ``verify_builder``.)
+    """
+    from splitopt.pricing import DevicePlans, price_options
+
+    n = p.n_devices
+    option = np.asarray(option, dtype=np.int64)
+    b = np.full(n, 1.0 / n) if beta is None else np.asarray(beta, dtype=float)
+    f = np.asarray(phi, dtype=float) if (phi is not None and p.server_share is not None) else None
+    b = np.clip(np.nan_to_num(b, nan=1e-12), 1e-12, 1.0)
+    f = None if f is None else np.clip(np.nan_to_num(f, nan=1e-12), 1e-12, 1.0)
+    names = [d.name for d in p.scenario.devices]
     pricing = p.pricing_scenario()
     # the server model the plan is priced under (the Problem's own flag; see pricing_scenario)
     meta = {"serving": getattr(pricing.server, "serving", "dedicated")}
-    plan = Plan(tuple(devs), rounds=p.scenario.training.rounds, status=status,
-                objective=objective, bound=bound, method=method, meta=meta)
-    return plan.priced(pricing)
-
+    costs = price_options(pricing, p.options, names, option, b, f,
+                          float(p.scenario.training.rounds))
+    return Plan(DevicePlans(p.table, p.options).build(names, option, b, f),
+                rounds=p.scenario.training.rounds, status=status, objective=objective,
+                bound=bound, method=method, meta=meta, predicted=costs)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from splitopt.model.expr import BETA, Constraint, Expr
+from splitopt.model.expr import BETA, Constraint, DeviceTerms, Expr
 
 if TYPE_CHECKING:
     from splitopt.model.problem import Problem
@@ -95,21 +95,37 @@ def analyse(p: Problem) -> Structure:
         kind, weight, terms = "separable", 1.0, (obj - obj.const,)
     else:
         return Structure("generic", "the objective is not a max of device delays or a sum")
-    seen = np.zeros(n, dtype=bool)
-    parts = _split_by_device(p, terms[0]) if kind == "separable" else None
-    if kind == "separable" and parts is None:
-        return Structure("generic", "the objective mixes devices in one term")
-    for k, t in (parts.items() if parts is not None else enumerate_terms(p, terms)):
-        if k is None or (kind == "minmax" and seen[k]):
-            return Structure("generic", "a term of the max is not one device's delay")
-        seen[k] = True
-        lin, qb, qp = per_option(p, t, k)
-        A[k], D[k], S[k] = A[k] + lin, D[k] + qb, S[k] + qp
+    if isinstance(terms, DeviceTerms) and terms.lin.shape == (n, o):
+        A[:], D[:], S[:] = terms.lin, _or0(terms.beta), _or0(terms.phi)  # built as arrays
+    else:
+        why = _per_term(p, kind, terms, A, D, S)
+        if why:
+            return Structure("generic", why)
     st = Structure(kind, A=A, D=D, S=S, weight=weight, const=obj.const,
                    allowed=p.allowed.copy(), beta_min=np.zeros((n, o)), tied=p.tied)
     for c in p.constraints:
         _classify(p, c, st)
     return st
+
+
+def _or0(a: np.ndarray | None) -> np.ndarray | float:
+    return 0.0 if a is None else a
+
+
+def _per_term(p: Problem, kind: str, terms, A: np.ndarray, D: np.ndarray,
+              S: np.ndarray) -> str:
+    """Fill A, D, S term by term; the reason when a term is not one device's."""
+    seen = np.zeros(p.n_devices, dtype=bool)
+    parts = _split_by_device(p, terms[0]) if kind == "separable" else None
+    if kind == "separable" and parts is None:
+        return "the objective mixes devices in one term"
+    for k, t in (parts.items() if parts is not None else enumerate_terms(p, terms)):
+        if k is None or (kind == "minmax" and seen[k]):
+            return "a term of the max is not one device's delay"
+        seen[k] = True
+        lin, qb, qp = per_option(p, t, k)
+        A[k], D[k], S[k] = A[k] + lin, D[k] + qb, S[k] + qp
+    return ""
 
 
 def enumerate_terms(p: Problem, terms: tuple[Expr, ...]) -> list[tuple[int | None, Expr]]:
@@ -141,6 +157,11 @@ def _classify(p: Problem, c: Constraint, st: Structure) -> None:
     b = c.body
     if len(b.maxes) == 1 and not len(b.lin_idx) and not len(b.q_z) and b.maxes[0][0] > 0:
         w, ts = b.maxes[0]  # max_j e_j <= ub: one device-local constraint per term
+        if isinstance(ts, DeviceTerms) and ts.lin.shape == st.A.shape:
+            lin, qb, qp = (w * np.asarray(_or0(a) + np.zeros(ts.lin.shape))
+                           for a in (ts.lin, ts.beta, ts.phi))
+            _presolve(p, c, st, np.arange(p.n_devices), lin + b.const, qb, qp)
+            return
         for t in ts:
             _classify(p, Constraint(t * w + b.const, c.lb, c.ub, c.name), st)
         return
@@ -158,6 +179,12 @@ def _classify(p: Problem, c: Constraint, st: Structure) -> None:
             st.explained.append(f"constraint {c.name or '(unnamed)'} is a false constant relation")
         return
     lin, qb, qp = per_option(p, b, k)
+    _presolve(p, c, st, np.array([k]), lin[None], qb[None], qp[None])
+
+
+def _presolve(p: Problem, c: Constraint, st: Structure, ks: np.ndarray, lin: np.ndarray,
+              qb: np.ndarray, qp: np.ndarray) -> None:
+    """Presolve ``lin + qb / beta_k (+ qp / phi_k)`` in [lb, ub] for devices ks (rows of lin)."""
     if np.any(qp):
         st.kind, st.reason = "generic", "a per-device constraint on the server share"
         return
@@ -166,13 +193,15 @@ def _classify(p: Problem, c: Constraint, st: Structure) -> None:
         room = c.ub - lin
         need = np.where(qb > 0, qb / room, 0.0)
     ok |= (qb > 0) & (room > 0) & (lin >= c.lb - 1e-9) & (need <= 1 + 1e-12)
-    before = st.allowed[k].copy()
-    st.allowed[k] &= ok
-    st.beta_min[k] = np.maximum(st.beta_min[k], np.where(qb > 0, need, 0.0))
-    if before.any() and not st.allowed[k].any():
+    before = st.allowed[ks].copy()
+    st.allowed[ks] &= ok
+    st.beta_min[ks] = np.maximum(st.beta_min[ks], np.where(qb > 0, need, 0.0))
+    emptied = np.flatnonzero(before.any(axis=1) & ~st.allowed[ks].any(axis=1))
+    if len(emptied):
         from splitopt.solving.explain import explain_device
 
-        st.explained.append(explain_device(p, k, c, lin, qb, before))
+        for i in emptied:
+            st.explained.append(explain_device(p, int(ks[i]), c, lin[i], qb[i], before[i]))
 
 
 def _touches_shares(p: Problem, e: Expr) -> bool:

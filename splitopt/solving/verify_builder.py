@@ -136,30 +136,58 @@ def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: f
 
 def _evaluate_checks(problem: Any, plan: Any, opt: np.ndarray, beta: np.ndarray, phi: np.ndarray,
                      sel: np.ndarray, evaluate: Any, costs: Any = None) -> list[Check]:
-    """evaluate() on the plan against the builder's option costs at the plan's shares."""
+    """The independent re-pricing against the builder's option costs at the plan's shares.
+
+    ``evaluate()`` up to ``reprice.SCALAR_UP_TO`` devices (or when ``costs`` from it are given),
+    above that the vectorised :func:`splitopt.solving.reprice.reprice`; neither reads the option
+    table.
+    """
+    from splitopt.solving.reprice import SCALAR_UP_TO, Repriced, reprice
+
+    name = "evaluate()"
     try:
-        costs = costs if costs is not None else evaluate(problem.pricing_scenario(), plan)
+        if costs is None and problem.n_devices > SCALAR_UP_TO:
+            try:
+                costs, name = reprice(problem.pricing_scenario(), plan), "re-pricing"
+            except ValueError:
+                costs = None
+        if costs is None:
+            costs = evaluate(problem.pricing_scenario(), plan)
     except Exception as err:  # noqa: BLE001 - any refusal of the reference model is a failed check
-        return [Check("evaluate()", False, f"{type(err).__name__}: {err}")]
+        return [Check(name, False, f"{type(err).__name__}: {err}")]
     o, r = problem.options, np.arange(problem.n_devices)
     f = phi if problem.server_share is not None else np.ones_like(phi)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ours = {"round_s": o.a_dev[r, opt] + o.d[r, opt] / beta + o.a_srv[r, opt] / f,
                 "memory_bytes": o.mem[r, opt], "comm_bytes": o.comm[r, opt],
                 "energy_j": o.e_comp[r, opt] + o.e_tx[r, opt] / beta}
+    ks = np.flatnonzero(sel)
+    names = [problem.device_name(int(k)) for k in ks]
     bad: list[str] = []
-    for k in np.flatnonzero(sel):
-        ph = costs.per_device.get(problem.device_name(int(k)))
-        if ph is None:
-            bad.append(f"{problem.device_name(int(k))}: not priced")
-            continue
+    if isinstance(costs, Repriced):
+        rows = np.array([costs.row.get(n, -1) for n in names], dtype=np.int64)
+        bad += [f"{n}: not priced" for n in np.array(names)[rows < 0][:3]]
         for key, arr in ours.items():
-            if not _close(float(arr[k]), float(getattr(ph, key)), OBJECTIVE_RTOL) and not (
-                    arr[k] == 0 and getattr(ph, key) == 0):
-                bad.append(f"{problem.device_name(int(k))}.{key}: evaluate() "
-                           f"{getattr(ph, key):.12g}, option table {arr[k]:.12g}")
+            a, b = arr[ks[rows >= 0]], costs.values[key][rows[rows >= 0]]
+            with np.errstate(invalid="ignore"):
+                close = np.isfinite(a) & np.isfinite(b) & (np.abs(a - b) <= OBJECTIVE_RTOL * (
+                    np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-12)))
+            off = ~close & ~((a == 0) & (b == 0))
+            bad += [f"{n}.{key}: re-priced {y:.12g}, option table {x:.12g}" for n, x, y in
+                    zip(np.array(names)[rows >= 0][off][:3], a[off][:3], b[off][:3])]
+    else:
+        for k, n in zip(ks, names):
+            ph = costs.per_device.get(n)
+            if ph is None:
+                bad.append(f"{n}: not priced")
+                continue
+            for key, arr in ours.items():
+                if not _close(float(arr[k]), float(getattr(ph, key)), OBJECTIVE_RTOL) and not (
+                        arr[k] == 0 and getattr(ph, key) == 0):
+                    bad.append(f"{n}.{key}: evaluate() {getattr(ph, key):.12g}, option table "
+                               f"{arr[k]:.12g}")
     if plan.predicted is not None and not _close(plan.predicted.round_latency_s,
                                                   costs.round_latency_s, OBJECTIVE_RTOL) and not (
             costs.round_latency_s == plan.predicted.round_latency_s):
         bad.append(f"plan.predicted {plan.predicted.round_latency_s:.12g} is stale")
-    return [Check("evaluate() agrees with the problem's costs", not bad, "; ".join(bad[:3]))]
+    return [Check(f"{name} agrees with the problem's costs", not bad, "; ".join(bad[:3]))]
