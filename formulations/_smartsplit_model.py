@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from splitopt.backends.results import Result
 from splitopt.costs import CutTable, round_terms
 from splitopt.errors import InputError
 from splitopt.plan import DevicePlan, Plan
 from splitopt.scenario import Scenario
-from splitopt.solving.verify import Row, Verification, checked_status, solver_agrees, verify
+from splitopt.solving.verify import Row, checked_status, solver_agrees, verify
 
 OBJECTIVES = ("latency", "participation")
 
@@ -177,52 +178,21 @@ def round_value(inst: Instance, choices: Sequence[Choice | None]) -> tuple[float
 
 
 # ---------------------------------------------------------------------------- solving
-@dataclass(frozen=True)
-class Result:
-    """A SmartSplit round: per-device choices (None = not selected) and how good they are.
-
-    ``round_s`` is the round time priced by :func:`round_value`; ``bound`` a proven lower bound on
-    the least round time (given the selected data, for ``participation``); ``data_bound`` a proven
-    upper bound on the selected data.
-    """
-
-    choices: tuple[Choice | None, ...]
-    round_s: float
-    selected_data: float
-    status: str
-    bound: float | None
-    data_bound: float | None
-    method: str
-    build_s: float = 0.0
-    solve_s: float = 0.0
-    verification: Verification | None = None
-
-    @property
-    def participants(self) -> int:
-        """Number of selected devices."""
-        return sum(ch is not None for ch in self.choices)
-
-    @property
-    def gap(self) -> float | None:
-        """Relative gap of the round time to its bound."""
-        if self.bound is None:
-            return None
-        return max(0.0, self.round_s - self.bound) / max(self.round_s, 1e-12)
-
-    def plan(self, inst: Instance) -> Plan:
-        """The round as a splitopt Plan (recomputed layers in ``meta['recompute']``)."""
-        sc = inst.scenario
-        sets = CutTable.chain(sc.graph).sets()
-        names = sc.graph.names
-        devs, rec = [], {}
-        for k, (d, ch) in enumerate(zip(sc.devices, self.choices, strict=True)):
-            side = sets[ch.cut] if ch is not None else sets[0]
-            devs.append(DevicePlan(d.name, side, float(inst.beta[k]), selected=ch is not None))
-            if ch is not None and ch.dropped:
-                rec[d.name] = [names[v] for v in ch.dropped]
-        return Plan(tuple(devs), rounds=sc.training.rounds, status=self.status,
-                    objective=self.round_s, bound=self.bound, method=self.method,
-                    meta={"recompute": rec, "selected_data": self.selected_data})
+def round_plan(inst: Instance, choices: Sequence[Choice | None], status: str, round_s: float,
+               bound: float | None, method: str, selected_data: float) -> Plan:
+    """The round as a splitopt Plan (recomputed layers in ``meta['recompute']``)."""
+    sc = inst.scenario
+    sets = CutTable.chain(sc.graph).sets()
+    names = sc.graph.names
+    devs, rec = [], {}
+    for k, (d, ch) in enumerate(zip(sc.devices, choices, strict=True)):
+        side = sets[ch.cut] if ch is not None else sets[0]
+        devs.append(DevicePlan(d.name, side, float(inst.beta[k]), selected=ch is not None))
+        if ch is not None and ch.dropped:
+            rec[d.name] = [names[v] for v in ch.dropped]
+    return Plan(tuple(devs), rounds=sc.training.rounds, status=status, objective=round_s,
+                bound=bound, method=method,
+                meta={"recompute": rec, "selected_data": selected_data})
 
 
 def _finish(inst: Instance, choices: list[Choice | None], status: str, bound: float | None,
@@ -230,16 +200,27 @@ def _finish(inst: Instance, choices: list[Choice | None], status: str, bound: fl
             claimed: float | None = None, gap: float | None = None) -> Result:
     """The Result of a decision, through the verified-answer guard (splitopt.solving.verify).
 
-    The round time reported is the plan's re-priced one; ``claimed`` is the solver's own (the
-    MILP's T), checked to agree; ``gap`` the relative gap an "optimal" answer promised.
+    The one :class:`splitopt.backends.Result`: ``objective`` is the round time re-priced by
+    :func:`round_value` (also ``round_s``), ``bound`` a proven lower bound on the least round
+    time (given the selected data, for ``participation``), ``plan`` the round as a Plan; extras:
+    ``choices`` (per device, None = not selected), ``selected_data``, ``data_bound`` (a proven
+    upper bound on the selected data), ``participants``, ``method``. ``claimed`` is the
+    solver's own value (the MILP's T), checked to agree; ``gap`` the relative gap an "optimal"
+    answer promised.
     """
     T, data, rows = round_rows(inst, choices)
     if data_bound is not None:
         rows.append(Row("selected data within its bound", data, hi=data_bound))
     check = verify(objective=T, repriced=T, bound=bound, rows=rows,
                    extra=[solver_agrees(claimed, T)], gap=gap if status == "optimal" else None)
-    return Result(tuple(choices), T, data, checked_status(status, check), bound, data_bound,
-                  method, build_s, solve_s, check)
+    status = checked_status(status, check)
+    return Result(status, path=method, backend="highs" if "milp" in method else "none",
+                  objective=T, bound=bound,
+                  plan=round_plan(inst, choices, status, T, bound, method, data),
+                  build_s=build_s, solve_s=solve_s, verification=check,
+                  extras={"choices": tuple(choices), "round_s": T, "selected_data": data,
+                          "data_bound": data_bound, "method": method,
+                          "participants": sum(ch is not None for ch in choices)})
 
 
 def _patterns(inst: Instance, k: int):

@@ -35,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from splitopt.backends.results import Result
 from splitopt.costs import CutTable, round_terms
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.scenario import Scenario
-from splitopt.solving.verify import Row, Verification, checked_status, verify
+from splitopt.solving.verify import Row, checked_status, verify
 
 
 @dataclass(frozen=True)
@@ -78,31 +79,21 @@ def problem(scenario: Scenario, *, levels: Sequence[float] = (1.0,),
                    tuple(opts))
 
 
-@dataclass(frozen=True)
-class Point:
-    """One solution: options per device, shares, its delay and energy, and how good it is.
+def point(choice: Sequence[int], beta: Sequence[float], delay_s: float, energy_j: float,
+          bound: float, iterations: int = 0, epsilon: float | None = None,
+          objective: float | None = None, status: str = "optimal") -> Result:
+    """One solution as the one Result: options per device, shares, delay, energy, how good.
 
     ``objective`` is the minimised value (energy for an epsilon point, the weighted sum
-    otherwise), ``bound`` its proven lower bound, ``status`` ``optimal`` when they meet within the
-    tolerance, else ``iteration_limit``.
+    otherwise), ``bound`` its proven lower bound, ``termination`` ``optimal`` when they meet within
+    the tolerance, else ``iteration_limit``. Extras: ``choice``, ``beta``, ``delay_s``,
+    ``energy_j``, ``epsilon``.
     """
-
-    choice: tuple[int, ...]
-    beta: tuple[float, ...]
-    delay_s: float
-    energy_j: float
-    bound: float
-    iterations: int = 0
-    epsilon: float | None = None
-    objective: float | None = None
-    status: str = "optimal"
-    verification: Verification | None = None
-
-    @property
-    def gap(self) -> float:
-        """Relative gap of the objective to its bound."""
-        val = self.energy_j if self.objective is None else self.objective
-        return max(0.0, val - self.bound) / max(abs(val), 1e-300)
+    return Result(status, path="outer-approximation", backend="highs",
+                  objective=energy_j if objective is None else objective, bound=bound,
+                  iterations=iterations,
+                  extras={"choice": tuple(choice), "beta": tuple(beta), "delay_s": delay_s,
+                          "energy_j": energy_j, "epsilon": epsilon})
 
 
 def evaluate(p: Problem, choice: Sequence[int],
@@ -327,7 +318,7 @@ def _outer(p: Problem, lo: np.ndarray, w: float | None, ref: tuple[float, float]
     return best[1], best[2], min(lb, best[0]), done, best[0], status
 
 
-def min_energy(p: Problem, epsilon: float, *, tol: float = 1e-7, max_iter: int = 200) -> Point:
+def min_energy(p: Problem, epsilon: float, *, tol: float = 1e-7, max_iter: int = 200) -> Result:
     """Least energy with delay <= ``epsilon`` (one epsilon-constraint point), to gap ``tol``."""
     if not epsilon > 0:
         raise InputError("epsilon", epsilon, "a delay in seconds > 0 (math.inf: no limit)")
@@ -338,20 +329,20 @@ def min_energy(p: Problem, epsilon: float, *, tol: float = 1e-7, max_iter: int =
     choice, beta, bound, it, val, status = _outer(p, lo, None, (1.0, 1.0), tol, max_iter)
     T, E = evaluate(p, choice, beta)
     rows = [Row("delay <= epsilon", T, hi=epsilon)] if math.isfinite(epsilon) else []
-    return _checked(Point(tuple(choice), tuple(float(b) for b in beta), T, E, bound, it,
+    return _checked(point(tuple(choice), tuple(float(b) for b in beta), T, E, bound, it,
                           float(epsilon), val, status), E, rows, tol)
 
 
-def _checked(pt: Point, repriced: float, rows: list[Row], tol: float) -> Point:
+def _checked(pt: Result, repriced: float, rows: list[Row], tol: float) -> Result:
     """The point through the verified-answer guard (splitopt.solving.verify)."""
     check = verify(objective=pt.objective, repriced=repriced, bound=pt.bound, rows=rows,
                    shares={"bandwidth": pt.beta},
                    gap=tol * (1 + 1e-6) if pt.status == "optimal" else None)
-    return replace(pt, status=checked_status(pt.status, check), verification=check)
+    return replace(pt, termination=checked_status(pt.status, check), verification=check)
 
 
 def weighted_sum(p: Problem, w: float, ref: tuple[float, float], *, tol: float = 1e-7,
-                 max_iter: int = 200) -> Point:
+                 max_iter: int = 200) -> Result:
     """Minimise ``w T / ref[0] + (1 - w) E / ref[1]`` (scalarisation), to gap ``tol``."""
     if not 0 <= w <= 1:
         raise InputError("w", w, "a weight in [0, 1]")
@@ -362,26 +353,26 @@ def weighted_sum(p: Problem, w: float, ref: tuple[float, float], *, tol: float =
     lo = lower_shares(p, f0 * ref[0] / w)  # no optimum is slower than this
     choice, beta, bound, it, val, status = _outer(p, lo, w, ref, tol, max_iter)
     T, E = evaluate(p, choice, beta)
-    return _checked(Point(tuple(choice), tuple(float(b) for b in beta), T, E, bound, it, None,
+    return _checked(point(tuple(choice), tuple(float(b) for b in beta), T, E, bound, it, None,
                           val, status), w * T / ref[0] + (1 - w) * E / ref[1], [], tol)
 
 
 # ---------------------------------------------------------------------------- fronts
-def nondominated(points: Sequence[Point], rel: float = 1e-9) -> list[Point]:
+def nondominated(points: Sequence[Result], rel: float = 1e-9) -> list[Result]:
     """The points no other point dominates, sorted by delay."""
-    def dom(q: Point, r: Point) -> bool:
+    def dom(q: Result, r: Result) -> bool:
         le = q.delay_s <= r.delay_s * (1 + rel) and q.energy_j <= r.energy_j * (1 + rel)
         lt = q.delay_s < r.delay_s * (1 - rel) or q.energy_j < r.energy_j * (1 - rel)
         return le and lt
     keep = [r for r in points if not any(dom(q, r) for q in points)]
-    out: list[Point] = []
+    out: list[Result] = []
     for r in sorted(keep, key=lambda r: (r.delay_s, r.energy_j)):
         if not out or abs(out[-1].delay_s - r.delay_s) > rel * r.delay_s:
             out.append(r)
     return out
 
 
-def pareto_front(p: Problem, n_points: int = 12, *, tol: float = 1e-7) -> list[Point]:
+def pareto_front(p: Problem, n_points: int = 12, *, tol: float = 1e-7) -> list[Result]:
     """The exact front at ``n_points`` epsilons from the least delay to the least-energy delay."""
     if n_points < 2:
         raise InputError("n_points", n_points, "an integer >= 2")
@@ -390,10 +381,10 @@ def pareto_front(p: Problem, n_points: int = 12, *, tol: float = 1e-7) -> list[P
     return nondominated([min_energy(p, float(e), tol=tol) for e in grid] + [e_min])
 
 
-def unsupported(front: Sequence[Point], rel: float = 1e-6) -> list[Point]:
+def unsupported(front: Sequence[Result], rel: float = 1e-6) -> list[Result]:
     """Front points strictly above the front's lower convex hull: no weighted sum can reach them."""
     pts = sorted(front, key=lambda r: r.delay_s)
-    hull: list[Point] = []
+    hull: list[Result] = []
     for r in pts:
         while len(hull) >= 2 and _cross(hull[-2], hull[-1], r) <= 0:
             hull.pop()
@@ -409,7 +400,7 @@ def unsupported(front: Sequence[Point], rel: float = 1e-6) -> list[Point]:
     return out
 
 
-def _cross(o: Point, a: Point, b: Point) -> float:
+def _cross(o: Result, a: Result, b: Result) -> float:
     return ((a.delay_s - o.delay_s) * (b.energy_j - o.energy_j)
             - (a.energy_j - o.energy_j) * (b.delay_s - o.delay_s))
 

@@ -32,12 +32,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from splitopt.backends.results import Result
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.graph import LayerGraph
 from splitopt.solving.verify import (
     MILP_GAP,
     Row,
-    Verification,
     checked_status,
     solver_agrees,
     verify,
@@ -100,20 +100,21 @@ def costs(graph: LayerGraph, tiers: Sequence[Tier], links: Sequence[Link], *, ba
                  np.array([t.memory_bytes for t in tiers], dtype=float))
 
 
-@dataclass(frozen=True)
-class Split:
-    """A placement: tier of every node (topological order), its latency and how it was found."""
+def placement(tiers: Sequence[int], latency_s: float, status: str, method: str,
+              bound: float | None = None) -> Result:
+    """A placement as the one Result: ``objective`` is its latency.
 
-    tiers: tuple[int, ...]
-    latency_s: float
-    status: str
-    method: str
-    bound: float | None = None
-    verification: Verification | None = None
+    Extras: ``tiers`` (the tier of every node, topological order), ``latency_s`` and ``method``
+    (how it was found).
+    """
+    return Result(status, path=method, backend="highs" if method == "milp" else "none",
+                  objective=latency_s, bound=bound,
+                  extras={"tiers": tuple(tiers), "latency_s": latency_s, "method": method})
 
-    def cuts(self, n_tiers: int) -> list[int]:
-        """For a chain: c_t = number of nodes on tiers <= t (t = 0..T-2)."""
-        return [sum(1 for x in self.tiers if x <= t) for t in range(n_tiers - 1)]
+
+def cuts(tiers: Sequence[int], n_tiers: int) -> list[int]:
+    """For a chain: c_t = number of nodes on tiers <= t (t = 0..T-2)."""
+    return [sum(1 for x in tiers if x <= t) for t in range(n_tiers - 1)]
 
 
 def latency(c: Costs, tiers: Sequence[int]) -> float:
@@ -151,7 +152,7 @@ def placement_rows(c: Costs, tiers: Sequence[int]) -> list[Row]:
     return rows
 
 
-def _checked(c: Costs, split: Split, solver_value: float | None = None) -> Split:
+def _checked(c: Costs, split: Result, solver_value: float | None = None) -> Result:
     """The placement through the verified-answer guard (splitopt.solving.verify).
 
     Re-priced by :func:`latency`, every rule checked, the bound below; an unverified "optimal"
@@ -161,10 +162,10 @@ def _checked(c: Costs, split: Split, solver_value: float | None = None) -> Split
                    rows=placement_rows(c, split.tiers),
                    extra=[solver_agrees(solver_value, split.latency_s)],
                    gap=MILP_GAP if split.status == "optimal" else None)
-    return replace(split, status=checked_status(split.status, check), verification=check)
+    return replace(split, termination=checked_status(split.status, check), verification=check)
 
 
-def solve_chain(c: Costs) -> Split:
+def solve_chain(c: Costs) -> Result:
     """Exact dynamic programme over (tier, number of layers placed) for a chain."""
     g = c.graph
     if not g.is_chain:
@@ -194,11 +195,11 @@ def solve_chain(c: Costs) -> Split:
         p = arg[t, q]
         tiers[p:q] = [t] * (q - p)
         q = p
-    return _checked(c, Split(tuple(tiers), float(dp[T - 1, V]), "optimal", "dp",
+    return _checked(c, placement(tuple(tiers), float(dp[T - 1, V]), "optimal", "dp",
                              float(dp[T - 1, V])))
 
 
-def solve_dag(c: Costs, *, time_limit: float | None = None) -> Split:
+def solve_dag(c: Costs, *, time_limit: float | None = None) -> Result:
     """Exact MILP over nested predecessor-closed sets (any DAG)."""
     from splitopt.compile.columns import MilpBuilder
     from splitopt.parallel.milp import solve_program
@@ -252,36 +253,36 @@ def solve_dag(c: Costs, *, time_limit: float | None = None) -> Split:
         raise InfeasibleError(f"multi-tier: no placement fits every tier's memory ({res.status})")
     xs = np.round(res.x[x.ravel()].reshape(V, max(T - 1, 0))) if T > 1 else np.zeros((V, 0))
     tiers = tuple(int(T - 1 - xs[v].sum()) for v in range(V))
-    return _checked(c, Split(tiers, latency(c, tiers), res.status, "milp", res.bound),
+    return _checked(c, placement(tiers, latency(c, tiers), res.status, "milp", res.bound),
                     res.objective)
 
 
-def solve(c: Costs, *, time_limit: float | None = None) -> Split:
+def solve(c: Costs, *, time_limit: float | None = None) -> Result:
     """Exact: the DP for chains, the MILP otherwise."""
     return solve_chain(c) if c.graph.is_chain else solve_dag(c, time_limit=time_limit)
 
 
 # ---------------------------------------------------------------------------- baselines
-def device_only(c: Costs) -> Split:
+def device_only(c: Costs) -> Result:
     """Every node on tier 0 (may break its memory: then latency is inf)."""
     tiers = (0,) * len(c.graph)
-    return Split(tiers, latency(c, tiers), "feasible", "device-only")
+    return placement(tiers, latency(c, tiers), "feasible", "device-only")
 
 
-def two_tier(c: Costs) -> Split:
+def two_tier(c: Costs) -> Result:
     """The best single split between tier 0 and the last tier (intermediate tiers relay only)."""
     g, last = c.graph, c.n_tiers - 1
-    best: Split | None = None
+    best: Result | None = None
     for side in g.chain_prefixes() + [frozenset(g.names)]:
         tiers = tuple(0 if n in side else last for n in g.names)
         t = latency(c, tiers)
         if best is None or t < best.latency_s:
-            best = Split(tiers, t, "feasible", "two-tier")
+            best = placement(tiers, t, "feasible", "two-tier")
     assert best is not None
     return best
 
 
-def greedy(c: Costs) -> Split:
+def greedy(c: Costs) -> Result:
     """Each node on its fastest tier, raised to keep tiers non-decreasing along edges."""
     g = c.graph
     tau = [int(np.argmin(c.sec[v])) for v in range(len(g))]
@@ -290,10 +291,10 @@ def greedy(c: Costs) -> Split:
     for v in range(len(g)):  # topological order: lift v to its producers' tiers
         for u in g.pred_indices[v]:
             tau[v] = max(tau[v], tau[u])
-    return Split(tuple(tau), latency(c, tau), "feasible", "greedy")
+    return placement(tuple(tau), latency(c, tau), "feasible", "greedy")
 
 
-def brute_force(c: Costs) -> Split:
+def brute_force(c: Costs) -> Result:
     """Every tier assignment (tiny graphs only)."""
     V, T = len(c.graph), c.n_tiers
     if T ** V > 2e5:
@@ -302,7 +303,7 @@ def brute_force(c: Costs) -> Split:
                key=lambda p: p[0])
     if best[0] == math.inf:
         raise InfeasibleError("multi-tier brute force: no placement fits")
-    return Split(tuple(best[1]), best[0], "optimal", "brute-force", best[0])
+    return placement(tuple(best[1]), best[0], "optimal", "brute-force", best[0])
 
 
 # ---------------------------------------------------------------------------- architectures
@@ -320,7 +321,7 @@ class Choice:
     """The architecture chosen, its exact split, and the whole accuracy / latency front."""
 
     candidate: Candidate
-    split: Split
+    split: Result
     front: tuple[tuple[str, float, float], ...]  # (name, accuracy, latency) non-dominated
 
 

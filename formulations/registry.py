@@ -22,7 +22,14 @@ import math
 import time
 from typing import Any
 
-from splitopt.formulation import Formulation, builder_solver, found, plan_result, register
+from splitopt.formulation import (
+    Formulation,
+    builder_solver,
+    found,
+    plan_result,
+    register,
+    with_extras,
+)
 from splitopt.scenario import Scenario
 from splitopt.system import link_of
 
@@ -94,27 +101,18 @@ def _energy_delay_baselines(scenario: Scenario) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- SmartSplit (own MILP)
-def _smartsplit_result(inst: Any, r: Any) -> Any:
-    return found(r.status, r.round_s, r.bound, path=r.method, plan=r.plan(inst),
-                 build_s=r.build_s, solve_s=r.solve_s, verification=r.verification,
-                 choices=r.choices, selected_data=r.selected_data, data_bound=r.data_bound)
-
-
 def _smartsplit_solve(scenario: Scenario, *, backend: str | None = None,
                       time_limit: float | None = None) -> Any:
     from splitopt.formulations import smartsplit as ss
 
-    inst = ss.instance(scenario)
-    return _smartsplit_result(inst, ss.solve(inst, time_limit=time_limit))
+    return ss.solve(ss.instance(scenario), time_limit=time_limit)
 
 
 def _smartsplit_baselines(scenario: Scenario) -> dict[str, Any]:
     from splitopt.formulations import smartsplit as ss
 
-    inst = ss.instance(scenario)
-    plain = ss.instance(scenario, recompute=False)
-    return {"greedy": _smartsplit_result(inst, ss.greedy(inst)),
-            "no-recompute": _smartsplit_result(plain, ss.solve(plain))}
+    return {"greedy": ss.greedy(ss.instance(scenario)),
+            "no-recompute": ss.solve(ss.instance(scenario, recompute=False))}
 
 
 # ---------------------------------------------------------------- multi-tier (own DP / MILP)
@@ -133,8 +131,9 @@ def tiers_of(scenario: Scenario) -> tuple[list[Any], list[Any]]:
 
 
 def _multitier_result(s: Any, c: Any) -> Any:
-    return found(s.status, s.latency_s, s.bound, path=s.method, verification=s.verification,
-                 tiers=s.tiers, cuts=s.cuts(c.n_tiers) if c.graph.is_chain else None)
+    from splitopt.formulations.multitier import cuts
+
+    return with_extras(s, cuts=cuts(s.tiers, c.n_tiers) if c.graph.is_chain else None)
 
 
 def _multitier_costs(scenario: Scenario) -> Any:
@@ -174,12 +173,6 @@ def accelerators_of(scenario: Scenario) -> list[Any]:
             for d in scenario.devices]
 
 
-def _synergy_result(r: Any) -> Any:
-    return found(r.status, r.bottleneck_s, r.bound, path=r.method, build_s=r.build_s,
-                 solve_s=r.solve_s, verification=r.verification, mapping=r.mapping,
-                 latency_s=r.latency_s, throughput=r.throughput)
-
-
 def _synergy_instance(scenario: Scenario) -> Any:
     from splitopt.formulations import synergy as sy
 
@@ -191,15 +184,14 @@ def _synergy_solve(scenario: Scenario, *, backend: str | None = None,
                    time_limit: float | None = None) -> Any:
     from splitopt.formulations import synergy as sy
 
-    return _synergy_result(sy.solve(_synergy_instance(scenario), time_limit=time_limit))
+    return sy.solve(_synergy_instance(scenario), time_limit=time_limit)
 
 
 def _synergy_baselines(scenario: Scenario) -> dict[str, Any]:
     from splitopt.formulations import synergy as sy
 
     inst = _synergy_instance(scenario)
-    return {"greedy": _synergy_result(sy.greedy(inst)),
-            "whole-models": _synergy_result(sy.whole_models(inst))}
+    return {"greedy": sy.greedy(inst), "whole-models": sy.whole_models(inst)}
 
 
 def register_all() -> None:

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from splitopt.backends.results import Result
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.graph import LayerGraph
 from splitopt.solving.verify import (
     MILP_GAP,
     Row,
-    Verification,
     checked_status,
     solver_agrees,
     verify,
@@ -140,41 +140,27 @@ def priced_rows(inst: Instance, mapping: Mapping) -> tuple[float, float, list[Ro
     return float(load.max()), float(lat), rows
 
 
-@dataclass(frozen=True)
-class Result:
-    """A mapping with its bottleneck (1/throughput), weighted latency, status and bound."""
-
-    mapping: Mapping
-    bottleneck_s: float
-    latency_s: float
-    status: str
-    bound: float | None
-    method: str
-    build_s: float = 0.0
-    solve_s: float = 0.0
-    verification: Verification | None = None
-
-    @property
-    def throughput(self) -> float:
-        """Frames per second of the whole pipeline (every tenant once per frame)."""
-        return 1.0 / self.bottleneck_s if self.bottleneck_s > 0 else math.inf
-
-
 def _finish(inst: Instance, mapping: Mapping, status: str, bound: float | None, method: str,
             build_s: float = 0.0, solve_s: float = 0.0, *, objective: str = "throughput",
             claimed: float | None = None) -> Result:
     """The Result of a mapping, through the verified-answer guard (splitopt.solving.verify).
 
-    ``bound`` bounds the ``objective`` (the bottleneck or the weighted latency); ``claimed`` is
-    the solver's own value, checked to agree with the re-priced one.
+    The one :class:`splitopt.backends.Result`: ``objective`` is the re-priced ``objective``
+    (the bottleneck, 1/throughput, or the weighted latency) and ``bound`` bounds it; extras:
+    ``mapping``, ``bottleneck_s``, ``latency_s``, ``throughput`` (frames per second of the whole
+    pipeline, every tenant once per frame), ``method``. ``claimed`` is the solver's own value,
+    checked to agree with the re-priced one.
     """
     b, lat, rows = priced_rows(inst, mapping)
     value = b if objective == "throughput" else lat
     check = verify(objective=value, repriced=value, bound=bound, rows=rows,
                    extra=[solver_agrees(claimed, value)],
                    gap=MILP_GAP if status == "optimal" else None)
-    return Result(mapping, b, lat, checked_status(status, check), bound, method, build_s, solve_s,
-                  check)
+    return Result(checked_status(status, check), path=method,
+                  backend="highs" if "milp" in method else "none", objective=value, bound=bound,
+                  build_s=build_s, solve_s=solve_s, verification=check,
+                  extras={"mapping": mapping, "bottleneck_s": b, "latency_s": lat,
+                          "throughput": 1.0 / b if b > 0 else math.inf, "method": method})
 
 
 def build(inst: Instance, objective: str = "throughput"):

@@ -63,7 +63,7 @@ def test_weighted_sum_equals_brute_force_and_lies_on_the_front(seed):
 
 
 def test_unsupported_points_are_above_the_hull():
-    mk = lambda t, e: ed.Point((), (), t, e, e)  # noqa: E731
+    mk = lambda t, e: ed.point((), (), t, e, e)  # noqa: E731
     front = [mk(1, 10), mk(2, 9), mk(3, 4), mk(4, 3.9)]
     assert [q.delay_s for q in ed.unsupported(front)] == [2]
 

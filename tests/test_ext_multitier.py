@@ -103,5 +103,5 @@ def test_bad_input():
 
 
 def test_cuts_of_a_chain_split():
-    sp = mt.Split((0, 0, 1, 2, 2), 1.0, "optimal", "dp")
-    assert sp.cuts(3) == [2, 3] and sp.cuts(4) == [2, 3, 5]
+    sp = mt.placement((0, 0, 1, 2, 2), 1.0, "optimal", "dp")
+    assert mt.cuts(sp.tiers, 3) == [2, 3] and mt.cuts(sp.tiers, 4) == [2, 3, 5]

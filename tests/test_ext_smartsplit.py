@@ -100,7 +100,7 @@ def test_recomputation_lets_a_device_fit_and_costs_forward_time():
     assert res.round_s == pytest.approx(ss.brute_force(tight).round_s)
     without = ss.solve(ss.instance(sc, budgets=[budget], recompute=False))
     assert without.choices[0].cut < 3 and without.round_s > res.round_s
-    plan = res.plan(tight)
+    plan = res.plan
     assert plan.meta["recompute"]["pi"]
     with pytest.raises(InfeasibleError, match="even with recomputation"):
         ss.solve(ss.instance(sc, budgets=[1e3]))

@@ -75,6 +75,14 @@ class Result:
     wall_s: float = 0.0
     extras: Mapping[str, Any] = field(default_factory=dict)
 
+    def __getattr__(self, name: str) -> Any:
+        """A formulation's extra by attribute (``res.choices`` is ``res.extras["choices"]``)."""
+        extras = self.__dict__.get("extras") or {}
+        if name in extras:
+            return extras[name]
+        raise AttributeError(f"Result has no field or extra {name!r} "
+                             f"(extras: {sorted(extras) or 'none'})")
+
     @property
     def status(self) -> str:
         """Alias of ``termination``."""
