@@ -148,3 +148,18 @@ def test_cli_run_follows_a_trace_and_records_each_replan(tmp_path):
     bad = CliRunner().invoke(app, ["run", str(tmp_path / "plan.json"), "--trace", str(csv),
                                    "--processes"])
     assert isinstance(bad.exception, InputError) and "--trace" in str(bad.exception)
+
+
+def test_multi_process_adaptive_run_moves_cuts_and_state_and_matches_in_process():
+    from splitopt.benchmarks.adaptive import fleet_job, fleet_trace
+
+    from splitopt.execute.launch import launch
+
+    job = fleet_job(3).with_config(local_iters=2)  # cuts planned for 20 iterations, 2 run
+    res = launch(job, trace=fleet_trace(1e-9, 1e9), adaptive=True, links="auto")
+    moved = [r for r in res.replans if r["round"] == 1 and r["old_cut"] != r["new_cut"]]
+    assert moved, res.replans  # the drop moved cuts after a round of training (state moved)
+    assert res.links in ("htb", "paced")
+    kept = train(job)  # one cut, the planned links: the same computation
+    for n, t in kept.final_state["global"].items():
+        torch.testing.assert_close(res.final_state["global"][n], t, rtol=1e-5, atol=1e-5)

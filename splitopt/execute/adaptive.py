@@ -169,8 +169,8 @@ def check_adaptive(job: Job) -> None:
 class Adaptation:
     """Drives a runner's links from a trace and, when adaptive, re-plans between rounds.
 
-    ``planner`` is a :class:`~splitopt.Planner` of the job's scenario (default: EdgeSplit's, the
-    round-latency problem of parallel split devices); it is needed only when ``adaptive``.
+    ``planner`` is a :class:`~splitopt.Planner` of the job's scenario (default: SFL's, the
+    round-latency problem of SFL-V1 with its model aggregation); needed only when ``adaptive``.
     """
 
     def __init__(self, job: Job, trace: Any, *, adaptive: bool = True,
@@ -188,10 +188,10 @@ class Adaptation:
             from splitopt.traces import TraceReplanner
 
             if planner is None:
-                from splitopt.formulations.edgesplit import EdgeSplit
+                from splitopt.formulations.sfl import SFL
                 from splitopt.planner import Planner
 
-                planner = Planner.for_formulation(EdgeSplit(), job.scenario)
+                planner = Planner.for_formulation(SFL(), job.scenario)
             self.follow = TraceReplanner(planner, trace)
 
     def links(self, t: float) -> dict[str, Link]:

@@ -59,6 +59,7 @@ from splitopt.execute.workers import (
     DeviceWorker,
     ServerWorker,
     install_templates,
+    split_modules,
 )
 from splitopt.io import atomic_save
 from splitopt.system import link_of
@@ -80,8 +81,12 @@ def free_port() -> int:
 class DistributedServer:
     """Rank 0: the loop backend that talks to the device processes."""
 
-    def __init__(self, job: Job, peers: dict[str, wire.Peer], data: Any = None) -> None:
+    def __init__(self, job: Job, peers: dict[str, wire.Peer], data: Any = None,
+                 adapt: Any = None, links: str = "paced") -> None:
         self.job, self.mode = job, job.training_mode()
+        self.adapt, self.links_kind = adapt, links
+        self._rates: dict[str, tuple[float, float]] = {}
+        self._between_s = 0.0  # re-planning and re-splitting before a round: part of its time
         model, ex = job.build_model()
         self.data = data or job.data()
         self.server = ServerWorker(job, model=model, example_inputs=ex, data=self.data)
@@ -113,8 +118,50 @@ class DistributedServer:
                 agg_s += self._collect(ev.devices)
         samples = sum(s.samples for s in stats.values())
         loss = sum(s.loss_sum for s in stats.values()) / samples if samples else float("nan")
-        return RoundRecord(rnd, loss, float("nan"), float("nan"), 0.0,
-                           time.perf_counter() - t0, agg_s, stats, self._failed)
+        latency, self._between_s = time.perf_counter() - t0 + self._between_s, 0.0
+        return RoundRecord(rnd, loss, float("nan"), float("nan"), 0.0, latency, agg_s, stats,
+                           self._failed)
+
+    def before_round(self, rnd: int, elapsed_s: float) -> None:
+        """Adaptive runs: every device gets its rates (and new cut) for the round's links.
+
+        One control message per live device and round (rates; the new device side when its cut
+        moved, then the moving layers' optimiser state both ways); with kernel-shaped links the
+        server changes the device's htb classes itself (it runs inside the run's namespace).
+        """
+        t0 = time.perf_counter()
+        moved = self.adapt.advance(rnd, elapsed_s)
+        links = self.adapt.links(elapsed_s)
+        names = [d.device for d in self.job.devices()]
+        graph = self.job.scenario.graph
+        for d in self.alive():
+            rates = (links[d].up_bps, links[d].dn_bps)
+            if self.links_kind == "htb" and self._rates.get(d) != rates:
+                from splitopt.execute.links import reshape
+
+                reshape(names.index(d), *rates)
+            self._rates[d] = rates
+            side = moved.get(d)
+            idx = [graph.names.index(n) for n in sorted(side)] if side else []
+            ctrl = [torch.tensor(rates, dtype=torch.float64), torch.tensor(idx, dtype=torch.int64)]
+            self._guard(d, lambda d=d, c=ctrl, s=side: self._control(d, c, s))
+        self._between_s = time.perf_counter() - t0
+
+    def _control(self, d: str, ctrl: list[torch.Tensor], side: frozenset[str] | None) -> None:
+        from splitopt.execute.adaptive import opt_state, pack_state, recut_server, unpack_state
+
+        peer = self.peers[d]
+        peer.send(ctrl)
+        if side is None:
+            return
+        holder = self.server.holder(d)
+        old = set(self.server.device_names[d])
+        new = set(split_modules(holder.module, self.server.example_inputs, side,
+                                self.job.scenario.graph).device.state_dict())
+        to_dev, to_srv = sorted(new - old), sorted(old - new)
+        peer.send(pack_state(self.job, opt_state(holder.opt, holder.module), to_dev))
+        tensors, _ = peer.recv()
+        recut_server(self.job, self.server, d, side, unpack_state(self.job, tensors, to_srv))
 
     def _guard(self, device: str, exchange: Any) -> bool:
         """Run one exchange with a live device; False when it has failed (and is dropped)."""
@@ -197,24 +244,34 @@ class DistributedServer:
                             setattr(rec.devices[d], field, int(v) if "bytes" in field else v)
 
 
-def _serve(job: Job, peers: dict[str, wire.Peer], state: Any, data: Any, links: str) -> RunResult:
-    srv = DistributedServer(job, peers, data)
+def _serve(job: Job, peers: dict[str, wire.Peer], state: Any, data: Any, links: str,
+           trace: Any = None, adaptive: bool = True) -> RunResult:
+    adapt = None
+    if trace is not None:
+        from splitopt.execute.adaptive import Adaptation
+
+        adapt = Adaptation(job, trace, adaptive=adaptive)
+    srv = DistributedServer(job, peers, data, adapt, links)
     initial = srv.evaluate()
     start, history = 0, list[RoundRecord]()
     if state is not None:
         history, srv.dead = restore_server(srv.server, state[1])
         start = state[0] + 1
-    history = run_rounds(job, srv, start=start, history=history)
+    history = run_rounds(job, srv, start=start, history=history,
+                         before_round=srv.before_round if adapt is not None else None)
     srv.collect_reports(history)
     return RunResult(history, final_state(srv.server, srv.mode.has_global), "multi-process",
-                     initial, list(srv.dead), links)
+                     initial, list(srv.dead), links,
+                     [r.to_dict() for r in adapt.replans] if adapt is not None else [])
 
 
 class DeviceProcess:
     """Ranks 1..N: walk the round events that concern this device."""
 
-    def __init__(self, job: Job, name: str, peer: wire.Peer, links: str, data: Any = None) -> None:
+    def __init__(self, job: Job, name: str, peer: wire.Peer, links: str, data: Any = None,
+                 follows_trace: bool = False) -> None:
         self.job, self.name, self.mode = job, name, job.training_mode()
+        self.follows_trace = follows_trace  # a control message before every round
         self.worker = DeviceWorker(job, name, data=data)
         sc, plan = job.scenario, job.plan.device(name)
         link = link_of(sc.device(name), sc.channel, plan.bandwidth_share)
@@ -231,6 +288,8 @@ class DeviceProcess:
         cfg, everyone = self.job.config, [d.device for d in self.job.devices()]
         for rnd in range(start, cfg.rounds):
             st = self.stats.setdefault(rnd, DeviceRound())
+            if self.follows_trace:
+                self._control()
             for ev in self.mode.round_events(rnd, everyone, self.job.iters()):
                 self._event(rnd, ev, st)
             if cfg.checkpoint_every and (rnd + 1) % cfg.checkpoint_every == 0:
@@ -240,6 +299,25 @@ class DeviceProcess:
                 self.peer.send([torch.tensor(rnd)])  # "my file of this round is on disk"
         rows = [[r, *(float(getattr(s, f)) for f in _REPORT)] for r, s in self.stats.items()]
         self.peer.send([torch.tensor(rows, dtype=torch.float64).reshape(-1, 1 + len(_REPORT))])
+
+    def _control(self) -> None:
+        """The round's rates, and a new cut with the moving layers' optimiser state."""
+        from splitopt.execute.adaptive import opt_state, pack_state, recut_device, unpack_state
+
+        (rates, idx), _ = self.peer.recv()
+        if self.up_bps is not None:  # paced: the new rates are enforced here
+            self.up_bps, self.dn_bps = (float(r) for r in rates.tolist())
+        if not idx.numel():
+            return
+        w, graph = self.worker, self.job.scenario.graph
+        side = frozenset(graph.names[i] for i in idx.tolist())
+        old = set(w.module.state_dict())
+        new = set(split_modules(w.model, w.example_inputs, side, graph).device.state_dict())
+        to_dev, to_srv = sorted(new - old), sorted(old - new)
+        tensors, _ = self.peer.recv()
+        self.peer.send(pack_state(self.job, opt_state(w.holder.opt, w.model), to_srv))
+        recut_device(self.job, w, side, unpack_state(self.job, tensors, to_dev))
+        self.names = sorted(w.part())
 
     def _event(self, rnd: int, ev: Event, st: DeviceRound) -> None:
         if isinstance(ev, Step) and ev.device == self.name:
@@ -296,7 +374,8 @@ def _meet(rank: int, world: int, init_method: str, timeout_s: float,
 def run_rank(job: Job, rank: int, world_size: int, *, init_method: str = "env://",
              out: str | None = None, resume: str | None = None, threads: int = 1,
              timeout_s: float = 600.0, prepared: tuple[Any, Any] | None = None,
-             links: str = "paced", server_port: int = 0, device_port0: int = 0) -> None:
+             links: str = "paced", server_port: int = 0, device_port0: int = 0,
+             trace: Any = None, adaptive: bool = True) -> None:
     """Run one rank of a multi-process job (0: server, writes the RunResult to ``out``).
 
     ``prepared`` is ``(data, split templates)`` made once by :func:`launch`, so that spawned
@@ -329,7 +408,7 @@ def run_rank(job: Job, rank: int, world_size: int, *, init_method: str = "env://
         peers = {names[r - 1]: p for r, p in by_rank.items()}
         state = None if ck is None else (ck.round, ck.load("server"))
         try:
-            result = _serve(job, peers, state, data, links)
+            result = _serve(job, peers, state, data, links, trace, adaptive)
             doc: dict[str, Any] = result.to_state()
         except TrainingDiverged as err:
             doc = {"error": str(err)}
@@ -344,7 +423,7 @@ def run_rank(job: Job, rank: int, world_size: int, *, init_method: str = "env://
         return  # the device had failed before the checkpoint: nothing to resume
     peer = wire.connect(address[0], address[1], rank, timeout_s=timeout_s,
                         source_port=device_port0 + rank if device_port0 else 0)
-    proc = DeviceProcess(job, name, peer, links, data)
+    proc = DeviceProcess(job, name, peer, links, data, follows_trace=trace is not None)
     start = 0
     if ck is not None:
         mine = ck.load(name)

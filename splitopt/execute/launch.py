@@ -48,22 +48,30 @@ def resolve_links(links: str) -> str:
 
 def launch(job: Job, *, resume: str | Path | None = None, threads: int = 1,
            timeout_s: float = 600.0, links: str = "paced",
-           on_start: Callable[[dict[str, int]], None] | None = None) -> RunResult:
+           on_start: Callable[[dict[str, int]], None] | None = None,
+           trace: Any = None, adaptive: bool = True) -> RunResult:
     """Run ``job`` with the server and one process per device on this machine; one call.
 
     ``links``: ``auto``, ``htb`` (kernel-shaped links in a namespace of the run) or ``paced``.
+    ``trace``: the links follow it on the run's measured clock; ``adaptive`` re-plans between
+    rounds and re-splits in place (:mod:`splitopt.execute.adaptive`), else the plan is kept.
     ``on_start`` is called with ``{participant: pid}`` once every process has started.
     """
     from splitopt.execute.links import DEVICE_PORT0, SERVER_PORT, Namespace
 
     kind = resolve_links(links)
+    if trace is not None:
+        from splitopt.execute.adaptive import Adaptation
+
+        Adaptation(job, trace, adaptive=adaptive)  # refuses a bad mode or trace before starting
     world = len(job.devices()) + 1
     ctx = torch.multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="splitopt-run-") as tmp, contextlib.ExitStack() as st:
         out = str(Path(tmp) / "result.pt")
         kwargs: dict[str, Any] = {
             "out": out, "resume": None if resume is None else str(resume), "threads": threads,
-            "timeout_s": timeout_s, "prepared": (job.data(), split_templates(job)), "links": kind}
+            "timeout_s": timeout_s, "prepared": (job.data(), split_templates(job)), "links": kind,
+            "trace": trace, "adaptive": adaptive}
         enter: Any = contextlib.nullcontext()
         if kind == "htb":
             ns = st.enter_context(Namespace())

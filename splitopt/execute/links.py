@@ -88,6 +88,23 @@ def _pids_in(name: str) -> str:
     return res.stdout.strip()
 
 
+def _htb_class(cls: int, bps: float) -> tuple[str, ...]:
+    """The arguments after ``tc class add|change`` of one device direction's htb class."""
+    return ("dev", "lo", "parent", "1:", "classid", f"1:{cls:x}", "htb",
+            "rate", f"{max(int(bps), 8)}bit", "burst", str(MTU + 100),
+            "cburst", str(MTU + 100), "quantum", str(MTU + 14))
+
+
+def reshape(k: int, up_bps: float, dn_bps: float) -> None:
+    """Change device ``k``'s (0-based, in port order) uplink and downlink rates.
+
+    Run from a process inside the run's namespace (the multi-process server is, as root): an
+    adaptive run changes a device's link between rounds as its trace does.
+    """
+    _run("tc", "class", "change", *_htb_class(2 * k + 2, up_bps))
+    _run("tc", "class", "change", *_htb_class(2 * k + 3, dn_bps))
+
+
 class Namespace:
     """A network namespace of this run; shaped by :meth:`shape`, removed on exit."""
 
@@ -136,9 +153,7 @@ class Namespace:
                 "rate", "100gbit", "quantum", "60000")
         for k, (port, (up, dn)) in enumerate(sorted(rates.items())):
             for cls, bps, key in ((2 * k + 2, up, "sport"), (2 * k + 3, dn, "dport")):
-                self.tc("class", "add", "dev", "lo", "parent", "1:", "classid", f"1:{cls:x}",
-                        "htb", "rate", f"{max(int(bps), 8)}bit", "burst", str(MTU + 100),
-                        "cburst", str(MTU + 100), "quantum", str(MTU + 14))
+                self.tc("class", "add", *_htb_class(cls, bps))
                 self.tc("filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio",
                         "1", "u32", "match", "ip", key, str(port), "0xffff",
                         "flowid", f"1:{cls:x}")

@@ -263,7 +263,7 @@ def train(job: Job, *, resume: str | Path | None = None,
     """Train ``job`` in this process; ``resume`` continues from a checkpoint folder.
 
     ``trace`` (a :class:`~splitopt.traces.FleetTrace`): the links follow it on the simulated
-    clock; ``adaptive`` re-plans between rounds (``planner``, default EdgeSplit's) and re-splits
+    clock; ``adaptive`` re-plans between rounds (``planner``, default SFL's) and re-splits
     the devices whose cut moved (:mod:`splitopt.execute.adaptive`), else the plan is kept.
     """
     adapt = None
