@@ -11,25 +11,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from splitopt.backends.base import ERROR, OPTIMAL, TIME_LIMIT, Backend
+from splitopt.backends.results import Result
 from splitopt.compile.program import Program
 from splitopt.compile.steps import OuterApproximation, capped_ratios, tangent_rows
 
 
-@dataclass
-class OAOutcome:
-    """Result of the cut-generation loop (columns of the program with cones)."""
-
-    termination: str
-    x: np.ndarray | None
-    objective: float | None
-    bound: float | None
-    iterations: int
-    log: str = ""
+def _outcome(term: str, x: np.ndarray | None, objective: float | None, bound: float | None,
+             iterations: int, log: str) -> Result:
+    """The loop's answer as the one Result (columns of the program with cones in ``x``)."""
+    return Result(term, path="outer-approximation", objective=objective, bound=bound,
+                  iterations=iterations, log=log, x=x)
 
 
 def cone_need(prog: Program, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +51,7 @@ def solve_outer(prog: Program, backend: Backend, *, deadline: float | None, gap:
                 exact: Callable[[np.ndarray], float | None] | None = None,
                 stop: Callable[[float, float | None], bool] | None = None,
                 max_iter: int = 500, log: bool = False,
-                warm: np.ndarray | None = None) -> OAOutcome:
+                warm: np.ndarray | None = None) -> Result:
     """Minimise a program with cones by cut generation on ``backend``.
 
     ``exact(x)`` prices an iterate exactly (None when it breaks a constraint); by default the
@@ -75,7 +70,7 @@ def solve_outer(prog: Program, backend: Backend, *, deadline: float | None, gap:
             lb = max(lb, res.bound)
         if res.x is None:
             term = res.termination if best_x is None or res.termination != OPTIMAL else TIME_LIMIT
-            return OAOutcome(term, best_x, best_ub, lb if np.isfinite(lb) else None, it,
+            return _outcome(term, best_x, best_ub, lb if np.isfinite(lb) else None, it,
                              "".join(logs))
         x = lift(prog, res.x)
         ub = exact(x)
@@ -83,18 +78,18 @@ def solve_outer(prog: Program, backend: Backend, *, deadline: float | None, gap:
             best_x, best_ub = x, ub
         done = best_ub is not None and best_ub - lb <= gap * max(abs(best_ub), 1e-12)
         if done or (stop is not None and stop(lb, best_ub)):
-            return OAOutcome(OPTIMAL, best_x, best_ub, lb, it, "".join(logs))
+            return _outcome(OPTIMAL, best_x, best_ub, lb, it, "".join(logs))
         late = deadline is not None and time.perf_counter() > deadline
         if res.termination == TIME_LIMIT or late:
-            return OAOutcome(TIME_LIMIT, best_x, best_ub, lb, it, "".join(logs))
+            return _outcome(TIME_LIMIT, best_x, best_ub, lb, it, "".join(logs))
         more = _add_cuts(prog, lin, res.x)
         if more is None:  # no cone violated, yet the gap is open: no tangent can close it
             logs.append(f"outer approximation stalled at iteration {it}: no cone violated, "
                         f"incumbent {best_ub}, bound {lb}\n")
-            return OAOutcome(ERROR, best_x, best_ub, lb, it, "".join(logs))
+            return _outcome(ERROR, best_x, best_ub, lb, it, "".join(logs))
         lin = more
         warm = res.x
-    return OAOutcome(TIME_LIMIT, best_x, best_ub, lb, max_iter, "".join(logs))
+    return _outcome(TIME_LIMIT, best_x, best_ub, lb, max_iter, "".join(logs))
 
 
 def _add_cuts(prog: Program, lin: Program, x: np.ndarray) -> Program | None:
