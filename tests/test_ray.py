@@ -16,7 +16,7 @@ from splitopt.benchmarks.runner import load_rows, run
 from splitopt.parallel import solve_program, solve_split, split_by_binaries
 
 from test_bench import tiny_family  # noqa: F401  (the fixture registering a tiny family)
-from test_ext_parallel import _knapsack
+from test_parallel_split import _knapsack
 
 ray = pytest.importorskip("ray")
 
