@@ -146,8 +146,8 @@ def test_cli_run_follows_a_trace_and_records_each_replan(tmp_path):
     assert ad["final_test_accuracy"] == pytest.approx(st["final_test_accuracy"], abs=1e-9)
     assert sum(r["latency_s"] for r in ad["rounds"]) < sum(r["latency_s"] for r in st["rounds"])
     bad = CliRunner().invoke(app, ["run", str(tmp_path / "plan.json"), "--trace", str(csv),
-                                   "--processes"])
-    assert isinstance(bad.exception, InputError) and "--trace" in str(bad.exception)
+                                   "--mode", "sflv2"])
+    assert isinstance(bad.exception, InputError) and "sflv1" in str(bad.exception)
 
 
 def test_multi_process_adaptive_run_moves_cuts_and_state_and_matches_in_process():

@@ -97,7 +97,8 @@ def _train(job: Any, links: str, resume: Path | None, threads: int, quiet: bool,
 
         with _status(f"training in {len(job.devices()) + 1} processes", quiet):
             return launch(job, resume=resume, threads=threads,
-                          links="auto" if links == "emulated" else "paced")
+                          links="auto" if links == "emulated" else "paced", trace=trace,
+                          adaptive=adaptive)
     from rich.progress import Progress
 
     from splitopt.execute.runner import train
@@ -244,13 +245,12 @@ def run(plan: Path = typer.Argument(..., help="plan JSON (splitopt solve / parti
 
 
 def _load_trace(path: Path | None, links: str) -> Any:
-    """The ``--trace`` file read (a FleetTrace), or None; a trace needs the in-process runner."""
+    """The ``--trace`` file read (a FleetTrace), or None."""
     if path is None:
         return None
-    if links != "priced":
-        raise InputError("--trace", str(path), "a trace with the in-process runner (--links "
-                         "priced): the multi-process runner does not follow traces yet",
-                         "Leave out --processes / --links.")
+    if links != "priced" and "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        raise InputError("--trace", str(path), "a run started by splitopt itself (torchrun "
+                         "ranks do not follow traces)", "Run without torchrun.")
     from splitopt.traces import FleetTrace
 
     return FleetTrace.load(path)
