@@ -1,4 +1,4 @@
-"""Figures for docs/extensions.md: the energy-delay front and the memory/recomputation trade-off.
+"""Figures for docs/formulations.md: the energy-delay front and the memory/recomputation trade-off.
 
 Run: ``.venv/bin/python -m splitopt.benchmarks.plot_extensions [OUT_DIR]`` (default docs/img); it
 prints the numbers behind each figure.
