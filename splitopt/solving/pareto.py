@@ -57,6 +57,11 @@ def _min(problem: Problem, obj: Expr, rows: Sequence[Any], **solve: Any) -> Resu
     return res
 
 
+def _objective(res: Result) -> float:
+    assert res.objective is not None  # _min returns only results that carry a plan
+    return float(res.objective)
+
+
 def _point(problem: Problem, x: Expr, y: Expr, res: Result, eps: float | None) -> Result:
     return replace(res, extras={**res.extras, "x": value_at(problem, x, res),
                                 "y": value_at(problem, y, res), "epsilon": eps})
@@ -71,9 +76,9 @@ def pareto_front(problem: Problem, x: Expr, y: Expr, n_points: int = 8, **solve:
     """
     if not (isinstance(n_points, int) and n_points >= 2):
         raise InputError("n_points", n_points, "an integer >= 2")
-    y_min = _min(problem, y, [], **solve).objective
+    y_min = _objective(_min(problem, y, [], **solve))
     a = _min(problem, x, [y <= y_min + TIE * max(abs(y_min), 1e-12)], **solve)
-    x_min = _min(problem, x, [], **solve).objective
+    x_min = _objective(_min(problem, x, [], **solve))
     b = _min(problem, y, [x <= x_min + TIE * max(abs(x_min), 1e-12)], **solve)
     ends = [_point(problem, x, y, a, y_min), _point(problem, x, y, b, None)]
     ya, yb = ends[0].extras["y"], ends[1].extras["y"]
