@@ -78,6 +78,22 @@ def test_a_worse_plan_is_worse_in_the_exported_program(tmp_path):
     assert m.getObjVal() >= res.objective * (1 - 1e-9)
 
 
+def test_the_plan_checks_against_the_outer_approximation_too(tmp_path):
+    """The MPS of the outer approximation has the same columns: the plan is feasible there, and
+    no better (tangents under-estimate the cones, so the relaxation's value is <= the plan's)."""
+    p = _problem(91, False)
+    res = p.solve()
+    write_program(p.compile(), tmp_path / "oa.mps")
+    m = _read(tmp_path / "oa.mps")
+    by_name = {v.name: v for v in m.getVars()}
+    for name, val in result_columns(p, res).items():
+        m.chgVarLb(by_name[name], val)
+        m.chgVarUb(by_name[name], val)
+    m.optimize()
+    assert m.getStatus() == "optimal"
+    assert m.getObjVal() <= res.objective * (1 + 1e-9)
+
+
 def test_linear_formats_and_bad_suffix(tmp_path):
     p = _problem(3, False)
     write_program(p.compile(), tmp_path / "oa.mps")  # HiGHS: the outer approximation
