@@ -158,26 +158,108 @@ def _fixed_pair(a: np.ndarray, s: np.ndarray, d: np.ndarray, t: float
 
 def _best_lambda(a: np.ndarray, s: np.ndarray, d: np.ndarray, t: float
                  ) -> tuple[float, float, np.ndarray]:
-    """Maximise the concave dual g over lam >= 0 (golden section on log lam)."""
-    g0, c0 = _dual(a, s, d, t, 0.0)
+    """Maximise the concave dual g over lam >= 0 (golden section on log lam).
+
+    Devices with identical rows (a fleet of a few classes) are priced once and counted.
+    """
+    key = np.ascontiguousarray(np.concatenate([a, s, d], axis=1))
+    first: dict[bytes, int] = {}
+    inv = np.array([first.setdefault(row.tobytes(), len(first)) for row in key])
+    reps = np.zeros(len(first), dtype=int)
+    reps[inv[::-1]] = np.arange(len(inv))[::-1]  # each group's first device
+    uniq, counts = key[reps], np.bincount(inv)
+    m = a.shape[1]
+    ua, us, ud = uniq[:, :m], uniq[:, m:2 * m], uniq[:, 2 * m:]
+    slack = np.where(t - ua > 0, t - ua, np.nan)
+    sd, ss = np.sqrt(ud), np.sqrt(us)
+    w = counts.astype(float)
+
+    def dual(lam: float) -> tuple[float, np.ndarray]:
+        with np.errstate(invalid="ignore"):
+            v = (sd + np.sqrt(lam) * ss) ** 2 / slack
+        v = np.where(np.isnan(v), np.inf, v)
+        c = np.argmin(v, axis=1)
+        return float(w @ v[np.arange(len(c)), c]) - lam, c
+
+    g0, c0 = dual(0.0)
     best = (g0, 0.0, c0)
     lo, hi = -12.0, 12.0
     phi_r = (np.sqrt(5) - 1) / 2
     x1, x2 = hi - phi_r * (hi - lo), lo + phi_r * (hi - lo)
-    f1, f2 = _dual(a, s, d, t, 10**x1), _dual(a, s, d, t, 10**x2)
+    f1, f2 = dual(10**x1), dual(10**x2)
     for _ in range(60):
         if f1[0] > f2[0]:
             hi, x2, f2 = x2, x1, f1
             x1 = hi - phi_r * (hi - lo)
-            f1 = _dual(a, s, d, t, 10**x1)
+            f1 = dual(10**x1)
         else:
             lo, x1, f1 = x1, x2, f2
             x2 = lo + phi_r * (hi - lo)
-            f2 = _dual(a, s, d, t, 10**x2)
+            f2 = dual(10**x2)
     for g, x in ((f1, x1), (f2, x2)):
         if g[0] > best[0]:
             best = (g[0], 10**x, g[1])
-    return best
+    return best[0], best[1], best[2][inv]
+
+
+def _undominated(a: np.ndarray, s: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """``a`` with ``inf`` for options another option of the same device beats in a, s and d.
+
+    Exact to drop: every row is monotone in a, s and d, so the better option fits wherever the
+    dominated one does.
+    """
+    a = a.copy()
+    for k in range(a.shape[0]):
+        le = ((a[k][:, None] <= a[k][None, :]) & (s[k][:, None] <= s[k][None, :])
+              & (d[k][:, None] <= d[k][None, :]))
+        lt = ((a[k][:, None] < a[k][None, :]) | (s[k][:, None] < s[k][None, :])
+              | (d[k][:, None] < d[k][None, :]))
+        dominated = (le & lt).any(axis=0)
+        a[k, dominated & np.isfinite(a[k])] = np.inf
+    return a
+
+
+def _shares_needed(a: np.ndarray, s: np.ndarray, d: np.ndarray, t: float
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per option: D/R, sqrt(S D)/R, S/R with R = t - a (inf where the option cannot finish)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(t - a > 0, t - a, np.nan)
+        out = (d / r, np.sqrt(s * d) / r, s / r)
+    return tuple(np.where(np.isnan(x), np.inf, x) for x in out)  # type: ignore[return-value]
+
+
+def _repair(a: np.ndarray, s: np.ndarray, d: np.ndarray, t: float, lam: float,
+            c: np.ndarray) -> np.ndarray | None:
+    """Greedy primal repair of the dual's choices.
+
+    Switch one device at a time to its second-best option at ``lam`` while the least total
+    server share, c + s^2 / (1 - a) (the closed form in docs/formulations.md), drops; the choices
+    once it is <= 1, else None. Only ever adds a feasibility certificate, so the search stays
+    exact.
+    """
+    n = len(c)
+    rows = np.arange(n)
+    da, ds, dc = _shares_needed(a, s, d, t)
+    need = _pair_need(d, s, t - a, lam)
+    need[rows, c] = np.inf
+    alt = np.argmin(need, axis=1)
+    ok = np.isfinite(need[rows, alt])
+    c = c.copy()
+    for _ in range(n):
+        sa, ss, sc = da[rows, c].sum(), ds[rows, c].sum(), dc[rows, c].sum()
+        cur = sc + ss**2 / (1 - sa) if sa < 1 else np.inf
+        if cur <= 1.0 - 1e-12:
+            return c
+        na = sa + da[rows, alt] - da[rows, c]
+        ns = ss + ds[rows, alt] - ds[rows, c]
+        nc = sc + dc[rows, alt] - dc[rows, c]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            new = np.where(ok & (na < 1), nc + ns**2 / (1 - na), np.inf)
+        k = int(np.argmin(new))
+        if not new[k] < cur:
+            return None
+        c[k], alt[k] = alt[k], c[k]
+    return None
 
 
 def _decide(a: np.ndarray, s: np.ndarray, d: np.ndarray, t: float, budget: int
@@ -206,6 +288,10 @@ def _decide(a: np.ndarray, s: np.ndarray, d: np.ndarray, t: float, budget: int
             continue
         if _fixed_pair(a[rows, c], s[rows, c], d[rows, c], t)[0]:
             return True, c
+        fixed_c = _repair(aa, s, d, t, lam, c)
+        if fixed_c is not None and _fixed_pair(a[rows, fixed_c], s[rows, fixed_c],
+                                               d[rows, fixed_c], t)[0]:
+            return True, fixed_c
         free = np.flatnonzero(~pinned)
         if not len(free):
             continue
@@ -219,20 +305,26 @@ def _decide(a: np.ndarray, s: np.ndarray, d: np.ndarray, t: float, budget: int
 
 
 def minmax_shared(a: np.ndarray, s: np.ndarray, d: np.ndarray, *, rel_tol: float = 1e-10,
-                  budget: int = 200) -> Alloc:
+                  budget: int = 200, deadline: float | None = None) -> Alloc:
     """Min max_k a + s / phi_k + d / beta_k over candidates, beta and phi (sums <= 1).
 
     Each probe T is decided by :func:`_decide`: proven infeasible (T is a lower bound), feasible
     (a plan), or undecided when the node budget runs out (moves the search up, proves nothing), so
-    the returned bound is always a proof and the gap says how far it is.
+    the returned bound is always a proof and the gap says how far it is. ``deadline``
+    (``time.perf_counter()`` seconds) stops the bisection there with what is proven so far.
     """
+    import time
+
     n = a.shape[0]
     rows = np.arange(n)
+    a = _undominated(a, s, d)
     lo = proven = float(np.max(np.min(a, axis=1)))
     c_eq = np.argmin(a + n * (s + d), axis=1)  # equal shares finish by hi
     hi = float(np.max((a + n * (s + d))[rows, c_eq]))
     best, probes = c_eq, 0
     while hi - lo > rel_tol * hi and probes < 200:
+        if deadline is not None and time.perf_counter() > deadline:
+            break
         mid = 0.5 * (lo + hi)
         probes += 1
         ok, c = _decide(a, s, d, mid, budget)

@@ -50,7 +50,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from splitopt.formulations._minmax import _finish_shared, minmax_fixed
+from splitopt.formulations._minmax import _finish_shared, minmax_fixed, minmax_shared
 
 from splitopt.costs import CutTable, RoundTerms, round_terms
 from splitopt.errors import InfeasibleError, InputError
@@ -154,6 +154,9 @@ class EdgeSplit:
         table = self.table(scen)
         if scen.server.serving == "sequential":
             return checked(scen, self._solve_in_turn(scen, table, t0), memory=self.memory)
+        if scen.server.serving == "shared":
+            return checked(scen, self._solve_shared(scen, table, t0, time_limit),
+                           memory=self.memory)
         build = time.perf_counter() - t0
         res = self.problem(scen, table).solve(time_limit=time_limit, backend=backend)
         if res.plan is None:
@@ -162,6 +165,27 @@ class EdgeSplit:
                 "candidates": len(table), "exact_over": self._scope(scen, table),
                 "build_s": build + res.build_s, "solve_s": res.solve_s}
         return replace(res.plan, method=f"{self.name}-exact", meta=meta)
+
+    def _solve_shared(self, scen: Scenario, table: CutTable, t0: float,
+                      time_limit: float | None) -> Plan:
+        """Exact solve for a shared server with :func:`_minmax.minmax_shared`.
+
+        Bisection on T, each probe decided by a Lagrangian branch and bound; the bound is a proof.
+        """
+        terms = self.terms(scen, table)
+        a_dev = np.where(self._feasible(scen, terms), terms.a_dev, np.inf)
+        deadline = None if time_limit is None else t0 + 0.9 * time_limit
+        alloc = minmax_shared(a_dev, terms.a_srv, terms.d, deadline=deadline)
+        r = float(scen.training.rounds)
+        gap = (alloc.value - alloc.bound) / alloc.value
+        late = deadline is not None and time.perf_counter() > deadline
+        status = "optimal" if gap <= 1e-6 else ("time_limit" if late else "feasible")
+        meta = {"formulation": self.name, "paper": self.paper, "path": "minmax-shared-kernel",
+                "candidates": len(table), "exact_over": self._scope(scen, table),
+                "probes": alloc.probes, "solve_s": time.perf_counter() - t0}
+        return self.plan(scen, table, alloc.choice, alloc.beta, alloc.phi,
+                         method=f"{self.name}-exact", meta=meta, status=status,
+                         bound=alloc.bound * r)
 
     def _solve_in_turn(self, scen: Scenario, table: CutTable, t0: float) -> Plan:
         """Exact solve for a sequential server: each device's cheapest feasible set.
