@@ -99,7 +99,7 @@ def energy_delay_problem(n: int, seed: int = 0, *, levels: tuple[float, ...] = (
                   Training(batch_size=16, labels="device"))
     pre = g.chain_prefixes()
     table = CutTable.from_sets(g, [pre[0], pre[3], frozenset(g.names)])
-    return ed.problem(sc, levels=levels, table=table)
+    return ed.instance(sc, levels=levels, table=table)
 
 
 def energy_delay_case(n: int, method: str, n_points: int,

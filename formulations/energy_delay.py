@@ -43,7 +43,7 @@ from splitopt.solving.verify import Row, checked_status, verify
 
 
 @dataclass(frozen=True)
-class Problem:
+class Instance:
     """Option arrays (N devices x O options) and each option's (cut, level)."""
 
     A: np.ndarray
@@ -58,8 +58,8 @@ class Problem:
         return self.A.shape[0]
 
 
-def problem(scenario: Scenario, *, levels: Sequence[float] = (1.0,),
-            table: CutTable | None = None) -> Problem:
+def instance(scenario: Scenario, *, levels: Sequence[float] = (1.0,),
+             table: CutTable | None = None) -> Instance:
     """Options of every device: candidate cuts x DVFS levels in (0, 1].
 
     The cuts default to the chain prefixes, plus FL mode (the whole model) when the labels are on
@@ -75,7 +75,7 @@ def problem(scenario: Scenario, *, levels: Sequence[float] = (1.0,),
     cols = [c for c, _ in opts]
     scale = np.array([x for _, x in opts])
     A = t.a_dev[:, cols] / scale + t.a_srv[:, cols]
-    return Problem(A, t.d[:, cols].copy(), t.e_comp[:, cols] * scale**2, t.e_tx[:, cols].copy(),
+    return Instance(A, t.d[:, cols].copy(), t.e_comp[:, cols] * scale**2, t.e_tx[:, cols].copy(),
                    tuple(opts))
 
 
@@ -96,7 +96,7 @@ def point(choice: Sequence[int], beta: Sequence[float], delay_s: float, energy_j
                           "energy_j": energy_j, "epsilon": epsilon})
 
 
-def evaluate(p: Problem, choice: Sequence[int],
+def evaluate(p: Instance, choice: Sequence[int],
              beta: Sequence[float] | np.ndarray) -> tuple[float, float]:
     """(delay, energy) of options ``choice`` with shares ``beta``."""
     k = np.arange(p.n)
@@ -139,7 +139,7 @@ def water_fill(et: np.ndarray, lo: np.ndarray) -> np.ndarray | None:
     return beta / max(1.0, beta.sum())
 
 
-def lower_shares(p: Problem, eps: float) -> np.ndarray:
+def lower_shares(p: Instance, eps: float) -> np.ndarray:
     """lo[k,o] = D / (eps - A): the least share that meets the delay (inf where none does)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         lo = np.where(p.A < eps, p.D / (eps - p.A), np.inf)
@@ -147,7 +147,7 @@ def lower_shares(p: Problem, eps: float) -> np.ndarray:
     return np.where(lo <= 1.0, lo, np.inf)
 
 
-def min_delay(p: Problem, tol: float = 1e-12) -> float:
+def min_delay(p: Instance, tol: float = 1e-12) -> float:
     """The least achievable delay, by bisection on T (exact to ``tol`` relative)."""
     hi = float(p.A.min(axis=1).max()) + 1.0
     while lower_shares(p, hi).min(axis=1).sum() > 1:
@@ -160,7 +160,7 @@ def min_delay(p: Problem, tol: float = 1e-12) -> float:
 
 
 # ---------------------------------------------------------------------------- one choice fixed
-def _fixed(p: Problem, choice: Sequence[int]) -> tuple[np.ndarray, ...]:
+def _fixed(p: Instance, choice: Sequence[int]) -> tuple[np.ndarray, ...]:
     k, c = np.arange(p.n), np.asarray(choice)
     return p.A[k, c], p.D[k, c], p.ec[k, c], p.et[k, c]
 
@@ -187,7 +187,7 @@ def _energy_at(a, d, ec, et, T: float) -> tuple[float, np.ndarray | None]:
     return float(ec.sum() + e.sum()), beta
 
 
-def _weighted_for_choice(p: Problem, choice, w: float, ref: tuple[float, float]):
+def _weighted_for_choice(p: Instance, choice, w: float, ref: tuple[float, float]):
     """Exact min of w T/T0 + (1-w) E/E0 for fixed options: golden section (the value is convex)."""
     a, d, ec, et = _fixed(p, choice)
     t_lo = _delay_floor(a, d)
@@ -230,7 +230,7 @@ def _tangent(m, col_t: int, z: int, b: int, coef: float, b0: float) -> None:
     m.add_row({col_t: 1.0, z: -2.0 * coef / b0, b: coef / b0**2}, lb=0.0)
 
 
-def _milp(p: Problem, lo: np.ndarray, cuts: _OA, w: float | None, ref: tuple[float, float]):
+def _milp(p: Instance, lo: np.ndarray, cuts: _OA, w: float | None, ref: tuple[float, float]):
     """The outer-approximation MILP (epsilon mode when ``w`` is None)."""
     from splitopt.compile.columns import MilpBuilder
 
@@ -272,7 +272,7 @@ def _milp(p: Problem, lo: np.ndarray, cuts: _OA, w: float | None, ref: tuple[flo
     return m, cols
 
 
-def _initial_cuts(p: Problem, lo: np.ndarray) -> _OA:
+def _initial_cuts(p: Instance, lo: np.ndarray) -> _OA:
     cuts = _OA({}, {})
     for k, o in zip(*np.nonzero(np.isfinite(lo)), strict=True):
         start = max(float(lo[k, o]), 1e-4)
@@ -282,7 +282,7 @@ def _initial_cuts(p: Problem, lo: np.ndarray) -> _OA:
     return cuts
 
 
-def _outer(p: Problem, lo: np.ndarray, w: float | None, ref: tuple[float, float], tol: float,
+def _outer(p: Instance, lo: np.ndarray, w: float | None, ref: tuple[float, float], tol: float,
            max_iter: int):
     """Outer approximation until the bounds meet: (choice, beta, bound, iters, value, status)."""
     from splitopt.parallel.milp import solve_program
@@ -318,7 +318,7 @@ def _outer(p: Problem, lo: np.ndarray, w: float | None, ref: tuple[float, float]
     return best[1], best[2], min(lb, best[0]), done, best[0], status
 
 
-def min_energy(p: Problem, epsilon: float, *, tol: float = 1e-7, max_iter: int = 200) -> Result:
+def min_energy(p: Instance, epsilon: float, *, tol: float = 1e-7, max_iter: int = 200) -> Result:
     """Least energy with delay <= ``epsilon`` (one epsilon-constraint point), to gap ``tol``."""
     if not epsilon > 0:
         raise InputError("epsilon", epsilon, "a delay in seconds > 0 (math.inf: no limit)")
@@ -341,7 +341,7 @@ def _checked(pt: Result, repriced: float, rows: list[Row], tol: float) -> Result
     return replace(pt, termination=checked_status(pt.status, check), verification=check)
 
 
-def weighted_sum(p: Problem, w: float, ref: tuple[float, float], *, tol: float = 1e-7,
+def weighted_sum(p: Instance, w: float, ref: tuple[float, float], *, tol: float = 1e-7,
                  max_iter: int = 200) -> Result:
     """Minimise ``w T / ref[0] + (1 - w) E / ref[1]`` (scalarisation), to gap ``tol``."""
     if not 0 <= w <= 1:
@@ -372,7 +372,7 @@ def nondominated(points: Sequence[Result], rel: float = 1e-9) -> list[Result]:
     return out
 
 
-def pareto_front(p: Problem, n_points: int = 12, *, tol: float = 1e-7) -> list[Result]:
+def pareto_front(p: Instance, n_points: int = 12, *, tol: float = 1e-7) -> list[Result]:
     """The exact front at ``n_points`` epsilons from the least delay to the least-energy delay."""
     if n_points < 2:
         raise InputError("n_points", n_points, "an integer >= 2")
@@ -406,7 +406,7 @@ def _cross(o: Result, a: Result, b: Result) -> float:
 
 
 # ---------------------------------------------------------------------------- brute force
-def brute_force(p: Problem, *, epsilon: float | None = None, w: float | None = None,
+def brute_force(p: Instance, *, epsilon: float | None = None, w: float | None = None,
                 ref: tuple[float, float] = (1.0, 1.0)) -> float:
     """Enumerate every option combination: least energy within ``epsilon``, or weighted sum."""
     best = math.inf

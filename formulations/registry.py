@@ -83,7 +83,7 @@ def energy_delay_problem(scenario: Scenario, slack: float = DELAY_SLACK) -> Any:
     from splitopt.model import Problem
 
     p = Problem(scenario)
-    p.add(p.round_latency() <= slack * ed.min_delay(ed.problem(scenario)), name="epsilon")
+    p.add(p.round_latency() <= slack * ed.min_delay(ed.instance(scenario)), name="epsilon")
     p.minimize(p.total_energy())
     return p
 
@@ -91,7 +91,7 @@ def energy_delay_problem(scenario: Scenario, slack: float = DELAY_SLACK) -> Any:
 def _energy_delay_baselines(scenario: Scenario) -> dict[str, Any]:
     from splitopt.formulations import energy_delay as ed
 
-    q = ed.problem(scenario)
+    q = ed.instance(scenario)
     fast = ed.min_energy(q, ed.min_delay(q) * DELAY_SLACK)
     frugal = ed.min_energy(q, math.inf)
     pt = ed.weighted_sum(q, 0.5, (fast.delay_s, frugal.energy_j))

@@ -73,7 +73,7 @@ def test_pareto_front_of_the_builder_matches_energy_delay_exact_points(seed):
     n_rows = len(p.constraints)
     front = pareto_front(p, energy, delay, n_points=4)
     assert len(p.constraints) == n_rows and p.objective is None  # the Problem is as given
-    q = ed.problem(sc)
+    q = ed.instance(sc)
     ys = [r.extras["y"] for r in front]
     xs = [r.extras["x"] for r in front]
     assert ys == sorted(ys) and xs == sorted(xs, reverse=True)  # a front: y up, x down
@@ -89,7 +89,7 @@ def test_pareto_front_of_the_builder_matches_energy_delay_exact_points(seed):
 
 def test_energy_delay_builder_point_is_the_modules_exact_point():
     sc = _scenario(11)
-    q = ed.problem(sc)
+    q = ed.instance(sc)
     res = energy_delay_problem(sc).solve()
     exact = ed.min_energy(q, 1.25 * ed.min_delay(q))
     assert res.objective == pytest.approx(exact.energy_j, rel=1e-6)

@@ -19,7 +19,7 @@ def _problem(seed: int, n: int = 3, layers: int = 2, levels=(0.5, 1.0)):
     g = random_dag(rng, layers, chain=True)
     labels = "device" if seed % 2 else "server"
     sc = random_scenario(rng, g, n, training=Training(batch_size=16, labels=labels))
-    return ed.problem(sc, levels=levels)
+    return ed.instance(sc, levels=levels)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -86,7 +86,7 @@ def test_water_fill_is_optimal(seed):
 def test_bad_input():
     p = _problem(0)
     with pytest.raises(InputError, match="levels"):
-        ed.problem(random_scenario(np.random.default_rng(0),
+        ed.instance(random_scenario(np.random.default_rng(0),
                                    random_dag(np.random.default_rng(0), 2, chain=True), 2),
                    levels=(1.5,))
     with pytest.raises(InputError, match="epsilon"):

@@ -103,7 +103,7 @@ sc = random_scenario(rng, random_dag(rng, 4, chain=True), 3)
 
 
 @pytest.mark.parametrize("body", [
-    "print(ed.min_energy(ed.problem(sc), math.inf).energy_j)",
+    "print(ed.min_energy(ed.instance(sc), math.inf).energy_j)",
     "p = Problem(sc, server_share=False); p.minimize(p.total_energy()); print(p.solve().objective)",
     "p = Problem(sc, server_share=False); p.minimize(p.round_latency()); "
     "print(p.solve(path='generic', backend='cvxpy').objective)",
