@@ -24,9 +24,20 @@ def test_solve_named_problem_json(scenario_file):
     res = CliRunner().invoke(app, ["solve", str(scenario_file), "--problem", "minmax", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
-    assert doc["termination"] == "optimal" and doc["path"] == "bisection"
+    # the default problem follows the scenario's server: shared (the default) plans server shares
+    assert doc["termination"] == "optimal" and doc["path"] == "server-share"
     assert doc["plan"]["predicted"]["round_latency_s"] == pytest.approx(doc["objective"], rel=1e-9)
     assert len(doc["plan"]["devices"]) == 4
+    assert sum(d["server_share"] for d in doc["plan"]["devices"]) <= 1 + 1e-9
+
+
+def test_solve_named_problem_on_a_dedicated_server(scenario_file):
+    doc = yaml.safe_load(scenario_file.read_text())
+    doc["server"]["serving"] = "dedicated"
+    scenario_file.write_text(yaml.safe_dump(doc))
+    res = CliRunner().invoke(app, ["solve", str(scenario_file), "--problem", "minmax", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["path"] == "bisection"
 
 
 def test_solve_user_problem_file_and_out(scenario_file, tmp_path):

@@ -72,7 +72,9 @@ def add_memory_limits(p: Problem) -> None:
             p.add(p.memory(d.name) <= d.memory_bytes, name=f"memory:{d.name}")
 
 
-def _within_memory(scenario: Scenario, objective: str, server_share: bool = False) -> Problem:
+def _within_memory(scenario: Scenario, objective: str, server_share: bool | None = None) -> Problem:
+    # server_share=None follows the scenario's server.serving (shares exactly when it is shared),
+    # so the plan written is one the executors run on that same scenario
     p = Problem(scenario, server_share=server_share)
     add_memory_limits(p)
     p.minimize(p.round_latency() if objective == "latency" else p.total_energy())
@@ -81,7 +83,7 @@ def _within_memory(scenario: Scenario, objective: str, server_share: bool = Fals
 
 @register("minmax")
 def minmax(scenario: Scenario) -> Problem:
-    """Minimise the round latency over cuts and bandwidth shares, within device memory."""
+    """Minimise the round latency over cuts and bandwidth (and server shares on a shared server)."""
     return _within_memory(scenario, "latency")
 
 
@@ -93,5 +95,5 @@ def minmax_server(scenario: Scenario) -> Problem:
 
 @register("energy")
 def energy(scenario: Scenario) -> Problem:
-    """Minimise the fleet's energy per round over cuts and bandwidth shares, within memory."""
+    """Minimise the fleet's energy per round over cuts and shares, within memory."""
     return _within_memory(scenario, "energy")
