@@ -18,10 +18,11 @@ own functions take the full inputs.
 
 from __future__ import annotations
 
-import math
 import time
+from dataclasses import replace
 from typing import Any
 
+from splitopt.errors import InfeasibleError
 from splitopt.formulation import (
     Formulation,
     builder_solver,
@@ -71,33 +72,62 @@ def _hsfl() -> Formulation:
 DELAY_SLACK = 1.25
 
 
+def _least(scenario: Scenario, which: str) -> float:
+    """The least round latency or energy of the scenario's builder Problem (an exact solve)."""
+    from splitopt.model import Problem
+
+    p = Problem(scenario)
+    p.minimize(p.round_latency() if which == "latency" else p.total_energy())
+    res = p.solve()
+    if res.objective is None:
+        raise InfeasibleError(f"energy-delay: no plan ({res.termination}: {res.message})")
+    return float(res.objective)
+
+
 def energy_delay_problem(scenario: Scenario, slack: float = DELAY_SLACK) -> Any:
     """Least round energy with the round latency <= ``slack`` x its least (the builder's own).
 
     One epsilon point of :mod:`splitopt.formulations.energy_delay` with one DVFS level (the
-    builder has no frequency levels); :func:`splitopt.solving.pareto.pareto_front` gives the
-    whole front of the same Problem.
+    builder has no frequency levels); the least latency is solved exactly first, on the same
+    Problem. :func:`splitopt.solving.pareto.pareto_front` gives the whole front.
     """
-    from splitopt.formulations import energy_delay as ed
-
     from splitopt.model import Problem
 
     p = Problem(scenario)
-    p.add(p.round_latency() <= slack * ed.min_delay(ed.instance(scenario)), name="epsilon")
+    p.add(p.round_latency() <= slack * _least(scenario, "latency"), name="epsilon")
     p.minimize(p.total_energy())
     return p
 
 
-def _energy_delay_baselines(scenario: Scenario) -> dict[str, Any]:
-    from splitopt.formulations import energy_delay as ed
+#: weights of the weighted-sum baseline (the paper's kind of scalarisation)
+WEIGHTS = (0.1, 0.25, 0.5, 0.75, 0.9)
 
-    q = ed.instance(scenario)
-    fast = ed.min_energy(q, ed.min_delay(q) * DELAY_SLACK)
-    frugal = ed.min_energy(q, math.inf)
-    pt = ed.weighted_sum(q, 0.5, (fast.delay_s, frugal.energy_j))
-    return {"weighted-sum-0.5": found(pt.status, pt.energy_j, pt.bound, path="weighted-sum",
-                                      verification=pt.verification, choice=pt.choice,
-                                      beta=pt.beta, delay_s=pt.delay_s)}
+
+def _energy_delay_baselines(scenario: Scenario, slack: float = DELAY_SLACK) -> dict[str, Any]:
+    """Weighted sums w T/T0 + (1-w) E/E0 on the same Problem (the paper's scalarisation).
+
+    The least energy of those points that meet the delay; ``infeasible`` when none does (a
+    weighted sum may miss the epsilon).
+    """
+    from splitopt.model import Problem
+    from splitopt.solving.pareto import value_at
+
+    t0, e0 = _least(scenario, "latency"), _least(scenario, "energy")
+    best = None
+    for w in WEIGHTS:
+        p = Problem(scenario)
+        lat, energy = p.round_latency(), p.total_energy()
+        p.minimize(lat * (w / t0) + energy * ((1 - w) / e0))
+        res = p.solve()
+        if res.plan is None or value_at(p, lat, res) > slack * t0 * (1 + 1e-9):
+            continue
+        e = value_at(p, energy, res)
+        if best is None or e < best.objective:
+            best = found("feasible", e, None, path="weighted-sum", plan=res.plan,
+                         verification=res.verification, weight=w,
+                         delay_s=value_at(p, lat, res))
+    return {"weighted-sum": best if best is not None else
+            found("infeasible", None, None, path="weighted-sum")}
 
 
 # ---------------------------------------------------------------- SmartSplit (own MILP)
@@ -150,8 +180,7 @@ def _multitier_solve(scenario: Scenario, *, backend: str | None = None,
     t0 = time.perf_counter()
     c = _multitier_costs(scenario)
     res = _multitier_result(mt.solve(c, time_limit=time_limit), c)
-    return found(res.termination, res.objective, res.bound, path=res.path,
-                 solve_s=time.perf_counter() - t0, verification=res.verification, **res.extras)
+    return replace(res, solve_s=time.perf_counter() - t0)
 
 
 def _multitier_baselines(scenario: Scenario) -> dict[str, Any]:

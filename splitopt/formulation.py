@@ -118,9 +118,9 @@ def plan_result(plan: Plan, *, path: str, backend: str = "highs", build_s: float
 
 def found(status: str, objective: float | None, bound: float | None, *, path: str,
           plan: Plan | None = None, build_s: float = 0.0, solve_s: float = 0.0,
-          verification: Any = None, **extras: Any) -> Result:
+          verification: Any = None, backend: str = "highs", **extras: Any) -> Result:
     """The one Result of a formulation's own exact method (what only it finds in ``extras``)."""
-    return Result(status, path=path, backend="highs", objective=objective, bound=bound,
+    return Result(status, path=path, backend=backend, objective=objective, bound=bound,
                   plan=plan, build_s=build_s, solve_s=solve_s, verification=verification,
                   extras=extras)
 

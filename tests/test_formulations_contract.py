@@ -65,6 +65,18 @@ def test_cli_solves_the_four_extension_papers(tmp_path, name):
                                              rel=1e-6)
 
 
+@pytest.mark.parametrize("name", ["smartsplit", "multitier", "synergy", "energy-delay"])
+def test_cli_solves_them_on_the_default_scenario(name):
+    """The packaged scenario (a shared server): energy-delay's epsilon is the builder's own."""
+    from splitopt.scenario import default_scenario_path
+
+    out = CliRunner().invoke(app, ["solve", str(default_scenario_path()), "--problem", name,
+                                   "--json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert doc["termination"] == "optimal" and doc["verification"]["passed"]
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_pareto_front_of_the_builder_matches_energy_delay_exact_points(seed):
     sc = _scenario(seed)
