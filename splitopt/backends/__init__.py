@@ -6,9 +6,9 @@ Availability is checked with ``importlib.util.find_spec`` (nothing heavy is impo
 from __future__ import annotations
 
 from splitopt.backends.base import Backend
-from splitopt.backends.cvxpy_backend import CvxpyBackend
+from splitopt.backends.cvxpy import CvxpyBackend
 from splitopt.backends.highs import HighsBackend
-from splitopt.backends.pyomo_backend import PyomoBackend
+from splitopt.backends.pyomo import PyomoBackend
 from splitopt.backends.results import Result
 from splitopt.errors import InputError, SolverError
 
