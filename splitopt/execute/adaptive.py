@@ -153,6 +153,20 @@ def resplit(job: Job, device: DeviceWorker, server: ServerWorker,
             srv_t[n].copy_(dev_t[n])
 
 
+def warm_up(job: Job) -> None:
+    """Create and step the run's optimiser once on a scratch parameter.
+
+    A process whose side had no parameters never built an optimiser; the first one built after
+    a re-split then imports torch's compiler stack (``torch._dynamo``, seconds on a loaded
+    machine) inside a measured round. A multi-process adaptive run pays that at start instead.
+    """
+    p = torch.nn.Parameter(torch.zeros(1))
+    p.grad = torch.zeros(1)
+    opt = make_optimizer([p], job)
+    assert opt is not None
+    opt.step()
+
+
 def check_adaptive(job: Job) -> None:
     """Refuse an adaptive run where moving a cut would change what is trained."""
     mode = job.training_mode()
@@ -193,6 +207,20 @@ class Adaptation:
 
                 planner = Planner.for_formulation(SFL(), job.scenario)
             self.follow = TraceReplanner(planner, trace)
+
+    def candidate_sides(self) -> list[frozenset[str]]:
+        """Every split device side the planner may choose (none known: an empty list).
+
+        The multi-process launcher captures these once before the run, so that a re-split
+        between rounds re-binds a captured split instead of capturing the model (~0.3 s each,
+        more on a loaded machine) while the devices wait.
+        """
+        table = getattr(self.follow.planner, "table", None) if self.follow else None
+        if table is None:
+            return []
+        g = self.job.scenario.graph
+        sides = (g.names_of(m) for m in table.masks)
+        return [s for s in sides if g.output not in s]
 
     def links(self, t: float) -> dict[str, Link]:
         """Every device's rates at time ``t`` at its current share."""

@@ -134,7 +134,8 @@ class DistributedServer:
         links = self.adapt.links(elapsed_s)
         names = [d.device for d in self.job.devices()]
         graph = self.job.scenario.graph
-        for d in self.alive():
+        sent: dict[str, tuple[frozenset[str], list[str]]] = {}
+        for d in self.alive():  # every device first, so that the state transfers overlap
             rates = (links[d].up_bps, links[d].dn_bps)
             if self.links_kind == "htb" and self._rates.get(d) != rates:
                 from splitopt.execute.links import reshape
@@ -144,11 +145,14 @@ class DistributedServer:
             side = moved.get(d)
             idx = [graph.names.index(n) for n in sorted(side)] if side else []
             ctrl = [torch.tensor(rates, dtype=torch.float64), torch.tensor(idx, dtype=torch.int64)]
-            self._guard(d, lambda d=d, c=ctrl, s=side: self._control(d, c, s))
+            self._guard(d, lambda d=d, c=ctrl, s=side: self._send_control(d, c, s, sent))
+        for d, (side, to_srv) in sent.items():
+            self._guard(d, lambda d=d, s=side, n=to_srv: self._recut(d, s, n))
         self._between_s = time.perf_counter() - t0
 
-    def _control(self, d: str, ctrl: list[torch.Tensor], side: frozenset[str] | None) -> None:
-        from splitopt.execute.adaptive import opt_state, pack_state, recut_server, unpack_state
+    def _send_control(self, d: str, ctrl: list[torch.Tensor], side: frozenset[str] | None,
+                      sent: dict[str, tuple[frozenset[str], list[str]]]) -> None:
+        from splitopt.execute.adaptive import opt_state, pack_state
 
         peer = self.peers[d]
         peer.send(ctrl)
@@ -158,9 +162,13 @@ class DistributedServer:
         old = set(self.server.device_names[d])
         new = set(split_modules(holder.module, self.server.example_inputs, side,
                                 self.job.scenario.graph).device.state_dict())
-        to_dev, to_srv = sorted(new - old), sorted(old - new)
-        peer.send(pack_state(self.job, opt_state(holder.opt, holder.module), to_dev))
-        tensors, _ = peer.recv()
+        peer.send(pack_state(self.job, opt_state(holder.opt, holder.module), sorted(new - old)))
+        sent[d] = (side, sorted(old - new))
+
+    def _recut(self, d: str, side: frozenset[str], to_srv: list[str]) -> None:
+        from splitopt.execute.adaptive import recut_server, unpack_state
+
+        tensors, _ = self.peers[d].recv()
         recut_server(self.job, self.server, d, side, unpack_state(self.job, tensors, to_srv))
 
     def _guard(self, device: str, exchange: Any) -> bool:
@@ -392,6 +400,10 @@ def run_rank(job: Job, rank: int, world_size: int, *, init_method: str = "env://
         raise InputError("world size", world_size, f"{len(names) + 1} (the server plus one "
                          "process per selected device)")
     torch.set_num_threads(threads)
+    if trace is not None:
+        from splitopt.execute.adaptive import warm_up
+
+        warm_up(job)  # a re-split may build this process's first optimiser mid-run
     ck = open_checkpoint(resume) if resume is not None else None
     host = os.environ.get("MASTER_ADDR", "127.0.0.1")
     if init_method.startswith("tcp://"):

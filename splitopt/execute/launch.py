@@ -60,18 +60,20 @@ def launch(job: Job, *, resume: str | Path | None = None, threads: int = 1,
     from splitopt.execute.links import DEVICE_PORT0, SERVER_PORT, Namespace
 
     kind = resolve_links(links)
+    sides: list[frozenset[str]] = []
     if trace is not None:
         from splitopt.execute.adaptive import Adaptation
 
-        Adaptation(job, trace, adaptive=adaptive)  # refuses a bad mode or trace before starting
+        # refuses a bad mode or trace before starting; its candidate cuts are captured once here
+        sides = Adaptation(job, trace, adaptive=adaptive).candidate_sides()
     world = len(job.devices()) + 1
     ctx = torch.multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="splitopt-run-") as tmp, contextlib.ExitStack() as st:
         out = str(Path(tmp) / "result.pt")
         kwargs: dict[str, Any] = {
             "out": out, "resume": None if resume is None else str(resume), "threads": threads,
-            "timeout_s": timeout_s, "prepared": (job.data(), split_templates(job)), "links": kind,
-            "trace": trace, "adaptive": adaptive}
+            "timeout_s": timeout_s, "prepared": (job.data(), split_templates(job, sides)),
+            "links": kind, "trace": trace, "adaptive": adaptive}
         enter: Any = contextlib.nullcontext()
         if kind == "htb":
             ns = st.enter_context(Namespace())

@@ -61,11 +61,15 @@ def split_modules(model: nn.Module, example_inputs: tuple[torch.Tensor, ...],
     return sp
 
 
-def split_templates(job: Job) -> dict[frozenset[str], Any]:
-    """The split of every distinct cut of ``job`` (picklable: handed to spawned processes)."""
+def split_templates(job: Job, extra: Sequence[frozenset[str]] = ()) -> dict[frozenset[str], Any]:
+    """The split of every distinct cut of ``job`` and of ``extra`` cuts.
+
+    Picklable: handed to spawned processes.
+    """
     model, ex = job.build_model()
     mode = job.training_mode()
     sides = {d.device_side for d in job.devices() if mode.device_mode(d.mode) == "split"}
+    sides |= {frozenset(s) for s in extra}
     out = {s: split_modules(model, ex, s, job.scenario.graph) for s in sides}
     for sp in out.values():
         for gm in (sp.device, sp.server):
