@@ -167,3 +167,12 @@ def check_finite_nonneg(field: str, value: Any, *, positive: bool = False) -> fl
         allowed = "a finite number > 0" if positive else "a finite number >= 0"
         raise InputError(field, value, allowed)
     return x
+
+
+def only_fields(where: str, doc: Any, known: Any, error: type[InputError] = InputError) -> None:
+    """Refuse a field a document format does not define (a misspelt key is never ignored)."""
+    unknown = [k for k in doc if k not in known]
+    if unknown:
+        shown = [k if isinstance(k, str) else repr(k) for k in unknown][:5]
+        raise error(f"{where}.{shown[0]}", doc[unknown[0]], f"the fields {', '.join(known)} "
+                    "(no others)", "See docs/formats.md.")

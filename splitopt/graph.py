@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from splitopt import limits
-from splitopt.errors import MISSING, GraphError, parse_json, read_text_file
+from splitopt.errors import MISSING, GraphError, only_fields, parse_json, read_text_file
 from splitopt.io import atomic_write
 
 FORMAT = "splitopt.layergraph"
@@ -659,6 +659,7 @@ class LayerGraph:
         """
         if not isinstance(doc, Mapping):
             raise GraphError("graph document", type(doc).__name__, "a JSON object")
+        only_fields("graph", doc, _GRAPH_FIELDS, GraphError)
         if doc.get("format", FORMAT) != FORMAT:
             raise GraphError("format", doc.get("format"), f"{FORMAT!r}")
         version = doc.get("version", FORMAT_VERSION)
@@ -717,10 +718,16 @@ def _time_to_dict(t: NodeTime) -> dict[str, float]:
     return d
 
 
+_GRAPH_FIELDS = ("format", "version", "name", "inputs", "output", "nodes", "edges", "meta")
+_NODE_FIELDS = ("name", "kind", "fwd_flops", "bwd_flops", "out_bytes", "param_bytes", "act_bytes",
+                "times")
+
+
 def _node_from_dict(i: int, d: Any) -> Node:
     """One node of a graph document, with errors that name the node and the field."""
     if not isinstance(d, Mapping) or not isinstance(d.get("name"), str):
         raise GraphError(f"nodes[{i}].name", d, "a node object with a string 'name'")
+    only_fields(f"node {d['name']!r}", d, _NODE_FIELDS, GraphError)
     for key in ("fwd_flops", "out_bytes", "param_bytes"):
         if key not in d:
             raise GraphError(f"node {d['name']!r}.{key}", MISSING, "a required field",
@@ -734,6 +741,7 @@ def _node_from_dict(i: int, d: Any) -> Node:
         if not isinstance(t, Mapping) or "fwd_s" not in t or "bwd_s" not in t:
             raise GraphError(where, t, "an object with 'fwd_s' and 'bwd_s' (seconds per sample)")
         keys = ("fwd_s", "bwd_s", "unmeasured_fwd_flops", "unmeasured_bwd_flops")
+        only_fields(where, t, keys, GraphError)
         parsed[cls] = NodeTime(*(_number(d["name"], f"times[{cls!r}].{k}", t.get(k, 0.0))
                                  for k in keys))
     return Node(d["name"], d["fwd_flops"], d.get("bwd_flops"), d["out_bytes"], d["param_bytes"],

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from splitopt import limits
 from splitopt.costs import Phases, check_bandwidth, device_phases, round_latency, server_shares
-from splitopt.errors import MISSING, InputError, parse_json, read_text_file
+from splitopt.errors import MISSING, InputError, only_fields, parse_json, read_text_file
 from splitopt.io import atomic_write
 from splitopt.scenario import Scenario
 from splitopt.system import link_of
@@ -199,7 +199,7 @@ class Plan:
             raise InputError("plan document", type(doc).__name__, "a JSON object")
         if doc.get("format") != PLAN_FORMAT:
             raise InputError("format", doc.get("format", MISSING), repr(PLAN_FORMAT))
-        _only_fields("plan", doc, _PLAN_FIELDS)
+        only_fields("plan", doc, _PLAN_FIELDS)
         version = doc.get("version", PLAN_VERSION)
         if type(version) is not int or version != PLAN_VERSION:
             raise InputError("version", version, f"{PLAN_VERSION} (this splitopt reads plan "
@@ -210,7 +210,7 @@ class Plan:
         for i, d in enumerate(doc["devices"]):
             if not isinstance(d, Mapping):
                 raise InputError(f"devices[{i}]", d, "a device plan object")
-            _only_fields(f"devices[{i}]", d, _DEVICE_FIELDS)
+            only_fields(f"devices[{i}]", d, _DEVICE_FIELDS)
             for key in ("device", "device_side", "bandwidth_share"):
                 if key not in d:
                     raise InputError(f"devices[{i}].{key}", MISSING, "a required field",
@@ -238,15 +238,6 @@ class Plan:
         """Read a plan JSON file."""
         text = read_text_file(path, "plan file", "an existing JSON file")
         return cls.from_dict(parse_json(text, "plan file", path))
-
-
-def _only_fields(where: str, doc: Mapping[str, Any], known: Sequence[str]) -> None:
-    """Refuse a field the format does not define (a misspelt ``bandwith_share`` is not ignored)."""
-    unknown = [k for k in doc if k not in known]
-    if unknown:
-        shown = [k if isinstance(k, str) else repr(k) for k in unknown][:5]
-        raise InputError(f"{where}.{shown[0]}", doc[unknown[0]], f"the fields {', '.join(known)} "
-                         "(no others)", "See docs/formats.md.")
 
 
 def evaluate(scenario: Scenario, plan: Plan) -> PlanCosts:

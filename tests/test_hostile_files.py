@@ -229,6 +229,10 @@ GRAPH_CASES = [
     ("inputs", [5], r"^inputs$"),
     ("inputs", ["in0", "in0"], r"^inputs$"),
     ("output", None, r"^output$"),
+    # misspelt fields are refused, not ignored (graph document, node, measured time)
+    ("edgse", [], r"^graph\.edgse$"),
+    (f"nodes.{OP}.fwd_flop", 1.0, rf"node '{OP_NAME}'\.fwd_flop$"),
+    (f"nodes.{OP}.times", {"h100": {"fwd_s": 1.0, "bwd_s": 0, "fwd": 2}}, r"times\['h100'\]\.fwd$"),
 ]
 
 
