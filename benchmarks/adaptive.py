@@ -55,6 +55,7 @@ def fleet_job(rounds: int, *, optimizer: str = "sgd") -> Any:
                   Channel(bandwidth_up_hz=band, bandwidth_dn_hz=band),
                   Training(batch_size=64, local_iters=20))
     plan = Planner.for_formulation(SFL(), sc).solve().plan
+    assert plan is not None  # the fleet always has a feasible plan
     return Job(plan, sc, "digits_cnn", RunConfig(mode="sflv1", rounds=rounds, lr=0.01,
                                                  optimizer=optimizer))
 
