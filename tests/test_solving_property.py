@@ -374,3 +374,19 @@ def test_issue11_generic_cases_pinned():
     """
     for seed in (3, 32, 68):  # the suite's first generator: generic mix, each feature at 0.3
         assert not compare(seed, family="generic", prob=0.3), seed
+
+
+def test_a_zero_server_share_is_never_free():
+    """Seed 339 (slow run): a MILP iterate with server share -0.0 priced at 1 / -0.0 = -inf,
+    which hid the device from the max and from its deadline row (plan re-priced at 3.7e8 s,
+    caught by the guard as unverified). Shares are +0.0 now and priced by their magnitude."""
+    from splitopt.model.expr import BETA, PHI
+
+    p, _ = random_problem(339)
+    x = np.zeros(p.n_cols)
+    x[[j * p.n_options for j in range(p.n_devices)]] = 1.0
+    shares = np.ones((2, p.n_devices))
+    shares[PHI if p.server_share is not None else BETA, 1] = -0.0
+    assert p.objective.value(x, shares, p.n_options) == np.inf
+    assert not compare(339)
+

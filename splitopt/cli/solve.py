@@ -61,7 +61,7 @@ def solve_cmd(scenario: Path = typer.Argument(..., help="scenario YAML/JSON"),
     own = route(problem)  # a formulation the builder cannot state (e.g. hsfl) runs its own
     res = (own(sc, backend=backend, time_limit=time_limit) if own is not None
            else solve(load_problem(problem, sc), backend=backend, time_limit=time_limit,
-                      path=path))
+                      path=path, progress=not json_out))
     doc = res.to_dict()
     doc["plan"] = res.plan.to_dict(sc) if res.plan is not None else None
     if out is not None and res.plan is not None:

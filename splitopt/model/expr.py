@@ -124,7 +124,8 @@ class Expr:
             zv = x[self.q_z]
             on = zv > 0.5
             dev = self.q_z[on] // n_options
-            v += float(np.sum(self.q_coef[on] / shares[self.q_res[on], dev]))
+            # |share|: a share of -0.0 or -1e-13 must price as a huge time, never -inf
+            v += float(np.sum(self.q_coef[on] / np.abs(shares[self.q_res[on], dev])))
         for w, ts in self.maxes:
             if isinstance(ts, DeviceTerms):
                 v += w * float(ts.values(x, shares).max())
@@ -181,7 +182,7 @@ class DeviceTerms(Sequence):
             for res, coef in ((BETA, self.beta), (PHI, self.phi)):
                 if coef is not None:
                     q = np.where(on & (coef != 0), coef, 0.0).sum(axis=1)
-                    v = v + np.where(q != 0, q / shares[res, :n], 0.0)
+                    v = v + np.where(q != 0, q / np.abs(shares[res, :n]), 0.0)
         return v
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 import time
+from typing import Any
 
 import numpy as np
 
@@ -46,8 +47,11 @@ def choose_path(st: Structure) -> str:
 
 def solve(problem: Problem, *, backend: str | Backend | None = None, path: str = "auto",
           time_limit: float | None = None, gap: float = 1e-6, log: bool = False,
-          warm_start: Result | None = None) -> Result:
+          warm_start: Result | None = None, progress: bool | None = None) -> Result:
     """Solve a Problem exactly (within ``gap``) and return a :class:`Result` with a frozen Plan.
+
+    ``progress``: show incumbent, bound and gap on stderr during long generic solves (default:
+    as ``log``; ``splitopt solve`` turns it on unless ``--json``).
 
     Raises :class:`InfeasibleError` naming the device and constraint when no plan exists.
     """
@@ -62,6 +66,8 @@ def solve(problem: Problem, *, backend: str | Backend | None = None, path: str =
         raise InputError("gap", gap, "a relative gap in [0, 1)")
     if not isinstance(log, bool):
         raise InputError("log", log, "True or False")
+    if progress is not None and not isinstance(progress, bool):
+        raise InputError("progress", progress, "True, False or None (as log)")
     if problem.objective is None:
         raise InputError("objective", None, "an objective", "Call p.minimize(...) first.")
     t0 = time.perf_counter()
@@ -69,14 +75,18 @@ def solve(problem: Problem, *, backend: str | Backend | None = None, path: str =
     reserve = 0.0 if time_limit is None else min(0.25 * time_limit,
                                                  POST_S_PER_DEVICE * problem.n_devices)
     deadline = None if time_limit is None else t0 + time_limit - reserve
-    be = get_backend(backend)
     st = analyse(problem)
     if st.explained:
         raise InfeasibleError("; ".join(st.explained))
     chosen = choose_path(st) if path == "auto" else path
     _check_path(st, chosen)
+    # the bisection path runs no solver: the default backend is not looked up (1-2 ms of imports)
+    be = None if backend is None and chosen == "bisection" else get_backend(backend)
     build_s = time.perf_counter() - t0
-    out, used = _run(problem, st, chosen, be, deadline, gap, log, warm_start)
+    from splitopt.solving.progress import Progress
+
+    shown = Progress(log if progress is None else progress)
+    out, used = _run(problem, st, chosen, be, deadline, gap, log, warm_start, shown)
     if out.termination == INFEASIBLE:
         from splitopt.solving.explain_global import explain_infeasible
 
@@ -109,12 +119,14 @@ def _check_path(st: Structure, chosen: str) -> None:
                      st.reason or "This problem's structure does not fit that path.")
 
 
-def _run(p: Problem, st: Structure, chosen: str, be: Backend, deadline: float | None,
-         gap: float, log: bool, warm: Result | None) -> tuple[PathOutcome, str]:
-    if chosen == "bisection":
+def _run(p: Problem, st: Structure, chosen: str, be: Backend | None, deadline: float | None,
+         gap: float, log: bool, warm: Result | None,
+         progress: Any = None) -> tuple[PathOutcome, str]:
+    if chosen == "bisection":  # no solver
         if st.tied:
             return _tied(p, st, deadline), "none"
         return bisect_minmax(st.A, st.D, st.beta_min, st.allowed, deadline=deadline), "none"
+    assert be is not None
     if chosen == "server-share":
         from splitopt.solving.resource import server_minmax
 
@@ -130,7 +142,8 @@ def _run(p: Problem, st: Structure, chosen: str, be: Backend, deadline: float | 
         return coupled_minmax(p, st, be, deadline=deadline, rtol=min(gap, 1e-9)), be.name
     from splitopt.solving.generic import solve_generic
 
-    return solve_generic(p, be, deadline=deadline, gap=gap, log=log, warm=warm), be.name
+    return solve_generic(p, be, deadline=deadline, gap=gap, log=log, warm=warm,
+                         progress=progress), be.name
 
 
 def _tied(p: Problem, st: Structure, deadline: float | None) -> PathOutcome:

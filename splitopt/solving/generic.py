@@ -29,9 +29,11 @@ def model_point(p: Problem, xm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     shares = np.ones((2, n))
     # a solver's share may sit a tolerance below 0: priced as it is, a -1e-13 share made a
     # device's time hugely negative and vanish from a max (objective 2.3, plan 12002 s)
-    shares[BETA] = np.clip(x[p.bandwidth.offset:p.bandwidth.offset + n], 0.0, 1.0)
+    # (+ 0.0: clip keeps -0.0, and 1 / -0.0 = -inf hid a device with no server share from a
+    # max and from its deadline row, property suite seed 339)
+    shares[BETA] = np.clip(x[p.bandwidth.offset:p.bandwidth.offset + n], 0.0, 1.0) + 0.0
     if p.server_share is not None:
-        shares[PHI] = np.clip(x[p.server_share.offset:p.server_share.offset + n], 0.0, 1.0)
+        shares[PHI] = np.clip(x[p.server_share.offset:p.server_share.offset + n], 0.0, 1.0) + 0.0
     return x, shares, option
 
 
@@ -50,15 +52,23 @@ def exact_value(p: Problem, xm: np.ndarray) -> float | None:
 
 
 def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float, log: bool,
-                  warm: Any = None) -> PathOutcome:
-    """Steps 1-4, then either the backend's own conic solver or outer approximation."""
+                  warm: Any = None, progress: Any = None) -> PathOutcome:
+    """Steps 1-4, then either the backend's own conic solver or outer approximation.
+
+    The MILPs start from ``warm``'s options, else from each device's fastest allowed option when
+    that plan breaks no constraint (a hint: HiGHS checks it and completes the shares).
+    """
     chain = generic_chain()
     prog, data = chain.apply(p)
     n, o = p.n_devices, p.n_options
+    options = getattr(warm, "options", None)
+    if options is None:
+        start = fallback_point(p)
+        options = None if start is None else np.argmax(start[: n * o].reshape(n, o), axis=1)
     warm_x = None
-    if warm is not None and getattr(warm, "options", None) is not None:
+    if options is not None:
         warm_x = np.zeros(prog.n_cols)
-        warm_x[np.arange(n) * o + np.asarray(warm.options)] = 1.0
+        warm_x[np.arange(n) * o + np.asarray(options)] = 1.0
     if not prog.is_linear and be.supports(prog):
         import time
 
@@ -68,7 +78,8 @@ def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float
         message = "conic"
     else:
         out = solve_outer(prog, be, deadline=deadline, gap=gap, log=log, warm=warm_x,
-                          exact=lambda x: exact_value(p, chain.invert(x, data)))
+                          exact=lambda x: exact_value(p, chain.invert(x, data)),
+                          progress=progress)
         x, term, bound, its, text = out.x, out.termination, out.bound, out.iterations, out.log
         message = ""
     if x is None:

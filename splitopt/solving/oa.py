@@ -51,12 +51,15 @@ def solve_outer(prog: Program, backend: Backend, *, deadline: float | None, gap:
                 exact: Callable[[np.ndarray], float | None] | None = None,
                 stop: Callable[[float, float | None], bool] | None = None,
                 max_iter: int = 500, log: bool = False,
-                warm: np.ndarray | None = None) -> Result:
+                warm: np.ndarray | None = None,
+                progress: Callable[[int, float | None, float | None], None] | None = None
+                ) -> Result:
     """Minimise a program with cones by cut generation on ``backend``.
 
     ``exact(x)`` prices an iterate exactly (None when it breaks a constraint); by default the
     objective of the lifted iterate when every cone holds. ``stop(lb, ub)`` ends the loop early
-    (e.g. a feasibility question already answered).
+    (e.g. a feasibility question already answered). ``progress(round, incumbent, bound)`` is
+    called after every round (:class:`splitopt.solving.progress.Progress`).
     """
     lin, _ = OuterApproximation().apply(prog)
     best_x, best_ub, lb, logs = None, None, -np.inf, []
@@ -76,6 +79,8 @@ def solve_outer(prog: Program, backend: Backend, *, deadline: float | None, gap:
         ub = exact(x)
         if ub is not None and (best_ub is None or ub < best_ub):
             best_x, best_ub = x, ub
+        if progress is not None:
+            progress(it, best_ub, lb if np.isfinite(lb) else None)
         done = best_ub is not None and best_ub - lb <= gap * max(abs(best_ub), 1e-12)
         if done or (stop is not None and stop(lb, best_ub)):
             return _outcome(OPTIMAL, best_x, best_ub, lb, it, "".join(logs))

@@ -22,9 +22,11 @@ import numpy as np
 
 from splitopt.costs import BITS, CutTable, round_latency
 
-#: at most this many devices: the guard re-prices with the scalar ``evaluate()``; above, with
-#: :func:`reprice` (0.05-0.1 ms per device for ``evaluate`` against about 1 us here)
-SCALAR_UP_TO = 200
+#: at most this many devices: the guard re-prices with the scalar ``evaluate()`` (every problem of
+#: the property suite and of the small tests); above, with :func:`reprice`. ``evaluate`` costs
+#: about 50 us per device (5 ms at 100 devices, 3x the whole bare-numpy solve there), ``reprice``
+#: about 1-5 us
+SCALAR_UP_TO = 32
 
 FIELDS = ("round_s", "memory_bytes", "energy_j", "comm_bytes")
 

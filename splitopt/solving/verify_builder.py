@@ -45,18 +45,24 @@ def plan_options(problem: Any, plan: Any) -> tuple[np.ndarray, list[Check]]:
                         len(plan.devices) == problem.n_devices,
                         "" if not missing else f"missing {missing[:5]}"))
     bad: list[str] = []
-    for k in range(problem.n_devices):
+    default_batch = problem.scenario.training.batch_size
+    cand_of: dict[tuple, np.ndarray] = {}  # one candidate list per distinct decision (fleets
+    for k in range(problem.n_devices):     # share a few), one allowed-lookup per device
         d = by_name.get(problem.device_name(k))
         if d is None:
             continue
-        batch = d.batch_size if d.batch_size is not None else problem.scenario.training.batch_size
-        key = ("off",) if not d.selected else (d.device_side, int(batch), d.mode == "fl")
-        cands = index.get(key, [])
-        ok = [j for j in cands if problem.allowed[k, j]]
-        if d.mode == "fl" and not ok:  # FL's side is the whole graph, whatever its position
-            ok = [j for j in range(o.n_options) if o.is_fl[j] and problem.allowed[k, j]
-                  and int(o.batch[j]) == key[1]]
-        if ok:
+        raw = (d.selected, d.device_side, d.batch_size, d.mode)
+        cands = cand_of.get(raw)
+        if cands is None:
+            batch = d.batch_size if d.batch_size is not None else default_batch
+            key = ("off",) if not d.selected else (d.device_side, int(batch), d.mode == "fl")
+            found = index.get(key, [])
+            if d.mode == "fl":  # FL's side is the whole graph, whatever its position
+                found = found + [j for j in range(o.n_options) if o.is_fl[j] and j not in found
+                                 and int(o.batch[j]) == key[1]]
+            cands = cand_of[raw] = np.array(found, dtype=np.int64)
+        ok = cands[problem.allowed[k, cands]] if len(cands) else cands
+        if len(ok):
             chosen[k] = ok[0]
         else:
             bad.append(d.device)
