@@ -8,7 +8,7 @@ from splitopt.plan import Plan
 
 def test_demo_writes_report_and_exact_beats_baselines(tmp_path):
     lines = []
-    res = run_demo(tmp_path, rounds=1, echo=lines.append)
+    res = run_demo(tmp_path, rounds=1, echo=lines.append, adaptive="priced")
     exact = res.plans[EXACT]
     assert exact.status == "optimal"
     assert res.scenario.server.serving == "shared"
@@ -27,4 +27,10 @@ def test_demo_writes_report_and_exact_beats_baselines(tmp_path):
     assert res.training["phases_per_round"]["uplink_s"][1] > 0
     report = (tmp_path / "report.md").read_text()
     assert f"| {EXACT} |" in report and "resnet18" in report
+    # links that change: the re-planned run re-solves and moves cuts, and is faster while the
+    # links are down (priced links in process: 0.37x in the benchmark)
+    static, adaptive = res.adaptive
+    assert static["replans"] == 0 < adaptive["replans"] and adaptive["moved_cuts"] > 0
+    assert adaptive["ratio_s_per_round_dropped"] < 1
+    assert "## Links that change mid-training" in report
     assert (tmp_path / "plan.png").stat().st_size > 5000
