@@ -10,6 +10,7 @@ the server's result. A device process that died in a way the server handled (a f
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -88,7 +89,7 @@ def launch(job: Job, *, resume: str | Path | None = None, threads: int = 1,
             kwargs["init_method"] = f"tcp://127.0.0.1:{free_port()}"
         procs = [ctx.Process(target=_spawned, args=(r, job, world, kwargs)) for r in range(world)]
         try:
-            with enter:
+            with enter, _quiet_c10d():
                 for p in procs:
                     p.start()
             if on_start is not None:
@@ -122,3 +123,20 @@ def _outcome(procs: list[Any], out: str, job: Job) -> RunResult:
         raise SplitoptError(f"multi-process run failed: processes {bad} exited badly (exit code "
                             "None: hung and killed; negative: killed by that signal)")
     return result
+
+
+@contextlib.contextmanager
+def _quiet_c10d() -> Any:
+    """Start children with torch's C++ log at ERROR, unless the user set its level.
+
+    Inside a network namespace every rendezvous warns that the client's hostname cannot be looked
+    up, which buries the run's own output.
+    """
+    if "TORCH_CPP_LOG_LEVEL" in os.environ:
+        yield
+        return
+    os.environ["TORCH_CPP_LOG_LEVEL"] = "ERROR"
+    try:
+        yield
+    finally:
+        del os.environ["TORCH_CPP_LOG_LEVEL"]
