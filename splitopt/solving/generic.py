@@ -77,9 +77,10 @@ def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float
         x, term, bound, its, text = res.x, res.termination, res.bound, 1, res.log
         message = "conic"
     else:
+        exact = lambda x: exact_value(p, chain.invert(x, data))  # noqa: E731
         out = solve_outer(prog, be, deadline=deadline, gap=gap, log=log, warm=warm_x,
-                          exact=lambda x: exact_value(p, chain.invert(x, data)),
-                          progress=progress)
+                          exact=exact, progress=progress,
+                          repair=lambda x: best_shares(prog, be, x, exact, deadline))
         x, term, bound, its, text = out.x, out.termination, out.bound, out.iterations, out.log
         message = ""
     if x is None:
@@ -96,6 +97,31 @@ def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float
     return PathOutcome(term, option, shares[BETA].copy(), phi, obj,
                        None if bound is None else min(bound, obj), its, extras=xr,
                        message=message, log=text)
+
+
+def best_shares(prog: Any, be: Backend, x: np.ndarray, exact: Any,
+                deadline: float | None) -> np.ndarray | None:
+    """The exact best continuous part (shares, user columns) for the integer columns of x.
+
+    An outer-approximation iterate under-prices ``d / share`` (tangents lie below the cone), so
+    its shares often break a deadline that the same options meet with other shares. With the
+    integer columns fixed, the program is convex: a few LP rounds of cut generation solve it to
+    1e-9; the result is a new candidate that the caller prices exactly. Gets at most a quarter
+    of the time left.
+    """
+    import time
+    from dataclasses import replace
+
+    ints = prog.integrality.astype(bool)
+    lo, hi = prog.col_lb.copy(), prog.col_ub.copy()
+    lo[ints] = hi[ints] = np.round(x[ints])
+    fixed = replace(prog, col_lb=lo, col_ub=hi, integrality=np.zeros_like(prog.integrality))
+    now = time.perf_counter()
+    budget = None if deadline is None else now + 0.25 * max(deadline - now, 0.0)
+    if budget is not None and budget - now < 1e-2:
+        return None
+    out = solve_outer(fixed, be, deadline=budget, gap=1e-9, exact=exact, max_iter=60)
+    return out.x
 
 
 def fallback_point(p: Problem) -> np.ndarray | None:

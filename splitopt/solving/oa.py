@@ -52,14 +52,16 @@ def solve_outer(prog: Program, backend: Backend, *, deadline: float | None, gap:
                 stop: Callable[[float, float | None], bool] | None = None,
                 max_iter: int = 500, log: bool = False,
                 warm: np.ndarray | None = None,
-                progress: Callable[[int, float | None, float | None], None] | None = None
-                ) -> Result:
+                progress: Callable[[int, float | None, float | None], None] | None = None,
+                repair: Callable[[np.ndarray], np.ndarray | None] | None = None) -> Result:
     """Minimise a program with cones by cut generation on ``backend``.
 
     ``exact(x)`` prices an iterate exactly (None when it breaks a constraint); by default the
     objective of the lifted iterate when every cone holds. ``stop(lb, ub)`` ends the loop early
     (e.g. a feasibility question already answered). ``progress(round, incumbent, bound)`` is
-    called after every round (:class:`splitopt.solving.progress.Progress`).
+    called after every round (:class:`splitopt.solving.progress.Progress`). ``repair(x)`` may
+    return another point for an iterate that is not exactly feasible (e.g. the best shares for
+    its options); it is priced by ``exact`` like any iterate, so it only ever adds incumbents.
     """
     lin, _ = OuterApproximation().apply(prog)
     best_x, best_ub, lb, logs = None, None, -np.inf, []
@@ -77,6 +79,11 @@ def solve_outer(prog: Program, backend: Backend, *, deadline: float | None, gap:
                              "".join(logs))
         x = lift(prog, res.x)
         ub = exact(x)
+        if ub is None and repair is not None:
+            fixed = repair(res.x)
+            ub_fixed = None if fixed is None else exact(fixed)
+            if ub_fixed is not None:
+                x, ub = fixed, ub_fixed
         if ub is not None and (best_ub is None or ub < best_ub):
             best_x, best_ub = x, ub
         if progress is not None:
