@@ -196,6 +196,12 @@ class DistributedServer:
             grads, loss = self.server.step(d, msg[:-1], msg[-1])
             st.add_compute("server_compute_s", t)
             peer.send(grads)
+            if self.server.tied_names(d):  # the device's gradients of the tied weights
+                mine, up = peer.recv()
+                st.uplink_s += up.seconds
+                t = stamp()
+                self.server.finish_tied(d, mine)
+                st.add_compute("server_compute_s", t)
         st.iterations += 1
         st.samples += self.batch[d]
         st.loss_sum += loss * self.batch[d]
@@ -359,10 +365,12 @@ class DeviceProcess:
         up = self.peer.send([*acts, y], rate_bps=self.up_bps)
         grads, down = self.peer.recv(rate_bps=self.dn_bps)
         t1 = stamp()
-        w.backward(grads)
+        mine = w.backward(grads)
         st.add_compute("device_compute_s", t1)
         st.downlink_s += down.seconds
         st.up_bytes += up.nbytes - y.numel() * y.element_size()  # labels are not priced
+        if mine:  # this side's gradients of the weights tied across the cut
+            st.up_bytes += self.peer.send(mine, rate_bps=self.up_bps).nbytes
         st.down_bytes += down.nbytes
 
 

@@ -178,9 +178,13 @@ class InProcessRunner:
             grads, loss = self.server.step(d, acts, y)
             st.add_compute("server_compute_s", t1, share=self.phi[d])
             t2 = stamp()
-            dev.backward(grads)
+            mine = dev.backward(grads)  # this side's gradients of weights tied across the cut
             st.add_compute("device_compute_s", t2)
-            up, down = nbytes(acts), nbytes(grads)
+            if mine:
+                t3 = stamp()
+                self.server.finish_tied(d, mine)
+                st.add_compute("server_compute_s", t3, share=self.phi[d])
+            up, down = nbytes(acts) + nbytes(mine), nbytes(grads)
             st.up_bytes += up
             st.down_bytes += down
             st.uplink_s += 8.0 * up / link.up_bps

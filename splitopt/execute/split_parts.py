@@ -32,13 +32,32 @@ from splitopt.profiler.capture import Captured
 from splitopt.profiler.outputs import is_data
 
 
+def _retraced(fn: Callable[..., Any], value: Any) -> fx.Proxy | None:
+    """``fn(value)`` as one graph call when fx re-traces a part (an unpickled GraphModule).
+
+    Unpickling a GraphModule traces its code again with proxies for values; these helpers
+    branch on the value, so they record themselves as a call instead of running.
+    """
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    proxy = next((v for v in items if isinstance(v, fx.Proxy)), None)
+    if proxy is None:
+        return None
+    return proxy.tracer.create_proxy("call_function", fn, (value,), {})
+
+
 def scalar_to_tensor(value: Any) -> torch.Tensor:
     """A number, bool or size as a tensor that can travel with the data."""
+    retraced = _retraced(scalar_to_tensor, value)
+    if retraced is not None:
+        return retraced  # type: ignore[return-value]
     return torch.as_tensor(tuple(value) if isinstance(value, (tuple, list)) else value)
 
 
 def tensor_to_scalar(t: torch.Tensor) -> Any:
     """Undo :func:`scalar_to_tensor`: a Python number, or a ``torch.Size`` for a 1-d tensor."""
+    retraced = _retraced(tensor_to_scalar, t)
+    if retraced is not None:
+        return retraced
     return t.item() if t.dim() == 0 else torch.Size(int(x) for x in t.tolist())
 
 

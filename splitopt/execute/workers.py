@@ -24,6 +24,7 @@ from torch import nn
 from splitopt.errors import InputError
 from splitopt.execute.data import DeviceData
 from splitopt.execute.job import Job
+from splitopt.execute.split_parts import add_tied_grads, tied_grads
 
 State = dict[str, torch.Tensor]
 EMPTY = torch.empty(0)
@@ -53,12 +54,40 @@ def split_modules(model: nn.Module, example_inputs: tuple[torch.Tensor, ...],
     from splitopt.execute.split import split_model
 
     sp = split_model(model, example_inputs, side, graph=graph)
-    if sp.shared:
-        raise InputError("device_side", sorted(side)[:5], "a cut that keeps tied weights on one "
-                         f"side (tied across this cut: {sp.shared[:3]})",
-                         "Move the cut so that the tied layers sit on the same side.")
     _TEMPLATES[key] = (graph, sp)  # the graph is kept alive so that its id stays unique
     return sp
+
+
+#: modes in which each server copy of a weight tied across the cut pairs with one device copy
+TIED_MODES = ("sl", "sflv1", "hsfl")
+
+
+def check_tied(job: Job, tied_devices: Sequence[str]) -> None:
+    """Refuse a run whose weights tied across the cut could not stay equal on both sides.
+
+    Each side holds a copy of a tied weight and both copies step with the sum of the two sides'
+    gradients (docs/executors.md, "Weights tied across the cut"). That keeps them equal when a
+    server copy serves one device copy at a time with the same optimiser state: SL and HSFL's SL
+    chain (devices in turn) and SFL-V1 (a server copy per device). SFL-V2 and parallel SL step
+    one server copy with several devices' gradients while each device copy sees only its own, so
+    the copies would part. With several devices in turn through one server copy, the server's
+    optimiser state sees every device's steps and each device's only its own: only a stateless
+    optimiser (SGD without momentum) keeps the copies equal there.
+    """
+    if not tied_devices:
+        return
+    mode, cfg = job.training_mode(), job.config
+    if mode.name not in TIED_MODES:
+        raise InputError("mode", mode.name, f"one of {list(TIED_MODES)} for cuts with weights "
+                         f"tied across them (devices {list(tied_devices)[:3]})",
+                         "Run with --mode sl, sflv1 or hsfl, or move the cut so that the tied "
+                         "layers sit on one side.")
+    split = [d.device for d in job.devices() if mode.device_mode(d.mode) == "split"]
+    if mode.shared_server and len(split) > 1 and (cfg.optimizer != "sgd" or cfg.momentum):
+        opt = cfg.optimizer if cfg.optimizer != "sgd" else f"sgd with momentum {cfg.momentum}"
+        raise InputError("optimizer", opt, "sgd with momentum 0 when several split devices take "
+                         f"turns through one server copy of a tied weight (mode {mode.name})",
+                         "Pass --momentum 0, or run --mode sflv1 (a server copy per device).")
 
 
 def split_templates(job: Job, extra: Sequence[frozenset[str]] = ()) -> dict[frozenset[str], Any]:
@@ -71,6 +100,8 @@ def split_templates(job: Job, extra: Sequence[frozenset[str]] = ()) -> dict[froz
     sides = {d.device_side for d in job.devices() if mode.device_mode(d.mode) == "split"}
     sides |= {frozenset(s) for s in extra}
     out = {s: split_modules(model, ex, s, job.scenario.graph) for s in sides}
+    check_tied(job, [d.device for d in job.devices() if out.get(d.device_side) is not None
+                     and out[d.device_side].tied])
     for sp in out.values():
         for gm in (sp.device, sp.server):
             # a ``torch.Tensor`` annotation on a placeholder makes GraphModule.__reduce__ fail
@@ -218,14 +249,34 @@ class DeviceWorker:
         self._acts = tuple(out) if isinstance(out, (tuple, list)) else (out,)
         return self._acts, y
 
-    def backward(self, grads: Sequence[torch.Tensor]) -> None:
-        """Back-propagate the server's boundary gradients and step the device optimiser."""
-        pairs = [(a, g) for a, g in zip(self._acts, grads) if a.requires_grad and g.numel()]
+    @property
+    def tied_names(self) -> list[str]:
+        """Device-side names of the weights tied across this device's cut (SplitModel.tied)."""
+        return [d for d, _ in self.split.tied] if self.split is not None else []
+
+    def backward(self, grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Back-propagate the server's boundary gradients and step the device optimiser.
+
+        With weights tied across the cut, ``grads`` ends with the server's gradients of its
+        copies (:meth:`ServerWorker.step`): they are added to this side's before the step, and
+        this side's own gradients are returned for the server (:meth:`ServerWorker.finish_tied`);
+        otherwise the result is empty.
+        """
+        names = self.tied_names
+        theirs = list(grads[len(grads) - len(names):]) if names else []
+        grads = grads[:len(grads) - len(names)]
+        pairs = [(a, g) for a, g in zip(self._acts, grads)
+                 if a.requires_grad and g.numel()]
+        mine: list[torch.Tensor] = []
         with self.holder.rng_scope():
             if pairs:
                 torch.autograd.backward([a for a, _ in pairs], [g for _, g in pairs])
+            if names:
+                mine = tied_grads(self.module, names)
+                add_tied_grads(self.module, names, theirs)
             self.holder.step()
         self._acts = ()
+        return mine
 
     def local_step(self) -> float:
         """One FL-mode iteration on the whole model; returns the batch loss."""
@@ -282,6 +333,7 @@ class ServerWorker:
         self.views: dict[str, nn.Module] = {}
         self.device_names: dict[str, list[str]] = {}
         self._build(job, example_inputs)
+        check_tied(job, [d for d in self.split_devices if self.tied_names(d)])
         self.parts: dict[str, State] = {}
         self._acc = 0.0
 
@@ -316,10 +368,31 @@ class ServerWorker:
         """The server model holder that serves ``device``."""
         return self.holders["shared" if self.shared else device]
 
+    def tied_names(self, device: str) -> list[str]:
+        """Server-side names of the weights tied across ``device``'s cut.
+
+        In the order of the device's :attr:`DeviceWorker.tied_names` (pairs sorted by device-side
+        name, as ``SplitModel.tied``); read from the current views, so a re-split is followed.
+        """
+        view = self.views.get(device)
+        if view is None:
+            return []
+        full = dict(self.holder(device).module.named_parameters(remove_duplicate=False))
+        on_device = {id(full[n]): n for n in self.device_names[device] if n in full}
+        pairs = sorted((on_device[id(p)], k) for k, p in view.named_parameters()
+                       if id(p) in on_device)
+        return [k for _, k in pairs]
+
     def step(self, device: str, acts: Sequence[torch.Tensor],
              labels: torch.Tensor) -> tuple[list[torch.Tensor], float]:
-        """Server forward/backward for one device batch: (boundary gradients, loss)."""
+        """Server forward/backward for one device batch: (boundary gradients, loss).
+
+        With weights tied across the cut the server does not step yet: the gradients of its
+        copies follow the boundary gradients, and :meth:`finish_tied` steps once the device's
+        own gradients of them have come back.
+        """
         h, b = self.holder(device), float(self.batch[device])
+        tied = self.tied_names(device)
         ins = [a.detach().requires_grad_(a.is_floating_point()) for a in acts]
         with h.rng_scope():
             loss = self.loss_fn(self.views[device](*ins), labels)
@@ -329,11 +402,17 @@ class ServerWorker:
                 self._acc += b
             else:
                 loss.backward()
-                h.step()
+                if not tied:
+                    h.step()
         grads = [EMPTY if i.grad is None else i.grad for i in ins]
         if self.accumulate:
             grads = [g / b if g.numel() else g for g in grads]
-        return grads, float(loss.detach())
+        return grads + tied_grads(self.views[device], tied), float(loss.detach())
+
+    def finish_tied(self, device: str, grads: Sequence[torch.Tensor]) -> None:
+        """Add the device's gradients of the tied weights to the server's copies, then step."""
+        add_tied_grads(self.views[device], self.tied_names(device), grads)
+        self.holder(device).step()
 
     def server_step(self) -> None:
         """Parallel SL: apply the accumulated server gradient (mean over the iteration)."""
