@@ -135,3 +135,21 @@ def test_the_priced_round_lacks_exactly_the_tied_gradient_traffic() -> None:
     pred = evaluate(job.scenario, job.plan).per_device
     for d, st in res.history[0].devices.items():
         assert st.up_bytes + st.down_bytes == pred[d].comm_bytes + ITERS * (2 * tied + 8)
+
+
+def test_hsfl_keeps_the_sl_devices_copies_equal_to_the_servers() -> None:
+    from splitopt.execute.loop import run_rounds
+    from splitopt.execute.runner import InProcessRunner
+
+    job = gpt_job(2, "hsfl", momentum=0.9)
+    graph = job.scenario.graph
+    fl = DevicePlan("dev1", frozenset(graph.names), 0.5, mode="fl")
+    job = Job(Plan((job.devices()[0], fl), method="example"), job.scenario, job.model,
+              job.config, model_config=GPT)
+    runner = InProcessRunner(job)
+    history = run_rounds(job, runner)
+    assert history[-1].train_loss < history[0].train_loss
+    device = dict(runner.devices["dev0"].module.named_parameters())["transformer.wte.weight"]
+    server = dict(runner.server.views["dev0"].named_parameters())["lm_head.weight"]
+    assert device is not server
+    torch.testing.assert_close(device, server, rtol=1e-6, atol=1e-7)

@@ -220,6 +220,38 @@ class FL(TrainingMode):
         return "fl"
 
 
+#: modes in which each server copy of a weight tied across the cut pairs with one device copy
+TIED_MODES = ("sl", "sflv1", "hsfl")
+
+
+def check_tied(job: Any, tied_devices: Sequence[str]) -> None:
+    """Refuse a run whose weights tied across the cut could not stay equal on both sides.
+
+    Each side holds a copy of a tied weight and both copies step with the sum of the two sides'
+    gradients (docs/executors.md, "Weights tied across the cut"). That keeps them equal when a
+    server copy serves one device copy at a time with the same optimiser state: SL and HSFL's SL
+    chain (devices in turn) and SFL-V1 (a server copy per device). SFL-V2 and parallel SL step
+    one server copy with several devices' gradients while each device copy sees only its own, so
+    the copies would part. With several devices in turn through one server copy, the server's
+    optimiser state sees every device's steps and each device's only its own: only a stateless
+    optimiser (SGD without momentum) keeps the copies equal there.
+    """
+    if not tied_devices:
+        return
+    mode, cfg = job.training_mode(), job.config
+    if mode.name not in TIED_MODES:
+        raise InputError("mode", mode.name, f"one of {list(TIED_MODES)} for cuts with weights "
+                         f"tied across them (devices {list(tied_devices)[:3]})",
+                         "Run with --mode sl, sflv1 or hsfl, or move the cut so that the tied "
+                         "layers sit on one side.")
+    split = [d.device for d in job.devices() if mode.device_mode(d.mode) == "split"]
+    if mode.shared_server and len(split) > 1 and (cfg.optimizer != "sgd" or cfg.momentum):
+        opt = cfg.optimizer if cfg.optimizer != "sgd" else f"sgd with momentum {cfg.momentum}"
+        raise InputError("optimizer", opt, "sgd with momentum 0 when several split devices take "
+                         f"turns through one server copy of a tied weight (mode {mode.name})",
+                         "Pass --momentum 0, or run --mode sflv1 (a server copy per device).")
+
+
 MODES: dict[str, type[TrainingMode]] = {m.name: m for m in (SL, SFLV1, SFLV2, ParallelSL, HSFL, FL)}
 
 
