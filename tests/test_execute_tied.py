@@ -34,10 +34,14 @@ def _one_thread():
         yield
 
 
-def gpt_job(n_devices: int, mode: str, *, rounds: int = 2, **config) -> Job:
+def gpt_job(n_devices: int, mode: str, *, rounds: int = 2, cut: str = "embedding",
+            **config) -> Job:
+    """``cut``: right after the embedding, or half-way through the layers (wte still crosses)."""
     model, ex = zoo.build("gpt2", batch_size=1, **GPT)
     graph = profile(model, ex)
     side = graph.pred_closure(["transformer.wte"])  # lm_head (the same weight) stays behind
+    if cut == "half":
+        side = graph.chain_prefixes()[len(graph.names) // 2]
     sc = digits_scenario(n_devices, graph=graph, batch_size=BATCH, local_iters=ITERS)
     devs = tuple(DevicePlan(d.name, side, 1.0 / n_devices) for d in sc.devices)
     cfg = RunConfig(mode=mode, rounds=rounds, lr=0.1, samples_per_device=16, **config)
@@ -74,8 +78,11 @@ def test_the_cut_has_a_weight_tied_across_it() -> None:
     assert table.tied_bytes.tolist() == [50 * 16 * 4.0]
 
 
-def test_one_device_sl_equals_unsplit_training_with_momentum() -> None:
-    job = gpt_job(1, "sl", momentum=0.9)
+@pytest.mark.parametrize("cut", ["embedding", "half"])
+def test_one_device_sl_equals_unsplit_training_with_momentum(cut: str) -> None:
+    job = gpt_job(1, "sl", momentum=0.9, cut=cut)
+    side = job.devices()[0].device_side
+    assert CutTable.from_sets(job.scenario.graph, [side]).tied_bytes[0] > 0  # wte | lm_head
     res = train(job)
     global_ = res.final_state["global"]
     close(global_, unsplit_in_turn(job))
