@@ -130,23 +130,49 @@ def plan_picture(scenario: Scenario, plan: Plan, path: Path) -> None:
     plt.close(fig)
 
 
-def train(scenario: Scenario, plan: Plan, rounds: int) -> dict[str, Any]:
-    """Train the plan on digits in this process (SFL-V1: parallel devices, models averaged)."""
-    from splitopt.execute.job import Job, RunConfig
-    from splitopt.execute.runner import train as run_training
+def train(scenario: Scenario, plan: Plan, rounds: int, links: str = "emulated") -> dict[str, Any]:
+    """Train the plan on digits (SFL-V1: parallel devices, models averaged).
 
+    ``links="emulated"``: the multi-process runner on kernel-shaped links where the machine
+    allows, else paced (``launch(job, links="auto")``), with the link prediction also calibrated
+    by a calibration exchange on the same kind of links (:mod:`splitopt.execute.linkcal`);
+    ``"priced"``: the in-process runner, transfers priced by the cost model.
+    """
+    from splitopt.execute.job import Job, RunConfig
+
+    if links not in ("emulated", "priced"):
+        raise InputError("links", links, "emulated | priced")
     job = Job(plan, scenario, "digits_cnn", RunConfig(mode="sflv1", rounds=rounds, seed=0))
-    result = run_training(job)
-    last = result.history[-1]
     pred = plan.predicted
     assert pred is not None
+    reference = dict(pred.per_device)
+    calibrated = reference
+    if links == "priced":
+        from splitopt.execute.runner import train as run_training
+
+        result = run_training(job)
+    else:
+        from splitopt.execute.launch import launch
+        from splitopt.execute.linkcal import calibrated as calibrate_links
+        from splitopt.execute.linkcal import exchange
+
+        result = launch(job, links="auto")
+        fits = exchange(job, result.links, reference, aggregate=True)
+        calibrated = calibrate_links(reference, fits, job.iters(), aggregate=True)
+    last = result.history[-1]
     measured = {p: sum(getattr(r.devices[d], p) for r in result.history for d in r.devices)
                 / len(result.history) for p in PHASES}
-    predicted = {p: sum(getattr(ph, p) for ph in pred.per_device.values()) for p in PHASES}
-    return {"rounds": rounds, "initial_test_accuracy": result.initial_test[1],
+
+    def summed(phases: dict[str, Any]) -> dict[str, float]:
+        return {p: sum(getattr(ph, p) for ph in phases.values()) for p in PHASES}
+
+    ref_sum, cal_sum = summed(reference), summed(calibrated)
+    return {"rounds": rounds, "links": result.links,
+            "initial_test_accuracy": result.initial_test[1],
             "final_test_accuracy": last.test_accuracy, "final_train_loss": last.train_loss,
             "per_round": [(r.round, r.train_loss, r.test_accuracy) for r in result.history],
-            "phases_per_round": {p: (predicted[p], measured[p]) for p in PHASES}}
+            "phases_per_round": {p: (ref_sum[p], measured[p]) for p in PHASES},
+            "calibrated_per_round": cal_sum}
 
 
 def plan_bigger_model(scenario: Scenario, model: str) -> tuple[Scenario, dict[str, Plan]]:
@@ -158,11 +184,13 @@ def plan_bigger_model(scenario: Scenario, model: str) -> tuple[Scenario, dict[st
 
 
 def run_demo(out: str | Path = "out/demo", *, rounds: int = 15, echo: Any = print,
-             quiet: bool = False, adaptive: str = "emulated") -> DemoResult:
+             quiet: bool = False, adaptive: str = "emulated",
+             links: str = "emulated") -> DemoResult:
     """Run every step; return what was produced (``quiet``: print no tables).
 
     ``adaptive`` runs the changing-links section on ``emulated`` links (about a minute), in
-    process with ``priced`` links (about 15 s), or not at all (``off``).
+    process with ``priced`` links (about 15 s), or not at all (``off``). ``links``: the exact
+    plan's training on ``emulated`` links (multi-process) or ``priced`` (in process).
     """
     from splitopt.cli._common import table as print_table
 
@@ -201,13 +229,16 @@ def run_demo(out: str | Path = "out/demo", *, rounds: int = 15, echo: Any = prin
     exact.save(plan_path, scenario)
     plan_picture(scenario, exact, out / "plan.png")
     t2 = time.perf_counter()
-    res.training = train(scenario, exact, rounds)
+    res.training = train(scenario, exact, rounds, links)
     res.seconds["train"] = time.perf_counter() - t2
     tr = res.training
-    echo(f"trained the exact plan {rounds} rounds on digits (SFL-V1): test accuracy "
-         f"{tr['initial_test_accuracy']:.3f} -> {tr['final_test_accuracy']:.3f}")
-    table("phase seconds per round, summed over devices", ["phase", "predicted", "measured"],
-          [(p.removesuffix("_s"), a, b) for p, (a, b) in tr["phases_per_round"].items()])
+    echo(f"trained the exact plan {rounds} rounds on digits (SFL-V1, {tr['links']} links): test "
+         f"accuracy {tr['initial_test_accuracy']:.3f} -> {tr['final_test_accuracy']:.3f}")
+    table("phase seconds per round, summed over devices", ["phase", "predicted (reference)",
+                                                           "predicted (calibrated links)",
+                                                           "measured"],
+          [(p.removesuffix("_s"), a, tr["calibrated_per_round"][p], b)
+           for p, (a, b) in tr["phases_per_round"].items()])
     t3 = time.perf_counter()
     big, big_plans = plan_bigger_model(scenario, "resnet18")
     res.seconds["resnet18"] = time.perf_counter() - t3

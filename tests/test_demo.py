@@ -8,7 +8,7 @@ from splitopt.plan import Plan
 
 def test_demo_writes_report_and_exact_beats_baselines(tmp_path):
     lines = []
-    res = run_demo(tmp_path, rounds=1, echo=lines.append, adaptive="priced")
+    res = run_demo(tmp_path, rounds=1, echo=lines.append, adaptive="priced", links="priced")
     exact = res.plans[EXACT]
     assert exact.status == "optimal"
     assert res.scenario.server.serving == "shared"

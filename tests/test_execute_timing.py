@@ -51,3 +51,76 @@ def test_compare_reports_each_device_and_phase_with_cpu_rows() -> None:
         assert out[d]["device_compute_cpu_s"]["rel_error"] == pytest.approx(0.0)
         assert out[d]["uplink_s"]["rel_error"] == pytest.approx(0.0)
         assert out[d]["downlink_s"]["rel_error"] == pytest.approx(0.1)
+
+
+def test_fit_alpha_recovers_alpha_and_efficiency_from_synthetic_messages() -> None:
+    from splitopt.execute.linkcal import fit_alpha
+
+    # t = 0.8 ms + ref / 0.95, two message sizes, a little symmetric noise around each
+    pts = [(ref, 0.0008 + ref / 0.95 + e) for ref in (0.002, 0.008) for e in (-1e-5, 0, 1e-5)]
+    fit = fit_alpha(pts)
+    assert fit.alpha_s == pytest.approx(0.0008, rel=1e-6)
+    assert fit.efficiency == pytest.approx(0.95, rel=1e-6)
+    # one size: alpha only (the median excess), efficiency 1
+    one = fit_alpha([(0.002, 0.0025), (0.002, 0.0031), (0.002, 0.0027)])
+    assert (one.alpha_s, one.efficiency) == (pytest.approx(0.0007), 1.0)
+    assert one.seconds(0.01, 5) == pytest.approx(5 * 0.0007 + 0.01)
+    with pytest.raises(ValueError):
+        fit_alpha([])
+
+
+def test_calibrated_prices_alpha_per_message_and_keeps_compute() -> None:
+    from splitopt.execute.linkcal import LinkFit, calibrated
+
+    j = job()
+    ref, _ = predict(j)
+    fits = {d: {"uplink_s": LinkFit(0.001), "downlink_s": LinkFit(0.0, 0.5),
+                "aggregation_s": LinkFit(0.002)} for d in ref}
+    cal = calibrated(ref, fits, j.iters(), aggregate=True)
+    for d, p in ref.items():
+        assert cal[d].uplink_s == pytest.approx(p.uplink_s + 3 * 0.001)
+        assert cal[d].downlink_s == pytest.approx(2 * p.downlink_s)
+        assert cal[d].aggregation_s == pytest.approx(p.aggregation_s + 0.002)
+        assert cal[d].device_compute_s == p.device_compute_s
+        assert cal[d].round_s == pytest.approx(
+            sum(getattr(cal[d], k) for k in ("device_compute_s", "server_compute_s",
+                                             "uplink_s", "downlink_s", "aggregation_s")))
+
+
+def test_exchange_measures_real_messages_on_paced_links() -> None:
+    """A real calibration exchange over paced loopback links: the fit is measured, not priced."""
+    from splitopt.execute.linkcal import calibrated, exchange
+
+    j = job()
+    ref, latency = predict(j, server_work=True)
+    fits = exchange(j, "paced", ref, repeats=2, aggregate=True)
+    assert set(fits) == set(ref)
+    for d, f in fits.items():
+        assert set(f) == {"uplink_s", "downlink_s", "aggregation_s"}
+        # pacing releases the last byte at 8*B/r: a message never beats the reference by much
+        assert all(x.efficiency > 0 for x in f.values())
+        assert f["uplink_s"].seconds(ref[d].uplink_s / 3, 1) > 0.5 * ref[d].uplink_s / 3
+    cal = calibrated(ref, fits, j.iters(), aggregate=True)
+    recs = [RoundRecord(r, 1.0, 1.0, 0.5, 1.0, latency, 0.0,
+                        {d: DeviceRound(uplink_s=p.uplink_s) for d, p in ref.items()})
+            for r in range(2)]
+    out = compare(recs, cal, latency, reference=ref)["per_device"]
+    for d in ref:
+        assert out[d]["uplink_s"]["reference_rel_error"] == pytest.approx(0.0)
+        assert out[d]["uplink_s"]["reference_predicted"] == pytest.approx(ref[d].uplink_s)
+        assert out[d]["uplink_s"]["predicted"] == pytest.approx(cal[d].uplink_s)
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="htb links need root")
+def test_exchange_on_htb_links_when_available() -> None:
+    from splitopt.execute.linkcal import exchange
+    from splitopt.execute.links import htb_unavailable
+
+    why = htb_unavailable()
+    if why is not None:
+        pytest.skip(f"htb unavailable here: {why}")
+    j = job()
+    ref, _ = predict(j, server_work=True)
+    fits = exchange(j, "htb", ref, repeats=2, aggregate=False)
+    assert set(fits) == set(ref)
+    assert all(set(f) == {"uplink_s", "downlink_s"} for f in fits.values())

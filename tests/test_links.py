@@ -8,6 +8,7 @@ tests/test_execute_distributed.py (bytes equal to the priced run's, every transf
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -26,9 +27,12 @@ NO_HTB = links.htb_unavailable()
 needs_htb = pytest.mark.skipif(NO_HTB is not None, reason=f"no kernel link shaping: {NO_HTB}")
 
 
-def namespaces() -> set[str]:
+def namespaces(*, mine: bool = True) -> set[str]:
+    """Network namespaces; ``mine``: only this test process's (other jobs make their own)."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
-    return {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+    prefix = f"splitopt-{os.getpid()}-" if mine else ""
+    return {line.split()[0] for line in out.stdout.splitlines()
+            if line.strip() and line.startswith(prefix)}
 
 
 def test_the_link_kind_falls_back_or_is_refused_with_the_reason(monkeypatch) -> None:
@@ -53,14 +57,14 @@ def test_namespace_is_removed_on_failure_and_at_exit() -> None:
             "ns = Namespace().__enter__()\nprint(ns.name)\n")
     name = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip()
-    assert name.startswith("splitopt-") and name not in namespaces()
+    assert name.startswith("splitopt-") and name not in namespaces(mine=False)
     # a launcher killed outright leaves its namespace; the next run sweeps it
     code = ("import os\nfrom splitopt.execute.links import Namespace\n"
             "ns = Namespace().__enter__()\nprint(ns.name, flush=True)\nos._exit(0)\n")
     name = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip()
-    assert name in namespaces()
-    assert name in links.sweep_stale() and name not in namespaces()
+    assert name in namespaces(mine=False)
+    assert name in links.sweep_stale() and name not in namespaces(mine=False)
 
 
 @pytest.fixture

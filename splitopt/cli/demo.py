@@ -14,13 +14,17 @@ def demo(out: Path = typer.Option(Path("out/demo"), "--out", help="where to writ
                                       help="the changing-links section: emulated (multi-process "
                                       "on shaped links, ~1 min), priced (in process, ~15 s) "
                                       "or off"),
+         links: str = typer.Option("emulated", "--links",
+                                   help="the exact plan's training: emulated (multi-process on "
+                                   "shaped links where possible, else paced) or priced (in "
+                                   "process)"),
          ) -> None:
     """Profile a zoo model, solve the exact plan and baselines, train it briefly, write a report."""
     from splitopt.cli._common import emit_json
     from splitopt.demo import run_demo
 
     res = run_demo(out, rounds=rounds, echo=(lambda *_: None) if json_out else typer.echo,
-                   quiet=json_out, adaptive=adaptive)
+                   quiet=json_out, adaptive=adaptive, links=links)
     if json_out:
         emit_json({"out": str(res.out), "seconds": res.seconds, "training": res.training,
                    "plans": {k: p.predicted.to_dict() | {"status": p.status}

@@ -151,7 +151,10 @@ def results_document(job: Any, result: Any, calibrate: bool,
                                "phases": {}, "per_device": {}}
     else:
         pred, latency = predict(job, cal, server_work=result.runner == "multi-process")
-        pvm = {"calibration": note, **compare(result.history, pred, latency)}
+        links, reference = _calibrated_links(job, result.links, pred, calibrate)
+        pvm = {"calibration": note, "links_calibration": links,
+               **compare(result.history, pred if reference is None else links.pop("_pred"),
+                         latency, reference=reference)}
     return {"format": RUN_FORMAT, "version": 1, "model": job.model, "mode": job.config.mode,
             "runner": result.runner, "links": result.links, "config": _config_dict(job.config),
             "initial_test_loss": result.initial_test[0],
@@ -160,6 +163,30 @@ def results_document(job: Any, result: Any, calibrate: bool,
             "final_test_accuracy": last.test_accuracy if last else None,
             "failed_devices": result.failed, "trace": trace, "replans": result.replans,
             "rounds": [r.to_dict() for r in result.history], "predicted_vs_measured": pvm}
+
+
+def _calibrated_links(job: Any, kind: str, pred: dict[str, Any], calibrate: bool,
+                      ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Per-message link overhead fitted by a calibration exchange on links of the run's kind.
+
+    Returns the fits (JSON-ready; under ``_pred`` the calibrated prediction) and the reference
+    prediction, or a note and None where the links were priced or calibration is off or failed.
+    """
+    from dataclasses import asdict
+
+    from splitopt.execute.linkcal import calibrated, exchange
+
+    if kind not in ("htb", "paced") or not calibrate:
+        return {"note": "links priced by the reference model (8 * bytes / rate)"}, None
+    aggregate = job.training_mode().has_global
+    try:
+        fits = exchange(job, kind, pred, aggregate=aggregate)
+    except Exception as err:  # noqa: BLE001 - the reference prediction is still reported
+        return {"note": f"links uncalibrated (exchange failed: {type(err).__name__}: {err})"}, None
+    return {"note": f"t = alpha + 8 * bytes / (efficiency * rate), fitted per device and "
+                    f"direction by a calibration exchange on {kind} links",
+            "fits": {d: {k: asdict(f) for k, f in fs.items()} for d, fs in fits.items()},
+            "_pred": calibrated(pred, fits, job.iters(), aggregate=aggregate)}, pred
 
 
 def _config_dict(cfg: Any) -> dict[str, Any]:
@@ -294,8 +321,11 @@ def _print_summary(doc: dict[str, Any], out: Path | None) -> None:
             print(f"results: {out}")
         return
     table(f"predicted vs measured per round, links {doc['links']} ({pvm['calibration']})",
-          ["device", "phase", "measured s", "predicted s", "rel. error"],
-          [(dev, k, v["measured"], v["predicted"], _pct(v["rel_error"]))
+          ["device", "phase", "measured s", "predicted s", "rel. error", "reference s",
+           "ref. error"],
+          [(dev, k, v["measured"], v["predicted"], _pct(v["rel_error"]),
+            v.get("reference_predicted", v["predicted"]),
+            _pct(v.get("reference_rel_error", v["rel_error"])))
            for dev, phases in [("all", pvm["phases"]), *pvm["per_device"].items()]
            for k, v in phases.items()])
     if out is not None:

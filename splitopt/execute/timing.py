@@ -197,13 +197,30 @@ def rel_error(measured: float, predicted: float) -> float | None:
 
 
 def compare(history: Sequence[RoundRecord], predicted: dict[str, Phases], latency: float, *,
-            skip_first: bool = True) -> dict[str, Any]:
+            skip_first: bool = True, reference: dict[str, Phases] | None = None,
+            ) -> dict[str, Any]:
     """Measured beside predicted, per round and per phase, with the relative error per phase.
 
     Rounds in which a device failed are left out of the summary (they are shorter); the first
     round is left out of it too when there are others (one-time warm-up), but every round is
-    listed under ``rounds``.
+    listed under ``rounds``. ``reference``: the uncalibrated prediction (links ``8 * bytes /
+    r``), reported beside ``predicted`` (links calibrated by :mod:`splitopt.execute.linkcal`)
+    as ``reference_predicted`` and ``reference_rel_error``.
     """
+    out = _compare(history, predicted, latency, skip_first)
+    if reference is not None:
+        ref = _compare(history, reference, latency, skip_first)
+        for mine, theirs in [(out["phases"], ref["phases"]),
+                             *((out["per_device"][d], ref["per_device"][d])
+                               for d in out["per_device"])]:
+            for k, v in mine.items():
+                v["reference_predicted"] = theirs[k]["predicted"]
+                v["reference_rel_error"] = theirs[k]["rel_error"]
+    return out
+
+
+def _compare(history: Sequence[RoundRecord], predicted: dict[str, Phases], latency: float,
+             skip_first: bool) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for rec in history:
         devs = [d for d in rec.devices if d in predicted]
