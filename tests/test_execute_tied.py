@@ -51,7 +51,9 @@ def gpt_job(n_devices: int, mode: str, *, rounds: int = 2, cut: str = "embedding
 def unsplit_in_turn(job: Job) -> dict[str, torch.Tensor]:
     """Plain torch training of the whole model on the devices' batches, device after device."""
     model, _ = job.build_model()
-    opt = torch.optim.SGD(model.parameters(), lr=job.config.lr, momentum=job.config.momentum)
+    cfg = job.config
+    opt = (torch.optim.Adam(model.parameters(), lr=cfg.lr) if cfg.optimizer == "adam" else
+           torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum))
     shards = job.data().shards
     data = [DeviceData(shards[d.device], seed=job.config.seed * 7919 + i)
             for i, d in enumerate(job.devices())]
@@ -78,9 +80,13 @@ def test_the_cut_has_a_weight_tied_across_it() -> None:
     assert table.tied_bytes.tolist() == [50 * 16 * 4.0]
 
 
-@pytest.mark.parametrize("cut", ["embedding", "half"])
-def test_one_device_sl_equals_unsplit_training_with_momentum(cut: str) -> None:
-    job = gpt_job(1, "sl", momentum=0.9, cut=cut)
+@pytest.mark.parametrize(("cut", "optimizer"), [("embedding", "sgd"), ("half", "sgd"),
+                                               ("embedding", "adam")])
+def test_one_device_sl_equals_unsplit_training_with_optimiser_state(cut: str,
+                                                                    optimizer: str) -> None:
+    # SGD with momentum 0.9, or Adam (lr 0.01): both sides' optimiser states stay equal
+    lr = 0.01 if optimizer == "adam" else 0.1
+    job = gpt_job(1, "sl", momentum=0.9, cut=cut, optimizer=optimizer).with_config(lr=lr)
     side = job.devices()[0].device_side
     assert CutTable.from_sets(job.scenario.graph, [side]).tied_bytes[0] > 0  # wte | lm_head
     res = train(job)
