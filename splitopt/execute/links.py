@@ -33,6 +33,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -136,11 +137,21 @@ class Namespace:
         self.close()
 
     def close(self) -> None:
-        """Delete the namespace (and with it its qdisc and classes); safe to call twice."""
-        if self._open:
-            self._open = False
+        """Delete the namespace (and with it its qdisc and classes); safe to call twice.
+
+        ``ip netns del`` can fail while another process adds or deletes a namespace at the same
+        moment (their bind mounts race), so it is retried; a namespace that still stands is left
+        to the exit handler and to the next run's sweep.
+        """
+        if not self._open:
+            return
+        for attempt in range(6):
             subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)
-            atexit.unregister(self.close)
+            if not (Path("/run/netns") / self.name).exists():
+                self._open = False
+                atexit.unregister(self.close)
+                return
+            time.sleep(0.05 * (attempt + 1))
 
     def tc(self, *args: str) -> None:
         """Run ``tc`` inside the namespace."""
