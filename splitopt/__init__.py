@@ -49,7 +49,7 @@ def partition(graph: LayerGraph, device: Device, server: Server, link: Link, **k
 
 
 def partition_scenario(scenario: Scenario, shares: Any = None, **kwargs: Any) -> Plan:
-    """Partition every device of a scenario (see :func:`splitopt.partitioning.partition_scenario`)."""
+    """Partition every device of a scenario (:func:`splitopt.partitioning.partition_scenario`)."""
     from splitopt.partitioning import partition_scenario as _partition_scenario
 
     return _partition_scenario(scenario, shares, **kwargs)

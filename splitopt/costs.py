@@ -173,7 +173,8 @@ def round_terms(devices: Sequence[Device], server: Server, channel: Channel, tra
     a_srv = np.broadcast_to(sec_srv, a_dev.shape) * b * it
     bits = it * b * BITS * table.boundary_bytes + BITS * agg_bytes  # (N, C)
     pbs = np.array([per_bit_seconds(d, channel) for d in devices]).reshape(-1, 1)
-    up = np.array([1.0 / (channel.bandwidth_up_hz * d.spectral_eff_up) for d in devices]).reshape(-1, 1)
+    up = np.array([1.0 / (channel.bandwidth_up_hz * d.spectral_eff_up)
+                   for d in devices]).reshape(-1, 1)
     mem = (2 + training.optimizer_copies) * table.param_bytes + b * table.act_bytes
     mem = mem + np.array([d.workspace_bytes for d in devices]).reshape(-1, 1)
     p_comp = np.array([d.power_compute_w for d in devices]).reshape(-1, 1)

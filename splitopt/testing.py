@@ -18,7 +18,6 @@ def random_dag(rng: np.random.Generator, n: int, *, n_inputs: int = 1, skip_prob
     log-uniform per-node factor for huge dynamic ranges); ``zero_prob`` zeroes costs to make ties.
     """
     inputs = [f"in{j}" for j in range(n_inputs)]
-    names = inputs + [f"n{i}" for i in range(n)] + ["out"]
 
     def cost(lo: float, hi: float) -> float:
         return 0.0 if rng.random() < zero_prob else float(rng.uniform(lo, hi) * scale)
@@ -51,9 +50,11 @@ def random_dag(rng: np.random.Generator, n: int, *, n_inputs: int = 1, skip_prob
 
 def random_devices(rng: np.random.Generator, k: int, *, classes: int | None = None) -> list[Device]:
     """``k`` heterogeneous devices (``classes`` distinct figure sets, default all different)."""
-    kinds = [dict(flops=float(10 ** rng.uniform(9, 12)), memory_bytes=float(10 ** rng.uniform(7, 10)),
+    kinds = [dict(flops=float(10 ** rng.uniform(9, 12)),
+                  memory_bytes=float(10 ** rng.uniform(7, 10)),
                   power_compute_w=float(rng.uniform(2, 15)), power_tx_w=float(rng.uniform(0.1, 1)),
-                  spectral_eff_up=float(rng.uniform(0.5, 8)), spectral_eff_dn=float(rng.uniform(0.5, 8)))
+                  spectral_eff_up=float(rng.uniform(0.5, 8)),
+                  spectral_eff_dn=float(rng.uniform(0.5, 8)))
              for _ in range(classes or k)]
     return [Device(name=f"d{i}", **kinds[i % len(kinds)]) for i in range(k)]
 
@@ -68,5 +69,6 @@ def random_scenario(rng: np.random.Generator, graph: LayerGraph, k: int, *,
     band = float(10 ** rng.uniform(5, 8))
     return Scenario(graph, random_devices(rng, k, classes=classes),
                     Server(flops=float(10 ** rng.uniform(12, 14)), serving=serving),
-                    Channel(bandwidth_up_hz=band, bandwidth_dn_hz=band * float(rng.uniform(0.5, 2))),
+                    Channel(bandwidth_up_hz=band,
+                            bandwidth_dn_hz=band * float(rng.uniform(0.5, 2))),
                     training or Training(batch_size=int(rng.integers(1, 64))))

@@ -4,11 +4,11 @@ import json
 from functools import partial
 
 import pytest
-
 from splitopt.benchmarks import registry
 from splitopt.benchmarks.milp_routes import grid_milp, reprice, route_highspy, solve_in_process
 from splitopt.benchmarks.report import build_report
 from splitopt.benchmarks.runner import load_rows, run
+
 from splitopt.errors import InputError
 
 

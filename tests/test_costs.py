@@ -5,8 +5,23 @@ import math
 import numpy as np
 import pytest
 
-from splitopt import (Channel, CutTable, Device, DevicePlan, InputError, LayerGraph, Link, Node,
-                      Plan, Scenario, Server, Training, evaluate, iteration_delay, round_terms)
+from splitopt import (
+    Channel,
+    CutTable,
+    Device,
+    DevicePlan,
+    InputError,
+    LayerGraph,
+    Link,
+    Node,
+    Plan,
+    Scenario,
+    Server,
+    Training,
+    evaluate,
+    iteration_delay,
+    round_terms,
+)
 from splitopt.costs import combine_rounds
 
 
@@ -20,13 +35,15 @@ def three():
 
 
 def test_iteration_delay_hand_computed(three):
-    dev, srv = Device(name="d", flops=100.0, spectral_eff_up=1, spectral_eff_dn=1), Server(flops=1000.0)
+    dev = Device(name="d", flops=100.0, spectral_eff_up=1, spectral_eff_dn=1)
+    srv = Server(flops=1000.0)
     link = Link(up_bps=800.0, dn_bps=1600.0)
     # S = {x, a}: device 3000/100 = 30 s, server 30/1000 = 0.03 s, boundary a: 50 B = 400 bit
     expected = 3000 / 100 + 30 / 1000 + 400 / 800 + 400 / 1600
     assert iteration_delay(three, {"x", "a"}, dev, srv, link) == pytest.approx(expected, rel=1e-12)
     # batch multiplies everything
-    assert iteration_delay(three, {"x", "a"}, dev, srv, link, batch=4) == pytest.approx(4 * expected)
+    got = iteration_delay(three, {"x", "a"}, dev, srv, link, batch=4)
+    assert got == pytest.approx(4 * expected)
     # S = {x}: the input crosses: 100 B
     exp_x = 3030 / 1000 + 800 / 800 + 800 / 1600
     assert iteration_delay(three, {"x"}, dev, srv, link) == pytest.approx(exp_x, rel=1e-12)
@@ -35,7 +52,8 @@ def test_iteration_delay_hand_computed(three):
 def test_round_memory_energy_hand_computed(three):
     dev = Device(name="d", flops=100.0, spectral_eff_up=2, spectral_eff_dn=4, power_compute_w=3,
                  power_tx_w=0.5, workspace_bytes=7)
-    sc = Scenario(three, [dev], Server(flops=1000.0), Channel(bandwidth_up_hz=400, bandwidth_dn_hz=400),
+    sc = Scenario(three, [dev], Server(flops=1000.0),
+                  Channel(bandwidth_up_hz=400, bandwidth_dn_hz=400),
                   Training(batch_size=2, local_iters=3, optimizer_copies=1, aggregate=True))
     plan = Plan((DevicePlan("d", frozenset({"x", "a"}), 1.0),))
     ph = evaluate(sc, plan).per_device["d"]
@@ -54,7 +72,8 @@ def test_round_memory_energy_hand_computed(three):
 
 def test_fl_mode_pays_whole_model(three):
     dev = Device(name="d", flops=100.0, spectral_eff_up=1, spectral_eff_dn=1)
-    sc = Scenario(three, [dev], Server(flops=1e9), Channel(bandwidth_up_hz=100, bandwidth_dn_hz=100),
+    sc = Scenario(three, [dev], Server(flops=1e9),
+                  Channel(bandwidth_up_hz=100, bandwidth_dn_hz=100),
                   Training(batch_size=1, aggregate=False, labels="device"))
     ph = evaluate(sc, Plan((DevicePlan("d", frozenset(), 1.0, mode="fl"),))).per_device["d"]
     assert ph.round_s == pytest.approx(3030 / 100 + 8 * 40 * (2 / 100), rel=1e-12)

@@ -130,7 +130,8 @@ def test_plan_errors():
         DevicePlan("sl", frozenset(), float("nan"))
     with pytest.raises(InputError, match=r"server_share: got True"):
         DevicePlan("sl", frozenset(), 0.5, server_share=True)
-    with pytest.raises(InputError, match=r"batch_size: got 2\.5; allowed: an integer in \[1, 1000000\]"):
+    with pytest.raises(InputError,
+                       match=r"batch_size: got 2\.5; allowed: an integer in \[1, 1000000\]"):
         DevicePlan("sl", frozenset(), 0.5, batch_size=2.5)
     with pytest.raises(InputError, match=r"mode: got 'sfl'; allowed: 'split' or 'fl'"):
         DevicePlan("sl", frozenset(), 0.5, mode="sfl")  # type: ignore[arg-type]

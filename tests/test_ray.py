@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from splitopt.benchmarks.runner import load_rows, run
-from splitopt.parallel import solve_program, solve_split, split_by_binaries
-
 from test_bench import tiny_family  # noqa: F401  (the fixture registering a tiny family)
 from test_parallel_split import _knapsack
+
+from splitopt.parallel import solve_program, solve_split, split_by_binaries
 
 ray = pytest.importorskip("ray")
 

@@ -1,5 +1,6 @@
-"""Wall-clock watchdog for solvers that cannot be cancelled: run in a daemon thread, stop
-waiting.
+"""Wall-clock watchdog for solvers that cannot be cancelled.
+
+The solve runs in a daemon thread; past the limit the caller stops waiting.
 """
 
 from __future__ import annotations

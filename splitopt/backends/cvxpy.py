@@ -1,5 +1,7 @@
-"""cvxpy: MILPs through its HiGHS interface, the cones through Clarabel (continuous) or SCIP (mixed
-integer) when installed. Useful to cross-check HiGHS and to solve the convex forms directly.
+"""cvxpy: MILPs through its HiGHS interface, cones through Clarabel or SCIP when installed.
+
+The cones go to Clarabel (continuous) or SCIP (mixed integer). Useful to cross-check HiGHS and to
+solve the convex forms directly.
 
 Only constant data is passed (no Parameters): an (N, L) Parameter took 48 s to compile here
 (cvxpy issues #1332, #886).
@@ -45,8 +47,10 @@ class CvxpyBackend(Backend):
         self.misocp = misocp
 
     def supports(self, prog: Program) -> bool:
-        """Mixed-integer cones only when asked (``misocp=True``) and SCIP is installed: SCIP took
-        19 s on 10 devices here, so by default they go through outer approximation on HiGHS.
+        """Mixed-integer cones only when asked (``misocp=True``) and SCIP is installed.
+
+        SCIP took 19 s on 10 devices here, so by default they go through outer approximation on
+        HiGHS.
         """
         if not prog.is_linear and prog.is_mip:
             return self.misocp and "SCIP" in _installed()

@@ -1,6 +1,7 @@
-"""pyomo: its HiGHS interface (``appsi_highs``, or the newer ``highs``), or another MILP solver
-pyomo
-finds installed (cbc, glpk, scip, gurobi, cplex). Useful where a model must go through pyomo's
+"""pyomo: its HiGHS interface, or another MILP solver it finds.
+
+The HiGHS interface is ``appsi_highs`` or the newer ``highs``; otherwise the solver pyomo finds
+installed (cbc, glpk, scip, gurobi, cplex). Useful where a model must go through pyomo's
 ecosystem; about 3x slower to build than handing HiGHS the arrays (docs/benchmarks.md).
 """
 

@@ -151,8 +151,9 @@ def _names(p: Problem) -> list[str]:
 
 
 def _folder(p: Problem, fixed: dict[int, np.ndarray], z_ub: np.ndarray) -> Any:
-    """D z / share with a fixed share becomes the linear d / share0 * z; terms of removed options
-    go.
+    """D z / share with a fixed share becomes the linear d / share0 * z.
+
+    Terms of removed options go.
     """
     o = p.n_options
 

@@ -1,5 +1,6 @@
-"""Built-in problems by name, for ``splitopt solve --problem NAME``; extensible with
-:func:`register`.
+"""Built-in problems by name, for ``splitopt solve --problem NAME``.
+
+Extensible with :func:`register`.
 
 A problem builder takes a Scenario and returns a Problem with its objective set. Other modules
 (e.g. the formulations) add theirs with ``@register("name")``.

@@ -1,5 +1,6 @@
-"""Decision-variable views of a Problem: cut, bandwidth, server share, batch, mode, selection,
-extras.
+"""Decision-variable views of a Problem.
+
+Cut, bandwidth, server share, batch, mode, selection and extras.
 
 Categorical choices (cut, batch, mode, selection) are all views over one set of one-hot binaries
 z[k, o] over the device's options (a cut x batch pair, or "not selected"); fixing or bounding them
