@@ -134,8 +134,9 @@ def train(scenario: Scenario, plan: Plan, rounds: int, links: str = "emulated") 
     """Train the plan on digits (SFL-V1: parallel devices, models averaged).
 
     ``links="emulated"``: the multi-process runner on kernel-shaped links where the machine
-    allows, else paced (``launch(job, links="auto")``), with the link prediction also calibrated
-    by a calibration exchange on the same kind of links (:mod:`splitopt.execute.linkcal`);
+    allows, else paced (``launch(job, links="auto")``), with a calibrated prediction beside the
+    plan's: compute by the executor's part times measured here, links by a calibration exchange
+    on the same kind of links (:mod:`splitopt.execute.linkcal`);
     ``"priced"``: the in-process runner, transfers priced by the cost model.
     """
     from splitopt.execute.job import Job, RunConfig
@@ -152,16 +153,28 @@ def train(scenario: Scenario, plan: Plan, rounds: int, links: str = "emulated") 
 
         result = run_training(job)
     else:
+        import torch
+
         from splitopt.execute.launch import launch
         from splitopt.execute.linkcal import calibrated as calibrate_links
         from splitopt.execute.linkcal import exchange
+        from splitopt.execute.timing import TRANSFER_GAP_S, calibrate, predict
 
         result = launch(job, links="auto")
-        fits = exchange(job, result.links, reference, aggregate=True)
-        calibrated = calibrate_links(reference, fits, job.iters(), aggregate=True)
+        # compute: the executor's part times measured here, on one thread as in the run's
+        # processes; links: a calibration exchange
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            here, _ = predict(job, calibrate(job, gap_s=TRANSFER_GAP_S), server_work=True)
+        finally:
+            torch.set_num_threads(threads)
+        fits = exchange(job, result.links, here, aggregate=True)
+        calibrated = calibrate_links(here, fits, job.iters(), aggregate=True)
     last = result.history[-1]
-    measured = {p: sum(getattr(r.devices[d], p) for r in result.history for d in r.devices)
-                / len(result.history) for p in PHASES}
+    kept = result.history[1:] or result.history  # round 0 is a warm-up when there are others
+    measured = {p: sum(getattr(r.devices[d], p) for r in kept for d in r.devices) / len(kept)
+                for p in PHASES}
 
     def summed(phases: dict[str, Any]) -> dict[str, float]:
         return {p: sum(getattr(ph, p) for ph in phases.values()) for p in PHASES}
@@ -235,8 +248,7 @@ def run_demo(out: str | Path = "out/demo", *, rounds: int = 15, echo: Any = prin
     echo(f"trained the exact plan {rounds} rounds on digits (SFL-V1, {tr['links']} links): test "
          f"accuracy {tr['initial_test_accuracy']:.3f} -> {tr['final_test_accuracy']:.3f}")
     table("phase seconds per round, summed over devices", ["phase", "predicted (reference)",
-                                                           "predicted (calibrated links)",
-                                                           "measured"],
+                                                           "predicted (calibrated)", "measured"],
           [(p.removesuffix("_s"), a, tr["calibrated_per_round"][p], b)
            for p, (a, b) in tr["phases_per_round"].items()])
     t3 = time.perf_counter()
@@ -286,17 +298,21 @@ def _write_report(res: DemoResult, rows: list[tuple[str, float, float, str]],
     lines += ["", "![resnet18 plan](plan_resnet18.png)", ""]
     if res.training:
         tr = res.training
-        lines += ["## Training the exact plan (SFL-V1, digits, in process)", "",
+        where = ("in process, transfers priced at the plan's rates" if tr["links"] == "priced"
+                 else f"multi-process, transfers measured on {tr['links']} links")
+        lines += [f"## Training the exact plan (SFL-V1, digits, {where})", "",
                   f"Test accuracy {tr['initial_test_accuracy']:.3f} before, "
                   f"{tr['final_test_accuracy']:.3f} after {tr['rounds']} rounds.", "",
                   "| round | train loss | test accuracy |", "|---|---|---|"]
         lines += [f"| {r} | {loss:.4f} | {acc:.3f} |" for r, loss, acc in tr["per_round"]]
-        lines += ["", "Phase seconds per round summed over devices. Predicted: the reference "
-                  "model with catalog speeds; measured: compute timed on this machine (server "
-                  "compute divided by the device's server share), transfers priced at the "
-                  "plan's rates.", "",
-                  "| phase | predicted | measured |", "|---|---|---|"]
-        lines += [f"| {p} | {a:.4g} | {b:.4g} |" for p, (a, b) in tr["phases_per_round"].items()]
+        lines += ["", "Phase seconds per round summed over devices. Reference: the plan's cost "
+                  "model with catalog speeds; calibrated: compute by the executor's part times "
+                  "measured here, links by alpha + 8 bytes / rate with alpha from a calibration "
+                  "exchange (docs/executors.md); measured: compute timed on this machine, "
+                  f"{where.split(', ')[1]}.", "",
+                  "| phase | reference | calibrated | measured |", "|---|---|---|---|"]
+        lines += [f"| {p} | {a:.4g} | {tr['calibrated_per_round'][p]:.4g} | {b:.4g} |"
+                  for p, (a, b) in tr["phases_per_round"].items()]
         lines.append("")
     if res.adaptive:
         from splitopt.benchmarks.adaptive import table as adaptive_table
