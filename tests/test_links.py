@@ -103,3 +103,24 @@ def test_run_links_emulated_reports_each_device_and_phase(plan_file: Path) -> No
             assert phases[k]["measured"] >= 0.9 * phases[k]["predicted"]
     if NO_HTB is None:
         assert namespaces() == before  # everything the run created is gone
+
+
+@pytest.mark.slow  # ~25 s (paced messages of 0.1 s); test_execute_timing covers the exchange
+def test_run_reports_calibrated_and_reference_link_errors(plan_file: Path) -> None:
+    """A real paced run, calibrated: links by a calibration exchange, the reference beside it."""
+    res = CliRunner().invoke(app, ["run", str(plan_file), "--links", "paced", "--json",
+                                   "--mode", "sl", "--rounds", "2"])
+    assert res.exit_code == 0, res.output
+    pvm = json.loads(res.output[res.output.index("{"):])["predicted_vs_measured"]
+    fits = pvm["links_calibration"]["fits"]
+    assert set(fits) == {"dev0", "dev1"}
+    for d, phases in pvm["per_device"].items():
+        assert set(fits[d]) >= {"uplink_s", "downlink_s"}
+        for k in ("uplink_s", "downlink_s"):
+            v, f = phases[k], fits[d][k]
+            # calibrated = I * alpha + reference / eta, measured stays the run's own
+            assert v["predicted"] == pytest.approx(2 * f["alpha_s"]
+                                                   + v["reference_predicted"] / f["efficiency"])
+            assert v["reference_rel_error"] == pytest.approx(
+                (v["measured"] - v["reference_predicted"]) / v["reference_predicted"])
+            assert v["measured"] != v["predicted"]

@@ -220,7 +220,9 @@ def run(plan: Path = typer.Argument(..., help="plan JSON (splitopt solve / parti
                                        "user-space pacing) | emulated (processes, kernel-shaped "
                                        "links where possible, else paced)"),
         calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate",
-                                       help="measure per-node times here for predictions"),
+                                       help="measure part times here, and each link's "
+                                            "per-message overhead (emulated/paced), for "
+                                            "the predictions"),
         trace: Path = typer.Option(None, "--trace", help="link trace (.json or .csv, "
                                    "docs/formats.md): the links follow it on the run's clock"),
         adaptive: bool = typer.Option(True, "--adaptive/--static",

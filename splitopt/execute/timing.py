@@ -14,7 +14,10 @@ leaves out: the optimiser steps, the second autograd pass of split training, the
 per-call overhead of the split modules. Transfers are predicted as ``8 * bytes / rate``. In the
 in-process runner they are priced with the same formula (so their error is 0 by construction: it
 checks byte accounting only); in the multi-process runner they travel for real over paced or
-kernel-shaped links and are measured (:mod:`splitopt.execute.wire`).
+kernel-shaped links and are measured (:mod:`splitopt.execute.wire`); there the per-message
+overhead a calibration exchange measured (:mod:`splitopt.execute.linkcal`,
+``t = alpha + 8 * bytes / (eta * rate)``) gives the calibrated link prediction, and
+:func:`compare` reports the reference (``8 * bytes / rate``) beside it.
 
 Server compute: the in-process runner divides a device's measured server compute by its server
 share phi (the planner's contention model); the multi-process runner has one real server process
