@@ -49,6 +49,7 @@ class DemoResult:
 
 
 ADAPTIVE = ("emulated", "priced", "off")
+LINKS = ("emulated", "priced")
 
 
 def adaptive_rows(how: str, rounds: int = 12) -> list[dict[str, Any]]:
@@ -141,8 +142,8 @@ def train(scenario: Scenario, plan: Plan, rounds: int, links: str = "emulated") 
     """
     from splitopt.execute.job import Job, RunConfig
 
-    if links not in ("emulated", "priced"):
-        raise InputError("links", links, "emulated | priced")
+    if links not in LINKS:
+        raise InputError("links", links, f"one of {list(LINKS)}")
     job = Job(plan, scenario, "digits_cnn", RunConfig(mode="sflv1", rounds=rounds, seed=0))
     pred = plan.predicted
     assert pred is not None
@@ -207,8 +208,11 @@ def run_demo(out: str | Path = "out/demo", *, rounds: int = 15, echo: Any = prin
     """
     from splitopt.cli._common import table as print_table
 
+    # both choices are checked before minutes of profiling, solving and training
     if adaptive not in ADAPTIVE:
         raise InputError("adaptive", adaptive, f"one of {list(ADAPTIVE)}")
+    if links not in LINKS:
+        raise InputError("links", links, f"one of {list(LINKS)}")
 
     def table(*args: Any) -> None:
         if not quiet:
