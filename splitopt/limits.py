@@ -77,6 +77,8 @@ NODE_BYTES = Range(0.0, 1e15, "bytes per sample")
 PARAM_BYTES = Range(0.0, 1e15, "bytes")
 NODE_SECONDS = Range(0.0, 1e6, "seconds per sample")
 SHARE = Range(0.0, 1.0, lo_open=True)
+PLAN_SHARE = Range(0.0, 1.0 + 1e-9, lo_open=True)
+"""A planned bandwidth or server share: (0, 1], with room for a solver's rounding above 1."""
 TIME_LIMIT = Range(0.0, 1e9, "seconds", lo_open=True)
 
 

@@ -80,10 +80,8 @@ class DevicePlan:
             v = getattr(self, name)
             if v is None and name == "server_share":
                 continue
-            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v <= 1 + 1e-9
-            if not ok:
-                raise InputError(f"device {self.device!r}.{name}", v, "a number in (0, 1]")
-            object.__setattr__(self, name, float(v))
+            object.__setattr__(self, name, limits.check(f"device {self.device!r}.{name}", v,
+                                                        limits.PLAN_SHARE))
         b = self.batch_size
         if isinstance(b, float) and b.is_integer() and abs(b) <= 2.0 ** 53:
             b = int(b)  # a solver's 16.0; 1e308 is left to be refused below

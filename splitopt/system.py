@@ -230,11 +230,8 @@ class Link:
         return 1.0 / self.up_bps + 1.0 / self.dn_bps
 
 
-_LINK_SHARE = limits.Range(0.0, 1.0 + 1e-9, lo_open=True)
-
-
 def link_of(device: Device, channel: Channel, share: float) -> Link:
     """The rates device ``device`` gets with bandwidth share ``share`` of ``channel``."""
-    share = limits.check("bandwidth share", share, _LINK_SHARE)
+    share = limits.check("bandwidth share", share, limits.PLAN_SHARE)
     return Link(share * channel.bandwidth_up_hz * device.spectral_eff_up,
                 share * channel.bandwidth_dn_hz * device.spectral_eff_dn)
