@@ -424,6 +424,8 @@ class LayerGraph:
     def mask(self, names: Iterable[str]) -> np.ndarray:
         """Boolean membership vector (topological order) of a set of node names."""
         m = np.zeros(len(self.nodes), dtype=bool)
+        if not isinstance(names, (list, tuple, set, frozenset)):
+            names = list(names)  # a one-shot iterable: the fallback below reads it again
         try:
             m[np.fromiter(map(self.index.__getitem__, names), dtype=np.intp)] = True
         except (KeyError, TypeError):
