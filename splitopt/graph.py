@@ -454,8 +454,12 @@ class LayerGraph:
 
     def is_pred_closed(self, names: Iterable[str]) -> bool:
         """True if every predecessor of a member is a member."""
-        s = {self._idx(n) for n in names}
-        return all(p in s for i in s for p in self._preds[i])
+        return self._closed(self.mask(names))
+
+    def _closed(self, m: np.ndarray) -> bool:
+        """Whether the membership vector ``m`` is predecessor-closed (no edge enters it)."""
+        src, dst = self.edge_index
+        return not bool(np.any(m[dst] & ~m[src]))
 
     def check_split(self, names: Iterable[str], *,
                     labels_on_device: bool = False) -> frozenset[str]:
@@ -466,8 +470,7 @@ class LayerGraph:
         if missing:
             raise GraphError("device-side set", sorted(s)[:5], "a set holding every input node",
                              f"Add the inputs {missing}.")
-        src, dst = self.edge_index
-        if bool(np.any(m[dst] & ~m[src])):  # not predecessor-closed
+        if not self._closed(m):
             bad = sorted(n for n in s if not set(self.preds(n)) <= s)[:3]
             raise GraphError("device-side set", bad, "a predecessor-closed set",
                              "Add the predecessors of these nodes (graph.pred_closure).")
