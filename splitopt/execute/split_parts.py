@@ -164,6 +164,8 @@ def _identifier(name: str) -> str:
 # --------------------------------------------------------------------------- tied weights
 def tied_grads(module: nn.Module, names: Sequence[str]) -> list[torch.Tensor]:
     """The gradients of ``module``'s parameters ``names`` (zeros where none was computed)."""
+    if not names:  # the common case, every step: no weights tied across the cut
+        return []
     params = dict(module.named_parameters(remove_duplicate=False))
     return [params[k].grad.detach().clone() if params[k].grad is not None
             else torch.zeros_like(params[k]) for k in names]

@@ -300,6 +300,7 @@ class ServerWorker:
         self.holders: dict[str, Holder] = {}
         self.views: dict[str, nn.Module] = {}
         self.device_names: dict[str, list[str]] = {}
+        self._tied: dict[str, tuple[nn.Module, list[str]]] = {}  # tied_names, by view
         self._build(job, example_inputs)
         check_tied(job, [d for d in self.split_devices if self.tied_names(d)])
         self.parts: dict[str, State] = {}
@@ -345,11 +346,16 @@ class ServerWorker:
         view = self.views.get(device)
         if view is None:
             return []
+        cached = self._tied.get(device)
+        if cached is not None and cached[0] is view:  # asked every step: walk the model once
+            return cached[1]
         full = dict(self.holder(device).module.named_parameters(remove_duplicate=False))
         on_device = {id(full[n]): n for n in self.device_names[device] if n in full}
         pairs = sorted((on_device[id(p)], k) for k, p in view.named_parameters()
                        if id(p) in on_device)
-        return [k for _, k in pairs]
+        names = [k for _, k in pairs]
+        self._tied[device] = (view, names)  # a re-split sets a new view (and device names)
+        return names
 
     def step(self, device: str, acts: Sequence[torch.Tensor],
              labels: torch.Tensor) -> tuple[list[torch.Tensor], float]:
