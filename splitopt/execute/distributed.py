@@ -44,6 +44,7 @@ from splitopt.execute.loop import (
     DeviceRound,
     RoundRecord,
     TrainingDiverged,
+    mean_loss,
     run_rounds,
     stamp,
 )
@@ -116,11 +117,9 @@ class DistributedServer:
                 self._sync(ev.devices)
             elif isinstance(ev, Collect):
                 agg_s += self._collect(ev.devices)
-        samples = sum(s.samples for s in stats.values())
-        loss = sum(s.loss_sum for s in stats.values()) / samples if samples else float("nan")
         latency, self._between_s = time.perf_counter() - t0 + self._between_s, 0.0
-        return RoundRecord(rnd, loss, float("nan"), float("nan"), 0.0, latency, agg_s, stats,
-                           self._failed)
+        return RoundRecord(rnd, mean_loss(stats), float("nan"), float("nan"), 0.0, latency, agg_s,
+                           stats, self._failed)
 
     def before_round(self, rnd: int, elapsed_s: float) -> None:
         """Adaptive runs: every device gets its rates (and new cut) for the round's links.

@@ -87,6 +87,12 @@ class RoundRecord:
                    float(d["aggregate_compute_s"]), devices, list(d["failed"]))
 
 
+def mean_loss(stats: Mapping[str, DeviceRound]) -> float:
+    """A round's training loss: the devices' losses weighted by samples (NaN when none)."""
+    samples = sum(s.samples for s in stats.values())
+    return sum(s.loss_sum for s in stats.values()) / samples if samples else float("nan")
+
+
 def stamp() -> tuple[float, float]:
     """(wall, CPU) seconds now: ``time.perf_counter()`` and this process's ``process_time()``."""
     return time.perf_counter(), time.process_time()

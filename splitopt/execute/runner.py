@@ -18,7 +18,14 @@ from typing import Any
 import torch
 
 from splitopt.execute.job import Job
-from splitopt.execute.loop import DeviceRound, RoundRecord, round_latency, run_rounds, stamp
+from splitopt.execute.loop import (
+    DeviceRound,
+    RoundRecord,
+    mean_loss,
+    round_latency,
+    run_rounds,
+    stamp,
+)
 from splitopt.execute.modes import (
     Collect,
     Event,
@@ -214,11 +221,9 @@ class InProcessRunner:
 
     def _record(self, rnd: int, stats: dict[str, DeviceRound], failed: list[str],
                 agg_s: float) -> RoundRecord:
-        samples = sum(s.samples for s in stats.values())
-        loss = sum(s.loss_sum for s in stats.values()) / samples if samples else float("nan")
         latency = round_latency(stats, self.schedule, self.modes) + agg_s
-        return RoundRecord(rnd, loss, float("nan"), float("nan"), 0.0, latency, agg_s, stats,
-                           failed)
+        return RoundRecord(rnd, mean_loss(stats), float("nan"), float("nan"), 0.0, latency, agg_s,
+                           stats, failed)
 
     def evaluate(self) -> tuple[float, float]:
         """Test loss and accuracy of the current model(s)."""
