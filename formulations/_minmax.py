@@ -128,14 +128,6 @@ def _pair_need(d: np.ndarray, s: np.ndarray, t: np.ndarray, lam: float) -> np.nd
     return np.where(t > 0, v, np.inf)
 
 
-def _dual(a: np.ndarray, s: np.ndarray, d: np.ndarray, t: float, lam: float
-          ) -> tuple[float, np.ndarray]:
-    """Lagrangian dual value g(lam) = sum_k min_c pair_need - lam, and the minimising choices."""
-    v = _pair_need(d, s, t - a, lam)
-    c = np.argmin(v, axis=1)
-    return float(v[np.arange(len(c)), c].sum()) - lam, c
-
-
 def _fixed_pair(a: np.ndarray, s: np.ndarray, d: np.ndarray, t: float
                 ) -> tuple[bool, np.ndarray, np.ndarray]:
     """Fixed candidates: can every device finish by t with sum beta, sum phi <= 1? (closed form)."""
