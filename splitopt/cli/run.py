@@ -24,6 +24,7 @@ from typing import Any
 import typer
 import yaml
 
+from splitopt.cli._common import check_out_path
 from splitopt.errors import InputError
 from splitopt.plan import Plan
 from splitopt.scenario import Scenario
@@ -234,7 +235,7 @@ def run(plan: Path = typer.Argument(..., help="plan JSON (splitopt solve / parti
 
     Reports per-round loss and accuracy, and measured beside predicted phase times.
     """
-    _check_out(out, force)  # before the work, so that results are never trained and then lost
+    check_out_path(out, force)  # before the work, so that results are never trained and then lost
     links = _links(links, processes)
     _check_run_options(threads=threads, rounds=rounds, local_iters=local_iters, lr=lr,
                        non_iid=non_iid, checkpoint_every=checkpoint_every,
@@ -342,19 +343,6 @@ def _links(links: str | None, processes: bool) -> str:
     if links not in allowed:
         raise InputError("--links", links, " | ".join(allowed))
     return links
-
-
-def _check_out(out: Path | None, force: bool) -> None:
-    if out is None:
-        return
-    folder = out.parent if str(out.parent) else Path(".")
-    problem = ("a file path (this is a folder)" if out.is_dir()
-               else "a file in an existing folder" if not folder.is_dir()
-               else "a path that does not exist yet" if out.exists() and not force else None)
-    if problem is not None:
-        raise InputError("--out", str(out), problem,
-                         "Pass --force to overwrite it." if "not exist" in problem
-                         else "Name a file in an existing folder.")
 
 
 def _check_run_options(**options: Any) -> None:
