@@ -28,6 +28,8 @@ FORMAT = "splitopt.layergraph"
 FORMAT_VERSION = 1
 
 _NUMERIC = ("fwd_flops", "bwd_flops", "out_bytes", "param_bytes", "act_bytes")
+#: the columns of :attr:`Node._row`: the numbers, then flags "has measured times", "kind input"
+_ROW = (*_NUMERIC, "timed", "input_kind")
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,10 @@ class Node:
                 raise GraphError(f"node {self.name!r}.times[{cls!r}]", t, "a NodeTime")
             for part in ("fwd_s", "bwd_s", "unmeasured_fwd_flops", "unmeasured_bwd_flops"):
                 _number(self.name, f"times[{cls!r}].{part}", getattr(t, part))
+        # the node's numbers in one tuple (not a field): a graph stacks these rows into its arrays
+        # in one C-level pass instead of reading seven attributes of every node
+        object.__setattr__(self, "_row", (*(getattr(self, a) for a in _NUMERIC),
+                                          float(bool(self.times)), float(self.kind == "input")))
 
     @property
     def train_flops(self) -> float:
@@ -159,6 +165,9 @@ class LayerGraph:
 
     """
 
+    _columns: np.ndarray  # the nodes' rows (:data:`_ROW`), built with the graph
+    _names: list[str]  # node names, topological order
+
     def __init__(
         self,
         nodes: Iterable[Node],
@@ -185,31 +194,36 @@ class LayerGraph:
         repeated = [n for i, n in enumerate(inputs) if n in inputs[:i]]
         if repeated:
             raise GraphError("inputs", repeated[0], "each input named once")
-        given = list(nodes)
-        by_name: dict[str, Node] = {}
-        for node in given:
-            if not isinstance(node, Node):
-                raise GraphError("nodes", node, "splitopt.graph.Node objects")
-            if node.name in by_name:
-                raise GraphError("nodes", node.name, "unique node names",
-                                 "Rename one of the two nodes.")
-            by_name[node.name] = node
-        names = list(by_name)
+        given = nodes if isinstance(nodes, (list, tuple)) else list(nodes)
+        if not set(map(type, given)) <= {Node}:
+            for node in given:  # names the first object that is not a Node
+                if not isinstance(node, Node):
+                    raise GraphError("nodes", node, "splitopt.graph.Node objects")
+        names = [n.name for n in given]
         pos = dict(zip(names, range(len(names))))
-        edge_list, src, dst = _edge_arrays(edges, by_name, pos)
+        if len(pos) < len(names):
+            seen: set[str] = set()
+            dup = next(n for n in names if n in seen or seen.add(n))  # type: ignore[func-returns-value]
+            raise GraphError("nodes", dup, "unique node names", "Rename one of the two nodes.")
+        rows = _rows(given)
+        edge_list, src, dst = _edge_arrays(edges, pos)
         self.name = name
         self.meta: dict[str, Any] = dict(meta or {})
         if src.size and not bool(np.all(src < dst)):  # not already in topological order
-            order = _topological_order(names, edge_list)
+            order = _topological_order(names, src, dst)
             rank = np.empty(len(names), dtype=np.intp)
-            rank[[pos[n] for n in order]] = np.arange(len(names))
+            rank[order] = np.arange(len(names))
             src, dst = rank[src], rank[dst]
-            pos = {n: i for i, n in enumerate(order)}
-            given = [by_name[n] for n in order]
+            names = [names[i] for i in order.tolist()]
+            pos = dict(zip(names, range(len(names))))
+            given = [given[i] for i in order.tolist()]
+            rows = rows[order]
         self.nodes: tuple[Node, ...] = tuple(given)
         self.index: dict[str, int] = pos
         self.edges: tuple[tuple[str, str], ...] = tuple(edge_list)
         self.__dict__["edge_index"] = (src, dst)  # the cached_property's slot
+        self.__dict__["_columns"] = rows
+        self.__dict__["_names"] = names
         self.inputs: tuple[str, ...] = tuple(inputs)
         self.output: str = output
         self._check_terminals()
@@ -238,9 +252,10 @@ class LayerGraph:
                 raise GraphError(f"input {name!r}.fwd_flops/bwd_flops",
                                  (node.fwd_flops, node.bwd_flops), "0 (an input is the data; it "
                                  "computes nothing)")
-        for node in self.nodes:  # a source that says it is data must be listed as an input
-            if node.kind == "input" and node.name not in self.inputs:
-                raise GraphError(f"node {node.name!r}.kind", "input",
+        for i in np.flatnonzero(self._column("input_kind")).tolist():
+            name = self._names[i]  # a source that says it is data must be listed as an input
+            if name not in self.inputs:
+                raise GraphError(f"node {name!r}.kind", "input",
                                  f"'input' only for the graph's inputs {list(self.inputs)[:5]}",
                                  "List it in inputs, or give it another kind.")
         if not isinstance(self.output, str) or self.output not in self.index:
@@ -304,8 +319,8 @@ class LayerGraph:
 
     @property
     def names(self) -> list[str]:
-        """Node names in topological order."""
-        return [n.name for n in self.nodes]
+        """Node names in topological order (a new list)."""
+        return list(self._names)
 
     def preds(self, name: str) -> list[str]:
         """Direct predecessors (producers consumed by ``name``)."""
@@ -364,16 +379,9 @@ class LayerGraph:
         """Own parameter bytes, one entry per node."""
         return self._column("param_bytes")
 
-    _COLUMNS = ("fwd_flops", "bwd_flops", "out_bytes", "param_bytes", "act_bytes")
-
-    @cached_property
-    def _columns(self) -> np.ndarray:
-        """The numeric node fields as one (nodes, 5) array, read in one pass over the nodes."""
-        return np.fromiter(map(operator.attrgetter(*self._COLUMNS), self.nodes),
-                           dtype=np.dtype((float, len(self._COLUMNS))), count=len(self.nodes))
-
     def _column(self, attr: str) -> np.ndarray:
-        return np.ascontiguousarray(self._columns[:, self._COLUMNS.index(attr)])
+        """One column of the node rows (:data:`_ROW`), built with the graph."""
+        return np.ascontiguousarray(self._columns[:, _ROW.index(attr)])
 
     def device_classes(self) -> set[str]:
         """Device classes for which at least one node carries measured times."""
@@ -404,9 +412,7 @@ class LayerGraph:
     @cached_property
     def timed_indices(self) -> np.ndarray:
         """Indices of the nodes that carry measured times for some device class."""
-        has = np.fromiter(map(bool, map(operator.attrgetter("times"), self.nodes)), dtype=bool,
-                          count=len(self.nodes))
-        return np.flatnonzero(has)
+        return np.flatnonzero(self._column("timed"))
 
     def _measured(self, device_class: str) -> tuple[np.ndarray, ...]:
         """Indices and time arrays of the nodes measured on ``device_class`` (cached per class)."""
@@ -433,13 +439,13 @@ class LayerGraph:
                 m[self._idx(name)] = True
         return m
 
-    @cached_property
-    def _name_array(self) -> np.ndarray:
-        return np.array(list(self.index), dtype=object)  # the index is in topological order
-
     def names_of(self, mask: np.ndarray) -> frozenset[str]:
         """The node names selected by a boolean vector."""
-        return frozenset(self._name_array[np.asarray(mask, dtype=bool)].tolist())
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (len(self._names),):
+            raise GraphError("mask", f"shape {mask.shape}", f"one entry per node ({len(self)},)")
+        idx = np.flatnonzero(mask).tolist()
+        return frozenset(map(self._names.__getitem__, idx))
 
     def pred_closure(self, names: Iterable[str]) -> frozenset[str]:
         """The smallest predecessor-closed set holding ``names``."""
@@ -775,7 +781,13 @@ def _adjacency(n: int, key: np.ndarray, value: np.ndarray) -> list[list[int]]:
     return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)]
 
 
-def _edge_arrays(edges: Iterable[tuple[str, str]], by_name: Mapping[str, Node],
+def _rows(nodes: Sequence[Node]) -> np.ndarray:
+    """The nodes' rows (:data:`_ROW`) stacked as one (nodes, 7) array in one pass."""
+    return np.fromiter(map(operator.attrgetter("_row"), nodes), dtype=np.dtype((float, len(_ROW))),
+                       count=len(nodes))
+
+
+def _edge_arrays(edges: Iterable[tuple[str, str]],
                  pos: Mapping[str, int]) -> tuple[list[tuple[str, str]], np.ndarray, np.ndarray]:
     """The distinct edges (first occurrence kept) and their producer/consumer positions.
 
@@ -783,8 +795,9 @@ def _edge_arrays(edges: Iterable[tuple[str, str]], by_name: Mapping[str, Node],
     bulk path cannot vouch for) goes through :func:`_check_edges`, which names the bad edge.
     """
     seq = edges if isinstance(edges, (list, tuple)) else list(edges)
+    types = set(map(type, seq))
     try:
-        if not set(map(type, seq)) <= {tuple, list} or (seq and set(map(len, seq)) != {2}):
+        if not types <= {tuple, list} or (seq and set(map(len, seq)) != {2}):
             raise TypeError
         ends = np.fromiter(map(pos.__getitem__, itertools.chain.from_iterable(seq)),
                            dtype=np.intp, count=2 * len(seq))
@@ -792,20 +805,24 @@ def _edge_arrays(edges: Iterable[tuple[str, str]], by_name: Mapping[str, Node],
         if np.any(src == dst):
             raise ValueError
     except (TypeError, ValueError, KeyError):
-        out = _check_edges(seq, by_name)
+        out = _check_edges(seq, pos)
         src = np.array([pos[u] for u, _ in out], dtype=np.intp)
         dst = np.array([pos[w] for _, w in out], dtype=np.intp)
         return out, src, dst
-    _, first = np.unique(src * max(len(pos), 1) + dst, return_index=True)
-    if first.size < len(seq):  # duplicates: keep each edge's first occurrence, in order
+    key = src * max(len(pos), 1) + dst
+    ordered = np.sort(key)
+    if np.any(ordered[1:] == ordered[:-1]):  # duplicates: keep each edge's first occurrence
+        _, first = np.unique(key, return_index=True)
         first.sort()
         src, dst = src[first], dst[first]
         seq = [seq[i] for i in first.tolist()]
-    return [e if type(e) is tuple else tuple(e) for e in seq], src, dst
+    if types == {tuple}:
+        return list(seq), src, dst
+    return [tuple(e) for e in seq], src, dst
 
 
 def _check_edges(edges: Iterable[tuple[str, str]],
-                 by_name: Mapping[str, Node]) -> list[tuple[str, str]]:
+                 pos: Mapping[str, int]) -> list[tuple[str, str]]:
     out, seen = [], set()
     for e in edges:
         try:
@@ -815,7 +832,7 @@ def _check_edges(edges: Iterable[tuple[str, str]],
         except (TypeError, ValueError):
             raise GraphError("edges", e, "(producer, consumer) pairs of node names") from None
         for end in (u, w):
-            if not isinstance(end, str) or end not in by_name:
+            if not isinstance(end, str) or end not in pos:
                 raise GraphError("edge", (u, w), "edges between nodes of the graph",
                                  f"Node {end!r} is unknown.")
         if u == w:
@@ -826,44 +843,42 @@ def _check_edges(edges: Iterable[tuple[str, str]],
     return out
 
 
-def _topological_order(names: list[str], edges: list[tuple[str, str]]) -> list[str]:
-    pos = {n: i for i, n in enumerate(names)}
-    indeg = [0] * len(names)
-    succ: list[list[int]] = [[] for _ in names]
-    for u, w in edges:
-        succ[pos[u]].append(pos[w])
-        indeg[pos[w]] += 1
+def _topological_order(names: list[str], src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Kahn's order of the node positions, ties broken by position; GraphError on a cycle."""
     import heapq
 
+    n = len(names)
+    indeg = np.bincount(dst, minlength=n).tolist()
+    succ = _adjacency(n, src, dst)
     ready = [i for i, d in enumerate(indeg) if d == 0]
     heapq.heapify(ready)
     order = []
     while ready:
         i = heapq.heappop(ready)
-        order.append(names[i])
+        order.append(i)
         for j in succ[i]:
             indeg[j] -= 1
             if indeg[j] == 0:
                 heapq.heappush(ready, j)
-    if len(order) != len(names):
-        cyc = _a_cycle([i for i, d in enumerate(indeg) if d > 0], edges, pos)
+    if len(order) != n:
+        cyc = _a_cycle([i for i, d in enumerate(indeg) if d > 0], src, dst)
         shown = " -> ".join(names[i] for i in cyc[:8]) + (" -> ..." if len(cyc) > 8 else "")
         raise GraphError("edges", shown, "an acyclic graph (a DAG)",
                          f"The edges contain the cycle {shown} -> {names[cyc[0]]}; remove one of "
                          "its edges.")
-    return order
+    return np.array(order, dtype=np.intp)
 
 
-def _a_cycle(left: list[int], edges: list[tuple[str, str]], pos: Mapping[str, int]) -> list[int]:
+def _a_cycle(left: list[int], src: np.ndarray, dst: np.ndarray) -> list[int]:
     """One cycle among the nodes Kahn's algorithm could not order, in edge direction.
 
     Every such node has a predecessor among them, so walking predecessors must revisit a node.
     """
     rest = set(left)
     pred: dict[int, int] = {}
-    for u, w in edges:
-        if pos[u] in rest and pos[w] in rest:
-            pred.setdefault(pos[w], pos[u])
+    for u, w in zip(src.tolist(), dst.tolist()):
+        if u in rest and w in rest:
+            pred.setdefault(w, u)
     walk, seen = [left[0]], {left[0]: 0}
     while True:
         nxt = pred[walk[-1]]

@@ -286,6 +286,21 @@ def test_vectorised_seconds_equal_node_by_node():
                 assert fw[i] == (t.fwd_seconds(f) if t else n.fwd_flops / f)
 
 
+def test_arrays_follow_the_order_of_a_shuffled_graph():
+    # the arrays are stacked from the nodes' rows when the graph is built, then reordered with it
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        g = random_dag(rng, 12).with_times("a", {f"n{i}": (1e-3, 2e-3) for i in range(0, 12, 4)})
+        nodes = list(g.nodes)
+        rng.shuffle(nodes)
+        h = LayerGraph(nodes, list(g.edges), g.inputs, g.output)
+        for attr in ("fwd_flops", "bwd_flops", "out_bytes", "param_bytes", "act_bytes"):
+            assert getattr(h, attr).tolist() == [getattr(n, attr) for n in h.nodes], attr
+        assert h.timed_indices.tolist() == [i for i, n in enumerate(h.nodes) if n.times]
+        assert h.names == [n.name for n in h.nodes] == list(h.index)
+        assert h.names_of(np.arange(len(h)) % 2 == 0) == {n.name for n in h.nodes[::2]}
+
+
 def test_graph_is_immutable(g):
     with pytest.raises(AttributeError, match="immutable; cannot set 'name'"):
         g.name = "other"
