@@ -27,7 +27,7 @@ waiting SL device holds no band). Under the reference cost model:
 
 For fixed discrete choices the least L is the root of
 sum_{FL} d_k / (L - a_k) + (sum_{SL} d_k) / (L - sum_{SL} a_k) = 1: the SL group is one virtual
-device (sum a, sum d). Exact solve (:mod:`splitopt.formulations._hsfl_exact`): for a fixed latency
+device (sum a, sum d). Exact solve (:mod:`splitopt.solving.hsfl_bb`): for a fixed latency
 L the least penalty P*(L) is a MILP (exact: a McCormick product with a binary), P* is a
 nonincreasing step function, and a branch and bound over intervals [L1, L2] of L with bound
 L1 * h(P*(L2)) closes the gap to ``tol``. Any surrogate R = h(sum_k pen_k(mode, b)) with h
@@ -44,7 +44,6 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -54,53 +53,21 @@ from splitopt.formulations._hsfl_surrogate import (
     estimate_surrogate_from_rounds,
     rounds_to_target,
 )
-from splitopt.formulations._minmax import minmax_fixed
 
 from splitopt.costs import CutTable, round_terms
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.plan import DevicePlan, Plan
 from splitopt.scenario import Scenario
-
-
-@dataclass(frozen=True)
-class HSFLData:
-    """Per-device, per-batch (and per-cut for SL) coefficients: T = a + d / beta, penalties."""
-
-    sets: list[frozenset[str]]
-    batches: np.ndarray  # (B,)
-    a_fl: np.ndarray  # (N, B)
-    d_fl: np.ndarray
-    ok_fl: np.ndarray
-    a_sl: np.ndarray  # (C, N, B)
-    d_sl: np.ndarray
-    ok_sl: np.ndarray
-    p_fl: np.ndarray  # (N, B)
-    p_sl: np.ndarray
-    rho: np.ndarray  # (N,)
-
-    @cached_property
-    def sl_hull(self) -> np.ndarray:
-        """(C, N, B): SL cuts that can be a device's best (lower hull of (a, d) over cuts)."""
-        from splitopt.formulations._hsfl_exact import lower_hull
-
-        return lower_hull(self.a_sl, self.d_sl, self.ok_sl)
-
+from splitopt.solving.hsfl_bb import (
+    Config,
+    config_latency,
+    least_penalty_config,
+    penalty_of,
+)
+from splitopt.solving.hsfl_bb import DelayData as HSFLData
 
 __all__ = ["HSFL", "Config", "HSFLData", "Surrogate", "config_latency", "estimate_surrogate",
            "estimate_surrogate_from_rounds", "penalty_of", "rounds_to_target"]
-
-
-@dataclass(frozen=True)
-class Config:
-    """One HSFL decision per device: SL cut index (ignored in FL mode), FL flag, batch index."""
-
-    cut: np.ndarray
-    fl: np.ndarray
-    batch: np.ndarray
-
-    def __post_init__(self) -> None:
-        cut = np.broadcast_to(np.asarray(self.cut, dtype=int), np.shape(self.fl)).copy()
-        object.__setattr__(self, "cut", cut)
 
 
 @dataclass(frozen=True)
@@ -226,7 +193,7 @@ class HSFL:
         the proven bound (status ``time_limit``). The plan is checked (re-priced, memory, shares)
         before it is called optimal.
         """
-        from splitopt.formulations._hsfl_exact import branch_and_bound
+        from splitopt.solving.hsfl_bb import branch_and_bound
 
         if time_limit is not None and not (isinstance(time_limit, (int, float))
                                            and time_limit > 0):
@@ -247,14 +214,12 @@ class HSFL:
                 else max(0.85 * (time_limit - (time.perf_counter() - t0)), 1e-3))
         if self.objective(data, base.meta["config"]) <= self.objective(data, start):
             start = base.meta["config"]
-        out = branch_and_bound(data, self.surrogate, start, self.groups(data),
+        out = branch_and_bound(data, self.surrogate.rounds, start, self.groups(data),
                                tol=self.tol, time_limit=left)
-        meta = {"formulation": self.name, "paper": self.paper, "milps": out.milps,
-                "nodes": out.nodes, "solve_s": time.perf_counter() - t0}
-        closed = out.bound >= out.value * (1 - self.tol)
-        status = "optimal" if closed else ("time_limit" if out.timed_out else "feasible")
-        plan = self.plan(scenario, data, out.config, method="hsfl-exact", status=status,
-                         bound=out.bound, meta=meta)
+        meta = {"formulation": self.name, "paper": self.paper, "milps": out.extras["milps"],
+                "nodes": out.extras["nodes"], "solve_s": time.perf_counter() - t0}
+        plan = self.plan(scenario, data, out.extras["config"], method="hsfl-exact",
+                         status=out.termination, bound=out.bound, meta=meta)
         return self._checked(scenario, plan)
 
     def groups(self, data: HSFLData) -> list[np.ndarray]:
@@ -307,45 +272,6 @@ class HSFL:
                           "round_latency_s": lat}).priced(scen)
         assert plan.predicted is not None
         return replace(plan, objective=plan.predicted.total_delay_s, bound=bound)
-
-
-def least_penalty_config(data: HSFLData) -> Config:
-    """Each device's least-penalty option (memory-feasible): finite rounds if any choice has."""
-    pf = np.where(data.ok_fl, data.p_fl, np.inf)
-    ps = np.where(data.ok_sl.any(axis=0), data.p_sl, np.inf)
-    fl = pf.min(axis=1) <= ps.min(axis=1)
-    batch = np.where(fl, pf.argmin(axis=1), ps.argmin(axis=1))
-    rows = np.arange(len(fl))
-    cut = np.argmax(data.ok_sl[:, rows, batch], axis=0)  # a cut that fits that batch
-    return Config(cut, fl, batch)
-
-
-def penalty_of(data: HSFLData, cfg: Config) -> float:
-    """Total surrogate penalty P of a configuration."""
-    rows = np.arange(len(cfg.fl))
-    return float(np.where(cfg.fl, data.p_fl[rows, cfg.batch], data.p_sl[rows, cfg.batch]).sum())
-
-
-def config_latency(data: HSFLData, cfg: Config) -> tuple[float, np.ndarray]:
-    """Exact least latency and the bandwidth shares of a configuration.
-
-    The FL devices plus one virtual SL device (sum a, sum d), whose share every SL device uses
-    in its turn (time-sharing).
-    """
-    rows = np.arange(len(cfg.fl))
-    fl, sl = cfg.fl, ~cfg.fl
-    a_f, d_f = data.a_fl[rows, cfg.batch][fl], data.d_fl[rows, cfg.batch][fl]
-    a_s = data.a_sl[cfg.cut, rows, cfg.batch][sl]
-    d_s = data.d_sl[cfg.cut, rows, cfg.batch][sl]
-    beta = np.zeros(len(fl))
-    if not sl.any():
-        lat, _, b = minmax_fixed(a_f, d_f)
-        beta[fl] = b
-        return lat, beta
-    lat, _, b = minmax_fixed(np.append(a_f, a_s.sum()), np.append(d_f, d_s.sum()))
-    beta[fl] = b[:-1]
-    beta[sl] = b[-1]
-    return lat, beta
 
 
 def solve_route(scenario: Scenario, *, backend: str | None = None,

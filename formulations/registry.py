@@ -9,7 +9,7 @@ Each is registered by name, so ``splitopt solve --problem NAME scenario.yaml`` r
 | ``hsfl`` | no: rounds-to-target x latency, a time-shared band | its branch and bound |
 | ``smartsplit`` | no: keep/recompute per layer, selection with coverage rows | its MILP |
 | ``multitier`` | no: several cuts per device along a path of tiers | DP (chains) / MILP |
-| ``synergy`` | no: segment-to-accelerator mapping | its MILP |
+| ``synergy`` | yes (:mod:`splitopt.model.assign`) | :func:`splitopt.solving.solve` |
 
 Where a paper needs more than the scenario says (tiers, accelerators), ``solve`` reads the
 scenario in a documented way (see :func:`tiers_of`, :func:`accelerators_of`) and the module's
@@ -191,7 +191,7 @@ def _multitier_baselines(scenario: Scenario) -> dict[str, Any]:
             for f in (mt.device_only, mt.two_tier, mt.greedy)}
 
 
-# ---------------------------------------------------------------- Synergy (own MILP)
+# ---------------------------------------------------------------- Synergy (builder)
 def accelerators_of(scenario: Scenario) -> list[Any]:
     """The scenario's devices as accelerators (an equal share of the channel each)."""
     from splitopt.formulations.synergy import Accelerator
@@ -209,11 +209,22 @@ def _synergy_instance(scenario: Scenario) -> Any:
                        accelerators_of(scenario))
 
 
+def synergy_problem(scenario: Scenario) -> Any:
+    """Synergy on the public builder (the scenario's graph on its devices as accelerators).
+
+    Its objective is in units of the slowest arc's seconds (see ``synergy.problem``).
+    """
+    from splitopt.formulations import synergy as sy
+
+    return sy.problem(_synergy_instance(scenario), scenario)[0]
+
+
 def _synergy_solve(scenario: Scenario, *, backend: str | None = None,
                    time_limit: float | None = None) -> Any:
     from splitopt.formulations import synergy as sy
 
-    return sy.solve(_synergy_instance(scenario), time_limit=time_limit)
+    return sy.solve_builder(_synergy_instance(scenario), scenario, time_limit=time_limit,
+                            backend=backend)
 
 
 def _synergy_baselines(scenario: Scenario) -> dict[str, Any]:
@@ -244,4 +255,9 @@ def register_all() -> None:
                          builder_lacks="several cuts per device along a path of tiers "
                          "(nested per-tier node sets)"))
     register(Formulation("synergy", "arXiv:2401.08637", _synergy_solve, _synergy_baselines,
-                         builder_lacks="a mapping of model segments to accelerators"))
+                         problem=synergy_problem))
+    # the CLI runs Synergy's solve (the builder's, plus the mapping re-priced in extras) rather
+    # than the bare Problem, whose per-device plan says nothing of the mapping
+    from splitopt.model.problems import register_route
+
+    register_route("synergy", _synergy_solve)

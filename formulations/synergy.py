@@ -17,8 +17,12 @@ an accelerator at most once. With ``y[m,i,j,a] = 1`` when segment [i, j) of mode
 
 ``objective="throughput"`` minimises the bottleneck ``B >= load_a`` (frames per second = 1/B, all
 tenants in a pipeline); ``"latency"`` minimises ``sum_m w_m`` (compute + send of model m's
-segments). Exact: a MILP (:func:`solve`, built with :class:`splitopt.compile.columns.MilpBuilder`:
-segment-to-accelerator arcs are not a Problem variable yet). Baselines: :func:`whole_models` (each
+segments). Exact: :func:`problem` states it on the public builder
+(:class:`splitopt.model.assign.SegmentAssignment`: the arcs y and their flow / once rows; loads and
+memory per accelerator as its ``per_slot`` expressions) and :func:`solve_builder` solves it with
+:func:`splitopt.solving.solve` (the generic exact path: a MILP, no cones); :func:`solve` builds the
+same MILP by hand (:class:`splitopt.compile.columns.MilpBuilder`) and is kept as an independent
+oracle. Both re-price the mapping here (:func:`priced_rows`). Baselines: :func:`whole_models` (each
 model on one accelerator, no splitting: the "one model, one accelerator" deployment), and
 :func:`greedy` (fill the least-loaded accelerator layer by layer, the usual layer-wise packing).
 """
@@ -29,12 +33,14 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from splitopt.backends.results import Result
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.graph import LayerGraph
+from splitopt.scenario import Scenario
 from splitopt.solving.verify import (
     MILP_GAP,
     Row,
@@ -142,7 +148,7 @@ def priced_rows(inst: Instance, mapping: Mapping) -> tuple[float, float, list[Ro
 
 def _finish(inst: Instance, mapping: Mapping, status: str, bound: float | None, method: str,
             build_s: float = 0.0, solve_s: float = 0.0, *, objective: str = "throughput",
-            claimed: float | None = None) -> Result:
+            claimed: float | None = None, backend: str | None = None) -> Result:
     """The Result of a mapping, through the verified-answer guard (splitopt.solving.verify).
 
     The one :class:`splitopt.backends.Result`: ``objective`` is the re-priced ``objective``
@@ -157,7 +163,8 @@ def _finish(inst: Instance, mapping: Mapping, status: str, bound: float | None, 
                    extra=[solver_agrees(claimed, value)],
                    gap=MILP_GAP if status == "optimal" else None)
     return Result(checked_status(status, check), path=method,
-                  backend="highs" if "milp" in method else "none", objective=value, bound=bound,
+                  backend=backend or ("highs" if "milp" in method else "none"), objective=value,
+                  bound=bound,
                   build_s=build_s, solve_s=solve_s, verification=check,
                   extras={"mapping": mapping, "bottleneck_s": b, "latency_s": lat,
                           "throughput": 1.0 / b if b > 0 else math.inf, "method": method})
@@ -228,6 +235,69 @@ def solve(inst: Instance, *, objective: str = "throughput", time_limit: float | 
                     for m in range(len(inst.names)))
     return _finish(inst, mapping, res.status, res.bound, f"synergy-milp-{objective}", build_s,
                    res.solve_s, objective=objective, claimed=res.objective)
+
+
+def arc_costs(inst: Instance, seg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(seconds, memory bytes, weighted seconds) of every arc of ``seg`` (a SegmentAssignment)."""
+    cost = np.array([inst.seg(int(m), int(i), int(j), int(a))
+                     for m, i, j, a in zip(seg.model, seg.start, seg.end, seg.slot)]).reshape(-1, 3)
+    seconds = cost[:, 0] + cost[:, 1]
+    return seconds, cost[:, 2], inst.weight[seg.model] * seconds
+
+
+def problem(inst: Instance, scenario: Scenario,
+            objective: str = "throughput") -> tuple[Any, Any, float]:
+    """Synergy on the public builder: ``(Problem, SegmentAssignment, unit_s)``, objective set.
+
+    The objective is in units of ``unit_s`` seconds (the slowest arc's seconds): loads of
+    1e-4 s would otherwise sit within the MILP's feasibility tolerance (1e-7 absolute) of
+    their bound, a relative gap of 1e-5 that the exact path cannot close.
+
+    ``scenario`` carries the fleet the Problem is made over (its devices are the accelerators,
+    :func:`splitopt.formulations.registry.accelerators_of`); the per-device cut options of the
+    Problem play no part (one candidate each, nothing priced on them): the decision is the
+    assignment's arcs. Rows: the assignment's own (start, flow, once per accelerator) and each
+    accelerator's memory; objective the largest accelerator load (``throughput``: the pipeline's
+    bottleneck) or the weighted latency sum.
+    """
+    from splitopt.model import Problem, maximum
+    from splitopt.model.assign import SegmentAssignment
+
+    if objective not in OBJECTIVES:
+        raise InputError("objective", objective, f"one of {OBJECTIVES}")
+    p = Problem(scenario, cuts=[scenario.graph.chain_prefixes()[0]], server_share=False)
+    seg = SegmentAssignment(p, [len(w) - 1 for w in inst.w], len(inst.accels), name="segment")
+    seconds, mem, weighted = arc_costs(inst, seg)
+    for used, acc in zip(seg.per_slot(mem), inst.accels):  # scaled: bytes of ~1e6 vs 0/1 arcs
+        p.add(used * (1.0 / acc.memory_bytes) <= 1.0, name=f"memory:{acc.name}")
+    unit = max(float(seconds.max()), 1e-300)
+    p.minimize(maximum(seg.per_slot(seconds / unit)) if objective == "throughput"
+               else seg.linear(weighted / unit))
+    return p, seg, unit
+
+
+def solve_builder(inst: Instance, scenario: Scenario, *, objective: str = "throughput",
+                  time_limit: float | None = None, backend: str | None = None) -> Result:
+    """The exact mapping through the builder (:func:`problem`, :func:`splitopt.solving.solve`).
+
+    The answer is re-priced here (:func:`priced_rows`) before it is labelled, as :func:`solve`'s.
+    """
+    import time
+
+    from splitopt.solving import solve as solve_problem
+
+    t0 = time.perf_counter()
+    p, seg, unit = problem(inst, scenario, objective)
+    try:
+        res = solve_problem(p, backend=backend, time_limit=time_limit)
+    except InfeasibleError as err:
+        raise InfeasibleError(f"Synergy: no mapping fits the accelerators' memory ({err})") from err
+    if seg.name not in res.values:
+        raise InfeasibleError(f"Synergy: no mapping found ({res.termination}: {res.message})")
+    bound, claimed = ((None if v is None else v * unit) for v in (res.bound, res.objective))
+    return _finish(inst, seg.chosen(res.values[seg.name]), res.termination, bound,
+                   res.path, res.build_s, time.perf_counter() - t0 - res.build_s,
+                   objective=objective, claimed=claimed, backend=res.backend)
 
 
 # ---------------------------------------------------------------------------- baselines

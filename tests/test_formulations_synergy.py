@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from splitopt.formulations import synergy as sy
 
 from splitopt.errors import InfeasibleError, InputError
@@ -63,3 +65,73 @@ def test_bad_input():
     with pytest.raises(InfeasibleError, match="no mapping"):
         sy.solve(sy.instance([("m", random_dag(np.random.default_rng(0), 3))],
                              [sy.Accelerator("a", 1e9, 1.0, 1e6)]))
+
+
+# ------------------------------------------------------------- the public builder (issue 16)
+def _fleet(rng: np.random.Generator, n_accels: int):
+    from splitopt.system import Training
+    from splitopt.testing import random_scenario
+
+    return random_scenario(rng, random_dag(rng, 3, chain=True), n_accels,
+                           training=Training(batch_size=4), serving="dedicated")
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), models=st.integers(1, 2), accels=st.integers(1, 3),
+       objective=st.sampled_from(sy.OBJECTIVES))
+def test_builder_equals_own_milp_and_brute_force(seed, models, accels, objective):
+    """Synergy stated on the builder (model.assign) = the hand-built MILP = brute force."""
+    rng = np.random.default_rng(seed)
+    inst = _instance(seed % 1000, models=models, accels=accels,
+                     mem_frac=float(rng.uniform(0.2, 0.9)))
+    sc = _fleet(rng, accels)
+    try:
+        exact = sy.brute_force(inst, objective)
+    except InfeasibleError:
+        with pytest.raises(InfeasibleError):
+            sy.solve_builder(inst, sc, objective=objective)
+        return
+    got = sy.solve_builder(inst, sc, objective=objective)
+    own = sy.solve(inst, objective=objective)
+    assert got.termination == "optimal" and got.verification.passed
+    assert got.objective == pytest.approx(exact.objective, rel=1e-7)
+    assert got.objective == pytest.approx(own.objective, rel=1e-7)
+    assert got.bound <= got.objective * (1 + 1e-9)
+    b, lat, ok = sy.evaluate(inst, got.mapping)  # the mapping re-priced independently
+    assert ok and (b if objective == "throughput" else lat) == pytest.approx(got.objective)
+
+
+def test_registered_synergy_is_a_builder_problem():
+    from splitopt.formulations.registry import accelerators_of as sy_accels
+
+    from splitopt import formulation
+    from splitopt.model import Problem
+
+    sc = _fleet(np.random.default_rng(4), 3)
+    f = formulation.get("synergy")
+    p = f.build(sc)
+    assert isinstance(p, Problem) and not f.builder_lacks
+    res = f.solve(sc)
+    assert res.termination == "optimal" and res.path == "outer-approximation"
+    p, _, unit = sy.problem(sy.instance([("m", sc.graph)], sy_accels(sc)), sc)
+    assert p.solve().objective * unit == pytest.approx(res.objective, rel=1e-7)
+
+
+def test_segment_assignment_rows():
+    from splitopt.model.assign import SegmentAssignment
+
+    sc = _fleet(np.random.default_rng(1), 2)
+    from splitopt.model import Problem
+
+    p = Problem(sc)
+    seg = SegmentAssignment(p, [3, 2], 2)
+    assert seg.n_arcs == (6 + 3) * 2  # segments [i, j) of 3 and 2 layers, times 2 slots
+    with pytest.raises(InputError, match="lengths"):
+        SegmentAssignment(p, [0], 2, name="bad")
+    with pytest.raises(InputError, match="arc coefficients"):
+        seg.linear([1.0])
+    ones = np.zeros(seg.n_arcs)
+    ones[(seg.model == 0) & (seg.start == 0) & (seg.end == 3) & (seg.slot == 1)] = 1
+    ones[(seg.model == 1) & (seg.start == 0) & (seg.end == 1) & (seg.slot == 0)] = 1
+    ones[(seg.model == 1) & (seg.start == 1) & (seg.end == 2) & (seg.slot == 1)] = 1
+    assert seg.chosen(ones) == (((0, 3, 1),), ((0, 1, 0), (1, 2, 1)))

@@ -1,9 +1,10 @@
-"""HSFL exact: branch and bound over latency intervals, one MILP per probe (no approximation).
+"""Delay-to-target exact: branch and bound over latency intervals, one MILP per probe.
 
-The band as the system uses it: FL devices hold their own shares beta_k for the whole round; the
-SL devices take turns, and the one transmitting uses all the band the FL devices leave,
-beta_s = 1 - W (time-sharing). For a latency budget L, a choice z (one option per device: FL with
-a batch, or SL with a cut and a batch) fits iff
+The exact method behind the ``delay-to-target`` path (:mod:`splitopt.solving.hsfl_path`, HSFL's
+objective h(P) * L) and ``HSFL().solve``. The band as the system uses it: FL devices hold their
+own shares beta_k for the whole round; the SL devices take turns, and the one transmitting uses
+all the band the FL devices leave, beta_s = 1 - W (time-sharing). For a latency budget L, a choice
+z (one option per device: FL with a batch, or SL with a cut and a batch) fits iff
 
     W + beta_s <= 1,   V + D / beta_s <= L,   W = sum_{FL opts} d / (L - a) z,
                                               V = sum_{SL opts} a z,  D = sum_{SL opts} d z
@@ -26,26 +27,96 @@ from __future__ import annotations
 import heapq
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
 
-if TYPE_CHECKING:
-    from splitopt.formulations.hsfl import Config, HSFLData, Surrogate
+from splitopt.backends.results import Result
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """Best configuration, its objective, the proven lower bound, and the work done."""
+class DelayData:
+    """Per-device, per-batch (and per-cut for SL) coefficients: T = a + d / beta, penalties.
 
-    config: Config
-    value: float
-    bound: float
-    milps: int
-    nodes: int
-    timed_out: bool = False
+    ``ok_*``: the option is allowed (memory and the user's per-device rows); ``sets``: the SL
+    cuts' device-side sets (for plans; may be empty).
+    """
+
+    sets: list[frozenset[str]]
+    batches: np.ndarray  # (B,)
+    a_fl: np.ndarray  # (N, B)
+    d_fl: np.ndarray
+    ok_fl: np.ndarray
+    a_sl: np.ndarray  # (C, N, B)
+    d_sl: np.ndarray
+    ok_sl: np.ndarray
+    p_fl: np.ndarray  # (N, B)
+    p_sl: np.ndarray
+    rho: np.ndarray  # (N,)
+
+    @cached_property
+    def sl_hull(self) -> np.ndarray:
+        """(C, N, B): SL cuts that can be a device's best (lower hull of (a, d) over cuts)."""
+        return lower_hull(self.a_sl, self.d_sl, self.ok_sl)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One decision per device: SL cut index (ignored in FL mode), FL flag, batch index."""
+
+    cut: np.ndarray
+    fl: np.ndarray
+    batch: np.ndarray
+
+    def __post_init__(self) -> None:
+        cut = np.broadcast_to(np.asarray(self.cut, dtype=int), np.shape(self.fl)).copy()
+        object.__setattr__(self, "cut", cut)
+
+
+def penalty_of(data: DelayData, cfg: Config) -> float:
+    """Total surrogate penalty P of a configuration."""
+    rows = np.arange(len(cfg.fl))
+    return float(np.where(cfg.fl, data.p_fl[rows, cfg.batch], data.p_sl[rows, cfg.batch]).sum())
+
+
+def config_latency(data: DelayData, cfg: Config) -> tuple[float, np.ndarray]:
+    """Exact least latency and the bandwidth shares of a configuration.
+
+    The FL devices plus one virtual SL device (sum a, sum d), whose share every SL device uses
+    in its turn (time-sharing): the bisection of :func:`splitopt.solving.bisection.bisect_minmax`
+    on those rows.
+    """
+    from splitopt.solving.bisection import bisect_minmax
+
+    rows = np.arange(len(cfg.fl))
+    fl, sl = cfg.fl, ~cfg.fl
+    a = data.a_fl[rows, cfg.batch][fl]
+    d = data.d_fl[rows, cfg.batch][fl]
+    if sl.any():
+        a = np.append(a, data.a_sl[cfg.cut, rows, cfg.batch][sl].sum())
+        d = np.append(d, data.d_sl[cfg.cut, rows, cfg.batch][sl].sum())
+    out = bisect_minmax(a[:, None], d[:, None], np.zeros((len(a), 1)),
+                        np.ones((len(a), 1), dtype=bool))
+    assert out.beta is not None and out.objective is not None
+    beta = np.zeros(len(fl))
+    beta[fl] = out.beta[:int(fl.sum())]
+    if sl.any():
+        beta[sl] = out.beta[-1]
+    return float(out.objective), beta
+
+
+def least_penalty_config(data: DelayData) -> Config:
+    """Each device's least-penalty option (allowed): finite rounds if any choice has."""
+    pf = np.where(data.ok_fl, data.p_fl, np.inf)
+    ps = np.where(data.ok_sl.any(axis=0), data.p_sl, np.inf)
+    fl = pf.min(axis=1) <= ps.min(axis=1)
+    batch = np.where(fl, pf.argmin(axis=1), ps.argmin(axis=1))
+    rows = np.arange(len(fl))
+    cut = np.argmax(data.ok_sl[:, rows, batch], axis=0)  # a cut that fits that batch
+    return Config(cut, fl, batch)
 
 
 @dataclass(frozen=True)
@@ -63,8 +134,6 @@ class Columns:
 
     def config(self, pick: np.ndarray, n: int) -> Config:
         """The configuration choosing the columns ``pick`` (one per device)."""
-        from splitopt.formulations.hsfl import Config
-
         batch, cut = np.zeros(n, dtype=int), np.zeros(n, dtype=int)
         flk = np.zeros(n, dtype=bool)
         batch[self.dev[pick]], flk[self.dev[pick]] = self.batch[pick], self.fl[pick]
@@ -100,7 +169,7 @@ def lower_hull(a: np.ndarray, d: np.ndarray, ok: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _columns(data: HSFLData, cuts: np.ndarray, L: float) -> Columns | None:
+def _columns(data: DelayData, cuts: np.ndarray, L: float) -> Columns | None:
     """Options that can fit latency L (None when some device has none)."""
     n, nb = data.a_fl.shape
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -123,7 +192,7 @@ def _columns(data: HSFLData, cuts: np.ndarray, L: float) -> Columns | None:
                    d=np.r_[np.zeros(nf), d_s[cs, ks, js]])
 
 
-def min_penalty(data: HSFLData, cuts: np.ndarray, L: float, *, mip_gap: float = 1e-7,
+def min_penalty(data: DelayData, cuts: np.ndarray, L: float, *, mip_gap: float = 1e-7,
                 deadline: float | None = None) -> tuple[float, Config | None, bool]:
     """P*(L) over the cut group: (proven lower bound, an optimal choice or None, timed out)."""
     from splitopt.backends import get_backend
@@ -168,7 +237,7 @@ def min_penalty(data: HSFLData, cuts: np.ndarray, L: float, *, mip_gap: float = 
     return float(min(bound, res.objective)), cfg, timed_out
 
 
-def lagrange_penalty(data: HSFLData, cuts: np.ndarray, L: float) -> tuple[float, Config | None]:
+def lagrange_penalty(data: DelayData, cuts: np.ndarray, L: float) -> tuple[float, Config | None]:
     """A cheap lower bound on P*(L) (numpy only) and the choice that attains it.
 
     Two rows every fitting choice meets (beta_s <= 1 and beta_s >= D / L): V + D <= L and
@@ -208,13 +277,18 @@ def lagrange_penalty(data: HSFLData, cuts: np.ndarray, L: float) -> tuple[float,
     return best_b, cols.config(pick, n)
 
 
-def branch_and_bound(data: HSFLData, sur: Surrogate, start: Config, groups: list[np.ndarray], *,
-                     tol: float = 1e-6, time_limit: float | None = None) -> Outcome:
-    """Minimise h(P) * L over cuts, modes, batches and bandwidth (see the module docstring)."""
-    from splitopt.formulations.hsfl import config_latency, penalty_of
+def branch_and_bound(data: DelayData, rounds: Callable[[float], float], start: Config,
+                     groups: list[np.ndarray], *, tol: float = 1e-6,
+                     time_limit: float | None = None) -> Result:
+    """Minimise h(P) * L over cuts, modes, batches and bandwidth (see the module docstring).
 
+    ``rounds`` is h (nondecreasing; inf where the target is out of reach). The one Result:
+    ``termination`` optimal (gap within ``tol``), ``time_limit`` or ``feasible``; ``objective``
+    h(P) L of the best configuration, ``bound`` the proven lower bound, ``iterations`` the nodes;
+    extras ``config`` (the :class:`Config`), ``milps``, ``nodes``.
+    """
     def value(cfg: Config) -> float:
-        r = sur.rounds(penalty_of(data, cfg))
+        r = rounds(penalty_of(data, cfg))
         return r * config_latency(data, cfg)[0] if math.isfinite(r) else math.inf
 
     t0 = time.perf_counter()
@@ -223,7 +297,7 @@ def branch_and_bound(data: HSFLData, sur: Surrogate, start: Config, groups: list
     heap: list[tuple[float, int, float, float, float]] = []
     for gi, cuts in enumerate(groups):
         p_min, l_lo = _least_penalty(data, cuts), _least_latency(data, cuts)
-        r = sur.rounds(p_min)
+        r = rounds(p_min)
         if math.isfinite(r) and math.isfinite(l_lo):
             heapq.heappush(heap, (l_lo * r, gi, l_lo, best_v / r, p_min))
     milps = nodes = 0
@@ -231,7 +305,7 @@ def branch_and_bound(data: HSFLData, sur: Surrogate, start: Config, groups: list
     pruned = math.inf  # the least bound of a node dropped within tol of the incumbent
     while heap:
         lbv, gi, l1, l2, p2 = heapq.heappop(heap)
-        l2 = min(l2, best_v / sur.rounds(p2))  # beyond it even the least penalty loses
+        l2 = min(l2, best_v / rounds(p2))  # beyond it even the least penalty loses
         if lbv >= best_v * (1 - tol) or l2 <= l1 * (1 + tol):
             pruned = min(pruned, lbv)
             continue
@@ -244,7 +318,7 @@ def branch_and_bound(data: HSFLData, sur: Surrogate, start: Config, groups: list
         p_mid, cfg = lagrange_penalty(data, groups[gi], mid)  # cheap first: often enough
         if cfg is not None and value(cfg) < best_v:
             best, best_v = cfg, value(cfg)
-        r_lag = sur.rounds(max(p_mid, p2))
+        r_lag = rounds(max(p_mid, p2))
         cfg = None
         if math.isfinite(r_lag) and l1 * r_lag < best_v * (1 - tol):
             p_mip, cfg, late = min_penalty(data, groups[gi], mid, deadline=deadline)
@@ -260,24 +334,28 @@ def branch_and_bound(data: HSFLData, sur: Surrogate, start: Config, groups: list
         if cfg is not None:
             l_z = min(config_latency(data, cfg)[0], mid)
         for lo, hi, p in ((l1, l_z, max(p_mid, p2)), (mid, l2, p2)):
-            r = sur.rounds(p)
+            r = rounds(p)
             hi = min(hi, best_v / r) if math.isfinite(r) else hi
             if hi > lo * (1 + tol) and math.isfinite(r) and lo * r < best_v * (1 - tol):
                 heapq.heappush(heap, (lo * r, gi, lo, hi, p))
             elif hi > lo and math.isfinite(r):
                 pruned = min(pruned, lo * r)
     bound = min([best_v, pruned] + [h[0] for h in heap])
-    return Outcome(best, best_v, bound, milps, nodes, timed_out)
+    closed = bound >= best_v * (1 - tol)
+    return Result("optimal" if closed else ("time_limit" if timed_out else "feasible"),
+                  path="delay-to-target", backend="highs", objective=best_v, bound=bound,
+                  iterations=nodes, message=f"{milps} MILPs, {nodes} nodes",
+                  extras={"config": best, "milps": milps, "nodes": nodes})
 
 
-def _least_penalty(data: HSFLData, cuts: np.ndarray) -> float:
+def _least_penalty(data: DelayData, cuts: np.ndarray) -> float:
     """Sum over devices of the smallest penalty of any allowed option (no latency limit)."""
     pf = np.where(data.ok_fl, data.p_fl, np.inf).min(axis=1)
     ps = np.where(data.ok_sl[cuts].any(axis=0), data.p_sl, np.inf).min(axis=1)
     return float(np.minimum(pf, ps).sum())
 
 
-def _least_latency(data: HSFLData, cuts: np.ndarray) -> float:
+def _least_latency(data: DelayData, cuts: np.ndarray) -> float:
     """A latency no choice beats: the slowest device's least time with the whole band."""
     af = np.where(data.ok_fl, data.a_fl + data.d_fl, np.inf).min(axis=1)
     as_ = np.where(data.ok_sl[cuts], data.a_sl[cuts] + data.d_sl[cuts], np.inf).min(axis=(0, 2))
