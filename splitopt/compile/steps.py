@@ -22,15 +22,17 @@ share
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from splitopt.compile.program import Program
+from splitopt.compile.program import Names, Program
 from splitopt.errors import InputError
-from splitopt.model.expr import BETA, PHI, Constraint, Expr
+from splitopt.compile.terms import TermRows, fold_terms, onehot_block
+from splitopt.model.expr import BETA, PHI, Constraint, DeviceTerms, Expr
 
 if TYPE_CHECKING:
     from splitopt.model.problem import Problem
@@ -43,23 +45,24 @@ class Model:
     col_lb: np.ndarray
     col_ub: np.ndarray
     integer: np.ndarray
-    names: list[str]
+    names: Sequence[str]  # lazily formatted (Names)
     objective: Expr
     rows: list[Constraint]
     share_off: dict[int, int]
     n_options: int
     cones: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
     cone_scale: np.ndarray | None = None
-    blocks: list[tuple[sp.csr_matrix, np.ndarray, np.ndarray, list[str]]] = field(
+    blocks: list[tuple[sp.csr_matrix, np.ndarray, np.ndarray, Sequence[str]]] = field(
         default_factory=list)  # rows already in matrix form (added by steps that make many rows)
+    term_rows: list[TermRows] = field(default_factory=list)  # fleet-wide maxes, as arrays
 
-    def add_cols(self, n: int, lb: float, ub: float | np.ndarray, names: list[str]) -> int:
+    def add_cols(self, n: int, lb: float, ub: float | np.ndarray, names: Sequence[str]) -> int:
         """Append n continuous columns; return the first index."""
         off = len(self.col_lb)
         self.col_lb = np.concatenate([self.col_lb, np.full(n, lb)])
         self.col_ub = np.concatenate([self.col_ub, np.broadcast_to(ub, (n,)).astype(float)])
         self.integer = np.concatenate([self.integer, np.zeros(n, dtype=bool)])
-        self.names += names
+        self.names = Names.join(self.names, names)
         return off
 
 
@@ -101,8 +104,9 @@ class Chain(Step):
 
 
 def _map_expr(e: Expr, fn: Any) -> Expr:
-    """Apply fn to e and (recursively) to the terms of its maxes."""
-    maxes = tuple((w, tuple(_map_expr(t, fn) for t in ts)) for w, ts in e.maxes)
+    """Apply fn to e and (recursively) to the terms of its maxes (DeviceTerms at once)."""
+    maxes = tuple((w, fn(ts) if isinstance(ts, DeviceTerms) else
+                   tuple(_map_expr(t, fn) for t in ts)) for w, ts in e.maxes)
     return fn(replace(e, maxes=maxes))
 
 
@@ -129,9 +133,7 @@ class Lower(Step):
         fixed = {r: (p.col_lb[s:s + n] == p.col_ub[s:s + n]) for r, s in share_off.items()}
         fold = _folder(p, fixed, ub)
         m.objective = _map_expr(p.objective, fold)
-        for k in range(n):
-            m.rows.append(Constraint(Expr(k * o + np.arange(o), np.ones(o)), 1.0, 1.0,
-                                     f"onehot:{k}"))
+        m.blocks.append(onehot_block(n, o, p.n_cols))
         for r, s in share_off.items():
             m.rows.append(Constraint(Expr(s + np.arange(n), np.ones(n)), -math.inf, 1.0,
                                      f"budget:{'bandwidth' if r == BETA else 'server'}"))
@@ -139,15 +141,19 @@ class Lower(Step):
         return m, p.n_cols
 
 
-def _names(p: Problem) -> list[str]:
+def _names(p: Problem) -> Names:
     devs = [d.name for d in p.scenario.devices]
-    names = [f"z[{d},{j}]" for d in devs for j in range(p.n_options)]
-    names += [f"beta[{d}]" for d in devs]
-    if p.server_share is not None:
-        names += [f"phi[{d}]" for d in devs]
-    for v in p.extras:
-        names += [v.name] if v.size == 1 else [f"{v.name}[{i}]" for i in range(v.size)]
-    return names
+    o = p.n_options
+
+    def make() -> list[str]:
+        names = [f"z[{d},{j}]" for d in devs for j in range(o)]
+        names += [f"beta[{d}]" for d in devs]
+        if p.server_share is not None:
+            names += [f"phi[{d}]" for d in devs]
+        for v in p.extras:
+            names += [v.name] if v.size == 1 else [f"{v.name}[{i}]" for i in range(v.size)]
+        return names
+    return Names((p.n_cols, make))
 
 
 def _folder(p: Problem, fixed: dict[int, np.ndarray], z_ub: np.ndarray) -> Any:
@@ -156,8 +162,12 @@ def _folder(p: Problem, fixed: dict[int, np.ndarray], z_ub: np.ndarray) -> Any:
     Terms of removed options go.
     """
     o = p.n_options
+    vals = {r: _share_vals(p, r) for r in fixed}
+    keep_opts = (z_ub[:p.n_devices * o] > 0).reshape(p.n_devices, o)
 
-    def fold(e: Expr) -> Expr:
+    def fold(e: Expr | DeviceTerms) -> Expr | DeviceTerms:
+        if isinstance(e, DeviceTerms):
+            return fold_terms(e, fixed, vals, keep_opts)
         if not len(e.q_z):
             return e
         dev = e.q_z // o
@@ -167,7 +177,7 @@ def _folder(p: Problem, fixed: dict[int, np.ndarray], z_ub: np.ndarray) -> Any:
         for r, f in fixed.items():
             sel = e.q_res == r
             fix[sel] = f[dev[sel]]
-            val[sel] = _share_vals(p, r)[dev[sel]]
+            val[sel] = vals[r][dev[sel]]
         lin = fix & keep
         q = ~fix & keep
         return replace(e, lin_idx=np.concatenate([e.lin_idx, e.q_z[lin]]),
@@ -196,6 +206,9 @@ class EpigraphMax(Step):
             b = c.body
             if len(b.maxes) == 1 and b.maxes[0][0] > 0 and not len(b.lin_idx) and not len(b.q_z):
                 w, ts = b.maxes[0]
+                if isinstance(ts, DeviceTerms):
+                    m.term_rows.append(TermRows(ts, w, b.const, -1, 0.0, c.lb, c.ub, c.name))
+                    continue
                 new_rows += [Constraint(t * w + b.const, c.lb, c.ub, f"{c.name}:{j}")
                              for j, t in enumerate(ts)]
             else:
@@ -208,6 +221,11 @@ class EpigraphMax(Step):
         for i, (w, ts) in enumerate(e.maxes):
             t = m.add_cols(1, -math.inf, math.inf, [f"t[{tag}:{i}]"])
             tv = Expr(np.array([t]), np.ones(1))
+            if isinstance(ts, DeviceTerms):  # term_k - t <= 0 for every device, as arrays
+                m.term_rows.append(TermRows(ts, 1.0, 0.0, t, -1.0, -math.inf, 0.0,
+                                            f"epi[{tag}:{i}]"))
+                out = out + tv * w
+                continue
             for j, term in enumerate(ts):
                 term = self._lift(m, term, rows, f"{tag}:{i}:{j}")
                 rows.append(Constraint(term - tv, -math.inf, 0.0, f"epi[{tag}:{i}]:{j}"))
@@ -224,22 +242,26 @@ class Perspective(Step):
         """Introduce s[k,o], u[k,o] and the cones u >= z^2 / s (vectorised over all terms)."""
         n0 = len(m.col_lb)
         exprs = [m.objective] + [c.body for c in m.rows]
-        codes = np.concatenate([e.q_z * 2 + e.q_res for e in exprs] + [np.zeros(0, np.int64)])
+        terms = [t for tr in m.term_rows for t in tr.share_terms()]  # (res, z, coef) arrays
+        codes = np.concatenate([e.q_z * 2 + e.q_res for e in exprs] + [2 * z + r for r, z, _ in terms]
+                               + [np.zeros(0, np.int64)])
         keys = np.unique(codes)
         if not len(keys):
+            self._term_blocks(m, keys, 0, np.zeros(0))
             return m, n0
         nk = len(keys)
         zc, res = keys // 2, keys % 2
         share_cols = np.array([m.share_off[0], m.share_off.get(1, 0)])[res] + zc // m.n_options
         # u[k,o] carries the largest coefficient of its term (seconds, joules), not 1/share:
         # u >= c z^2 / s keeps tangents well scaled when a tiny coefficient wants a tiny share
-        coefs = np.concatenate([np.abs(e.q_coef) for e in exprs] + [np.zeros(0)])
+        coefs = np.concatenate([np.abs(e.q_coef) for e in exprs] + [np.abs(c) for _, _, c in terms]
+                               + [np.zeros(0)])
         scale = np.zeros(nk)
         np.maximum.at(scale, np.searchsorted(keys, codes), coefs)
         scale = np.where(scale > 0, scale, 1.0)
         s0 = m.add_cols(nk, 0.0, np.minimum(m.col_ub[zc], m.col_ub[share_cols]),
-                        [f"s{i}" for i in range(nk)])
-        u0 = m.add_cols(nk, 0.0, math.inf, [f"u{i}" for i in range(nk)])
+                        Names.numbered("s", nk))
+        u0 = m.add_cols(nk, 0.0, math.inf, Names.numbered("u", nk))
         m.cones = np.stack([u0 + np.arange(nk), zc, s0 + np.arange(nk)], 1)
         m.cone_scale = scale
 
@@ -251,6 +273,7 @@ class Perspective(Step):
                         np.concatenate([e.lin_coef, e.q_coef / scale[key]]), e.const)
         m.objective = swap(m.objective)
         m.rows = [Constraint(swap(c.body), c.lb, c.ub, c.name) for c in m.rows]
+        self._term_blocks(m, keys, u0, scale)
         # s <= z, one row per key; sum_o s[k,o] <= share_k, one row per share column used
         rid = np.repeat(np.arange(nk), 2)
         cols = np.stack([s0 + np.arange(nk), zc], 1).ravel()
@@ -264,8 +287,18 @@ class Perspective(Step):
                                (np.concatenate([rid, rid2]), np.concatenate([cols, cols2]))),
                               shape=(nr, len(m.col_lb)))
         m.blocks.append((block, np.full(nr, -math.inf), np.zeros(nr),
-                         [f"s<=z:{i}" for i in range(nk)] + [f"split:{m.names[c]}" for c in ucol]))
+                         Names.numbered("s<=z:", nk) + _split_names(m.names, ucol)))
         return m, n0
+
+    @staticmethod
+    def _term_blocks(m: Model, keys: np.ndarray, u0: int, scale: np.ndarray) -> None:
+        """Write the fleet-wide max rows (TermRows) as CSR blocks, 1/share terms as u columns."""
+        m.blocks += [tr.block(len(m.col_lb), keys, u0, scale) for tr in m.term_rows]
+        m.term_rows = []
+
+
+def _split_names(cols: Sequence[str], share_cols: np.ndarray) -> Names:
+    return Names((len(share_cols), lambda: [f"split:{cols[c]}" for c in share_cols]))
 
 
 class ToMatrix(Step):
@@ -291,10 +324,12 @@ class ToMatrix(Step):
         lb = np.array([r.lb for r in m.rows]) - const
         ub = np.array([r.ub for r in m.rows]) - const
         names = [r.name for r in m.rows]
-        for blk, blb, bub, bnames in m.blocks:
-            blk = sp.csr_matrix((blk.data, blk.indices, blk.indptr), shape=(blk.shape[0], n))
-            A = sp.vstack([A, blk], format="csr")
-            lb, ub, names = np.concatenate([lb, blb]), np.concatenate([ub, bub]), names + bnames
+        if m.blocks:
+            A = sp.vstack([A] + [sp.csr_matrix((b.data, b.indices, b.indptr), shape=(b.shape[0], n))
+                                 for b, _, _, _ in m.blocks], format="csr")
+            lb = np.concatenate([lb] + [b[1] for b in m.blocks])
+            ub = np.concatenate([ub] + [b[2] for b in m.blocks])
+            names = Names.join(names, *(b[3] for b in m.blocks))
         cones = np.asarray(m.cones, dtype=np.int64).reshape(-1, 3)
         prog = Program(c, A, lb, ub, m.col_lb, m.col_ub, m.integer, m.names, names, obj.const,
                        cones, m.cone_scale)
@@ -314,10 +349,11 @@ def tangent_rows(cones: np.ndarray, ratios: np.ndarray, n_cols: int,
     """
     m = len(ratios)
     k = np.ones(m) if scales is None else np.asarray(scales, dtype=float)
-    rid = np.repeat(np.arange(m), 3)
-    cols = cones.reshape(-1, 3).ravel()
-    vals = np.stack([np.ones(m), -2 * k * ratios, k * ratios**2], 1).ravel()
-    return sp.csr_matrix((vals, (rid, cols)), shape=(m, n_cols))
+    vals = np.empty((m, 3))
+    vals[:, 0], vals[:, 1], vals[:, 2] = 1.0, -2 * k * ratios, k * ratios**2
+    # three entries per row (u, z, s: distinct columns), written as CSR arrays directly
+    return sp.csr_matrix((vals.ravel(), cones.reshape(-1, 3).ravel(), np.arange(0, 3 * m + 1, 3)),
+                         shape=(m, n_cols))
 
 
 def capped_ratios(ratios: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -344,7 +380,7 @@ class OuterApproximation(Step):
         rows = tangent_rows(cones, ratios, prog.n_cols, scales)
         m = rows.shape[0]
         lin = replace(prog, cones=np.zeros((0, 3), dtype=np.int64), cone_scale=None)
-        lin = lin.add_rows(rows, np.zeros(m), np.full(m, np.inf), [f"oa{i}" for i in range(m)])
+        lin = lin.add_rows(rows, np.zeros(m), np.full(m, np.inf), Names.numbered("oa", m))
         return lin, prog.n_cols
 
 
