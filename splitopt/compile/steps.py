@@ -30,8 +30,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from splitopt.compile.program import Names, Program
-from splitopt.errors import InputError
 from splitopt.compile.terms import TermRows, fold_terms, onehot_block
+from splitopt.errors import InputError
 from splitopt.model.expr import BETA, PHI, Constraint, DeviceTerms, Expr
 
 if TYPE_CHECKING:
@@ -243,8 +243,8 @@ class Perspective(Step):
         n0 = len(m.col_lb)
         exprs = [m.objective] + [c.body for c in m.rows]
         terms = [t for tr in m.term_rows for t in tr.share_terms()]  # (res, z, coef) arrays
-        codes = np.concatenate([e.q_z * 2 + e.q_res for e in exprs] + [2 * z + r for r, z, _ in terms]
-                               + [np.zeros(0, np.int64)])
+        codes = np.concatenate([e.q_z * 2 + e.q_res for e in exprs]
+                               + [2 * z + r for r, z, _ in terms] + [np.zeros(0, np.int64)])
         keys = np.unique(codes)
         if not len(keys):
             self._term_blocks(m, keys, 0, np.zeros(0))

@@ -76,9 +76,11 @@ class TermRows:
 
 def fold_terms(terms: DeviceTerms, fixed: dict[int, np.ndarray], values: dict[int, np.ndarray],
                keep: np.ndarray) -> DeviceTerms:
-    """Lower's fold on arrays: ``d z / share`` with a fixed share becomes the linear ``d / share0``
-    (``fixed[res]``: devices whose share is fixed at ``values[res]``); 1/share terms of removed
-    options (``keep`` False) go."""
+    """Lower's fold on arrays: ``d z / share`` with a fixed share becomes ``d / share0`` z.
+
+    ``fixed[res]``: devices whose share is fixed at ``values[res]``; 1/share terms of removed
+    options (``keep`` False) go.
+    """
     n = len(terms)
     keep = keep[:n]
     lin = np.array(terms.lin, dtype=float)
