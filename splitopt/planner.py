@@ -38,7 +38,7 @@ from splitopt.model.problem import Problem
 from splitopt.plan import Plan
 from splitopt.pricing import DevicePlans, MutableOptions, price_options
 from splitopt.scenario import Scenario
-from splitopt.solving.bisection import MinMaxRows, PathOutcome, bisect_rows
+from splitopt.solving.bisection import MinMaxRows, bisect_rows
 from splitopt.solving.structure import analyse, per_option
 from splitopt.solving.verify import Row, guard_result, verify
 from splitopt.system import Device
@@ -308,7 +308,7 @@ class Planner:
             out = server_minmax(a, d, self.opts.a_srv, self.allowed, backend)
         else:
             out = bisect_rows(self.rows, bracket=self.bracket)
-        if out.option is None:
+        if out.options is None:
             from splitopt.errors import InfeasibleError
 
             raise InfeasibleError(f"no plan: {out.termination} ({self.path} path)")
@@ -317,11 +317,11 @@ class Planner:
         self.result = self._result(out, t1 - t0, time.perf_counter() - t1)
         return self.result
 
-    def _result(self, out: PathOutcome, build_s: float, solve_s: float) -> Result:
+    def _result(self, out: Result, build_s: float, solve_s: float) -> Result:
         t0 = time.perf_counter()
         w, c = self.weight, self.const
         obj, bnd = w * out.objective + c, w * out.bound + c
-        option, beta = out.option, out.beta
+        option, beta = out.options, out.beta
         phi = out.phi if self.shared else None
         scen = self.scenario
         costs = price_options(scen, self.opts, self.names, option, beta, phi,

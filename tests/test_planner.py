@@ -172,7 +172,7 @@ def test_grouped_bisection_equals_brute_force(seed):
         return
     assert out.objective == pytest.approx(best, rel=1e-9)
     assert out.bound <= best * (1 + 1e-12)
-    assert np.all(out.beta >= bmin[k, out.option] * (1 - 1e-12))
+    assert np.all(out.beta >= bmin[k, out.options] * (1 - 1e-12))
     assert out.beta.sum() <= 1 + 1e-9
 
 

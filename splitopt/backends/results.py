@@ -1,8 +1,11 @@
 """The one result of everything that solves: why it stopped, kept apart from what it found.
 
-A backend's answer on one Program, a split solve's combined answer, :func:`splitopt.solving.solve`
-and the planner all return a :class:`Result`; what only some of them fill (the program's column
-values ``x``, a plan, the parts of a split solve) are fields that stay at their defaults otherwise.
+A backend's answer on one Program, a split solve's combined answer, an exact path of
+:mod:`splitopt.solving` (options and shares, objective in the path's own units, before
+:func:`splitopt.solving.solve` decodes it into a plan), :func:`splitopt.solving.solve` and the
+planner all return a :class:`Result`; what only some of them fill (the program's column values
+``x``, the options and shares, a plan, the parts of a split solve) are fields that stay at their
+defaults otherwise.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ class Result:
     x
         The values of the solved Program's columns (a backend's or a split solve's answer), or
         None when nothing was found or the answer is a plan.
+    options, beta, phi
+        Per device: the option index (a column of the Problem's option table), the bandwidth
+        share and the server share (None without server shares) that an exact path found; the
+        plan holds the same choice decoded.
     parts, wall_s
         A split solve's parts (each a Result) and its wall-clock seconds.
     extras
@@ -74,6 +81,8 @@ class Result:
     parts: tuple[Result, ...] = ()
     wall_s: float = 0.0
     extras: Mapping[str, Any] = field(default_factory=dict)
+    beta: np.ndarray | None = None
+    phi: np.ndarray | None = None
 
     def __getattr__(self, name: str) -> Any:
         """A formulation's extra by attribute (``res.choices`` is ``res.extras["choices"]``)."""

@@ -1,17 +1,19 @@
 """solve(problem): pick the exact path the structure allows, run it, decode a frozen Plan.
 
-Paths (docs/builder.md): ``bisection`` (min-max latency, per-device constraints), ``server-share``
-(the same with server shares), ``separable`` (sums such as sequential SL latency or total energy),
-``coupled`` (min-max with rows that couple devices: bisection + MILP feasibility), and the generic
+Paths (docs/builder.md), one table in :mod:`splitopt.solving.paths` tried in order:
+``bisection`` (min-max latency, per-device constraints), ``server-share`` (the same with server
+shares), ``separable`` (sums such as sequential SL latency or total energy), ``coupled`` (min-max
+with rows that couple devices: bisection + MILP feasibility), and the generic
 ``outer-approximation`` (MILP with tangent cuts, cut generation until the gap closes) or ``conic``
-(a backend that takes the cones itself, e.g. cvxpy with Clarabel/SCIP).
+(a backend that takes the cones itself, e.g. cvxpy with Clarabel/SCIP). Adding a path: one module
+with ``accepts(structure)`` and ``run(...)``, one entry in ``paths.PATHS`` (before ``generic``).
 """
 
 from __future__ import annotations
 
 import numbers
 import time
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 
@@ -22,7 +24,7 @@ from splitopt.backends.results import Result
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.model.problem import Problem
 from splitopt.plan import Plan
-from splitopt.solving.bisection import PathOutcome, bisect_minmax
+from splitopt.solving.paths import PATHS, Path, check_path, choose_path
 from splitopt.solving.structure import Structure, analyse
 from splitopt.solving.verify import guard_result
 from splitopt.solving.verify_builder import verify_problem
@@ -30,19 +32,6 @@ from splitopt.solving.verify_builder import verify_problem
 #: seconds per device that decoding, pricing and verifying a plan take after a path returns
 #: (about 0.25 ms per device here, measured at 1000 devices)
 POST_S_PER_DEVICE = 3e-4
-PATHS = ("auto", "bisection", "server-share", "separable", "coupled", "generic")
-
-
-def choose_path(st: Structure) -> str:
-    """The fastest exact path for a structure (``generic`` when none applies)."""
-    if st.kind == "minmax":
-        if st.has_phi:
-            simple = not st.coupling and not st.tied and not np.any(st.beta_min > 0)
-            return "server-share" if simple else "generic"
-        return "coupled" if st.coupling else "bisection"
-    if st.kind == "separable" and not st.coupling and not st.tied and not np.any(st.beta_min > 0):
-        return "separable"
-    return "generic"
 
 
 def solve(problem: Problem, *, backend: str | Backend | None = None, path: str = "auto",
@@ -58,8 +47,8 @@ def solve(problem: Problem, *, backend: str | Backend | None = None, path: str =
     if not isinstance(problem, Problem):
         raise InputError("problem", type(problem).__name__, "a splitopt Problem",
                          "Build one with splitopt.Problem(scenario) and set its objective.")
-    if not isinstance(path, str) or path not in PATHS:
-        raise InputError("path", path, f"one of {list(PATHS)}")
+    if not isinstance(path, str) or (path != "auto" and path not in PATHS):
+        raise InputError("path", path, f"one of {['auto', *PATHS]}")
     if time_limit is not None:
         time_limit = limits.check("time_limit", time_limit, limits.TIME_LIMIT)
     if isinstance(gap, bool) or not isinstance(gap, numbers.Real) or not 0 <= gap < 1:
@@ -79,121 +68,65 @@ def solve(problem: Problem, *, backend: str | Backend | None = None, path: str =
     if st.explained:
         raise InfeasibleError("; ".join(st.explained))
     chosen = choose_path(st) if path == "auto" else path
-    _check_path(st, chosen)
-    # the bisection path runs no solver: the default backend is not looked up (1-2 ms of imports)
-    be = None if backend is None and chosen == "bisection" else get_backend(backend)
+    way = check_path(st, chosen)
+    # a path that runs no solver does not look the default backend up (1-2 ms of imports)
+    be = None if backend is None and not way.solver else get_backend(backend)
+    used = be.name if way.solver and be is not None else "none"
     build_s = time.perf_counter() - t0
     from splitopt.solving.progress import Progress
 
     shown = Progress(log if progress is None else progress)
-    out, used = _run(problem, st, chosen, be, deadline, gap, log, warm_start, shown)
+    out = way.run(problem, st, be, deadline, gap, log, warm_start, shown)
     if out.termination == INFEASIBLE:
         from splitopt.solving.explain_global import explain_infeasible
 
         raise InfeasibleError(explain_infeasible(problem, st))
-    if out.bound is None and out.option is not None:
-        out.bound = structural_bound(st, chosen)
-    return _result(problem, out, chosen, used, build_s, time.perf_counter() - t0 - build_s, gap)
+    if out.bound is None and out.options is not None:
+        out = replace(out, bound=structural_bound(st, way))
+    return _result(problem, out, chosen, way, used, build_s,
+                   time.perf_counter() - t0 - build_s, gap)
 
 
-
-def structural_bound(st: Structure, chosen: str) -> float | None:
+def structural_bound(st: Structure, path: Path) -> float | None:
     """A bound that needs no solver: every device takes at least its fastest compute time.
 
-    In the units of the path's objective (before weight/constant for the fast paths, the full
-    objective for the generic path).
+    In the units of the path's objective (before weight/constant for the structural paths, the
+    full objective otherwise).
     """
     if st.kind == "generic" or not st.A.size:
         return None
     least = np.where(st.allowed, st.A, np.inf).min(axis=1)
     raw = float(least.max() if st.kind == "minmax" else least.sum())
-    return st.weight * raw + st.const if chosen == "generic" else raw
+    return raw if path.structural else st.weight * raw + st.const
 
 
-def _check_path(st: Structure, chosen: str) -> None:
-    auto = choose_path(st)
-    if chosen in ("generic", auto) or (chosen == "coupled" and st.kind == "minmax"
-                                       and not st.has_phi):
-        return
-    raise InputError("path", chosen, f"'{auto}' or 'generic' for this problem",
-                     st.reason or "This problem's structure does not fit that path.")
-
-
-def _run(p: Problem, st: Structure, chosen: str, be: Backend | None, deadline: float | None,
-         gap: float, log: bool, warm: Result | None,
-         progress: Any = None) -> tuple[PathOutcome, str]:
-    if chosen == "bisection":  # no solver
-        if st.tied:
-            return _tied(p, st, deadline), "none"
-        return bisect_minmax(st.A, st.D, st.beta_min, st.allowed, deadline=deadline), "none"
-    assert be is not None
-    if chosen == "server-share":
-        from splitopt.solving.resource import server_minmax
-
-        return server_minmax(st.A, st.D, st.S, st.allowed, be, deadline=deadline), be.name
-    if chosen == "separable":
-        from splitopt.solving.resource import separable_sum
-
-        return separable_sum(st.A, st.D, st.S, st.allowed, be, deadline=deadline,
-                             gap=min(gap, 1e-7)), be.name
-    if chosen == "coupled":
-        from splitopt.solving.coupled import coupled_minmax
-
-        return coupled_minmax(p, st, be, deadline=deadline, rtol=min(gap, 1e-9)), be.name
-    from splitopt.solving.generic import solve_generic
-
-    return solve_generic(p, be, deadline=deadline, gap=gap, log=log, warm=warm,
-                         progress=progress), be.name
-
-
-def _tied(p: Problem, st: Structure, deadline: float | None) -> PathOutcome:
-    """One common cut: the bisection once per candidate cut, the best kept (exact)."""
-    cut, off = p.options.cut, p.options.is_off
-    best: PathOutcome | None = None
-    bound, it = np.inf, 0
-    for c in np.unique(cut[cut >= 0]):
-        allowed = st.allowed & ((cut == c) | off)
-        if not allowed.any(axis=1).all():
-            continue
-        out = bisect_minmax(st.A, st.D, st.beta_min, allowed, deadline=deadline)
-        it += out.iterations
-        if out.termination == INFEASIBLE:
-            continue
-        assert out.bound is not None and out.objective is not None
-        bound = min(bound, out.bound)
-        if best is None or out.objective < best.objective:  # type: ignore[operator]
-            best = out
-    if best is None:
-        return PathOutcome(INFEASIBLE, None, None, None, None, None, it)
-    best.bound, best.iterations = float(bound), it
-    return best
-
-
-def _result(p: Problem, out: PathOutcome, chosen: str, used: str, build_s: float,
+def _result(p: Problem, out: Result, chosen: str, path: Path, used: str, build_s: float,
             solve_s: float, gap: float = 1e-6) -> Result:
     sign = -1.0 if p.sense == "max" else 1.0
     obj, bnd = out.objective, out.bound
-    if chosen != "generic" and obj is not None:
+    if path.structural and obj is not None:
         st_w = _weight_const(p)
         obj = st_w[0] * obj + st_w[1]
         bnd = None if bnd is None else st_w[0] * bnd + st_w[1]
     plan, t0 = None, time.perf_counter()
-    if out.option is not None:
-        plan = decode(p, out.option, out.beta, out.phi, chosen, out.termination,
+    if out.options is not None:
+        plan = decode(p, out.options, out.beta, out.phi, chosen, out.termination,
                       None if obj is None else sign * obj, None if bnd is None else sign * bnd)
     price_s = time.perf_counter() - t0
     values = {}
-    if out.extras is not None:
-        values = {v.name: out.extras[v.offset:v.offset + v.size].copy() for v in p.extras}
+    if out.x is not None:
+        values = {v.name: out.x[v.offset:v.offset + v.size].copy() for v in p.extras}
+    if plan is not None and p.recompute is not None:  # the plan records what it recomputes
+        plan = p.recompute.annotate(plan, values)
     name = "outer-approximation" if chosen == "generic" and used != "conic" else chosen
     res = Result(out.termination, out.message or name, used,
                  None if obj is None else sign * obj, None if bnd is None else sign * bnd, plan,
                  build_s, solve_s, out.iterations, log=out.log, values=values,
-                 options=out.option, price_s=price_s)
+                 options=out.options, price_s=price_s)
     if plan is None:
         return res
     check = verify_problem(p, plan, objective=res.objective, bound=res.bound, values=values,
-                           options=out.option,
+                           options=out.options,
                            gap=gap if out.termination == OPTIMAL else None)
     return guard_result(res, check)
 

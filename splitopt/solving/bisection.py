@@ -22,29 +22,16 @@ is certified and the plan priced on every device's own exact row at the end.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
+
+from splitopt.backends.base import INFEASIBLE, OPTIMAL, TIME_LIMIT
+from splitopt.backends.results import Result
 
 RTOL = 1e-12
 _DROP = 12  # mantissa bits of Dn ignored by the grouping key: rows equal to ~2^-40 share a group
 _NUDGE = 2.0 ** -36  # relative step of the final certificate repairs (far above the grouping error)
-
-
-@dataclass
-class PathOutcome:
-    """What an exact path found: per-device option and shares, objective, proven bound."""
-
-    termination: str
-    option: np.ndarray | None
-    beta: np.ndarray | None
-    phi: np.ndarray | None
-    objective: float | None
-    bound: float | None
-    iterations: int
-    extras: np.ndarray | None = None
-    message: str = ""
-    log: str = ""
 
 
 def _clean(x: np.ndarray) -> np.ndarray:
@@ -268,7 +255,7 @@ def _pareto(A: np.ndarray, D: np.ndarray, bmin: np.ndarray, allowed: np.ndarray)
 
 def bisect_minmax(A: np.ndarray, D: np.ndarray, beta_min: np.ndarray, allowed: np.ndarray, *,
                   deadline: float | None = None, rtol: float = RTOL,
-                  bracket: tuple[float, float] | None = None) -> PathOutcome:
+                  bracket: tuple[float, float] | None = None) -> Result:
     """Minimise max_k T_k exactly (see the module docstring).
 
     Infeasible -> termination 'infeasible'. ``bracket`` (lo, hi) is where to start looking (e.g.
@@ -279,12 +266,12 @@ def bisect_minmax(A: np.ndarray, D: np.ndarray, beta_min: np.ndarray, allowed: n
 
 
 def bisect_rows(rows: MinMaxRows, *, deadline: float | None = None, rtol: float = RTOL,
-                bracket: tuple[float, float] | None = None) -> PathOutcome:
+                bracket: tuple[float, float] | None = None) -> Result:
     """:func:`bisect_minmax` on prepared (possibly updated) rows."""
     if not len(rows.A0):
-        return PathOutcome("infeasible", None, None, None, None, None, 0)
+        return Result(INFEASIBLE)
     if rows.total(np.inf) > 1 + 1e-12:
-        return PathOutcome("infeasible", None, None, None, None, None, 0)
+        return Result(INFEASIBLE)
     floor = float(np.max(np.min(np.where(rows.allowed0, rows.A0, np.inf), axis=1)))
     it = 1
     if rows.total(floor) <= 1:
@@ -300,7 +287,7 @@ def bisect_rows(rows: MinMaxRows, *, deadline: float | None = None, rtol: float 
             lo, hi = hi, hi + step
             it += 1
             if it > 400:  # the shares needed only approach 1 as T grows without bound
-                return PathOutcome("infeasible", None, None, None, None, None, it)
+                return Result(INFEASIBLE, iterations=it)
     f_lo, f_hi = rows.total(lo) - 1, rows.total(hi) - 1
     last, widths = 0, [hi - lo]
     while hi - lo > rtol * abs(hi):
@@ -317,9 +304,7 @@ def bisect_rows(rows: MinMaxRows, *, deadline: float | None = None, rtol: float 
         widths.append(hi - lo)
         it += 1
         if deadline is not None and time.perf_counter() > deadline:
-            out = _finish(rows, hi, lo, it)
-            out.termination = "time_limit"
-            return out
+            return replace(_finish(rows, hi, lo, it), termination=TIME_LIMIT)
     return _finish(rows, hi, lo, it)
 
 
@@ -364,7 +349,7 @@ def _warm(rows: MinMaxRows, lo: float, hi: float, floor: float) -> tuple[float, 
     return lo, hi, it
 
 
-def _finish(rows: MinMaxRows, T: float, lower: float, it: int) -> PathOutcome:
+def _finish(rows: MinMaxRows, T: float, lower: float, it: int) -> Result:
     """The plan at a feasible T, certified on the exact rows.
 
     Least shares, slack shared in proportion, exact objective; the bound is re-checked on every
@@ -388,7 +373,8 @@ def _finish(rows: MinMaxRows, T: float, lower: float, it: int) -> PathOutcome:
     n = np.arange(len(option))
     a, d = rows.A0[n, option], rows.D0[n, option]
     obj = float(np.max(a + d / beta))
-    return PathOutcome("optimal", option, beta, None, obj, min(lower, obj), it)
+    return Result(OPTIMAL, objective=obj, bound=min(lower, obj), iterations=it, options=option,
+                  beta=beta)
 
 
 def fixed_option_time(a: np.ndarray, d: np.ndarray, bmin: np.ndarray | None = None) -> float:

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from splitopt.backends.base import INFEASIBLE, OPTIMAL, TIME_LIMIT, Backend
+from splitopt.backends.results import Result
 from splitopt.compile.steps import Model, ToMatrix
 from splitopt.model.expr import Constraint, Expr
-from splitopt.solving.bisection import PathOutcome, bisect_minmax, fixed_option_time
+from splitopt.solving.bisection import bisect_minmax, fixed_option_time
 from splitopt.solving.structure import Structure
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def _probe(p: Problem, st: Structure, T: float, backend: Backend, deadline: floa
 
 
 def coupled_minmax(p: Problem, st: Structure, backend: Backend, *, deadline: float | None = None,
-                   rtol: float = 1e-9) -> PathOutcome:
+                   rtol: float = 1e-9) -> Result:
     """Exact min max_k T_k under coupling rows (see the module docstring)."""
     free = bisect_minmax(st.A, st.D, st.beta_min, st.allowed)
     if free.termination != OPTIMAL:
@@ -89,9 +90,9 @@ def coupled_minmax(p: Problem, st: Structure, backend: Backend, *, deadline: flo
             accept(opt, x)
             break
         if verdict == "undecided":
-            return PathOutcome(TIME_LIMIT, None, None, None, None, lo, it)
+            return Result(TIME_LIMIT, bound=lo, iterations=it)
     if best is None:
-        return PathOutcome(INFEASIBLE, None, None, None, None, None, it)
+        return Result(INFEASIBLE, iterations=it)
     while hi - lo > rtol * abs(hi):
         if deadline is not None and time.perf_counter() > deadline:
             return _finish(st, best, hi, lo, it, x_best, TIME_LIMIT)
@@ -108,9 +109,9 @@ def coupled_minmax(p: Problem, st: Structure, backend: Backend, *, deadline: flo
     return _finish(st, best, hi, lo, it, x_best, OPTIMAL)
 
 
-def _finish(st, opt, T, lo, it, x, term) -> PathOutcome:
+def _finish(st, opt, T, lo, it, x, term) -> Result:
     r = np.arange(len(opt))
     out = bisect_minmax(st.A[r, opt][:, None], st.D[r, opt][:, None], st.beta_min[r, opt][:, None],
                         np.ones((len(opt), 1), dtype=bool))
-    return PathOutcome(term, opt, out.beta, None, out.objective, min(lo, out.objective), it,
-                       extras=x)
+    return Result(term, objective=out.objective, bound=min(lo, out.objective), iterations=it,
+                  options=opt, beta=out.beta, x=x)

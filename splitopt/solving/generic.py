@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from splitopt.backends.base import Backend
+from splitopt.backends.results import Result
 from splitopt.compile.steps import generic_chain
 from splitopt.model.expr import BETA, PHI
-from splitopt.solving.bisection import PathOutcome
 from splitopt.solving.oa import solve_outer
 from splitopt.solving.verify import FEASIBILITY_RTOL, row_scale
 
@@ -52,7 +52,7 @@ def exact_value(p: Problem, xm: np.ndarray) -> float | None:
 
 
 def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float, log: bool,
-                  warm: Any = None, progress: Any = None) -> PathOutcome:
+                  warm: Any = None, progress: Any = None) -> Result:
     """Steps 1-4, then either the backend's own conic solver or outer approximation.
 
     The MILPs start from ``warm``'s options, else from each device's fastest allowed option when
@@ -86,7 +86,7 @@ def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float
     if x is None:
         xm = fallback_point(p)
         if xm is None or term not in ("time_limit",):
-            return PathOutcome(term, None, None, None, None, bound, its, message=message)
+            return Result(term, bound=bound, iterations=its, message=message)
     else:
         xm = chain.invert(x, data)
     xr, shares, option = model_point(p, xm)
@@ -94,9 +94,9 @@ def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float
     if obj is None:
         obj = p.objective.value(xr, shares, o)  # type: ignore[union-attr]
     phi = shares[PHI] if p.server_share is not None else None
-    return PathOutcome(term, option, shares[BETA].copy(), phi, obj,
-                       None if bound is None else min(bound, obj), its, extras=xr,
-                       message=message, log=text)
+    return Result(term, objective=obj, bound=None if bound is None else min(bound, obj),
+                  iterations=its, log=text, message=message, options=option,
+                  beta=shares[BETA].copy(), phi=phi, x=xr)
 
 
 def best_shares(prog: Any, be: Backend, x: np.ndarray, exact: Any,

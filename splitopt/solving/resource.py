@@ -23,13 +23,14 @@ option choice this is a MILP with two scalar squares, again closed by tangent cu
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import scipy.sparse as sp
 
 from splitopt.backends.base import INFEASIBLE, OPTIMAL, TIME_LIMIT, Backend
+from splitopt.backends.results import Result
 from splitopt.compile.program import Program
-from splitopt.solving.bisection import PathOutcome
 from splitopt.solving.oa import solve_outer
 
 
@@ -144,10 +145,10 @@ def _fixed_time(A, D, S, opt, lo: float, hi: float) -> float:
 
 
 def server_minmax(A, D, S, allowed, backend: Backend, *, deadline=None,
-                  rtol: float = 1e-10) -> PathOutcome:
+                  rtol: float = 1e-10) -> Result:
     """Exact min max_k (A + S/phi + D/beta) by bisection on T (see the module docstring)."""
     if not allowed.any(axis=1).all():
-        return PathOutcome(INFEASIBLE, None, None, None, None, None, 0)
+        return Result(INFEASIBLE)
     lo = float(np.max(np.min(np.where(allowed, A, np.inf), axis=1)))
     it, best, hi = 0, None, None
 
@@ -174,38 +175,35 @@ def server_minmax(A, D, S, allowed, backend: Backend, *, deadline=None,
         if v == "infeasible":
             lo = lo + step
         elif v == "undecided":
-            return PathOutcome(TIME_LIMIT, None, None, None, None, lo, it)
+            return Result(TIME_LIMIT, bound=lo, iterations=it)
         step *= 2
     while hi - lo > rtol * abs(hi):
         if deadline is not None and time.perf_counter() > deadline:
-            out = _server_finish(A, D, S, best, hi, lo, it)
-            out.termination = TIME_LIMIT
-            return out
+            return replace(_server_finish(A, D, S, best, hi, lo, it), termination=TIME_LIMIT)
         mid = 0.5 * (lo + hi)
         v = probe(mid)
         if v == "infeasible":
             lo = mid
         elif v == "undecided":
-            out = _server_finish(A, D, S, best, hi, lo, it)
-            out.termination = TIME_LIMIT
-            return out
+            return replace(_server_finish(A, D, S, best, hi, lo, it), termination=TIME_LIMIT)
     return _server_finish(A, D, S, best, hi, lo, it)
 
 
-def _server_finish(A, D, S, opt, T, lo, it) -> PathOutcome:
+def _server_finish(A, D, S, opt, T, lo, it) -> Result:
     beta, phi, _ = _alloc(A, D, S, opt, T)
     beta, phi = np.maximum(beta, 1e-12), np.maximum(phi, 1e-12)
     r = np.arange(len(opt))
     obj = float(np.max(A[r, opt] + S[r, opt] / phi + D[r, opt] / beta))
-    return PathOutcome(OPTIMAL, opt, beta, phi, obj, min(lo, obj), it)
+    return Result(OPTIMAL, objective=obj, bound=min(lo, obj), iterations=it, options=opt,
+                  beta=beta, phi=phi)
 
 
 def separable_sum(A, D, S, allowed, backend: Backend, *, deadline=None,
-                  gap: float = 1e-9) -> PathOutcome:
+                  gap: float = 1e-9) -> Result:
     """Exact min sum_k (A + D/beta + S/phi) with option choice (MILP + two scalar squares)."""
     n, o = A.shape
     if not allowed.any(axis=1).all():
-        return PathOutcome(INFEASIBLE, None, None, None, None, None, 0)
+        return Result(INFEASIBLE)
     nz = n * o
     p, q, one, w1, w2 = nz, nz + 1, nz + 2, nz + 3, nz + 4
     cols = nz + 5
@@ -225,12 +223,12 @@ def separable_sum(A, D, S, allowed, backend: Backend, *, deadline=None,
                    [f"r{i}" for i in range(n + 2)], cones=np.array([[w1, p, one], [w2, q, one]]))
     out = solve_outer(prog, backend, deadline=deadline, gap=gap)
     if out.x is None:
-        return PathOutcome(out.termination, None, None, None, None, out.bound, out.iterations)
+        return Result(out.termination, bound=out.bound, iterations=out.iterations)
     opt = np.argmax(out.x[:nz].reshape(n, o), axis=1)
     r = np.arange(n)
     sd, ss = np.sqrt(D[r, opt]), np.sqrt(S[r, opt])
     beta = np.maximum(sd / sd.sum() if sd.sum() > 0 else np.full(n, 1.0 / n), 1e-12)
     phi = np.maximum(ss / ss.sum() if ss.sum() > 0 else np.full(n, 1.0 / n), 1e-12)
     obj = float(np.sum(A[r, opt] + D[r, opt] / beta + S[r, opt] / phi))
-    return PathOutcome(out.termination, opt, beta, phi, obj, min(out.bound or obj, obj),
-                       out.iterations)
+    return Result(out.termination, objective=obj, bound=min(out.bound or obj, obj),
+                  iterations=out.iterations, options=opt, beta=beta, phi=phi)
