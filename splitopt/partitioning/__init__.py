@@ -13,6 +13,7 @@ training iteration's delay under the reference cost model; every method returns 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import time
 from collections.abc import Callable
@@ -44,7 +45,12 @@ def solver(method: str) -> Callable[[CutProblem], Solution]:
     if method not in METHODS:
         raise InputError("method", method, f"one of {sorted(METHODS)}",
                          "method='maxflow' is exact and fast on any graph.")
-    return importlib.import_module(f"{__name__}.{METHODS[method]}").solve  # type: ignore[no-any-return]
+    return _solve_of(METHODS[method])
+
+
+@functools.cache
+def _solve_of(module: str) -> Callable[[CutProblem], Solution]:
+    return importlib.import_module(f"{__name__}.{module}").solve  # type: ignore[no-any-return]
 
 
 def partition(graph: LayerGraph, device: Device, server: Server, link: Link, *,

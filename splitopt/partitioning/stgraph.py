@@ -90,7 +90,13 @@ def network_from_arrays(src: np.ndarray, dst: np.ndarray, dev: np.ndarray, srv: 
 
 @dataclass(frozen=True)
 class _Structure:
-    """The arcs of an s-t graph without capacities: what depends only on the graph."""
+    """The arcs of an s-t graph without capacities: what depends only on the graph.
+
+    Arcs are laid out as s -> v for every free network node v, then v -> t for the same nodes,
+    then the closure arcs, then the tensor arcs; arcs out of t, into s and loops are left out and
+    s -> t arcs (tensors that always cross) go to the constant. Node numbers are int32, as
+    OR-Tools takes them.
+    """
 
     n_nodes: int
     size: int  # 2 + network nodes of layer nodes (relays follow)
@@ -98,9 +104,9 @@ class _Structure:
     tails: np.ndarray
     heads: np.ndarray
     inf: np.ndarray
-    tensor_of: np.ndarray  # per tensor arc: the producer whose tensor cost it carries
-    keep: np.ndarray  # arcs that can be cut (not out of t, into s, or loops; not s -> t)
-    direct: np.ndarray  # s -> t arcs: constants
+    tensor_arc: np.ndarray  # positions of the finite tensor arcs
+    tensor_of: np.ndarray  # per finite tensor arc: the producer whose tensor cost it carries
+    always: np.ndarray  # producers whose tensor crosses in every cut (an input feeds the output)
 
 
 def _structure(src: np.ndarray, dst: np.ndarray, force_in: np.ndarray, force_out: np.ndarray,
@@ -109,38 +115,53 @@ def _structure(src: np.ndarray, dst: np.ndarray, force_in: np.ndarray, force_out
     size = 2 + n_free
     nu, nw = node_of[src], node_of[dst]
     dedupe = rep is not None  # a graph's own edges are distinct; merged groups repeat pairs
-    ids = np.arange(size)
-    term_t = np.concatenate([np.zeros(size, np.int64), ids, [SOURCE]])
-    term_h = np.concatenate([ids, np.ones(size, np.int64), [SINK]])
     clo_t, clo_h = _unique_pairs(nw, nu) if dedupe else (nw, nu)
-    ten_t, ten_h, tensor_of, ten_inf, n_relay = _tensor_arcs(src, node_of, nw, size, dedupe)
-    tails = np.concatenate([term_t, clo_t, ten_t])
-    heads = np.concatenate([term_h, clo_h, ten_h])
-    inf = np.concatenate([np.zeros(term_t.size, bool), np.ones(clo_t.size, bool), ten_inf])
-    keep = (tails != SINK) & (heads != SOURCE) & (tails != heads)
-    direct = keep & (tails == SOURCE) & (heads == SINK)
-    if np.any(direct & inf):
+    if np.any((clo_t == SOURCE) & (clo_h == SINK)):
         raise SolverError("an input feeds the output through a forced arc; no finite cut exists")
-    return _Structure(size + n_relay, size, node_of, tails[keep & ~direct], heads[keep & ~direct],
-                      inf[keep & ~direct], tensor_of, keep & ~direct, direct)
+    cut = _cuttable(clo_t, clo_h)
+    clo_t, clo_h = clo_t[cut], clo_h[cut]
+    ten_t, ten_h, tensor_of, ten_inf, n_relay = _tensor_arcs(src, node_of, nw, size, dedupe)
+    n_fin = tensor_of.size  # the finite tensor arcs come first; only they can run s -> t
+    always = tensor_of[(ten_t[:n_fin] == SOURCE) & (ten_h[:n_fin] == SINK)]
+    cut = _cuttable(ten_t, ten_h)
+    ten_t, ten_h, ten_inf = ten_t[cut], ten_h[cut], ten_inf[cut]
+    tensor_of = tensor_of[cut[:n_fin]]
+    ids = np.arange(2, size, dtype=np.int32)
+    tails = np.concatenate([np.full(n_free, SOURCE, np.int32), ids, clo_t, ten_t], dtype=np.int32)
+    heads = np.concatenate([ids, np.full(n_free, SINK, np.int32), clo_h, ten_h], dtype=np.int32)
+    first = 2 * n_free + clo_t.size
+    inf = np.zeros(tails.size, bool)
+    inf[2 * n_free:first] = True
+    inf[first:] = ten_inf
+    tensor_arc = first + np.flatnonzero(~ten_inf)
+    return _Structure(size + n_relay, size, node_of, tails, heads, inf, tensor_arc, tensor_of,
+                      always)
+
+
+def _cuttable(tails: np.ndarray, heads: np.ndarray) -> np.ndarray:
+    """Arcs a cut can contain: not out of t, not into s, no loops, not s -> t (a constant)."""
+    return ((tails != SINK) & (heads != SOURCE) & (tails != heads)
+            & ~((tails == SOURCE) & (heads == SINK)))
 
 
 def _with_capacities(st: _Structure, dev: np.ndarray, srv: np.ndarray, tensor: np.ndarray,
                      free: np.ndarray) -> Network:
     # summing per network node first keeps one arc per node and direction; a free node pays
-    # min(srv, dev) on either side, so that part moves to the constant (an s -> t arc) and each
-    # node keeps one terminal arc: push-relabel starts by saturating every source arc, and
-    # without this it pushed the whole server cost of every node in and back out
+    # min(srv, dev) on either side, so that part moves to the constant and each node keeps one
+    # terminal arc: push-relabel starts by saturating every source arc, and without this it
+    # pushed the whole server cost of every node in and back out. Forced nodes pay their side's
+    # cost in the constant (an input's device seconds, the output's server seconds).
     srv_n = np.bincount(st.node_of, weights=srv, minlength=st.size)
     dev_n = np.bincount(st.node_of, weights=dev, minlength=st.size)
-    both = np.minimum(srv_n, dev_n)
-    both[:2] = 0.0
-    caps = np.concatenate([srv_n - both, dev_n - both, [both.sum()],
-                           np.zeros(st.keep.size - 2 * st.size - 1 - st.tensor_of.size),
-                           tensor[st.tensor_of]])
+    both = np.minimum(srv_n[2:], dev_n[2:])
+    n_free = st.size - 2
+    caps = np.zeros(st.tails.size)
+    np.subtract(srv_n[2:], both, out=caps[:n_free])
+    np.subtract(dev_n[2:], both, out=caps[n_free:2 * n_free])
+    caps[st.tensor_arc] = tensor[st.tensor_of]
+    const = float(srv_n[SINK] + dev_n[SOURCE] + both.sum() + tensor[st.always].sum())
     mirror = bool(dev[free].sum() > srv[free].sum())
-    return Network(st.n_nodes, st.tails, st.heads, np.where(st.inf, 0.0, caps[st.keep]),
-                   st.inf, float(caps[st.direct].sum()), st.node_of, mirror)
+    return Network(st.n_nodes, st.tails, st.heads, caps, st.inf, const, st.node_of, mirror)
 
 
 def _number_nodes(n: int, force_in: np.ndarray, force_out: np.ndarray,
@@ -168,8 +189,8 @@ def _tensor_arcs(src: np.ndarray, node_of: np.ndarray, nw: np.ndarray, first_rel
                  dedupe: bool) -> tuple:
     """One arc per single-consumer tensor, a relay per multi-consumer tensor.
 
-    Returns tails, heads, the producer whose tensor cost each arc carries (infinite relay arcs
-    carry none, marked by the flag array), the infinite flags and the number of relays.
+    Returns tails, heads (the finite arcs first), the producer whose tensor cost each finite arc
+    carries, the infinite flags and the number of relays.
     """
     nu = node_of[src]
     ext = nu != nw  # consumers in the producer's own group never see the tensor cross
@@ -192,8 +213,7 @@ def _tensor_arcs(src: np.ndarray, node_of: np.ndarray, nw: np.ndarray, first_rel
                             relay_of[tid[~single_pair]]])
     heads = np.concatenate([w[single_pair], relay_of[multi], w[~single_pair]])
     n_fin = int(single_pair.sum()) + int(multi.sum())
-    tensor_of = np.concatenate([u[single_pair], prod[multi], np.zeros(tails.size - n_fin,
-                                                                      np.int64)])
+    tensor_of = np.concatenate([u[single_pair], prod[multi]])
     inf = np.r_[np.zeros(n_fin, bool), np.ones(tails.size - n_fin, bool)]
     return tails, heads, tensor_of, inf, int(multi.sum())
 
@@ -262,12 +282,13 @@ def _residual(net: Network, flows: np.ndarray, gap: float) -> tuple:
     caps = np.concatenate([np.maximum(net.caps - flows, 0.0), flows[used]])
     inf = np.concatenate([net.inf, np.zeros(int(used.sum()), bool)])
     inf |= caps > gap  # no cut cheaper than the gap can use such an arc
+    caps[inf] = 0.0  # as in a Network: infinite arcs carry no finite capacity
     return tails, heads, caps, inf
 
 
 def _solve_scaled(tails: np.ndarray, heads: np.ndarray, caps: np.ndarray, inf: np.ndarray,
                   n_nodes: int, mirror: bool) -> tuple[list[Any], Any, float]:
-    """One integer max-flow with capacities rounded down.
+    """One integer max-flow with capacities rounded down (``caps`` is 0 on the ``inf`` arcs).
 
     Returns two functions building the minimum cuts (the smallest and the largest source side),
     a function giving the
@@ -276,10 +297,9 @@ def _solve_scaled(tails: np.ndarray, heads: np.ndarray, caps: np.ndarray, inf: n
     """
     from ortools.graph.python import max_flow
 
-    finite = np.where(inf, 0.0, caps)
-    total = float(finite.sum())
+    total = float(caps.sum())  # infinite arcs carry 0 in ``caps``
     scale = _TARGET / total if total > 0 else 1.0
-    icap = np.floor(finite * scale).astype(np.int64)
+    icap = np.multiply(caps, scale).astype(np.int64)  # truncation rounds down: caps >= 0
     icap[inf] = int(icap.sum()) + 1
     # OR-Tools' push-relabel took seconds on 1e4-node ResNet-like graphs when the device was
     # slower than the server (most terminal arcs into t), and as long on the mirrored network
