@@ -1,6 +1,9 @@
 """splitopt: compose, solve exactly and execute split-learning planning problems.
 
 Heavy dependencies (torch, cvxpy, pyomo, highspy) are imported lazily, where they are used.
+This module is the composition root: it tells ``Problem.solve()``/``Problem.compile()`` what to
+call (``model.problem.ACTIONS``), so ``model/`` imports neither ``solving/`` nor ``compile/``
+(both read Problems; the arrows run one way) and ``import splitopt`` stays light.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from splitopt.errors import (
 )
 from splitopt.graph import LayerGraph, Node, NodeTime
 from splitopt.model import Problem, maximum
+from splitopt.model.problem import ACTIONS
 from splitopt.plan import DevicePlan, Plan, PlanCosts, evaluate
 from splitopt.scenario import Scenario, catalog_device, catalog_server
 from splitopt.system import Channel, Device, Link, Server, Training, link_of
@@ -60,6 +64,15 @@ def solve(problem: Problem, **kwargs: Any) -> Any:
     from splitopt.solving import solve as _solve
 
     return _solve(problem, **kwargs)
+
+
+def _compile(problem: Problem, **kwargs: Any) -> Any:
+    from splitopt.compile import compile_problem
+
+    return compile_problem(problem, **kwargs)
+
+
+ACTIONS.update(solve=solve, compile=_compile)  # what Problem.solve() and .compile() call
 
 
 def __getattr__(name: str) -> Any:

@@ -45,6 +45,11 @@ from splitopt.model.variables import (
 from splitopt.scenario import Scenario
 
 
+#: what ``Problem.solve()`` and ``Problem.compile()`` call, set by ``splitopt/__init__`` (it runs
+#: before any submodule): model/ imports neither solving nor compile, which read Problems
+ACTIONS: dict[str, Any] = {}
+
+
 class Problem:
     """A planning problem over a scenario; nothing here mutates the scenario.
 
@@ -332,15 +337,11 @@ class Problem:
 
     def solve(self, **kwargs: Any) -> Any:
         """Solve (see :func:`splitopt.solving.solve` for the options); returns a Result."""
-        from splitopt.solving import solve
-
-        return solve(self, **kwargs)
+        return ACTIONS["solve"](self, **kwargs)
 
     def compile(self, **kwargs: Any) -> Any:
         """The generic Program (see :func:`splitopt.compile.compile_problem`) without solving."""
-        from splitopt.compile import compile_problem
-
-        return compile_problem(self, **kwargs)
+        return ACTIONS["compile"](self, **kwargs)
 
 
 def _cut_table(scenario: Scenario, cuts: Any, modes: bool) -> CutTable:
