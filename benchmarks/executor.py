@@ -165,12 +165,12 @@ EMULATED = {
 
 def demo_job(rounds: int) -> Any:
     """The exact plan of splitopt/data/default_scenario.yaml under SFL-V1, as the demo runs it."""
-    from splitopt.demo import solve_plans
     from splitopt.execute.job import Job, RunConfig
+    from splitopt.formulations.sfl import SFL
     from splitopt.scenario import Scenario, default_scenario_path
 
     sc = Scenario.load(default_scenario_path())
-    plan = next(iter(solve_plans(sc).values()))
+    plan = SFL().solve(sc)  # the demo's exact plan (splitopt.demo.solve_plans' first)
     return Job(plan, sc, "digits_cnn", RunConfig(mode="sflv1", rounds=rounds, seed=0))
 
 

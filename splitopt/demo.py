@@ -206,7 +206,7 @@ def run_demo(out: str | Path = "out/demo", *, rounds: int = 15, echo: Any = prin
     process with ``priced`` links (about 15 s), or not at all (``off``). ``links``: the exact
     plan's training on ``emulated`` links (multi-process) or ``priced`` (in process).
     """
-    from splitopt.cli._common import table as print_table
+    from splitopt.console import table as print_table
 
     # both choices are checked before minutes of profiling, solving and training
     if adaptive not in ADAPTIVE:

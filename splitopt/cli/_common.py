@@ -1,31 +1,13 @@
-"""Helpers shared by the commands: JSON output, rich tables, output-path checks."""
+"""Helpers shared by the commands: output-path checks (JSON and tables: splitopt.console)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
+from splitopt.console import emit_json, table
 from splitopt.errors import InputError
 
-
-def emit_json(doc: Any) -> None:
-    """Print a JSON document to standard output (for ``--json``)."""
-    print(json.dumps(doc, indent=1, default=str))
-
-
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Print a rich table; floats are shown with 4 significant digits."""
-    t = Table(title=title)
-    for c in columns:
-        t.add_column(c)
-    for row in rows:
-        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
-    Console().print(t)  # a new console reads the terminal width (COLUMNS) of this call
+__all__ = ["check_out_path", "emit_json", "table"]
 
 
 def check_out_path(out: Path | None, force: bool, option: str = "--out") -> None:
