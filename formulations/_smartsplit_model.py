@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -232,3 +233,62 @@ def _patterns(inst: Instance, k: int):
             continue
         for r in range(len(layers) + 1):
             yield from ((c, d) for d in itertools.combinations(layers, r))
+
+
+# ---------------------------------------------------------------------------- the builder's Problem
+def problem(inst: Instance, *, phase: str = "latency", min_data: float | None = None) -> Any:
+    """SmartSplit as a public-builder :class:`~splitopt.model.Problem` (objective set).
+
+    Options: every chain cut or "off" (``selection``); shares fixed to ``inst.beta``; the server
+    at full speed; per-layer keep/recompute columns (``recompute=inst.recompute``); memory
+    budgets, device counts, coverage rows (``p.selected.covers``), the deadline, and the round
+    ``T = max(max_k T_k, sum_k server seconds)``. ``phase="participation"`` maximises the
+    selected data; ``"latency"`` minimises T (with the selected data >= ``min_data`` if given).
+    """
+    from splitopt.model import Problem, maximum, total
+
+    if phase not in OBJECTIVES:
+        raise InputError("phase", phase, f"one of {OBJECTIVES}")
+    sc, n = inst.scenario, inst.n
+    p = Problem(sc, selection=True, server_share=False, recompute=inst.recompute)
+    if inst.beta.sum() <= 1 + 1e-12:
+        p.bandwidth.fix(None, [float(b) for b in inst.beta])
+    else:  # sub-channels: a selected device takes its whole channel, an idle one none
+        for k in range(n):
+            p.bandwidth.bound(k, 0.0, float(inst.beta[k]))
+    for k in range(n):
+        if np.isfinite(inst.budget[k]):
+            # in units of the budget: byte-sized rows (1e7) at HiGHS's 1e-9 tolerance were once
+            # declared infeasible by its presolve although a plan existed
+            p.add(p.memory(k) / float(inst.budget[k]) <= 1.0,
+                  name=f"memory:{sc.devices[k].name}")
+    count = p.selected.total()
+    p.add([count >= inst.min_devices, count <= inst.max_devices], name="devices")
+    p.add(p.selected.covers(inst.data, inst.coverage), name="coverage")
+    server = total(p.phase(k, "server_compute") for k in range(n))
+    round_s = maximum([p.round_latency(), server])
+    if inst.deadline is not None:
+        p.add(round_s <= float(inst.deadline), name="deadline")
+    weight = inst.data.sum(axis=1)
+    if phase == "participation":
+        p.maximize(p.selected.total(weight))
+    else:
+        if min_data is not None:
+            p.add(p.selected.total(weight) >= float(min_data), name="min_data")
+        p.minimize(round_s)
+    return p
+
+
+def choices_of(inst: Instance, plan: Plan) -> list[Choice | None]:
+    """Each device's (cut, recomputed layers) in a plan (None: not selected)."""
+    sets = CutTable.chain(inst.scenario.graph).sets()
+    index = inst.scenario.graph.index
+    rec = plan.meta.get("recompute", {})
+    out: list[Choice | None] = []
+    for d in plan.devices:
+        if not d.selected:
+            out.append(None)
+            continue
+        out.append(Choice(sets.index(frozenset(d.device_side)),
+                          tuple(sorted(index[v] for v in rec.get(d.device, ())))))
+    return out

@@ -7,7 +7,7 @@ Each is registered by name, so ``splitopt solve --problem NAME scenario.yaml`` r
 | ``edgesplit``, ``sfl``, ``sfl-server`` | yes | :func:`splitopt.solving.solve` |
 | ``energy-delay`` | yes (one DVFS level) | :func:`splitopt.solving.solve` |
 | ``hsfl`` | no: rounds-to-target x latency, a time-shared band | its branch and bound |
-| ``smartsplit`` | no: keep/recompute per layer, selection with coverage rows | its MILP |
+| ``smartsplit`` | yes (:mod:`splitopt.model.recompute`) | :func:`splitopt.solving.solve` |
 | ``multitier`` | no: several cuts per device along a path of tiers | DP (chains) / MILP |
 | ``synergy`` | yes (:mod:`splitopt.model.assign`) | :func:`splitopt.solving.solve` |
 
@@ -130,19 +130,30 @@ def _energy_delay_baselines(scenario: Scenario, slack: float = DELAY_SLACK) -> d
             found("infeasible", None, None, path="weighted-sum")}
 
 
-# ---------------------------------------------------------------- SmartSplit (own MILP)
+# ---------------------------------------------------------------- SmartSplit (builder)
+def smartsplit_problem(scenario: Scenario) -> Any:
+    """SmartSplit on the public builder (keep/recompute columns, selection, coverage rows).
+
+    ``smartsplit.problem(smartsplit.instance(scenario))``: budgets = device memory, beta = 1/N.
+    """
+    from splitopt.formulations import smartsplit as ss
+
+    return ss.problem(ss.instance(scenario))
+
+
 def _smartsplit_solve(scenario: Scenario, *, backend: str | None = None,
                       time_limit: float | None = None) -> Any:
     from splitopt.formulations import smartsplit as ss
 
-    return ss.solve(ss.instance(scenario), time_limit=time_limit)
+    return ss.solve_builder(ss.instance(scenario), time_limit=time_limit, backend=backend)
 
 
 def _smartsplit_baselines(scenario: Scenario) -> dict[str, Any]:
     from splitopt.formulations import smartsplit as ss
 
-    return {"greedy": ss.greedy(ss.instance(scenario)),
-            "no-recompute": ss.solve(ss.instance(scenario, recompute=False))}
+    inst = ss.instance(scenario)
+    return {"greedy": ss.greedy(inst), "own-milp": ss.solve(inst),
+            "no-recompute": ss.solve_builder(ss.instance(scenario, recompute=False))}
 
 
 # ---------------------------------------------------------------- multi-tier (own DP / MILP)
@@ -247,9 +258,7 @@ def register_all() -> None:
                          problem=energy_delay_problem,
                          builder_lacks="DVFS frequency levels (one level is stated)"))
     register(Formulation("smartsplit", "arXiv:2410.11577", _smartsplit_solve,
-                         _smartsplit_baselines,
-                         builder_lacks="keep/recompute choices per layer and device selection "
-                         "with data-coverage rows"))
+                         _smartsplit_baselines, problem=smartsplit_problem))
     register(Formulation("multitier", "arXiv:2111.08206", _multitier_solve,
                          _multitier_baselines,
                          builder_lacks="several cuts per device along a path of tiers "

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from splitopt.formulations._smartsplit_model import (
@@ -42,8 +42,11 @@ from splitopt.formulations._smartsplit_model import (
     Result,
     _finish,
     _patterns,
+    choices_of,
     device_cost,
     instance,
+    problem,
+    round_rows,
     round_value,
 )
 
@@ -51,7 +54,51 @@ from splitopt.errors import InfeasibleError, InputError, SolverError
 from splitopt.solving.verify import MILP_GAP
 
 __all__ = ["OBJECTIVES", "Choice", "Instance", "Result", "brute_force", "build", "device_cost",
-           "greedy", "instance", "round_value", "solve", "solve_rounds"]
+           "greedy", "instance", "problem", "round_value", "solve", "solve_builder",
+           "solve_rounds"]
+
+
+# ---------------------------------------------------------------------------- the public builder
+def solve_builder(inst: Instance, *, objective: str = "latency", time_limit: float | None = None,
+                  backend: str | None = None) -> Result:
+    """Solve one round exactly through the public builder (:func:`splitopt.solving.solve`).
+
+    On :func:`problem`; ``participation`` is two solves: the most data, then the least T with it.
+    The builder's Result (its guard passed or it says ``unverified``) with SmartSplit's findings
+    as extras: ``choices``, ``round_s``, ``selected_data``, ``data_bound``, ``participants``.
+    """
+    import time as _time
+
+    from splitopt.solving import solve as solve_problem
+
+    if objective not in OBJECTIVES:
+        raise InputError("objective", objective, f"one of {OBJECTIVES}")
+    end = None if time_limit is None else _time.perf_counter() + time_limit
+
+    def left() -> float | None:
+        return None if end is None else max(end - _time.perf_counter(), 1e-3)
+
+    min_data = data_bound = None
+    first = "optimal"
+    if objective == "participation":
+        most = solve_problem(problem(inst, phase="participation"), backend=backend,
+                             time_limit=left())
+        if most.plan is None:
+            raise SolverError(f"SmartSplit: the solver stopped ({most.termination}) before "
+                              "finding a plan; give a longer time_limit")
+        first, data_bound = most.termination, most.bound
+        min_data = most.objective - 1e-9 * max(1.0, abs(most.objective))
+    res = solve_problem(problem(inst, min_data=min_data), backend=backend, time_limit=left())
+    if res.plan is None:
+        raise SolverError(f"SmartSplit: the solver stopped ({res.termination}) before finding a "
+                          f"plan (proven bound {res.bound}); give a longer time_limit")
+    choices = choices_of(inst, res.plan)
+    T, data, _ = round_rows(inst, choices)
+    termination = res.termination if first == "optimal" else first
+    return replace(res, termination=termination, extras={
+        **res.extras, "choices": tuple(choices), "round_s": T, "selected_data": data,
+        "data_bound": data_bound, "participants": sum(ch is not None for ch in choices),
+        "method": f"smartsplit-builder-{objective}"})
 
 
 # ---------------------------------------------------------------------------- the MILP

@@ -33,8 +33,8 @@ def test_every_paper_is_registered_under_one_contract():
         f = formulation.get(name)
         assert isinstance(f, formulation.Formulation) and f.paper.startswith("arXiv:")
         assert (f.problem is None) == bool(f.builder_lacks) or name == "energy-delay"
-    with pytest.raises(InputError, match="keep/recompute"):
-        formulation.get("smartsplit").build(_scenario(0))
+    with pytest.raises(InputError, match="several cuts per device"):
+        formulation.get("multitier").build(_scenario(0))
     with pytest.raises(InputError, match="formulation"):
         formulation.get("no-such-paper")
 

@@ -181,3 +181,14 @@ def test_mip_start_of_a_plan_is_feasible_and_decodes_back(seed):
     x = ss._start(prog.n_cols, s, T, arcs, inst, plan)
     assert prog.max_violation(x) <= 1e-9
     assert tuple(ss._decode(x, s, arcs)) == tuple(plan)
+
+
+def test_the_builder_formulation_on_the_catalog_memory_wall():
+    from splitopt.benchmarks.bench_extensions import memory_wall_scenario
+
+    inst = ss.instance(memory_wall_scenario(20), channels=10, deadline=2.0)
+    own = ss.solve(inst, objective="participation")
+    got = ss.solve_builder(inst, objective="participation")
+    assert got.termination == "optimal" and got.verification.passed
+    assert (got.participants, got.round_s) == (own.participants, pytest.approx(own.round_s))
+    assert any(ch is not None and ch.dropped for ch in got.choices)  # recomputation is used

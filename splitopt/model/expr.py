@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -205,12 +205,26 @@ def option_expr(k: int, n_options: int, lin: np.ndarray, beta: np.ndarray | None
 
 def maximum(terms: Iterable[ExprLike]) -> Expr:
     """max(terms): convex; allowed in objectives to minimise and on the small side of ``<=``."""
-    ts = tuple(Expr.of(t) for t in terms)
-    if not ts:
+    given = tuple(Expr.of(t) for t in terms)
+    if not given:
         raise InputError("maximum", [], "at least one expression")
-    if len(ts) == 1:
-        return ts[0]
+    if len(given) == 1:
+        return given[0]
+    ts = tuple(u for t in given for u in _flat(t))
     return Expr(maxes=((1.0, ts),))
+
+
+def _flat(t: Expr) -> tuple[Expr, ...]:
+    """A term ``rest + w max(ts)`` (one max, w > 0) as the terms ``rest + w t_j``, recursively.
+
+    max(max(a, b) + c, d) = max(a + c, b + c, d): a max of maxes is one max, so every relation
+    ``maximum(...) <= b`` becomes one row per innermost term (see compile's EpigraphMax).
+    """
+    if len(t.maxes) != 1 or t.maxes[0][0] <= 0:
+        return (t,)
+    w, ts = t.maxes[0]
+    rest = replace(t, maxes=())
+    return tuple(u for s in ts for u in _flat(s * w + rest))
 
 
 def total(terms: Iterable[ExprLike]) -> Expr:

@@ -34,6 +34,7 @@ from splitopt.model.expr import (
     total,
 )
 from splitopt.model.options import OptionTable, build_options
+from splitopt.model.recompute import Recompute
 from splitopt.model.variables import (
     BatchVar,
     CutVar,
@@ -66,6 +67,10 @@ class Problem:
         Allow FL mode (the whole model on the device) as a per-device choice.
     selection
         Allow leaving devices out of the round.
+    recompute
+        Let each device drop activations of its layers and recompute them in the backward pass
+        (``p.recompute[k, node]``, :mod:`splitopt.model.recompute`): memory, round time and
+        energy then include those choices. Chain graphs, one batch size, parallel rounds.
     server_share
         Share the server's compute: a variable phi_k per device with sum phi <= 1. Default
         (None): as the scenario's ``server.serving`` says (shared: yes; otherwise no).
@@ -75,10 +80,11 @@ class Problem:
     def __init__(self, scenario: Scenario, *,
                  cuts: CutTable | Sequence[Iterable[str]] | None = None,
                  batch: int | Iterable[int] | None = None, modes: bool = False,
-                 selection: bool = False, server_share: bool | None = None):
+                 selection: bool = False, server_share: bool | None = None,
+                 recompute: bool = False):
         if not isinstance(scenario, Scenario):
             raise InputError("scenario", type(scenario).__name__, "a splitopt Scenario")
-        for flag, value in (("modes", modes), ("selection", selection)):
+        for flag, value in (("modes", modes), ("selection", selection), ("recompute", recompute)):
             if not isinstance(value, bool):
                 raise InputError(flag, value, "True or False")
         if server_share is not None and not isinstance(server_share, bool):
@@ -114,6 +120,7 @@ class Problem:
         self.tied = False
         self._names = {d.name: i for i, d in enumerate(scenario.devices)}
         self._pricing: Scenario | None = None
+        self.recompute: Recompute | None = Recompute(self) if recompute else None
 
     # ------------------------------------------------------------------ pricing
     def pricing_scenario(self) -> Scenario:
@@ -184,6 +191,22 @@ class Problem:
         for k in ks:
             self.allowed[k] &= keep
 
+    def on_device(self, k: int | str, node: int | str) -> Expr:
+        """1 when ``node`` (a name or graph index) is on device k's side, else 0 (affine).
+
+        ``sum_o z[k,o]`` over the options whose cut holds the node ("off" holds none).
+        """
+        g = self.table.graph
+        if isinstance(node, (int, np.integer)) and not isinstance(node, bool) \
+                and 0 <= node < len(g):
+            idx = int(node)
+        elif isinstance(node, str) and node in g.index:
+            idx = g.index[node]
+        else:
+            raise InputError("node", node, f"a node name or index of {g.name or 'the graph'}")
+        holds = np.flatnonzero(np.append(self.table.masks[:, idx], False)[self.options.cut])
+        return Expr(self.device_index(k) * self.n_options + holds, np.ones(len(holds)))
+
     def tie_cuts(self) -> None:
         """One common cut for every device (selected or not)."""
         oc = self.options.cut
@@ -241,13 +264,18 @@ class Problem:
         """T_k = I * T_iter + T_agg of device k (seconds)."""
         o = self.options
         i = self.device_index(k)
-        return self.option_expr(i, o.a_dev[i], o.d[i], o.a_srv[i])
+        return self.option_expr(i, o.a_dev[i], o.d[i], o.a_srv[i]) + self._recompute_s(i)
+
+    def _recompute_s(self, i: int, per: float = 1.0) -> Expr | float:
+        """Device i's extra forward seconds of recomputation (0 without ``recompute``)."""
+        return 0.0 if self.recompute is None else self.recompute.seconds(i) / per
 
     def iteration_time(self, k: int | str) -> Expr:
         """T_iter of one local iteration of device k (seconds)."""
         o, i = self.options, self.device_index(k)
         it = float(self.scenario.training.local_iters)
-        return self.option_expr(i, o.a_dev[i] / it, (o.up[i] + o.dn[i]) / it, o.a_srv[i] / it)
+        return (self.option_expr(i, o.a_dev[i] / it, (o.up[i] + o.dn[i]) / it, o.a_srv[i] / it)
+                + self._recompute_s(i, it))
 
     def phase(self, k: int | str, name: str) -> Expr:
         """One phase of device k's round.
@@ -262,15 +290,19 @@ class Problem:
                  "aggregation": (zero, o.agg[i], None)}
         if name not in table:
             raise InputError("phase", name, f"one of {sorted(table)}")
-        return self.option_expr(i, *table[name])
+        extra = self._recompute_s(i) if name == "device_compute" else 0.0
+        return self.option_expr(i, *table[name]) + extra
 
     def memory(self, k: int | str) -> Expr:
-        """Device k's training memory (bytes)."""
+        """Device k's training memory (bytes); its peak with recomputation (``recompute=True``)."""
+        if self.recompute is not None:
+            return self.recompute.memory(k)
         return self.option_expr(k, self._rows("mem", k))
 
     def energy(self, k: int | str) -> Expr:
-        """Device k's energy per round (J): compute plus transmission."""
-        return self.option_expr(k, self._rows("e_comp", k), self._rows("e_tx", k))
+        """Device k's energy per round (J): compute (recomputation included) plus transmission."""
+        extra = 0.0 if self.recompute is None else self.recompute.energy(k)
+        return self.option_expr(k, self._rows("e_comp", k), self._rows("e_tx", k)) + extra
 
     def comm_bytes(self, k: int | str) -> Expr:
         """Bytes device k sends and receives per round."""
@@ -289,6 +321,8 @@ class Problem:
         if self.scenario.training.schedule == "parallel":
             if n == 1:
                 return self.round_time(0)
+            if self.recompute is not None:  # each T_k has its own recomputation columns
+                return maximum([self.round_time(k) for k in range(n)])
             o = self.options  # one array per coefficient, not one expression per device
             return Expr(maxes=((1.0, self.device_terms(o.a_dev, o.d, o.a_srv)),))
         fl = self.options.is_fl

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from splitopt.errors import InputError
-from splitopt.model.expr import Expr
+from splitopt.model.expr import Constraint, Expr, total
 
 if TYPE_CHECKING:
     from splitopt.model.problem import Problem
@@ -121,6 +121,40 @@ class SelectVar(_DeviceView):
         """Force device k in (True) or out (False)."""
         off = self.p.options.is_off
         self._restrict(k, ~off if on else off, "selected.fix")
+
+    def total(self, weights: Iterable[float] | None = None) -> Expr:
+        """sum_k w_k selected[k] (affine; default w_k = 1: the number of devices selected)."""
+        w = self._weights(weights, "selected.total weights")
+        return total(float(w[k]) * self[k] for k in range(len(self)) if w[k])
+
+    def covers(self, data: Any, fraction: float) -> list[Constraint]:
+        """Coverage rows: sum_k data[k,j] selected[k] >= fraction sum_k data[k,j] for each j.
+
+        ``data`` is (devices,) or (devices, classes) of samples held (counts >= 0): the selected
+        devices hold at least ``fraction`` of every class's samples (SmartSplit's coverage).
+        """
+        arr = np.asarray(data, dtype=float) if not isinstance(data, (str, bytes)) else None
+        n = len(self)
+        if arr is None or arr.ndim not in (1, 2) or arr.shape[0] != n or not np.all(
+                np.isfinite(arr)) or np.any(arr < 0):
+            raise InputError("coverage data", data, f"counts >= 0, one row per device ({n})")
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+                or not 0 <= fraction <= 1:
+            raise InputError("coverage fraction", fraction, "a fraction in [0, 1]")
+        arr = arr.reshape(n, -1)
+        need = fraction * arr.sum(axis=0)
+        return [self.total(arr[:, j]) >= float(need[j]) for j in range(arr.shape[1])
+                if need[j] > 0]
+
+    def _weights(self, weights: Iterable[float] | None, field: str) -> np.ndarray:
+        n = len(self)
+        if weights is None:
+            return np.ones(n)
+        w = np.asarray(list(weights), dtype=float) if not isinstance(weights, (str, bytes)) \
+            else None
+        if w is None or w.shape != (n,) or not np.all(np.isfinite(w)):
+            raise InputError(field, weights, f"{n} finite numbers (one per device)")
+        return w
 
 
 class ShareVar(_DeviceView):
