@@ -138,10 +138,11 @@ class EdgeSplit:
                              "the sequential server exactly (each device's cheapest cut).")
         table = table if table is not None else self.table(scen)
         p = Problem(scen, cuts=table, server_share=scen.server.serving == "shared")
-        if self.memory:
-            for d in scen.devices:
-                if np.isfinite(d.memory_bytes):
-                    p.add(p.memory(d.name) <= d.memory_bytes, name=f"memory:{d.name}")
+        if self.memory:  # one row per finite-memory device (found in arrays: fleets are large)
+            caps = np.array([d.memory_bytes for d in scen.devices], dtype=float)
+            for k in np.flatnonzero(np.isfinite(caps)).tolist():
+                d = scen.devices[k]
+                p.add(p.memory(d.name) <= d.memory_bytes, name=f"memory:{d.name}")
         p.minimize(p.round_latency() * float(scen.training.rounds))
         return p
 

@@ -167,14 +167,17 @@ def round_terms(devices: Sequence[Device], server: Server, channel: Channel, tra
     agg_bytes = np.where(full | agg, table.param_bytes, 0.0)
     sec_srv = table.srv_seconds(server)
     rows: dict[tuple, int] = {}  # compute seconds depend on (class, FLOP/s) only: once per class
-    which = [rows.setdefault((d.cls, d.flops), len(rows)) for d in devices]
+    which = [rows.setdefault(k, len(rows)) for k in zip([d.cls for d in devices],
+                                                        [d.flops for d in devices])]
     reps = dict(zip(which, devices))
     a_dev = np.stack([table.dev_seconds(reps[r]) for r in range(len(rows))])[which] * b * it
     a_srv = np.broadcast_to(sec_srv, a_dev.shape) * b * it
     bits = it * b * BITS * table.boundary_bytes + BITS * agg_bytes  # (N, C)
-    pbs = np.array([per_bit_seconds(d, channel) for d in devices]).reshape(-1, 1)
-    up = np.array([1.0 / (channel.bandwidth_up_hz * d.spectral_eff_up)
-                   for d in devices]).reshape(-1, 1)
+    # per_bit_seconds of every device, in arrays
+    up = 1.0 / (channel.bandwidth_up_hz * np.array([d.spectral_eff_up for d in devices],
+                                                   dtype=float).reshape(-1, 1))
+    pbs = up + 1.0 / (channel.bandwidth_dn_hz * np.array([d.spectral_eff_dn for d in devices],
+                                                        dtype=float).reshape(-1, 1))
     mem = (2 + training.optimizer_copies) * table.param_bytes + b * table.act_bytes
     mem = mem + np.array([d.workspace_bytes for d in devices]).reshape(-1, 1)
     p_comp = np.array([d.power_compute_w for d in devices]).reshape(-1, 1)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from splitopt.costs import BITS, CutTable, round_latency
+from splitopt.costs import BITS, CutTable, takes_turns
 
 #: at most this many devices: the guard re-prices with the scalar ``evaluate()`` (every problem of
 #: the property suite and of the small tests); above, with :func:`reprice`. ``evaluate`` costs
@@ -48,7 +48,9 @@ def reprice(scenario: Any, plan: Any) -> Repriced:
     g, tr, ch, srv = scenario.graph, scenario.training, scenario.channel, scenario.server
     serving = getattr(srv, "serving", "dedicated")
     chosen = [d for d in plan.devices if d.selected]
-    if any(d.server_share is None for d in chosen) and serving == "shared":
+    # one list per field (floats and shared objects: no new containers for the collector)
+    f_ = [d.server_share for d in chosen]
+    if serving == "shared" and None in f_:
         raise ValueError("unplanned server shares")
     labels = tr.labels == "device"
     whole = frozenset(g.names)
@@ -62,22 +64,30 @@ def reprice(scenario: Any, plan: Any) -> Repriced:
             j = side_of[s] = len(sides)
             sides.append(whole if s is whole else g.check_split(s, labels_on_device=labels))
         key[i] = j
-    table = CutTable.from_sets(g, sides) if sides else None
-    devs = [scenario.device(d.device) for d in chosen]
-    prof: dict[tuple[str, float], int] = {}
-    pk = np.array([prof.setdefault((dv.cls, float(dv.flops)), len(prof)) for dv in devs],
-                  dtype=np.int64)
-    if table is None:
+    if not sides:
         return Repriced([], {f: np.zeros(0) for f in FIELDS}, 0.0)
+    table = CutTable.from_sets(g, sides)
+    names = [d.device for d in chosen]
+    every = scenario.devices
+    devs = (every if names == [dv.name for dv in every] else
+            [scenario.device(n) for n in names])
+    prof: dict[tuple[str, float], int] = {}
+    pk = np.array([prof.setdefault(k, len(prof)) for k in zip(
+        [dv.device_class or dv.name for dv in devs], [dv.flops for dv in devs])], dtype=np.int64)
+    eff_up, eff_dn, work, p_comp, p_tx = (
+        np.array([getattr(dv, f) for dv in devs], dtype=float) for f in (
+            "spectral_eff_up", "spectral_eff_dn", "workspace_bytes", "power_compute_w",
+            "power_tx_w"))
     masks = table.masks.astype(float)
     per_sample = np.column_stack([masks @ g.train_seconds(c, f) for c, f in prof])  # sides x prof
     t_dev_1 = per_sample[key, pk]
     t_srv_1 = ((~table.masks).astype(float) @ g.train_seconds(srv.device_class, srv.flops))[key]
+    phi = np.array([1.0 if f is None else f for f in f_], dtype=float)
     beta = np.array([d.bandwidth_share for d in chosen], dtype=float)
-    phi = np.array([1.0 if d.server_share is None else d.server_share for d in chosen], float)
     b = np.array([tr.batch_size if d.batch_size is None else d.batch_size for d in chosen], float)
-    up_bps = beta * ch.bandwidth_up_hz * np.array([dv.spectral_eff_up for dv in devs])
-    dn_bps = beta * ch.bandwidth_dn_hz * np.array([dv.spectral_eff_dn for dv in devs])
+    fl = np.array([d.mode == "fl" for d in chosen], dtype=bool)
+    up_bps = beta * ch.bandwidth_up_hz * eff_up
+    dn_bps = beta * ch.bandwidth_dn_hz * eff_dn
     it = float(tr.local_iters)
     full = table.masks.all(axis=1)[key]
     w = np.where(full | bool(tr.aggregate), table.param_bytes[key], 0.0)
@@ -86,12 +96,13 @@ def reprice(scenario: Any, plan: Any) -> Repriced:
     t_up, t_dn = b * BITS * bnd / up_bps, b * BITS * bnd / dn_bps
     t_agg = BITS * w * (1.0 / up_bps + 1.0 / dn_bps)
     round_s = it * (t_dev + t_srv + t_up + t_dn) + t_agg
-    mem = ((2 + tr.optimizer_copies) * table.param_bytes[key] + b * table.act_bytes[key]
-           + np.array([dv.workspace_bytes for dv in devs]))
+    mem = (2 + tr.optimizer_copies) * table.param_bytes[key] + b * table.act_bytes[key] + work
     up_s = it * t_up + BITS * w / up_bps
-    energy = (np.array([dv.power_compute_w for dv in devs]) * it * t_dev
-              + np.array([dv.power_tx_w for dv in devs]) * up_s)
+    energy = p_comp * it * t_dev + p_tx * up_s
     comm = it * 2 * b * bnd + 2 * w
-    latency = round_latency(round_s.tolist(), [d.mode for d in chosen], tr.schedule, serving)
-    return Repriced([d.device for d in chosen], dict(zip(FIELDS, (round_s, mem, energy, comm))),
-                    float(latency))
+    # costs.round_latency: FL devices in parallel; split devices in parallel (max) or in turn
+    split = round_s[~fl]
+    turns = takes_turns(tr.schedule, serving)
+    latency = max([float(split.sum() if turns else split.max()) if split.size else 0.0,
+                   *round_s[fl].tolist()])
+    return Repriced(names, dict(zip(FIELDS, (round_s, mem, energy, comm))), float(latency))

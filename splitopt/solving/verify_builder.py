@@ -29,46 +29,73 @@ def plan_options(problem: Any, plan: Any) -> tuple[np.ndarray, list[Check]]:
 
     Also returns the checks that the plan covers the problem's devices with allowed options.
     """
-    o = problem.options
-    sets = problem.table.sets()
-    index: dict[tuple, list[int]] = {}
-    for j in range(o.n_options):
-        c = int(o.cut[j])
-        key = ("off",) if c < 0 else (sets[c], int(o.batch[j]), bool(o.is_fl[j]))
-        index.setdefault(key, []).append(j)
-    chosen = np.full(problem.n_devices, -1, dtype=np.int64)
-    checks: list[Check] = []
+    return _plan_options(problem, plan, _plan_devices(problem, plan))
+
+
+def _plan_devices(problem: Any, plan: Any) -> list[Any]:
+    """The plan's DevicePlan of each of the problem's devices, in the problem's order (or None)."""
+    names = [d.name for d in problem.scenario.devices]
+    if [d.device for d in plan.devices] == names:
+        return list(plan.devices)
     by_name = {d.device: d for d in plan.devices}
-    missing = [problem.device_name(k) for k in range(problem.n_devices)
-               if problem.device_name(k) not in by_name]
-    checks.append(Check("plan covers every device", not missing and
-                        len(plan.devices) == problem.n_devices,
-                        "" if not missing else f"missing {missing[:5]}"))
-    bad: list[str] = []
+    return [by_name.get(n) for n in names]
+
+
+def _plan_options(problem: Any, plan: Any, devs: list[Any]) -> tuple[np.ndarray, list[Check]]:
+    o = problem.options
+    g, masks = problem.table.graph, problem.table.masks
+    n = problem.n_devices
+    chosen = np.full(n, -1, dtype=np.int64)
+    names = [d.name for d in problem.scenario.devices]
+    missing = [nm for nm, d in zip(names, devs) if d is None]
+    checks = [Check("plan covers every device", not missing and len(plan.devices) == n,
+                    "" if not missing else f"missing {missing[:5]}")]
+    # one candidate list per distinct decision (a fleet has a few), then allowed per group
+    decision: dict[tuple, int] = {}
+    which = np.array([-1 if d is None else decision.setdefault(
+        (d.selected, d.device_side, d.batch_size, d.mode), len(decision)) for d in devs],
+        dtype=np.int64)
     default_batch = problem.scenario.training.batch_size
-    cand_of: dict[tuple, np.ndarray] = {}  # one candidate list per distinct decision (fleets
-    for k in range(problem.n_devices):     # share a few), one allowed-lookup per device
-        d = by_name.get(problem.device_name(k))
-        if d is None:
+    bad = np.zeros(n, dtype=bool)
+    for (selected, side, batch, mode), j in decision.items():
+        ks = np.flatnonzero(which == j)
+        cands = _candidates(o, g, masks, selected, side,
+                            batch if batch is not None else default_batch, mode == "fl")
+        if not len(cands):
+            bad[ks] = True
             continue
-        raw = (d.selected, d.device_side, d.batch_size, d.mode)
-        cands = cand_of.get(raw)
-        if cands is None:
-            batch = d.batch_size if d.batch_size is not None else default_batch
-            key = ("off",) if not d.selected else (d.device_side, int(batch), d.mode == "fl")
-            found = index.get(key, [])
-            if d.mode == "fl":  # FL's side is the whole graph, whatever its position
-                found = found + [j for j in range(o.n_options) if o.is_fl[j] and j not in found
-                                 and int(o.batch[j]) == key[1]]
-            cands = cand_of[raw] = np.array(found, dtype=np.int64)
-        ok = cands[problem.allowed[k, cands]] if len(cands) else cands
-        if len(ok):
-            chosen[k] = ok[0]
-        else:
-            bad.append(d.device)
-    checks.append(Check("plan uses allowed options", not bad,
-                        "" if not bad else f"devices {bad[:5]} use an option the problem excludes"))
+        ok = problem.allowed[np.ix_(ks, cands)]
+        first = np.argmax(ok, axis=1)
+        hit = ok[np.arange(len(ks)), first]
+        chosen[ks[hit]] = cands[first[hit]]
+        bad[ks[~hit]] = True
+    culprits = [devs[k].device for k in np.flatnonzero(bad)[:5]]
+    checks.append(Check("plan uses allowed options", not culprits, "" if not culprits else
+                        f"devices {culprits} use an option the problem excludes"))
     return chosen, checks
+
+
+def _candidates(o: Any, g: Any, masks: np.ndarray, selected: bool, side: Any, batch: int,
+                fl: bool) -> np.ndarray:
+    """The options (in order) that a plan's decision names: "off", or cut x batch x mode.
+
+    The side is matched to the candidate cuts by its node mask; FL's side is the whole graph,
+    whatever its position.
+    """
+    if not selected:
+        return np.flatnonzero(o.cut < 0)
+    try:
+        mask = g.mask(side)
+    except Exception:  # noqa: BLE001 - a node the graph does not have: no option matches
+        return np.zeros(0, dtype=np.int64)
+    rows = (masks == mask).all(axis=1)
+    on = o.cut >= 0
+    hit = on & (o.batch == int(batch))
+    same = hit & rows[np.where(on, o.cut, 0)] & (o.is_fl == fl)
+    found = np.flatnonzero(same)
+    if fl:  # then every other FL option at this batch size
+        found = np.concatenate([found, np.flatnonzero(hit & o.is_fl & ~same)])
+    return found.astype(np.int64)
 
 
 def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: float | None,
@@ -86,7 +113,8 @@ def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: f
     from splitopt.plan import evaluate
 
     n, o = problem.n_devices, problem.options
-    opt, checks = plan_options(problem, plan)
+    devs = _plan_devices(problem, plan)
+    opt, checks = _plan_options(problem, plan, devs)
     if options is not None and np.any(opt >= 0):
         same = np.asarray(options)[opt >= 0] == opt[opt >= 0]
         costs_same = np.all(same | np.isclose(o.a_dev[np.arange(n), np.asarray(options)],
@@ -95,8 +123,6 @@ def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: f
                             "" if costs_same else "the decoded plan differs from the solution"))
     if np.any(opt < 0):
         return Verification(tuple(checks), None)
-    by_name = {d.device: d for d in plan.devices}
-    devs = [by_name[problem.device_name(k)] for k in range(n)]
     beta = np.array([d.bandwidth_share for d in devs], dtype=float)
     phi = np.array([1.0 if d.server_share is None else d.server_share for d in devs], dtype=float)
     x = np.zeros(problem.n_cols)
@@ -170,19 +196,23 @@ def _evaluate_checks(problem: Any, plan: Any, opt: np.ndarray, beta: np.ndarray,
                 "memory_bytes": o.mem[r, opt], "comm_bytes": o.comm[r, opt],
                 "energy_j": o.e_comp[r, opt] + o.e_tx[r, opt] / beta}
     ks = np.flatnonzero(sel)
-    names = [problem.device_name(int(k)) for k in ks]
+    every = [d.name for d in problem.scenario.devices]
+    names = [every[k] for k in ks.tolist()]
     bad: list[str] = []
     if isinstance(costs, Repriced):
-        rows = np.array([costs.row.get(n, -1) for n in names], dtype=np.int64)
-        bad += [f"{n}: not priced" for n in np.array(names)[rows < 0][:3]]
+        rows = (np.arange(len(names)) if costs.names == names else
+                np.array([costs.row.get(n, -1) for n in names], dtype=np.int64))
+        if (rows < 0).any():
+            bad += [f"{n}: not priced" for n in np.array(names)[rows < 0][:3]]
         for key, arr in ours.items():
             a, b = arr[ks[rows >= 0]], costs.values[key][rows[rows >= 0]]
             with np.errstate(invalid="ignore"):
                 close = np.isfinite(a) & np.isfinite(b) & (np.abs(a - b) <= OBJECTIVE_RTOL * (
                     np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-12)))
             off = ~close & ~((a == 0) & (b == 0))
-            bad += [f"{n}.{key}: re-priced {y:.12g}, option table {x:.12g}" for n, x, y in
-                    zip(np.array(names)[rows >= 0][off][:3], a[off][:3], b[off][:3])]
+            if off.any():
+                bad += [f"{n}.{key}: re-priced {y:.12g}, option table {x:.12g}" for n, x, y
+                        in zip(np.array(names)[rows >= 0][off][:3], a[off][:3], b[off][:3])]
     else:
         for k, n in zip(ks, names):
             ph = costs.per_device.get(n)
