@@ -31,7 +31,8 @@ def _cases(quick: bool) -> list[Case]:
 SPEC = register(BenchSpec(
     name="profiler",
     description="profile each zoo model from meta tensors (no weights allocated): seconds, peak "
-                "RSS (GiB), capture used (torch.export, or torch.fx fallback)",
+                "RSS (GiB), capture used (auto: torch.fx when it traces every module, else "
+                "torch.export)",
     cases=_cases, baseline=None,
     extra={"columns": ["capture", "params", "nodes", "peak_rss_gib", "weights_gib",
                        "cpu_seconds"]}))

@@ -59,7 +59,7 @@ def test_conv_and_linear_flops_equal_formulas():
     assert (fc.fwd_flops, fc.bwd_flops) == (2 * 6 * 5, 2 * 2 * 6 * 5)
     assert fc.param_bytes == (6 * 5 + 5) * F32
     assert g.node("cat").kind == "cat" and g.node("cat").out_bytes == 8 * 8 * 8 * F32
-    assert g.meta["capture"] == "export" and g.meta["batch_profiled"] == 3
+    assert g.meta["capture"] == "fx" and g.meta["batch_profiled"] == 3  # fx traced it all
 
 
 @pytest.mark.parametrize("capture", ["export", "fx"])
@@ -132,6 +132,51 @@ def test_export_and_fx_agree(case):
     assert ge.names == gf.names and set(ge.edges) == set(gf.edges)
     assert ge.fwd_flops.tolist() == gf.fwd_flops.tolist()
     assert ge.param_bytes.tolist() == gf.param_bytes.tolist()
+
+
+def _same_graph(a, b):
+    """Node for node the same graph: names (in order), edges, FLOPs and bytes."""
+    assert a.names == b.names and set(a.edges) == set(b.edges)
+    for attr in ("fwd_flops", "bwd_flops", "out_bytes", "param_bytes", "act_bytes"):
+        assert getattr(a, attr).tolist() == getattr(b, attr).tolist(), attr
+    assert a.meta.get("tied") == b.meta.get("tied")
+
+
+@pytest.mark.parametrize("case", sorted(set(toy.examples()) - {"gated_inside"}) + ["gpt2"])
+def test_default_capture_is_the_export_graph(case):
+    # the default takes fx when fx traces every module, for speed: it must be the graph
+    # torch.export gives, node for node (a small GPT-2 pins the GPT-2-XL benchmark's shape)
+    from splitopt import zoo
+
+    model, inputs = (zoo.build("gpt2", batch_size=2, seq_len=8, device="meta", n_layer=2,
+                               n_embd=32, n_head=2, vocab_size=64, n_positions=16)
+                     if case == "gpt2" else toy.examples()[case])
+    default = profile(model, inputs)
+    assert default.meta["capture"] == "fx" and default.meta["leaves_forced"] == []
+    _same_graph(default, profile(model, inputs, capture="export"))
+
+
+def test_default_capture_takes_export_when_fx_would_make_modules_opaque():
+    class Gate(nn.Module):  # fx cannot trace its branch on a shape; torch.export can
+        def __init__(self):
+            super().__init__()
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            return self.act(x) * 2 if x.shape[-1] > 2 else x
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.gate = nn.Linear(4, 4), Gate()
+
+        def forward(self, x):
+            return self.gate(self.fc(x))
+
+    model, x = Net(), torch.randn(2, 4)
+    g = profile(model, (x,))
+    assert g.meta["capture"] == "export" and "made ['gate'] opaque" in g.meta["capture_reason"]
+    _same_graph(g, profile(model, (x,), capture="export"))
 
 
 def test_meta_model_gives_the_same_graph_without_weights():

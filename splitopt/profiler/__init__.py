@@ -1,9 +1,10 @@
 """torch model -> LayerGraph (see docs/profiler.md).
 
-``profile`` captures the graph (torch.export, falling back to torch.fx), counts per-sample forward
-and backward FLOPs with ``torch.utils.flop_counter`` on meta tensors, and optionally times each
-node on this machine. ``profile_model`` does the same from a zoo name or ``package.module:factory``;
-``attach_profile`` attaches the measured H100 per-layer times by module name.
+``profile`` captures the graph (torch.fx when it traces every module, else torch.export), counts
+per-sample forward and backward FLOPs with ``torch.utils.flop_counter`` on meta tensors, and
+optionally times each node on this machine. ``profile_model`` does the same from a zoo name or
+``package.module:factory``; ``attach_profile`` attaches the measured H100 per-layer times by module
+name.
 """
 
 from __future__ import annotations

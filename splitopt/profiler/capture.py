@@ -70,7 +70,7 @@ class Captured:
     capture
         ``"export"`` or ``"fx"``.
     reason
-        Why the fallback was taken (empty when the first route worked).
+        Why ``auto`` did not take a complete fx capture (empty when it did).
     leaves_forced
         Submodules made leaves because they could not be traced (fx route).
     out_spec
@@ -98,6 +98,12 @@ class Captured:
 def capture(model: nn.Module, example_inputs: Sequence[Any], mode: str = "auto") -> Captured:
     """Capture ``model`` called on ``example_inputs`` (a tuple of positional arguments).
 
+    ``"auto"`` takes the torch.fx capture when fx traces every module (no submodule made opaque):
+    that is node for node the graph torch.export gives (same names, edges, FLOPs and bytes on
+    every zoo model: tests/test_split_bytes.py, tests/test_profiler_small.py) at a fraction of
+    its CPU time. Otherwise it takes torch.export, and when export fails too, the fx capture with
+    its opaque submodules.
+
     Raises
     ------
     InputError
@@ -111,25 +117,40 @@ def capture(model: nn.Module, example_inputs: Sequence[Any], mode: str = "auto")
     if not isinstance(model, nn.Module):
         raise InputError("module", type(model).__name__, "a torch.nn.Module")
     args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    reason = ""
     with no_cache(model):
-        if mode in ("auto", "export"):
+        if mode == "fx":
+            return _from_fx(model, args)
+        if mode == "export":
             try:
                 return _from_export(model, args)
-            except Exception as err:  # noqa: BLE001 - any export failure means: try the next route
-                if mode == "export":
-                    raise ProfileError(f"torch.export could not capture {type(model).__name__}: "
-                                       f"{_first_line(err)}") from err
-                reason = f"torch.export failed: {_first_line(err)}"
-        try:
-            cap = _from_fx(model, args)
-        except ProfileError as err:
-            if not reason:
-                raise
-            raise ProfileError(f"cannot capture {type(model).__name__}: {reason}; then {err}. "
-                               "Fix the route you prefer (capture='export' or 'fx' shows its "
-                               "error alone).") from err
-    cap.reason = reason
+            except Exception as err:  # noqa: BLE001 - any export failure is the route's error
+                raise ProfileError(f"torch.export could not capture {type(model).__name__}: "
+                                   f"{_first_line(err)}") from err
+        return _auto(model, args)
+
+
+def _auto(model: nn.Module, args: tuple[Any, ...]) -> Captured:
+    """The torch.fx capture when it traces everything, else torch.export, else fx with opaques."""
+    partial: Captured | None = None
+    try:
+        partial = _from_fx(model, args)
+        if not partial.leaves_forced:
+            return partial
+        fx_reason = f"torch.fx made {partial.leaves_forced[:3]} opaque"
+    except Exception as err:  # noqa: BLE001 - any fx failure means: try torch.export
+        fx_reason = str(err) if isinstance(err, ProfileError) else \
+            f"torch.fx failed: {_first_line(err)}"
+    try:
+        cap = _from_export(model, args)
+    except Exception as err:  # noqa: BLE001 - any export failure means: keep the fx capture
+        reason = f"torch.export failed: {_first_line(err)}"
+        if partial is None:
+            raise ProfileError(f"cannot capture {type(model).__name__}: {reason}; then "
+                               f"{fx_reason}. Fix the route you prefer (capture='export' or "
+                               "'fx' shows its error alone).") from err
+        partial.reason = reason
+        return partial
+    cap.reason = fx_reason
     return cap
 
 

@@ -60,7 +60,8 @@ def profile(module: nn.Module, example_inputs: Any, *, measure: bool = False,
         Also time each node's forward and backward on this machine (real tensors; the model must
         not be on meta) and attach them as measured times of ``device_class``.
     capture
-        ``"auto"`` (torch.export, then torch.fx), ``"export"`` or ``"fx"``.
+        ``"auto"`` (torch.fx when it traces every module: the graph torch.export gives; else
+        torch.export; else fx with opaque submodules), ``"export"`` or ``"fx"``.
     device_class
         Name under which measured times are stored.
     name
