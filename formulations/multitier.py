@@ -29,6 +29,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -385,3 +386,97 @@ def chain_variant(name: str, depth: int, width: int, *, image: int = 32,
     nodes.append(Node("loss", 3.0 * classes, None, 4.0, 0, "output"))
     edges += [(prev, "fc"), ("fc", "loss")]
     return LayerGraph(nodes, edges, ["x"], "loss", name=name)
+
+
+# ---------------------------------------------------------------------------- the public builder
+def builder_scenario(scenario: Any) -> tuple[Any, list[Any]]:
+    """The scenario read as a path, in builder terms: (one-device scenario, relays).
+
+    Tier 0 is the scenario's first device, tiers 1.. its other devices in order (relays: link k
+    at device k's full-channel rates, as :func:`splitopt.formulations.registry.tiers_of` reads
+    it), the server last. Priced per training iteration as :func:`costs` does by default: one
+    local iteration, no aggregation, plain SGD (``optimizer_copies=0``), no workspace.
+    """
+    from splitopt.model.relays import Relay
+    from splitopt.system import link_of
+
+    devs, ch = scenario.devices, scenario.channel
+    first = devs[0].model_copy(update={"workspace_bytes": 0.0})
+    tr = scenario.training.model_copy(update={"local_iters": 1, "aggregate": False,
+                                              "optimizer_copies": 0, "schedule": "parallel"})
+    server = scenario.server.model_copy(update={"serving": "dedicated"})
+    relays = []
+    for d in devs[1:]:
+        lk = link_of(d, ch, 1.0)
+        relays.append(Relay(d.name, d.flops, lk.up_bps, lk.dn_bps, d.memory_bytes,
+                            d.device_class))
+    return scenario.replace(devices=[first], training=tr, server=server), relays
+
+
+def problem(scenario: Any) -> Any:
+    """Multi-tier as a public-builder Problem: least iteration latency over nested cuts.
+
+    Tier 0's set is one of the chain-prefix cuts (so it never holds the whole graph: that is FL
+    mode, which the reference model prices with aggregation), relays take nested sets
+    (:mod:`splitopt.model.relays`), every tier within its memory, the whole channel on link 0.
+    """
+    from splitopt.model import Problem
+
+    sc, relays = builder_scenario(scenario)
+    p = Problem(sc, server_share=False, relays=relays or None)
+    p.bandwidth.fix(None, 1.0)
+    d = sc.devices[0]
+    if math.isfinite(d.memory_bytes):
+        p.add(p.memory(0) <= d.memory_bytes, name=f"memory:{d.name}")
+    p.minimize(p.round_latency())
+    return p
+
+
+def tiers_of_plan(p: Any, plan: Any) -> tuple[int, ...]:
+    """The tier of every node (topological order) in a builder plan of :func:`problem`."""
+    g, d = p.scenario.graph, plan.devices[0]
+    last = 1 if p.relays is None else p.relays.R + 1
+    tau = np.full(len(g), last, dtype=int)
+    placed = plan.meta.get("relays", {}).get(d.device, {})
+    for t, r in enumerate(() if p.relays is None else p.relays.relays, start=1):
+        tau[[g.index[v] for v in placed.get(r.name, ())]] = t
+    tau[[g.index[v] for v in d.device_side]] = 0
+    return tuple(int(t) for t in tau)
+
+
+def solve_builder(scenario: Any, *, backend: str | None = None,
+                  time_limit: float | None = None) -> Result:
+    """The exact optimum of :func:`problem` through :func:`splitopt.solving.solve`.
+
+    The builder's Result, with ``tiers`` (each node's tier), ``latency_s`` and, for chains,
+    ``cuts`` as extras.
+    The builder's Problem leaves out one placement, the whole model on tier 0 (the reference
+    model prices that as FL mode, with aggregation); it is priced here per iteration (compute
+    only, :func:`latency`) and returned instead when it is faster, through the same guard, so
+    the answer is exact over every placement.
+    """
+    from splitopt.formulations.registry import tiers_of
+
+    from splitopt.solving import solve as solve_problem
+
+    p = problem(scenario)
+    res = solve_problem(p, backend=backend, time_limit=time_limit)
+    n_tiers = 2 if p.relays is None else p.relays.R + 2
+    chain = scenario.graph.is_chain
+    if res.plan is not None:
+        tau = tiers_of_plan(p, res.plan)
+        res = replace(res, extras={**res.extras, "tiers": tau, "latency_s": res.objective,
+                                   "method": "builder",
+                                   "cuts": cuts(tau, n_tiers) if chain else None})
+    tiers, links = tiers_of(scenario)
+    c = costs(scenario.graph, tiers, links, batch=scenario.training.batch_size)
+    local = device_only(c)
+    if local.latency_s == math.inf or (res.objective is not None
+                                       and res.objective <= local.latency_s):
+        return res
+    bound = local.latency_s if res.bound is None else min(res.bound, local.latency_s)
+    found = placement(local.tiers, local.latency_s, res.termination, "builder+device-only",
+                      bound)
+    return replace(_checked(c, found), extras={**found.extras,
+                                               "cuts": cuts(local.tiers, n_tiers) if chain
+                                               else None})

@@ -8,7 +8,7 @@ Each is registered by name, so ``splitopt solve --problem NAME scenario.yaml`` r
 | ``energy-delay`` | yes (one DVFS level) | :func:`splitopt.solving.solve` |
 | ``hsfl`` | no: rounds-to-target x latency, a time-shared band | its branch and bound |
 | ``smartsplit`` | yes (:mod:`splitopt.model.recompute`) | :func:`splitopt.solving.solve` |
-| ``multitier`` | no: several cuts per device along a path of tiers | DP (chains) / MILP |
+| ``multitier`` | yes (:mod:`splitopt.model.relays`) | :func:`splitopt.solving.solve` |
 | ``synergy`` | yes (:mod:`splitopt.model.assign`) | :func:`splitopt.solving.solve` |
 
 Where a paper needs more than the scenario says (tiers, accelerators), ``solve`` reads the
@@ -19,7 +19,6 @@ own functions take the full inputs.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any
 
 from splitopt.errors import InfeasibleError
@@ -184,22 +183,33 @@ def _multitier_costs(scenario: Scenario) -> Any:
     return mt.costs(scenario.graph, tiers, links, batch=scenario.training.batch_size)
 
 
+def multitier_problem(scenario: Scenario) -> Any:
+    """Multi-tier on the public builder: the first device, the others as relays, the server."""
+    from splitopt.formulations import multitier as mt
+
+    return mt.problem(scenario)
+
+
 def _multitier_solve(scenario: Scenario, *, backend: str | None = None,
                      time_limit: float | None = None) -> Any:
     from splitopt.formulations import multitier as mt
 
-    t0 = time.perf_counter()
-    c = _multitier_costs(scenario)
-    res = _multitier_result(mt.solve(c, time_limit=time_limit), c)
-    return replace(res, solve_s=time.perf_counter() - t0)
+    return mt.solve_builder(scenario, backend=backend, time_limit=time_limit)
 
 
 def _multitier_baselines(scenario: Scenario) -> dict[str, Any]:
+    """The paper's baselines, and the module's own exact DP / MILP (``own-exact``).
+
+    ``own-exact`` may also place the whole model on the device, which the builder prices as FL
+    mode (with aggregation) and so leaves out of its multi-tier Problem.
+    """
     from splitopt.formulations import multitier as mt
 
     c = _multitier_costs(scenario)
-    return {f.__name__.replace("_", "-"): _multitier_result(f(c), c)
-            for f in (mt.device_only, mt.two_tier, mt.greedy)}
+    out = {f.__name__.replace("_", "-"): _multitier_result(f(c), c)
+           for f in (mt.device_only, mt.two_tier, mt.greedy)}
+    out["own-exact"] = _multitier_result(mt.solve(c), c)
+    return out
 
 
 # ---------------------------------------------------------------- Synergy (builder)
@@ -260,9 +270,12 @@ def register_all() -> None:
     register(Formulation("smartsplit", "arXiv:2410.11577", _smartsplit_solve,
                          _smartsplit_baselines, problem=smartsplit_problem))
     register(Formulation("multitier", "arXiv:2111.08206", _multitier_solve,
-                         _multitier_baselines,
-                         builder_lacks="several cuts per device along a path of tiers "
-                         "(nested per-tier node sets)"))
+                         _multitier_baselines, problem=multitier_problem))
+    # the CLI runs multi-tier's solve: the builder's optimum, or the whole model on the device
+    # when that is faster (a placement the builder prices as FL mode)
+    from splitopt.model import problems
+
+    problems.register_route("multitier", _multitier_solve)
     register(Formulation("synergy", "arXiv:2401.08637", _synergy_solve, _synergy_baselines,
                          problem=synergy_problem))
     # the CLI runs Synergy's solve (the builder's, plus the mapping re-priced in extras) rather

@@ -212,7 +212,8 @@ def test_builder_equals_smartsplit_brute_force(seed, objective):
         return
     got = ss.solve_builder(inst, objective=objective)
     assert got.termination == "optimal" and got.verification.passed
-    assert got.objective == pytest.approx(got.round_s, rel=1e-9)  # SmartSplit's own pricing
+    # SmartSplit's own pricing (sub-channels: the shares are solved, to the solver's tolerance)
+    assert got.objective == pytest.approx(got.round_s, rel=1e-6)
     own = ss.solve(inst, objective=objective)  # the module's own path MILP
     for other in (exact, own):
         if objective == "participation":  # latency ties may select other devices

@@ -2,5 +2,6 @@
 
 from splitopt.model.expr import Constraint, Expr, maximum, total
 from splitopt.model.problem import Problem
+from splitopt.model.relays import Relay
 
-__all__ = ["Constraint", "Expr", "Problem", "maximum", "total"]
+__all__ = ["Constraint", "Expr", "Problem", "Relay", "maximum", "total"]

@@ -35,6 +35,7 @@ from splitopt.model.expr import (
 )
 from splitopt.model.options import OptionTable, build_options
 from splitopt.model.recompute import Recompute
+from splitopt.model.relays import Relay, Relays
 from splitopt.model.variables import (
     BatchVar,
     CutVar,
@@ -44,7 +45,6 @@ from splitopt.model.variables import (
     Var,
 )
 from splitopt.scenario import Scenario
-
 
 #: what ``Problem.solve()`` and ``Problem.compile()`` call, set by ``splitopt/__init__`` (it runs
 #: before any submodule): model/ imports neither solving nor compile, which read Problems
@@ -71,6 +71,10 @@ class Problem:
         Let each device drop activations of its layers and recompute them in the backward pass
         (``p.recompute[k, node]``, :mod:`splitopt.model.recompute`): memory, round time and
         energy then include those choices. Chain graphs, one batch size, parallel rounds.
+    relays
+        Tiers between every device and the server (device -> edge -> ... -> server): several
+        nested cuts per device (``p.relays``, :mod:`splitopt.model.relays`); needs
+        ``server_share=False``.
     server_share
         Share the server's compute: a variable phi_k per device with sum phi <= 1. Default
         (None): as the scenario's ``server.serving`` says (shared: yes; otherwise no).
@@ -81,7 +85,7 @@ class Problem:
                  cuts: CutTable | Sequence[Iterable[str]] | None = None,
                  batch: int | Iterable[int] | None = None, modes: bool = False,
                  selection: bool = False, server_share: bool | None = None,
-                 recompute: bool = False):
+                 recompute: bool = False, relays: Sequence[Relay] | None = None):
         if not isinstance(scenario, Scenario):
             raise InputError("scenario", type(scenario).__name__, "a splitopt Scenario")
         for flag, value in (("modes", modes), ("selection", selection), ("recompute", recompute)):
@@ -121,6 +125,20 @@ class Problem:
         self._names = {d.name: i for i, d in enumerate(scenario.devices)}
         self._pricing: Scenario | None = None
         self.recompute: Recompute | None = Recompute(self) if recompute else None
+        self.relays: Relays | None = None if relays is None else Relays(self, relays)
+
+    # ------------------------------------------------------------------ extensions
+    def annotate_plan(self, plan: Any, values: Mapping[str, Any]) -> Any:
+        """The plan with what the extensions decided (recomputed layers, relay nodes) in meta."""
+        for ext in (self.recompute, self.relays):
+            if ext is not None:
+                plan = ext.annotate(plan, values)
+        return plan
+
+    def fill_from_plan(self, plan: Any, x: np.ndarray) -> list[tuple[str, bool, str]]:
+        """Set the extensions' columns of ``x`` from the plan's own record (for the guard)."""
+        return [c for ext in (self.recompute, self.relays) if ext is not None
+                for c in ext.fill(plan, x)]
 
     # ------------------------------------------------------------------ pricing
     def pricing_scenario(self) -> Scenario:
@@ -267,8 +285,12 @@ class Problem:
         return self.option_expr(i, o.a_dev[i], o.d[i], o.a_srv[i]) + self._recompute_s(i)
 
     def _recompute_s(self, i: int, per: float = 1.0) -> Expr | float:
-        """Device i's extra forward seconds of recomputation (0 without ``recompute``)."""
-        return 0.0 if self.recompute is None else self.recompute.seconds(i) / per
+        """Device i's extra seconds of recomputation and relays (0 without either)."""
+        extra: Expr | float = 0.0
+        for ext in (self.recompute, self.relays):
+            if ext is not None:
+                extra = extra + ext.seconds(i) / per
+        return extra
 
     def iteration_time(self, k: int | str) -> Expr:
         """T_iter of one local iteration of device k (seconds)."""
@@ -290,7 +312,11 @@ class Problem:
                  "aggregation": (zero, o.agg[i], None)}
         if name not in table:
             raise InputError("phase", name, f"one of {sorted(table)}")
-        extra = self._recompute_s(i) if name == "device_compute" else 0.0
+        extra: Expr | float = 0.0
+        if name == "device_compute" and self.recompute is not None:
+            extra = self.recompute.seconds(i)
+        if name == "server_compute" and self.relays is not None:
+            extra = -self.relays.server_saved_s(i)
         return self.option_expr(i, *table[name]) + extra
 
     def memory(self, k: int | str) -> Expr:
@@ -321,7 +347,7 @@ class Problem:
         if self.scenario.training.schedule == "parallel":
             if n == 1:
                 return self.round_time(0)
-            if self.recompute is not None:  # each T_k has its own recomputation columns
+            if self.recompute is not None or self.relays is not None:  # T_k has own columns
                 return maximum([self.round_time(k) for k in range(n)])
             o = self.options  # one array per coefficient, not one expression per device
             return Expr(maxes=((1.0, self.device_terms(o.a_dev, o.d, o.a_srv)),))

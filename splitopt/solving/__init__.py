@@ -116,8 +116,8 @@ def _result(p: Problem, out: Result, chosen: str, path: Path, used: str, build_s
     values = {}
     if out.x is not None:
         values = {v.name: out.x[v.offset:v.offset + v.size].copy() for v in p.extras}
-    if plan is not None and p.recompute is not None:  # the plan records what it recomputes
-        plan = p.recompute.annotate(plan, values)
+    if plan is not None:  # the plan records what extensions decided (recomputation, relays)
+        plan = p.annotate_plan(plan, values)
     name = "outer-approximation" if chosen == "generic" and used != "conic" else chosen
     res = Result(out.termination, out.message or name, used,
                  None if obj is None else sign * obj, None if bnd is None else sign * bnd, plan,

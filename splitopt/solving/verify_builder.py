@@ -136,8 +136,8 @@ def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: f
             checks.append(Check(f"values of {v.name}", False, "the solver returned no values"))
             return Verification(tuple(checks), None)
         x[v.offset:v.offset + v.size] = np.asarray(got, dtype=float)
-    if getattr(problem, "recompute", None) is not None:  # re-priced from the plan's own record
-        checks += [Check(*c) for c in problem.recompute.fill(plan, x)]
+    # recomputed layers and relay nodes: re-priced from the plan's own record
+    checks += [Check(*c) for c in problem.fill_from_plan(plan, x)]
     shares = np.vstack([beta, phi if problem.server_share is not None else np.ones(n)])
     sign = -1.0 if problem.sense == "max" else 1.0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
