@@ -214,7 +214,8 @@ class EdgeSplit:
         if g.is_chain:
             return "every split"
         caps = np.array([d.memory_bytes for d in scen.devices])[:, None]
-        binds = self.memory and bool((self.terms(scen, table).mem > caps).any())
+        binds = (self.memory and bool(np.isfinite(caps).any())  # (no memory row: cannot bind)
+                 and bool((self.terms(scen, table).mem > caps).any()))
         if scen.server.serving == "shared" or binds:
             return "the hull sets (memory or server shares bind: not proven over all splits)"
         return "every split (hull argument, docs/formulations.md)"

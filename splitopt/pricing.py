@@ -133,11 +133,14 @@ class DevicePlans:
             raise ValueError("shares must be finite")
         fields = {o: vars(self.template(o)) for o in np.unique(option).tolist()}
         phi_list = [1.0] * len(names) if phis is None else phis.tolist()
-        out = []
+        out: list[DevicePlan] = []
+        new, put, add = object.__new__, object.__setattr__, out.append
         for name, o, b, f in zip(names, option.tolist(), beta.tolist(), phi_list, strict=True):
-            d = object.__new__(DevicePlan)  # a copy of the validated template, new name/shares
-            vars(d).update(fields[o], device=name, bandwidth_share=b, server_share=f)
-            out.append(d)
+            d = new(DevicePlan)  # a copy of the validated template, new name/shares
+            own = fields[o].copy()  # (a dict copy and three stores: the fastest way measured)
+            own["device"], own["bandwidth_share"], own["server_share"] = name, b, f
+            put(d, "__dict__", own)
+            add(d)
         return tuple(out)
 
 

@@ -16,6 +16,7 @@ wrong table.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,11 @@ class Repriced:
 
     def __init__(self, names: list[str], values: dict[str, np.ndarray], latency: float):
         self.names, self.values, self.round_latency_s = names, values, latency
-        self.row = {n: i for i, n in enumerate(names)}
+
+    @cached_property
+    def row(self) -> dict[str, int]:
+        """Each device's index in the arrays."""
+        return {n: i for i, n in enumerate(self.names)}
 
 
 def reprice(scenario: Any, plan: Any) -> Repriced:

@@ -29,24 +29,24 @@ def plan_options(problem: Any, plan: Any) -> tuple[np.ndarray, list[Check]]:
 
     Also returns the checks that the plan covers the problem's devices with allowed options.
     """
-    return _plan_options(problem, plan, _plan_devices(problem, plan))
-
-
-def _plan_devices(problem: Any, plan: Any) -> list[Any]:
-    """The plan's DevicePlan of each of the problem's devices, in the problem's order (or None)."""
     names = [d.name for d in problem.scenario.devices]
+    return _plan_options(problem, plan, _plan_devices(plan, names), names)
+
+
+def _plan_devices(plan: Any, names: list[str]) -> list[Any]:
+    """The plan's DevicePlan of each device ``names`` lists, in that order (or None)."""
     if [d.device for d in plan.devices] == names:
         return list(plan.devices)
     by_name = {d.device: d for d in plan.devices}
     return [by_name.get(n) for n in names]
 
 
-def _plan_options(problem: Any, plan: Any, devs: list[Any]) -> tuple[np.ndarray, list[Check]]:
+def _plan_options(problem: Any, plan: Any, devs: list[Any],
+                  names: list[str]) -> tuple[np.ndarray, list[Check]]:
     o = problem.options
     g, masks = problem.table.graph, problem.table.masks
     n = problem.n_devices
     chosen = np.full(n, -1, dtype=np.int64)
-    names = [d.name for d in problem.scenario.devices]
     missing = [nm for nm, d in zip(names, devs) if d is None]
     checks = [Check("plan covers every device", not missing and len(plan.devices) == n,
                     "" if not missing else f"missing {missing[:5]}")]
@@ -113,8 +113,9 @@ def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: f
     from splitopt.plan import evaluate
 
     n, o = problem.n_devices, problem.options
-    devs = _plan_devices(problem, plan)
-    opt, checks = _plan_options(problem, plan, devs)
+    every = [d.name for d in problem.scenario.devices]
+    devs = _plan_devices(plan, every)
+    opt, checks = _plan_options(problem, plan, devs, every)
     if options is not None and np.any(opt >= 0):
         same = np.asarray(options)[opt >= 0] == opt[opt >= 0]
         costs_same = np.all(same | np.isclose(o.a_dev[np.arange(n), np.asarray(options)],
@@ -162,7 +163,7 @@ def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: f
         share_map["server"] = phi[sel]
         floors["server"], ceils["server"] = problem.col_lb[off:off + n][sel], \
             problem.col_ub[off:off + n][sel]
-    checks += _evaluate_checks(problem, plan, opt, beta, phi, sel, evaluate, costs)
+    checks += _evaluate_checks(problem, plan, opt, beta, phi, sel, evaluate, costs, every)
     return verify(objective=objective, repriced=repriced, bound=bound, sense=problem.sense,
                   rows=rows, shares=share_map, floors=floors, ceilings=ceils, extra=checks,
                   gap=gap)
@@ -196,8 +197,8 @@ def _evaluate_checks(problem: Any, plan: Any, opt: np.ndarray, beta: np.ndarray,
                 "memory_bytes": o.mem[r, opt], "comm_bytes": o.comm[r, opt],
                 "energy_j": o.e_comp[r, opt] + o.e_tx[r, opt] / beta}
     ks = np.flatnonzero(sel)
-    every = [d.name for d in problem.scenario.devices]
-    names = [every[k] for k in ks.tolist()]
+    every = every if every is not None else [d.name for d in problem.scenario.devices]
+    names = every if len(ks) == len(every) else [every[k] for k in ks.tolist()]
     bad: list[str] = []
     if isinstance(costs, Repriced):
         rows = (np.arange(len(names)) if costs.names == names else
