@@ -222,6 +222,62 @@ class HSFL:
                          status=out.termination, bound=out.bound, meta=meta)
         return self._checked(scenario, plan)
 
+    def problem(self, scenario: Scenario) -> Any:
+        """HSFL on the public builder: a :class:`splitopt.model.Problem` with its objective set.
+
+        Options: FL at each batch size, SL at each candidate cut and batch size
+        (``modes=True``), every device's memory as a row, the SL devices in turn at the whole
+        server (``server_share=False`` on :meth:`scenario_for`'s sequential schedule); the
+        objective h(P) * L with P the surrogate's penalty of each device's mode and batch
+        (:mod:`splitopt.model.delay`). :func:`splitopt.solving.solve` takes it by the
+        ``delay-to-target`` path. Per-device SL cuts only (``per_device_cuts=True``).
+        """
+        from splitopt.model import Problem
+        from splitopt.model.delay import minimize_delay_to_target, mode_batch_penalty
+        from splitopt.model.problems import add_memory_limits
+
+        if not self.per_device_cuts:
+            raise InputError("per_device_cuts", False, "True for the builder Problem",
+                             "A common SL cut is solved by HSFL(per_device_cuts=False).solve.")
+        scen = self.scenario_for(scenario)
+        sets = (scen.graph.chain_prefixes() if isinstance(self.candidates, str)
+                else list(self.candidates))
+        p = Problem(scen, cuts=sets, batch=self._batches(scen).astype(int).tolist(), modes=True,
+                    server_share=False)
+        if self.memory:
+            add_memory_limits(p)
+        rho, sur = self.rho(scen), self.surrogate
+        minimize_delay_to_target(
+            p, mode_batch_penalty(p, lambda k, fl, b: sur.penalty(rho[k], fl, b)), sur.rounds)
+        return p
+
+    def solve_builder(self, scenario: Scenario, *, time_limit: float | None = None,
+                      backend: str | None = None) -> Any:
+        """The exact optimum through the builder (:meth:`problem`, :func:`splitopt.solving.solve`).
+
+        The Result's plan carries the surrogate's rounds (``plan.rounds`` = h(P), so
+        ``plan.predicted.total_delay_s`` is the objective) and is re-priced under
+        :meth:`scenario_for` by :func:`splitopt.formulations.edgesplit.verification` on top of
+        the builder's guard.
+        """
+        from splitopt.formulations.edgesplit import verification
+
+        from splitopt.solving import solve as solve_problem
+        from splitopt.solving.verify import checked_status
+
+        p = self.problem(scenario)
+        res = solve_problem(p, backend=backend, time_limit=time_limit, gap=self.tol)
+        if res.plan is None:
+            return res
+        rows = np.arange(p.n_devices)
+        rounds = self.surrogate.rounds(float(p.objective.penalty[rows, res.options].sum()))
+        scen = self.scenario_for(scenario)
+        plan = replace(res.plan, rounds=rounds, method="hsfl-delay-to-target").priced(scen)
+        plan = replace(plan, objective=res.objective, bound=res.bound)
+        v = verification(scen, plan, memory=self.memory)  # under HSFL's own pricing scenario
+        return replace(res, termination=checked_status(res.termination, v), plan=plan,
+                       extras={"rounds": rounds, "repriced_hsfl": v.to_dict()})
+
     def groups(self, data: HSFLData) -> list[np.ndarray]:
         """The SL cut groups the search runs over: all cuts at once, or one cut each."""
         n_cut = data.a_sl.shape[0]
@@ -272,36 +328,3 @@ class HSFL:
                           "round_latency_s": lat}).priced(scen)
         assert plan.predicted is not None
         return replace(plan, objective=plan.predicted.total_delay_s, bound=bound)
-
-
-def solve_route(scenario: Scenario, *, backend: str | None = None,
-                time_limit: float | None = None, form: HSFL | None = None) -> Any:
-    """``splitopt solve --problem hsfl``: the exact HSFL solve as a :class:`Result`.
-
-    The builder cannot state HSFL's objective (rounds-to-target times latency) nor its
-    time-shared band, so the CLI runs the formulation's own exact method, which honours
-    ``time_limit`` and every device's memory; ``backend`` is HiGHS (its MILPs).
-    """
-    from splitopt.formulations.edgesplit import verification
-
-    from splitopt.backends.results import Result
-
-    t0 = time.perf_counter()
-    form = form or HSFL()
-    plan = form.solve(scenario, time_limit=time_limit)
-    solve_s = time.perf_counter() - t0
-    v = verification(form.scenario_for(scenario), plan, memory=form.memory)
-    return Result(termination=plan.status, path="hsfl-branch-and-bound", backend="highs",
-                  objective=plan.objective, bound=plan.bound, plan=plan, build_s=0.0,
-                  solve_s=solve_s, iterations=int(plan.meta.get("nodes", 0)),
-                  message=f"{plan.meta.get('milps', 0)} MILPs", verification=v)
-
-
-def _register() -> None:
-    """``splitopt solve --problem hsfl`` (the default surrogate) runs :func:`solve_route`."""
-    from splitopt.model.problems import register_route
-
-    register_route("hsfl", solve_route)
-
-
-_register()

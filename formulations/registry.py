@@ -6,7 +6,7 @@ Each is registered by name, so ``splitopt solve --problem NAME scenario.yaml`` r
 |---|---|---|
 | ``edgesplit``, ``sfl``, ``sfl-server`` | yes | :func:`splitopt.solving.solve` |
 | ``energy-delay`` | yes (one DVFS level) | :func:`splitopt.solving.solve` |
-| ``hsfl`` | no: rounds-to-target x latency, a time-shared band | its branch and bound |
+| ``hsfl`` | yes (:mod:`splitopt.model.delay`) | ``solving.solve``: ``delay-to-target`` path |
 | ``smartsplit`` | yes (:mod:`splitopt.model.recompute`) | :func:`splitopt.solving.solve` |
 | ``multitier`` | yes (:mod:`splitopt.model.relays`) | :func:`splitopt.solving.solve` |
 | ``synergy`` | yes (:mod:`splitopt.model.assign`) | :func:`splitopt.solving.solve` |
@@ -55,14 +55,24 @@ def _class_formulation(cls: Any, name: str) -> Formulation:
                        problem=lambda sc: cls().problem(sc))
 
 
-def _hsfl() -> Formulation:
-    from splitopt.formulations.hsfl import HSFL, solve_route
+def hsfl_solve(scenario: Scenario, *, backend: str | None = None,
+               time_limit: float | None = None) -> Any:
+    """HSFL's exact optimum through the builder (``HSFL().solve_builder``).
 
-    return Formulation("hsfl", HSFL.paper, solve_route,
+    The plan's rounds are the surrogate's.
+    """
+    from splitopt.formulations.hsfl import HSFL
+
+    return HSFL().solve_builder(scenario, time_limit=time_limit, backend=backend)
+
+
+def _hsfl() -> Formulation:
+    from splitopt.formulations.hsfl import HSFL
+
+    return Formulation("hsfl", HSFL.paper, hsfl_solve,
                        lambda sc: {"bcd-rounding": plan_result(HSFL().baseline(sc),
                                                                path="bcd-rounding")},
-                       builder_lacks="the rounds-to-target surrogate times the round latency, "
-                       "and a band time-shared between FL and SL devices")
+                       problem=lambda sc: HSFL().problem(sc))
 
 
 # ---------------------------------------------------------------- energy-delay (builder)
@@ -263,6 +273,10 @@ def register_all() -> None:
     for cls, name in ((EdgeSplit, "edgesplit"), (SFL, "sfl"), (SFLSharedServer, "sfl-server")):
         register(_class_formulation(cls, name))
     register(_hsfl())
+    from splitopt.model.problems import register_route
+
+    # the CLI runs HSFL's solve: the builder's answer with the plan's rounds set to h(P)
+    register_route("hsfl", hsfl_solve)
     register(Formulation("energy-delay", "arXiv:2209.02428",
                          builder_solver(energy_delay_problem), _energy_delay_baselines,
                          problem=energy_delay_problem,
@@ -280,6 +294,4 @@ def register_all() -> None:
                          problem=synergy_problem))
     # the CLI runs Synergy's solve (the builder's, plus the mapping re-priced in extras) rather
     # than the bare Problem, whose per-device plan says nothing of the mapping
-    from splitopt.model.problems import register_route
-
     register_route("synergy", _synergy_solve)

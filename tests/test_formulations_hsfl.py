@@ -6,6 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from splitopt.formulations._oracle import argmin_over
 from splitopt.formulations.hsfl import (
     HSFL,
@@ -238,3 +240,80 @@ def test_estimate_surrogate_from_rounds_recovers_parameters():
     assert rounds_to_target([3.0], 1.0) == math.inf
     with pytest.raises(InputError, match="levels"):
         estimate_surrogate_from_rounds(runs, [0.0], target=0.8)
+
+
+# ------------------------------------------------------------- the public builder (issue 16)
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 3),
+       batches=st.sampled_from([(1, 4), (2,), (1, 2, 4)]))
+def test_builder_path_equals_own_route_and_brute_force(seed, n, batches):
+    """HSFL stated on the builder, solved by the delay-to-target path = own route = brute force."""
+    sc, form = _instance(seed % 10_000, n=n, batches=batches)
+    form = replace(form, tol=1e-7)
+    want = _brute(form, form.data(sc))
+    if not math.isfinite(want):  # the target is out of reach for every choice
+        for route in (form.solve_builder, form.solve):
+            with pytest.raises(InfeasibleError, match="out of reach"):
+                route(sc)
+        return
+    res = form.solve_builder(sc)
+    assert res.termination == "optimal" and res.path == "delay-to-target"
+    assert res.verification.passed and res.repriced_hsfl["passed"]
+    assert res.objective == pytest.approx(want, rel=1e-6)
+    assert res.bound <= want * (1 + 1e-9)
+    assert res.objective == pytest.approx(form.solve(sc).objective, rel=1e-6)
+    costs = evaluate(form.scenario_for(sc), res.plan)  # the plan carries h(P) rounds
+    assert costs.total_delay_s == pytest.approx(res.objective, rel=1e-9)
+
+
+def test_builder_option_table_prices_as_hsfl_data():
+    """The Problem's options, read by the path, are HSFL's own round_terms pricing."""
+    from splitopt.solving.hsfl_path import problem_data
+
+    sc, form = _instance(5, n=3, nodes=4, batches=(1, 2, 4))
+    p = form.problem(sc)
+    got, fl_opt, sl_opt = problem_data(p, p.objective, p.allowed)
+    ref = form.data(sc)
+    for key in ("a_fl", "d_fl", "a_sl", "d_sl", "p_fl", "p_sl", "batches"):
+        np.testing.assert_allclose(getattr(got, key), getattr(ref, key), rtol=1e-12, atol=0)
+    assert np.all(fl_opt >= 0) and np.all(sl_opt >= 0)
+
+
+def test_delay_to_target_statement_and_refusals():
+    from splitopt.model import Problem
+    from splitopt.model.delay import minimize_delay_to_target, mode_batch_penalty
+
+    sc, form = _instance(3, n=3)
+    scen = form.scenario_for(sc)
+    sur = form.surrogate
+    p = Problem(scen, modes=True, batch=[1, 4], server_share=False)
+    pen = mode_batch_penalty(p, lambda k, fl, b: sur.penalty(1 / 3, fl, b))
+    minimize_delay_to_target(p, pen, sur.rounds)
+    res = p.solve(gap=1e-7)
+    assert res.path == "delay-to-target" and res.termination == "optimal"
+    assert res.objective == pytest.approx(replace(form, tol=1e-7).solve(sc).objective, rel=1e-6)
+    with pytest.raises(InputError, match="path"):
+        p.solve(path="generic")
+    p.add(p.batch[0] + p.batch[1] <= 5, name="coupled")
+    with pytest.raises(InputError, match="coupled"):
+        p.solve()
+    q = Problem(sc, modes=True, batch=[1, 4], server_share=False)  # parallel schedule
+    with pytest.raises(InputError, match="schedule"):
+        minimize_delay_to_target(q, pen, sur.rounds)
+    r = Problem(scen, modes=True, batch=[1, 4], server_share=False)
+    minimize_delay_to_target(r, r.cut[0] * 0.01, sur.rounds)  # a penalty of the cut
+    with pytest.raises(InputError, match="penalty"):
+        r.solve()
+    with pytest.raises(InputError, match="per_device_cuts"):
+        replace(form, per_device_cuts=False).problem(sc)
+
+
+def test_registered_hsfl_is_a_builder_problem():
+    from splitopt import formulation
+
+    sc, _ = _instance(2, n=3)
+    f = formulation.get("hsfl")
+    assert not f.builder_lacks and f.build(sc).objective.kind == "delay-to-target"
+    res = f.solve(sc, time_limit=30)
+    assert res.termination == "optimal" and res.path == "delay-to-target"
+    assert res.objective == pytest.approx(HSFL().solve(sc).objective, rel=2e-4)

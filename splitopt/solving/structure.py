@@ -85,6 +85,10 @@ def analyse(p: Problem) -> Structure:
     """Classify the problem and presolve its per-device constraints."""
     obj = p.objective
     assert obj is not None
+    if not isinstance(obj, Expr):  # a product objective (model/delay.py): its own exact path
+        from splitopt.solving.hsfl_path import structure
+
+        return structure(p)
     if not _shares_default(p):
         return Structure("generic", "shares are bounded or fixed by the user")
     n, o = p.n_devices, p.n_options

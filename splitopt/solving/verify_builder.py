@@ -155,9 +155,10 @@ def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: f
             ok = bool(np.all(np.abs(vals - np.round(vals)) <= 1e-6))
             checks.append(Check(f"{var.name} integer", ok, "" if ok else f"values {vals[:4]}"))
     sel = ~o.is_off[opt]
-    share_map = {"bandwidth": beta[sel]}
-    floors = {"bandwidth": problem.col_lb[problem.bandwidth.offset:][:n][sel]}
-    ceils = {"bandwidth": problem.col_ub[problem.bandwidth.offset:][:n][sel]}
+    band = sel & _holds_band(problem, opt, beta)
+    share_map = {"bandwidth": beta[band]}
+    floors = {"bandwidth": problem.col_lb[problem.bandwidth.offset:][:n][band]}
+    ceils = {"bandwidth": problem.col_ub[problem.bandwidth.offset:][:n][band]}
     if problem.server_share is not None:
         off = problem.server_share.offset
         share_map["server"] = phi[sel]
@@ -167,6 +168,23 @@ def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: f
     return verify(objective=objective, repriced=repriced, bound=bound, sense=problem.sense,
                   rows=rows, shares=share_map, floors=floors, ceilings=ceils, extra=checks,
                   gap=gap)
+
+
+def _holds_band(problem: Any, opt: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Devices whose bandwidth share counts in the band (``costs.check_bandwidth``).
+
+    Split devices taking turns (sequential schedule or server) count once, at the largest share.
+    """
+    from splitopt.costs import takes_turns
+
+    sc = problem.pricing_scenario()
+    split = ~problem.options.is_fl[opt]
+    if not takes_turns(sc.training.schedule, getattr(sc.server, "serving", "")) \
+            or not split.any():
+        return np.ones(len(opt), dtype=bool)
+    held = ~split
+    held[np.flatnonzero(split)[np.argmax(beta[split])]] = True
+    return held
 
 
 def _evaluate_checks(problem: Any, plan: Any, opt: np.ndarray, beta: np.ndarray, phi: np.ndarray,
