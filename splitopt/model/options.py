@@ -9,13 +9,17 @@ so the builder prices exactly like :func:`splitopt.plan.evaluate`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
+from splitopt import limits
 from splitopt.costs import BITS, CutTable, round_terms
+from splitopt.errors import InputError
 from splitopt.scenario import Scenario
 
 PHASES = ("device_compute", "server_compute", "uplink", "downlink", "aggregation")
@@ -108,3 +112,36 @@ def build_options(scenario: Scenario, table: CutTable, batches: Sequence[int],
         batch = np.append(batch, int(batches[0]))
         arrays = {k: np.hstack([v, np.zeros((n, 1))]) for k, v in arrays.items()}
     return OptionTable(table, cut, batch, **arrays)
+
+
+def cut_table(scenario: Scenario, cuts: Any, modes: bool) -> CutTable:
+    """The candidate device-side sets of a Problem (``cuts=``; the whole graph too with modes)."""
+    g = scenario.graph
+    if cuts is None:
+        return CutTable.chain(g, labels_on_device=modes)
+    if isinstance(cuts, CutTable):
+        table = cuts
+    elif isinstance(cuts, (str, bytes, Mapping)) or not isinstance(cuts, Iterable) or any(
+            isinstance(c, (str, bytes)) or not isinstance(c, Iterable) for c in cuts):
+        raise InputError("cuts", cuts, "a CutTable or a list of device-side sets of node names",
+                         "e.g. cuts=[{'x'}, {'x', 'a0'}]")
+    else:
+        sets = [g.check_split(s, labels_on_device=True) for s in cuts]
+        if not sets:
+            raise InputError("cuts", [], "at least one device-side set")
+        table = CutTable.from_sets(g, sets)
+    if modes and not table.masks.all(axis=1).any():
+        table = CutTable(g, np.vstack([table.masks, np.ones((1, len(g)), dtype=bool)]))
+    return table
+
+
+def batch_sizes(scenario: Scenario, batch: Any) -> list[int]:
+    """The allowed batch sizes of a Problem (``batch=``: one, a range or a list), sorted."""
+    if batch is None:
+        return [scenario.training.batch_size]
+    if isinstance(batch, (str, bytes)) or not isinstance(batch, (numbers.Real, Iterable)):
+        raise InputError("batch", batch, "an integer >= 1, or a non-empty range/list of them")
+    vals = [batch] if isinstance(batch, numbers.Real) else list(batch)
+    if not vals:
+        raise InputError("batch", batch, "an integer >= 1, or a non-empty range/list of them")
+    return sorted({limits.check("batch", b, limits.BATCH) for b in vals})

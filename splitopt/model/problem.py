@@ -14,13 +14,11 @@ Example:
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from splitopt import limits
 from splitopt.costs import CutTable
 from splitopt.errors import InputError
 from splitopt.model.expr import (
@@ -33,7 +31,7 @@ from splitopt.model.expr import (
     option_expr,
     total,
 )
-from splitopt.model.options import OptionTable, build_options
+from splitopt.model.options import OptionTable, batch_sizes, build_options, cut_table
 from splitopt.model.recompute import Recompute
 from splitopt.model.relays import Relay, Relays
 from splitopt.model.variables import (
@@ -97,8 +95,8 @@ class Problem:
         self.scenario = scenario
         if server_share is None:
             server_share = getattr(scenario.server, "serving", "shared") == "shared"
-        self.table = _cut_table(scenario, cuts, modes)
-        self.batches = _batches(scenario, batch)
+        self.table = cut_table(scenario, cuts, modes)
+        self.batches = batch_sizes(scenario, batch)
         self.options: OptionTable = build_options(scenario, self.table, self.batches, selection)
         n, o = scenario.n_devices, self.options.n_options
         self.n_devices, self.n_options = n, o
@@ -402,34 +400,3 @@ class Problem:
     def compile(self, **kwargs: Any) -> Any:
         """The generic Program (see :func:`splitopt.compile.compile_problem`) without solving."""
         return ACTIONS["compile"](self, **kwargs)
-
-
-def _cut_table(scenario: Scenario, cuts: Any, modes: bool) -> CutTable:
-    g = scenario.graph
-    if cuts is None:
-        return CutTable.chain(g, labels_on_device=modes)
-    if isinstance(cuts, CutTable):
-        table = cuts
-    elif isinstance(cuts, (str, bytes, Mapping)) or not isinstance(cuts, Iterable) or any(
-            isinstance(c, (str, bytes)) or not isinstance(c, Iterable) for c in cuts):
-        raise InputError("cuts", cuts, "a CutTable or a list of device-side sets of node names",
-                         "e.g. cuts=[{'x'}, {'x', 'a0'}]")
-    else:
-        sets = [g.check_split(s, labels_on_device=True) for s in cuts]
-        if not sets:
-            raise InputError("cuts", [], "at least one device-side set")
-        table = CutTable.from_sets(g, sets)
-    if modes and not table.masks.all(axis=1).any():
-        table = CutTable(g, np.vstack([table.masks, np.ones((1, len(g)), dtype=bool)]))
-    return table
-
-
-def _batches(scenario: Scenario, batch: Any) -> list[int]:
-    if batch is None:
-        return [scenario.training.batch_size]
-    if isinstance(batch, (str, bytes)) or not isinstance(batch, (numbers.Real, Iterable)):
-        raise InputError("batch", batch, "an integer >= 1, or a non-empty range/list of them")
-    vals = [batch] if isinstance(batch, numbers.Real) else list(batch)
-    if not vals:
-        raise InputError("batch", batch, "an integer >= 1, or a non-empty range/list of them")
-    return sorted({limits.check("batch", b, limits.BATCH) for b in vals})
