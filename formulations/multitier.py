@@ -450,15 +450,19 @@ def solve_builder(scenario: Any, *, backend: str | None = None,
 
     The builder's Result, with ``tiers`` (each node's tier), ``latency_s`` and, for chains,
     ``cuts`` as extras.
+
     The builder's Problem leaves out one placement, the whole model on tier 0 (the reference
     model prices that as FL mode, with aggregation); it is priced here per iteration (compute
     only, :func:`latency`) and returned instead when it is faster, through the same guard, so
     the answer is exact over every placement.
     """
+    import time
+
     from splitopt.formulations.registry import tiers_of
 
     from splitopt.solving import solve as solve_problem
 
+    t0 = time.perf_counter()
     p = problem(scenario)
     res = solve_problem(p, backend=backend, time_limit=time_limit)
     n_tiers = 2 if p.relays is None else p.relays.R + 2
@@ -477,6 +481,5 @@ def solve_builder(scenario: Any, *, backend: str | None = None,
     bound = local.latency_s if res.bound is None else min(res.bound, local.latency_s)
     found = placement(local.tiers, local.latency_s, res.termination, "builder+device-only",
                       bound)
-    return replace(_checked(c, found), extras={**found.extras,
-                                               "cuts": cuts(local.tiers, n_tiers) if chain
-                                               else None})
+    return replace(_checked(c, found), solve_s=time.perf_counter() - t0,
+                   extras={**found.extras, "cuts": cuts(local.tiers, n_tiers) if chain else None})
