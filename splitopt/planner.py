@@ -110,13 +110,14 @@ class Planner:
         batches = [scen.training.batch_size]
         options = build_options(scen, table, batches, False)
         base = np.broadcast_to(~options.is_fl, (scen.n_devices, options.n_options))
-        mem = ({d.name for d in scen.devices if math.isfinite(d.memory_bytes)}
-               if formulation.memory else set())
+        caps = np.array([d.memory_bytes for d in scen.devices], dtype=float)
+        ruled = np.isfinite(caps) & bool(formulation.memory)  # a memory row per such device
+        mem = {scen.devices[k].name for k in np.flatnonzero(ruled).tolist()}
         self = cls.__new__(cls)
         self.problem, self.rebuild, self.backend = None, None, backend
         self.scenario, self.result, self.reason = scen, None, ""
         self.path = "server-share" if serving == "shared" else "bisection"
-        cap = np.array([d.memory_bytes if d.name in mem else np.inf for d in scen.devices])
+        cap = np.where(ruled, caps, np.inf)
         allowed = base & (options.mem - cap[:, None] <= _MEM_TOL)
         bad = np.flatnonzero(~allowed.any(axis=1))
         if len(bad):
@@ -332,8 +333,10 @@ class Planner:
         repriced = w * costs.round_latency_s + c
         rows = np.arange(len(option))
         mem = self.opts.mem[rows, option]
-        cap = np.array([scen.device(n).memory_bytes if n in self.mem_rows else math.inf
-                        for n in self.names])
+        cap = np.full(len(option), math.inf)
+        if self.mem_rows:  # the devices with a memory row (none in a fleet of unbounded memory)
+            ks = [self.index[n] for n in self.mem_rows]
+            cap[ks] = [scen.device(self.names[k]).memory_bytes for k in ks]
         shares = {"bandwidth": beta} if phi is None else {"bandwidth": beta, "server": phi}
         bounded = np.isfinite(cap)
         rows_ = [Row("memory (least headroom)", float(np.max(mem[bounded] - cap[bounded])),

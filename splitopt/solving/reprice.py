@@ -79,10 +79,11 @@ def reprice(scenario: Any, plan: Any) -> Repriced:
     prof: dict[tuple[str, float], int] = {}
     pk = np.array([prof.setdefault(k, len(prof)) for k in zip(
         [dv.device_class or dv.name for dv in devs], [dv.flops for dv in devs])], dtype=np.int64)
-    eff_up, eff_dn, work, p_comp, p_tx = (
-        np.array([getattr(dv, f) for dv in devs], dtype=float) for f in (
-            "spectral_eff_up", "spectral_eff_dn", "workspace_bytes", "power_compute_w",
-            "power_tx_w"))
+    eff_up = np.array([dv.spectral_eff_up for dv in devs], dtype=float)
+    eff_dn = np.array([dv.spectral_eff_dn for dv in devs], dtype=float)
+    work = np.array([dv.workspace_bytes for dv in devs], dtype=float)
+    p_comp = np.array([dv.power_compute_w for dv in devs], dtype=float)
+    p_tx = np.array([dv.power_tx_w for dv in devs], dtype=float)
     masks = table.masks.astype(float)
     per_sample = np.column_stack([masks @ g.train_seconds(c, f) for c, f in prof])  # sides x prof
     t_dev_1 = per_sample[key, pk]
