@@ -48,7 +48,8 @@ class Result:
         the plan before it was labelled; a failed check turns ``optimal`` into ``unverified``.
     x
         The values of the solved Program's columns (a backend's or a split solve's answer), or
-        None when nothing was found or the answer is a plan.
+        None when nothing was found or the answer is a plan. A partitioning method's answer is
+        the device-side membership of every node (``solve_network``'s: of every network node).
     options, beta, phi
         Per device: the option index (a column of the Problem's option table), the bandwidth
         share and the server share (None without server shares) that an exact path found; the

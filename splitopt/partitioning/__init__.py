@@ -20,14 +20,15 @@ from collections.abc import Callable
 
 import numpy as np
 
+from splitopt.backends.results import Result
 from splitopt.costs import BITS, Phases
 from splitopt.errors import InputError
 from splitopt.graph import LayerGraph
-from splitopt.partitioning.problem import CutProblem, Solution, iteration_problem
+from splitopt.partitioning.problem import CutProblem, iteration_problem
 from splitopt.plan import DevicePlan, Plan
 from splitopt.system import Device, Link, Server
 
-#: method name -> module of this package exposing ``solve(CutProblem) -> Solution``
+#: method name -> module of this package exposing ``solve(CutProblem) -> Result`` (``x`` the mask)
 METHODS: dict[str, str] = {
     "maxflow": "maxflow",
     "blockwise": "blockwise",
@@ -36,11 +37,11 @@ METHODS: dict[str, str] = {
     "brute": "brute",
 }
 
-__all__ = ["METHODS", "CutProblem", "Solution", "hull", "partition", "partition_scenario",
+__all__ = ["METHODS", "CutProblem", "Result", "hull", "partition", "partition_scenario",
            "solver"]
 
 
-def solver(method: str) -> Callable[[CutProblem], Solution]:
+def solver(method: str) -> Callable[[CutProblem], Result]:
     """The ``solve`` function of a method, imported on first use."""
     if method not in METHODS:
         raise InputError("method", method, f"one of {sorted(METHODS)}",
@@ -49,7 +50,7 @@ def solver(method: str) -> Callable[[CutProblem], Solution]:
 
 
 @functools.cache
-def _solve_of(module: str) -> Callable[[CutProblem], Solution]:
+def _solve_of(module: str) -> Callable[[CutProblem], Result]:
     return importlib.import_module(f"{__name__}.{module}").solve  # type: ignore[no-any-return]
 
 
@@ -85,24 +86,24 @@ def partition(graph: LayerGraph, device: Device, server: Server, link: Link, *,
     prob = iteration_problem(graph, device, server, link, batch=batch, labels=labels)
     sol = solve(prob)
     seconds = time.perf_counter() - t0
-    boundary = prob.boundary(sol.mask)
-    phases = iteration_phases(prob, sol.mask, device, link, batch, boundary=boundary)
+    boundary = prob.boundary(sol.x)
+    phases = iteration_phases(prob, sol.x, device, link, batch, boundary=boundary)
     plan = _plan(prob, sol, device.name, method, phases, seconds, batch, boundary)
     from splitopt.solving.verify import checked_plan  # the verified-answer guard (issue 11)
 
     return checked_plan(plan, graph, device, server, link, batch=batch, labels=labels)
 
 
-def _plan(prob: CutProblem, sol: Solution, name: str, method: str, phases: Phases,
+def _plan(prob: CutProblem, sol: Result, name: str, method: str, phases: Phases,
           seconds: float, batch: int, boundary: np.ndarray) -> Plan:
     g = prob.graph
     bnd = np.flatnonzero(boundary)
     meta = {"boundary": [g.nodes[i].name for i in bnd], "phases": phases.to_dict(),
-            "device_side_size": int(sol.mask.sum()), "nodes": len(g), "batch": batch,
+            "device_side_size": int(sol.x.sum()), "nodes": len(g), "batch": batch,
             "labels": "device" if prob.labels_on_device else "server",
-            "solve_seconds": seconds, "solver": sol.info}
-    dp = DevicePlan(name, g.names_of(sol.mask), 1.0, batch_size=batch)
-    return Plan((dp,), status=sol.status, objective=sol.objective, bound=sol.bound,
+            "solve_seconds": seconds, "solver": sol.extras}
+    dp = DevicePlan(name, g.names_of(sol.x), 1.0, batch_size=batch)
+    return Plan((dp,), status=sol.termination, objective=sol.objective, bound=sol.bound,
                 method=method, meta=meta)
 
 

@@ -87,4 +87,4 @@ def uncertified_blocks(prob: CutProblem) -> np.ndarray:
             rep[[g.index[x] for x in names]] = prob.n + k
     net = replace(build_network(prob, rep), mirror=False)  # fast on contracted networks
     res = solve_network(net, lambda side: prob.price(side[net.node_of]))
-    return res.source_side[net.node_of]
+    return res.x[net.node_of]

@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from splitopt.backends.results import Result
 from splitopt.graph import LayerGraph
-from splitopt.partitioning.problem import CutProblem, Solution, certified, price_mask
+from splitopt.partitioning.problem import CutProblem, certified, price_mask
 from splitopt.partitioning.stgraph import build_network, network_from_arrays, solve_network
 
 _CACHE_ATTR = "_splitopt_block_structure"
@@ -203,10 +204,10 @@ def _mini_min(src: np.ndarray, dst: np.ndarray, dev: np.ndarray, srv: np.ndarray
     # which keeps the slack charged to the final lower bound negligible (the mini-graphs are tiny)
     res = solve_network(net, lambda side: price_mask(src, dst, dev, srv, tensor,
                                                      side[net.node_of]), rel_tol=0.0)
-    return res.lower
+    return res.bound
 
 
-def solve(prob: CutProblem) -> Solution:
+def solve(prob: CutProblem) -> Result:
     """Contract the certified blocks, cut the smaller graph, expand (exact on every graph)."""
     bs = block_structure(prob.graph)
     cert = _certify(prob, bs)
@@ -221,10 +222,10 @@ def solve(prob: CutProblem) -> Solution:
     # mirrored up to 55 ms; the slow-device rule that mirrors the full network does not carry over
     net = replace(net, mirror=False)
     res = solve_network(net, lambda side: prob.price(side[net.node_of]))
-    mask = res.source_side[net.node_of]
+    mask = res.x[net.node_of]
     slack = float(cert.slack[cert.safe].sum())
-    info: dict[str, Any] = {**res.info, "blocks_found": bs.n_found,
+    info: dict[str, Any] = {**res.extras, "blocks_found": bs.n_found,
                             "blocks_eligible": len(bs.members),
                             "blocks_contracted": int(cert.safe.sum()),
                             "distinct_blocks_certified": cert.distinct, "certificate_slack": slack}
-    return certified(prob, mask, res.lower - slack, info)
+    return certified(prob, mask, res.bound - slack, info)

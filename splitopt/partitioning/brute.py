@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from splitopt.backends.results import Result
 from splitopt.errors import InputError
-from splitopt.partitioning.problem import CutProblem, Solution
+from splitopt.partitioning.problem import CutProblem, solution
 
 MAX_FREE_NODES = 20  # at most 2**20 candidate sets (an antichain); a chain has only n + 1
 
@@ -37,10 +38,10 @@ def closed_sets(prob: CutProblem) -> np.ndarray:
     return rows
 
 
-def solve(prob: CutProblem) -> Solution:
+def solve(prob: CutProblem) -> Result:
     """The cheapest of all feasible sets (ties: the first found)."""
     rows = closed_sets(prob)
     costs = prob.price_many(rows)
     k = int(np.argmin(costs))
     obj = prob.price(rows[k])
-    return Solution(rows[k].copy(), obj, obj, "optimal", {"candidates": len(rows)})
+    return solution(rows[k].copy(), obj, obj, "optimal", {"candidates": len(rows)})

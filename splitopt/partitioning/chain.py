@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from splitopt.backends.results import Result
 from splitopt.errors import InputError
-from splitopt.partitioning.problem import CutProblem, Solution
+from splitopt.partitioning.problem import CutProblem, solution
 
 
 def prefix_costs(prob: CutProblem) -> np.ndarray:
@@ -40,7 +41,7 @@ def valid_prefixes(prob: CutProblem) -> np.ndarray:
     return np.arange(lo, hi + 1)
 
 
-def solve(prob: CutProblem) -> Solution:
+def solve(prob: CutProblem) -> Result:
     """The cheapest topological-order prefix; "optimal" only when the graph is a chain."""
     ps = valid_prefixes(prob)
     if ps.size == 0:
@@ -54,5 +55,5 @@ def solve(prob: CutProblem) -> Solution:
     mask[: p + 1] = True
     obj = prob.price(mask)
     exact = prob.graph.is_chain
-    return Solution(mask, obj, obj if exact else None, "optimal" if exact else "heuristic",
+    return solution(mask, obj, obj if exact else None, "optimal" if exact else "heuristic",
                     {"candidates": int(ps.size)})

@@ -23,14 +23,15 @@ from typing import Any
 
 import numpy as np
 
+from splitopt.backends.results import Result
 from splitopt.costs import BITS
 from splitopt.errors import InputError
 from splitopt.partitioning import solver
 from splitopt.partitioning.problem import (
     CutProblem,
-    Solution,
     check_connected,
     graph_arrays,
+    solution,
     train_seconds,
 )
 from splitopt.plan import DevicePlan, Plan
@@ -76,7 +77,7 @@ def round_problem(scenario: Scenario, device: Device, share: float, *,
     return CutProblem(g, dev, srv, ib * BITS * g.out_bytes * spb, on_device)
 
 
-def best_round_cut(scenario: Scenario, device: Device, share: float, method: str) -> Solution:
+def best_round_cut(scenario: Scenario, device: Device, share: float, method: str) -> Result:
     """The device-side set minimising the device's round time (FL pricing of S = V included)."""
     solve = solver(method)
     tr = scenario.training
@@ -89,7 +90,8 @@ def best_round_cut(scenario: Scenario, device: Device, share: float, method: str
     link = link_of(device, scenario.channel, share)
     local = prob.price(full) + BITS * float(scenario.graph.param_bytes.sum()) * link.seconds_per_bit
     if local < split.objective:
-        return Solution(full, local, local, split.status, {**split.info, "local_training": True})
+        return solution(full, local, local, split.termination,
+                        {**split.extras, "local_training": True})
     return split
 
 
@@ -147,15 +149,15 @@ def partition_scenario(scenario: Scenario, shares: Any = None, *,
     measured = graph_arrays(scenario.graph).measured
     for i, d in enumerate(scenario.devices):
         groups.setdefault(cut_signature(d, measured) + (beta[i],), []).append(i)
-    sols: dict[int, Solution] = {}
+    sols: dict[int, Result] = {}
     for members in groups.values():
         sol = best_round_cut(scenario, scenario.devices[members[0]], beta[members[0]], method)
         sols.update({i: sol for i in members})
     g = scenario.graph
-    devs = tuple(DevicePlan(d.name, g.names_of(sols[i].mask), beta[i],
+    devs = tuple(DevicePlan(d.name, g.names_of(sols[i].x), beta[i],
                             batch_size=scenario.training.batch_size)
                  for i, d in enumerate(scenario.devices))
-    statuses = {s.status for s in sols.values()}
+    statuses = {s.termination for s in sols.values()}
     status = "optimal" if statuses == {"optimal"} else sorted(statuses - {"optimal"})[0]
     plan = Plan(devs, rounds=scenario.training.rounds, status=status, method=method,
                 meta={"cut_computations": len(groups), "shares": "given" if shares else "equal",

@@ -67,7 +67,7 @@ class _Parametric:
         prob = self.problem(wa, wd)
         net = build_network(prob)
         res = solve_network(net, lambda side: prob.price(side[net.node_of]))
-        mask = res.source_side[net.node_of]
+        mask = res.x[net.node_of]
         return (mask, *self.point(mask))
 
 

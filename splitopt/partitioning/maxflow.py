@@ -9,12 +9,13 @@ push-relabel), with the integer-rounding certificate described there.
 
 from __future__ import annotations
 
-from splitopt.partitioning.problem import CutProblem, Solution, certified
+from splitopt.backends.results import Result
+from splitopt.partitioning.problem import CutProblem, certified
 from splitopt.partitioning.stgraph import build_network, solve_network
 
 
-def solve(prob: CutProblem) -> Solution:
+def solve(prob: CutProblem) -> Result:
     """The optimal device-side set of ``prob`` (exact, certified in floats)."""
     net = build_network(prob)
     res = solve_network(net, lambda side: prob.price(side[net.node_of]))
-    return certified(prob, res.source_side[net.node_of], res.lower, res.info, objective=res.price)
+    return certified(prob, res.x[net.node_of], res.bound, res.extras, objective=res.objective)

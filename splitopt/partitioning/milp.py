@@ -17,9 +17,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from splitopt.backends.results import Result
 from splitopt.compile.program import Program
 from splitopt.errors import SolverError
-from splitopt.partitioning.problem import CutProblem, Solution, certified
+from splitopt.partitioning.problem import CutProblem, certified, solution
 
 
 def build_lp(prob: CutProblem) -> tuple[Program, float, float]:
@@ -58,7 +59,7 @@ def build_lp(prob: CutProblem) -> tuple[Program, float, float]:
     return prog, scale, float(srv.sum())
 
 
-def solve(prob: CutProblem, time_limit: float = 600.0) -> Solution:
+def solve(prob: CutProblem, time_limit: float = 600.0) -> Result:
     """Solve the MILP with HiGHS (gap 0, one thread) and re-price the rounded set in floats."""
     from splitopt.backends.highs import HighsBackend
 
@@ -78,7 +79,7 @@ def solve(prob: CutProblem, time_limit: float = 600.0) -> Solution:
     # value itself is re-priced exactly in floats)
     sol = certified(prob, mask, lower, {"highs_status": status}, rel_tol=1e-6)
     if res.termination != "optimal":
-        return Solution(sol.mask, sol.objective, lower, res.termination, sol.info)
+        return solution(sol.x, sol.objective, lower, res.termination, sol.extras)
     return sol
 
 

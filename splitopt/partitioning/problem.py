@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from splitopt.backends.results import Result
 from splitopt.costs import BITS
 from splitopt.errors import GraphError, InputError, check_finite_nonneg
 from splitopt.graph import LayerGraph
@@ -230,24 +231,9 @@ def iteration_problem(graph: LayerGraph, device: Device, server: Server, link: L
     return CutProblem(graph, dev, srv, tensor, labels == "device")
 
 
-@dataclass(frozen=True)
-class Solution:
-    """What every method returns: the device-side mask, its float price and a proven bound.
-
-    ``status`` is ``"optimal"`` when ``bound`` proves ``objective`` optimal to 1e-9 relative,
-    ``"heuristic"`` for a method that is not exact on this instance (chain on a DAG).
-    """
-
-    mask: np.ndarray
-    objective: float
-    bound: float | None
-    status: str
-    info: dict[str, Any]
-
-
 def certified(prob: CutProblem, mask: np.ndarray, lower: float, info: dict[str, Any],
-              rel_tol: float = 1e-9, *, objective: float | None = None) -> Solution:
-    """A :class:`Solution` for ``mask`` whose optimality is proven by the lower bound ``lower``.
+              rel_tol: float = 1e-9, *, objective: float | None = None) -> Result:
+    """The :func:`solution` of ``mask``, its optimality proven by the lower bound ``lower``.
 
     The float price of ``mask`` is the objective. When ``lower`` is within ``rel_tol`` of it the
     plan is reported optimal with bound = objective (the gap is float noise; the proven lower bound
@@ -256,5 +242,17 @@ def certified(prob: CutProblem, mask: np.ndarray, lower: float, info: dict[str, 
     obj = prob.price(mask) if objective is None else objective  # given: the same float price
     info = {**info, "lower_bound": lower}
     if obj - lower <= rel_tol * abs(obj):
-        return Solution(mask, obj, obj, "optimal", info)
-    return Solution(mask, obj, lower, "feasible", info)
+        return solution(mask, obj, obj, "optimal", info)
+    return solution(mask, obj, lower, "feasible", info)
+
+
+def solution(mask: np.ndarray, objective: float, bound: float | None, status: str,
+             info: dict[str, Any]) -> Result:
+    """What every method returns, as the one :class:`~splitopt.backends.results.Result`.
+
+    ``x`` is the device-side membership of every node (topological order), ``extras`` the
+    method's details (``plan.meta["solver"]``); ``termination`` is ``"optimal"`` when ``bound``
+    proves ``objective`` optimal to 1e-9 relative, ``"heuristic"`` for a method that is not exact
+    on this instance (chain on a DAG).
+    """
+    return Result(status, objective=objective, bound=bound, x=mask, extras=info)

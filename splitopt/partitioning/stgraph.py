@@ -25,11 +25,12 @@ network of the flow found (see :func:`solve_network`).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from splitopt.backends.results import Result
 from splitopt.errors import SolverError
 from splitopt.partitioning.problem import CutProblem
 
@@ -218,21 +219,13 @@ def _tensor_arcs(src: np.ndarray, node_of: np.ndarray, nw: np.ndarray, first_rel
     return tails, heads, tensor_of, inf, int(multi.sum())
 
 
-@dataclass
-class CutResult:
-    """A certified minimum cut: source side per network node, bounds and how it was found."""
-
-    source_side: np.ndarray
-    lower: float
-    info: dict[str, Any] = field(default_factory=dict)
-    price: float | None = None  # ``price(source_side)``: the float price of the cut returned
-
-
-def solve_network(net: Network, price: Any, rel_tol: float = 1e-10) -> CutResult:
+def solve_network(net: Network, price: Any, rel_tol: float = 1e-10) -> Result:
     """Minimum cut of ``net`` certified against a float re-pricing.
 
     ``price(side)`` returns the true (float) cost of a source side given as a boolean array over
-    network nodes. Returns the cheapest side found and the best proven lower bound.
+    network nodes. Returns the cheapest side found as the one Result: ``x`` the source side per
+    network node, ``objective`` its float price, ``bound`` the best proven lower bound,
+    ``extras`` how it was found; ``termination`` is ``optimal`` when they agree to ``rel_tol``.
 
     One integer max-flow usually certifies the cut to ~1e-12 relative. When it does not (a very
     wide range of capacities over very many cut arcs), the flow found is feasible in the true
@@ -257,7 +250,9 @@ def solve_network(net: Network, price: Any, rel_tol: float = 1e-10) -> CutResult
     info = {"maxflow_solves": len(history), "history": history,
             "seconds": time.perf_counter() - t0, "network_nodes": net.n_nodes,
             "network_arcs": int(net.tails.size)}
-    return CutResult(side, min(lower, upper), info, upper)
+    bound = min(lower, upper)
+    status = "optimal" if upper - bound <= rel_tol * abs(upper) else "feasible"
+    return Result(status, objective=upper, bound=bound, x=side, extras=info)
 
 
 def _cheapest(sides: list[Any], price: Any, lower: float,
