@@ -160,6 +160,39 @@ def run_hsfl(model: str, n: int, batches: tuple[int, ...], method: str,
     return _row(hsfl_naive(form, sc, method), time.perf_counter() - t0)
 
 
+def hsfl_scale(n: int, method: str, *, repeats: int = 3, tol: float = 1e-3,
+               time_limit: float = 600.0) -> dict[str, Any]:
+    """Issue 15's HSFL row: exact to a proven gap ``tol``, resnet18 with every chain prefix.
+
+    ``method``: ``builder`` (``HSFL().solve_builder``: the builder Problem through the
+    ``delay-to-target`` path) or ``own`` (``HSFL().solve``: its own data and BCD start). Batches
+    1..32, ``n`` devices of 5 classes. Repeats one after the other; median and range of CPU
+    seconds (``time.process_time``, HiGHS's thread included) and wall seconds.
+    """
+    import statistics
+
+    from splitopt.formulations.hsfl import HSFL
+
+    sc = scenario("resnet18", n, batch=32)
+    form = HSFL(tol=tol)
+    cpu, wall, gaps = [], [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        if method == "builder":
+            res = form.solve_builder(sc, time_limit=time_limit)
+            status, obj, bound = res.termination, res.objective, res.bound
+        else:
+            plan = form.solve(sc, time_limit=time_limit)
+            status, obj, bound = plan.status, plan.objective, plan.bound
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - t0)
+        gaps.append((obj - bound) / obj)
+    return {"objective": obj, "bound": bound, "gap": max(gaps), "status": status,
+            "solve_s": statistics.median(cpu), "cpu_min": min(cpu), "cpu_max": max(cpu),
+            "wall_median": statistics.median(wall), "wall_min": min(wall),
+            "wall_max": max(wall), "repeats": repeats}
+
+
 def hsfl_naive(form: Any, sc: Any, kind: str) -> Any:
     """``all-fl`` (FedAvg) or ``all-sl`` (best common cut) at the largest batch, equal shares."""
     from splitopt.formulations.hsfl import Config
@@ -204,6 +237,10 @@ def _cases(quick: bool) -> list[Case]:
         inst = f"hsfl-resnet18-{n}dev-{len(bs)}batches"
         for m in ("exact", "paper", "all-fl", "all-sl"):
             cases.append(Case(inst, m, partial(run_hsfl, "resnet18", n, bs, m), n))
+    for n in () if quick else (50, 200):  # issue 15: exact to a proven gap < 0.1%
+        for m in ("builder", "own"):
+            cases.append(Case(f"hsfl-scale-resnet18-{n}dev-chain-gap1e-3", m,
+                              partial(hsfl_scale, n, m), n))
     scale = (("chain100", 1000), ("dag200", 100)) if quick else (("chain100", 1000),
                                                                 ("resnet50", 1000),
                                                                 ("gpt2", 1000))
@@ -269,6 +306,11 @@ if __name__ == "__main__":
     import json
     import sys
 
+    if sys.argv[1:2] == ["hsfl-scale"]:  # hsfl-scale N [builder|own] [repeats]
+        print(json.dumps(hsfl_scale(int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3
+                                    else "builder",
+                                    repeats=int(sys.argv[4]) if len(sys.argv) > 4 else 3)))
+        sys.exit(0)
     if sys.argv[1:2] == ["gaps"]:
         n = int(sys.argv[2]) if len(sys.argv) > 2 else 150
         for mode in ("shared", "dedicated"):
