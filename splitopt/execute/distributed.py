@@ -116,7 +116,7 @@ class DistributedServer:
             elif isinstance(ev, Sync):
                 self._sync(ev.devices)
             elif isinstance(ev, Collect):
-                agg_s += self._collect(ev.devices)
+                agg_s += self._collect(ev.devices, stats)
         latency, self._between_s = time.perf_counter() - t0 + self._between_s, 0.0
         return RoundRecord(rnd, mean_loss(stats), float("nan"), float("nan"), 0.0, latency, agg_s,
                            stats, self._failed)
@@ -213,12 +213,14 @@ class DistributedServer:
                 sent.append(d)
         self.server.sync(sent)
 
-    def _collect(self, devices: tuple[str, ...]) -> float:
+    def _collect(self, devices: tuple[str, ...], stats: dict[str, DeviceRound]) -> float:
         parts: dict[str, dict[str, torch.Tensor]] = {}
 
         def receive(d: str) -> None:
-            tensors, _ = self.peers[d].recv()
+            tensors, up = self.peers[d].recv()  # the model upload's link time, as uploads are
             parts[d] = dict(zip(sorted(self.server.device_names[d]), tensors, strict=True))
+            if self.mode.has_global:  # parallel SL uploads for evaluation only: not priced
+                stats[d].aggregation_s += up.seconds
 
         for d in devices:
             self._guard(d, lambda d=d: receive(d))
@@ -252,9 +254,12 @@ class DistributedServer:
             for row in table.tolist():
                 rec = by_round.get(int(row[0]))
                 if rec is not None and d in rec.devices:
+                    mine = rec.devices[d]
                     for field, v in zip(_REPORT, row[1:], strict=True):
-                        if field not in ("server_compute_s", "uplink_s"):  # measured here
-                            setattr(rec.devices[d], field, int(v) if "bytes" in field else v)
+                        if field == "aggregation_s":  # the device timed the download, we the upload
+                            mine.aggregation_s += v
+                        elif field not in ("server_compute_s", "uplink_s"):  # measured here
+                            setattr(mine, field, int(v) if "bytes" in field else v)
 
 
 def _serve(job: Job, peers: dict[str, wire.Peer], state: Any, data: Any, links: str,
@@ -346,9 +351,8 @@ class DeviceProcess:
             part = self.worker.part()
             priced = self.mode.has_global  # parallel SL uploads for evaluation only
             tr = self.peer.send([part[n] for n in self.names],
-                                rate_bps=self.up_bps if priced else None, drain=priced)
-            if priced:
-                st.aggregation_s += tr.seconds
+                                rate_bps=self.up_bps if priced else None)
+            if priced:  # its link time is measured by the server, which receives it
                 st.up_bytes += tr.nbytes
 
     def _step(self, st: DeviceRound) -> None:

@@ -23,11 +23,13 @@ are never touched: they come from the run itself.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from statistics import median
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,77 +109,112 @@ def exchange(job: Job, links: str, reference: dict[str, Phases], *, repeats: int
     sc, iters = job.scenario, job.iters()
     devices = [d for d in job.devices() if d.device in reference]
     rates = [link_of(sc.device(d.device), sc.channel, d.bandwidth_share) for d in devices]
-    paced = links == "paced"
-    fits: dict[str, dict[str, LinkFit]] = {}
+    script: list[_Message] = []
+    for k, (d, ln) in enumerate(zip(devices, rates, strict=True)):
+        ph = reference[d.device]
+        sizes = {"uplink_s": int(ph.uplink_s * ln.up_bps / 8 / iters),
+                 "downlink_s": int(ph.downlink_s * ln.dn_bps / 8 / iters),
+                 "aggregation_s": int(ph.aggregation_s / (8 / ln.up_bps + 8 / ln.dn_bps))}
+        for s in SCALES:
+            for _ in range(repeats):
+                script += [_Message(k, p, sizes[p] * s, job.batch_size(d)) for p in LINK_PHASES
+                           if (sizes[p] if p != "aggregation_s" else aggregate)]
     with _connections(len(devices), [(r.up_bps, r.dn_bps) for r in rates], links) as pairs:
-        for (dev, srv), d, ln in zip(pairs, devices, rates, strict=True):
-            ph = reference[d.device]
-            sizes = {"uplink_s": int(ph.uplink_s * ln.up_bps / 8 / iters),
-                     "downlink_s": int(ph.downlink_s * ln.dn_bps / 8 / iters),
-                     "aggregation_s": int(ph.aggregation_s / (8 / ln.up_bps + 8 / ln.dn_bps))}
-            link = _Link(dev, srv, ln.up_bps, ln.dn_bps, paced,
-                         torch.zeros(job.batch_size(d), dtype=torch.int64))
-            pts: dict[str, list[tuple[float, float]]] = {k: [] for k in LINK_PHASES}
-            for s in SCALES:
-                for _ in range(repeats):
-                    if sizes["uplink_s"]:
-                        pts["uplink_s"].append(link.uplink(sizes["uplink_s"] * s))
-                    if sizes["downlink_s"]:
-                        pts["downlink_s"].append(link.downlink(sizes["downlink_s"] * s))
-                    if aggregate:
-                        pts["aggregation_s"].append(link.aggregation(sizes["aggregation_s"] * s))
-            fits[d.device] = {k: fit_alpha(p) for k, p in pts.items() if p}
-    return fits
-
-
-_POOL = ThreadPoolExecutor(1, thread_name_prefix="splitopt-linkcal")
+        seconds = _play(script, pairs, rates, paced=links == "paced")
+    pts: dict[str, dict[str, list[tuple[float, float]]]] = {d.device: {} for d in devices}
+    for m, sec in zip(script, seconds, strict=True):
+        ln = rates[m.device]
+        ref = 8 * m.nbytes * {"uplink_s": 1 / ln.up_bps, "downlink_s": 1 / ln.dn_bps,
+                              "aggregation_s": 1 / ln.up_bps + 1 / ln.dn_bps}[m.phase]
+        pts[devices[m.device].device].setdefault(m.phase, []).append((ref, sec))
+    return {d: {k: fit_alpha(p) for k, p in ps.items()} for d, ps in pts.items()}
 
 
 @dataclass(frozen=True)
-class _Link:
-    """One device's connection in the exchange; each method: (reference s, measured s).
+class _Message:
+    """One step of the exchange: device index, phase (a :data:`LINK_PHASES`), payload bytes."""
 
-    As in the runners: an upload is timed by the server's receive, a download by the device's,
-    a model upload by the device's drained send; ``paced`` links pace as the runners do.
+    device: int
+    phase: str
+    nbytes: int
+    batch: int  #: labels travel with an upload, as in the runners
+
+
+def _play(script: Sequence[_Message], pairs: Sequence[tuple[wire.Peer, wire.Peer]],
+          rates: Sequence[Any], *, paced: bool) -> list[float]:
+    """Send ``script`` between the server ends (this process) and the device ends (a child).
+
+    The device ends live in a forked process, as in a run, where device and server are separate
+    processes: with both ends as threads of one process, each end's Python work waits for the
+    other's to let go of the GIL, which added ~70 us to a 0.28 ms message. Each message is timed
+    where a run times it (by the receiver: uploads here, downloads in the child, which sends its
+    seconds back through a pipe); a message follows :data:`GAP_S` of idle time, as compute
+    separates messages in a run. Returns the seconds per message (an aggregation: download +
+    upload).
     """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the device ends
+        code = 1
+        try:
+            os.close(read_fd)
+            for _, srv in pairs:
+                srv.sock.close()
+            got = _device_side(script, [dev for dev, _ in pairs], rates, paced)
+            os.write(write_fd, json.dumps(got).encode())
+            code = 0
+        finally:
+            os._exit(code)  # never the parent's exit handlers (they delete the namespace)
+    os.close(write_fd)
+    for dev, _ in pairs:
+        dev.sock.close()
+    try:
+        mine = _server_side(script, [srv for _, srv in pairs])
+    finally:
+        with os.fdopen(read_fd, "rb") as fh:
+            raw = fh.read()
+        _, status = os.waitpid(pid, 0)
+    if status != 0 or not raw:
+        raise wire.PeerGone(f"the link calibration's device process failed (status {status})")
+    theirs = json.loads(raw)
+    return [mine[i] + theirs[i] for i in range(len(script))]
 
-    dev: wire.Peer
-    srv: wire.Peer
-    up_bps: float
-    dn_bps: float
-    paced: bool
-    labels: torch.Tensor
 
-    def uplink(self, n: int) -> tuple[float, float]:
-        rate = self.up_bps if self.paced else None
-        return 8 * n / self.up_bps, _timed(
-            lambda: self.dev.send([_bytes(n), self.labels], rate_bps=rate),
-            lambda: self.srv.recv()[1].seconds)
+def _device_side(script: Sequence[_Message], devs: Sequence[wire.Peer], rates: Sequence[Any],
+                 paced: bool) -> list[float]:
+    torch.set_num_threads(1)
+    out = []
+    for m in script:
+        dev, ln = devs[m.device], rates[m.device]
+        up, dn = (ln.up_bps, ln.dn_bps) if paced else (None, None)
+        sec = 0.0
+        if m.phase != "uplink_s":  # a download: the downlink, or the aggregation's model
+            sec = dev.recv(rate_bps=dn)[1].seconds
+        if m.phase != "downlink_s":  # an upload: the uplink (with labels), or the model
+            time.sleep(GAP_S)
+            extra = [torch.zeros(m.batch, dtype=torch.int64)] if m.phase == "uplink_s" else []
+            dev.send([_bytes(m.nbytes), *extra], rate_bps=up)
+            dev.recv()  # the server has it all: the next message does not queue behind it
+        out.append(sec)
+    return out
 
-    def downlink(self, n: int) -> tuple[float, float]:
-        rate = self.dn_bps if self.paced else None
-        return 8 * n / self.dn_bps, _timed(lambda: self.srv.send([_bytes(n)]),
-                                           lambda: self.dev.recv(rate_bps=rate)[1].seconds)
 
-    def aggregation(self, n: int) -> tuple[float, float]:
-        down = self.downlink(n)
-        rate = self.up_bps if self.paced else None
-        up = _timed(self.srv.recv,
-                    lambda: self.dev.send([_bytes(n)], rate_bps=rate, drain=True).seconds)
-        return down[0] + 8 * n / self.up_bps, down[1] + up
+def _server_side(script: Sequence[_Message], srvs: Sequence[wire.Peer]) -> list[float]:
+    out = []
+    for m in script:
+        srv, sec = srvs[m.device], 0.0
+        if m.phase != "uplink_s":
+            time.sleep(GAP_S)
+            srv.send([_bytes(m.nbytes)])
+        if m.phase != "downlink_s":
+            sec = srv.recv()[1].seconds
+            srv.send([])  # as in a run, a device's next message follows the server's answer
+        out.append(sec)
+    return out
 
 
 def _bytes(n: int) -> torch.Tensor:
     return torch.zeros(n, dtype=torch.uint8)
-
-
-def _timed(other: Callable[[], object], timed: Callable[[], float]) -> float:
-    """Run ``other`` in a helper thread while this one runs ``timed``; ``timed``'s seconds."""
-    time.sleep(GAP_S)
-    fut = _POOL.submit(other)
-    seconds = float(timed())
-    fut.result()
-    return seconds
 
 
 @contextlib.contextmanager
