@@ -21,7 +21,8 @@ both push-relabel codes.
 ``milp`` is HiGHS through highspy; ``brute`` runs where the graph has at most 20 free nodes.
 Anchors in the same run: ``LayerGraph()`` (building the graph object from its nodes and edges)
 and ``ortools raw`` (:func:`ortools_raw`: OR-Tools alone on the same s-t network), with the ratios
-``maxflow cold / raw`` and ``maxflow / raw`` (issue 15's min-cut rows) and ``blockwise / maxflow``.
+``cold / raw`` and ``maxflow / raw`` (issue 15's min-cut rows: the median and range of the ratios of
+calls timed back to back, 3 settings x ``--repeats``) and ``blockwise / maxflow``.
 """
 
 from __future__ import annotations
@@ -141,8 +142,14 @@ def _fresh(g: LayerGraph) -> LayerGraph:
 
 
 def speed_rows(name: str, g: LayerGraph, *, quick: bool, repeats: int = 3) -> list[dict]:
-    """Times of every method on one graph, median over the device settings and repeats."""
+    """Times of every method on one graph, median over the device settings and repeats.
+
+    Each repeat times the anchors and the max-flow calls back to back; the rows ``cold / raw``
+    and ``maxflow / raw`` keep the ratio of every such pair (``pairs``), so their spread shows
+    how much a loaded machine moved them.
+    """
     rows = []
+    pairs: dict[str, list[float]] = {"cold / raw": [], "maxflow / raw": []}
     for i, (flops, rate) in enumerate(SETTINGS[:1] if quick else SETTINGS):
         dev = Device(name="dev", flops=flops, spectral_eff_up=1, spectral_eff_dn=1)
         link = Link(rate, rate)
@@ -160,6 +167,9 @@ def speed_rows(name: str, g: LayerGraph, *, quick: bool, repeats: int = 3) -> li
                 t, p = _timed(partial(partition, g, dev, SERVER, link, method=m))
                 runs.setdefault(m, []).append(t)
                 costs[m] = p.objective
+            raw = runs["ortools raw"][-1]
+            pairs["cold / raw"].append(runs["maxflow cold"][-1] / raw)
+            pairs["maxflow / raw"].append(runs["maxflow"][-1] / raw)
         if len(g) <= 2e4 or (i == 0 and not quick):  # above 2e4 nodes: one setting (minutes)
             t, mask = _timed(partial(_networkx_from_graph, g, dev, link))
             runs["networkx"], costs["networkx"] = [t], prob.price(mask)
@@ -172,11 +182,14 @@ def speed_rows(name: str, g: LayerGraph, *, quick: bool, repeats: int = 3) -> li
             rows.append({"graph": name, "nodes": len(g), "edges": len(g.edges), "device_flops":
                          flops, "link_bps": rate, "method": m, "seconds": statistics.median(ts),
                          "rel_diff": (costs[m] - best) / best if m in costs else 0.0})
+    for m, ratios in pairs.items():
+        rows.append({"graph": name, "nodes": len(g), "edges": len(g.edges), "method": m,
+                     "pairs": ratios, "seconds": 0.0, "rel_diff": 0.0})
     return rows
 
 
 def run(sizes: Sequence[int] = (1000, 10000, 100000), quick: bool = False,
-        zoo: Sequence[str] | None = None) -> list[dict]:
+        zoo: Sequence[str] | None = None, repeats: int = 3) -> list[dict]:
     """Speed rows on synthetic ResNet-like DAGs of the given sizes and on the zoo graphs.
 
     ``zoo`` defaults to every zoo model, or to digits_cnn and resnet18 when ``quick``.
@@ -186,9 +199,9 @@ def run(sizes: Sequence[int] = (1000, 10000, 100000), quick: bool = False,
     rows = []
     for n in sizes:
         g = resnet_like(n)
-        rows += speed_rows(f"resnet_like{n}", g, quick=quick)
+        rows += speed_rows(f"resnet_like{n}", g, quick=quick, repeats=repeats)
     for name in zoo:
-        rows += speed_rows(name, _zoo_graph(name), quick=quick)
+        rows += speed_rows(name, _zoo_graph(name), quick=quick, repeats=repeats)
     return rows
 
 
@@ -230,16 +243,18 @@ def _print_speed(rows: list[dict]) -> None:
         by.setdefault(key, {}).setdefault(r["method"], []).append(r)
     methods = ["LayerGraph()", "ortools raw", "maxflow cold", "maxflow", "blockwise", "networkx",
                "milp", "brute"]
-    ratios = ["maxflow cold / raw", "maxflow / raw", "blockwise / maxflow",
-              "networkx / maxflow cold"]
+    ratios = ["cold / raw", "maxflow / raw", "blockwise / maxflow", "networkx / maxflow cold"]
     print("| graph | nodes | edges | " + " | ".join(methods + ratios) + " |")
     print("|---" * (len(methods) + len(ratios) + 3) + "|")
     for (graph, n, e), ms in by.items():
         med = {m: statistics.median(x["seconds"] for x in v) for m, v in ms.items()}
         worst = max(abs(x["rel_diff"]) for v in ms.values() for x in v)
         cells = [f"{med[m] * 1e3:.1f} ms" if m in med else "-" for m in methods]
-        for a, b in (("maxflow cold", "ortools raw"), ("maxflow", "ortools raw"),
-                     ("blockwise", "maxflow"), ("networkx", "maxflow cold")):
+        for key in ("cold / raw", "maxflow / raw"):  # median [range] of the same-repeat pairs
+            xs = [r for x in ms.get(key, []) for r in x["pairs"]]
+            cells.append(f"{statistics.median(xs):.2f}x [{min(xs):.2f}-{max(xs):.2f}]"
+                         if xs else "-")
+        for a, b in (("blockwise", "maxflow"), ("networkx", "maxflow cold")):
             cells.append(f"{med[a] / med[b]:.2f}x" if a in med and med.get(b) else "-")
         print(f"| {graph} | {n} | {e} | " + " | ".join(cells) + " |"
               + (f" (max rel. diff {worst:.1e})" if worst > 1e-9 else ""))
@@ -274,12 +289,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, one setting")
     ap.add_argument("--no-zoo", action="store_true", help="synthetic graphs only")
+    ap.add_argument("--repeats", type=int, default=3, help="timed repeats per device setting")
     args = ap.parse_args()
     sizes = (1000, 10000) if args.quick else (1000, 10000, 100000)
     zoo = () if args.no_zoo else (("digits_cnn", "resnet18") if args.quick else ZOO)
     with one_blas_thread():
-        _print_speed(run(sizes, args.quick, zoo))
-    print("\ntimes: CPU seconds of this process (time.process_time), median over settings")
+        _print_speed(run(sizes, args.quick, zoo, args.repeats))
+    print("\ntimes: CPU seconds of this process (time.process_time), median over settings; "
+          "x / raw: median [range] of the ratios of calls timed back to back")
     if zoo:
         _print_quality(quality(zoo))
 

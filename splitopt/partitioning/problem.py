@@ -42,7 +42,7 @@ class GraphArrays:
     inputs: np.ndarray  # input node indices
     output: int
     measured: Mapping[str, tuple[np.ndarray, ...]]  # class -> (indices, fwd+bwd s, unmeasured)
-    ancestors_of_output: np.ndarray  # bool: node reaches the output
+    connected: bool  # some input has a path to the output
 
     @property
     def n_edges(self) -> int:
@@ -80,19 +80,27 @@ def _build_arrays(graph: LayerGraph) -> GraphArrays:
             for c, (i, s, r) in measured.items()}
     inputs = np.array([graph.index[n] for n in graph.inputs], dtype=np.intp)
     out = graph.index[graph.output]
-    return GraphArrays(src, dst, inputs, out, meas, _reaches(len(graph), src, dst, out))
+    connected = bool(_reached(len(graph), src, dst, inputs)[out])
+    return GraphArrays(src, dst, inputs, out, meas, connected)
 
 
-def _reaches(n: int, src: np.ndarray, dst: np.ndarray, target: int) -> np.ndarray:
-    """Which nodes have a path to ``target`` (breadth-first search on the reversed CSR)."""
+def _reached(n: int, src: np.ndarray, dst: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """Which nodes some node of ``sources`` has a path to (breadth-first search).
+
+    ``src`` is sorted (edges grouped by producer), so the CSR rows are the edge list itself; a
+    virtual node ``n`` feeds every source.
+    """
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import breadth_first_order
 
-    rev = csr_matrix((np.ones(src.size, dtype=np.int8), (dst, src)), shape=(n, n))
-    order = breadth_first_order(rev, target, directed=True, return_predecessors=False)
-    mask = np.zeros(n, dtype=bool)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n)),
+                             [src.size + sources.size]])
+    graph = csr_matrix((np.ones(src.size + sources.size, dtype=np.int8),
+                        np.concatenate([dst, sources]), indptr), shape=(n + 1, n + 1))
+    order = breadth_first_order(graph, n, directed=True, return_predecessors=False)
+    mask = np.zeros(n + 1, dtype=bool)
     mask[order] = True
-    return mask
+    return mask[:n]
 
 
 def train_seconds(graph: LayerGraph, device_class: str | None, flops: float) -> np.ndarray:
@@ -214,7 +222,7 @@ def check_inputs(graph: Any, device: Any, server: Any, link: Any, batch: Any, la
 def check_connected(graph: LayerGraph) -> None:
     """Raise :class:`GraphError` when no input has a path to the output."""
     ar = graph_arrays(graph)
-    if not ar.ancestors_of_output[ar.inputs].any():
+    if not ar.connected:
         raise GraphError("graph", graph.name or repr(graph), "a graph with a path from an input "
                          f"to the output {graph.output!r}",
                          "Check the edges: the output does not depend on any input.")

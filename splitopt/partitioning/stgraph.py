@@ -42,7 +42,7 @@ _ULP = 2.0**-52
 
 @dataclass(frozen=True)
 class Network:
-    """Arc arrays of the s-t graph (``inf`` marks the closure / relay arcs)."""
+    """Arc arrays of the s-t graph (``inf``: the closure / relay arcs, whose ``caps`` are 0)."""
 
     n_nodes: int
     tails: np.ndarray
@@ -52,6 +52,7 @@ class Network:
     const: float
     node_of: np.ndarray  # network node of every layer node
     mirror: bool = False  # solve from t (see _solve_scaled)
+    finite: np.ndarray | None = None  # positions of the finite arcs (None: where ``inf`` is not)
 
 
 def build_network(prob: CutProblem, rep: np.ndarray | None = None,
@@ -106,6 +107,7 @@ class _Structure:
     heads: np.ndarray
     inf: np.ndarray
     tensor_arc: np.ndarray  # positions of the finite tensor arcs
+    finite: np.ndarray  # positions of every finite arc: the terminal arcs, then tensor_arc
     tensor_of: np.ndarray  # per finite tensor arc: the producer whose tensor cost it carries
     always: np.ndarray  # producers whose tensor crosses in every cut (an input feeds the output)
 
@@ -135,8 +137,9 @@ def _structure(src: np.ndarray, dst: np.ndarray, force_in: np.ndarray, force_out
     inf[2 * n_free:first] = True
     inf[first:] = ten_inf
     tensor_arc = first + np.flatnonzero(~ten_inf)
-    return _Structure(size + n_relay, size, node_of, tails, heads, inf, tensor_arc, tensor_of,
-                      always)
+    finite = np.concatenate([np.arange(2 * n_free), tensor_arc])
+    return _Structure(size + n_relay, size, node_of, tails, heads, inf, tensor_arc, finite,
+                      tensor_of, always)
 
 
 def _cuttable(tails: np.ndarray, heads: np.ndarray) -> np.ndarray:
@@ -162,7 +165,8 @@ def _with_capacities(st: _Structure, dev: np.ndarray, srv: np.ndarray, tensor: n
     caps[st.tensor_arc] = tensor[st.tensor_of]
     const = float(srv_n[SINK] + dev_n[SOURCE] + both.sum() + tensor[st.always].sum())
     mirror = bool(dev[free].sum() > srv[free].sum())
-    return Network(st.n_nodes, st.tails, st.heads, caps, st.inf, const, st.node_of, mirror)
+    return Network(st.n_nodes, st.tails, st.heads, caps, st.inf, const, st.node_of, mirror,
+                   st.finite)
 
 
 def _number_nodes(n: int, force_in: np.ndarray, force_out: np.ndarray,
@@ -201,8 +205,8 @@ def _tensor_arcs(src: np.ndarray, node_of: np.ndarray, nw: np.ndarray, first_rel
         return e, e, e, np.zeros(0, bool), 0
     if dedupe:  # distinct (tensor, consumer node) pairs; graph_arrays' src is already sorted
         u, w = _unique_pairs(u, w)
-    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
-    counts = np.diff(np.r_[starts, u.size])
+    starts = np.concatenate([[0], np.flatnonzero(u[1:] != u[:-1]) + 1])
+    counts = np.diff(starts, append=u.size)
     tid = np.repeat(np.arange(starts.size), counts)  # tensor number of each pair
     prod = u[starts]
     multi = counts > 1
@@ -215,7 +219,7 @@ def _tensor_arcs(src: np.ndarray, node_of: np.ndarray, nw: np.ndarray, first_rel
     heads = np.concatenate([w[single_pair], relay_of[multi], w[~single_pair]])
     n_fin = int(single_pair.sum()) + int(multi.sum())
     tensor_of = np.concatenate([u[single_pair], prod[multi]])
-    inf = np.r_[np.zeros(n_fin, bool), np.ones(tails.size - n_fin, bool)]
+    inf = np.arange(tails.size) >= n_fin
     return tails, heads, tensor_of, inf, int(multi.sum())
 
 
@@ -234,14 +238,16 @@ def solve_network(net: Network, price: Any, rel_tol: float = 1e-10) -> Result:
     are scaled to 2**61 again: the second solve resolves the gap ~1e-12 times finer.
     """
     t0 = time.perf_counter()
-    sides, flows, lower = _solve_scaled(net.tails, net.heads, net.caps, net.inf, net.n_nodes,
+    finite = np.flatnonzero(~net.inf) if net.finite is None else net.finite
+    sides, flows, lower = _solve_scaled(net.tails, net.heads, net.caps, finite, net.n_nodes,
                                         net.mirror)
     lower += net.const
     side, upper = _cheapest(sides, price, lower, rel_tol)
     history = [{"lower": lower, "upper": upper}]
     if upper - lower > rel_tol * abs(upper):
         tails, heads, caps, inf = _residual(net, flows(), upper - lower)
-        sides2, _, extra = _solve_scaled(tails, heads, caps, inf, net.n_nodes, net.mirror)
+        sides2, _, extra = _solve_scaled(tails, heads, caps, np.flatnonzero(~inf), net.n_nodes,
+                                         net.mirror)
         side2, upper2 = _cheapest(sides2, price, -np.inf, 0.0)
         lower += extra
         if upper2 < upper:
@@ -281,9 +287,9 @@ def _residual(net: Network, flows: np.ndarray, gap: float) -> tuple:
     return tails, heads, caps, inf
 
 
-def _solve_scaled(tails: np.ndarray, heads: np.ndarray, caps: np.ndarray, inf: np.ndarray,
+def _solve_scaled(tails: np.ndarray, heads: np.ndarray, caps: np.ndarray, finite: np.ndarray,
                   n_nodes: int, mirror: bool) -> tuple[list[Any], Any, float]:
-    """One integer max-flow with capacities rounded down (``caps`` is 0 on the ``inf`` arcs).
+    """One integer max-flow with capacities rounded down; arcs not in ``finite`` are infinite.
 
     Returns two functions building the minimum cuts (the smallest and the largest source side),
     a function giving the
@@ -292,10 +298,12 @@ def _solve_scaled(tails: np.ndarray, heads: np.ndarray, caps: np.ndarray, inf: n
     """
     from ortools.graph.python import max_flow
 
-    total = float(caps.sum())  # infinite arcs carry 0 in ``caps``
+    vals = caps[finite]
+    total = float(vals.sum())
     scale = _TARGET / total if total > 0 else 1.0
-    icap = np.multiply(caps, scale).astype(np.int64)  # truncation rounds down: caps >= 0
-    icap[inf] = int(icap.sum()) + 1
+    scaled = np.multiply(vals, scale).astype(np.int64)  # truncation rounds down: caps >= 0
+    icap = np.full(caps.size, int(scaled.sum()) + 1, np.int64)  # infinite: above every cut
+    icap[finite] = scaled
     # OR-Tools' push-relabel took seconds on 1e4-node ResNet-like graphs when the device was
     # slower than the server (most terminal arcs into t), and as long on the mirrored network
     # (arcs reversed, solved from t to s) when the device was faster; solving the mirror in the
