@@ -495,8 +495,12 @@ class LayerGraph:
         """Vectorised boundary: for a (C, V) membership matrix, members with an outside consumer."""
         masks = np.atleast_2d(masks)
         src, dst = self.edge_index
-        rows, cols = np.nonzero(masks[:, src] & ~masks[:, dst])
         out = np.zeros_like(masks)
+        if masks.shape[0] == 1:  # one set (the guard's re-pricing): no 2-D index arrays
+            m = masks[0]
+            out[0, src[m[src] & ~m[dst]]] = True
+            return out
+        rows, cols = np.nonzero(masks[:, src] & ~masks[:, dst])
         out[rows, src[cols]] = True
         return out
 

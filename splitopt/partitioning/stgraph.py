@@ -42,17 +42,28 @@ _ULP = 2.0**-52
 
 @dataclass(frozen=True)
 class Network:
-    """Arc arrays of the s-t graph (``inf``: the closure / relay arcs, whose ``caps`` are 0)."""
+    """Arc arrays of the s-t graph (the finite arcs' positions and capacities apart).
+
+    ``inf`` flags the closure / relay arcs, ``finite`` holds the positions of the others and
+    ``finite_caps`` their capacities.
+    """
 
     n_nodes: int
     tails: np.ndarray
     heads: np.ndarray
-    caps: np.ndarray
     inf: np.ndarray
+    finite: np.ndarray
+    finite_caps: np.ndarray
     const: float
     node_of: np.ndarray  # network node of every layer node
     mirror: bool = False  # solve from t (see _solve_scaled)
-    finite: np.ndarray | None = None  # positions of the finite arcs (None: where ``inf`` is not)
+
+    @property
+    def caps(self) -> np.ndarray:
+        """The capacity of every arc (0 on the infinite ones)."""
+        caps = np.zeros(self.tails.size)
+        caps[self.finite] = self.finite_caps
+        return caps
 
 
 def build_network(prob: CutProblem, rep: np.ndarray | None = None,
@@ -158,15 +169,11 @@ def _with_capacities(st: _Structure, dev: np.ndarray, srv: np.ndarray, tensor: n
     srv_n = np.bincount(st.node_of, weights=srv, minlength=st.size)
     dev_n = np.bincount(st.node_of, weights=dev, minlength=st.size)
     both = np.minimum(srv_n[2:], dev_n[2:])
-    n_free = st.size - 2
-    caps = np.zeros(st.tails.size)
-    np.subtract(srv_n[2:], both, out=caps[:n_free])
-    np.subtract(dev_n[2:], both, out=caps[n_free:2 * n_free])
-    caps[st.tensor_arc] = tensor[st.tensor_of]
+    caps = np.concatenate([srv_n[2:] - both, dev_n[2:] - both, tensor[st.tensor_of]])
     const = float(srv_n[SINK] + dev_n[SOURCE] + both.sum() + tensor[st.always].sum())
     mirror = bool(dev[free].sum() > srv[free].sum())
-    return Network(st.n_nodes, st.tails, st.heads, caps, st.inf, const, st.node_of, mirror,
-                   st.finite)
+    return Network(st.n_nodes, st.tails, st.heads, st.inf, st.finite, caps, const, st.node_of,
+                   mirror)
 
 
 def _number_nodes(n: int, force_in: np.ndarray, force_out: np.ndarray,
@@ -238,15 +245,15 @@ def solve_network(net: Network, price: Any, rel_tol: float = 1e-10) -> Result:
     are scaled to 2**61 again: the second solve resolves the gap ~1e-12 times finer.
     """
     t0 = time.perf_counter()
-    finite = np.flatnonzero(~net.inf) if net.finite is None else net.finite
-    sides, flows, lower = _solve_scaled(net.tails, net.heads, net.caps, finite, net.n_nodes,
-                                        net.mirror)
+    sides, flows, lower = _solve_scaled(net.tails, net.heads, net.finite, net.finite_caps,
+                                        net.n_nodes, net.mirror)
     lower += net.const
     side, upper = _cheapest(sides, price, lower, rel_tol)
     history = [{"lower": lower, "upper": upper}]
     if upper - lower > rel_tol * abs(upper):
         tails, heads, caps, inf = _residual(net, flows(), upper - lower)
-        sides2, _, extra = _solve_scaled(tails, heads, caps, np.flatnonzero(~inf), net.n_nodes,
+        finite = np.flatnonzero(~inf)
+        sides2, _, extra = _solve_scaled(tails, heads, finite, caps[finite], net.n_nodes,
                                          net.mirror)
         side2, upper2 = _cheapest(sides2, price, -np.inf, 0.0)
         lower += extra
@@ -283,26 +290,23 @@ def _residual(net: Network, flows: np.ndarray, gap: float) -> tuple:
     caps = np.concatenate([np.maximum(net.caps - flows, 0.0), flows[used]])
     inf = np.concatenate([net.inf, np.zeros(int(used.sum()), bool)])
     inf |= caps > gap  # no cut cheaper than the gap can use such an arc
-    caps[inf] = 0.0  # as in a Network: infinite arcs carry no finite capacity
     return tails, heads, caps, inf
 
 
-def _solve_scaled(tails: np.ndarray, heads: np.ndarray, caps: np.ndarray, finite: np.ndarray,
+def _solve_scaled(tails: np.ndarray, heads: np.ndarray, finite: np.ndarray, vals: np.ndarray,
                   n_nodes: int, mirror: bool) -> tuple[list[Any], Any, float]:
-    """One integer max-flow with capacities rounded down; arcs not in ``finite`` are infinite.
+    """One integer max-flow: the arcs at ``finite`` get ``vals`` rounded down, the others inf.
 
     Returns two functions building the minimum cuts (the smallest and the largest source side),
-    a function giving the
-    flow of every arc in true units (a feasible flow of the float network; only the residual
-    re-solve needs it) and the flow's value, a proven lower bound.
+    a function giving the flow of every arc in true units (a feasible flow of the float network;
+    only the residual re-solve needs it) and the flow's value, a proven lower bound.
     """
     from ortools.graph.python import max_flow
 
-    vals = caps[finite]
     total = float(vals.sum())
     scale = _TARGET / total if total > 0 else 1.0
     scaled = np.multiply(vals, scale).astype(np.int64)  # truncation rounds down: caps >= 0
-    icap = np.full(caps.size, int(scaled.sum()) + 1, np.int64)  # infinite: above every cut
+    icap = np.full(tails.size, int(scaled.sum()) + 1, np.int64)  # infinite: above every cut
     icap[finite] = scaled
     # OR-Tools' push-relabel took seconds on 1e4-node ResNet-like graphs when the device was
     # slower than the server (most terminal arcs into t), and as long on the mirrored network
