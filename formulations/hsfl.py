@@ -262,11 +262,21 @@ class HSFL:
         """
         from splitopt.formulations.edgesplit import verification
 
+        from splitopt.backends.results import Result
         from splitopt.solving import solve as solve_problem
         from splitopt.solving.verify import checked_status
 
+        t0 = time.perf_counter()
         p = self.problem(scenario)
-        res = solve_problem(p, backend=backend, time_limit=time_limit, gap=self.tol)
+        data = self.data(scenario)
+        base = self.baseline(scenario, data=data).meta["config"]  # BCD's plan starts the search
+        o, full = p.options, int(np.flatnonzero(np.asarray(p.table.masks).all(axis=1))[0])
+        cut = [full if fl else p.cut.index_of(data.sets[c]) for c, fl in zip(base.cut, base.fl)]
+        warm = np.array([np.flatnonzero((o.cut == c) & (o.batch == data.batches[b]))[0]
+                         for c, b in zip(cut, base.batch)])
+        left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 1e-3)
+        res = solve_problem(p, backend=backend, time_limit=left, gap=self.tol,
+                            warm_start=Result("feasible", options=warm))
         if res.plan is None:
             return res
         rows = np.arange(p.n_devices)

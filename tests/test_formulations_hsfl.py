@@ -317,3 +317,22 @@ def test_registered_hsfl_is_a_builder_problem():
     res = f.solve(sc, time_limit=30)
     assert res.termination == "optimal" and res.path == "delay-to-target"
     assert res.objective == pytest.approx(HSFL().solve(sc).objective, rel=2e-4)
+
+
+def test_delay_to_target_path_starts_from_a_warm_start():
+    """A Result's per-device options start the search (HSFL's BCD plan in solve_builder)."""
+    import time
+
+    from splitopt.solving import hsfl_path
+    from splitopt.solving.structure import analyse
+
+    sc, form = _instance(2, n=5, nodes=4, batches=(1, 2, 4, 8))
+    p = form.problem(sc)
+    best = p.solve(gap=1e-7)
+    st = analyse(p)
+    # a deadline already past: no node is explored, the answer is the start
+    cold = hsfl_path.run(p, st, None, time.perf_counter(), 1e-7, False, None, None)
+    warm = hsfl_path.run(p, st, None, time.perf_counter(), 1e-7, False, best, None)
+    assert warm.objective == pytest.approx(best.objective, rel=1e-12)
+    assert cold.objective > best.objective * (1 + 1e-6)  # the warm start is what made it
+    assert cold.termination == warm.termination == "time_limit"

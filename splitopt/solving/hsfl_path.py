@@ -63,7 +63,11 @@ def accepts(st: Structure) -> bool:
 
 def run(p: Problem, st: Structure, be: Backend | None, deadline: float | None, gap: float,
         log: bool, warm: Any, progress: Any) -> Result:
-    """Branch and bound over latency intervals (gap: its relative tolerance, at least 1e-9)."""
+    """Branch and bound over latency intervals (gap: its relative tolerance, at least 1e-9).
+
+    ``warm``: a Result whose per-device ``options`` start the search when they are better than
+    each device's least-penalty option (e.g. HSFL's BCD plan).
+    """
     obj = p.objective
     assert isinstance(obj, DelayToTarget)
     data, fl_opt, sl_opt = problem_data(p, obj, st.allowed)
@@ -72,6 +76,8 @@ def run(p: Problem, st: Structure, be: Backend | None, deadline: float | None, g
         raise InfeasibleError("delay to target: the target is out of reach for every allowed "
                               "choice of modes and batch sizes (rounds h(P) is infinite even at "
                               "the least penalty); loosen the target or allow other batch sizes")
+    if warm is not None and getattr(warm, "options", None) is not None:
+        start = _better(data, obj, start, _config_of(p, st, warm.options))
     left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
     out = branch_and_bound(data, obj.rounds, start, [np.arange(data.a_sl.shape[0])],
                            tol=max(gap, 1e-9), time_limit=left)
@@ -83,6 +89,29 @@ def run(p: Problem, st: Structure, be: Backend | None, deadline: float | None, g
     return Result(out.termination, path=KIND, backend="highs", objective=out.objective,
                   bound=out.bound, iterations=out.iterations, options=options, beta=beta,
                   extras={"milps": out.extras["milps"], "nodes": out.extras["nodes"]})
+
+
+def _config_of(p: Problem, st: Structure, options: Any) -> Config | None:
+    """The Config of per-device options (a warm start), or None when it is not usable."""
+    opt = np.asarray(options, dtype=np.int64)
+    o = p.options
+    if opt.shape != (p.n_devices,) or np.any(opt < 0) or np.any(opt >= o.n_options) \
+            or not np.all(st.allowed[np.arange(p.n_devices), opt]):
+        return None
+    full = np.asarray(p.table.masks).all(axis=1)
+    cpos = np.cumsum(~full) - 1  # table row -> SL cut index (problem_data's order)
+    fl = o.is_fl[opt]
+    batch = np.searchsorted(np.asarray(p.batches), o.batch[opt])
+    return Config(np.where(fl, 0, cpos[np.maximum(o.cut[opt], 0)]), fl, batch)
+
+
+def _better(data: DelayData, obj: DelayToTarget, a: Config, b: Config | None) -> Config:
+    """The better of two configurations by h(P) * L (``b`` may be None)."""
+    def value(c: Config) -> float:
+        r = obj.rounds(penalty_of(data, c))
+        return r * config_latency(data, c)[0] if math.isfinite(r) else math.inf
+
+    return a if b is None or value(a) <= value(b) else b
 
 
 def problem_data(p: Problem, obj: DelayToTarget, allowed: np.ndarray
