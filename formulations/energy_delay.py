@@ -86,13 +86,13 @@ def point(choice: Sequence[int], beta: Sequence[float], delay_s: float, energy_j
 
     ``objective`` is the minimised value (energy for an epsilon point, the weighted sum
     otherwise), ``bound`` its proven lower bound, ``termination`` ``optimal`` when they meet within
-    the tolerance, else ``iteration_limit``. Extras: ``choice``, ``beta``, ``delay_s``,
-    ``energy_j``, ``epsilon``.
+    the tolerance, else ``iteration_limit``. The shares are the Result's ``beta``; extras:
+    ``choice``, ``delay_s``, ``energy_j``, ``epsilon``.
     """
     return Result(status, path="outer-approximation", backend="highs",
                   objective=energy_j if objective is None else objective, bound=bound,
-                  iterations=iterations,
-                  extras={"choice": tuple(choice), "beta": tuple(beta), "delay_s": delay_s,
+                  iterations=iterations, beta=np.asarray(beta, dtype=float),
+                  extras={"choice": tuple(choice), "delay_s": delay_s,
                           "energy_j": energy_j, "epsilon": epsilon})
 
 
