@@ -188,7 +188,8 @@ def _holds_band(problem: Any, opt: np.ndarray, beta: np.ndarray) -> np.ndarray:
 
 
 def _evaluate_checks(problem: Any, plan: Any, opt: np.ndarray, beta: np.ndarray, phi: np.ndarray,
-                     sel: np.ndarray, evaluate: Any, costs: Any = None) -> list[Check]:
+                     sel: np.ndarray, evaluate: Any, costs: Any = None,
+                     every: list[str] | None = None) -> list[Check]:
     """The independent re-pricing against the builder's option costs at the plan's shares.
 
     ``evaluate()`` up to ``reprice.SCALAR_UP_TO`` devices (or when ``costs`` from it are given),
