@@ -21,6 +21,10 @@ caller): :func:`choose_architecture` solves each candidate exactly and returns t
 latency front and the best choice under a latency budget. Baselines: everything on the device,
 the best single split between device and the last tier (two-tier Neurosurgeon-style), and
 :func:`greedy` (each layer on the tier that runs it fastest, made monotone).
+
+On the public builder: :func:`problem` reads a scenario as a path (relay tiers of
+:mod:`splitopt.model.relays`) and :func:`solve_builder`, the registered ``solve``, solves it with
+:func:`splitopt.solving.solve`; the DP / MILP here stay as a baseline and the tests' oracle.
 """
 
 from __future__ import annotations
@@ -427,7 +431,7 @@ def problem(scenario: Any) -> Any:
     p.bandwidth.fix(None, 1.0)
     d = sc.devices[0]
     if math.isfinite(d.memory_bytes):
-        p.add(p.memory(0) <= d.memory_bytes, name=f"memory:{d.name}")
+        p.add(p.memory(0) / d.memory_bytes <= 1.0, name=f"memory:{d.name}")  # rows of order 1
     p.minimize(p.round_latency())
     return p
 

@@ -19,13 +19,17 @@ the run have finished their backward and freed theirs). Under the reference cost
 
 ``objective="latency"`` minimises T; ``"participation"`` maximises the selected data
 ``sum_k n_k s_k`` within ``T <= deadline`` and then minimises T among the maximisers (lexicographic,
-two exact solves). The keep/recompute choice is a path per device through positions ``1..L-1`` in
-two states (after a kept layer / after a recomputed run; a run may only start after a kept layer,
-so runs are maximal): arcs "keep layer p", "recompute run [i,j)" and "stop: cut here". It is a MILP
-built with :class:`splitopt.compile.columns.MilpBuilder` (the declarative Problem has no per-layer
-variables yet) and solved by the builder's HiGHS backend. Baseline: :func:`greedy` (each device's
-fastest cut that fits, dropping the activation with the most bytes per extra second until it fits;
-devices admitted fastest-first while the deadline holds). :func:`brute_force` enumerates everything.
+two exact solves). The registered formulation states this on the public builder
+(:func:`problem`, :func:`solve_builder`: per-layer keep/recompute columns of
+:mod:`splitopt.model.recompute`, coverage rows) and solves it with :func:`splitopt.solving.solve`.
+The module's own exact method, kept as a baseline and test oracle (:func:`solve`), is a tighter
+path MILP: the keep/recompute choice is a path per device through positions ``1..L-1`` in two
+states (after a kept layer / after a recomputed run; a run may only start after a kept layer, so
+runs are maximal): arcs "keep layer p", "recompute run [i,j)" and "stop: cut here", built with
+:class:`splitopt.compile.columns.MilpBuilder` and solved by the builder's HiGHS backend.
+Baseline: :func:`greedy` (each device's fastest cut that fits, dropping the activation with the
+most bytes per extra second until it fits; devices admitted fastest-first while the deadline
+holds). :func:`brute_force` enumerates everything.
 """
 
 from __future__ import annotations

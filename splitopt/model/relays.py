@@ -129,7 +129,9 @@ class Relays:
         p.add(rows, name=f"relays:{p.device_name(k)}")
         for t, r in enumerate(self.relays, start=1):
             if math.isfinite(r.memory_bytes):
-                p.add(self.memory(k, t) <= r.memory_bytes,
+                # in units of the capacity: byte-sized rows at HiGHS's 1e-9 tolerance once
+                # made its presolve call a feasible instance infeasible (model/recompute.py)
+                p.add(self.memory(k, t) / r.memory_bytes <= 1.0,
                       name=f"memory:{p.device_name(k)}@{r.name}")
 
     # ------------------------------------------------------------------ terms
