@@ -49,6 +49,8 @@ def test_recomputation_fits_a_deep_cut_priced_like_smartsplit():
     t, mem = ss.device_cost(inst, 0, 3, [1])
     assert res.objective == pytest.approx(t, rel=1e-9)
     assert res.plan.meta["recompute_s"]["pi"] == pytest.approx(t - inst.base[0, 3], rel=1e-9)
+    assert res.plan.predicted.round_latency_s + res.plan.meta["recompute_s"]["pi"] == \
+        pytest.approx(res.objective, rel=1e-9)  # predicted: the plan without recomputation
     assert res.objective == pytest.approx(ss.brute_force(inst).round_s, rel=1e-9)
     # without recomputation the deep cut does not fit: the answer sends the raw input
     q = Problem(sc, server_share=False)

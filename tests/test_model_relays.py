@@ -84,6 +84,9 @@ def test_a_relay_takes_work_off_the_server_and_the_plan_records_it():
     placed = res.plan.meta["relays"]["d0"]["edge"]
     side = res.plan.devices[0].device_side
     assert placed and not set(placed) & set(side)
+    # what the relays add beside plan.predicted's two tiers (device -> server)
+    assert res.plan.predicted.round_latency_s + res.plan.meta["relays_s"]["d0"] == pytest.approx(
+        res.objective, rel=1e-9)
     assert res.objective == pytest.approx(
         p.round_time(0).value(*_point(p, res)), rel=1e-9)
 

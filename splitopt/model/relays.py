@@ -192,7 +192,30 @@ class Relays:
                 per[r.name] = [g.names[v] for v in np.flatnonzero(x[k, t] & ~held)]
                 held = held | x[k, t]
             out[d.device] = per
-        return replace(plan, meta={**plan.meta, "relays": out})
+        return replace(plan, meta={**plan.meta, "relays": out, "relays_s": self._seconds(plan, x)})
+
+    def _seconds(self, plan: Any, x: np.ndarray) -> dict[str, float]:
+        """{device: seconds per round the relays add} (beside ``plan.predicted``'s two tiers)."""
+        g = self.p.scenario.graph
+        by_name = {d.device: d for d in plan.devices}
+        out: dict[str, float] = {}
+        for k in range(self.p.n_devices):
+            d = by_name.get(self.p.device_name(k))
+            if d is None or not d.selected:
+                continue
+            side = held = g.mask(d.device_side)
+            added = 0.0
+            for t in range(self.R):
+                now = held | x[k, t]
+                crossing = np.zeros(self.V, dtype=bool)
+                if len(self.edges):
+                    u, w = self.edges[:, 0], self.edges[:, 1]
+                    np.logical_or.at(crossing, u, now[u] & ~now[w])
+                added += float(self.sec[t] @ (now & ~held)) + self.link[t] * float(
+                    g.out_bytes @ crossing)
+                held = now
+            out[d.device] = added - float(self.srv @ (held & ~side))
+        return out
 
     def fill(self, plan: Any, x: np.ndarray) -> list[tuple[str, bool, str]]:
         """Put the plan's recorded relay placement into ``x``, crossings priced afresh."""
