@@ -59,16 +59,11 @@ def reprice(scenario: Any, plan: Any) -> Repriced:
         raise ValueError("unplanned server shares")
     labels = tr.labels == "device"
     whole = frozenset(g.names)
-    side_of: dict[Any, int] = {}
-    sides: list[frozenset[str]] = []
-    key = np.empty(len(chosen), dtype=np.int64)
-    for i, d in enumerate(chosen):
-        s = whole if d.mode == "fl" else d.device_side
-        j = side_of.get(s)
-        if j is None:
-            j = side_of[s] = len(sides)
-            sides.append(whole if s is whole else g.check_split(s, labels_on_device=labels))
-        key[i] = j
+    fl = [d.mode == "fl" for d in chosen]
+    side_of: dict[Any, int] = {}  # each distinct side once (a fleet's plan has a few)
+    key = np.array([side_of.setdefault(whole if f else d.device_side, len(side_of))
+                    for f, d in zip(fl, chosen)], dtype=np.int64)
+    sides = [s if s is whole else g.check_split(s, labels_on_device=labels) for s in side_of]
     if not sides:
         return Repriced([], {f: np.zeros(0) for f in FIELDS}, 0.0)
     table = CutTable.from_sets(g, sides)
@@ -91,7 +86,7 @@ def reprice(scenario: Any, plan: Any) -> Repriced:
     phi = np.array([1.0 if f is None else f for f in f_], dtype=float)
     beta = np.array([d.bandwidth_share for d in chosen], dtype=float)
     b = np.array([tr.batch_size if d.batch_size is None else d.batch_size for d in chosen], float)
-    fl = np.array([d.mode == "fl" for d in chosen], dtype=bool)
+    fl = np.array(fl, dtype=bool)
     up_bps = beta * ch.bandwidth_up_hz * eff_up
     dn_bps = beta * ch.bandwidth_dn_hz * eff_dn
     it = float(tr.local_iters)
