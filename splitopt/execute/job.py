@@ -88,6 +88,11 @@ class RunConfig:
         get_mode(self.mode)
 
 
+#: plan features the builder can plan but the executors cannot run (planned == executed: refused)
+UNRUNNABLE = {"recompute": "recomputed activations (Problem(recompute=True))",
+              "relays": "relay tiers (Problem(relays=...))"}
+
+
 @dataclass(frozen=True)
 class Job:
     """A plan made runnable: the plan, its scenario, the model to build and the run settings.
@@ -106,6 +111,12 @@ class Job:
         devs = self.devices()
         if not devs:
             raise InputError("plan devices", [], "at least one selected device")
+        for key, what in UNRUNNABLE.items():
+            if self.plan.meta.get(key):
+                raise InputError(f"plan.meta[{key!r}]", self.plan.meta[key],
+                                 "nothing: the executors train two tiers keeping every activation",
+                                 f"The plan uses {what}, which the executors do not run; solve "
+                                 f"it without that option to get a plan that trains as priced.")
         mode = self.training_mode()
         g = self.scenario.graph
         for d in devs:
