@@ -86,17 +86,17 @@ def test_pareto_front_of_the_builder_matches_energy_delay_exact_points(seed):
     front = pareto_front(p, energy, delay, n_points=4)
     assert len(p.constraints) == n_rows and p.objective is None  # the Problem is as given
     q = ed.instance(sc)
-    ys = [r.extras["y"] for r in front]
-    xs = [r.extras["x"] for r in front]
+    ys = [r.extras["y_value"] for r in front]
+    xs = [r.extras["x_value"] for r in front]
     assert ys == sorted(ys) and xs == sorted(xs, reverse=True)  # a front: y up, x down
     assert ys[0] == pytest.approx(ed.min_delay(q), rel=1e-6)
     for r in front:
         assert r.termination == "optimal" and r.verification.passed
-        minimised = "x" if r.extras["epsilon"] is not None else "y"  # end B: least y at least x
+        minimised = "x_value" if r.extras["epsilon"] is not None else "y_value"  # end B
         assert r.extras[minimised] == pytest.approx(r.objective, rel=1e-9)
-        assert r.extras["y"] == pytest.approx(value_at(p, delay, r), rel=1e-12)
-        exact = ed.min_energy(q, r.extras["y"] * (1 + 1e-9))
-        assert r.extras["x"] == pytest.approx(exact.energy_j, rel=1e-6)
+        assert r.extras["y_value"] == pytest.approx(value_at(p, delay, r), rel=1e-12)
+        exact = ed.min_energy(q, r.extras["y_value"] * (1 + 1e-9))
+        assert r.extras["x_value"] == pytest.approx(exact.energy_j, rel=1e-6)
 
 
 def test_energy_delay_builder_point_is_the_modules_exact_point():

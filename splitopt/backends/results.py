@@ -85,6 +85,14 @@ class Result:
     beta: np.ndarray | None = None
     phi: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        # an extra named like a field would be unreachable as an attribute (res.beta reads the
+        # field): refuse it where it is made, not where a reader gets None
+        shadowed = sorted(set(self.extras) & _FIELDS)
+        if shadowed:
+            raise ValueError(f"Result extras {shadowed} shadow Result fields of the same name; "
+                             "pass them as those fields or rename the extras")
+
     def __getattr__(self, name: str) -> Any:
         """A formulation's extra by attribute (``res.choices`` is ``res.extras["choices"]``)."""
         extras = self.__dict__.get("extras") or {}
@@ -124,6 +132,9 @@ class Result:
                    if self.parts else {}),
                 **({"extras": {k: _jsonable(v) for k, v in self.extras.items()}}
                    if self.extras else {})}
+
+
+_FIELDS = frozenset(Result.__dataclass_fields__) | {"status", "gap", "per_second"}
 
 
 def _jsonable(v: Any) -> Any:

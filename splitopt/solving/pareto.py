@@ -63,15 +63,15 @@ def _objective(res: Result) -> float:
 
 
 def _point(problem: Problem, x: Expr, y: Expr, res: Result, eps: float | None) -> Result:
-    return replace(res, extras={**res.extras, "x": value_at(problem, x, res),
-                                "y": value_at(problem, y, res), "epsilon": eps})
+    return replace(res, extras={**res.extras, "x_value": value_at(problem, x, res),
+                                "y_value": value_at(problem, y, res), "epsilon": eps})
 
 
 def pareto_front(problem: Problem, x: Expr, y: Expr, n_points: int = 8, **solve: Any
                  ) -> list[Result]:
     """Exact points of the (x, y) Pareto front, both minimised, from least y to least x.
 
-    Each point is the Result of ``min x s.t. y <= eps`` (``extras``: ``x``, ``y``, ``epsilon``);
+    Each point is the Result of ``min x s.t. y <= eps`` (``extras``: ``x_value``, ``y_value``, ``epsilon``);
     ``solve`` goes to every :func:`splitopt.solving.solve` call (backend, time_limit, ...).
     """
     if not (isinstance(n_points, int) and n_points >= 2):
@@ -81,7 +81,7 @@ def pareto_front(problem: Problem, x: Expr, y: Expr, n_points: int = 8, **solve:
     x_min = _objective(_min(problem, x, [], **solve))
     b = _min(problem, y, [x <= x_min + TIE * max(abs(x_min), 1e-12)], **solve)
     ends = [_point(problem, x, y, a, y_min), _point(problem, x, y, b, None)]
-    ya, yb = ends[0].extras["y"], ends[1].extras["y"]
+    ya, yb = ends[0].extras["y_value"], ends[1].extras["y_value"]
     mids = [_point(problem, x, y, _min(problem, x, [y <= float(eps)], **solve), float(eps))
             for eps in np.linspace(ya, yb, n_points)[1:-1] if ya < eps < yb]
     return nondominated([ends[0], *mids, ends[1]])
@@ -89,10 +89,10 @@ def pareto_front(problem: Problem, x: Expr, y: Expr, n_points: int = 8, **solve:
 
 def nondominated(points: Sequence[Result], rel: float = 1e-9) -> list[Result]:
     """The points no other point beats in both x and y (ties kept once), by increasing y."""
-    pts = sorted(points, key=lambda r: (r.extras["y"], r.extras["x"]))
+    pts = sorted(points, key=lambda r: (r.extras["y_value"], r.extras["x_value"]))
     out: list[Result] = []
     for p in pts:
-        px = p.extras["x"]
-        if not out or px < out[-1].extras["x"] * (1 - rel) - 1e-300:
+        px = p.extras["x_value"]
+        if not out or px < out[-1].extras["x_value"] * (1 - rel) - 1e-300:
             out.append(p)
     return out
