@@ -30,7 +30,14 @@ import torch
 
 from splitopt.execute.examples import digits_job, digits_scenario
 from splitopt.execute.runner import InProcessRunner, train
-from splitopt.execute.timing import CPU_COMPARED, TRANSFER_GAP_S, calibrate, compare, predict
+from splitopt.execute.timing import (
+    CPU_COMPARED,
+    TRANSFER_GAP_S,
+    calibrate,
+    compare,
+    predict,
+    rel_error,
+)
 
 MODES = ("fl", "sl", "sflv1", "sflv2", "psl", "hsfl")
 
@@ -165,8 +172,9 @@ EMULATED = {
 
 def demo_job(rounds: int) -> Any:
     """The exact plan of splitopt/data/default_scenario.yaml under SFL-V1, as the demo runs it."""
-    from splitopt.execute.job import Job, RunConfig
     from splitopt.formulations.sfl import SFL
+
+    from splitopt.execute.job import Job, RunConfig
     from splitopt.scenario import Scenario, default_scenario_path
 
     sc = Scenario.load(default_scenario_path())
@@ -208,17 +216,23 @@ def predicted_vs_measured(model: str, rounds: int, links: str = "auto") -> list[
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown table of :func:`predicted_vs_measured` rows."""
     out = ["| model | links | device | phase | predicted s | measured s | rel. error | "
-           "reference s | ref. error | per-node model s |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "measured min..max | reference s | ref. error | per-node model s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:+.1f}%"
+
+    def spread(r: dict[str, Any]) -> str:  # the measured range over rounds, as errors
+        if "measured_min" not in r or not r["predicted"]:
+            return ""
+        return f"{pct(rel_error(r['measured_min'], r['predicted']))}.." \
+               f"{pct(rel_error(r['measured_max'], r['predicted']))}"
 
     for r in rows:
         node = r.get("per_node_predicted")
         out.append(f"| {r['model']} ({r['mode']}) | {r['links']} | {r['device']} | {r['phase']} "
                    f"| {r['predicted']:.4f} | {r['measured']:.4f} | {pct(r['rel_error'])} | "
-                   f"{r.get('reference_predicted', r['predicted']):.4f} | "
+                   f"{spread(r)} | {r.get('reference_predicted', r['predicted']):.4f} | "
                    f"{pct(r.get('reference_rel_error', r['rel_error']))} | "
                    f"{'' if node is None else f'{node:.4f}'} |")
     return "\n".join(out)

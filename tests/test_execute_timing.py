@@ -37,6 +37,34 @@ def test_time_parts_runs_the_executor_parts_here() -> None:
     assert all(dev > 0 and srv > 0 for dev, srv in parts.values())
 
 
+def test_schedule_gaps_follow_the_plan_schedule() -> None:
+    """Parallel devices: no idle gap before the server step, a device waits for the server's
+    pass over every device; in turn (sl): the server idles for the upload. Capped at 50 ms."""
+    from splitopt.execute.timing import MAX_GAP_S, schedule_gaps
+
+    parts = {"dev0": (0.001, 0.002), "dev1": (0.001, 0.003)}
+    j = job()
+    ref, _ = predict(j)
+    gaps = schedule_gaps(j, parts)
+    for d in parts:
+        up, dn = ref[d].uplink_s / 3, ref[d].downlink_s / 3
+        assert gaps[d] == pytest.approx((0.0, min(MAX_GAP_S, up + dn + 0.005)))
+    sl = digits_job(2, mode="sl", cuts=["conv1", "fc1"], batch_sizes=[8, 8],
+                    scenario=digits_scenario(2, local_iters=3, bandwidth_hz=1e9))
+    ref, _ = predict(sl)
+    gaps = schedule_gaps(sl, parts)
+    for d, (_, srv) in parts.items():
+        up, dn = ref[d].uplink_s / 3, ref[d].downlink_s / 3
+        assert gaps[d] == pytest.approx((up, up + dn + srv))
+
+
+def test_device_parts_timed_apart_in_a_process_of_their_own() -> None:
+    parts = time_parts(job(), iterations=3, warmup=1, gap_s={"dev0": (0.0, 0.001)},
+                       devices_apart=True)
+    assert set(parts) == {"dev0", "dev1"}
+    assert all(dev > 0 and srv > 0 for dev, srv in parts.values())
+
+
 def test_compare_reports_each_device_and_phase_with_cpu_rows() -> None:
     j = job()
     pred, latency = predict(j)

@@ -26,6 +26,7 @@ device that stops answering for ``timeout_s`` is dropped the same way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from datetime import timedelta
@@ -377,6 +378,22 @@ class DeviceProcess:
         st.down_bytes += down.nbytes
 
 
+def batch_scheduling() -> None:
+    """Run this process under ``SCHED_BATCH``: a process it wakes does not take its CPU at once.
+
+    A message is written by its sender in one or a few system calls, and its receiver, blocked
+    in ``recv``, wakes on the first bytes. Under the default policy the woken receiver takes
+    the sender's CPU (wakeup preemption) before the sender has written the rest, and on a busy
+    machine the sender waits milliseconds to finish a 0.2 ms message: the server's downloads
+    measured +50% to +200% with 7 processes on 2 cores. Under ``SCHED_BATCH`` a woken process
+    waits for the running one's time slice or its next block; measured transfers are kernel
+    timestamps, so they lose nothing, and neither does compute (CPU time of the computing
+    process). Any user may choose it; where the platform has none, nothing changes.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 def _meet(rank: int, world: int, init_method: str, timeout_s: float,
           address: tuple[str, int]) -> tuple[str, int]:
     """Rendezvous over gloo and learn the server's data address; gloo is not used afterwards."""
@@ -411,6 +428,7 @@ def run_rank(job: Job, rank: int, world_size: int, *, init_method: str = "env://
         raise InputError("world size", world_size, f"{len(names) + 1} (the server plus one "
                          "process per selected device)")
     torch.set_num_threads(threads)
+    batch_scheduling()
     if trace is not None:
         from splitopt.execute.adaptive import warm_up
 

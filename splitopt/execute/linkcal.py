@@ -152,6 +152,8 @@ def _play(script: Sequence[_Message], pairs: Sequence[tuple[wire.Peer, wire.Peer
     separates messages in a run. Returns the seconds per message (an aggregation: download +
     upload).
     """
+    from splitopt.execute.distributed import batch_scheduling
+
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the device ends
@@ -160,6 +162,7 @@ def _play(script: Sequence[_Message], pairs: Sequence[tuple[wire.Peer, wire.Peer
             os.close(read_fd)
             for _, srv in pairs:
                 srv.sock.close()
+            batch_scheduling()  # as the run's processes
             got = _device_side(script, [dev for dev, _ in pairs], rates, paced)
             os.write(write_fd, json.dumps(got).encode())
             code = 0
@@ -168,9 +171,12 @@ def _play(script: Sequence[_Message], pairs: Sequence[tuple[wire.Peer, wire.Peer
     os.close(write_fd)
     for dev, _ in pairs:
         dev.sock.close()
+    policy = os.sched_getscheduler(0)
     try:
+        batch_scheduling()
         mine = _server_side(script, [srv for _, srv in pairs])
     finally:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
         with os.fdopen(read_fd, "rb") as fh:
             raw = fh.read()
         _, status = os.waitpid(pid, 0)

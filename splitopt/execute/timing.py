@@ -30,6 +30,11 @@ The relative error is ``(measured - predicted) / predicted``.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import select
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -60,22 +65,56 @@ class Calibration:
     parts: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
-#: idle seconds before each timed part when the run waits for real transfers between parts
-TRANSFER_GAP_S = 0.05
+#: the multi-process runner's parts are timed after the idle gaps its schedule implies
+#: (:func:`schedule_gaps`); a float times every part that follows a transfer after that gap
+TRANSFER_GAP_S: float | str = "schedule"
+MAX_GAP_S = 0.05  #: longest gap timed: after 50 ms idle a part is as cold as after seconds
 
 
 def calibrate(job: Job, *, device_class: str = CALIBRATION_CLASS, repeats: int = 5,
-              iterations: int = 10, gap_s: float = 0.0) -> Calibration:
+              iterations: int = 10, gap_s: float | str = 0.0) -> Calibration:
     """Per-node times and per-iteration part times measured on this machine (module docstring).
 
     ``gap_s``: idle seconds before the parts that follow a transfer (the server step after the
-    upload, the device backward after the download). In a run with real transfers (the
-    multi-process runner) those parts start with cold caches: on digits_cnn a part costs 2-3x the
-    CPU time it costs back to back, so it is timed that way (:data:`TRANSFER_GAP_S`); the
-    in-process runner runs parts back to back (``gap_s=0``).
+    upload, the device backward after the download), or ``"schedule"``: per device the gaps
+    the multi-process schedule implies (:func:`schedule_gaps`). A part's CPU time depends on
+    how long its process idled before it (caches, branch predictors, frequency): on digits_cnn
+    a part costs 2-3x after 50 ms idle what it costs back to back. The in-process runner runs
+    parts back to back (``gap_s=0``).
     """
+    gaps: float | dict[str, tuple[float, float]] = 0.0
+    if gap_s == "schedule":
+        gaps = schedule_gaps(job, time_parts(job, iterations))
+    elif isinstance(gap_s, (int, float)):
+        gaps = float(gap_s)
+    else:
+        raise ValueError(f"gap_s: got {gap_s!r}; allowed: seconds or 'schedule'")
     return Calibration(node_times(job, device_class=device_class, repeats=repeats),
-                       time_parts(job, iterations, gap_s=gap_s))
+                       time_parts(job, iterations, gap_s=gaps, devices_apart=gap_s == "schedule"))
+
+
+def schedule_gaps(job: Job, parts: dict[str, tuple[float, float]],
+                  ) -> dict[str, tuple[float, float]]:
+    """Per device: idle seconds before its server step and before its backward, in a run.
+
+    With devices served in turn (``sl``, or one split device) the server idles while the
+    upload travels, and the device while the server computes its step and the gradients travel
+    back. With several devices in parallel the server has other devices' uploads queued (no
+    idle gap), and a device waits for the server's pass over every device's step of the
+    iteration. Link times are the reference ``8 * bytes / r`` of one message; server times are
+    ``parts`` (timed back to back first). Each gap is capped at :data:`MAX_GAP_S`.
+    """
+    ref, _ = predict(job)
+    mode = job.training_mode()
+    split = [d.device for d in job.devices() if mode.device_mode(d.mode) != "fl"]
+    serial = job.config.mode == "sl" or len(split) <= 1
+    everyone = sum(parts[d][1] for d in split if d in parts)
+    out = {}
+    for d in split:
+        up, dn = (getattr(ref[d], k) / job.iters() for k in ("uplink_s", "downlink_s"))
+        wait = up + dn + (parts[d][1] if serial else everyone)
+        out[d] = (min(MAX_GAP_S, up) if serial else 0.0, min(MAX_GAP_S, wait))
+    return out
 
 
 def node_times(job: Job, *, device_class: str = CALIBRATION_CLASS, repeats: int = 5) -> Scenario:
@@ -106,19 +145,29 @@ def node_times(job: Job, *, device_class: str = CALIBRATION_CLASS, repeats: int 
 
 
 def time_parts(job: Job, iterations: int = 10, warmup: int = 2,
-               gap_s: float = 0.0) -> dict[str, tuple[float, float]]:
+               gap_s: float | dict[str, tuple[float, float]] = 0.0, *,
+               devices_apart: bool = False) -> dict[str, tuple[float, float]]:
     """Median per-iteration (device, server) CPU seconds of each device, by the executor's workers.
 
     Scratch workers of the in-process runner (nothing of the run is touched) execute the same
-    calls a runner makes per iteration, timed the way the runners time them.
+    calls a runner makes per iteration, timed the way the runners time them. ``gap_s``: idle
+    seconds before the server step and before the device backward (one for all, or per device
+    ``(before the server step, before the backward)``). ``devices_apart``: the device parts are
+    timed again in a process of their own (:func:`_device_parts_apart`), as a multi-process run
+    computes them.
     """
     from splitopt.execute.runner import InProcessRunner
 
     runner = InProcessRunner(job.with_config(checkpoint_every=0, checkpoint_dir=None, faults={}))
     out: dict[str, tuple[float, float]] = {}
+    last_grads: dict[str, list[Any]] = {}
+    gaps: dict[str, tuple[float, float]] = {}
     for d in job.devices():
         w = runner.devices[d.device]
         st = [DeviceRound() for _ in range(warmup + iterations)]
+        gap_srv, gap_bwd = gaps[d.device] = (
+            (float(gap_s), float(gap_s)) if isinstance(gap_s, (int, float))
+            else gap_s.get(d.device, (0.0, 0.0)))
         for one in st:
             # as in a run: the forward follows the previous backward at once, while the server
             # step and the device backward each follow a wait for a transfer
@@ -130,17 +179,73 @@ def time_parts(job: Job, iterations: int = 10, warmup: int = 2,
             t0 = stamp()
             acts, y = w.forward()
             one.add_compute("device_compute_s", t0)
-            time.sleep(gap_s)
+            time.sleep(gap_srv)
             t1 = stamp()
             grads, _ = runner.server.step(d.device, acts, y)
             one.add_compute("server_compute_s", t1)
-            time.sleep(gap_s)
+            time.sleep(gap_bwd)
             t2 = stamp()
             w.backward(grads)
             one.add_compute("device_compute_s", t2)
+            last_grads[d.device] = grads
         out[d.device] = (median(s.device_compute_cpu_s for s in st[warmup:]),
                          median(s.server_compute_cpu_s for s in st[warmup:]))
+    if devices_apart:
+        apart = _device_parts_apart(runner, last_grads, gaps, warmup + iterations, warmup)
+        out = {d: (apart[d], srv) for d, (_, srv) in out.items()}
     return out
+
+
+def _device_parts_apart(runner: Any, grads: dict[str, list[Any]],
+                        gaps: dict[str, tuple[float, float]], n: int, warmup: int,
+                        timeout_s: float = 120.0) -> dict[str, float]:
+    """Each device's per-iteration CPU seconds, timed in a forked process doing device work only.
+
+    In a multi-process run a device's process runs nothing but its own parts: its forward right
+    after its backward, its backward after waiting for the gradients. Timed in the calibrating
+    process between the server's steps and the other devices' parts, the demo plan's device
+    parts of 0.14 ms (a batch draw and an empty backward) took twice their CPU time in the run.
+    The server's gradients of the last timed iteration are reused (their values do not change
+    the work). A child that fails or takes longer than ``timeout_s`` is an error.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the device work only
+        code = 1
+        try:
+            os.close(read_fd)
+            got = {}
+            for d, w in runner.devices.items():
+                st = [DeviceRound() for _ in range(n)]
+                for one in st:
+                    t0 = stamp()
+                    if w.mode == "fl":
+                        w.local_step()
+                        one.add_compute("device_compute_s", t0)
+                        continue
+                    w.forward()
+                    one.add_compute("device_compute_s", t0)
+                    time.sleep(gaps.get(d, (0.0, 0.0))[1])
+                    t1 = stamp()
+                    w.backward(grads[d])
+                    one.add_compute("device_compute_s", t1)
+                got[d] = median(s.device_compute_cpu_s for s in st[warmup:])
+            os.write(write_fd, json.dumps(got).encode())
+            code = 0
+        finally:
+            os._exit(code)  # never the parent's exit handlers
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as fh:
+        ready, _, _ = select.select([fh], [], [], timeout_s)
+        raw = fh.read() if ready else b""
+    if not raw:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    if not raw or status != 0:
+        raise RuntimeError(f"timing the device parts in a process of their own failed (status "
+                           f"{status}{', timed out' if not raw else ''})")
+    return {d: float(v) for d, v in json.loads(raw).items()}
 
 
 def predict(job: Job, calibration: Scenario | Calibration | None = None, *,
@@ -247,7 +352,7 @@ def _compare(history: Sequence[RoundRecord], predicted: dict[str, Phases], laten
 
 def _per_device(history: Sequence[RoundRecord], predicted: dict[str, Phases],
                 rounds: set[int]) -> dict[str, dict[str, dict[str, float | None]]]:
-    """Per device and phase: the median measured seconds over ``rounds``, predicted, rel. error."""
+    """Per device and phase: median (and range) of the measured seconds over ``rounds``; error."""
     out: dict[str, dict[str, dict[str, float | None]]] = {}
     for d, p in predicted.items():
         recs = [r for r in history if r.round in rounds and d in r.devices]
@@ -256,7 +361,9 @@ def _per_device(history: Sequence[RoundRecord], predicted: dict[str, Phases],
         pred = _predicted(p)
         out[d] = {}
         for k, basis in [*((k, k) for k in COMPARED), *CPU_COMPARED.items()]:
-            m = median(float(getattr(r.devices[d], k)) for r in recs)
+            vals = [float(getattr(r.devices[d], k)) for r in recs]
+            m = median(vals)
             out[d][k] = {"measured": m, "predicted": pred[basis],
-                         "rel_error": rel_error(m, pred[basis])}
+                         "rel_error": rel_error(m, pred[basis]),
+                         "measured_min": min(vals), "measured_max": max(vals)}
     return out

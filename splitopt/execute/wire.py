@@ -37,7 +37,7 @@ import socket
 import struct
 import termios
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,7 @@ _DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.in
            torch.int16, torch.int8, torch.uint8, torch.bool]
 _ALIGN = 8
 _HEAD = struct.Struct("<qqq")
+_SENT_AT = 16  #: offset of the sender's clock (ns) in the header
 _CHUNK_S = 0.005  #: pacing granularity: one chunk per 5 ms of link time
 _SO_TIMESTAMPNS = 35  #: Linux SOL_SOCKET option: kernel receive time of each segment (ns)
 _END = b"\x00"  #: the end marker after each message's payload (module docstring)
@@ -100,6 +101,8 @@ class Peer:
 
     def __init__(self, sock: socket.socket, timeout_s: float | None = None) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < _SNDBUF:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SNDBUF)
         sock.settimeout(timeout_s)
         self.sock = sock
         try:  # when the last byte arrived, by the kernel's clock (not when this process woke up)
@@ -112,13 +115,17 @@ class Peer:
     def send(self, tensors: Sequence[torch.Tensor], *, rate_bps: float | None = None) -> Transfer:
         """Send a tensor list; ``rate_bps`` paces it."""
         meta, payload, nbytes = _pack(tensors)
-        t0, sent_ns = time.perf_counter(), time.time_ns()  # packing is not link time
-        head = _HEAD.pack(meta.numel(), payload.numel(), sent_ns)
+        body = payload.numpy().data.cast("B")
+        head = bytearray(_HEAD.pack(meta.numel(), payload.numel(), 0)) + meta.numpy().tobytes()
         try:
-            body = payload.numpy().data.cast("B")
-            if not rate_bps and _write_at_once(self.sock, head + meta.numpy().tobytes(), body):
+            at_once = None if rate_bps else _prepare_at_once(self.sock, head, body)
+            # the clock starts as late as possible: a sender that loses its CPU between its
+            # clock and its write lengthens the measured transfer (packing is not link time)
+            t0, sent_ns = time.perf_counter(), time.time_ns()
+            if at_once is not None and at_once(sent_ns):
                 return Transfer(nbytes, time.perf_counter() - t0, sent_ns)
-            self.sock.sendall(head + meta.numpy().tobytes())
+            struct.pack_into("<q", head, _SENT_AT, sent_ns)
+            self.sock.sendall(head)
             if rate_bps:
                 # a chunk leaves when the link would have carried it: the last one at t0 + 8*B/r
                 step = max(1, int(rate_bps / 8 * _CHUNK_S))
@@ -240,38 +247,45 @@ class _MMsgHdr(ctypes.Structure):
 
 
 _AT_ONCE = 65536  #: messages up to this size are written with their end marker in one call
+_SNDBUF = 4 * _AT_ONCE  #: send buffer of a connection: room for such a message at any time
 
 
-def _write_at_once(sock: socket.socket, head: bytes, body: memoryview) -> bool:
-    """Write a message and its end marker in one system call (``sendmmsg``); False: not done.
+def _prepare_at_once(sock: socket.socket, head: bytearray, body: memoryview,
+                     ) -> Callable[[int], bool] | None:
+    """A message and its end marker made ready for one system call (``sendmmsg``), or None.
 
     Written as separate calls, the first write wakes the receiver, which on a busy machine can
     take the sender's CPU before its next write: a small message then measured several times its
     link time (the demo plan's 0.2 ms downloads: +130%). One ``sendmmsg`` of two messages (the
     data, then the marker, still two TCP segments) leaves no gap between them. Only done when
     the send buffer surely holds both (else a partly written first message would be followed by
-    the marker); nothing is written when it returns False.
+    the marker). The returned call stamps the sender's clock into the header and writes; False:
+    nothing was written (the caller writes it the usual way).
     """
     total = len(head) + len(body)
     if total > _AT_ONCE or _SENDMMSG is None:
-        return False
+        return None
     queued = bytearray(4)
     fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, queued)
     room = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) - int.from_bytes(queued, "little")
-    if 4 * (total + len(_END)) > room:  # buffer space is counted with per-packet overhead
-        return False
-    data = bytearray(head)
-    data += body
+    if 2 * (total + len(_END)) > room:  # buffer space is counted with per-packet overhead
+        return None
+    data = head + body
     keep = [(ctypes.c_char * len(b)).from_buffer(b) for b in (data, bytearray(_END))]
     iovs = [_IOVec(ctypes.addressof(k), len(k)) for k in keep]
     msgs = (_MMsgHdr * 2)(*(_MMsgHdr(_MsgHdr(None, 0, ctypes.pointer(v), 1, None, 0, 0), 0)
                             for v in iovs))
-    sent = _SENDMMSG(sock.fileno(), msgs, 2, 0)
-    if sent == 2 and msgs[0].len == len(data):
-        return True
-    if sent <= 0:
-        return False  # nothing written (e.g. EAGAIN): the caller writes it the usual way
-    raise PeerGone(f"sendmmsg wrote {msgs[0].len} of {len(data)} bytes of a message")
+
+    def write(sent_ns: int, _buffers: list[Any] = keep) -> bool:  # the iovecs point into them
+        struct.pack_into("<q", data, _SENT_AT, sent_ns)
+        sent = _SENDMMSG(sock.fileno(), msgs, 2, 0)
+        if sent == 2 and msgs[0].len == len(data):
+            return True
+        if sent <= 0:
+            return False  # nothing written (e.g. EAGAIN)
+        raise PeerGone(f"sendmmsg wrote {msgs[0].len} of {len(data)} bytes of a message")
+
+    return write
 
 
 def _libc_sendmmsg() -> Any:
