@@ -5,7 +5,7 @@ Each is registered by name, so ``splitopt solve --problem NAME scenario.yaml`` r
 | name | public builder | exact method behind ``solve`` |
 |---|---|---|
 | ``edgesplit``, ``sfl``, ``sfl-server`` | yes | :func:`splitopt.solving.solve` |
-| ``energy-delay`` | yes (one DVFS level) | :func:`splitopt.solving.solve` |
+| ``energy-delay`` | yes (:mod:`splitopt.model.dvfs`) | ``solving.solve``; front: ``pareto_front`` |
 | ``hsfl`` | yes (:mod:`splitopt.model.delay`) | ``solving.solve``: ``delay-to-target`` path |
 | ``smartsplit`` | yes (:mod:`splitopt.model.recompute`) | :func:`splitopt.solving.solve` |
 | ``multitier`` | yes (:mod:`splitopt.model.relays`) | :func:`splitopt.solving.solve` |
@@ -19,12 +19,12 @@ own functions take the full inputs.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from splitopt.errors import InfeasibleError
 from splitopt.formulation import (
     Formulation,
-    builder_solver,
     found,
     plan_result,
     register,
@@ -81,11 +81,16 @@ def _hsfl() -> Formulation:
 DELAY_SLACK = 1.25
 
 
-def _least(scenario: Scenario, which: str) -> float:
+#: DVFS levels of the registered formulation (``splitopt solve --problem energy-delay``): the
+#: full clock; pass ``levels=`` to :func:`energy_delay_problem` / :func:`energy_delay_solve`
+LEVELS = (1.0,)
+
+
+def _least(scenario: Scenario, which: str, levels: Sequence[float] = LEVELS) -> float:
     """The least round latency or energy of the scenario's builder Problem (an exact solve)."""
     from splitopt.model import Problem
 
-    p = Problem(scenario)
+    p = Problem(scenario, dvfs=levels)
     p.minimize(p.round_latency() if which == "latency" else p.total_energy())
     res = p.solve()
     if res.objective is None:
@@ -93,26 +98,55 @@ def _least(scenario: Scenario, which: str) -> float:
     return float(res.objective)
 
 
-def energy_delay_problem(scenario: Scenario, slack: float = DELAY_SLACK) -> Any:
+def energy_delay_problem(scenario: Scenario, slack: float = DELAY_SLACK, *,
+                         levels: Sequence[float] = LEVELS) -> Any:
     """Least round energy with the round latency <= ``slack`` x its least (the builder's own).
 
-    One epsilon point of :mod:`splitopt.formulations.energy_delay` with one DVFS level (the
-    builder has no frequency levels); the least latency is solved exactly first, on the same
-    Problem. :func:`splitopt.solving.pareto.pareto_front` gives the whole front.
+    One epsilon point of :mod:`splitopt.formulations.energy_delay`: options (cut, DVFS level),
+    ``Problem(scenario, dvfs=levels)``; the least latency is solved exactly first, on the same
+    options. :func:`energy_delay_front` gives the whole front.
     """
     from splitopt.model import Problem
 
-    p = Problem(scenario)
-    p.add(p.round_latency() <= slack * _least(scenario, "latency"), name="epsilon")
+    p = Problem(scenario, dvfs=levels)
+    p.add(p.round_latency() <= slack * _least(scenario, "latency", levels), name="epsilon")
     p.minimize(p.total_energy())
     return p
+
+
+def energy_delay_front(scenario: Scenario, n_points: int = 5, *,
+                       levels: Sequence[float] = LEVELS, **solve: Any) -> list[Any]:
+    """The exact (energy, delay) front of the builder Problem with DVFS ``levels``.
+
+    :func:`splitopt.solving.pareto.pareto_front`: each point a verified optimum, ``x_value`` the
+    energy, ``y_value`` the round latency. The module's own epsilon loop
+    (``energy_delay.pareto_front``) is kept as an independent oracle in the tests.
+    """
+    from splitopt.model import Problem
+    from splitopt.solving.pareto import pareto_front
+
+    p = Problem(scenario, dvfs=levels)
+    return pareto_front(p, p.total_energy(), p.round_latency(), n_points, **solve)
+
+
+def energy_delay_solve(scenario: Scenario, *, backend: str | None = None,
+                       time_limit: float | None = None, levels: Sequence[float] = LEVELS,
+                       n_points: int = 5, slack: float = DELAY_SLACK) -> Any:
+    """The least energy within ``slack`` x the least delay, and the front in ``extras["front"]``."""
+    from splitopt.solving import solve as solve_problem
+
+    opts: dict[str, Any] = {"backend": backend, "time_limit": time_limit}
+    res = solve_problem(energy_delay_problem(scenario, slack, levels=levels), **opts)
+    return with_extras(res, front=energy_delay_front(scenario, n_points, levels=levels, **opts),
+                       levels=tuple(float(x) for x in levels))
 
 
 #: weights of the weighted-sum baseline (the paper's kind of scalarisation)
 WEIGHTS = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
-def _energy_delay_baselines(scenario: Scenario, slack: float = DELAY_SLACK) -> dict[str, Any]:
+def _energy_delay_baselines(scenario: Scenario, slack: float = DELAY_SLACK, *,
+                            levels: Sequence[float] = LEVELS) -> dict[str, Any]:
     """Weighted sums w T/T0 + (1-w) E/E0 on the same Problem (the paper's scalarisation).
 
     The least energy of those points that meet the delay; ``infeasible`` when none does (a
@@ -121,10 +155,10 @@ def _energy_delay_baselines(scenario: Scenario, slack: float = DELAY_SLACK) -> d
     from splitopt.model import Problem
     from splitopt.solving.pareto import value_at
 
-    t0, e0 = _least(scenario, "latency"), _least(scenario, "energy")
+    t0, e0 = _least(scenario, "latency", levels), _least(scenario, "energy", levels)
     best = None
     for w in WEIGHTS:
-        p = Problem(scenario)
+        p = Problem(scenario, dvfs=levels)
         lat, energy = p.round_latency(), p.total_energy()
         p.minimize(lat * (w / t0) + energy * ((1 - w) / e0))
         res = p.solve()
@@ -277,10 +311,8 @@ def register_all() -> None:
 
     # the CLI runs HSFL's solve: the builder's answer with the plan's rounds set to h(P)
     register_route("hsfl", hsfl_solve)
-    register(Formulation("energy-delay", "arXiv:2209.02428",
-                         builder_solver(energy_delay_problem), _energy_delay_baselines,
-                         problem=energy_delay_problem,
-                         builder_lacks="DVFS frequency levels (one level is stated)"))
+    register(Formulation("energy-delay", "arXiv:2209.02428", energy_delay_solve,
+                         _energy_delay_baselines, problem=energy_delay_problem))
     register(Formulation("smartsplit", "arXiv:2410.11577", _smartsplit_solve,
                          _smartsplit_baselines, problem=smartsplit_problem))
     register(Formulation("multitier", "arXiv:2111.08206", _multitier_solve,

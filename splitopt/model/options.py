@@ -20,6 +20,7 @@ import numpy as np
 from splitopt import limits
 from splitopt.costs import BITS, CutTable, round_terms
 from splitopt.errors import InputError
+from splitopt.model.dvfs import at_levels
 from splitopt.scenario import Scenario
 
 PHASES = ("device_compute", "server_compute", "uplink", "downlink", "aggregation")
@@ -33,6 +34,8 @@ class OptionTable:
     ----------
     cut, batch
         (O,) the cut index into ``table`` (-1: device not selected) and the batch size.
+    level
+        (O,) the DVFS level (fraction of the rated compute clock; 1 without ``dvfs=``).
     a_dev, a_srv, up, dn, agg
         (N, O) seconds per round: device compute, server compute at the full server (divide by
         phi), activations up / gradients down and model aggregation at the full band (divide by
@@ -55,6 +58,7 @@ class OptionTable:
     comm: np.ndarray
     e_comp: np.ndarray
     e_tx: np.ndarray
+    level: np.ndarray
 
     @cached_property
     def d(self) -> np.ndarray:
@@ -79,8 +83,8 @@ class OptionTable:
 
 
 def build_options(scenario: Scenario, table: CutTable, batches: Sequence[int],
-                  selectable: bool) -> OptionTable:
-    """Price every (cut, batch) pair (and "off" when ``selectable``) for every device."""
+                  selectable: bool, levels: Sequence[float] = (1.0,)) -> OptionTable:
+    """Price every (cut, batch[, DVFS level]) option (and "off" when ``selectable``) per device."""
     devs, ch, tr = scenario.devices, scenario.channel, scenario.training
     n, c = len(devs), len(table)
     s_up = np.array([1.0 / (ch.bandwidth_up_hz * d.spectral_eff_up) for d in devs])[:, None]
@@ -107,11 +111,15 @@ def build_options(scenario: Scenario, table: CutTable, batches: Sequence[int],
     cut = np.tile(np.arange(c), len(batches))
     batch = np.repeat(np.asarray(batches, dtype=np.int64), c)
     arrays = {k: np.ascontiguousarray(np.hstack(v), dtype=float) for k, v in parts.items()}
+    level = np.ones(len(cut))
+    if tuple(levels) != (1.0,):  # model/dvfs.py: compute seconds / l, compute energy x l^2
+        arrays, cut, batch, level = at_levels(arrays, cut, batch, levels)
     if selectable:
         cut = np.append(cut, -1)
         batch = np.append(batch, int(batches[0]))
+        level = np.append(level, 1.0)
         arrays = {k: np.hstack([v, np.zeros((n, 1))]) for k, v in arrays.items()}
-    return OptionTable(table, cut, batch, **arrays)
+    return OptionTable(table, cut, batch, **arrays, level=level)
 
 
 def cut_table(scenario: Scenario, cuts: Any, modes: bool) -> CutTable:

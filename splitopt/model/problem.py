@@ -21,6 +21,7 @@ import numpy as np
 
 from splitopt.costs import CutTable
 from splitopt.errors import InputError
+from splitopt.model.dvfs import Dvfs, check_levels
 from splitopt.model.expr import (
     BETA,
     PHI,
@@ -37,6 +38,7 @@ from splitopt.model.relays import Relay, Relays
 from splitopt.model.variables import (
     BatchVar,
     CutVar,
+    LevelVar,
     ModeVar,
     SelectVar,
     ShareVar,
@@ -76,6 +78,9 @@ class Problem:
     server_share
         Share the server's compute: a variable phi_k per device with sum phi <= 1. Default
         (None): as the scenario's ``server.serving`` says (shared: yes; otherwise no).
+    dvfs
+        DVFS frequency levels in (0, 1] (``p.level[k]``, :mod:`splitopt.model.dvfs`): each device
+        also picks its compute clock; device compute seconds / l, compute energy x l^2.
 
     """
 
@@ -83,7 +88,8 @@ class Problem:
                  cuts: CutTable | Sequence[Iterable[str]] | None = None,
                  batch: int | Iterable[int] | None = None, modes: bool = False,
                  selection: bool = False, server_share: bool | None = None,
-                 recompute: bool = False, relays: Sequence[Relay] | None = None):
+                 recompute: bool = False, relays: Sequence[Relay] | None = None,
+                 dvfs: Sequence[float] | None = None):
         if not isinstance(scenario, Scenario):
             raise InputError("scenario", type(scenario).__name__, "a splitopt Scenario")
         for flag, value in (("modes", modes), ("selection", selection), ("recompute", recompute)):
@@ -97,7 +103,12 @@ class Problem:
             server_share = getattr(scenario.server, "serving", "shared") == "shared"
         self.table = cut_table(scenario, cuts, modes)
         self.batches = batch_sizes(scenario, batch)
-        self.options: OptionTable = build_options(scenario, self.table, self.batches, selection)
+        self.levels = check_levels(dvfs)
+        if dvfs is not None and (recompute or relays is not None):
+            raise InputError("dvfs", list(self.levels), "no DVFS levels with recompute or relays",
+                             "Their extra seconds are priced at the full clock; drop one.")
+        self.options: OptionTable = build_options(scenario, self.table, self.batches, selection,
+                                                  self.levels)
         n, o = scenario.n_devices, self.options.n_options
         self.n_devices, self.n_options = n, o
         self.allowed = np.ones((n, o), dtype=bool)
@@ -115,6 +126,8 @@ class Problem:
             else None)
         self.cut, self.batch = CutVar(self), BatchVar(self)
         self.mode, self.selected = ModeVar(self), SelectVar(self)
+        self.level = LevelVar(self)
+        self.dvfs: Dvfs | None = Dvfs(self) if dvfs is not None else None
         self.extras: list[Var] = []
         self.constraints: list[Constraint] = []
         self.objective: Expr | None = None
@@ -126,11 +139,17 @@ class Problem:
         self.relays: Relays | None = None if relays is None else Relays(self, relays)
 
     # ------------------------------------------------------------------ extensions
-    def annotate_plan(self, plan: Any, values: Mapping[str, Any]) -> Any:
-        """The plan with what the extensions decided (recomputed layers, relay nodes) in meta."""
+    def annotate_plan(self, plan: Any, values: Mapping[str, Any],
+                      options: np.ndarray | None = None) -> Any:
+        """The plan with what the extensions decided in meta.
+
+        Recomputed layers, relay nodes; with ``options`` (each device's option) the DVFS levels.
+        """
         for ext in (self.recompute, self.relays):
             if ext is not None:
                 plan = ext.annotate(plan, values)
+        if self.dvfs is not None and options is not None:
+            plan = self.dvfs.annotate(plan, np.asarray(options, dtype=np.int64))
         return plan
 
     def fill_from_plan(self, plan: Any, x: np.ndarray) -> list[tuple[str, bool, str]]:

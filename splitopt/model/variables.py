@@ -1,10 +1,10 @@
 """Decision-variable views of a Problem.
 
-Cut, bandwidth, server share, batch, mode, selection and extras.
+Cut, bandwidth, server share, batch, DVFS level, mode, selection and extras.
 
-Categorical choices (cut, batch, mode, selection) are all views over one set of one-hot binaries
-z[k, o] over the device's options (a cut x batch pair, or "not selected"); fixing or bounding them
-removes options. Shares are continuous columns with bounds.
+Categorical choices (cut, batch, DVFS level, mode, selection) are all views over one set of
+one-hot binaries z[k, o] over the device's options (a cut x batch [x level], or "not selected");
+fixing or bounding them removes options. Shares are continuous columns with bounds.
 """
 
 from __future__ import annotations
@@ -95,6 +95,28 @@ class BatchVar(_DeviceView):
         """Keep batch sizes in [lb, ub]."""
         b = self.p.options.batch
         self._restrict(k, ((b >= lb) & (b <= ub)) | self.p.options.is_off, "batch.bound")
+
+
+class LevelVar(_DeviceView):
+    """The DVFS level of each device (a fraction of its rated clock); needs ``dvfs=``."""
+
+    def __getitem__(self, k: int | str) -> Expr:
+        """Device k's level (an affine expression; 0 for "not selected")."""
+        o = self.p.options
+        return self.p.option_expr(k, o.level * ~o.is_off)
+
+    def fix(self, k: int | str | None, level: float) -> None:
+        """Fix device k's level (all devices when k is None) to one of the Problem's levels."""
+        if not any(abs(level - x) <= 1e-12 for x in self.p.levels):
+            raise InputError("level.fix", level, f"one of the Problem's levels {self.p.levels}",
+                             "Add the level to dvfs= when building the Problem.")
+        self.bound(k, level, level)
+
+    def bound(self, k: int | str | None, lb: float = 0.0, ub: float = 1.0) -> None:
+        """Keep device k's level in [lb, ub] (all devices when k is None)."""
+        lv = self.p.options.level
+        keep = (lv >= lb - 1e-12) & (lv <= ub + 1e-12)
+        self._restrict(k, keep | self.p.options.is_off, "level.bound")
 
 
 class ModeVar(_DeviceView):

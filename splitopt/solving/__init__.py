@@ -117,7 +117,7 @@ def _result(p: Problem, out: Result, chosen: str, path: Path, used: str, build_s
     if out.x is not None:
         values = {v.name: out.x[v.offset:v.offset + v.size].copy() for v in p.extras}
     if plan is not None:  # the plan records what extensions decided (recomputation, relays)
-        plan = p.annotate_plan(plan, values)
+        plan = p.annotate_plan(plan, values, out.options)
     name = "outer-approximation" if chosen == "generic" and used != "conic" else chosen
     res = Result(out.termination, out.message or name, used,
                  None if obj is None else sign * obj, None if bnd is None else sign * bnd, plan,

@@ -52,15 +52,20 @@ def _plan_options(problem: Any, plan: Any, devs: list[Any],
                     "" if not missing else f"missing {missing[:5]}")]
     # one candidate list per distinct decision (a fleet has a few), then allowed per group
     decision: dict[tuple, int] = {}
+    # DVFS levels from the plan's own record (model/dvfs.py; 1: the full clock)
+    dvfs = getattr(problem, "dvfs", None)
+    levels = [1.0] * n if dvfs is None else dvfs.plan_levels(plan, names)
     which = np.array([-1 if d is None else decision.setdefault(
-        (d.selected, d.device_side, d.batch_size, d.mode), len(decision)) for d in devs],
-        dtype=np.int64)
+        (d.selected, d.device_side, d.batch_size, d.mode, lv), len(decision))
+        for d, lv in zip(devs, levels)], dtype=np.int64)
     default_batch = problem.scenario.training.batch_size
     bad = np.zeros(n, dtype=bool)
-    for (selected, side, batch, mode), j in decision.items():
+    for (selected, side, batch, mode, level), j in decision.items():
         ks = np.flatnonzero(which == j)
         cands = _candidates(o, g, masks, selected, side,
                             batch if batch is not None else default_batch, mode == "fl")
+        if selected:  # the options at the recorded level (none matches an unrecorded one)
+            cands = cands[o.level[cands] == level]
         if not len(cands):
             bad[ks] = True
             continue
@@ -196,10 +201,14 @@ def _evaluate_checks(problem: Any, plan: Any, opt: np.ndarray, beta: np.ndarray,
     above that the vectorised :func:`splitopt.solving.reprice.reprice`; neither reads the option
     table.
     """
+    from splitopt.plan import PlanCosts
     from splitopt.solving.reprice import SCALAR_UP_TO, Repriced, reprice
 
     name = "evaluate()"
     try:
+        if getattr(problem, "dvfs", None) is not None:  # at the plan's recorded DVFS levels
+            costs = problem.dvfs.reprice(plan, costs if isinstance(costs, PlanCosts) else
+                                         evaluate(problem.pricing_scenario(), plan))
         if costs is None and problem.n_devices > SCALAR_UP_TO:
             try:
                 costs, name = reprice(problem.pricing_scenario(), plan), "re-pricing"
