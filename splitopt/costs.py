@@ -4,8 +4,8 @@ For device k, cut S, batch b, bandwidth share beta and server share phi:
 
     T_dev  = b * sec_dev_k(S)                 sec_dev_k(S)  = sum_{v in S}  (fwd+bwd)(v) / f_k
     T_srv  = b * sec_srv(S) / phi             sec_srv(S)    = sum_{v notin S} (fwd+bwd)(v) / f_s
-    T_up   = b * 8 * bnd(S) / r_up            bnd(S)        = sum_{u in dS} out_bytes(u)
-    T_dn   = b * 8 * bnd(S) / r_dn
+    T_up   = (b * bnd(S) + tied(S)) * 8 / r_up   bnd(S)        = sum_{u in dS} out_bytes(u)
+    T_dn   = (b * bnd(S) + tied(S)) * 8 / r_dn   tied(S)       = weights tied across the cut
     T_iter = T_dev + T_up + T_dn + T_srv
     T_agg  = 8 * W(S) * (1/r_up + 1/r_dn)     (split-federated rounds; FL-mode devices: W(V))
     T_k    = I * T_iter + T_agg  =  A_dev + A_srv / phi + D / beta
@@ -89,20 +89,22 @@ class CutTable:
 
         Training such a cut keeps a copy of the weight on each side and sends each side's
         gradient to the other once per iteration (``splitopt.execute.split_parts``): ``8 *
-        tied_bytes`` bits up and as many down per iteration, not per sample. The reference round
-        pricing does not add this term yet (docs/profiler.md, known limits).
+        tied_bytes`` bits up and as many down per iteration, not per sample (docs/cost_model.md,
+        "Weights tied across the cut").
         """
-        out = np.zeros(len(self))
-        for u, w, nbytes in self.graph.meta.get("tied", []):
-            if u in self.graph and w in self.graph:
-                i, j = self.graph.index[u], self.graph.index[w]
-                out += nbytes * (self.masks[:, i] != self.masks[:, j])
-        return out
+        first, later, nbytes = tied_pairs(self.graph)
+        return (self.masks[:, first] != self.masks[:, later]).astype(float) @ nbytes
 
     @cached_property
     def param_bytes(self) -> np.ndarray:
-        """W(S): device-side parameter bytes."""
-        return self.masks.astype(float) @ self.graph.param_bytes
+        """W(S): device-side parameter bytes, each copy of a weight the device holds once.
+
+        A node's ``param_bytes`` counts a tied weight at its first user only; a device side
+        that holds a later user without the first holds a copy too, counted here.
+        """
+        first, later, nbytes = tied_pairs(self.graph)
+        held = (self.masks[:, later] & ~self.masks[:, first]).astype(float) @ nbytes
+        return self.masks.astype(float) @ self.graph.param_bytes + held
 
     @cached_property
     def act_bytes(self) -> np.ndarray:
@@ -121,6 +123,23 @@ class CutTable:
         """Seconds per sample of the server side at the server's full speed."""
         per_node = self.graph.train_seconds(server.device_class, server.flops)
         return (~self.masks).astype(float) @ per_node
+
+
+def tied_pairs(graph: LayerGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first user, later user, bytes) of each weight two nodes share (``graph.meta["tied"]``).
+
+    Node indices in the graph's topological order; pairs naming a node the graph does not
+    have (a block-contracted copy) are left out. A weight used by three nodes is listed as two
+    pairs with the same first user; the pricing then counts each separated pair once.
+    """
+    rows = [(graph.index[u], graph.index[w], float(b))
+            for u, w, b in graph.meta.get("tied", []) if u in graph and w in graph]
+    if not rows:
+        e = np.zeros(0, dtype=np.intp)
+        return e, e, np.zeros(0)
+    first, later, nbytes = zip(*rows)
+    return (np.array(first, dtype=np.intp), np.array(later, dtype=np.intp),
+            np.array(nbytes, dtype=float))
 
 
 def per_bit_seconds(device: Device, channel: Channel) -> float:
@@ -172,7 +191,8 @@ def round_terms(devices: Sequence[Device], server: Server, channel: Channel, tra
     reps = dict(zip(which, devices))
     a_dev = np.stack([table.dev_seconds(reps[r]) for r in range(len(rows))])[which] * b * it
     a_srv = np.broadcast_to(sec_srv, a_dev.shape) * b * it
-    bits = it * b * BITS * table.boundary_bytes + BITS * agg_bytes  # (N, C)
+    # activations up / gradients down per sample, the tied gradients each way per iteration
+    bits = it * BITS * (b * table.boundary_bytes + table.tied_bytes) + BITS * agg_bytes  # (N, C)
     # per_bit_seconds of every device, in arrays
     up = 1.0 / (channel.bandwidth_up_hz * np.array([d.spectral_eff_up for d in devices],
                                                    dtype=float).reshape(-1, 1))
@@ -219,9 +239,10 @@ def device_phases(graph: LayerGraph, device_side: frozenset[str] | set[str], dev
     agg = full or (training.aggregate if aggregate is None else aggregate)
     w = float(table.param_bytes[0]) if agg else 0.0
     bnd = float(table.boundary_bytes[0])
+    per_iter = b * bnd + float(table.tied_bytes[0])  # bytes each way per iteration
     t_dev = b * float(table.dev_seconds(device)[0])
     t_srv = b * float(table.srv_seconds(server)[0]) / server_share
-    t_up, t_dn = b * BITS * bnd / link.up_bps, b * BITS * bnd / link.dn_bps
+    t_up, t_dn = BITS * per_iter / link.up_bps, BITS * per_iter / link.dn_bps
     t_agg = BITS * w * link.seconds_per_bit
     t_iter = t_dev + t_srv + t_up + t_dn
     mem = ((2 + training.optimizer_copies) * float(table.param_bytes[0])
@@ -231,7 +252,7 @@ def device_phases(graph: LayerGraph, device_side: frozenset[str] | set[str], dev
     return Phases(device_compute_s=it * t_dev, server_compute_s=it * t_srv, uplink_s=it * t_up,
                   downlink_s=it * t_dn, aggregation_s=t_agg, iteration_s=t_iter,
                   round_s=it * t_iter + t_agg, memory_bytes=mem, energy_j=energy,
-                  comm_bytes=it * 2 * b * bnd + 2 * w)
+                  comm_bytes=it * 2 * per_iter + 2 * w)
 
 
 def iteration_delay(graph: LayerGraph, device_side: frozenset[str] | set[str], device: Device,

@@ -102,11 +102,11 @@ def test_sl_devices_in_turn_equal_unsplit_training_and_carry_the_tied_gradients(
     close(res.final_state["global"], unsplit_in_turn(job))
     tied = 50 * 16 * 4
     for st in res.history[0].devices.values():
-        # per iteration: the boundary (batch x seq x n_embd floats, and the sequence length
-        # that crosses as a number) up and its gradient down, plus one tied gradient each way
+        # per iteration: the boundary (batch x seq x n_embd floats; the sequence length is
+        # read off its shape on the server) up and its gradient down, one tied gradient each way
         boundary = BATCH * 8 * 16 * 4
         # and the device part (the embedding, as many bytes as the tied weight) each way
-        assert st.up_bytes == ITERS * (boundary + tied + 8) + tied
+        assert st.up_bytes == ITERS * (boundary + tied) + tied
         assert st.down_bytes == ITERS * (boundary + tied) + tied
 
 
@@ -138,27 +138,56 @@ def test_multi_process_sl_equals_in_process(tmp_path) -> None:
         assert st.up_bytes == inproc.history[0].devices[d].up_bytes
 
 
-def test_the_priced_round_lacks_exactly_the_tied_gradient_traffic() -> None:
-    # The reference pricing (costs.device_phases) does not add CutTable.tied_bytes yet
-    # (docs/executors.md, "Weights tied across the cut"): the executor moves the priced bytes
-    # plus one tied gradient each way per iteration (and the 8-byte sequence length per batch).
-    job = gpt_job(2, "sl", momentum=0.0, rounds=1)
+def hsfl_job(momentum: float = 0.9, **config) -> Job:
+    """One SL device (its cut has the tied weight across) beside one FL device."""
+    job = gpt_job(2, "hsfl", momentum=momentum, **config)
+    fl = DevicePlan("dev1", frozenset(job.scenario.graph.names), 0.5, mode="fl")
+    return Job(Plan((job.devices()[0], fl), method="example"), job.scenario, job.model,
+               job.config, model_config=GPT)
+
+
+@pytest.mark.parametrize("mode", ["sl", "sflv1", "hsfl"])
+def test_bytes_sent_are_the_bytes_priced(mode: str) -> None:
+    # the tied gradient each way per iteration is priced (costs.device_phases: CutTable
+    # tied_bytes), and nothing else crosses: the sequence length is not sent
+    job = hsfl_job(0.0, rounds=1) if mode == "hsfl" else gpt_job(2, mode, momentum=0.0, rounds=1)
     res = train(job)
     tied = CutTable.from_sets(job.scenario.graph, [job.devices()[0].device_side]).tied_bytes[0]
+    assert tied == 50 * 16 * 4
     pred = evaluate(job.scenario, job.plan).per_device
     for d, st in res.history[0].devices.items():
-        assert st.up_bytes + st.down_bytes == pred[d].comm_bytes + ITERS * (2 * tied + 8)
+        if job.plan.device(d).mode == "fl":
+            # KNOWN GAP (executor, not pricing): an FL-mode device exchanges its model's
+            # state_dict, which names the tied weight twice (transformer.wte.weight and
+            # lm_head.weight), so it sends the weight twice each way; the pricing counts the one
+            # weight once (W(V)). Pinned until the executor sends a tied weight once.
+            assert st.up_bytes + st.down_bytes == pred[d].comm_bytes + 2 * tied
+            continue
+        assert st.up_bytes + st.down_bytes == pred[d].comm_bytes
+        assert st.up_bytes == st.down_bytes  # activations/gradients, tied gradients, the part
+        # links priced (the in-process default): each transfer takes 8 * bytes / rate, so the
+        # measured link phases are the predicted ones
+        assert st.uplink_s == pytest.approx(pred[d].uplink_s, rel=1e-9)
+        assert st.downlink_s == pytest.approx(pred[d].downlink_s, rel=1e-9)
+
+
+def test_the_tied_traffic_is_two_gradients_per_iteration_not_per_sample() -> None:
+    job = gpt_job(1, "sl", momentum=0.0, rounds=1)
+    side = job.devices()[0].device_side
+    sc = job.scenario
+    costs = {b: evaluate(sc.replace(training=sc.training.model_copy(update={"batch_size": b})),
+                         job.plan).per_device["dev0"].comm_bytes for b in (BATCH, 2 * BATCH)}
+    boundary = 8 * 16 * 4  # bytes per sample each way
+    tied = CutTable.from_sets(sc.graph, [side]).tied_bytes[0]
+    assert costs[2 * BATCH] - costs[BATCH] == ITERS * 2 * BATCH * boundary
+    assert costs[BATCH] == ITERS * 2 * (BATCH * boundary + tied) + 2 * tied  # + the part
 
 
 def test_hsfl_keeps_the_sl_devices_copies_equal_to_the_servers() -> None:
     from splitopt.execute.loop import run_rounds
     from splitopt.execute.runner import InProcessRunner
 
-    job = gpt_job(2, "hsfl", momentum=0.9)
-    graph = job.scenario.graph
-    fl = DevicePlan("dev1", frozenset(graph.names), 0.5, mode="fl")
-    job = Job(Plan((job.devices()[0], fl), method="example"), job.scenario, job.model,
-              job.config, model_config=GPT)
+    job = hsfl_job()
     runner = InProcessRunner(job)
     history = run_rounds(job, runner)
     assert history[-1].train_loss < history[0].train_loss

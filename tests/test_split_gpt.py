@@ -15,6 +15,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from torch import nn  # noqa: E402
+
 from splitopt import zoo  # noqa: E402
 from splitopt.execute.split import Splitter  # noqa: E402
 from splitopt.profiler import profile, toy  # noqa: E402
@@ -141,16 +143,44 @@ def test_hf_gpt2_with_default_config_profiles_as_it_comes():
     assert multi_output_groups(cap.gm, cap.group, cap.values) == []
 
 
-def test_sizes_read_by_the_server_cross_as_scalars():
+def test_a_size_the_server_can_read_off_a_tensor_it_receives_is_not_sent():
     model, ids = zoo_gpt2()
     graph = profile(model, (ids,))
     s = graph.pred_closure(["transformer.wte"])  # positions (arange of ids.size(1)) on the server
     sp = Splitter(model, (ids,), graph, capture="fx").split(s)
-    assert sp.scalars, "torch.fx reads input_ids.size(1) on the server side"
+    # ids.size(1) is dim 1 of the embedding output (batch, seq, n_embd): read there, not sent
+    assert sp.scalars == []
+    sent = sp.device(ids)
+    assert len(sent) == len(sp.boundary) == 1
+    torch.testing.assert_close(sp.server(*sent), model(ids))
+    longer = torch.randint(0, 50, (2, 11))  # a fx part follows the sizes it is given
+    torch.testing.assert_close(sp.server(*sp.device(longer)), model(longer))
+
+
+class MeanOverTokens(nn.Module):
+    """The device sums over the tokens; the server divides by their number (a size it lacks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(10, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, ids):
+        total = self.emb(ids).sum(dim=1)
+        return self.head(total / ids.size(1))
+
+
+def test_a_size_no_received_tensor_has_crosses_as_a_scalar():
+    model = MeanOverTokens()
+    ids = torch.randint(0, 10, (3, 7), generator=torch.Generator().manual_seed(0))
+    graph = profile(model, (ids,))
+    side = [s for s in graph.chain_prefixes() if any(n.startswith("sum") for n in s)][0]
+    sp = Splitter(model, (ids,), graph, capture="fx").split(side)
+    assert sp.scalars, "7 tokens: no dimension of the (batch, 4) sum"
     sent = sp.device(ids)
     assert [tuple(t.shape) for t in sent[len(sp.boundary):]] == [()] * len(sp.scalars)
     torch.testing.assert_close(sp.server(*sent), model(ids))
-    longer = torch.randint(0, 50, (2, 11))  # a fx part follows the sizes it is given
+    longer = torch.randint(0, 10, (2, 11))
     torch.testing.assert_close(sp.server(*sp.device(longer)), model(longer))
 
 

@@ -5,9 +5,13 @@ Crossing values are of three sorts:
 - **data**: tensors (and lists of tensors, sent element by element). These are the bytes the cost
   model prices: each LayerGraph node is left by one data value (``splitopt.profiler.outputs``), so
   the data the device part returns is exactly ``sum(out_bytes(u) for u in boundary(S))`` per sample.
-- **scalars**: numbers and sizes that torch.fx traces as values (``input_ids.size(1)``). They are
-  sent as 0-d / 1-d int or float tensors after the data (a few bytes per batch, not per sample;
-  torch.export makes them constants) and turned back into Python numbers on the server.
+- **scalars**: numbers and sizes that torch.fx traces as values (``input_ids.size(1)``). An int
+  that is a dimension of a data tensor the server receives (GPT-2's sequence length is dim 1 of
+  the embedding output) is read there from that tensor's shape (:func:`shape_dims`: found on
+  the captured shapes and checked on meta runs with each input dimension changed), so nothing
+  is sent for it. Any other is sent as a 0-d / 1-d int or float tensor after the data (8 bytes
+  per batch, which the cost model does not price; torch.export makes them constants) and turned
+  back into a Python number on the server.
 - **devices** (``x.device``) are recomputed on the server from the data it receives, and any
   other constant (a dtype) is the captured value.
 
@@ -89,6 +93,8 @@ class Crossing:
                 self.scalars.append(n)
             else:
                 self.recomputed.append(n)
+        self.inferred = shape_dims(cap, self.scalars, self.data) if self.scalars else {}
+        self.scalars = [n for n in self.scalars if n not in self.inferred]
         self.names = self._data_names()
         self.scalar_names = [f"{cap.group[n]}#{n.name}" for n in self.scalars]
 
@@ -125,10 +131,12 @@ class Crossing:
         env: dict[fx.Node, Any] = {}
         names = iter(self.names)
         first = None
+        placeholder: dict[fx.Node, fx.Node] = {}
         for n in self.data:
             k = self._pieces(n)
             phs = [graph.placeholder(_identifier(next(names))) for _ in range(k or 1)]
             first = first or phs[0]
+            placeholder[n] = phs[0]
             if k is not None:
                 kind = tuple if isinstance(self.cap.values[n], tuple) else list
                 env[n] = graph.call_function(kind, (phs,))
@@ -137,6 +145,8 @@ class Crossing:
                           if mutated(self.cap, n, on_dev) else phs[0])
         for n, name in zip(self.scalars, self.scalar_names):
             env[n] = graph.call_function(tensor_to_scalar, (graph.placeholder(_identifier(name)),))
+        for n, (d, dim) in self.inferred.items():  # read off a tensor the server receives
+            env[n] = graph.call_method("size", (placeholder[d], dim))
         for n in self.recomputed:
             v = self.cap.values.get(n)
             env[n] = (graph.call_function(getattr, (first, "device"))
@@ -150,6 +160,51 @@ class Crossing:
             v = self.cap.values.get(n)
             out += [tuple(t.shape) for t in v] if isinstance(v, (tuple, list)) else [tuple(v.shape)]
         return out + [None] * len(self.scalars)
+
+
+def shape_dims(cap: Captured, scalars: list[fx.Node],
+               data: list[fx.Node]) -> dict[fx.Node, tuple[fx.Node, int]]:
+    """The int scalars that equal a dimension of a crossing data tensor: scalar -> (tensor, dim).
+
+    A candidate equal on the captured values must stay equal when the model runs on meta
+    tensors with each input dimension in turn one larger (the shapes it can train on), and
+    the scalar must change in at least one such run; a run that fails (a shape the model does
+    not take) proves nothing either way. A scalar with no such dimension is sent.
+    """
+    from splitopt.profiler.runner import NodeRunner
+
+    base = cap.values
+    cands = {n: [(d, j) for d in data if isinstance(base.get(d), torch.Tensor)
+                 for j, size in enumerate(base[d].shape) if size == base[n]]
+             for n in scalars if type(base.get(n)) is int}
+    cands = {n: c for n, c in cands.items() if c}
+    if not cands:
+        return {}
+    phs = [n for n in cap.gm.graph.nodes if n.op == "placeholder"]
+    varied: set[fx.Node] = set()
+    for p, ph in enumerate(phs):
+        shape = getattr(base.get(ph), "shape", ())
+        for i in range(len(shape)):
+            inputs = [torch.empty(tuple(x.shape[:i]) + (x.shape[i] + 1,) + tuple(x.shape[i + 1:])
+                                  if q == p else tuple(x.shape), dtype=x.dtype, device="meta")
+                      if isinstance(x, torch.Tensor) else x
+                      for q, x in enumerate(base.get(h) for h in phs)]
+            run = NodeRunner(cap, meta=True, count=False)
+            try:
+                run.run(inputs)
+            except Exception:  # noqa: BLE001 - a shape the model does not take
+                continue
+            for n, c in cands.items():
+                if run.env.get(n) != base[n]:
+                    varied.add(n)
+                cands[n] = [(d, j) for d, j in c
+                            if run.env.get(n) == _dim(run.env.get(d), j)]
+    return {n: c[0] for n, c in cands.items() if c and n in varied}
+
+
+def _dim(value: Any, j: int) -> int | None:
+    shape = getattr(value, "shape", ())
+    return int(shape[j]) if j < len(shape) else None
 
 
 def _item(seq: Sequence[Any], j: int) -> Any:

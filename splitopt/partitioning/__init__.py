@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from splitopt.backends.results import Result
-from splitopt.costs import BITS, Phases
+from splitopt.costs import BITS, Phases, tied_pairs
 from splitopt.errors import InputError
 from splitopt.graph import LayerGraph
 from splitopt.partitioning.problem import CutProblem, iteration_problem
@@ -117,9 +117,11 @@ def iteration_phases(prob: CutProblem, mask: np.ndarray, device: Device, link: L
     """
     g, b = prob.graph, float(batch)
     bnd = float(g.out_bytes[prob.boundary(mask) if boundary is None else boundary].sum())
-    w = float(g.param_bytes[mask].sum())
+    first, later, nbytes = tied_pairs(g)  # weights tied across the cut: a gradient each way
+    per_iter = b * bnd + float(nbytes[mask[first] != mask[later]].sum())
+    w = float(g.param_bytes[mask].sum()) + float(nbytes[mask[later] & ~mask[first]].sum())
     t_dev, t_srv = float(prob.dev[mask].sum()), float(prob.srv[~mask].sum())
-    t_up, t_dn = b * BITS * bnd / link.up_bps, b * BITS * bnd / link.dn_bps
+    t_up, t_dn = BITS * per_iter / link.up_bps, BITS * per_iter / link.dn_bps
     full = bool(mask.all())  # FL mode always exchanges the model (costs.device_phases)
     t_agg = BITS * w * link.seconds_per_bit if full else 0.0
     agg_w = w if full else 0.0
@@ -129,7 +131,7 @@ def iteration_phases(prob: CutProblem, mask: np.ndarray, device: Device, link: L
     energy = device.power_compute_w * t_dev + device.power_tx_w * tx_s
     return Phases(device_compute_s=t_dev, server_compute_s=t_srv, uplink_s=t_up, downlink_s=t_dn,
                   aggregation_s=t_agg, iteration_s=t_iter, round_s=t_iter + t_agg,
-                  memory_bytes=mem, energy_j=energy, comm_bytes=2 * b * bnd + 2 * agg_w)
+                  memory_bytes=mem, energy_j=energy, comm_bytes=2 * per_iter + 2 * agg_w)
 
 
 # imported last: both modules use solver() and the names above

@@ -211,6 +211,11 @@ def solve(prob: CutProblem) -> Result:
     """Contract the certified blocks, cut the smaller graph, expand (exact on every graph)."""
     bs = block_structure(prob.graph)
     cert = _certify(prob, bs)
+    if prob.pair_src.size:  # the certificate prices a block's own nodes and tensors only: a
+        paired = np.zeros(prob.n, bool)  # block holding a pair term's node stays expanded
+        paired[prob.pair_src] = paired[prob.pair_dst] = True
+        cert = replace(cert, safe=cert.safe & ~np.array([paired[m].any() for m in bs.members],
+                                                        bool))
     rep = np.arange(prob.n, dtype=np.int64)
     for k in np.flatnonzero(cert.safe):
         rep[bs.members[k]] = prob.n + k

@@ -30,6 +30,10 @@ def prefix_costs(prob: CutProblem) -> np.ndarray:
     diff = np.zeros(n + 1)
     np.add.at(diff, np.flatnonzero(has), prob.tensor[has])
     np.add.at(diff, last[has], -prob.tensor[has])
+    # a pair term (i, j) is paid by the prefixes holding i and not j: i <= p < j
+    fwd = prob.pair_src < prob.pair_dst
+    np.add.at(diff, prob.pair_src[fwd], prob.pair_cost[fwd])
+    np.add.at(diff, prob.pair_dst[fwd], -prob.pair_cost[fwd])
     return dev + srv + np.cumsum(diff)[:n]
 
 

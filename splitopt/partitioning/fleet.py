@@ -8,8 +8,10 @@ Each device k minimises its own round time under the reference model (docs/cost_
 which is the partition problem with node costs
 a_v = I*b*sec_dev_k(v) + [aggregate]*8*param(v)*spb_k, c_v = I*b*sec_srv(v) and tensor costs
 t_u = I*b*8*out(u)*spb_k: W(S) is a sum over nodes, so the
-aggregation fits the same s-t graph. With labels on the device and no aggregation, S = V (local
-training) still exchanges the model (costs.device_phases), so it is priced apart and compared.
+aggregation fits the same s-t graph. A weight tied across the cut adds I*8*bytes*spb_k (its
+gradient each way per iteration) as pair terms (``problem.tied_terms``). With labels on the
+device and no aggregation, S = V (local training) still exchanges the model
+(costs.device_phases), so it is priced apart and compared.
 The devices' round times do not interact at fixed shares, so minimising each one minimises both the
 parallel round (max) and the sequential round (sum): the plan is optimal *for the given shares*.
 Devices with equal :func:`cut_signature` and equal share share one cut computation.
@@ -32,6 +34,7 @@ from splitopt.partitioning.problem import (
     check_connected,
     graph_arrays,
     solution,
+    tied_terms,
     train_seconds,
 )
 from splitopt.plan import DevicePlan, Plan
@@ -74,7 +77,8 @@ def round_problem(scenario: Scenario, device: Device, share: float, *,
         dev = dev + BITS * g.param_bytes * spb
     srv = ib * train_seconds(g, scenario.server.device_class, scenario.server.flops)
     on_device = tr.labels == "device" if labels_on_device is None else labels_on_device
-    return CutProblem(g, dev, srv, ib * BITS * g.out_bytes * spb, on_device)
+    pairs = tied_terms(g, tr.local_iters * BITS * spb, BITS * spb if tr.aggregate else 0.0)
+    return CutProblem(g, dev, srv, ib * BITS * g.out_bytes * spb, on_device, *pairs)
 
 
 def best_round_cut(scenario: Scenario, device: Device, share: float, method: str) -> Result:

@@ -3,12 +3,13 @@
 For a device-side set S of one device (docs/cost_model.md, I local iterations of batch b):
 
     A(S) = I * b * (sum_{v in S} sec_dev(v) + sum_{v notin S} sec_srv(v))     compute, full speed
-    D(S) = I * b * 8 * bnd(S) + [aggregate] * 8 * W(S)                         bits up (and down)
+    D(S) = I * 8 * (b * bnd(S) + tied(S)) + [aggregate] * 8 * W(S)            bits up (and down)
 
 so at bandwidth share beta the round time is A(S) + D(S) * spb / beta: every bandwidth problem
 over this device only ever needs the splits on the lower convex hull of the points (A(S), D(S)).
 Both A and D are cut functions of the s-t graph (W(S) is a sum of node parameter bytes, so it goes
-on the terminal arcs), hence min_S A(S) + lambda * D(S) is one min-cut for any lambda >= 0.
+on the terminal arcs; the weights tied across the cut are pair terms, ``problem.tied_terms``),
+hence min_S A(S) + lambda * D(S) is one min-cut for any lambda >= 0.
 
 The hull is enumerated exactly by the Eisner-Severance breakpoint search: solve at lambda = 0
 (min A) and lambda = infinity (min D); for two hull points p, q the lambda where their lines meet
@@ -26,7 +27,7 @@ import numpy as np
 from splitopt.costs import BITS
 from splitopt.errors import InputError
 from splitopt.graph import LayerGraph
-from splitopt.partitioning.problem import CutProblem, check_connected, train_seconds
+from splitopt.partitioning.problem import CutProblem, check_connected, tied_terms, train_seconds
 from splitopt.partitioning.stgraph import build_network, solve_network
 from splitopt.system import Device, Server
 
@@ -46,17 +47,21 @@ class _Parametric:
     """min_S A(S) + lambda * D(S) for one graph and device, A and D re-priced in floats."""
 
     def __init__(self, graph: LayerGraph, device: Device, server: Server, ib: float,
-                 aggregate: bool, on_device: bool):
+                 aggregate: bool, on_device: bool, iters: int = 1):
+        """``ib``: samples per round (batch x ``iters``, the local iterations)."""
         self.graph, self.on_device = graph, on_device
         self.a_dev = ib * train_seconds(graph, device.cls, device.flops)
         self.a_srv = ib * train_seconds(graph, server.device_class, server.flops)
         self.d_node = BITS * graph.param_bytes if aggregate else np.zeros(len(graph))
         self.d_tensor = ib * BITS * graph.out_bytes
+        # tied gradients: I * 8 bits per byte each way per iteration; a held copy is aggregated
+        self.d_pairs = tied_terms(graph, iters * BITS, BITS if aggregate else 0.0)
 
     def problem(self, wa: float, wd: float) -> CutProblem:
         """The cut problem of wa * A + wd * D."""
+        src, dst, bits = self.d_pairs
         return CutProblem(self.graph, wa * self.a_dev + wd * self.d_node, wa * self.a_srv,
-                          wd * self.d_tensor, self.on_device)
+                          wd * self.d_tensor, self.on_device, src, dst, wd * bits)
 
     def point(self, mask: np.ndarray) -> tuple[float, float]:
         """(A, D) of a set, in floats."""
@@ -78,7 +83,7 @@ def hull_points(graph: LayerGraph, device: Device, server: Server, *, batch: int
     _check(graph, device, server, batch, local_iters, labels)
     on_device = labels == "device"
     par = _Parametric(graph, device, server, float(batch * local_iters), aggregate,
-                      on_device and aggregate)
+                      on_device and aggregate, local_iters)
     pts = _search(par)
     if on_device and not aggregate:  # S = V (local training) still exchanges the model
         full = np.ones(len(graph), bool)

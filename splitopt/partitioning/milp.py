@@ -1,8 +1,9 @@
 """The partition problem as a MILP, solved by HiGHS through highspy (for comparison).
 
-    min  sum_v (a_v - c_v) x_v + sum_u t_u y_u + sum_v c_v
+    min  sum_v (a_v - c_v) x_v + sum_u t_u y_u + sum_k p_k z_k + sum_v c_v
     s.t. x_w - x_u <= 0          for every edge u -> w      (closure)
          x_u - x_w - y_u <= 0    for every edge u -> w      (u crosses if a consumer is outside)
+         x_i - x_j - z_k <= 0    for every pair term k = (i, j, p_k), 0 <= z <= 1
          x binary (inputs fixed to 1, the output to 0 with labels on the server), 0 <= y <= 1
 
 ``y_u`` is continuous: with ``t_u >= 0`` it settles at ``max_w (x_u - x_w)``, so each tensor is paid
@@ -43,16 +44,23 @@ def build_lp(prob: CutProblem) -> tuple[Program, float, float]:
     if valid_prefixes(prob).size:
         upper = min(upper, chain_solve(prob).objective)
     cap = 2.0 * upper if upper > 0 else np.inf
-    dev, srv, tensor = (np.minimum(x, cap) for x in (prob.dev, prob.srv, prob.tensor))
-    cost = np.concatenate([dev - srv, tensor[has_consumer]])
+    dev, srv, tensor, pair = (np.minimum(x, cap) for x in (prob.dev, prob.srv, prob.tensor,
+                                                           prob.pair_cost))
+    cost = np.concatenate([dev - srv, tensor[has_consumer], pair])
     scale = upper or 1.0
     m = ar.n_edges
     cols = np.concatenate([np.stack([ar.dst, ar.src], 1).ravel(),
                            np.stack([ar.src, ar.dst, ycol[ar.src]], 1).ravel()])
     vals = np.concatenate([np.tile([1.0, -1.0], m), np.tile([1.0, -1.0, -1.0], m)])
-    A = sp.csr_matrix((vals, cols, np.r_[0, np.cumsum(np.r_[np.full(m, 2), np.full(m, 3)])]),
-                      shape=(2 * m, ncol))
-    prog = Program(cost / scale, A, np.full(2 * m, -np.inf), np.zeros(2 * m),
+    k = pair.size  # one column z_k per pair term, after the y columns
+    cols = np.concatenate([cols, np.stack([prob.pair_src, prob.pair_dst,
+                                           ncol + np.arange(k)], 1).ravel()])
+    vals = np.concatenate([vals, np.tile([1.0, -1.0, -1.0], k)])
+    ncol += k
+    rows = 2 * m + k
+    A = sp.csr_matrix((vals, cols, np.r_[0, np.cumsum(np.r_[np.full(m, 2), np.full(m + k, 3)])]),
+                      shape=(rows, ncol))
+    prog = Program(cost / scale, A, np.full(rows, -np.inf), np.zeros(rows),
                    np.where(np.r_[force_in, np.zeros(ncol - n, bool)], 1.0, 0.0),
                    np.where(np.r_[force_out, np.zeros(ncol - n, bool)], 0.0, 1.0),
                    np.r_[np.ones(n, bool), np.zeros(ncol - n, bool)], [], [])

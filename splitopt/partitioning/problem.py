@@ -3,11 +3,15 @@
 Every method of :mod:`splitopt.partitioning` solves the same problem
 
     minimise  sum_{v in S} a_v + sum_{v notin S} c_v + sum_{u in dS} t_u
+              + sum_k p_k [i_k in S, j_k notin S]
     over      S predecessor-closed, inputs in S, (labels on the server) output notin S
 
 with ``dS`` the members of ``S`` that have a consumer outside ``S`` (each tensor paid once, however
 many consumers it has). For one iteration (docs/cost_model.md) ``a_v = b * sec_dev(v)``,
-``c_v = b * sec_srv(v)`` and ``t_u = b * 8 * out_bytes(u) * (1/r_up + 1/r_dn)``.
+``c_v = b * sec_srv(v)`` and ``t_u = b * 8 * out_bytes(u) * (1/r_up + 1/r_dn)``. The pair terms
+``(i_k, j_k, p_k)`` price weights tied across the cut (:func:`tied_terms`): a weight used by nodes
+u and w costs ``8 * bytes * (1/r_up + 1/r_dn)`` per iteration when u and w are on different
+sides (each side's gradient sent to the other), as the two terms (u, w) and (w, u).
 
 Graph arrays (edge lists, measured times per device class, reachability) are computed once per
 :class:`~splitopt.graph.LayerGraph` and cached on it, so repeated partitions of one graph (devices,
@@ -17,13 +21,13 @@ bandwidth shares, the hull's lambdas) pay only for the numbers that change.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 
 from splitopt.backends.results import Result
-from splitopt.costs import BITS
+from splitopt.costs import BITS, tied_pairs
 from splitopt.errors import GraphError, InputError, check_finite_nonneg
 from splitopt.graph import LayerGraph
 from splitopt.system import Device, Link, Server
@@ -126,6 +130,10 @@ class CutProblem:
         Seconds paid when node ``v``'s output crosses the cut (once, however many consumers).
     labels_on_device
         When False the output node is forced to the server side.
+    pair_src, pair_dst, pair_cost
+        Pair terms: ``pair_cost[k]`` seconds paid when node ``pair_src[k]`` is on the device side
+        and ``pair_dst[k]`` is not (weights tied across the cut, :func:`tied_terms`); empty by
+        default.
 
     """
 
@@ -134,6 +142,9 @@ class CutProblem:
     srv: np.ndarray
     tensor: np.ndarray
     labels_on_device: bool = False
+    pair_src: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
+    pair_dst: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
+    pair_cost: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def arrays(self) -> GraphArrays:
@@ -165,7 +176,8 @@ class CutProblem:
     def price(self, mask: np.ndarray) -> float:
         """Price the device-side set ``mask`` in floats (the objective)."""
         ar = self.arrays
-        return price_mask(ar.src, ar.dst, self.dev, self.srv, self.tensor, mask)
+        pairs = float(self.pair_cost[mask[self.pair_src] & ~mask[self.pair_dst]].sum())
+        return price_mask(ar.src, ar.dst, self.dev, self.srv, self.tensor, mask) + pairs
 
     def price_many(self, masks: np.ndarray) -> np.ndarray:
         """The objective of each row of a (K, V) membership matrix."""
@@ -179,7 +191,8 @@ class CutProblem:
             srcs = ar.src[order]
             starts = np.flatnonzero(np.r_[True, srcs[1:] != srcs[:-1]])
             bnd[:, srcs[starts]] = np.logical_or.reduceat(cross[:, order], starts, axis=1)
-        return masks @ self.dev + (~masks) @ self.srv + bnd @ self.tensor
+        pairs = (masks[:, self.pair_src] & ~masks[:, self.pair_dst]) @ self.pair_cost
+        return masks @ self.dev + (~masks) @ self.srv + bnd @ self.tensor + pairs
 
     def is_feasible(self, mask: np.ndarray) -> bool:
         """True if ``mask`` is predecessor-closed, holds the inputs and respects the labels."""
@@ -236,7 +249,22 @@ def iteration_problem(graph: LayerGraph, device: Device, server: Server, link: L
     dev = b * train_seconds(graph, device.cls, device.flops)
     srv = b * train_seconds(graph, server.device_class, server.flops)
     tensor = b * BITS * graph.out_bytes * link.seconds_per_bit
-    return CutProblem(graph, dev, srv, tensor, labels == "device")
+    return CutProblem(graph, dev, srv, tensor, labels == "device",
+                      *tied_terms(graph, BITS * link.seconds_per_bit))
+
+
+def tied_terms(graph: LayerGraph, crossing: float,
+               held: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pair terms (src, dst, cost) of the weights tied across a cut (``graph.meta["tied"]``).
+
+    A weight of ``bytes`` used by nodes u (first) and w costs ``crossing * bytes`` when u and w
+    are on different sides (the two terms (u, w) and (w, u): the tied gradient each way,
+    ``costs.CutTable.tied_bytes``), and ``held * bytes`` more when the device holds w without
+    u (its own copy, aggregated with the device side: ``costs.CutTable.param_bytes``).
+    """
+    first, later, nbytes = tied_pairs(graph)
+    return (np.concatenate([first, later]), np.concatenate([later, first]),
+            np.concatenate([crossing * nbytes, (crossing + held) * nbytes]))
 
 
 def certified(prob: CutProblem, mask: np.ndarray, lower: float, info: dict[str, Any],

@@ -11,6 +11,8 @@ consumers gets one relay node:
     u --t_u--> w          one consumer w: the tensor crosses iff u in S and w notin S
     u --t_u--> r_u --inf--> w_i    several consumers: r_u must sit with every w_i outside S, so
                                    t_u is paid once iff some consumer is outside S
+    i --p_k--> j          a pair term (CutProblem.pair_*): paid iff i in S and j notin S; a weight
+                          tied across u and w is the two arcs u -> w and w -> u
 
 Arcs out of t, into s, and loops are never cut and are dropped; arcs s -> t are constants.
 
@@ -90,7 +92,23 @@ def build_network(prob: CutProblem, rep: np.ndarray | None = None,
                 for old in [k for k in cache if k[1] is not None][:4]:
                     del cache[old]
             st = cache[slot] = _structure(ar.src, ar.dst, force_in, force_out, rep)
-    return _with_capacities(st, prob.dev, prob.srv, prob.tensor, ~(force_in | force_out))
+    net = _with_capacities(st, prob.dev, prob.srv, prob.tensor, ~(force_in | force_out))
+    return _with_pairs(net, prob.pair_src, prob.pair_dst, prob.pair_cost)
+
+
+def _with_pairs(net: Network, src: np.ndarray, dst: np.ndarray, cost: np.ndarray) -> Network:
+    """``net`` with one finite arc per pair term (few: not part of the cached structure)."""
+    if not src.size:
+        return net
+    tails, heads = net.node_of[src].astype(np.int32), net.node_of[dst].astype(np.int32)
+    const = float(cost[(tails == SOURCE) & (heads == SINK)].sum())  # always paid
+    keep = _cuttable(tails, heads)
+    at = net.tails.size + np.arange(int(keep.sum()))
+    return Network(net.n_nodes, np.concatenate([net.tails, tails[keep]]),
+                   np.concatenate([net.heads, heads[keep]]),
+                   np.concatenate([net.inf, np.zeros(at.size, bool)]),
+                   np.concatenate([net.finite, at]), np.concatenate([net.finite_caps, cost[keep]]),
+                   net.const + const, net.node_of, net.mirror)
 
 
 def network_from_arrays(src: np.ndarray, dst: np.ndarray, dev: np.ndarray, srv: np.ndarray,

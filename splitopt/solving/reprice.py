@@ -92,15 +92,15 @@ def reprice(scenario: Any, plan: Any) -> Repriced:
     it = float(tr.local_iters)
     full = table.masks.all(axis=1)[key]
     w = np.where(full | bool(tr.aggregate), table.param_bytes[key], 0.0)
-    bnd = table.boundary_bytes[key]
+    per_iter = b * table.boundary_bytes[key] + table.tied_bytes[key]  # bytes each way
     t_dev, t_srv = b * t_dev_1, b * t_srv_1 / phi
-    t_up, t_dn = b * BITS * bnd / up_bps, b * BITS * bnd / dn_bps
+    t_up, t_dn = BITS * per_iter / up_bps, BITS * per_iter / dn_bps
     t_agg = BITS * w * (1.0 / up_bps + 1.0 / dn_bps)
     round_s = it * (t_dev + t_srv + t_up + t_dn) + t_agg
     mem = (2 + tr.optimizer_copies) * table.param_bytes[key] + b * table.act_bytes[key] + work
     up_s = it * t_up + BITS * w / up_bps
     energy = p_comp * it * t_dev + p_tx * up_s
-    comm = it * 2 * b * bnd + 2 * w
+    comm = it * 2 * per_iter + 2 * w
     # costs.round_latency: FL devices in parallel; split devices in parallel (max) or in turn
     split = round_s[~fl]
     turns = takes_turns(tr.schedule, serving)
