@@ -86,8 +86,9 @@ def load_model(prog: Program, *, names: bool = False, threads: int = 1) -> Any:
     st = h.passModel(prog.n_cols, prog.n_rows, int(A.nnz), 1, 1, float(prog.offset),
                      np.ascontiguousarray(prog.c, dtype=float), _clip(prog.col_lb, inf),
                      _clip(prog.col_ub, inf), _clip(prog.row_lb, inf), _clip(prog.row_ub, inf),
-                     A.indptr.astype(np.int32), A.indices.astype(np.int32),
-                     A.data.astype(float), integ)
+                     A.indptr.astype(np.int32, copy=False),  # scipy's CSC is int32 already
+                     A.indices.astype(np.int32, copy=False), A.data.astype(float, copy=False),
+                     integ)
     if st == highspy.HighsStatus.kError:
         raise SolverError(f"HiGHS rejected the program ({prog.summary()}): {st}")
     if names:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
-from splitopt.compile.program import Names, Program
+from splitopt.compile.program import Names, Program, vstack_csr
 from splitopt.compile.terms import TermRows, fold_terms, onehot_block
 from splitopt.errors import InputError
 from splitopt.model.expr import BETA, PHI, Constraint, DeviceTerms, Expr
@@ -52,6 +52,7 @@ class Model:
     n_options: int
     cones: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
     cone_scale: np.ndarray | None = None
+    cone_share: np.ndarray | None = None  # the share column each cone's s is a part of
     blocks: list[tuple[sp.csr_matrix, np.ndarray, np.ndarray, Sequence[str]]] = field(
         default_factory=list)  # rows already in matrix form (added by steps that make many rows)
     term_rows: list[TermRows] = field(default_factory=list)  # fleet-wide maxes, as arrays
@@ -245,11 +246,15 @@ class Perspective(Step):
         terms = [t for tr in m.term_rows for t in tr.share_terms()]  # (res, z, coef) arrays
         codes = np.concatenate([e.q_z * 2 + e.q_res for e in exprs]
                                + [2 * z + r for r, z, _ in terms] + [np.zeros(0, np.int64)])
-        keys = np.unique(codes)
+        # codes 2 z + res lie below 2 n0: a dense lookup instead of np.unique + searchsorted
+        index = np.full(2 * n0, -1, dtype=np.int64)
+        index[codes] = 0
+        keys = np.flatnonzero(index == 0)
         if not len(keys):
-            self._term_blocks(m, keys, 0, np.zeros(0))
+            self._term_blocks(m, index, 0, np.zeros(0))
             return m, n0
         nk = len(keys)
+        index[keys] = np.arange(nk)
         zc, res = keys // 2, keys % 2
         share_cols = np.array([m.share_off[0], m.share_off.get(1, 0)])[res] + zc // m.n_options
         # u[k,o] carries the largest coefficient of its term (seconds, joules), not 1/share:
@@ -257,43 +262,47 @@ class Perspective(Step):
         coefs = np.concatenate([np.abs(e.q_coef) for e in exprs] + [np.abs(c) for _, _, c in terms]
                                + [np.zeros(0)])
         scale = np.zeros(nk)
-        np.maximum.at(scale, np.searchsorted(keys, codes), coefs)
+        np.maximum.at(scale, index[codes], coefs)
         scale = np.where(scale > 0, scale, 1.0)
         s0 = m.add_cols(nk, 0.0, np.minimum(m.col_ub[zc], m.col_ub[share_cols]),
                         Names.numbered("s", nk))
         u0 = m.add_cols(nk, 0.0, math.inf, Names.numbered("u", nk))
         m.cones = np.stack([u0 + np.arange(nk), zc, s0 + np.arange(nk)], 1)
         m.cone_scale = scale
+        m.cone_share = share_cols
 
         def swap(e: Expr) -> Expr:
             if not len(e.q_z):
                 return e
-            key = np.searchsorted(keys, e.q_z * 2 + e.q_res)
+            key = index[e.q_z * 2 + e.q_res]
             return Expr(np.concatenate([e.lin_idx, u0 + key]),
                         np.concatenate([e.lin_coef, e.q_coef / scale[key]]), e.const)
         m.objective = swap(m.objective)
         m.rows = [Constraint(swap(c.body), c.lb, c.ub, c.name) for c in m.rows]
-        self._term_blocks(m, keys, u0, scale)
-        # s <= z, one row per key; sum_o s[k,o] <= share_k, one row per share column used
-        rid = np.repeat(np.arange(nk), 2)
-        cols = np.stack([s0 + np.arange(nk), zc], 1).ravel()
-        vals = np.tile([1.0, -1.0], nk)
-        ucol, grp = np.unique(share_cols, return_inverse=True)
-        rid2 = np.concatenate([nk + grp, nk + np.arange(len(ucol))])
-        cols2 = np.concatenate([s0 + np.arange(nk), ucol])
-        vals2 = np.concatenate([np.ones(nk), -np.ones(len(ucol))])
+        self._term_blocks(m, index, u0, scale)
+        # s <= z, one row per key (CSR arrays: two entries a row); sum_o s[k,o] <= share_k, one
+        # row per share column used (grouped by a dense lookup, not np.unique)
+        ar = np.arange(nk)
+        s_le_z = sp.csr_matrix((np.tile([1.0, -1.0], nk), np.stack([s0 + ar, zc], 1).ravel(),
+                                np.arange(0, 2 * nk + 1, 2)), shape=(nk, len(m.col_lb)))
+        used = np.zeros(n0, dtype=bool)
+        used[share_cols] = True
+        ucol = np.flatnonzero(used)
+        grp = np.cumsum(used)[share_cols] - 1
+        split = sp.csr_matrix((np.concatenate([np.ones(nk), -np.ones(len(ucol))]),
+                               (np.concatenate([grp, np.arange(len(ucol))]),
+                                np.concatenate([s0 + ar, ucol]))),
+                              shape=(len(ucol), len(m.col_lb)))
+        block = vstack_csr([s_le_z, split], len(m.col_lb))
         nr = nk + len(ucol)
-        block = sp.csr_matrix((np.concatenate([vals, vals2]),
-                               (np.concatenate([rid, rid2]), np.concatenate([cols, cols2]))),
-                              shape=(nr, len(m.col_lb)))
         m.blocks.append((block, np.full(nr, -math.inf), np.zeros(nr),
                          Names.numbered("s<=z:", nk) + _split_names(m.names, ucol)))
         return m, n0
 
     @staticmethod
-    def _term_blocks(m: Model, keys: np.ndarray, u0: int, scale: np.ndarray) -> None:
+    def _term_blocks(m: Model, index: np.ndarray, u0: int, scale: np.ndarray) -> None:
         """Write the fleet-wide max rows (TermRows) as CSR blocks, 1/share terms as u columns."""
-        m.blocks += [tr.block(len(m.col_lb), keys, u0, scale) for tr in m.term_rows]
+        m.blocks += [tr.block(len(m.col_lb), index, u0, scale) for tr in m.term_rows]
         m.term_rows = []
 
 
@@ -325,14 +334,13 @@ class ToMatrix(Step):
         ub = np.array([r.ub for r in m.rows]) - const
         names = [r.name for r in m.rows]
         if m.blocks:
-            A = sp.vstack([A] + [sp.csr_matrix((b.data, b.indices, b.indptr), shape=(b.shape[0], n))
-                                 for b, _, _, _ in m.blocks], format="csr")
+            A = vstack_csr([A] + [b for b, _, _, _ in m.blocks], n)
             lb = np.concatenate([lb] + [b[1] for b in m.blocks])
             ub = np.concatenate([ub] + [b[2] for b in m.blocks])
             names = Names.join(names, *(b[3] for b in m.blocks))
         cones = np.asarray(m.cones, dtype=np.int64).reshape(-1, 3)
         prog = Program(c, A, lb, ub, m.col_lb, m.col_ub, m.integer, m.names, names, obj.const,
-                       cones, m.cone_scale)
+                       cones, m.cone_scale, m.cone_share)
         return prog, n
 
 
@@ -352,8 +360,9 @@ def tangent_rows(cones: np.ndarray, ratios: np.ndarray, n_cols: int,
     vals = np.empty((m, 3))
     vals[:, 0], vals[:, 1], vals[:, 2] = 1.0, -2 * k * ratios, k * ratios**2
     # three entries per row (u, z, s: distinct columns), written as CSR arrays directly
-    return sp.csr_matrix((vals.ravel(), cones.reshape(-1, 3).ravel(), np.arange(0, 3 * m + 1, 3)),
-                         shape=(m, n_cols))
+    idx = np.int32 if n_cols < 2**31 - 1 and 3 * m < 2**31 - 1 else np.int64
+    return sp.csr_matrix((vals.ravel(), cones.reshape(-1, 3).astype(idx).ravel(),
+                          np.arange(0, 3 * m + 1, 3, dtype=idx)), shape=(m, n_cols))
 
 
 def capped_ratios(ratios: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -374,12 +383,16 @@ class OuterApproximation(Step):
         k = len(prog.cones)
         if not k:
             return prog, prog.n_cols
-        cones = np.repeat(prog.cones, len(self.shares), axis=0)
-        scales = np.repeat(prog.scales, len(self.shares))
-        ratios = capped_ratios(np.tile(1.0 / self.shares, k), scales)
+        # (cone, share) pairs by broadcasting: fewer and smaller temporaries at 200k tangents
+        ns = len(self.shares)
+        cones = np.broadcast_to(prog.cones.astype(np.int32)[:, None, :], (k, ns, 3))
+        scales = np.broadcast_to(prog.scales[:, None], (k, ns)).ravel()
+        ratios = np.minimum(1.0 / self.shares[None, :],
+                            np.sqrt(MAX_TANGENT_COEF / prog.scales)[:, None]).ravel()
         rows = tangent_rows(cones, ratios, prog.n_cols, scales)
         m = rows.shape[0]
-        lin = replace(prog, cones=np.zeros((0, 3), dtype=np.int64), cone_scale=None)
+        lin = replace(prog, cones=np.zeros((0, 3), dtype=np.int64), cone_scale=None,
+                      cone_share=None)
         lin = lin.add_rows(rows, np.zeros(m), np.full(m, np.inf), Names.numbered("oa", m))
         return lin, prog.n_cols
 

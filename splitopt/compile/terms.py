@@ -46,19 +46,19 @@ class TermRows:
                 out.append((res, nz, self.weight * flat[nz]))
         return out
 
-    def block(self, n_cols: int, keys: np.ndarray, u0: int,
+    def block(self, n_cols: int, index: np.ndarray, u0: int,
               scale: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, Names]:
-        """The rows as CSR over ``n_cols`` columns, 1/share terms as ``u`` columns of the keys.
+        """The rows as CSR over ``n_cols`` columns, 1/share terms as Perspective's ``u`` columns.
 
-        ``keys`` are Perspective's sorted codes ``2 z + res``; term (z, res) is ``u0 + index``,
-        scaled by ``1 / scale`` as Perspective's ``swap`` does.
+        ``index[2 z + res]`` is the number of term (z, res) among Perspective's keys: its column
+        is ``u0 + index``, scaled by ``1 / scale`` as Perspective's ``swap`` does.
         """
         n, o = self.terms.lin.shape
         rows = [np.repeat(np.arange(n), o)]
         cols = [np.arange(n * o)]
         vals = [self.weight * np.asarray(self.terms.lin, dtype=float).ravel()]
         for res, z, c in self.share_terms():
-            key = np.searchsorted(keys, 2 * z + res)
+            key = index[2 * z + res]
             rows.append(z // o)
             cols.append(u0 + key)
             vals.append(c / scale[key])
@@ -66,9 +66,9 @@ class TermRows:
             rows.append(np.arange(n))
             cols.append(np.full(n, self.col))
             vals.append(np.full(n, self.coef))
+        # no duplicates: z, u and t columns are distinct
         A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                           shape=(n, n_cols))
-        A.sum_duplicates()
         name = self.name
         names = Names((n, lambda: [f"{name}:{j}" for j in range(n)]))
         return (A, np.full(n, self.lb - self.const), np.full(n, self.ub - self.const), names)

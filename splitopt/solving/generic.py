@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -9,11 +11,13 @@ import numpy as np
 from splitopt.backends.base import Backend
 from splitopt.backends.results import Result
 from splitopt.compile.steps import generic_chain
+from splitopt.errors import SplitoptError
 from splitopt.model.expr import BETA, PHI
 from splitopt.solving.oa import solve_outer
 from splitopt.solving.verify import FEASIBILITY_RTOL, row_scale
 
 if TYPE_CHECKING:
+    from splitopt.compile.program import Program
     from splitopt.model.problem import Problem
 
 
@@ -55,22 +59,17 @@ def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float
                   warm: Any = None, progress: Any = None) -> Result:
     """Steps 1-4, then either the backend's own conic solver or outer approximation.
 
-    The MILPs start from ``warm``'s options, else from each device's fastest allowed option when
-    that plan breaks no constraint (a hint: HiGHS checks it and completes the shares).
+    The loop starts from ``warm``'s options, else from each device's fastest allowed option
+    (the best shares for them are the first candidate incumbent; HiGHS gets them as a hint).
     """
     chain = generic_chain()
     prog, data = chain.apply(p)
     n, o = p.n_devices, p.n_options
     options = getattr(warm, "options", None)
     if options is None:
-        start = fallback_point(p)
-        options = None if start is None else np.argmax(start[: n * o].reshape(n, o), axis=1)
-    warm_x = None
-    if options is not None:
-        warm_x = np.zeros(prog.n_cols)
-        warm_x[np.arange(n) * o + np.asarray(options)] = 1.0
+        options = fastest_options(p)
+    warm_x = None if options is None else _option_point(prog.n_cols, n, o, options)
     if not prog.is_linear and be.supports(prog):
-        import time
 
         left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
         res = be.solve_program(prog, time_limit=left, log=log)
@@ -78,9 +77,12 @@ def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float
         message = "conic"
     else:
         exact = lambda x: exact_value(p, chain.invert(x, data))  # noqa: E731
+        starts = tuple(_option_point(prog.n_cols, n, o, opt)
+                       for opt in (structured_options(p, be, deadline),) if opt is not None)
         out = solve_outer(prog, be, deadline=deadline, gap=gap, log=log, warm=warm_x,
-                          exact=exact, progress=progress,
-                          repair=lambda x: best_shares(prog, be, x, exact, deadline))
+                          exact=exact, progress=progress, starts=starts,
+                          repair=lambda x: fixed_shares(prog, be, one_hot(x, n, o), exact,
+                                                        deadline))
         x, term, bound, its, text = out.x, out.termination, out.bound, out.iterations, out.log
         message = ""
     if x is None:
@@ -99,6 +101,121 @@ def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float
                   beta=shares[BETA].copy(), phi=phi, x=xr)
 
 
+def _option_point(n_cols: int, n: int, o: int, options: np.ndarray) -> np.ndarray:
+    x = np.zeros(n_cols)
+    x[np.arange(n) * o + np.asarray(options)] = 1.0
+    return x
+
+
+def structured_options(p: Problem, be: Backend, deadline: float | None) -> np.ndarray | None:
+    """Options of the least-latency plan under p's constraints, when a structured path takes it.
+
+    A candidate start (a deadline row that p keeps is met by the plan that minimises the
+    latency, whatever p minimises): solved by bisection in milliseconds where the tangent MILPs
+    found nothing in a minute at 1000 devices. None when only the generic path would take it.
+    """
+    import copy
+
+    from splitopt.solving.paths import check_path, choose_path
+    from splitopt.solving.structure import analyse
+
+    for rows in (p.constraints, []):  # with p's rows when a structured path takes them
+        q = copy.copy(p)
+        q.objective, q.sense, q.constraints = p.round_latency(), "min", list(rows)
+        try:
+            st = analyse(q)
+            chosen = choose_path(st)
+            if st.explained or chosen == "generic":
+                continue
+            left = None if deadline is None else 0.1 * max(deadline - time.perf_counter(), 0.0)
+            end = None if left is None else time.perf_counter() + left
+            out = check_path(st, chosen).run(q, st, be, end, 1e-6, False, None, None)
+        except SplitoptError:  # e.g. infeasible without p's objective rows: no start from it
+            continue
+        if out.options is not None:
+            return np.asarray(out.options)
+    return None
+
+
+def one_hot(x: np.ndarray, n: int, o: int) -> np.ndarray:
+    """X with each device's largest z set to 1 and the others to 0 (rounds a relaxed point)."""
+    y = x.copy()
+    pick = np.argmax(x[: n * o].reshape(n, o), axis=1)
+    y[: n * o] = 0.0
+    y[np.arange(n) * o + pick] = 1.0
+    return y
+
+
+def fixed_shares(prog: Program, be: Backend, x: np.ndarray, exact: Any,
+                 deadline: float | None) -> np.ndarray | None:
+    """The best continuous columns (shares, user columns) for the integer columns of x.
+
+    With every option fixed, a chosen option's 1/share term is the rotated cone
+    ``u * s >= k z^2`` with z = 1, and an unchosen one's cone, u and s are 0 (``s <= z`` forces
+    s = 0; u only ever costs). What is left is a small convex program: one cone per chosen
+    option and resource (2000 at 1000 devices, not 100k), solved by Clarabel to 1e-10
+    (:mod:`splitopt.backends.clarabel`); without clarabel, or when it fails, by LP rounds of
+    tangents (:func:`best_shares`). The caller prices the result exactly.
+    """
+    from splitopt.backends import clarabel
+
+    if not clarabel.available() or not len(prog.cones):
+        return best_shares(prog, be, x, exact, deadline)
+    ints = prog.integrality.astype(bool)
+    lo, hi = prog.col_lb.copy(), prog.col_ub.copy()
+    lo[ints] = hi[ints] = np.round(x[ints])
+    u, num, den = prog.cones.T
+    if not ints[num].all():  # a cone over a continuous column: not this structure
+        return best_shares(prog, be, x, exact, deadline)
+    off = lo[num] == 0
+    for col in (u[off], den[off]):
+        lo[col] = hi[col] = 0.0
+    fixed = lo == hi
+    free = np.flatnonzero(~fixed)
+    A = prog.A.tocsc()
+    shift = A[:, fixed] @ lo[fixed]
+    Af = A[:, free].tocsr()
+    rlb, rub = prog.row_lb - shift, prog.row_ub - shift
+    empty = np.diff(Af.indptr) == 0
+    tol = 1e-9 * np.maximum(1.0, np.abs(shift))
+    if np.any(rlb[empty] > tol[empty]) or np.any(rub[empty] < -tol[empty]):
+        return None  # these options break a row whatever the shares
+    at = np.full(prog.n_cols, -1)
+    at[free] = np.arange(len(free))
+    on = ~off
+    if np.any(at[u[on]] < 0) or np.any(at[den[on]] < 0):
+        return None  # a chosen option's share is fixed at 0
+    now = time.perf_counter()
+    left = None if deadline is None else max(deadline - now, 0.0) / 4
+    if left is not None and left < 1e-2:
+        return None
+    res = clarabel.solve_rotated(prog.c[free], Af[~empty], rlb[~empty], rub[~empty], lo[free],
+                                 hi[free], at[u[on]], at[den[on]],
+                                 prog.scales[on] * lo[num[on]] ** 2, time_limit=left)
+    if res.x is None:
+        return best_shares(prog, be, x, exact, deadline) if res.termination != "infeasible" \
+            else None
+
+    def full(y: np.ndarray) -> np.ndarray:
+        out = lo.copy()
+        out[free] = y
+        return out
+    if exact(full(res.x)) is not None:
+        return full(res.x)
+    for _ in range(3):  # again, each cone scaled by the shares just found
+        left = None if deadline is None else max(deadline - time.perf_counter(), 0.0) / 4
+        again = clarabel.solve_rotated(prog.c[free], Af[~empty], rlb[~empty], rub[~empty],
+                                       lo[free], hi[free], at[u[on]], at[den[on]],
+                                       prog.scales[on] * lo[num[on]] ** 2, time_limit=left,
+                                       den_guess=res.x[at[den[on]]])
+        if again.x is None:
+            break
+        res = again
+        if exact(full(res.x)) is not None:
+            return full(res.x)
+    return None
+
+
 def best_shares(prog: Any, be: Backend, x: np.ndarray, exact: Any,
                 deadline: float | None) -> np.ndarray | None:
     """The exact best continuous part (shares, user columns) for the integer columns of x.
@@ -109,9 +226,6 @@ def best_shares(prog: Any, be: Backend, x: np.ndarray, exact: Any,
     1e-9; the result is a new candidate that the caller prices exactly. Gets at most a quarter
     of the time left.
     """
-    import time
-    from dataclasses import replace
-
     ints = prog.integrality.astype(bool)
     lo, hi = prog.col_lb.copy(), prog.col_ub.copy()
     lo[ints] = hi[ints] = np.round(x[ints])
@@ -124,6 +238,14 @@ def best_shares(prog: Any, be: Backend, x: np.ndarray, exact: Any,
     return out.x
 
 
+def fastest_options(p: Problem) -> np.ndarray:
+    """Each device's allowed option with the least round time at equal shares."""
+    n = p.n_devices
+    opts = p.options
+    srv = opts.a_srv * (n if p.server_share is not None else 1)
+    return np.argmin(np.where(p.allowed, opts.a_dev + srv + opts.d * n, np.inf), axis=1)
+
+
 def fallback_point(p: Problem) -> np.ndarray | None:
     """Equal shares and each device's fastest allowed option, when that breaks no constraint.
 
@@ -132,10 +254,7 @@ def fallback_point(p: Problem) -> np.ndarray | None:
     """
     n, o = p.n_devices, p.n_options
     x = np.zeros(p.n_cols)
-    opts = p.options
-    srv = opts.a_srv * (n if p.server_share is not None else 1)
-    T = np.where(p.allowed, opts.a_dev + srv + opts.d * n, np.inf)
-    x[np.arange(n) * o + np.argmin(T, axis=1)] = 1.0
+    x[np.arange(n) * o + fastest_options(p)] = 1.0
     x[p.bandwidth.offset:p.bandwidth.offset + n] = 1.0 / n
     if p.server_share is not None:
         x[p.server_share.offset:p.server_share.offset + n] = 1.0 / n
