@@ -97,15 +97,17 @@ def build_options(scenario: Scenario, table: CutTable, batches: Sequence[int],
     it = float(tr.local_iters)
     for b in batches:
         rt = round_terms(devs, scenario.server, ch, tr, table, batch=int(b))
-        act_bits = it * b * BITS * table.boundary_bytes
+        # per iteration: activations up and gradients down (per sample), each side's gradient
+        # of the weights tied across the cut (once; costs.round_terms)
+        per_iter = b * table.boundary_bytes + table.tied_bytes
+        act_bits = it * BITS * per_iter
         parts["a_dev"].append(rt.a_dev)
         parts["a_srv"].append(rt.a_srv)
         parts["up"].append(act_bits * s_up)
         parts["dn"].append(act_bits * s_dn)
         parts["agg"].append(np.broadcast_to(BITS * agg_bytes * (s_up + s_dn), (n, c)))
         parts["mem"].append(rt.mem)
-        parts["comm"].append(np.broadcast_to(it * 2 * b * table.boundary_bytes + 2 * agg_bytes,
-                                             (n, c)))
+        parts["comm"].append(np.broadcast_to(it * 2 * per_iter + 2 * agg_bytes, (n, c)))
         parts["e_comp"].append(rt.e_comp)
         parts["e_tx"].append(rt.e_tx)
     cut = np.tile(np.arange(c), len(batches))
