@@ -80,13 +80,11 @@ def smartsplit_case(n: int, method: str, objective: str, deadline: float | None 
 
 
 # ---------------------------------------------------------------------------- energy-delay
-def energy_delay_problem(n: int, seed: int = 0, *, levels: tuple[float, ...] = (1.0,)):
-    """HFSL over catalog devices: per device server-only, a mid split or FL mode (labels on the
-    device), at the given DVFS levels; few discrete options make the front non-convex."""
-    from splitopt.formulations import energy_delay as ed
+def energy_delay_scenario(n: int, seed: int = 0) -> tuple[Any, list[frozenset[str]]]:
+    """HFSL over catalog devices (labels on the device) and its split candidates: server-only
+    and a mid split (FL mode, the whole model, is the third option)."""
     from splitopt.formulations.multitier import chain_variant
 
-    from splitopt.costs import CutTable
     from splitopt.scenario import Scenario, catalog_device, catalog_server
     from splitopt.system import Channel, Training
 
@@ -98,7 +96,18 @@ def energy_delay_problem(n: int, seed: int = 0, *, levels: tuple[float, ...] = (
                   Channel(bandwidth_up_hz=2e6, bandwidth_dn_hz=2e6),
                   Training(batch_size=16, labels="device"))
     pre = g.chain_prefixes()
-    table = CutTable.from_sets(g, [pre[0], pre[3], frozenset(g.names)])
+    return sc, [pre[0], pre[3]]
+
+
+def energy_delay_problem(n: int, seed: int = 0, *, levels: tuple[float, ...] = (1.0,)):
+    """HFSL over catalog devices: per device server-only, a mid split or FL mode (labels on the
+    device), at the given DVFS levels; few discrete options make the front non-convex."""
+    from splitopt.formulations import energy_delay as ed
+
+    from splitopt.costs import CutTable
+
+    sc, sets = energy_delay_scenario(n, seed)
+    table = CutTable.from_sets(sc.graph, [*sets, frozenset(sc.graph.names)])
     return ed.instance(sc, levels=levels, table=table)
 
 
@@ -122,6 +131,40 @@ def energy_delay_case(n: int, method: str, n_points: int,
     return _row("optimal" if method == "exact" else "feasible", float(np.mean(best)), None, 0.0,
                 time.perf_counter() - t0, points=len(front),
                 unsupported=len(ed.unsupported(front)))
+
+
+def energy_delay_front_case(n: int, levels: tuple[float, ...], n_points: int = 5,
+                            seed: int = 0, repeats: int = 3) -> dict[str, Any]:
+    """The registered front (``pareto_front`` on the builder with DVFS ``levels``) against the
+    module's own epsilon loop on :func:`energy_delay_problem`'s instance, interleaved in this run:
+    ``ratio`` = builder / own (medians of ``repeats`` back-to-back pairs after one untimed pair
+    that loads both); ``max_rel_diff``: the largest relative difference of a builder point's
+    energy from the module's exact point at its delay.
+    """
+    from splitopt.formulations import energy_delay as ed
+
+    from splitopt.model import Problem
+    from splitopt.solving.pareto import pareto_front
+
+    sc, sets = energy_delay_scenario(n, seed)
+    builder_s, own_s = [], []
+    for i in range(repeats + 1):
+        t0 = time.perf_counter()
+        p = Problem(sc, cuts=sets, modes=True, server_share=False, dvfs=levels)
+        front = pareto_front(p, p.total_energy(), p.round_latency(), n_points)
+        t1 = time.perf_counter()
+        q = energy_delay_problem(n, seed, levels=levels)
+        own = ed.pareto_front(q, n_points)
+        t2 = time.perf_counter()
+        if i:
+            builder_s.append(t1 - t0)
+            own_s.append(t2 - t1)
+    diff = max(abs(r.extras["x_value"] / ed.min_energy(q, r.extras["y_value"] * (1 + 1e-9))
+                   .energy_j - 1) for r in front)
+    b, o = float(np.median(builder_s)), float(np.median(own_s))
+    return _row("optimal", float(np.mean([r.extras["x_value"] for r in front])), None, 0.0,
+                b, own_s=o, ratio=b / o, points=len(front), own_points=len(own),
+                max_rel_diff=diff)
 
 
 # ---------------------------------------------------------------------------- multi-tier
@@ -258,6 +301,9 @@ def _cases(quick: bool) -> list[Case]:
         for meth in ("exact", "weighted-sum"):
             cases.append(Case(f"energy-delay-{n}dev-{len(lv)}lv", meth,
                               partial(energy_delay_case, n, meth, 8 if quick else 16, lv), n))
+    for lv in ((1.0,), (0.6, 0.8, 1.0)):  # the registered front vs the module's own loop
+        cases.append(Case(f"energy-delay-front-3dev-{len(lv)}lv", "builder-pareto",
+                          partial(energy_delay_front_case, 3, lv), 3))
     for kind in ("chain", "dag"):
         for meth in ("exact", "greedy", "two-tier", "device-only") + (
                 ("milp",) if kind == "chain" else ()):
@@ -281,3 +327,13 @@ SPEC = register(BenchSpec(
     description="SmartSplit (memory wall), energy-delay Pareto fronts, multi-tier splits, Synergy "
                 "multi-model mapping and split solving; exact vs each paper's kind of baseline",
     cases=_cases, baseline="exact"))
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    if sys.argv[1:2] == ["front"]:  # front N LEVELS (comma-separated), e.g. front 3 0.5,0.75,1
+        lv = tuple(float(x) for x in (sys.argv[3] if len(sys.argv) > 3 else "1").split(","))
+        print(json.dumps(energy_delay_front_case(int(sys.argv[2]) if len(sys.argv) > 2 else 3,
+                                                 lv)))

@@ -23,6 +23,11 @@ bisection on T (feasible iff sum_k min_o D / (T - A) <= 1). Weighted-sum scalari
 (:func:`weighted_sum`, ``min w T / T0 + (1-w) E / E0``, solved by the same outer approximation
 with a delay epigraph) only reaches the supported points (the lower convex hull); the discrete
 options make the front non-convex, so it misses the rest (:func:`unsupported`).
+
+The registered formulation (``splitopt solve --problem energy-delay``, formulations/registry.py)
+is the public builder with these options, ``Problem(scenario, dvfs=levels)``
+(:mod:`splitopt.model.dvfs`), and its front is ``splitopt.solving.pareto.pareto_front``; this
+module's own loop is kept as the independent oracle the tests compare it with.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Energy-delay: each epsilon-constraint point equals brute force; the front is non-dominated;
-weighted sums reach only supported points; water-filling is optimal."""
+weighted sums reach only supported points; water-filling is optimal. The registered formulation is
+the public builder with DVFS levels: its pareto_front equals the module's own loop and brute
+force."""
 
 from __future__ import annotations
 
@@ -7,8 +9,12 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from splitopt.formulations import energy_delay as ed
+from splitopt.formulations.registry import energy_delay_front
 
+from splitopt import Problem, formulation
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.system import Training
 from splitopt.testing import random_dag, random_scenario
@@ -95,3 +101,56 @@ def test_bad_input():
         ed.weighted_sum(p, 2, (1, 1))
     with pytest.raises(InputError, match="beta"):
         ed.evaluate(p, [0, 0, 0], [0.9, 0.9, 0.9])
+
+
+# ---------------------------------------------------------------- the registered (builder) side
+LEVELS = st.lists(st.sampled_from([0.4, 0.5, 0.75, 1.0]), min_size=1, max_size=3, unique=True)
+
+
+def _builder_scenario(seed: int, n: int = 3):
+    rng = np.random.default_rng(seed)
+    return random_scenario(rng, random_dag(rng, 3, chain=True), n,
+                           training=Training(batch_size=8), serving="dedicated")
+
+
+def _builder_min_energy(sc, levels, eps: float) -> float:
+    p = Problem(sc, dvfs=levels)
+    p.add(p.round_latency() <= eps)
+    p.minimize(p.total_energy())
+    res = p.solve()
+    assert res.termination == "optimal" and res.verification.passed
+    return float(res.objective)
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 10_000), levels=LEVELS)
+def test_builder_front_equals_the_modules_own_loop_and_brute_force(seed, levels):
+    sc = _builder_scenario(seed)
+    q = ed.instance(sc, levels=levels)
+    front = energy_delay_front(sc, 4, levels=levels)
+    assert front[0].extras["y_value"] == pytest.approx(ed.min_delay(q), rel=1e-6)
+    assert front[-1].extras["x_value"] == pytest.approx(ed.min_energy(q, math.inf).energy_j,
+                                                         rel=1e-6)
+    for r in front:  # each builder point: the module's exact point and brute force
+        assert r.termination == "optimal" and r.verification.passed
+        eps = r.extras["y_value"] * (1 + 1e-9)
+        assert r.extras["x_value"] == pytest.approx(ed.min_energy(q, eps).energy_j, rel=1e-6)
+        assert r.extras["x_value"] == pytest.approx(ed.brute_force(q, epsilon=eps), rel=1e-6)
+    for pt in ed.pareto_front(q, 3):  # each point of the module's own loop, on the builder
+        assert pt.energy_j == pytest.approx(
+            _builder_min_energy(sc, levels, pt.delay_s * (1 + 1e-9)), rel=1e-6)
+
+
+def test_registered_solve_is_the_builder_with_levels_and_carries_the_front():
+    sc, levels = _builder_scenario(4), (0.5, 1.0)
+    f = formulation.get("energy-delay")
+    assert not f.builder_lacks and isinstance(f.build(sc), Problem)
+    res = f.solve(sc, levels=levels, n_points=3)
+    q = ed.instance(sc, levels=levels)
+    exact = ed.min_energy(q, 1.25 * ed.min_delay(q))
+    assert res.termination == "optimal" and res.verification.passed
+    assert res.objective == pytest.approx(exact.energy_j, rel=1e-6)
+    assert set(res.plan.meta["dvfs"].values()) <= set(levels)
+    assert res.extras["levels"] == levels and len(res.extras["front"]) >= 2
+    ys = [r.extras["y_value"] for r in res.extras["front"]]
+    assert ys == sorted(ys) and ys[0] == pytest.approx(ed.min_delay(q), rel=1e-6)
