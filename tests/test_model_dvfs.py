@@ -133,3 +133,17 @@ def test_bad_dvfs_input_is_refused_with_the_field():
         p.level.fix(0, 0.3)
     with pytest.raises(InputError, match="level.bound"):
         p.level.bound(0, 0.6, 0.9)
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_levels_with_selection_modes_batches_and_a_shared_server_are_verified(seed):
+    rng = np.random.default_rng(seed)
+    sc = random_scenario(rng, random_dag(rng, 4, chain=True), 4,
+                         training=Training(batch_size=8, labels="device"))
+    p = Problem(sc, dvfs=(0.5, 1.0), selection=True, modes=True, batch=[8, 16])
+    p.add(p.selected.total() >= 2)
+    p.minimize(p.total_energy() + p.round_latency())
+    r = p.solve()
+    assert r.termination == "optimal" and r.verification.passed
+    chosen = {d.device for d in r.plan.devices if d.selected}
+    assert set(r.plan.meta["dvfs"]) == chosen and len(chosen) >= 2  # selected devices only

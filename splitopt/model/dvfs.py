@@ -30,10 +30,17 @@ if TYPE_CHECKING:
     from splitopt.model.problem import Problem
 
 
-def check_levels(dvfs: Any) -> tuple[float, ...]:
-    """The sorted distinct levels of ``dvfs=`` (None: the full clock only)."""
+def check_levels(dvfs: Any, extended: bool = False) -> tuple[float, ...]:
+    """The sorted distinct levels of ``dvfs=`` (None: the full clock only).
+
+    ``extended``: the Problem has recomputation or relays, whose extra seconds are priced at the
+    full clock; levels are refused with them.
+    """
     if dvfs is None:
         return (1.0,)
+    if extended:
+        raise InputError("dvfs", dvfs, "no DVFS levels with recompute=True or relays=",
+                         "Their extra seconds are priced at the full clock; drop one of the two.")
     if isinstance(dvfs, (str, bytes, Mapping)) or not isinstance(dvfs, Iterable):
         raise InputError("dvfs", dvfs, "frequency factors in (0, 1], e.g. (0.5, 0.75, 1.0)")
     vals = list(dvfs)

@@ -103,10 +103,7 @@ class Problem:
             server_share = getattr(scenario.server, "serving", "shared") == "shared"
         self.table = cut_table(scenario, cuts, modes)
         self.batches = batch_sizes(scenario, batch)
-        self.levels = check_levels(dvfs)
-        if dvfs is not None and (recompute or relays is not None):
-            raise InputError("dvfs", list(self.levels), "no DVFS levels with recompute or relays",
-                             "Their extra seconds are priced at the full clock; drop one.")
+        self.levels = check_levels(dvfs, recompute or relays is not None)
         self.options: OptionTable = build_options(scenario, self.table, self.batches, selection,
                                                   self.levels)
         n, o = scenario.n_devices, self.options.n_options
