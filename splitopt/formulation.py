@@ -4,8 +4,8 @@ A :class:`Formulation` is what ``splitopt solve --problem NAME`` runs and what a
 compares against:
 
 * ``problem(scenario) -> Problem``: the paper as a public-builder :class:`~splitopt.model.Problem`
-  (objective set), where the builder can state it; ``None`` where it cannot yet, with the reason
-  in ``builder_lacks`` (e.g. keep/recompute per layer, tiers, segment-to-accelerator arcs);
+  (objective set). All seven shipped papers are stated this way; a formulation a user registers
+  may leave it ``None``, saying in ``builder_lacks`` what the builder cannot state;
 * ``solve(scenario, *, backend=None, time_limit=None) -> Result``: the exact optimum as the one
   :class:`~splitopt.backends.results.Result` (termination, objective, bound, plan, timings,
   verification; the paper's own findings in ``extras``);
