@@ -98,11 +98,9 @@ class Captured:
 def capture(model: nn.Module, example_inputs: Sequence[Any], mode: str = "auto") -> Captured:
     """Capture ``model`` called on ``example_inputs`` (a tuple of positional arguments).
 
-    ``"auto"`` takes the torch.fx capture when fx traces every module (no submodule made opaque):
-    that is node for node the graph torch.export gives (same names, edges, FLOPs and bytes on
-    every zoo model: tests/test_split_bytes.py, tests/test_profiler_small.py) at a fraction of
-    its CPU time. Otherwise it takes torch.export, and when export fails too, the fx capture with
-    its opaque submodules.
+    ``"auto"``: the torch.fx capture when fx traces every module, node for node the torch.export
+    graph (tests/test_profiler_small.py) at a fraction of its CPU time; else torch.export; else
+    fx with opaque submodules.
 
     Raises
     ------
