@@ -118,13 +118,18 @@ class Node:
                 _number(self.name, f"times[{cls!r}].{part}", getattr(t, part))
         # the node's numbers in one tuple (not a field): a graph stacks these rows into its arrays
         # in one C-level pass instead of reading seven attributes of every node
-        object.__setattr__(self, "_row", (*(getattr(self, a) for a in _NUMERIC),
-                                          float(bool(self.times)), float(self.kind == "input")))
+        object.__setattr__(self, "_row", _node_row(self))
 
     @property
     def train_flops(self) -> float:
         """Forward plus backward FLOPs per sample."""
         return self.fwd_flops + self.bwd_flops  # type: ignore[operator]
+
+
+def _node_row(node: Node) -> tuple[float, ...]:
+    """The :data:`_ROW` numbers of a node."""
+    return (*(getattr(node, a) for a in _NUMERIC), float(bool(node.times)),
+            float(node.kind == "input"))
 
 
 def _number(node: str, attr: str, value: Any) -> float:
@@ -787,8 +792,11 @@ def _adjacency(n: int, key: np.ndarray, value: np.ndarray) -> list[list[int]]:
 
 def _rows(nodes: Sequence[Node]) -> np.ndarray:
     """The nodes' rows (:data:`_ROW`) stacked as one (nodes, 7) array in one pass."""
-    return np.fromiter(map(operator.attrgetter("_row"), nodes), dtype=np.dtype((float, len(_ROW))),
-                       count=len(nodes))
+    rows = map(operator.attrgetter("_row"), nodes)
+    try:
+        return np.fromiter(rows, dtype=np.dtype((float, len(_ROW))), count=len(nodes))
+    except AttributeError:  # a Node unpickled from before rows existed: compute them
+        return np.array([_node_row(n) for n in nodes], dtype=float).reshape(-1, len(_ROW))
 
 
 def _edge_arrays(edges: Iterable[tuple[str, str]],

@@ -300,6 +300,10 @@ def test_arrays_follow_the_order_of_a_shuffled_graph():
         assert h.timed_indices.tolist() == [i for i, n in enumerate(h.nodes) if n.times]
         assert h.names == [n.name for n in h.nodes] == list(h.index)
         assert h.names_of(np.arange(len(h)) % 2 == 0) == {n.name for n in h.nodes[::2]}
+    old = Node("y", 3.0, kind="output")  # as unpickled from before nodes carried their row
+    del old.__dict__["_row"]
+    g = LayerGraph([Node("x", kind="input"), old], [("x", "y")], ["x"], "y")
+    assert g.fwd_flops.tolist() == [0.0, 3.0] and g.bwd_flops.tolist() == [0.0, 6.0]
 
 
 def test_graph_is_immutable(g):
