@@ -285,4 +285,10 @@ def _result(h: Any, prog: Program, seconds: float, cancelled: bool) -> Result:
         term = ERROR
     if bound is not None and not np.isfinite(bound):
         bound = None
-    return answer(term, x, obj, bound, seconds, message=h.modelStatusToString(ms))
+    res = answer(term, x, obj, bound, seconds, message=h.modelStatusToString(ms))
+    if term == OPTIMAL and not prog.is_mip and info.dual_solution_status == 2:
+        # an optimal LP's reduced costs (cut generation fixes options by them)
+        from dataclasses import replace
+
+        res = replace(res, extras={"col_dual": np.array(h.getSolution().col_dual)})
+    return res

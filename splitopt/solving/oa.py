@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -104,7 +105,7 @@ def solve_outer(prog: Program, backend: Backend, *, deadline: float | None, gap:
     if prog.is_mip and repair is not None:  # the generic path (the others' MILPs are tiny)
         shown = None if progress is None else (lambda bound: progress(0, best_ub, bound))
         lin, lb = _relaxation_tangents(prog, lin, backend, deadline, lb, consider, repaired,
-                                       shown)
+                                       shown, lambda: best_ub)
         if best_x is not None:
             lin = _incumbent_tangents(prog, lin, best_x)
     for it in range(1, max_iter + 1):
@@ -150,6 +151,7 @@ def _relaxation_tangents(prog: Program, lin: Program, backend: Backend,
                          deadline: float | None, lb: float, consider: Callable[[Any], bool],
                          repaired: Callable[[np.ndarray], np.ndarray | None],
                          progress: Callable[[float], None] | None = None,
+                         best_ub: Callable[[], float | None] = lambda: None,
                          ) -> tuple[Program, float]:
     """Lin with tangents where the continuous relaxation's optimum is, and its bound.
 
@@ -161,13 +163,11 @@ def _relaxation_tangents(prog: Program, lin: Program, backend: Backend,
     offered to ``repaired`` (relax and round: the caller rounds and fixes the options and finds
     their best shares) for an incumbent.
     """
-    from dataclasses import replace
-
     now = time.perf_counter()
     stop_at = None if deadline is None else now + 0.2 * max(deadline - now, 0.0)
     first_by = None if deadline is None else now + 0.5 * max(deadline - now, 0.0)
     relaxed = replace(lin, integrality=np.zeros_like(lin.integrality))
-    last, res = -np.inf, None
+    last, res, solved = -np.inf, None, None
     for _ in range(30):
         # the first LP may take half the time: at 1000 devices it is the only bound in a minute
         end = first_by if res is None else stop_at
@@ -177,7 +177,7 @@ def _relaxation_tangents(prog: Program, lin: Program, backend: Backend,
         res = backend.solve_program(relaxed, time_limit=left)
         if res.x is None or res.termination != OPTIMAL or res.objective is None:
             break
-        lb = max(lb, res.objective)
+        lb, solved = max(lb, res.objective), res
         consider(repaired(res.x))
         if progress is not None:  # shown as round 0: the relaxation's rounds
             progress(lb)
@@ -187,9 +187,32 @@ def _relaxation_tangents(prog: Program, lin: Program, backend: Backend,
             break
         last, relaxed = res.objective, more
     lin = replace(relaxed, integrality=lin.integrality)
-    if res is not None and res.x is not None:
-        consider(repaired(_dive(lin, backend, res.x, deadline)))
+    if solved is not None:  # the last LP solved (later rows only tighten it: its costs hold)
+        consider(repaired(_dive(lin, backend, solved.x, deadline)))
+        if best_ub() is not None:
+            lin = _fix_by_reduced_costs(lin, solved, best_ub())
     return lin, lb
+
+
+def _fix_by_reduced_costs(lin: Program, lp: Result, incumbent: float) -> Program:
+    """Lin with the integer columns that cannot be 1 in a plan better than the incumbent at 0.
+
+    An optimal LP of a relaxation with value v and reduced cost d_j >= 0 of a column at 0: every
+    point with x_j = 1 costs at least v + d_j (the LP's dual stays feasible), so where
+    v + d_j exceeds the incumbent (by 1e-6 relative, far above the LP's dual tolerance) no
+    better plan takes the option. At 100 devices this removes most of the options of most devices.
+    """
+    d = lp.extras.get("col_dual") if lp.extras else None
+    if d is None or lp.x is None:
+        return lin
+    ints = lin.integrality.astype(bool)
+    margin = 1e-6 * max(abs(incumbent), 1e-12)
+    out = ints & (lp.x <= 1e-9) & (lin.col_lb == 0) & (lp.objective + d > incumbent + margin)
+    if not out.any():
+        return lin
+    ub = lin.col_ub.copy()
+    ub[out] = 0.0
+    return replace(lin, col_ub=ub)
 
 
 def _dive(lin: Program, backend: Backend, x: np.ndarray, deadline: float | None) -> np.ndarray:
@@ -199,8 +222,6 @@ def _dive(lin: Program, backend: Backend, x: np.ndarray, deadline: float | None)
     them); the MILP over those devices' options is small. Rounding them instead broke the
     deadline (100 devices: 3e-5 s over with the best shares). Returns x when it finds nothing.
     """
-    from dataclasses import replace
-
     ints = lin.integrality.astype(bool)
     lo = lin.col_lb.copy()
     one = ints & (x >= 1 - 1e-6)
