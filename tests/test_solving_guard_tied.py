@@ -10,10 +10,10 @@ fast pricers (option table, ``reprice``) must agree with ``evaluate()`` on such 
 import numpy as np
 import pytest
 
-from splitopt import zoo
-from splitopt.costs import CutTable
+from splitopt import Device, Link, Server, Training, zoo
+from splitopt.costs import CutTable, device_phases
 from splitopt.execute.examples import digits_scenario
-from splitopt.graph import LayerGraph
+from splitopt.graph import LayerGraph, Node
 from splitopt.model import Problem
 from splitopt.model.options import build_options
 from splitopt.plan import DevicePlan, Plan, evaluate
@@ -83,7 +83,10 @@ def test_option_table_and_reprice_equal_evaluate_on_tied_cuts(graph, seed):
     n = SCALAR_UP_TO + 8  # the guard re-prices this fleet with reprice(), not evaluate()
     sc = digits_scenario(n, graph=graph, batch_size=4, local_iters=3,
                          snr_db=list(rng.uniform(0, 30, n)))
-    sc = sc.replace(training=sc.training.model_copy(update={"aggregate": bool(seed % 2)}))
+    sc = sc.replace(training=sc.training.model_copy(update={"aggregate": bool(seed % 2)}),
+                    devices=tuple(d.model_copy(update={"power_compute_w": 2.0,
+                                                       "power_tx_w": float(rng.uniform(0.1, 3))})
+                                  for d in sc.devices))
     table = CutTable.chain(graph)
     options = build_options(sc, table, [2, 8], False)
     option = rng.integers(0, options.n_options, n)
@@ -98,7 +101,32 @@ def test_option_table_and_reprice_equal_evaluate_on_tied_cuts(graph, seed):
     assert fast.round_latency_s == pytest.approx(ref.round_latency_s, rel=1e-12)
     assert again.round_latency_s == pytest.approx(ref.round_latency_s, rel=1e-12)
     for name, ph in ref.per_device.items():
+        assert ph.energy_j > 0
         assert fast.per_device[name].to_dict() == pytest.approx(ph.to_dict(), rel=1e-12)
         for key in ("round_s", "memory_bytes", "energy_j", "comm_bytes"):
             assert again.values[key][again.row[name]] == pytest.approx(getattr(ph, key),
                                                                        rel=1e-12)
+
+
+def test_device_phases_of_a_tied_cut_by_hand():
+    # x -> a -> y and x -> c -> y; a and c share a 100 B weight (a uses it first). S = {x, c}:
+    # c's copy is on the device (held: counted in W(S)), a's on the server (crossing)
+    g = LayerGraph([Node("x", 0, 0, 10, 0, "input"), Node("a", 100, None, 20, 100, "op"),
+                    Node("c", 100, None, 30, 0, "op"), Node("y", 0, None, 4, 0, "output")],
+                   [("x", "a"), ("x", "c"), ("a", "y"), ("c", "y")], ["x"], "y",
+                   meta={"tied": [["a", "c", 100.0]]})
+    s = {"x", "c"}
+    t = CutTable.from_sets(g, [s])
+    assert t.tied_bytes.tolist() == [100.0] and t.param_bytes.tolist() == [100.0]
+    dev = Device(name="d", flops=100, spectral_eff_up=1, spectral_eff_dn=1, power_compute_w=2,
+                 power_tx_w=3)
+    ph = device_phases(g, s, dev, Server(flops=1e21), Link(800, 1600),
+                       Training(batch_size=2, local_iters=3, aggregate=True, optimizer_copies=1))
+    per_iter = 2 * (10 + 30) + 100  # x feeds a, c feeds y (per sample); the tied gradient
+    assert ph.uplink_s == pytest.approx(3 * 8 * per_iter / 800)  # 5.4 s
+    assert ph.downlink_s == pytest.approx(3 * 8 * per_iter / 1600)  # 2.7 s
+    assert ph.comm_bytes == 3 * 2 * per_iter + 2 * 100  # + W(S) up and down: the held copy
+    assert ph.aggregation_s == pytest.approx(8 * 100 * (1 / 800 + 1 / 1600))
+    assert ph.memory_bytes == (2 + 1) * 100 + 2 * (10 + 30)
+    # compute: 2 W x 3 x 2 x 300 FLOPs / 100; transmit: 3 W x (uplink + the held copy up)
+    assert ph.energy_j == pytest.approx(2 * 3 * 2 * 300 / 100 + 3 * (5.4 + 8 * 100 / 800))
