@@ -99,15 +99,13 @@ def solve_outer(prog: Program, backend: Backend, *, deadline: float | None, gap:
     for x0 in (warm, *starts):
         if x0 is not None:
             consider(repaired(x0))
-    if best_x is not None:
-        warm = best_x
-        lin = _incumbent_tangents(prog, lin, best_x)
     if prog.is_mip and repair is not None:  # the generic path (the others' MILPs are tiny)
         shown = None if progress is None else (lambda bound: progress(0, best_ub, bound))
         lin, lb = _relaxation_tangents(prog, lin, backend, deadline, lb, consider, repaired,
                                        shown, lambda: best_ub)
-        if best_x is not None:
-            lin = _incumbent_tangents(prog, lin, best_x)
+    if best_x is not None:  # after the relaxation: with these rows its first LP at 1000
+        warm = best_x       # devices did not finish in 30 s (3 s without)
+        lin = _incumbent_tangents(prog, lin, best_x)
     for it in range(1, max_iter + 1):
         left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
         open_gap = (1e-2 if best_ub is None or not np.isfinite(lb)
@@ -159,13 +157,13 @@ def _relaxation_tangents(prog: Program, lin: Program, backend: Backend,
     tangents make the MILP's own relaxation the perspective relaxation (the convex hull of each
     device's options), which HiGHS then needs far fewer nodes to close. Stops when the LP bound
     moves by less than 1e-4 (relative) or after a fifth of the time left (the first LP may take
-    half: without it the loop may end with no bound at all). Each LP point is
+    60%: without it the loop may end with no bound at all). Each LP point is
     offered to ``repaired`` (relax and round: the caller rounds and fixes the options and finds
     their best shares) for an incumbent.
     """
     now = time.perf_counter()
     stop_at = None if deadline is None else now + 0.2 * max(deadline - now, 0.0)
-    first_by = None if deadline is None else now + 0.5 * max(deadline - now, 0.0)
+    first_by = None if deadline is None else now + 0.6 * max(deadline - now, 0.0)
     relaxed = replace(lin, integrality=np.zeros_like(lin.integrality))
     last, res, solved = -np.inf, None, None
     for _ in range(30):
