@@ -58,11 +58,24 @@ def test_schedule_gaps_follow_the_plan_schedule() -> None:
         assert gaps[d] == pytest.approx((up, up + dn + srv))
 
 
-def test_device_parts_timed_apart_in_a_process_of_their_own() -> None:
-    parts = time_parts(job(), iterations=3, warmup=1, gap_s={"dev0": (0.0, 0.001)},
-                       devices_apart=True)
+def test_device_parts_timed_apart_in_a_process_of_their_own(monkeypatch) -> None:
+    import torch
+
+    from splitopt.execute import timing
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the run's processes (a forked child computes on one thread)
+    children = []
+    real = timing._in_child
+    monkeypatch.setattr(timing, "_in_child", lambda fn, t: children.append(1) or real(fn, t))
+    try:
+        parts = time_parts(job(), iterations=3, warmup=1, gap_s={"dev0": (0.0, 0.001)},
+                           devices_apart=True)
+    finally:
+        torch.set_num_threads(threads)
     assert set(parts) == {"dev0", "dev1"}
     assert all(dev > 0 and srv > 0 for dev, srv in parts.values())
+    assert len(children) == timing.APART_PASSES * 2  # every device, every pass, in a child
 
 
 def test_compare_reports_each_device_and_phase_with_cpu_rows() -> None:

@@ -149,8 +149,10 @@ def _play(script: Sequence[_Message], pairs: Sequence[tuple[wire.Peer, wire.Peer
     other's to let go of the GIL, which added ~70 us to a 0.28 ms message. Each message is timed
     where a run times it (by the receiver: uploads here, downloads in the child, which sends its
     seconds back through a pipe); a message follows :data:`GAP_S` of idle time, as compute
-    separates messages in a run. Returns the seconds per message (an aggregation: download +
-    upload).
+    separates messages in a run, and its receiver answers it before the next one is sent (in a
+    run, too, a device's next message follows the server's answer), so that none queues behind
+    the previous one still on the link. Returns the seconds per message (an aggregation:
+    download + upload).
     """
     from splitopt.execute.distributed import batch_scheduling
 
@@ -196,11 +198,12 @@ def _device_side(script: Sequence[_Message], devs: Sequence[wire.Peer], rates: S
         sec = 0.0
         if m.phase != "uplink_s":  # a download: the downlink, or the aggregation's model
             sec = dev.recv(rate_bps=dn)[1].seconds
+            dev.send([])  # received whole: the next download does not queue behind this one
         if m.phase != "downlink_s":  # an upload: the uplink (with labels), or the model
             time.sleep(GAP_S)
             extra = [torch.zeros(m.batch, dtype=torch.int64)] if m.phase == "uplink_s" else []
             dev.send([_bytes(m.nbytes), *extra], rate_bps=up)
-            dev.recv()  # the server has it all: the next message does not queue behind it
+            dev.recv()  # as in a run, a device's next message follows the server's answer
         out.append(sec)
     return out
 
@@ -212,9 +215,10 @@ def _server_side(script: Sequence[_Message], srvs: Sequence[wire.Peer]) -> list[
         if m.phase != "uplink_s":
             time.sleep(GAP_S)
             srv.send([_bytes(m.nbytes)])
+            srv.recv()
         if m.phase != "downlink_s":
             sec = srv.recv()[1].seconds
-            srv.send([])  # as in a run, a device's next message follows the server's answer
+            srv.send([])  # received whole: the next upload does not queue behind this one
         out.append(sec)
     return out
 

@@ -69,10 +69,11 @@ class Calibration:
 #: (:func:`schedule_gaps`); a float times every part that follows a transfer after that gap
 TRANSFER_GAP_S: float | str = "schedule"
 MAX_GAP_S = 0.05  #: longest gap timed: after 50 ms idle a part is as cold as after seconds
+APART_PASSES = 5  #: device parts timed apart: children per device, at different moments
 
 
 def calibrate(job: Job, *, device_class: str = CALIBRATION_CLASS, repeats: int = 5,
-              iterations: int = 10, gap_s: float | str = 0.0) -> Calibration:
+              iterations: int = 30, gap_s: float | str = 0.0) -> Calibration:
     """Per-node times and per-iteration part times measured on this machine (module docstring).
 
     ``gap_s``: idle seconds before the parts that follow a transfer (the server step after the
@@ -144,7 +145,7 @@ def node_times(job: Job, *, device_class: str = CALIBRATION_CLASS, repeats: int 
         training=sc.training.model_copy(update={"local_iters": job.iters()}))
 
 
-def time_parts(job: Job, iterations: int = 10, warmup: int = 2,
+def time_parts(job: Job, iterations: int = 30, warmup: int = 2,
                gap_s: float | dict[str, tuple[float, float]] = 0.0, *,
                devices_apart: bool = False) -> dict[str, tuple[float, float]]:
     """Median per-iteration (device, server) CPU seconds of each device, by the executor's workers.
@@ -154,7 +155,7 @@ def time_parts(job: Job, iterations: int = 10, warmup: int = 2,
     seconds before the server step and before the device backward (one for all, or per device
     ``(before the server step, before the backward)``). ``devices_apart``: the device parts are
     timed again in a process of their own (:func:`_device_parts_apart`), as a multi-process run
-    computes them.
+    computes them (where this process computes on one torch thread, as the run's do by default).
     """
     from splitopt.execute.runner import InProcessRunner
 
@@ -190,7 +191,10 @@ def time_parts(job: Job, iterations: int = 10, warmup: int = 2,
             last_grads[d.device] = grads
         out[d.device] = (median(s.device_compute_cpu_s for s in st[warmup:]),
                          median(s.server_compute_cpu_s for s in st[warmup:]))
-    if devices_apart:
+    import torch
+
+    # a forked child may only compute on one thread (OpenMP's pool does not survive a fork)
+    if devices_apart and torch.get_num_threads() == 1:
         apart = _device_parts_apart(runner, last_grads, gaps, warmup + iterations, warmup)
         out = {d: (apart[d], srv) for d, (_, srv) in out.items()}
     return out
@@ -199,38 +203,54 @@ def time_parts(job: Job, iterations: int = 10, warmup: int = 2,
 def _device_parts_apart(runner: Any, grads: dict[str, list[Any]],
                         gaps: dict[str, tuple[float, float]], n: int, warmup: int,
                         timeout_s: float = 120.0) -> dict[str, float]:
-    """Each device's per-iteration CPU seconds, timed in a forked process doing device work only.
+    """Each device's per-iteration CPU seconds, timed in a forked process of its own.
 
     In a multi-process run a device's process runs nothing but its own parts: its forward right
     after its backward, its backward after waiting for the gradients. Timed in the calibrating
     process between the server's steps and the other devices' parts, the demo plan's device
-    parts of 0.14 ms (a batch draw and an empty backward) took twice their CPU time in the run.
-    The server's gradients of the last timed iteration are reused (their values do not change
-    the work). A child that fails or takes longer than ``timeout_s`` is an error.
+    parts of 0.14 ms (a batch draw and an empty backward) took twice their CPU time in the run;
+    timed one device after another in one child, the second of two identical devices came out
+    at a third (warm from the first). The server's gradients of the last timed iteration are
+    reused (their values do not change the work). Each device is timed in
+    :data:`APART_PASSES` children at different moments and the median taken: on the shared
+    box one pass of ~0.5 s came out anywhere from 0.3x to 1.5x of the run's part time. A child
+    that fails or takes longer than ``timeout_s`` is an error.
     """
+    passes: dict[str, list[float]] = {d: [] for d in runner.devices}
+    for _ in range(APART_PASSES):  # spread over time: the machine's load changes second by second
+        for d, w in runner.devices.items():
+            passes[d].append(_in_child(lambda w=w, d=d: _device_loop(
+                w, grads.get(d), gaps.get(d, (0.0, 0.0)), n, warmup), timeout_s))
+    return {d: median(v) for d, v in passes.items()}
+
+
+def _device_loop(w: Any, grads: list[Any] | None, gap: tuple[float, float], n: int,
+                 warmup: int) -> float:
+    st = [DeviceRound() for _ in range(n)]
+    for one in st:
+        t0 = stamp()
+        if w.mode == "fl":
+            w.local_step()
+            one.add_compute("device_compute_s", t0)
+            continue
+        w.forward()
+        one.add_compute("device_compute_s", t0)
+        time.sleep(gap[1])  # the device waits for its gradients
+        t1 = stamp()
+        w.backward(grads)
+        one.add_compute("device_compute_s", t1)
+    return median(s.device_compute_cpu_s for s in st[warmup:])
+
+
+def _in_child(fn: Any, timeout_s: float) -> float:
+    """``fn()`` (a float) computed in a forked child process."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the device work only
+    if pid == 0:
         code = 1
         try:
             os.close(read_fd)
-            got = {}
-            for d, w in runner.devices.items():
-                st = [DeviceRound() for _ in range(n)]
-                for one in st:
-                    t0 = stamp()
-                    if w.mode == "fl":
-                        w.local_step()
-                        one.add_compute("device_compute_s", t0)
-                        continue
-                    w.forward()
-                    one.add_compute("device_compute_s", t0)
-                    time.sleep(gaps.get(d, (0.0, 0.0))[1])
-                    t1 = stamp()
-                    w.backward(grads[d])
-                    one.add_compute("device_compute_s", t1)
-                got[d] = median(s.device_compute_cpu_s for s in st[warmup:])
-            os.write(write_fd, json.dumps(got).encode())
+            os.write(write_fd, json.dumps(float(fn())).encode())
             code = 0
         finally:
             os._exit(code)  # never the parent's exit handlers
@@ -245,7 +265,7 @@ def _device_parts_apart(runner: Any, grads: dict[str, list[Any]],
     if not raw or status != 0:
         raise RuntimeError(f"timing the device parts in a process of their own failed (status "
                            f"{status}{', timed out' if not raw else ''})")
-    return {d: float(v) for d, v in json.loads(raw).items()}
+    return float(json.loads(raw))
 
 
 def predict(job: Job, calibration: Scenario | Calibration | None = None, *,
