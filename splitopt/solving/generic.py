@@ -45,6 +45,12 @@ def exact_value(p: Problem, xm: np.ndarray) -> float | None:
     """The true objective at model columns xm, or None when a constraint is broken."""
     x, shares, _ = model_point(p, xm)
     o = p.n_options
+    k = o * p.n_devices  # past the one-hot z: shares and user columns, whose bounds a start
+    lo, hi = p.col_lb[k:], p.col_ub[k:]  # or a repair may leave (e.g. a user column fixed at 1)
+    rest = xm[k:k + len(lo)]
+    tol = FEASIBILITY_RTOL * np.maximum(1.0, np.abs(np.where(np.isfinite(hi), hi, 0.0)))
+    if np.any(rest < lo - tol) or np.any(rest > hi + tol):
+        return None
     with np.errstate(divide="ignore"):
         for c in p.constraints:  # the guard's own tolerance (solving.verify)
             v = c.body.value(x, shares, o)
