@@ -2,8 +2,8 @@
 
 The reference cost model (docs/cost_model.md) prices a message of ``B`` bytes on a link of rate
 ``r`` as ``8 * B / r``. A real link adds a fixed cost per message (the header and meta, the
-system calls, the hand-off between processes, the TCP acknowledgements, and on ``htb`` the first
-packets a token bucket lets through at once): the alpha-beta model
+system calls, the hand-off between processes, and on ``htb`` the end marker and the bucket of
+~50 us the shaper lets through at once, :mod:`splitopt.execute.links`): the alpha-beta model
 
     t = alpha + 8 * B / (eta * r)
 
