@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -177,6 +178,10 @@ def _play(script: Sequence[_Message], pairs: Sequence[tuple[wire.Peer, wire.Peer
     try:
         batch_scheduling()
         mine = _server_side(script, [srv for _, srv in pairs])
+    except BaseException:
+        with contextlib.suppress(OSError):  # a child stuck on its end must not hang us
+            os.kill(pid, signal.SIGKILL)
+        raise
     finally:
         os.sched_setscheduler(0, policy, os.sched_param(0))
         with os.fdopen(read_fd, "rb") as fh:
