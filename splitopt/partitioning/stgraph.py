@@ -32,14 +32,12 @@ from typing import Any
 
 import numpy as np
 
+from splitopt.backends.maxflow import SINK, SOURCE, solve_scaled
 from splitopt.backends.results import Result
 from splitopt.errors import SolverError
 from splitopt.partitioning.problem import CutProblem
 
-SOURCE, SINK = 0, 1
 _CACHE_ATTR = "_splitopt_partition_networks"
-_TARGET = float(2**61)  # scaled sum of finite capacities: int64 holds 4x that with room to spare
-_ULP = 2.0**-52
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ class Network:
     finite_caps: np.ndarray
     const: float
     node_of: np.ndarray  # network node of every layer node
-    mirror: bool = False  # solve from t (see _solve_scaled)
+    mirror: bool = False  # solve from t (see backends.maxflow.solve_scaled)
 
     @property
     def caps(self) -> np.ndarray:
@@ -263,7 +261,7 @@ def solve_network(net: Network, price: Any, rel_tol: float = 1e-10) -> Result:
     are scaled to 2**61 again: the second solve resolves the gap ~1e-12 times finer.
     """
     t0 = time.perf_counter()
-    sides, flows, lower = _solve_scaled(net.tails, net.heads, net.finite, net.finite_caps,
+    sides, flows, lower = solve_scaled(net.tails, net.heads, net.finite, net.finite_caps,
                                         net.n_nodes, net.mirror)
     lower += net.const
     side, upper = _cheapest(sides, price, lower, rel_tol)
@@ -271,7 +269,7 @@ def solve_network(net: Network, price: Any, rel_tol: float = 1e-10) -> Result:
     if upper - lower > rel_tol * abs(upper):
         tails, heads, caps, inf = _residual(net, flows(), upper - lower)
         finite = np.flatnonzero(~inf)
-        sides2, _, extra = _solve_scaled(tails, heads, finite, caps[finite], net.n_nodes,
+        sides2, _, extra = solve_scaled(tails, heads, finite, caps[finite], net.n_nodes,
                                          net.mirror)
         side2, upper2 = _cheapest(sides2, price, -np.inf, 0.0)
         lower += extra
@@ -309,53 +307,3 @@ def _residual(net: Network, flows: np.ndarray, gap: float) -> tuple:
     inf = np.concatenate([net.inf, np.zeros(int(used.sum()), bool)])
     inf |= caps > gap  # no cut cheaper than the gap can use such an arc
     return tails, heads, caps, inf
-
-
-def _solve_scaled(tails: np.ndarray, heads: np.ndarray, finite: np.ndarray, vals: np.ndarray,
-                  n_nodes: int, mirror: bool) -> tuple[list[Any], Any, float]:
-    """One integer max-flow: the arcs at ``finite`` get ``vals`` rounded down, the others inf.
-
-    Returns two functions building the minimum cuts (the smallest and the largest source side),
-    a function giving the flow of every arc in true units (a feasible flow of the float network;
-    only the residual re-solve needs it) and the flow's value, a proven lower bound.
-    """
-    from ortools.graph.python import max_flow
-
-    total = float(vals.sum())
-    scale = _TARGET / total if total > 0 else 1.0
-    scaled = np.multiply(vals, scale).astype(np.int64)  # truncation rounds down: caps >= 0
-    icap = np.full(tails.size, int(scaled.sum()) + 1, np.int64)  # infinite: above every cut
-    icap[finite] = scaled
-    # OR-Tools' push-relabel took seconds on 1e4-node ResNet-like graphs when the device was
-    # slower than the server (most terminal arcs into t), and as long on the mirrored network
-    # (arcs reversed, solved from t to s) when the device was faster; solving the mirror in the
-    # first case took milliseconds in every case measured (benchmarks/partition.py). The cut and
-    # the flow are the same either way.
-    smf = max_flow.SimpleMaxFlow()
-    arcs = smf.add_arcs_with_capacity(heads, tails, icap) if mirror else \
-        smf.add_arcs_with_capacity(tails, heads, icap)
-    smf.add_arc_with_capacity(n_nodes - 1, n_nodes - 1, 0)  # every node exists for the cut lists
-    status = smf.solve(SINK, SOURCE) if mirror else smf.solve(SOURCE, SINK)
-    if status != smf.OPTIMAL:
-        raise SolverError(f"OR-Tools max-flow stopped with status {status}")
-    # floors make each arc's flow <= its capacity (up to one float rounding of cap * scale)
-    shrink = 1.0 - 4 * _ULP
-
-    def flows() -> np.ndarray:
-        return smf.flows(arcs).astype(float) / scale * shrink
-
-    # the mirror reaches the smallest t side from t, and the smallest s side reaches s
-    near, far = ((smf.get_sink_side_min_cut, smf.get_source_side_min_cut) if mirror else
-                 (smf.get_source_side_min_cut, smf.get_sink_side_min_cut))
-
-    def small() -> np.ndarray:
-        side = np.zeros(n_nodes, bool)
-        side[np.asarray(near(), dtype=np.int64)] = True
-        return side
-
-    def large() -> np.ndarray:
-        side = np.ones(n_nodes, bool)
-        side[np.asarray(far(), dtype=np.int64)] = False
-        return side
-
-    return [small, large], flows, smf.optimal_flow() / scale * shrink
