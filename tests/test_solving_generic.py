@@ -98,3 +98,17 @@ def test_fixed_shares_are_the_closed_form_shares() -> None:
     assert exact(y) == pytest.approx(want, rel=1e-8)
     beta = y[p.bandwidth.offset:p.bandwidth.offset + n]
     assert beta == pytest.approx(np.sqrt(e_tx) / np.sqrt(e_tx).sum(), rel=1e-5)
+
+
+def test_a_start_keeps_user_integer_columns_within_their_bounds() -> None:
+    # the starts carry options only: a user integer column fixed at 1 came into the share solve
+    # as 0 (the guard then said unverified); it is rounded into its bounds now
+    rng = np.random.default_rng(7)
+    sc = random_scenario(rng, random_dag(rng, 4, chain=True), 3)
+    p = Problem(sc, modes=True)
+    y = p.add_variable("y", lb=1, ub=1, integer=True)
+    p.add(p.round_latency() <= 1e6, name="deadline")
+    p.minimize(p.total_energy() + 0.5 * y.expr)
+    r = p.solve(path="generic", time_limit=60)
+    assert r.termination == "optimal" and r.verification.passed
+    assert r.values["y"] == pytest.approx(1.0)

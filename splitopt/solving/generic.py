@@ -169,7 +169,9 @@ def fixed_shares(prog: Program, be: Backend, x: np.ndarray, exact: Any,
         return best_shares(prog, be, x, exact, deadline)
     ints = prog.integrality.astype(bool)
     lo, hi = prog.col_lb.copy(), prog.col_ub.copy()
-    lo[ints] = hi[ints] = np.round(x[ints])
+    # rounded into the column's bounds: a start carries only options (a user integer column
+    # fixed at 1 came in as 0)
+    lo[ints] = hi[ints] = np.clip(np.round(x[ints]), prog.col_lb[ints], prog.col_ub[ints])
     u, num, den = prog.cones.T
     if not ints[num].all():  # a cone over a continuous column: not this structure
         return best_shares(prog, be, x, exact, deadline)
@@ -234,7 +236,9 @@ def best_shares(prog: Any, be: Backend, x: np.ndarray, exact: Any,
     """
     ints = prog.integrality.astype(bool)
     lo, hi = prog.col_lb.copy(), prog.col_ub.copy()
-    lo[ints] = hi[ints] = np.round(x[ints])
+    # rounded into the column's bounds: a start carries only options (a user integer column
+    # fixed at 1 came in as 0)
+    lo[ints] = hi[ints] = np.clip(np.round(x[ints]), prog.col_lb[ints], prog.col_ub[ints])
     fixed = replace(prog, col_lb=lo, col_ub=hi, integrality=np.zeros_like(prog.integrality))
     now = time.perf_counter()
     budget = None if deadline is None else now + 0.25 * max(deadline - now, 0.0)
