@@ -64,6 +64,8 @@ def smartsplit_case(n: int, method: str, objective: str, deadline: float | None 
     try:
         if method == "greedy":
             res = ss.greedy(inst, objective=objective)
+        elif method == "builder":  # the registered solve: the public builder's exact paths
+            res = ss.solve_builder(inst, objective=objective)
         else:
             res = ss.solve(inst, objective=objective, workers=workers)
     except InfeasibleError as err:
@@ -294,7 +296,7 @@ def _cases(quick: bool) -> list[Case]:
     cases: list[Case] = []
     for n in (8,) if quick else (8, 20, 40):
         for obj in ("participation", "latency"):
-            for meth in ("exact", "no-recompute", "greedy"):
+            for meth in ("exact", "builder", "no-recompute", "greedy"):
                 cases.append(Case(f"smartsplit-{obj}-{n}dev", meth,
                                   partial(smartsplit_case, n, meth, obj), n))
     for n, lv in ((3, (1.0,)),) if quick else ((3, (1.0,)), (4, (1.0,)), (3, (0.6, 0.8, 1.0))):
