@@ -156,13 +156,8 @@ def test_bytes_sent_are_the_bytes_priced(mode: str) -> None:
     assert tied == 50 * 16 * 4
     pred = evaluate(job.scenario, job.plan).per_device
     for d, st in res.history[0].devices.items():
-        if job.plan.device(d).mode == "fl":
-            # KNOWN GAP (executor, not pricing): an FL-mode device exchanges its model's
-            # state_dict, which names the tied weight twice (transformer.wte.weight and
-            # lm_head.weight), so it sends the weight twice each way; the pricing counts the one
-            # weight once (W(V)). Pinned until the executor sends a tied weight once.
-            assert st.up_bytes + st.down_bytes == pred[d].comm_bytes + 2 * tied
-            continue
+        # an FL-mode device's model names the tied weight twice (transformer.wte.weight,
+        # lm_head.weight) and sends it once each way, as W(V) prices it
         assert st.up_bytes + st.down_bytes == pred[d].comm_bytes
         assert st.up_bytes == st.down_bytes  # activations/gradients, tied gradients, the part
         # links priced (the in-process default): each transfer takes 8 * bytes / rate, so the
@@ -195,3 +190,76 @@ def test_hsfl_keeps_the_sl_devices_copies_equal_to_the_servers() -> None:
     server = dict(runner.server.views["dev0"].named_parameters())["lm_head.weight"]
     assert device is not server
     torch.testing.assert_close(device, server, rtol=1e-6, atol=1e-7)
+
+
+def send_every_name(runner) -> None:
+    """The exchange before the tied weight was sent once: every state_dict name is sent."""
+    server = runner.server
+    for w in runner.devices.values():
+        w.aliases = {}
+    server.aliases = {}
+    for d in server.devices:
+        if d not in server.split_devices:
+            server.device_names[d] = list(server.global_model.state_dict())
+
+
+def shares_the_tied_weight(module: torch.nn.Module) -> bool:
+    state = module.state_dict()
+    return state["lm_head.weight"].data_ptr() == state["transformer.wte.weight"].data_ptr()
+
+
+@pytest.mark.parametrize("mode", ["hsfl", "fl"])
+def test_sending_the_tied_weight_once_trains_as_sending_every_name(mode: str) -> None:
+    from splitopt.execute.loop import run_rounds
+    from splitopt.execute.runner import InProcessRunner
+
+    job = hsfl_job() if mode == "hsfl" else gpt_job(2, "fl", momentum=0.9)
+    once, every = InProcessRunner(job), InProcessRunner(job)
+    send_every_name(every)
+    h_once, h_every = run_rounds(job, once), run_rounds(job, every)
+    tied = 50 * 16 * 4
+    for d in ("dev0", "dev1"):
+        if once.devices[d].mode != "fl":
+            continue
+        for r in range(job.config.rounds):  # the weight once each way, not twice
+            a, b = h_once[r].devices[d], h_every[r].devices[d]
+            assert (a.up_bytes, a.down_bytes) == (b.up_bytes - tied, b.down_bytes - tied)
+        assert shares_the_tied_weight(once.devices[d].module)
+    # the same parameters after the rounds, to the bit
+    g_once, g_every = once.server.global_model.state_dict(), every.server.global_model.state_dict()
+    assert g_once.keys() == g_every.keys()
+    for k in g_once:
+        assert torch.equal(g_once[k], g_every[k]), k
+    assert shares_the_tied_weight(once.server.global_model)
+
+
+def test_a_checkpoint_resumes_the_tied_weight_as_one_tensor(tmp_path) -> None:
+    from splitopt.execute.checkpoint import open_checkpoint
+    from splitopt.execute.runner import InProcessRunner
+
+    job = hsfl_job(rounds=2, checkpoint_every=1, checkpoint_dir=str(tmp_path / "ck"))
+    whole = train(job)
+    train(job.with_config(rounds=1))
+    resumed = train(job, resume=tmp_path / "ck")
+    close(resumed.final_state["global"], whole.final_state["global"])
+    runner = InProcessRunner(job)
+    runner.load_checkpoint(tmp_path / "ck")
+    assert shares_the_tied_weight(runner.devices["dev1"].module)  # the FL device
+    assert shares_the_tied_weight(runner.server.global_model)
+    assert shares_the_tied_weight(runner.server.holders["shared"].module)
+    saved = open_checkpoint(tmp_path / "ck").load("dev1")["device"]["holder"]["module"]
+    assert torch.equal(runner.devices["dev1"].module.state_dict()["lm_head.weight"],
+                       saved["lm_head.weight"])
+
+
+def test_multi_process_hsfl_sends_the_tied_weight_once_and_equals_in_process() -> None:
+    from splitopt.execute.launch import launch
+
+    job = hsfl_job(0.0, rounds=1)
+    res, inproc = launch(job, timeout_s=120), train(job)
+    close(res.final_state["global"], inproc.final_state["global"])
+    pred = evaluate(job.scenario, job.plan).per_device
+    for d, st in res.history[0].devices.items():
+        assert st.up_bytes == inproc.history[0].devices[d].up_bytes
+        assert st.down_bytes == inproc.history[0].devices[d].down_bytes
+        assert st.up_bytes + st.down_bytes == pred[d].comm_bytes

@@ -125,7 +125,7 @@ def recut_server(job: Job, server: ServerWorker, name: str, side: frozenset[str]
     sp = split_modules(holder.module, server.example_inputs, side, job.scenario.graph)
     state = {**state, **opt_state(holder.opt, holder.module)}
     server.views[name] = sp.server
-    server.device_names[name] = list(sp.device.state_dict())
+    server.device_names[name] = list(server.part_of(sp.device))  # a tied weight once
     holder.opt = _with_state(list(sp.server.parameters()), holder.module, job, state)
     holder.random = draws_random(sp.server)
 

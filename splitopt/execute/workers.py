@@ -174,6 +174,31 @@ class Holder:
         self.rng = state["rng"].clone()
 
 
+def tied_aliases(module: nn.Module) -> dict[str, str]:
+    """``{alias: first name}`` of each tensor that ``module``'s state_dict names more than once.
+
+    GPT-2 names its one embedding/output weight ``transformer.wte.weight`` and (later)
+    ``lm_head.weight``. The first name in state_dict order is the one sent.
+    """
+    first: dict[int, str] = {}
+    out: dict[str, str] = {}
+    for name, t in module.state_dict(keep_vars=True).items():
+        if id(t) in first:
+            out[name] = first[id(t)]
+        else:
+            first[id(t)] = name
+    return out
+
+
+def sent_once(state: Mapping[str, torch.Tensor], aliases: Mapping[str, str]) -> State:
+    """``state`` without the names of tensors it already holds under their first name.
+
+    A tied weight is one tensor: it is sent (and priced, costs.CutTable.param_bytes) once; the
+    receiver's module shares it under every name, so loading the first name loads them all.
+    """
+    return {n: t for n, t in state.items() if aliases.get(n) not in state}
+
+
 def load_into(module: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
     """Copy ``state`` into the module's tensors in place (optimisers keep their references)."""
     with torch.no_grad():
@@ -207,6 +232,7 @@ class DeviceWorker:
             self.split, self.module = None, model
         self.holder = Holder(self.module, list(self.module.parameters()), job,
                              seed=job.config.seed * 104729 + index + 1)
+        self.aliases = tied_aliases(model)
         self._acts: tuple[torch.Tensor, ...] = ()
 
     def forward(self) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
@@ -256,8 +282,8 @@ class DeviceWorker:
         return float(loss.detach())
 
     def part(self) -> State:
-        """The device's model state (the part it uploads for aggregation)."""
-        return self.module.state_dict()
+        """The device's model state (the part it uploads for aggregation), each tensor once."""
+        return sent_once(self.module.state_dict(), self.aliases)
 
     def load_part(self, state: Mapping[str, torch.Tensor]) -> None:
         """Load the global model's device part."""
@@ -301,6 +327,7 @@ class ServerWorker:
         self.views: dict[str, nn.Module] = {}
         self.device_names: dict[str, list[str]] = {}
         self._tied: dict[str, tuple[nn.Module, list[str]]] = {}  # tied_names, by view
+        self.aliases = tied_aliases(model)
         self._build(job, example_inputs)
         check_tied(job, [d for d in self.split_devices if self.tied_names(d)])
         self.parts: dict[str, State] = {}
@@ -312,7 +339,7 @@ class ServerWorker:
         served: dict[str, list[tuple[int, nn.Module]]] = {}
         for i, d in enumerate(job.devices()):
             if d.device not in self.split_devices:
-                self.device_names[d.device] = list(self.global_model.state_dict())
+                self.device_names[d.device] = list(self.part_of(self.global_model))
                 continue
             full = shared if shared is not None else copy.deepcopy(self.global_model)
             key = (id(full), d.device_side)
@@ -320,7 +347,7 @@ class ServerWorker:
                 cache[key] = split_modules(full, ex, d.device_side, job.scenario.graph)
             sp = cache[key]
             self.views[d.device] = sp.server
-            self.device_names[d.device] = list(sp.device.state_dict())
+            self.device_names[d.device] = list(self.part_of(sp.device))
             served.setdefault("shared" if shared is not None else d.device, []).append((i, full))
         for hkey, users in served.items():
             i, full = users[0]
@@ -332,6 +359,10 @@ class ServerWorker:
             h = Holder(full, params, job, seed=job.config.seed * 15485863 + i + 1)
             h.random = any(draws_random(v) for v in views)
             self.holders[hkey] = h
+
+    def part_of(self, module: nn.Module) -> State:
+        """What a device holding ``module`` sends and receives: its state, each tensor once."""
+        return sent_once(module.state_dict(), self.aliases)
 
     def holder(self, device: str) -> Holder:
         """The server model holder that serves ``device``."""
@@ -403,7 +434,7 @@ class ServerWorker:
     def device_part(self, device: str) -> State:
         """The global model's part that ``device`` holds (what a Sync sends)."""
         g = self.global_model.state_dict()
-        return {n: g[n] for n in self.device_names[device]}
+        return sent_once({n: g[n] for n in self.device_names[device]}, self.aliases)
 
     def sync(self, devices: Sequence[str]) -> None:
         """Load the global model into the server model(s) serving ``devices``."""
@@ -412,11 +443,16 @@ class ServerWorker:
             load_into(h.module, self.global_model.state_dict())
 
     def merged(self, device: str, part: Mapping[str, torch.Tensor]) -> State:
-        """The full model as ``device`` sees it: its own part plus its server model's rest."""
+        """The full model as ``device`` sees it: its own part plus its server model's rest.
+
+        Every name of a tied weight the device sent once (:func:`sent_once`) maps to that tensor.
+        """
+        rest = (self.holder(device).module if device in self.split_devices
+                else self.global_model).state_dict()
+        own = {n: part[n] if n in part else part.get(self.aliases.get(n, n)) for n in rest}
         if device not in self.split_devices:
-            return dict(part)
-        rest = self.holder(device).module.state_dict()
-        return {n: part[n] if n in part else t for n, t in rest.items()}
+            return {n: t for n, t in own.items() if t is not None}
+        return {n: t if own[n] is None else own[n] for n, t in rest.items()}
 
     def collect(self, parts: Mapping[str, State], average: bool = True) -> None:
         """FedAvg the devices' models (weights = samples) into the global model."""
