@@ -18,7 +18,8 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
-from splitopt.formulations._minmax import minmax_fixed
+
+from splitopt.solving.shares import fixed_minmax
 
 if TYPE_CHECKING:
     from splitopt.formulations.hsfl import HSFL, Config, HSFLData
@@ -78,7 +79,7 @@ class _Relaxed:
         beta = np.zeros(len(fl))
         aa = np.append(a[fl], a[sl].sum()) if sl.any() else a[fl]
         dd = np.append(d[fl], d[sl].sum()) if sl.any() else d[fl]
-        _, _, share = minmax_fixed(aa, dd)
+        _, _, share = fixed_minmax(aa, dd)
         beta[fl] = share[:fl.sum()]
         if sl.any():
             beta[sl] = share[-1]

@@ -11,10 +11,10 @@ import itertools
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
-from splitopt.formulations._minmax import _finish_shared, minmax_fixed
 
 from splitopt.errors import InputError
 from splitopt.graph import LayerGraph
+from splitopt.solving.shares import fixed_minmax, server_fixed_minmax
 
 MAX_FREE_NODES = 16
 MAX_COMBOS = 2_000_000
@@ -58,9 +58,9 @@ def brute_minmax(a_dev: np.ndarray, a_srv: np.ndarray, d: np.ndarray, feasible: 
         if not feasible[rows, c].all():
             continue
         if server_share:
-            v = _finish_shared(a_dev, a_srv, d, c, 0.0, 0).value
+            v = server_fixed_minmax(a_dev[rows, c], a_srv[rows, c], d[rows, c])[0]
         else:
-            v = minmax_fixed(a_dev[rows, c] + a_srv[rows, c], d[rows, c])[0]
+            v = fixed_minmax(a_dev[rows, c] + a_srv[rows, c], d[rows, c])[0]
         if v < best:
             best, arg = v, ch
     return best, arg

@@ -32,8 +32,9 @@ The round latency follows the scenario's ``server.serving`` (docs/formulations.m
 
 Exact solve: dedicated, the builder's ``bisection`` path (splitopt.solving): a round time T is
 achievable iff sum_k min_S D_k(S) / (T - A_k(S) - S_k(S)) <= 1; shared, its ``server-share`` path
-(checked against :func:`splitopt.formulations._minmax.minmax_shared`, a Lagrangian branch and bound
-with a proven bound); sequential, each device's cheapest set alone (the sum separates).
+(the same kernel, :func:`splitopt.solving.resource.server_minmax`, run without the MILP: its
+Lagrangian tests and branch and bound, with a proven bound); sequential, each device's cheapest
+set alone (the sum separates).
 Candidates: all prefixes on a chain; on a DAG the sets on the lower convex hull of (A(S), D(S))
 (splitopt.partitioning.hull), which hold every minimiser of D(S) / (T - A(S)) with a dedicated
 server (docs/formulations.md).
@@ -50,12 +51,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from splitopt.formulations._minmax import _finish_shared, minmax_fixed, minmax_shared
 
 from splitopt.costs import CutTable, RoundTerms, round_terms
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.plan import DevicePlan, Plan
 from splitopt.scenario import Scenario
+from splitopt.solving.resource import server_minmax
+from splitopt.solving.shares import fixed_minmax, server_fixed_minmax
 
 CANDIDATES = ("auto", "chain", "hull")
 SERVING = {True: "shared", False: "dedicated"}
@@ -169,24 +171,28 @@ class EdgeSplit:
 
     def _solve_shared(self, scen: Scenario, table: CutTable, t0: float,
                       time_limit: float | None) -> Plan:
-        """Exact solve for a shared server with :func:`_minmax.minmax_shared`.
+        """Exact solve for a shared server with :func:`splitopt.solving.resource.server_minmax`.
 
-        Bisection on T, each probe decided by a Lagrangian branch and bound; the bound is a proof.
+        Bisection on T, each probe decided by Lagrangian tests and a branch and bound (no MILP);
+        the bound is a proof.
         """
         terms = self.terms(scen, table)
-        a_dev = np.where(self._feasible(scen, terms), terms.a_dev, np.inf)
+        ok = self._feasible(scen, terms)
+        a_dev = np.where(ok, terms.a_dev, np.inf)
         deadline = None if time_limit is None else t0 + 0.9 * time_limit
-        alloc = minmax_shared(a_dev, terms.a_srv, terms.d, deadline=deadline)
+        res = server_minmax(a_dev, terms.d, terms.a_srv, ok, None, deadline=deadline)
+        if res.objective is None:
+            raise InfeasibleError(f"{self.name}: no plan found ({res.termination})")
         r = float(scen.training.rounds)
-        gap = (alloc.value - alloc.bound) / alloc.value
+        gap = (res.objective - res.bound) / res.objective
         late = deadline is not None and time.perf_counter() > deadline
         status = "optimal" if gap <= 1e-6 else ("time_limit" if late else "feasible")
-        meta = {"formulation": self.name, "paper": self.paper, "path": "minmax-shared-kernel",
+        meta = {"formulation": self.name, "paper": self.paper, "path": "server-share-kernel",
                 "candidates": len(table), "exact_over": self._scope(scen, table),
-                "probes": alloc.probes, "solve_s": time.perf_counter() - t0}
-        return self.plan(scen, table, alloc.choice, alloc.beta, alloc.phi,
+                "probes": res.iterations, "solve_s": time.perf_counter() - t0}
+        return self.plan(scen, table, res.options, res.beta, res.phi,
                          method=f"{self.name}-exact", meta=meta, status=status,
-                         bound=alloc.bound * r)
+                         bound=res.bound * r)
 
     def _solve_in_turn(self, scen: Scenario, table: CutTable, t0: float) -> Plan:
         """Exact solve for a sequential server: each device's cheapest feasible set.
@@ -260,10 +266,11 @@ class EdgeSplit:
         """Optimal shares for fixed cuts (exact: a 1-D root, or the two-resource closed form)."""
         rows = np.arange(len(choice))
         if shared:
-            alloc = _finish_shared(a_dev, a_srv, d, choice, 0.0, 0)
-            return alloc.beta, alloc.phi
+            _, _, beta, phi = server_fixed_minmax(a_dev[rows, choice], a_srv[rows, choice],
+                                                  d[rows, choice])
+            return beta, phi
         a = a_dev[rows, choice] + a_srv[rows, choice]
-        return minmax_fixed(a, d[rows, choice])[2], np.ones(len(choice))
+        return fixed_minmax(a, d[rows, choice])[2], np.ones(len(choice))
 
     def _feasible(self, scen: Scenario, terms: RoundTerms) -> np.ndarray:
         """(N, C) candidates that fit each device's memory."""

@@ -2,13 +2,16 @@
 
 import numpy as np
 import pytest
-from splitopt.formulations._minmax import minmax_choice, minmax_fixed, minmax_shared
 from splitopt.formulations._oracle import brute_minmax, closed_sets, grid_minmax
 from splitopt.formulations.edgesplit import EdgeSplit
 from splitopt.formulations.sfl import SFL, SFLSharedServer
 
+from splitopt.backends import get_backend
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.plan import evaluate
+from splitopt.solving.bisection import bisect_minmax
+from splitopt.solving.resource import server_minmax
+from splitopt.solving.shares import fixed_minmax
 from splitopt.system import Training
 from splitopt.testing import random_dag, random_scenario
 
@@ -103,18 +106,20 @@ def test_kernels_against_grid_and_brute(seed):
     a = rng.uniform(0, 2, (n, m))
     d = rng.uniform(0, 1, (n, m)) * 10 ** rng.uniform(-2, 1)
     s = rng.uniform(0, 1, (n, m))
-    got = minmax_choice(a, d)
-    want, _ = brute_minmax(a, np.zeros_like(a), d, np.ones((n, m), dtype=bool))
-    assert got.value == pytest.approx(want, rel=1e-10) and got.bound <= want
+    allowed = np.ones((n, m), dtype=bool)
+    got = bisect_minmax(a, d, np.zeros((n, m)), allowed)
+    want, _ = brute_minmax(a, np.zeros_like(a), d, allowed)
+    assert got.objective == pytest.approx(want, rel=1e-10) and got.bound <= want
     rows = np.arange(n)
-    fixed = minmax_fixed(a[rows, got.choice], d[rows, got.choice])[0]
-    grid = grid_minmax(a[rows, got.choice], d[rows, got.choice], steps=600)
+    fixed = fixed_minmax(a[rows, got.options], d[rows, got.options])[0]
+    grid = grid_minmax(a[rows, got.options], d[rows, got.options], steps=600)
     assert fixed <= grid * (1 + 1e-12) and grid <= fixed * (1 + 2e-2)
-    shared = minmax_shared(a, s, d)
-    want_s, _ = brute_minmax(a, s, d, np.ones((n, m), dtype=bool), server_share=True)
-    assert shared.value == pytest.approx(want_s, rel=1e-8)
-    assert shared.bound <= want_s * (1 + 1e-9)
-    assert shared.beta.sum() <= 1 + 1e-9 and shared.phi.sum() <= 1 + 1e-9
+    want_s, _ = brute_minmax(a, s, d, allowed, server_share=True)
+    for backend in (None, get_backend("highs")):  # branch and bound alone; with the MILP
+        shared = server_minmax(a, d, s, allowed, backend)
+        assert shared.objective == pytest.approx(want_s, rel=1e-8)
+        assert shared.bound <= want_s * (1 + 1e-9)
+        assert shared.beta.sum() <= 1 + 1e-9 and shared.phi.sum() <= 1 + 1e-9
 
 
 def test_memory_excludes_cuts_and_explains_infeasibility():

@@ -28,6 +28,7 @@ import numpy as np
 
 from splitopt.backends.base import INFEASIBLE, OPTIMAL, TIME_LIMIT
 from splitopt.backends.results import Result
+from splitopt.solving.shares import fixed_minmax
 
 RTOL = 1e-12
 _DROP = 12  # mantissa bits of Dn ignored by the grouping key: rows equal to ~2^-40 share a group
@@ -378,7 +379,8 @@ def _finish(rows: MinMaxRows, T: float, lower: float, it: int) -> Result:
 
 
 def fixed_option_time(a: np.ndarray, d: np.ndarray, bmin: np.ndarray | None = None) -> float:
-    """Least max_k (a_k + d_k / beta_k) over sum beta <= 1 for fixed options (bisection on T)."""
-    bmin = np.zeros_like(a) if bmin is None else bmin
-    out = bisect_minmax(a[:, None], d[:, None], bmin[:, None], np.ones((len(a), 1), dtype=bool))
-    return np.inf if out.objective is None else float(out.objective)
+    """Least max_k (a_k + d_k / beta_k) over sum beta <= 1, beta >= bmin, for fixed options.
+
+    Newton's root of :func:`splitopt.solving.shares.fixed_minmax` (inf when infeasible).
+    """
+    return fixed_minmax(a, d, bmin)[0]

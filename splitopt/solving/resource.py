@@ -9,15 +9,19 @@ and S/phi + D/beta <= R (KKT, closed form) gives, with
 the least total server share F = c + s^2 / (1 - a) (for a < 1), at beta_k = (D_k + sqrt(S_k D_k) t)
 / R_k and phi_k = S_k / R_k + sqrt(S_k D_k) / (R_k t), t = (1 - a) / s. So T is achievable iff some
 choice of options has F(a, s, c) <= 1. F is convex and increasing in the three sums, so its
-linearisation at any point gives a separable lower bound (min over options per device): a Lagrangian
-test settles most T at once; the rest go to a MILP whose only non-linearity is the one scalar cone
-w >= s^2 / (1 - a), closed exactly by tangent cuts. Bisection on T then brackets the optimum.
+linearisation at any point gives a separable lower bound (min over options per device): this
+linearised Lagrangian test settles most T at once; the rest go to the Lagrangian branch and bound
+of splitopt.solving.server_dual (the dual of sum phi <= 1, devices of one class priced once), and
+what that leaves (node budget spent) to a MILP whose only non-linearity is the one scalar cone
+w >= s^2 / (1 - a), closed exactly by tangent cuts. Bisection on T brackets the optimum; a
+reachable probe moves the upper end down to its options' own least T (splitopt.solving.shares).
+This is the one shared-server kernel: the builder's ``server-share`` path and the planner call it
+with a backend, EdgeSplit/SFL's own solve without (no MILP; the bound stays a proof).
 
 **Sums (sequential SL, total energy).** min sum_k (A_k + D_k / beta_k + S_k / phi_k) over the
-shares is
-sum A + (sum sqrt D)^2 + (sum sqrt S)^2 at beta_k = sqrt(D_k) / sum sqrt D (Cauchy-Schwarz); with
-the
-option choice this is a MILP with two scalar squares, again closed by tangent cuts.
+shares is sum A + (sum sqrt D)^2 + (sum sqrt S)^2 at beta_k = sqrt(D_k) / sum sqrt D
+(Cauchy-Schwarz); with the option choice this is a MILP with two scalar squares, again closed by
+tangent cuts.
 """
 
 from __future__ import annotations
@@ -32,13 +36,12 @@ from splitopt.backends.base import INFEASIBLE, OPTIMAL, TIME_LIMIT, Backend
 from splitopt.backends.results import Result
 from splitopt.compile.program import Program
 from splitopt.solving.oa import solve_outer
+from splitopt.solving.server_dual import dual_decide, row_groups, undominated
+from splitopt.solving.shares import least_server_share, server_fixed_minmax, sum_shares
 
 
 def _sums(a: np.ndarray, s: np.ndarray, c: np.ndarray) -> float:
-    A, Sm, C = a.sum(), s.sum(), c.sum()
-    if Sm <= 0:
-        return float(C) if A <= 1 + 1e-15 else np.inf
-    return float(C + Sm**2 / (1 - A)) if A < 1 else np.inf
+    return least_server_share(a.sum(), s.sum(), c.sum())
 
 
 def _coeffs(A: np.ndarray, D: np.ndarray, S: np.ndarray, allowed: np.ndarray, T: float):
@@ -111,45 +114,24 @@ def _milp_F(ok, a, s, c, backend: Backend, deadline) -> tuple[str, np.ndarray | 
     return "undecided", None
 
 
-def _alloc(A, D, S, opt, T) -> tuple[np.ndarray, np.ndarray, bool]:
-    r = np.arange(len(opt))
-    a_, d_, s_ = A[r, opt], D[r, opt], S[r, opt]
-    R = T - a_
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.where(R > 0, 1.0 / R, 0.0)
-        a, g, c = d_ * inv, np.sqrt(s_ * d_) * inv, s_ * inv
-        # a device with transfer or server work cannot finish by T <= A: T is infeasible (it was
-        # once dropped from the sums, which made the least-T bisection go below A)
-        late = (R < 0) | ((R <= 0) & ((d_ > 0) | (s_ > 0)))
-        F = np.inf if late.any() else _sums(a, g, c)
-        if g.sum() > 0:
-            t = (1 - a.sum()) / g.sum()
-            beta = (d_ + np.sqrt(s_ * d_) * t) * inv
-            phi = s_ * inv + np.sqrt(s_ * d_) * inv / t
-        else:
-            beta, phi = a, c
-    return beta, phi, F <= 1 + 1e-12
+def server_minmax(A, D, S, allowed, backend: Backend | None = None, *, deadline=None,
+                  rtol: float = 1e-10, budget: int = 200) -> Result:
+    """Exact min max_k (A + S/phi + D/beta) by bisection on T (see the module docstring).
 
-
-def _fixed_time(A, D, S, opt, lo: float, hi: float) -> float:
-    """Least T for fixed options (bisection with the closed-form test)."""
-    for _ in range(200):
-        if hi - lo <= 1e-13 * abs(hi):
-            break
-        mid = 0.5 * (lo + hi)
-        if _alloc(A, D, S, opt, mid)[2]:
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
-def server_minmax(A, D, S, allowed, backend: Backend, *, deadline=None,
-                  rtol: float = 1e-10) -> Result:
-    """Exact min max_k (A + S/phi + D/beta) by bisection on T (see the module docstring)."""
+    Each probe T is decided by the first test that settles it: the linearised Lagrangian test,
+    the Lagrangian branch and bound of :func:`splitopt.solving.server_dual.dual_decide` (at most
+    ``budget`` nodes), then the MILP with one cone (``backend``). A probe none settles (no
+    ``backend``, or the deadline) moves the search up without proof: the returned bound is
+    always proven (the last unreachable probe) and the gap says how far it is; with a
+    ``backend`` and no deadline every probe is settled, so the result is exact.
+    """
     if not allowed.any(axis=1).all():
         return Result(INFEASIBLE)
-    lo = float(np.max(np.min(np.where(allowed, A, np.inf), axis=1)))
+    n = len(A)
+    rows = np.arange(n)
+    A_dual = undominated(np.where(allowed, A, np.inf), S, D)
+    groups = row_groups(A_dual, S, D)
+    lo = proven = float(np.max(np.min(np.where(allowed, A, np.inf), axis=1)))
     it, best, hi = 0, None, None
 
     def probe(T: float) -> str:
@@ -160,42 +142,47 @@ def server_minmax(A, D, S, allowed, backend: Backend, *, deadline=None,
             return "infeasible"
         verdict, opt = _lagrange(ok, a, s, c)
         if verdict == "undecided":
+            reachable, opt = dual_decide(A_dual, S, D, T, budget, groups)
+            verdict = {True: "feasible", False: "infeasible", None: "undecided"}[reachable]
+        if verdict == "undecided" and backend is not None:
             verdict, opt = _milp_F(ok, a, s, c, backend, deadline)
         if verdict == "feasible":
-            t = _fixed_time(A, D, S, opt, float(A[np.arange(len(opt)), opt].max()), T)
+            t = server_fixed_minmax(A[rows, opt], S[rows, opt], D[rows, opt],
+                                    lo=float(A[rows, opt].max()), hi=T)[0]
             if hi is None or t < hi:
                 best, hi = opt, t
         return verdict
 
+    def finish(termination: str = OPTIMAL) -> Result:
+        if best is None:
+            return Result(TIME_LIMIT, bound=proven, iterations=it)
+        return replace(_server_finish(A, D, S, best, proven), termination=termination,
+                       iterations=it)
+
     if probe(lo) == "feasible":
-        return _server_finish(A, D, S, best, hi, lo, it)
-    step = max(abs(lo), 1e-9)
-    while hi is None:
-        v = probe(lo + step)
-        if v == "infeasible":
-            lo = lo + step
-        elif v == "undecided":
-            return Result(TIME_LIMIT, bound=lo, iterations=it)
-        step *= 2
+        return finish()
+    if hi is None:  # the options that are best with equal shares 1/n: a plan, so hi is finite
+        best = np.argmin(np.where(allowed, A + n * (S + D), np.inf), axis=1)
+        hi = server_fixed_minmax(A[rows, best], S[rows, best], D[rows, best])[0]
     while hi - lo > rtol * abs(hi):
         if deadline is not None and time.perf_counter() > deadline:
-            return replace(_server_finish(A, D, S, best, hi, lo, it), termination=TIME_LIMIT)
+            return finish(TIME_LIMIT)
         mid = 0.5 * (lo + hi)
         v = probe(mid)
         if v == "infeasible":
-            lo = mid
+            lo = proven = mid
         elif v == "undecided":
-            return replace(_server_finish(A, D, S, best, hi, lo, it), termination=TIME_LIMIT)
-    return _server_finish(A, D, S, best, hi, lo, it)
+            if backend is not None:
+                return finish(TIME_LIMIT)
+            lo = mid
+    return finish()
 
 
-def _server_finish(A, D, S, opt, T, lo, it) -> Result:
-    beta, phi, _ = _alloc(A, D, S, opt, T)
-    beta, phi = np.maximum(beta, 1e-12), np.maximum(phi, 1e-12)
+def _server_finish(A, D, S, opt, lo) -> Result:
     r = np.arange(len(opt))
-    obj = float(np.max(A[r, opt] + S[r, opt] / phi + D[r, opt] / beta))
-    return Result(OPTIMAL, objective=obj, bound=min(lo, obj), iterations=it, options=opt,
-                  beta=beta, phi=phi)
+    obj, _, beta, phi = server_fixed_minmax(A[r, opt], S[r, opt], D[r, opt])
+    return Result(OPTIMAL, objective=obj, bound=min(lo, obj), options=opt, beta=beta,
+                  phi=phi)
 
 
 def separable_sum(A, D, S, allowed, backend: Backend, *, deadline=None,
@@ -226,9 +213,8 @@ def separable_sum(A, D, S, allowed, backend: Backend, *, deadline=None,
         return Result(out.termination, bound=out.bound, iterations=out.iterations)
     opt = np.argmax(out.x[:nz].reshape(n, o), axis=1)
     r = np.arange(n)
-    sd, ss = np.sqrt(D[r, opt]), np.sqrt(S[r, opt])
-    beta = np.maximum(sd / sd.sum() if sd.sum() > 0 else np.full(n, 1.0 / n), 1e-12)
-    phi = np.maximum(ss / ss.sum() if ss.sum() > 0 else np.full(n, 1.0 / n), 1e-12)
+    beta = np.maximum(sum_shares(D[r, opt])[1], 1e-12)
+    phi = np.maximum(sum_shares(S[r, opt])[1], 1e-12)
     obj = float(np.sum(A[r, opt] + D[r, opt] / beta + S[r, opt] / phi))
     return Result(out.termination, objective=obj, bound=min(out.bound or obj, obj),
                   iterations=out.iterations, options=opt, beta=beta, phi=phi)
