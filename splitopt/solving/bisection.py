@@ -374,6 +374,10 @@ def _finish(rows: MinMaxRows, T: float, lower: float, it: int) -> Result:
     n = np.arange(len(option))
     a, d = rows.A0[n, option], rows.D0[n, option]
     obj = float(np.max(a + d / beta))
+    # the chosen options' own optimum (Newton's root): exact to rounding, not just to rtol
+    root, _, root_beta = fixed_minmax(a, d, rows.bmin0[n, option])
+    if root < obj and np.all(root_beta >= rows.bmin0[n, option]):
+        obj, beta = root, root_beta
     return Result(OPTIMAL, objective=obj, bound=min(lower, obj), iterations=it, options=option,
                   beta=beta)
 
