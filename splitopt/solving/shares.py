@@ -60,12 +60,18 @@ def fixed_minmax(a: np.ndarray, d: np.ndarray, bmin: np.ndarray | None = None
         return float(a.max()), float(a.max()), positive_shares(beta)
     t = float(np.max(a + d))  # each term alone needs its whole band here: total >= 1, left of root
     live = d > 0
+    al, dl, bl = a[live], d[live], bmin[live]
+    floor = float(bmin[~live].sum()) - 1.0
+    flat = bool(bl.any())  # terms at their minimum share are flat in T
     for _ in range(100):
-        gap = t - a[live]
-        need = d[live] / gap
-        above = need > bmin[live]  # terms at their minimum share are flat in T
-        f = float(np.maximum(need, bmin[live]).sum() + bmin[~live].sum()) - 1.0
-        df = -float(np.sum(need[above] / gap[above]))
+        gap = t - al
+        need = dl / gap
+        if flat:
+            above = need > bl
+            f = float(np.maximum(need, bl).sum()) + floor
+            df = -float(np.sum(need[above] / gap[above]))
+        else:
+            f, df = float(need.sum()) + floor, -float(np.sum(need / gap))
         if f <= 0 or df == 0:
             break
         step = -f / df
