@@ -129,8 +129,14 @@ def server_minmax(A, D, S, allowed, backend: Backend | None = None, *, deadline=
         return Result(INFEASIBLE)
     n = len(A)
     rows = np.arange(n)
-    A_dual = undominated(np.where(allowed, A, np.inf), S, D)
-    groups = row_groups(A_dual, S, D)
+    dual: list = []  # (rows without dominated options, class groups): made on first use
+
+    def decide(T: float) -> tuple[bool | None, np.ndarray | None]:
+        if not dual:
+            a_dual = undominated(np.where(allowed, A, np.inf), S, D)
+            dual.extend([a_dual, row_groups(a_dual, S, D)])
+        return dual_decide(dual[0], S, D, T, budget, dual[1])
+
     lo = proven = float(np.max(np.min(np.where(allowed, A, np.inf), axis=1)))
     it, best, hi = 0, None, None
 
@@ -142,7 +148,7 @@ def server_minmax(A, D, S, allowed, backend: Backend | None = None, *, deadline=
             return "infeasible"
         verdict, opt = _lagrange(ok, a, s, c)
         if verdict == "undecided":
-            reachable, opt = dual_decide(A_dual, S, D, T, budget, groups)
+            reachable, opt = decide(T)
             verdict = {True: "feasible", False: "infeasible", None: "undecided"}[reachable]
         if verdict == "undecided" and backend is not None:
             verdict, opt = _milp_F(ok, a, s, c, backend, deadline)
@@ -156,7 +162,7 @@ def server_minmax(A, D, S, allowed, backend: Backend | None = None, *, deadline=
     def finish(termination: str = OPTIMAL) -> Result:
         if best is None:
             return Result(TIME_LIMIT, bound=proven, iterations=it)
-        return replace(_server_finish(A, D, S, best, proven), termination=termination,
+        return replace(_server_finish(A, D, S, best, proven, hi), termination=termination,
                        iterations=it)
 
     if probe(lo) == "feasible":
@@ -178,9 +184,11 @@ def server_minmax(A, D, S, allowed, backend: Backend | None = None, *, deadline=
     return finish()
 
 
-def _server_finish(A, D, S, opt, lo) -> Result:
+def _server_finish(A, D, S, opt, lo, hi) -> Result:
+    """The plan of options ``opt``, which reach round time ``hi``: their own least T and shares."""
     r = np.arange(len(opt))
-    obj, _, beta, phi = server_fixed_minmax(A[r, opt], S[r, opt], D[r, opt])
+    obj, _, beta, phi = server_fixed_minmax(A[r, opt], S[r, opt], D[r, opt],
+                                            lo=float(A[r, opt].max()), hi=hi)
     return Result(OPTIMAL, objective=obj, bound=min(lo, obj), options=opt, beta=beta,
                   phi=phi)
 
