@@ -122,8 +122,10 @@ def server_minmax(A, D, S, allowed, backend: Backend | None = None, *, deadline=
     the Lagrangian branch and bound of :func:`splitopt.solving.server_dual.dual_decide` (at most
     ``budget`` nodes), then the MILP with one cone (``backend``). A probe none settles (no
     ``backend``, or the deadline) moves the search up without proof: the returned bound is
-    always proven (the last unreachable probe) and the gap says how far it is; with a
-    ``backend`` and no deadline every probe is settled, so the result is exact.
+    always proven (the last unreachable probe) and the gap says how far it is; the termination
+    is then ``time_limit`` (the node budget ran out) unless the gap is within ``rtol``, and
+    ``message`` counts those probes. With a ``backend`` and no deadline every probe is settled,
+    so the result is exact.
     """
     if not allowed.any(axis=1).all():
         return Result(INFEASIBLE)
@@ -138,7 +140,7 @@ def server_minmax(A, D, S, allowed, backend: Backend | None = None, *, deadline=
         return dual_decide(dual[0], S, D, T, budget, dual[1])
 
     lo = proven = float(np.max(np.min(np.where(allowed, A, np.inf), axis=1)))
-    it, best, hi = 0, None, None
+    it, best, hi, unsettled = 0, None, None, 0
 
     def probe(T: float) -> str:
         nonlocal best, hi, it
@@ -162,8 +164,11 @@ def server_minmax(A, D, S, allowed, backend: Backend | None = None, *, deadline=
     def finish(termination: str = OPTIMAL) -> Result:
         if best is None:
             return Result(TIME_LIMIT, bound=proven, iterations=it)
-        return replace(_server_finish(A, D, S, best, proven, hi), termination=termination,
-                       iterations=it)
+        out = _server_finish(A, D, S, best, proven, hi)
+        if unsettled and out.objective - out.bound > rtol * abs(out.objective):
+            termination = TIME_LIMIT
+        note = f"{unsettled} probes left undecided (node budget, no MILP)" if unsettled else ""
+        return replace(out, termination=termination, iterations=it, message=note)
 
     if probe(lo) == "feasible":
         return finish()
@@ -180,7 +185,7 @@ def server_minmax(A, D, S, allowed, backend: Backend | None = None, *, deadline=
         elif v == "undecided":
             if backend is not None:
                 return finish(TIME_LIMIT)
-            lo = mid
+            lo, unsettled = mid, unsettled + 1
     return finish()
 
 
