@@ -99,14 +99,19 @@ def test_exact_over_all_closed_sets_of_a_dag(seed):
     assert form.baseline(sc).objective >= plan.objective * (1 - 1e-9)
 
 
-@pytest.mark.parametrize("seed", range(10))
-def test_kernels_against_grid_and_brute(seed):
+def _random_rows(seed: int, devices: tuple[int, int], options: tuple[int, int]):
+    """(n, m, a, s, d, allowed): random min-max rows with a server term, every option allowed."""
     rng = np.random.default_rng(seed)
-    n, m = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    n, m = int(rng.integers(*devices)), int(rng.integers(*options))
     a = rng.uniform(0, 2, (n, m))
     d = rng.uniform(0, 1, (n, m)) * 10 ** rng.uniform(-2, 1)
     s = rng.uniform(0, 1, (n, m))
-    allowed = np.ones((n, m), dtype=bool)
+    return n, m, a, s, d, np.ones((n, m), dtype=bool)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_kernels_against_grid_and_brute(seed):
+    n, m, a, s, d, allowed = _random_rows(seed, (1, 4), (1, 4))
     got = bisect_minmax(a, d, np.zeros((n, m)), allowed)
     want, _ = brute_minmax(a, np.zeros_like(a), d, allowed)
     assert got.objective == pytest.approx(want, rel=1e-10) and got.bound <= want
@@ -183,12 +188,7 @@ def test_hull_candidates_reach_the_optimum_over_all_closed_sets(seed, cls):
 def test_shared_kernel_fallbacks_against_brute(seed):
     """Instances the linearised Lagrangian test leaves open: the branch and bound alone and the
     MILP alone each reach the brute-force optimum; with neither the bound stays proven."""
-    rng = np.random.default_rng(seed)
-    n, m = int(rng.integers(2, 5)), int(rng.integers(2, 4))
-    a = rng.uniform(0, 2, (n, m))
-    d = rng.uniform(0, 1, (n, m)) * 10 ** rng.uniform(-2, 1)
-    s = rng.uniform(0, 1, (n, m))
-    allowed = np.ones((n, m), dtype=bool)
+    n, m, a, s, d, allowed = _random_rows(seed, (2, 5), (2, 4))
     want, _ = brute_minmax(a, s, d, allowed, server_share=True)
     open_ = server_minmax(a, d, s, allowed, None, budget=0)
     assert open_.termination == "time_limit" and "undecided" in open_.message  # fallbacks needed
