@@ -31,8 +31,8 @@ socket (not yet handed to the shaper: held back by TCP small queues while earlie
 in the shaper, or by BBR's pacing, BBR being this machine's default), so the marker often rode
 in the message's last data packet, and the message arrived one packet-time early (an 8 KB
 message at 53 Mbit/s measured 1.14 ms, median, against the 1.24 ms of its payload alone: 6
-packets instead of 7 for 38 of 40 messages under cubic). So every write ends its segment (``MSG_EOR``: Linux never
-appends to such a segment), and connections use ``cubic``, which does not pace (BBR's pacing
+packets instead of 7 for 38 of 40 messages under cubic). So every write ends its segment
+(``MSG_EOR``: Linux never appends to such a segment), and connections use ``cubic``, which does not pace (BBR's pacing
 gain below 1 would also slow a message below the link's rate). ``bytes`` counts tensor data.
 A peer whose process died surfaces as :class:`PeerGone` on the next exchange with it.
 """
