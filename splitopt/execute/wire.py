@@ -29,11 +29,11 @@ a serial link would have delivered the message's last byte. That holds only whil
 stays a segment of its own: Linux appends a write to the last segment still waiting in the
 socket (not yet handed to the shaper: held back by TCP small queues while earlier segments sit
 in the shaper, or by BBR's pacing, BBR being this machine's default), so the marker often rode
-in the message's last data packet, and the message arrived one packet-time early (an 8 KB
-message at 53 Mbit/s measured 1.14 ms, median, against the 1.24 ms of its payload alone: 6
-packets instead of 7 for 38 of 40 messages under cubic). So every write ends its segment
-(``MSG_EOR``: Linux never appends to such a segment), and connections use ``cubic``, which does not pace (BBR's pacing
-gain below 1 would also slow a message below the link's rate). ``bytes`` counts tensor data.
+in the message's last data packet, and the message arrived one packet-time early (an 8 KB message at
+53 Mbit/s measured 1.14 ms, median, against the 1.24 ms of its payload alone: 6 packets instead of 7
+for 38 of 40 messages under cubic). So every write ends its segment (``MSG_EOR``: Linux never
+appends to such a segment), and connections use ``cubic``, which does not pace (BBR's pacing gain
+below 1 would also slow a message below the link's rate). ``bytes`` counts tensor data.
 A peer whose process died surfaces as :class:`PeerGone` on the next exchange with it.
 """
 

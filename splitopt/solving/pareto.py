@@ -72,7 +72,8 @@ def pareto_front(problem: Problem, x: Expr, y: Expr, n_points: int = 8, **solve:
     """Exact points of the (x, y) Pareto front, both minimised, from least y to least x.
 
     Each point is the Result of ``min x s.t. y <= eps`` (``extras``: ``x_value``, ``y_value``,
-    ``epsilon``); ``solve`` goes to every :func:`splitopt.solving.solve` call (backend, time_limit, ...).
+    ``epsilon``); ``solve`` goes to every :func:`splitopt.solving.solve` call (backend, time_limit,
+    ...).
     """
     if not (isinstance(n_points, int) and n_points >= 2):
         raise InputError("n_points", n_points, "an integer >= 2")
