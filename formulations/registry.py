@@ -72,7 +72,9 @@ def _hsfl() -> Formulation:
     return Formulation("hsfl", HSFL.paper, hsfl_solve,
                        lambda sc: {"bcd-rounding": plan_result(HSFL().baseline(sc),
                                                                path="bcd-rounding")},
-                       problem=lambda sc: HSFL().problem(sc))
+                       problem=lambda sc: HSFL().problem(sc),
+                       # the CLI's answer: the builder's with the plan's rounds set to h(P)
+                       cli_runs_solve=True)
 
 
 # ---------------------------------------------------------------- energy-delay (builder)
@@ -307,23 +309,15 @@ def register_all() -> None:
     for cls, name in ((EdgeSplit, "edgesplit"), (SFL, "sfl"), (SFLSharedServer, "sfl-server")):
         register(_class_formulation(cls, name))
     register(_hsfl())
-    from splitopt.model.problems import register_route
-
-    # the CLI runs HSFL's solve: the builder's answer with the plan's rounds set to h(P)
-    register_route("hsfl", hsfl_solve)
     register(Formulation("energy-delay", "arXiv:2209.02428", energy_delay_solve,
                          _energy_delay_baselines, problem=energy_delay_problem))
     register(Formulation("smartsplit", "arXiv:2410.11577", _smartsplit_solve,
                          _smartsplit_baselines, problem=smartsplit_problem))
-    register(Formulation("multitier", "arXiv:2111.08206", _multitier_solve,
-                         _multitier_baselines, problem=multitier_problem))
     # the CLI runs multi-tier's solve: the builder's optimum, or the whole model on the device
     # when that is faster (a placement the builder prices as FL mode)
-    from splitopt.model import problems
-
-    problems.register_route("multitier", _multitier_solve)
-    register(Formulation("synergy", "arXiv:2401.08637", _synergy_solve, _synergy_baselines,
-                         problem=synergy_problem))
+    register(Formulation("multitier", "arXiv:2111.08206", _multitier_solve,
+                         _multitier_baselines, problem=multitier_problem, cli_runs_solve=True))
     # the CLI runs Synergy's solve (the builder's, plus the mapping re-priced in extras) rather
     # than the bare Problem, whose per-device plan says nothing of the mapping
-    register_route("synergy", _synergy_solve)
+    register(Formulation("synergy", "arXiv:2401.08637", _synergy_solve, _synergy_baselines,
+                         problem=synergy_problem, cli_runs_solve=True))

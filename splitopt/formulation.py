@@ -44,6 +44,9 @@ class Formulation:
     baselines: Callable[[Scenario], Mapping[str, Result]]
     problem: Callable[[Scenario], Problem] | None = None
     builder_lacks: str = ""
+    #: ``splitopt solve --problem NAME`` runs ``solve`` rather than the bare Problem, where the
+    #: paper's solve adds what the Problem's plan does not say (HSFL's rounds, Synergy's mapping)
+    cli_runs_solve: bool = False
 
     def build(self, scenario: Scenario) -> Problem:
         """The builder Problem of this formulation, or a clear error saying what is missing."""
@@ -67,7 +70,7 @@ def register(form: Formulation) -> Formulation:
     REGISTRY[form.name] = form
     if form.problem is not None:
         problems.register(form.name, form.problem)
-    else:
+    if form.problem is None or form.cli_runs_solve:
         problems.register_route(form.name, form.solve)
     return form
 

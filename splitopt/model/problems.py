@@ -19,8 +19,8 @@ from splitopt.scenario import Scenario
 Builder = Callable[[Scenario], Problem]
 
 PROBLEMS: dict[str, Builder] = {}
-#: problems the builder cannot state, solved by their own exact route: name -> fn(scenario, *,
-#: backend, time_limit) -> Result (e.g. HSFL's delay-to-target, formulations/hsfl.py)
+#: problems ``splitopt solve`` hands to their own solve: name -> fn(scenario, *, backend,
+#: time_limit) -> Result (a formulation with ``cli_runs_solve``, or one the builder cannot state)
 ROUTES: dict[str, Callable[..., Any]] = {}
 
 
