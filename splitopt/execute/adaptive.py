@@ -28,14 +28,10 @@ from typing import Any
 import torch
 
 from splitopt.errors import InputError
+from splitopt.execute.holder import draws_random, make_optimizer
 from splitopt.execute.job import Job
-from splitopt.execute.workers import (
-    DeviceWorker,
-    ServerWorker,
-    draws_random,
-    make_optimizer,
-    split_modules,
-)
+from splitopt.execute.templates import split_modules
+from splitopt.execute.workers import DeviceWorker, ServerWorker
 from splitopt.system import Link, link_of
 
 

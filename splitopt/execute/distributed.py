@@ -57,12 +57,8 @@ from splitopt.execute.runner import (
     restore_server,
     server_checkpoint,
 )
-from splitopt.execute.workers import (
-    DeviceWorker,
-    ServerWorker,
-    install_templates,
-    split_modules,
-)
+from splitopt.execute.templates import install_templates, split_modules
+from splitopt.execute.workers import DeviceWorker, ServerWorker
 from splitopt.io import atomic_save
 from splitopt.system import link_of
 

@@ -23,7 +23,7 @@ from splitopt.errors import InputError, SplitoptError
 from splitopt.execute.distributed import LINKS, free_port, result_of, run_rank
 from splitopt.execute.job import Job
 from splitopt.execute.runner import RunResult
-from splitopt.execute.workers import split_templates
+from splitopt.execute.templates import split_templates
 from splitopt.system import link_of
 
 

@@ -12,166 +12,21 @@ saved with checkpoints.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.fx as fx
 from torch import nn
 
 from splitopt.execute.data import DeviceData
+from splitopt.execute.holder import Holder, draws_random
 from splitopt.execute.job import Job
 from splitopt.execute.modes import check_tied
 from splitopt.execute.split_parts import add_tied_grads, tied_grads
+from splitopt.execute.templates import split_modules
 
 State = dict[str, torch.Tensor]
 EMPTY = torch.empty(0)
-
-
-_TEMPLATES: dict[tuple[int, type, frozenset[str]], tuple[Any, Any]] = {}
-
-
-def split_modules(model: nn.Module, example_inputs: tuple[torch.Tensor, ...],
-                  side: frozenset[str], graph: Any) -> Any:
-    """The device and server modules of ``model`` at ``side`` (parameters shared with ``model``).
-
-    Capturing a model (torch.export) costs ~0.3 s, and every participant needs its own copy of
-    the same cut: the first split of a cut is kept as a template and later copies re-bind its
-    graphs to their own model (``fx.GraphModule(model, graph)`` takes the model's own objects).
-    Re-binding falls back to a fresh split when the graph refers to objects the model lacks.
-    """
-    key = (id(graph), type(model), frozenset(side))
-    if key in _TEMPLATES:
-        template = _TEMPLATES[key][1]
-        try:
-            return replace(template,
-                           device=fx.GraphModule(model, template.device.graph, "DevicePart"),
-                           server=fx.GraphModule(model, template.server.graph, "ServerPart"))
-        except AttributeError:
-            pass
-    from splitopt.execute.split import split_model
-
-    sp = split_model(model, example_inputs, side, graph=graph)
-    _TEMPLATES[key] = (graph, sp)  # the graph is kept alive so that its id stays unique
-    return sp
-
-
-def split_templates(job: Job, extra: Sequence[frozenset[str]] = ()) -> dict[frozenset[str], Any]:
-    """The split of every distinct cut of ``job`` and of ``extra`` cuts.
-
-    Picklable: handed to spawned processes.
-    """
-    model, ex = job.build_model()
-    mode = job.training_mode()
-    sides = {d.device_side for d in job.devices() if mode.device_mode(d.mode) == "split"}
-    sides |= {frozenset(s) for s in extra}
-    out = {s: split_modules(model, ex, s, job.scenario.graph) for s in sides}
-    check_tied(job, [d.device for d in job.devices() if out.get(d.device_side) is not None
-                     and out[d.device_side].tied])
-    for sp in out.values():
-        for gm in (sp.device, sp.server):
-            # a ``torch.Tensor`` annotation on a placeholder makes GraphModule.__reduce__ fail
-            # (torch 2.13: the annotation's global is a str); annotations do not change the code
-            for n in gm.graph.nodes:
-                n.type = None
-            gm.recompile()
-    return out
-
-
-def install_templates(job: Job, templates: Mapping[frozenset[str], Any]) -> None:
-    """Use splits made elsewhere (another process) as this process's templates for ``job``."""
-    model_type = type(job.build_model()[0])
-    for side, sp in templates.items():
-        _TEMPLATES[(id(job.scenario.graph), model_type, frozenset(side))] = (job.scenario.graph, sp)
-
-
-_RANDOM_OPS = ("dropout", "rand", "bernoulli", "normal", "uniform", "multinomial", "poisson",
-               "exponential", "cauchy", "geometric", "rrelu")
-
-
-def draws_random(module: nn.Module) -> bool:
-    """Whether running ``module`` may draw from torch's default generator.
-
-    False only when every submodule is either a traced GraphModule whose operations are all
-    deterministic by name, or a deterministic built-in ``torch.nn`` layer; any other module class
-    (its forward is opaque Python) counts as random, so the answer errs on the safe side.
-    """
-    for m in module.modules():
-        if isinstance(m, fx.GraphModule):
-            for node in m.graph.nodes:
-                if node.op in ("call_function", "call_method") and any(
-                        op in str(node.target).lower() for op in _RANDOM_OPS):
-                    return True
-        elif not type(m).__module__.startswith("torch.nn.modules") or any(
-                op in type(m).__name__.lower() for op in _RANDOM_OPS):
-            return True
-    return False
-
-
-def make_optimizer(params: Sequence[nn.Parameter], job: Job) -> torch.optim.Optimizer | None:
-    """The run's optimiser over ``params`` (None when there is nothing to train).
-
-    ``sgd``: SGD with the run's momentum; ``adam``: Adam with torch's default betas.
-    """
-    params = list(params)
-    if not params:
-        return None
-    cfg = job.config
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
-
-
-class Holder:
-    """A module with its optimiser and its own RNG stream.
-
-    The stream is swapped in around the module's compute only when the module may draw random
-    numbers (:func:`draws_random`), which saves two state copies per call on deterministic parts.
-    """
-
-    def __init__(self, module: nn.Module, params: Sequence[nn.Parameter], job: Job,
-                 seed: int) -> None:
-        self.module = module
-        params = list(params)
-        # a device that runs only the input (server-only cut) has nothing to train
-        self.opt = make_optimizer(params, job)
-        gen = torch.Generator().manual_seed(seed)
-        self.rng = gen.get_state()
-        self.random = draws_random(module)
-
-    @contextmanager
-    def rng_scope(self) -> Iterator[None]:
-        """Run with this holder's RNG stream as torch's default CPU generator."""
-        if not self.random:
-            yield
-            return
-        saved = torch.get_rng_state()
-        torch.set_rng_state(self.rng)
-        try:
-            yield
-        finally:
-            self.rng = torch.get_rng_state()
-            torch.set_rng_state(saved)
-
-    def step(self) -> None:
-        """Apply and clear the gradients."""
-        if self.opt is not None:
-            self.opt.step()
-            self.opt.zero_grad(set_to_none=True)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Weights, optimiser state and RNG state."""
-        opt = self.opt.state_dict() if self.opt is not None else None
-        return {"module": self.module.state_dict(), "opt": opt, "rng": self.rng}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore weights, optimiser state and RNG state."""
-        self.module.load_state_dict(state["module"])
-        if self.opt is not None:
-            self.opt.load_state_dict(state["opt"])
-        self.rng = state["rng"].clone()
 
 
 def tied_aliases(module: nn.Module) -> dict[str, str]:
