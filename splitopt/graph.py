@@ -449,8 +449,14 @@ class LayerGraph:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != (len(self._names),):
             raise GraphError("mask", f"shape {mask.shape}", f"one entry per node ({len(self)},)")
-        idx = np.flatnonzero(mask).tolist()
-        return frozenset(map(self._names.__getitem__, idx))
+        return frozenset(self._name_array[mask].tolist())
+
+    @cached_property
+    def _name_array(self) -> np.ndarray:
+        """Node names as an object array (selecting by a mask is then one C-level copy)."""
+        names = np.empty(len(self._names), dtype=object)
+        names[:] = self._names
+        return names
 
     def pred_closure(self, names: Iterable[str]) -> frozenset[str]:
         """The smallest predecessor-closed set holding ``names``."""
@@ -782,9 +788,19 @@ def block_key(name: str) -> str | None:
     return None
 
 
+def grouped_order(key: np.ndarray, n: int) -> np.ndarray:
+    """The stable order that groups ``key`` (values in ``[0, n)``) ascending.
+
+    Keys below 2**16 are sorted as uint16, which numpy sorts by radix (3x faster than int64).
+    """
+    if n <= 1 << 16:
+        key = key.astype(np.uint16)
+    return np.argsort(key, kind="stable")
+
+
 def _adjacency(n: int, key: np.ndarray, value: np.ndarray) -> list[list[int]]:
     """``out[i]`` = the ``value`` of every edge whose ``key`` is i, in edge order."""
-    order = np.argsort(key, kind="stable")
+    order = grouped_order(key, n)
     flat = value[order].tolist()
     ends = np.cumsum(np.bincount(key, minlength=n)).tolist()
     return [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)]

@@ -29,7 +29,7 @@ import numpy as np
 from splitopt.backends.results import Result
 from splitopt.costs import BITS, tied_pairs
 from splitopt.errors import GraphError, InputError, check_finite_nonneg
-from splitopt.graph import LayerGraph
+from splitopt.graph import LayerGraph, grouped_order
 from splitopt.system import Device, Link, Server
 
 T = TypeVar("T")
@@ -70,7 +70,7 @@ def graph_arrays(graph: LayerGraph) -> GraphArrays:
 
 def _build_arrays(graph: LayerGraph) -> GraphArrays:
     src, dst = graph.edge_index
-    by_producer = np.argsort(src, kind="stable")  # edges grouped by producer, in edge order
+    by_producer = grouped_order(src, len(graph))  # edges grouped by producer, in edge order
     src, dst = src[by_producer], dst[by_producer]
     measured: dict[str, tuple[list[int], list[float], list[float]]] = {}
     timed = graph.timed_indices.tolist()
@@ -97,10 +97,13 @@ def _reached(n: int, src: np.ndarray, dst: np.ndarray, sources: np.ndarray) -> n
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import breadth_first_order
 
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n)),
-                             [src.size + sources.size]])
-    graph = csr_matrix((np.ones(src.size + sources.size, dtype=np.int8),
-                        np.concatenate([dst, sources]), indptr), shape=(n + 1, n + 1))
+    e = src.size  # int32 indices and float data are what csgraph works in: nothing is converted
+    indptr = np.empty(n + 2, dtype=np.int32)
+    indptr[:n + 1] = np.searchsorted(src, np.arange(n + 1))
+    indptr[n + 1] = e + sources.size
+    heads = np.empty(e + sources.size, dtype=np.int32)
+    heads[:e], heads[e:] = dst, sources
+    graph = csr_matrix((np.ones(heads.size), heads, indptr), shape=(n + 1, n + 1))
     order = breadth_first_order(graph, n, directed=True, return_predecessors=False)
     mask = np.zeros(n + 1, dtype=bool)
     mask[order] = True

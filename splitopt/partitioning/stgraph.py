@@ -150,7 +150,7 @@ def _structure(src: np.ndarray, dst: np.ndarray, force_in: np.ndarray, force_out
         raise SolverError("an input feeds the output through a forced arc; no finite cut exists")
     cut = _cuttable(clo_t, clo_h)
     clo_t, clo_h = clo_t[cut], clo_h[cut]
-    ten_t, ten_h, tensor_of, ten_inf, n_relay = _tensor_arcs(src, node_of, nw, size, dedupe)
+    ten_t, ten_h, tensor_of, ten_inf, n_relay = _tensor_arcs(src, node_of, nu, nw, size, dedupe)
     n_fin = tensor_of.size  # the finite tensor arcs come first; only they can run s -> t
     always = tensor_of[(ten_t[:n_fin] == SOURCE) & (ten_h[:n_fin] == SINK)]
     cut = _cuttable(ten_t, ten_h)
@@ -195,7 +195,7 @@ def _with_capacities(st: _Structure, dev: np.ndarray, srv: np.ndarray, tensor: n
 def _number_nodes(n: int, force_in: np.ndarray, force_out: np.ndarray,
                   rep: np.ndarray | None) -> tuple[np.ndarray, int]:
     free = ~(force_in | force_out)
-    node_of = np.empty(n, dtype=np.int64)
+    node_of = np.empty(n, dtype=np.int32)  # OR-Tools' node type: the arcs need no conversion
     node_of[force_in] = SOURCE
     node_of[force_out] = SINK
     if rep is None:
@@ -213,37 +213,28 @@ def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return key // m, key % m
 
 
-def _tensor_arcs(src: np.ndarray, node_of: np.ndarray, nw: np.ndarray, first_relay: int,
-                 dedupe: bool) -> tuple:
+def _tensor_arcs(src: np.ndarray, node_of: np.ndarray, nu: np.ndarray, nw: np.ndarray,
+                 first_relay: int, dedupe: bool) -> tuple:
     """One arc per single-consumer tensor, a relay per multi-consumer tensor.
 
     Returns tails, heads (the finite arcs first), the producer whose tensor cost each finite arc
     carries, the infinite flags and the number of relays.
     """
-    nu = node_of[src]
     ext = nu != nw  # consumers in the producer's own group never see the tensor cross
     u, w = src[ext], nw[ext]
-    if u.size == 0:
-        e = np.zeros(0, np.int64)
-        return e, e, e, np.zeros(0, bool), 0
     if dedupe:  # distinct (tensor, consumer node) pairs; graph_arrays' src is already sorted
         u, w = _unique_pairs(u, w)
-    starts = np.concatenate([[0], np.flatnonzero(u[1:] != u[:-1]) + 1])
-    counts = np.diff(starts, append=u.size)
-    tid = np.repeat(np.arange(starts.size), counts)  # tensor number of each pair
-    prod = u[starts]
-    multi = counts > 1
-    single_pair = ~multi[tid]
-    relay_of = np.full(starts.size, -1, np.int64)
-    relay_of[multi] = first_relay + np.arange(int(multi.sum()))
-    prod_node = node_of[prod]
-    tails = np.concatenate([prod_node[tid[single_pair]], prod_node[multi],
-                            relay_of[tid[~single_pair]]])
-    heads = np.concatenate([w[single_pair], relay_of[multi], w[~single_pair]])
-    n_fin = int(single_pair.sum()) + int(multi.sum())
-    tensor_of = np.concatenate([u[single_pair], prod[multi]])
-    inf = np.arange(tails.size) >= n_fin
-    return tails, heads, tensor_of, inf, int(multi.sum())
+    consumers = np.bincount(u, minlength=node_of.size)
+    multi = consumers[u] > 1  # pairs of a tensor with several consumer nodes: through a relay
+    single = ~multi
+    shared = np.flatnonzero(consumers > 1)  # producers of those tensors, ascending
+    relay_of = np.zeros(node_of.size, np.int32)
+    relay_of[shared] = first_relay + np.arange(shared.size)
+    tails = np.concatenate([node_of[u[single]], node_of[shared], relay_of[u[multi]]])
+    heads = np.concatenate([w[single], relay_of[shared], w[multi]])
+    tensor_of = np.concatenate([u[single], shared])
+    inf = np.arange(tails.size) >= tensor_of.size
+    return tails, heads, tensor_of, inf, int(shared.size)
 
 
 def solve_network(net: Network, price: Any, rel_tol: float = 1e-10) -> Result:
