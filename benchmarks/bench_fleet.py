@@ -26,7 +26,8 @@ Fleets: 5 catalog compute classes cycling, each device its own SNR (uniform 0-25
 server (shared for ``planner-shared``), batch 32, 5 local iterations, 100 rounds.
 
 Run: ``.venv/bin/python -m splitopt.benchmarks.bench_fleet [--quick]``
-(or ``splitopt bench fleet``).
+(or ``splitopt bench fleet``); one row: ``--only gpt2-N10000 builder [--repeats 15]`` (instance
+and method as printed; the method may be left out).
 """
 
 from __future__ import annotations
@@ -294,8 +295,18 @@ SPEC = register(BenchSpec(
 
 
 def main(argv: list[str]) -> None:
-    """Print one line per case (quick sweep with --quick)."""
-    for case in _cases("--quick" in argv):
+    """Print one line per case (quick sweep with --quick; ``--only INSTANCE [METHOD]`` for one
+    row, ``--repeats R`` to change its repeats)."""
+    only = argv[argv.index("--only") + 1:argv.index("--only") + 3] if "--only" in argv else []
+    repeats = int(argv[argv.index("--repeats") + 1]) if "--repeats" in argv else 0
+    cases = _cases("--quick" in argv)
+    if only:
+        model, n = only[0].rsplit("-N", 1)
+        methods = [only[1]] if len(only) > 1 and not only[1].startswith("--") else [
+            c.method for c in cases if c.instance == only[0]] or ["planner", "builder"]
+        cases = [Case(only[0], m, partial(replan_case, model, int(n)) if m == "update" else
+                      partial(plan_case, model, int(n), m, repeats), int(n)) for m in methods]
+    for case in cases:
         row = case.run()
         keys = ("devices", "cuts", "agree", "solve_s", "anchor_s", "ratio_median", "ratio_min",
                 "ratio_max", "update_ms", "rebisect_ms", "scratch_fleet_ms", "scratch_builder_ms")

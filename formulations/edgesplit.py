@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from splitopt.costs import CutTable, RoundTerms, round_terms
+from splitopt.costs import CutTable, RoundTerms, column, round_terms
 from splitopt.errors import InfeasibleError, InputError
 from splitopt.plan import DevicePlan, Plan
 from splitopt.scenario import Scenario
@@ -131,17 +131,20 @@ class EdgeSplit:
 
     def problem(self, scenario: Scenario, table: CutTable | None = None) -> Any:
         """The builder Problem: minimise rounds x round latency (memory rows per device)."""
-        from splitopt.model import Problem
-
         scen = self.scenario_for(scenario)
         if scen.server.serving == "sequential":
             raise InputError("server.serving", "sequential", "shared or dedicated for the "
                              "builder's Problem", f"{type(self).__name__}().solve(scenario) solves "
                              "the sequential server exactly (each device's cheapest cut).")
         table = table if table is not None else self.table(scen)
+        return self._problem(scen, table, column(scen.devices, "memory_bytes"))
+
+    def _problem(self, scen: Scenario, table: CutTable, caps: np.ndarray) -> Any:
+        """:meth:`problem` with every device's memory_bytes read (``caps``)."""
+        from splitopt.model import Problem
+
         p = Problem(scen, cuts=table, server_share=scen.server.serving == "shared")
         if self.memory:  # one row per finite-memory device (found in arrays: fleets are large)
-            caps = np.array([d.memory_bytes for d in scen.devices], dtype=float)
             for k in np.flatnonzero(np.isfinite(caps)).tolist():
                 d = scen.devices[k]
                 p.add(p.memory(d.name) <= d.memory_bytes, name=f"memory:{d.name}")
@@ -161,11 +164,12 @@ class EdgeSplit:
             return checked(scen, self._solve_shared(scen, table, t0, time_limit),
                            memory=self.memory)
         build = time.perf_counter() - t0
-        res = self.problem(scen, table).solve(time_limit=time_limit, backend=backend)
+        caps = column(scen.devices, "memory_bytes")
+        res = self._problem(scen, table, caps).solve(time_limit=time_limit, backend=backend)
         if res.plan is None:
             raise InfeasibleError(f"{self.name}: no plan found ({res.termination}: {res.message})")
         meta = {"formulation": self.name, "paper": self.paper, "path": res.path,
-                "candidates": len(table), "exact_over": self._scope(scen, table),
+                "candidates": len(table), "exact_over": self._scope(scen, table, caps),
                 "build_s": build + res.build_s, "solve_s": res.solve_s}
         return replace(res.plan, method=f"{self.name}-exact", meta=meta)
 
@@ -210,7 +214,7 @@ class EdgeSplit:
         return self.plan(scen, table, choice, np.ones(n), np.full(n, np.nan),
                          method=f"{self.name}-exact", meta=meta, status="optimal", bound=value)
 
-    def _scope(self, scen: Scenario, table: CutTable) -> str:
+    def _scope(self, scen: Scenario, table: CutTable, caps: np.ndarray | None = None) -> str:
         """What the optimum is proven over: every split, or only the candidates given."""
         g = scen.graph
         if not isinstance(self.candidates, str):
@@ -219,7 +223,7 @@ class EdgeSplit:
             return "the topological prefixes"
         if g.is_chain:
             return "every split"
-        caps = np.array([d.memory_bytes for d in scen.devices])[:, None]
+        caps = (column(scen.devices, "memory_bytes") if caps is None else caps)[:, None]
         binds = (self.memory and bool(np.isfinite(caps).any())  # (no memory row: cannot bind)
                  and bool((self.terms(scen, table).mem > caps).any()))
         if scen.server.serving == "shared" or binds:

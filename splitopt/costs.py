@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from operator import attrgetter
 
 import numpy as np
 
@@ -161,6 +162,9 @@ class RoundTerms:
     mem: np.ndarray
     e_comp: np.ndarray
     e_tx: np.ndarray
+    #: (N, 1) seconds per bit up / down at the whole band (divide by the share), when known
+    s_up: np.ndarray | None = None
+    s_dn: np.ndarray | None = None
 
     def round_time(self, beta: np.ndarray | float, phi: np.ndarray | float = 1.0) -> np.ndarray:
         """T[k, c] for bandwidth shares ``beta`` (N,) and server shares ``phi`` (N,)."""
@@ -185,25 +189,46 @@ def round_terms(devices: Sequence[Device], server: Server, channel: Channel, tra
     full = table.masks.all(axis=1)
     agg_bytes = np.where(full | agg, table.param_bytes, 0.0)
     sec_srv = table.srv_seconds(server)
-    rows: dict[tuple, int] = {}  # compute seconds depend on (class, FLOP/s) only: once per class
-    which = [rows.setdefault(k, len(rows)) for k in zip([d.cls for d in devices],
-                                                        [d.flops for d in devices])]
-    reps = dict(zip(which, devices))
-    a_dev = np.stack([table.dev_seconds(reps[r]) for r in range(len(rows))])[which] * b * it
+    which, reps = compute_groups(table.graph, devices)  # compute seconds once per group
+    a_dev = np.stack([table.dev_seconds(d) for d in reps])[which] * b * it
     a_srv = np.broadcast_to(sec_srv, a_dev.shape) * b * it
     # activations up / gradients down per sample, the tied gradients each way per iteration
     bits = it * BITS * (b * table.boundary_bytes + table.tied_bytes) + BITS * agg_bytes  # (N, C)
-    # per_bit_seconds of every device, in arrays
-    up = 1.0 / (channel.bandwidth_up_hz * np.array([d.spectral_eff_up for d in devices],
-                                                   dtype=float).reshape(-1, 1))
-    pbs = up + 1.0 / (channel.bandwidth_dn_hz * np.array([d.spectral_eff_dn for d in devices],
-                                                        dtype=float).reshape(-1, 1))
+    # seconds per bit of every device, in arrays
+    up = 1.0 / (channel.bandwidth_up_hz * column(devices, "spectral_eff_up")).reshape(-1, 1)
+    dn = 1.0 / (channel.bandwidth_dn_hz * column(devices, "spectral_eff_dn")).reshape(-1, 1)
     mem = (2 + training.optimizer_copies) * table.param_bytes + b * table.act_bytes
-    mem = mem + np.array([d.workspace_bytes for d in devices]).reshape(-1, 1)
-    p_comp = np.array([d.power_compute_w for d in devices]).reshape(-1, 1)
-    p_tx = np.array([d.power_tx_w for d in devices]).reshape(-1, 1)
-    return RoundTerms(a_dev=a_dev, a_srv=np.array(a_srv), d=bits * pbs, mem=mem,
-                      e_comp=p_comp * a_dev, e_tx=p_tx * bits * up)
+    mem = mem + column(devices, "workspace_bytes").reshape(-1, 1)
+    p_comp = column(devices, "power_compute_w").reshape(-1, 1)
+    p_tx = column(devices, "power_tx_w").reshape(-1, 1)
+    return RoundTerms(a_dev=a_dev, a_srv=np.array(a_srv), d=bits * (up + dn), mem=mem,
+                      e_comp=p_comp * a_dev, e_tx=p_tx * bits * up, s_up=up, s_dn=dn)
+
+
+def column(devices: Sequence[Device], field: str) -> np.ndarray:
+    """One numeric Device field of every device, as a float array."""
+    return np.fromiter(map(attrgetter(field), devices), dtype=float, count=len(devices))
+
+
+def compute_groups(graph: LayerGraph, devices: Sequence[Device]) -> tuple[np.ndarray,
+                                                                          list[Device]]:
+    """Each device's compute group, and one device per group.
+
+    Devices of a group have equal compute seconds on every node of ``graph``
+    (``graph.train_seconds``).
+
+    The seconds depend on the FLOP/s, and on the class only where the graph has measured times:
+    without any, devices are grouped by FLOP/s alone (in arrays); with some, by (class, FLOP/s).
+    """
+    flops = [d.flops for d in devices]
+    if not len(graph.timed_indices):
+        _, first, which = np.unique(np.array(flops, dtype=float), return_index=True,
+                                    return_inverse=True)
+        return which.reshape(-1), [devices[i] for i in first.tolist()]
+    rows: dict[tuple, int] = {}
+    group = [rows.setdefault(k, len(rows)) for k in zip([d.cls for d in devices], flops)]
+    reps = dict(zip(group, devices))
+    return np.array(group, dtype=np.int64), [reps[r] for r in range(len(rows))]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import json
 import math
 import numbers
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -95,6 +95,92 @@ class DevicePlan:
             raise InputError(f"device {self.device!r}.mode", self.mode, "'split' or 'fl'")
 
 
+class DeviceRows(Sequence):
+    """A plan's DevicePlans held as columns; each DevicePlan is made when first read.
+
+    ``decisions`` are validated DevicePlans (their name and shares are placeholders) with what
+    devices share: the device side, batch size, mode, selection; device k takes
+    ``decisions[which[k]]`` under its own name ``names[k]`` and shares ``beta[k]``, ``phi[k]``
+    (``phi`` None: no planned server share). A fleet's plan has a few decisions, so a solver
+    writes 10^4 devices as arrays (``pricing.DevicePlans``) and the guard reads them as arrays
+    (``solving.verify_builder``); iterating, indexing or comparing builds the tuple of
+    DevicePlans once, equal to the one a plain tuple would hold.
+    """
+
+    def __init__(self, names: Sequence[str], decisions: Sequence[DevicePlan], which: Any,
+                 beta: Any, phi: Any = None):
+        import numpy as np
+
+        self.names, self.decisions = list(names), tuple(decisions)
+        self.which = np.array(which, dtype=np.int64)
+        self.beta = np.array(beta, dtype=float)
+        self.phi = None if phi is None else np.array(phi, dtype=float)
+        for arr in (self.which, self.beta, self.phi):
+            if arr is not None:
+                arr.flags.writeable = False  # a frozen Plan's columns
+        n, hi = len(self.names), limits.PLAN_SHARE.hi
+        shares = [self.beta] + ([] if self.phi is None else [self.phi])
+        if not (len(self.which) == len(self.beta) == n and all(len(s) == n for s in shares)
+                and set(map(type, self.decisions)) <= {DevicePlan}
+                and set(map(type, self.names)) <= {str} and "" not in self.names
+                and (n == 0 or 0 <= self.which.min() <= self.which.max() < len(self.decisions))
+                and all(bool(np.all((s > 0) & (s <= hi))) for s in shares)):
+            raise InputError("devices", f"{n} device rows", "one device name, decision index "
+                             f"and share in {limits.PLAN_SHARE.text()} per device")
+        self._built: tuple[DevicePlan, ...] | None = None
+
+    def plans(self) -> tuple[DevicePlan, ...]:
+        """Every DevicePlan (built on the first call, shares clipped into [1e-12, 1])."""
+        if self._built is None:
+            fields = [vars(d) for d in self.decisions]
+            phis = [None] * len(self.names) if self.phi is None else self.phi.tolist()
+            out: list[DevicePlan] = []
+            new, put, add = object.__new__, object.__setattr__, out.append
+            for name, j, b, f in zip(self.names, self.which.tolist(), self.beta.tolist(), phis):
+                d = new(DevicePlan)  # a copy of the validated decision, new name/shares
+                own = fields[j].copy()  # (a dict copy and three stores: the fastest way measured)
+                own["device"], own["bandwidth_share"], own["server_share"] = name, b, f
+                put(d, "__dict__", own)
+                add(d)
+            self._built = tuple(out)
+        return self._built
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.plans()[i]
+
+    def __iter__(self) -> Iterator[DevicePlan]:
+        return iter(self.plans())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DeviceRows):
+            other = other.plans()
+        return isinstance(other, tuple) and self.plans() == other
+
+    def __hash__(self) -> int:
+        return hash(self.plans())
+
+    def __add__(self, other: Any) -> tuple:
+        return self.plans() + tuple(other)
+
+    def __radd__(self, other: Any) -> tuple:
+        return tuple(other) + self.plans()
+
+    def __repr__(self) -> str:
+        return repr(self.plans())
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_built": None}  # (pickled as columns)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for arr in (self.which, self.beta, self.phi):
+            if arr is not None:
+                arr.flags.writeable = False
+
+
 @dataclass(frozen=True)
 class PlanCosts:
     """Predicted costs of a plan under the reference model."""
@@ -120,7 +206,7 @@ class Plan:
     difference; ``method`` names the path that produced it.
     """
 
-    devices: tuple[DevicePlan, ...]
+    devices: tuple[DevicePlan, ...] | DeviceRows
     rounds: float = 1.0
     status: str = "unknown"
     objective: float | None = None
@@ -133,8 +219,10 @@ class Plan:
         if isinstance(self.devices, (str, bytes, Mapping)) or not isinstance(self.devices,
                                                                             Iterable):
             raise InputError("devices", type(self.devices).__name__, "a list of DevicePlans")
-        object.__setattr__(self, "devices", tuple(self.devices))
-        if not set(map(type, self.devices)) <= {DevicePlan}:  # (C speed; fleets are large)
+        if not isinstance(self.devices, DeviceRows):  # (DeviceRows: checked when made)
+            object.__setattr__(self, "devices", tuple(self.devices))
+        if not isinstance(self.devices, DeviceRows) and not set(
+                map(type, self.devices)) <= {DevicePlan}:  # (C speed; fleets are large)
             for i, d in enumerate(self.devices):
                 if not isinstance(d, DevicePlan):
                     raise InputError(f"devices[{i}]", d, "a DevicePlan")

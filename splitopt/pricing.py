@@ -16,13 +16,14 @@ check that both agree on random plans (tests/test_planner.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from splitopt.costs import Phases
-from splitopt.plan import DevicePlan, PlanCosts
+from splitopt.plan import DevicePlan, DeviceRows, PlanCosts
 
 OPTION_ARRAYS = ("a_dev", "a_srv", "up", "dn", "agg", "mem", "comm", "e_comp", "e_tx")
 FIELDS = ("device_compute_s", "server_compute_s", "uplink_s", "downlink_s", "aggregation_s",
@@ -32,16 +33,26 @@ FIELDS = ("device_compute_s", "server_compute_s", "uplink_s", "downlink_s", "agg
 class PhaseTable(Mapping):
     """Per-device :class:`~splitopt.costs.Phases` held as one (N, 10) array.
 
-    A read-only mapping by device name that builds a Phases object only when one is looked up.
+    A read-only mapping by device name that builds a Phases object only when one is looked up;
+    ``values`` may be a callable that makes the array on first use (a plan's phases are often
+    never read).
     """
 
-    def __init__(self, names: Sequence[str], values: np.ndarray):
-        self.names, self.array = list(names), values
+    def __init__(self, names: Sequence[str], values: np.ndarray | Callable[[], np.ndarray]):
+        self.names = names if isinstance(names, list) else list(names)
+        self._values = values
         self._row: dict[str, int] | None = None
+
+    @property
+    def array(self) -> np.ndarray:
+        """The (N, 10) phases in FIELDS order."""
+        if callable(self._values):
+            self._values = self._values()
+        return self._values
 
     def __getitem__(self, name: str) -> Phases:
         if self._row is None:
-            self._row = {n: i for i, n in enumerate(self.names)}
+            self._row = dict(zip(self.names, range(len(self.names))))
         return Phases(*map(float, self.array[self._row[name]]))
 
     def __iter__(self) -> Iterator[str]:
@@ -55,18 +66,20 @@ class PhaseTable(Mapping):
         return self.array[:, FIELDS.index(field)]
 
 
-def option_phases(options, rows: np.ndarray, option: np.ndarray, beta: np.ndarray,
-                  phi: np.ndarray, local_iters: int) -> np.ndarray:
-    """(len(rows), 10) phases (FIELDS order) of devices ``rows`` on their options and shares."""
-    take = lambda x: x[rows, option]  # noqa: E731
-    a_dev, a_srv, up, dn, agg = (take(options.a_dev), take(options.a_srv), take(options.up),
-                                 take(options.dn), take(options.agg))
-    srv, t_up, t_dn, t_agg = a_srv / phi, up / beta, dn / beta, agg / beta
+def taken(options, rows: np.ndarray, option: np.ndarray) -> dict[str, np.ndarray]:
+    """Each option array (OPTION_ARRAYS) at device ``rows[i]``'s option ``option[i]`` (copies)."""
+    return {k: getattr(options, k)[rows, option] for k in OPTION_ARRAYS}
+
+
+def phases_of(t: Mapping[str, np.ndarray], beta: np.ndarray, phi: np.ndarray,
+              local_iters: int) -> np.ndarray:
+    """(N, 10) phases (FIELDS order) from the devices' option costs ``t`` (see :func:`taken`)."""
+    a_dev, srv = t["a_dev"], t["a_srv"] / phi
+    t_up, t_dn, t_agg = t["up"] / beta, t["dn"] / beta, t["agg"] / beta
     iteration = (a_dev + srv + t_up + t_dn) / float(local_iters)
     return np.column_stack([a_dev, srv, t_up, t_dn, t_agg, iteration,
-                            a_dev + srv + t_up + t_dn + t_agg, take(options.mem),
-                            take(options.e_comp) + take(options.e_tx) / beta,
-                            take(options.comm)])
+                            a_dev + srv + t_up + t_dn + t_agg, t["mem"],
+                            t["e_comp"] + t["e_tx"] / beta, t["comm"]])
 
 
 def round_latency(round_s: np.ndarray, fl: np.ndarray, in_turn: bool) -> float:
@@ -87,26 +100,29 @@ def price_options(scenario, options, names: Sequence[str], option: np.ndarray,
     """
     option = np.asarray(option, dtype=np.int64)
     sel = options.cut[option] >= 0
-    beta = np.asarray(beta, dtype=float)
-    phi = np.ones(len(option)) if phi is None else np.asarray(phi, dtype=float)
-    values = option_phases(options, np.flatnonzero(sel), option[sel], beta[sel], phi[sel],
-                           scenario.training.local_iters)
+    beta = np.array(beta, dtype=float)  # (copies: read when the phases are made)
+    phi = np.ones(len(option)) if phi is None else np.array(phi, dtype=float)
+    every = bool(sel.all())
+    ks = np.arange(len(option)) if every else np.flatnonzero(sel)
+    opt, b, f = (option, beta, phi) if every else (option[sel], beta[sel], phi[sel])
+    t = taken(options, ks, opt)  # (copies: the phases are made on first read, see PhaseTable)
+    round_s = t["a_dev"] + t["a_srv"] / f + (t["up"] + t["dn"] + t["agg"]) / b
     tr = scenario.training
     in_turn = tr.schedule == "sequential" or getattr(scenario.server, "serving", "") == "sequential"
-    latency = round_latency(values[:, FIELDS.index("round_s")], options.is_fl[option[sel]],
-                            in_turn)
-    kept = [n for n, s in zip(names, sel, strict=True) if s]
+    latency = round_latency(round_s, options.is_fl[opt], in_turn)
+    kept = names if every else [n for n, s in zip(names, sel, strict=True) if s]
     total = latency * rounds if np.isfinite(rounds) else np.inf
-    return PlanCosts(PhaseTable(kept, values), latency, float(rounds), float(total))
+    phases = partial(phases_of, t, b, f, tr.local_iters)
+    return PlanCosts(PhaseTable(kept, phases), latency, float(rounds), float(total))
 
 
 class DevicePlans:
-    """DevicePlan objects for many devices at new shares, validated once per option.
+    """A plan's devices for many devices at new shares, validated once per option.
 
     ``DevicePlan.__post_init__`` checks every node name of the device side (about 10-20 us for a
-    50-node side), which dominates building a plan for 1000+ devices. Here one DevicePlan per
-    (option) is built and validated; each device's copy then changes only its name and shares,
-    which are checked here for the whole fleet at once (names come from a validated Scenario).
+    50-node side). Here one DevicePlan per option is built and validated, and the fleet is held
+    as columns (:class:`~splitopt.plan.DeviceRows`: names, each device's option, its shares); a
+    device's own DevicePlan is made only when someone reads ``plan.devices``.
     """
 
     def __init__(self, table, options):
@@ -125,23 +141,18 @@ class DevicePlans:
         return t
 
     def build(self, names: Sequence[str], option: np.ndarray, beta: np.ndarray,
-              phi: np.ndarray | None) -> tuple[DevicePlan, ...]:
-        """One DevicePlan per device (shares clipped into [1e-12, 1], as the decoder does)."""
+              phi: np.ndarray | None) -> DeviceRows:
+        """Every device's DevicePlan, as columns.
+
+        Shares are clipped into [1e-12, 1], as the decoder does; ``phi`` None: server share 1.
+        """
         beta = np.clip(np.asarray(beta, dtype=float), 1e-12, 1.0)
-        phis = None if phi is None else np.clip(np.asarray(phi, dtype=float), 1e-12, 1.0)
-        if not (np.all(np.isfinite(beta)) and (phis is None or np.all(np.isfinite(phis)))):
+        phis = np.ones(len(beta)) if phi is None else np.clip(np.asarray(phi, dtype=float),
+                                                               1e-12, 1.0)
+        if not (np.all(np.isfinite(beta)) and np.all(np.isfinite(phis))):
             raise ValueError("shares must be finite")
-        fields = {o: vars(self.template(o)) for o in np.unique(option).tolist()}
-        phi_list = [1.0] * len(names) if phis is None else phis.tolist()
-        out: list[DevicePlan] = []
-        new, put, add = object.__new__, object.__setattr__, out.append
-        for name, o, b, f in zip(names, option.tolist(), beta.tolist(), phi_list, strict=True):
-            d = new(DevicePlan)  # a copy of the validated template, new name/shares
-            own = fields[o].copy()  # (a dict copy and three stores: the fastest way measured)
-            own["device"], own["bandwidth_share"], own["server_share"] = name, b, f
-            put(d, "__dict__", own)
-            add(d)
-        return tuple(out)
+        used, which = np.unique(np.asarray(option, dtype=np.int64), return_inverse=True)
+        return DeviceRows(names, [self.template(o) for o in used.tolist()], which, beta, phis)
 
 
 class MutableOptions:

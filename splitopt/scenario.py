@@ -215,6 +215,10 @@ class Scenario:
         """Number of devices in the fleet."""
         return len(self.devices)
 
+    def device_names(self) -> list[str]:
+        """The devices' names in fleet order (from the name index: no pass over the devices)."""
+        return list(self._by_name)  # type: ignore[attr-defined]
+
     def device(self, name: str) -> Device:
         """The device called ``name``."""
         d = self._by_name.get(name) if isinstance(name, str) else None  # type: ignore[attr-defined]

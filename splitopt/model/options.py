@@ -87,8 +87,6 @@ def build_options(scenario: Scenario, table: CutTable, batches: Sequence[int],
     """Price every (cut, batch[, DVFS level]) option (and "off" when ``selectable``) per device."""
     devs, ch, tr = scenario.devices, scenario.channel, scenario.training
     n, c = len(devs), len(table)
-    s_up = np.array([1.0 / (ch.bandwidth_up_hz * d.spectral_eff_up) for d in devs])[:, None]
-    s_dn = np.array([1.0 / (ch.bandwidth_dn_hz * d.spectral_eff_dn) for d in devs])[:, None]
     full = table.masks.all(axis=1)
     agg_bytes = np.where(full | tr.aggregate, table.param_bytes, 0.0)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in
@@ -97,6 +95,8 @@ def build_options(scenario: Scenario, table: CutTable, batches: Sequence[int],
     it = float(tr.local_iters)
     for b in batches:
         rt = round_terms(devs, scenario.server, ch, tr, table, batch=int(b))
+        s_up, s_dn = rt.s_up, rt.s_dn  # (N, 1) seconds per bit at the whole band
+        assert s_up is not None and s_dn is not None
         # per iteration: activations up and gradients down (per sample), each side's gradient
         # of the weights tied across the cut (once; costs.round_terms)
         per_iter = b * table.boundary_bytes + table.tied_bytes

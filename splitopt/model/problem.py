@@ -130,7 +130,7 @@ class Problem:
         self.objective: Expr | None = None
         self.sense = "min"
         self.tied = False
-        self._names = {d.name: i for i, d in enumerate(scenario.devices)}
+        self._names = dict(zip(scenario.device_names(), range(n)))
         self._pricing: Scenario | None = None
         self.recompute: Recompute | None = Recompute(self) if recompute else None
         self.relays: Relays | None = None if relays is None else Relays(self, relays)

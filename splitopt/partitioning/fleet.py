@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from splitopt.backends.results import Result
-from splitopt.costs import BITS
+from splitopt.costs import BITS, compute_groups
 from splitopt.errors import InputError
 from splitopt.partitioning import solver
 from splitopt.partitioning.problem import (
@@ -126,8 +126,8 @@ def class_hull_sets(scenario: Scenario) -> list[frozenset[str]]:
     from splitopt.partitioning.hull import hull  # the package attribute is shadowed by the module
 
     tr, measured = scenario.training, graph_arrays(scenario.graph).measured
-    first: dict[tuple, Device] = {}
-    for d in scenario.devices:
+    first: dict[tuple, Device] = {}  # (compute_groups: one device per group, in arrays)
+    for d in compute_groups(scenario.graph, scenario.devices)[1]:
         first.setdefault(compute_signature(d, measured), d)
     out: dict[frozenset[str], None] = {}
     for dev in first.values():

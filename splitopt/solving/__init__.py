@@ -153,7 +153,7 @@ def decode(p: Problem, option: np.ndarray, beta: np.ndarray | None, phi: np.ndar
     f = np.asarray(phi, dtype=float) if (phi is not None and p.server_share is not None) else None
     b = np.clip(np.nan_to_num(b, nan=1e-12), 1e-12, 1.0)
     f = None if f is None else np.clip(np.nan_to_num(f, nan=1e-12), 1e-12, 1.0)
-    names = [d.name for d in p.scenario.devices]
+    names = p.scenario.device_names()
     pricing = p.pricing_scenario()
     # the server model the plan is priced under (the Problem's own flag; see pricing_scenario)
     meta = {"serving": getattr(pricing.server, "serving", "dedicated")}

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from splitopt.costs import BITS, CutTable, takes_turns
+from splitopt.costs import BITS, CutTable, column, compute_groups, takes_turns
 
 #: at most this many devices: the guard re-prices with the scalar ``evaluate()`` (every problem of
 #: the property suite and of the small tests); above, with :func:`reprice`. ``evaluate`` costs
@@ -44,6 +44,38 @@ class Repriced:
         return {n: i for i, n in enumerate(self.names)}
 
 
+def plan_columns(plan: Any) -> tuple[list[str], list[Any], np.ndarray, np.ndarray,
+                                      np.ndarray | None]:
+    """The selected devices of ``plan`` as columns: (names, decisions, which, beta, phi).
+
+    Device i (of the selected ones) made ``decisions[which[i]]`` (a DevicePlan whose side,
+    batch and mode it shares) at shares ``beta[i]``, ``phi[i]`` (NaN: no server share planned;
+    ``phi`` None when no device has one). Read from the plan's own columns when it has them
+    (:class:`~splitopt.plan.DeviceRows`), else from its DevicePlans.
+    """
+    from splitopt.plan import DeviceRows
+
+    devs = plan.devices
+    if isinstance(devs, DeviceRows):
+        chosen = np.array([d.selected for d in devs.decisions], dtype=bool)[devs.which]
+        keep = None if chosen.all() else np.flatnonzero(chosen)
+        names = devs.names if keep is None else [devs.names[k] for k in keep.tolist()]
+        which, beta = (devs.which, devs.beta) if keep is None else (devs.which[keep],
+                                                                    devs.beta[keep])
+        phi = None if devs.phi is None else devs.phi if keep is None else devs.phi[keep]
+        return names, list(devs.decisions), which, beta, phi
+    sel = [d for d in devs if d.selected]
+    first: dict[tuple, int] = {}
+    which = np.array([first.setdefault((d.device_side, d.batch_size, d.mode), i)
+                      for i, d in enumerate(sel)], dtype=np.int64)
+    order, which = np.unique(which, return_inverse=True)
+    phis = [d.server_share for d in sel]
+    return ([d.device for d in sel], [sel[i] for i in order.tolist()], which.astype(np.int64),
+            np.array([d.bandwidth_share for d in sel], dtype=float),
+            None if all(f is None for f in phis) else
+            np.array([np.nan if f is None else f for f in phis], dtype=float))
+
+
 def reprice(scenario: Any, plan: Any) -> Repriced:
     """Price ``plan`` under ``scenario`` in arrays (see the module docstring).
 
@@ -52,41 +84,34 @@ def reprice(scenario: Any, plan: Any) -> Repriced:
     """
     g, tr, ch, srv = scenario.graph, scenario.training, scenario.channel, scenario.server
     serving = getattr(srv, "serving", "dedicated")
-    chosen = [d for d in plan.devices if d.selected]
-    # one list per field (floats and shared objects: no new containers for the collector)
-    f_ = [d.server_share for d in chosen]
-    if serving == "shared" and None in f_:
+    names, decisions, which, beta, f_ = plan_columns(plan)
+    if serving == "shared" and (f_ is None or np.isnan(f_).any()):
         raise ValueError("unplanned server shares")
     labels = tr.labels == "device"
     whole = frozenset(g.names)
-    fl = [d.mode == "fl" for d in chosen]
     side_of: dict[Any, int] = {}  # each distinct side once (a fleet's plan has a few)
-    key = np.array([side_of.setdefault(whole if f else d.device_side, len(side_of))
-                    for f, d in zip(fl, chosen)], dtype=np.int64)
-    sides = [s if s is whole else g.check_split(s, labels_on_device=labels) for s in side_of]
-    if not sides:
+    fl_of = np.array([d.mode == "fl" for d in decisions], dtype=bool)
+    side_key = np.array([side_of.setdefault(whole if f else d.device_side, len(side_of))
+                         for f, d in zip(fl_of.tolist(), decisions)], dtype=np.int64)
+    if not len(names):
         return Repriced([], {f: np.zeros(0) for f in FIELDS}, 0.0)
+    sides = [s if s is whole else g.check_split(s, labels_on_device=labels) for s in side_of]
     table = CutTable.from_sets(g, sides)
-    names = [d.device for d in chosen]
+    key, fl = side_key[which], fl_of[which]
     every = scenario.devices
-    devs = (every if names == [dv.name for dv in every] else
-            [scenario.device(n) for n in names])
-    prof: dict[tuple[str, float], int] = {}
-    pk = np.array([prof.setdefault(k, len(prof)) for k in zip(
-        [dv.device_class or dv.name for dv in devs], [dv.flops for dv in devs])], dtype=np.int64)
-    eff_up = np.array([dv.spectral_eff_up for dv in devs], dtype=float)
-    eff_dn = np.array([dv.spectral_eff_dn for dv in devs], dtype=float)
-    work = np.array([dv.workspace_bytes for dv in devs], dtype=float)
-    p_comp = np.array([dv.power_compute_w for dv in devs], dtype=float)
-    p_tx = np.array([dv.power_tx_w for dv in devs], dtype=float)
+    devs = every if names == scenario.device_names() else [scenario.device(n) for n in names]
+    pk, prof = compute_groups(g, devs)  # equal compute seconds within a group
+    eff_up, eff_dn = column(devs, "spectral_eff_up"), column(devs, "spectral_eff_dn")
+    work, p_comp = column(devs, "workspace_bytes"), column(devs, "power_compute_w")
+    p_tx = column(devs, "power_tx_w")
     masks = table.masks.astype(float)
-    per_sample = np.column_stack([masks @ g.train_seconds(c, f) for c, f in prof])  # sides x prof
+    per_sample = np.column_stack([masks @ g.train_seconds(dv.cls, dv.flops)
+                                  for dv in prof])  # sides x groups
     t_dev_1 = per_sample[key, pk]
     t_srv_1 = ((~table.masks).astype(float) @ g.train_seconds(srv.device_class, srv.flops))[key]
-    phi = np.array([1.0 if f is None else f for f in f_], dtype=float)
-    beta = np.array([d.bandwidth_share for d in chosen], dtype=float)
-    b = np.array([tr.batch_size if d.batch_size is None else d.batch_size for d in chosen], float)
-    fl = np.array(fl, dtype=bool)
+    phi = np.ones(len(names)) if f_ is None else np.where(np.isnan(f_), 1.0, f_)
+    b = np.array([tr.batch_size if d.batch_size is None else d.batch_size for d in decisions],
+                 dtype=float)[which]
     up_bps = beta * ch.bandwidth_up_hz * eff_up
     dn_bps = beta * ch.bandwidth_dn_hz * eff_dn
     it = float(tr.local_iters)

@@ -33,6 +33,17 @@ def plan_options(problem: Any, plan: Any) -> tuple[np.ndarray, list[Check]]:
     return _plan_options(problem, plan, _plan_devices(plan, names), names)
 
 
+def _plan_rows(plan: Any, names: list[str]) -> Any:
+    """The plan's columns (:class:`~splitopt.plan.DeviceRows`) when they list ``names`` in order.
+
+    Else None (then the DevicePlans are read one by one).
+    """
+    from splitopt.plan import DeviceRows
+
+    rows = plan.devices
+    return rows if isinstance(rows, DeviceRows) and rows.names == names else None
+
+
 def _plan_devices(plan: Any, names: list[str]) -> list[Any]:
     """The plan's DevicePlan of each device ``names`` lists, in that order (or None)."""
     if [d.device for d in plan.devices] == names:
@@ -41,23 +52,35 @@ def _plan_devices(plan: Any, names: list[str]) -> list[Any]:
     return [by_name.get(n) for n in names]
 
 
-def _plan_options(problem: Any, plan: Any, devs: list[Any],
-                  names: list[str]) -> tuple[np.ndarray, list[Check]]:
+def _plan_options(problem: Any, plan: Any, devs: list[Any] | None, names: list[str],
+                  rows: Any = None) -> tuple[np.ndarray, list[Check]]:
+    """Each device's option, and the checks.
+
+    The plan is read from ``rows`` (its columns, in ``names`` order) when given, else from
+    ``devs`` (its DevicePlans in ``names`` order, None: absent).
+    """
     o = problem.options
     g, masks = problem.table.graph, problem.table.masks
     n = problem.n_devices
     chosen = np.full(n, -1, dtype=np.int64)
-    missing = [nm for nm, d in zip(names, devs) if d is None]
-    checks = [Check("plan covers every device", not missing and len(plan.devices) == n,
-                    "" if not missing else f"missing {missing[:5]}")]
     # one candidate list per distinct decision (a fleet has a few), then allowed per group
     decision: dict[tuple, int] = {}
     # DVFS levels from the plan's own record (model/dvfs.py; 1: the full clock)
     dvfs = getattr(problem, "dvfs", None)
-    levels = [1.0] * n if dvfs is None else dvfs.plan_levels(plan, names)
-    which = np.array([-1 if d is None else decision.setdefault(
-        (d.selected, d.device_side, d.batch_size, d.mode, lv), len(decision))
-        for d, lv in zip(devs, levels)], dtype=np.int64)
+    if rows is not None and dvfs is None:
+        missing: list[str] = []
+        which = np.array([decision.setdefault(
+            (d.selected, d.device_side, d.batch_size, d.mode, 1.0), len(decision))
+            for d in rows.decisions], dtype=np.int64)[rows.which]
+    else:
+        devs = _plan_devices(plan, names) if devs is None else devs
+        missing = [nm for nm, d in zip(names, devs) if d is None]
+        levels = [1.0] * n if dvfs is None else dvfs.plan_levels(plan, names)
+        which = np.array([-1 if d is None else decision.setdefault(
+            (d.selected, d.device_side, d.batch_size, d.mode, lv), len(decision))
+            for d, lv in zip(devs, levels)], dtype=np.int64)
+    checks = [Check("plan covers every device", not missing and len(plan.devices) == n,
+                    "" if not missing else f"missing {missing[:5]}")]
     default_batch = problem.scenario.training.batch_size
     bad = np.zeros(n, dtype=bool)
     for (selected, side, batch, mode, level), j in decision.items():
@@ -74,7 +97,7 @@ def _plan_options(problem: Any, plan: Any, devs: list[Any],
         hit = ok[np.arange(len(ks)), first]
         chosen[ks[hit]] = cands[first[hit]]
         bad[ks[~hit]] = True
-    culprits = [devs[k].device for k in np.flatnonzero(bad)[:5]]
+    culprits = [names[k] for k in np.flatnonzero(bad)[:5].tolist()]
     checks.append(Check("plan uses allowed options", not culprits, "" if not culprits else
                         f"devices {culprits} use an option the problem excludes"))
     return chosen, checks
@@ -118,19 +141,27 @@ def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: f
     from splitopt.plan import evaluate
 
     n, o = problem.n_devices, problem.options
-    every = [d.name for d in problem.scenario.devices]
-    devs = _plan_devices(plan, every)
-    opt, checks = _plan_options(problem, plan, devs, every)
+    every = problem.scenario.device_names()
+    rows = _plan_rows(plan, every)
+    devs = None if rows is not None else _plan_devices(plan, every)
+    opt, checks = _plan_options(problem, plan, devs, every, rows)
     if options is not None and np.any(opt >= 0):
-        same = np.asarray(options)[opt >= 0] == opt[opt >= 0]
-        costs_same = np.all(same | np.isclose(o.a_dev[np.arange(n), np.asarray(options)],
-                                              o.a_dev[np.arange(n), opt]))
+        ks = np.flatnonzero(opt >= 0)  # (devices on no option fail "allowed options")
+        given = np.asarray(options)[ks]
+        costs_same = np.all((given == opt[ks])
+                            | np.isclose(o.a_dev[ks, given], o.a_dev[ks, opt[ks]]))
         checks.append(Check("plan matches the solver's options", bool(costs_same),
                             "" if costs_same else "the decoded plan differs from the solution"))
     if np.any(opt < 0):
         return Verification(tuple(checks), None)
-    beta = np.array([d.bandwidth_share for d in devs], dtype=float)
-    phi = np.array([1.0 if d.server_share is None else d.server_share for d in devs], dtype=float)
+    if rows is not None:
+        beta = np.array(rows.beta)
+        phi = np.ones(n) if rows.phi is None else np.array(rows.phi)
+    else:
+        assert devs is not None
+        beta = np.array([d.bandwidth_share for d in devs], dtype=float)
+        phi = np.array([1.0 if d.server_share is None else d.server_share for d in devs],
+                       dtype=float)
     x = np.zeros(problem.n_cols)
     x[np.arange(n) * problem.n_options + opt] = 1.0
     x[problem.bandwidth.offset:problem.bandwidth.offset + n] = beta
