@@ -12,6 +12,7 @@ from splitopt.compile.steps import (
     OuterApproximation,
     Perspective,
     Step,
+    Tangents,
     ToMatrix,
     generic_chain,
 )
@@ -22,11 +23,9 @@ if TYPE_CHECKING:
 
 def compile_problem(problem: Problem, *, linear: bool = True) -> Program:
     """The generic Program of a problem; ``linear=True`` applies the outer approximation too."""
-    prog, _ = generic_chain().apply(problem)
-    if linear:
-        prog, _ = OuterApproximation().apply(prog)
+    prog, _ = generic_chain(linear).apply(problem)  # linear: OuterApproximation's rows
     return prog
 
 
 __all__ = ["Chain", "EpigraphMax", "Lower", "OuterApproximation", "Perspective", "Program", "Step",
-           "ToMatrix", "compile_problem", "generic_chain"]
+           "Tangents", "ToMatrix", "compile_problem", "generic_chain"]

@@ -16,6 +16,7 @@ included, through SCIP: .cip, .nl, .lp, .mps).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -86,22 +87,118 @@ class Names(Sequence[str]):
         return f"Names({self._len} names)"
 
 
-def vstack_csr(blocks: Sequence[sp.spmatrix], n_cols: int) -> sp.csr_matrix:
-    """Stack CSR blocks (any column count up to ``n_cols``) by concatenating their arrays.
+class Rows:
+    """A block of rows of equal width, written straight into the stacked matrix.
 
-    ``sp.vstack`` checks and up-casts each block's index arrays (17 ms of a 55 ms 1000-device
-    build); here one concatenation each, int32 indices (HiGHS takes int32).
+    Row ``i`` (over the leading shape ``lead``, flattened in C order) holds the entries ``j`` of
+    ``cols[..., j]`` with values ``vals[..., j]``; ``cols`` and ``vals`` broadcast to
+    ``lead + (width,)`` (``vals`` may also be one value or array per entry slot ``j``). The 200k
+    tangent rows of a 1000-device program are never materialised apart from the final matrix.
     """
-    csr = [b if b.format == "csr" else b.tocsr() for b in blocks]
-    nnz = sum(b.nnz for b in csr)
-    idx = np.int32 if max(nnz, n_cols) < 2**31 - 1 else np.int64
-    starts = np.cumsum([0] + [b.nnz for b in csr[:-1]])
-    indptr = np.concatenate([np.zeros(1, idx)] + [(b.indptr[1:] + s).astype(idx, copy=False)
-                                                  for b, s in zip(csr, starts)])
-    indices = np.concatenate([b.indices.astype(idx, copy=False) for b in csr])
-    data = np.concatenate([b.data.astype(float, copy=False) for b in csr])
-    rows = sum(b.shape[0] for b in csr)
-    return sp.csr_matrix((data, indices, indptr), shape=(rows, n_cols))
+
+    format = "rows"
+
+    def __init__(self, cols: np.ndarray, vals: np.ndarray | Sequence[float | np.ndarray],
+                 lead: tuple[int, ...], n_cols: int):
+        self.cols, self.vals, self.lead = cols, vals, tuple(lead)
+        self.width = np.shape(cols)[-1]
+        self.shape = (math.prod(self.lead), n_cols)
+        self.nnz = self.shape[0] * self.width
+
+    def write(self, indices: np.ndarray, data: np.ndarray) -> None:
+        """Fill ``indices`` and ``data`` (this block's slices of the stacked arrays)."""
+        full = self.lead + (self.width,)
+        indices.reshape(full)[...] = self.cols
+        out = data.reshape(full)
+        if isinstance(self.vals, (list, tuple)):
+            for j, v in enumerate(self.vals):
+                out[..., j] = v
+        else:
+            out[...] = self.vals
+
+    def tocsr(self) -> sp.csr_matrix:
+        """The block as its own CSR matrix."""
+        return vstack_csr([self], self.shape[1])
+
+
+def csr_from_parts(n_rows: int, n_cols: int,
+                   parts: Sequence[tuple[np.ndarray | int, np.ndarray, np.ndarray | float]]
+                   ) -> sp.csr_matrix:
+    """CSR from parts ``(row, col, val)`` whose ``row`` is nondecreasing, without a sort.
+
+    ``row`` may be a number w: w entries in every row, in row order. Row i holds part 0's entries
+    of row i, then part 1's, ... (the order a COO build would keep before sorting); duplicates are
+    not summed. Counting instead of scipy's COO conversion, which sorts and checks every entry;
+    parts with the same count in every row are written as slices.
+    """
+    counts = [np.full(n_rows, r, dtype=np.int64) if isinstance(r, int)
+              else np.bincount(r, minlength=n_rows) for r, _, _ in parts]
+    regular = all(len(c) == 0 or (c == c[0]).all() for c in counts)
+    per_row = np.sum(counts, axis=0) if counts else np.zeros(n_rows, np.int64)
+    nnz = int(per_row.sum())
+    idx = _index_dtype(nnz, n_cols)
+    indices, data = np.empty(nnz, dtype=idx), np.empty(nnz)
+    indptr = np.zeros(n_rows + 1, dtype=idx)
+    np.cumsum(per_row, out=indptr[1:])
+    if regular and n_rows:  # row i's part p fills the slice [off_p, off_p + w_p) of its row
+        width, off = nnz // n_rows, 0
+        for (_, cols, vals), cnt in zip(parts, counts):
+            w = int(cnt[0])
+            indices.reshape(n_rows, width)[:, off:off + w] = np.reshape(cols, (n_rows, w))
+            data.reshape(n_rows, width)[:, off:off + w] = (
+                vals if np.ndim(vals) == 0 else np.reshape(vals, (n_rows, w)))
+            off += w
+    else:
+        base = indptr[:-1].astype(np.int64)
+        for (rows, cols, vals), cnt in zip(parts, counts):
+            if isinstance(rows, int):
+                rows = np.repeat(np.arange(n_rows), rows)
+            first = np.cumsum(cnt) - cnt  # where row i starts within this part
+            pos = base[rows] + (np.arange(len(rows)) - first[rows])
+            indices[pos], data[pos] = cols, vals
+            base += cnt
+    return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+
+
+def _index_dtype(nnz: int, n_cols: int) -> type:
+    return np.int32 if max(nnz, n_cols) < 2**31 - 1 else np.int64
+
+
+def vstack_csr(blocks: Sequence[sp.spmatrix | Rows], n_cols: int) -> sp.csr_matrix:
+    """Stack CSR blocks and :class:`Rows` (any column count up to ``n_cols``) into one CSR.
+
+    The stacked arrays are allocated once and each block is written into its slice (``sp.vstack``
+    checks and up-casts each block's index arrays: 17 ms of a 55 ms 1000-device build; a copy per
+    step cost as much again in fresh memory); int32 indices (HiGHS takes int32).
+    """
+    mats = [b if b.format in ("csr", "rows") else b.tocsr() for b in blocks]
+    nnz = sum(int(b.nnz) for b in mats)
+    n_rows = sum(b.shape[0] for b in mats)
+    idx = _index_dtype(nnz, n_cols)
+    indptr, indices, data = np.empty(n_rows + 1, idx), np.empty(nnz, idx), np.empty(nnz)
+    indptr[0] = r = s = 0
+    for b in mats:
+        m, e = b.shape[0], s + int(b.nnz)
+        if isinstance(b, Rows):
+            b.write(indices[s:e], data[s:e])
+            ends = indptr[r + 1:r + m + 1]
+            np.multiply(np.arange(1, m + 1, dtype=idx), b.width, out=ends)
+            ends += s
+        else:
+            indices[s:e], data[s:e] = b.indices[:b.nnz], b.data[:b.nnz]
+            np.add(b.indptr[1:], s, out=indptr[r + 1:r + m + 1], casting="unsafe")
+        r, s = r + m, e
+    return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+
+
+def stack_bounds(parts: Sequence[tuple[int, float | np.ndarray]]) -> np.ndarray:
+    """One array of ``(count, value or array)`` parts (row bounds of stacked blocks)."""
+    out = np.empty(sum(n for n, _ in parts))
+    s = 0
+    for n, v in parts:
+        out[s:s + n] = v
+        s += n
+    return out
 
 
 @dataclass(frozen=True)
@@ -171,14 +268,15 @@ class Program:
             v.append(float(np.max(need - u, initial=0.0)))
         return float(max(v))
 
-    def add_rows(self, rows: sp.csr_matrix, lb: np.ndarray, ub: np.ndarray,
-                 names: Sequence[str] | None = None) -> Program:
-        """A copy with rows appended."""
+    def add_rows(self, rows: sp.csr_matrix | Rows, lb: float | np.ndarray,
+                 ub: float | np.ndarray, names: Sequence[str] | None = None) -> Program:
+        """A copy with rows appended (bounds: arrays, or one value for every new row)."""
+        m = rows.shape[0]
         if names is None:
-            names = Names.numbered("r", rows.shape[0], self.n_rows)
+            names = Names.numbered("r", m, self.n_rows)
         return replace(self, A=vstack_csr([self.A, rows], self.n_cols),
-                       row_lb=np.concatenate([self.row_lb, lb]),
-                       row_ub=np.concatenate([self.row_ub, ub]),
+                       row_lb=stack_bounds([(self.n_rows, self.row_lb), (m, lb)]),
+                       row_ub=stack_bounds([(self.n_rows, self.row_ub), (m, ub)]),
                        row_names=Names.join(self.row_names, names))
 
     def summary(self) -> str:

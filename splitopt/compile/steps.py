@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
-from splitopt.compile.program import Names, Program, vstack_csr
+from splitopt.compile.program import Names, Program, Rows, csr_from_parts, stack_bounds, vstack_csr
 from splitopt.compile.terms import TermRows, fold_terms, onehot_block
 from splitopt.errors import InputError
 from splitopt.model.expr import BETA, PHI, Constraint, DeviceTerms, Expr
@@ -53,18 +53,27 @@ class Model:
     cones: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
     cone_scale: np.ndarray | None = None
     cone_share: np.ndarray | None = None  # the share column each cone's s is a part of
-    blocks: list[tuple[sp.csr_matrix, np.ndarray, np.ndarray, Sequence[str]]] = field(
-        default_factory=list)  # rows already in matrix form (added by steps that make many rows)
+    #: rows already in matrix form (added by steps that make many rows): (CSR or Rows, lb, ub,
+    #: names), bounds as arrays or one value for the block
+    blocks: list[tuple[sp.csr_matrix | Rows, float | np.ndarray, float | np.ndarray,
+                       Sequence[str]]] = field(default_factory=list)
     term_rows: list[TermRows] = field(default_factory=list)  # fleet-wide maxes, as arrays
 
     def add_cols(self, n: int, lb: float, ub: float | np.ndarray, names: Sequence[str]) -> int:
         """Append n continuous columns; return the first index."""
         off = len(self.col_lb)
-        self.col_lb = np.concatenate([self.col_lb, np.full(n, lb)])
-        self.col_ub = np.concatenate([self.col_ub, np.broadcast_to(ub, (n,)).astype(float)])
-        self.integer = np.concatenate([self.integer, np.zeros(n, dtype=bool)])
+        self.col_lb = _grow(self.col_lb, n, lb)
+        self.col_ub = _grow(self.col_ub, n, ub)
+        self.integer = _grow(self.integer, n, False)
         self.names = Names.join(self.names, names)
         return off
+
+
+def _grow(a: np.ndarray, n: int, value: float | np.ndarray) -> np.ndarray:
+    """``a`` followed by n entries of ``value`` (one allocation, no temporaries)."""
+    out = np.empty(len(a) + n, dtype=a.dtype)
+    out[:len(a)], out[len(a):] = a, value
+    return out
 
 
 class Step:
@@ -264,9 +273,11 @@ class Perspective(Step):
         scale = np.zeros(nk)
         np.maximum.at(scale, index[codes], coefs)
         scale = np.where(scale > 0, scale, 1.0)
-        s0 = m.add_cols(nk, 0.0, np.minimum(m.col_ub[zc], m.col_ub[share_cols]),
-                        Names.numbered("s", nk))
-        u0 = m.add_cols(nk, 0.0, math.inf, Names.numbered("u", nk))
+        s_ub = np.empty(2 * nk)  # s[k,o] <= min(ub of z, ub of the share); u unbounded
+        np.minimum(m.col_ub[zc], m.col_ub[share_cols], out=s_ub[:nk])
+        s_ub[nk:] = math.inf
+        s0 = m.add_cols(2 * nk, 0.0, s_ub, Names.numbered("s", nk) + Names.numbered("u", nk))
+        u0 = s0 + nk
         m.cones = np.stack([u0 + np.arange(nk), zc, s0 + np.arange(nk)], 1)
         m.cone_scale = scale
         m.cone_share = share_cols
@@ -280,23 +291,20 @@ class Perspective(Step):
         m.objective = swap(m.objective)
         m.rows = [Constraint(swap(c.body), c.lb, c.ub, c.name) for c in m.rows]
         self._term_blocks(m, index, u0, scale)
-        # s <= z, one row per key (CSR arrays: two entries a row); sum_o s[k,o] <= share_k, one
-        # row per share column used (grouped by a dense lookup, not np.unique)
-        ar = np.arange(nk)
-        s_le_z = sp.csr_matrix((np.tile([1.0, -1.0], nk), np.stack([s0 + ar, zc], 1).ravel(),
-                                np.arange(0, 2 * nk + 1, 2)), shape=(nk, len(m.col_lb)))
+        # s <= z, one row per key (two entries a row, written in place); sum_o s[k,o] <= share_k,
+        # one row per share column used (grouped by a dense lookup, not np.unique)
+        nc = len(m.col_lb)
+        s_col = s0 + np.arange(nk)
+        m.blocks.append((Rows(np.stack([s_col, zc], 1), (1.0, -1.0), (nk,), nc), -math.inf, 0.0,
+                         Names.numbered("s<=z:", nk)))
         used = np.zeros(n0, dtype=bool)
         used[share_cols] = True
         ucol = np.flatnonzero(used)
         grp = np.cumsum(used)[share_cols] - 1
-        split = sp.csr_matrix((np.concatenate([np.ones(nk), -np.ones(len(ucol))]),
-                               (np.concatenate([grp, np.arange(len(ucol))]),
-                                np.concatenate([s0 + ar, ucol]))),
-                              shape=(len(ucol), len(m.col_lb)))
-        block = vstack_csr([s_le_z, split], len(m.col_lb))
-        nr = nk + len(ucol)
-        m.blocks.append((block, np.full(nr, -math.inf), np.zeros(nr),
-                         Names.numbered("s<=z:", nk) + _split_names(m.names, ucol)))
+        # within one resource the keys run by device, so each part's rows are nondecreasing
+        parts = [(grp[res == r], s_col[res == r], 1.0) for r in (BETA, PHI) if np.any(res == r)]
+        split = csr_from_parts(len(ucol), nc, parts + [(np.arange(len(ucol)), ucol, -1.0)])
+        m.blocks.append((split, -math.inf, 0.0, _split_names(m.names, ucol)))
         return m, n0
 
     @staticmethod
@@ -333,10 +341,10 @@ class ToMatrix(Step):
         lb = np.array([r.lb for r in m.rows]) - const
         ub = np.array([r.ub for r in m.rows]) - const
         names = [r.name for r in m.rows]
-        if m.blocks:
+        if m.blocks:  # every block written once into the stacked arrays
             A = vstack_csr([A] + [b for b, _, _, _ in m.blocks], n)
-            lb = np.concatenate([lb] + [b[1] for b in m.blocks])
-            ub = np.concatenate([ub] + [b[2] for b in m.blocks])
+            lb = stack_bounds([(len(lb), lb)] + [(b.shape[0], lo) for b, lo, _, _ in m.blocks])
+            ub = stack_bounds([(len(ub), ub)] + [(b.shape[0], up) for b, _, up, _ in m.blocks])
             names = Names.join(names, *(b[3] for b in m.blocks))
         cones = np.asarray(m.cones, dtype=np.int64).reshape(-1, 3)
         prog = Program(c, A, lb, ub, m.col_lb, m.col_ub, m.integer, m.names, names, obj.const,
@@ -355,14 +363,18 @@ def tangent_rows(cones: np.ndarray, ratios: np.ndarray, n_cols: int,
 
     Valid for every r > 0 (k z^2 / s is convex and 1-homogeneous; r = z / s touches there).
     """
-    m = len(ratios)
-    k = np.ones(m) if scales is None else np.asarray(scales, dtype=float)
-    vals = np.empty((m, 3))
-    vals[:, 0], vals[:, 1], vals[:, 2] = 1.0, -2 * k * ratios, k * ratios**2
-    # three entries per row (u, z, s: distinct columns), written as CSR arrays directly
-    idx = np.int32 if n_cols < 2**31 - 1 and 3 * m < 2**31 - 1 else np.int64
-    return sp.csr_matrix((vals.ravel(), cones.reshape(-1, 3).astype(idx).ravel(),
-                          np.arange(0, 3 * m + 1, 3, dtype=idx)), shape=(m, n_cols))
+    return tangent_block(cones.reshape(-1, 3), ratios, n_cols, scales).tocsr()
+
+
+def tangent_block(cones: np.ndarray, ratios: np.ndarray, n_cols: int,
+                  scales: np.ndarray | None = None) -> Rows:
+    """:func:`tangent_rows` as :class:`Rows`: ``cones`` (..., 3) broadcast against ``ratios``.
+
+    Three entries per row (u, z, s: distinct columns), written in place when stacked.
+    """
+    k = 1.0 if scales is None else np.asarray(scales, dtype=float)
+    lead = np.broadcast_shapes(np.shape(cones)[:-1], np.shape(ratios))
+    return Rows(cones, (1.0, -2 * (k * ratios), k * ratios**2), lead, n_cols)
 
 
 def capped_ratios(ratios: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -380,23 +392,47 @@ class OuterApproximation(Step):
 
     def apply(self, prog: Program) -> tuple[Program, int]:
         """Add the initial tangents and drop the cones."""
-        k = len(prog.cones)
-        if not k:
+        if not len(prog.cones):
             return prog, prog.n_cols
-        # (cone, share) pairs by broadcasting: fewer and smaller temporaries at 200k tangents
-        ns = len(self.shares)
-        cones = np.broadcast_to(prog.cones.astype(np.int32)[:, None, :], (k, ns, 3))
-        scales = np.broadcast_to(prog.scales[:, None], (k, ns)).ravel()
-        ratios = np.minimum(1.0 / self.shares[None, :],
-                            np.sqrt(MAX_TANGENT_COEF / prog.scales)[:, None]).ravel()
-        rows = tangent_rows(cones, ratios, prog.n_cols, scales)
-        m = rows.shape[0]
+        rows = self.tangents(prog.cones, prog.scales, prog.n_cols)
         lin = replace(prog, cones=np.zeros((0, 3), dtype=np.int64), cone_scale=None,
                       cone_share=None)
-        lin = lin.add_rows(rows, np.zeros(m), np.full(m, np.inf), Names.numbered("oa", m))
-        return lin, prog.n_cols
+        m = rows.shape[0]
+        return lin.add_rows(rows, 0.0, math.inf, Names.numbered("oa", m)), prog.n_cols
+
+    def tangents(self, cones: np.ndarray, scales: np.ndarray, n_cols: int) -> Rows:
+        """Every (cone, share) tangent, cone-major: ``u - 2 k r z + k r^2 s >= 0``."""
+        # (cone, share) pairs by broadcasting: no (k * shares, 3) temporaries at 200k tangents
+        ratios = np.minimum(1.0 / self.shares[None, :], np.sqrt(MAX_TANGENT_COEF / scales)[:, None])
+        return tangent_block(cones[:, None, :], ratios, n_cols, scales[:, None])
 
 
-def generic_chain() -> Chain:
-    """Problem -> Program with cones (steps 1-4)."""
-    return Chain([Lower(), EpigraphMax(), Perspective(), ToMatrix()])
+class Tangents(Step):
+    """:class:`OuterApproximation` on the Model, before :class:`ToMatrix` stacks the rows.
+
+    The same rows at the end of the same matrix, written once with the others: a 1000-device
+    program no longer copies its 300k entries again to append 600k tangent entries.
+    """
+
+    name = "tangents"
+
+    def __init__(self, shares: tuple[float, ...] = (1.0, 0.25, 0.05, 0.01)):
+        self.oa = OuterApproximation(shares)
+
+    def apply(self, m: Model) -> tuple[Model, int]:
+        """Append the tangent rows as the last block and drop the cones."""
+        n = len(m.col_lb)
+        if len(m.cones):
+            scales = np.ones(len(m.cones)) if m.cone_scale is None else m.cone_scale
+            rows = self.oa.tangents(np.asarray(m.cones), np.asarray(scales, dtype=float), n)
+            m.blocks.append((rows, 0.0, math.inf, Names.numbered("oa", rows.shape[0])))
+        m.cones, m.cone_scale, m.cone_share = np.zeros((0, 3), dtype=np.int64), None, None
+        return m, n
+
+
+def generic_chain(linear: bool = False) -> Chain:
+    """Problem -> Program with cones (steps 1-4); ``linear``: their initial tangents instead."""
+    steps: list[Step] = [Lower(), EpigraphMax(), Perspective(), ToMatrix()]
+    if linear:
+        steps.insert(3, Tangents())
+    return Chain(steps)

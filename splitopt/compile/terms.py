@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from splitopt.compile.program import Names
+from splitopt.compile.program import Names, Rows, csr_from_parts
 from splitopt.model.expr import BETA, PHI, DeviceTerms
 
 
@@ -54,21 +54,16 @@ class TermRows:
         is ``u0 + index``, scaled by ``1 / scale`` as Perspective's ``swap`` does.
         """
         n, o = self.terms.lin.shape
-        rows = [np.repeat(np.arange(n), o)]
-        cols = [np.arange(n * o)]
-        vals = [self.weight * np.asarray(self.terms.lin, dtype=float).ravel()]
+        # row k: its z block, its 1/share terms as u columns, the epigraph column (all distinct)
+        parts: list = [(o, np.arange(n * o),
+                  self.weight * np.asarray(self.terms.lin, dtype=float).ravel())]
         for res, z, c in self.share_terms():
             key = index[2 * z + res]
-            rows.append(z // o)
-            cols.append(u0 + key)
-            vals.append(c / scale[key])
+            # z ascending: rows nondecreasing; every option of every device: o entries a row
+            parts.append((o if len(z) == n * o else z // o, u0 + key, c / scale[key]))
         if self.col >= 0:
-            rows.append(np.arange(n))
-            cols.append(np.full(n, self.col))
-            vals.append(np.full(n, self.coef))
-        # no duplicates: z, u and t columns are distinct
-        A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                          shape=(n, n_cols))
+            parts.append((1, np.full(n, self.col), self.coef))
+        A = csr_from_parts(n, n_cols, parts)
         name = self.name
         names = Names((n, lambda: [f"{name}:{j}" for j in range(n)]))
         return (A, np.full(n, self.lb - self.const), np.full(n, self.ub - self.const), names)
@@ -97,9 +92,7 @@ def fold_terms(terms: DeviceTerms, fixed: dict[int, np.ndarray], values: dict[in
     return DeviceTerms(terms.n_options, lin, out[BETA], out[PHI])
 
 
-def onehot_block(n: int, o: int, n_cols: int) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray,
-                                                       Names]:
-    """The rows ``sum_o z[k,o] = 1`` as one CSR block."""
-    A = sp.csr_matrix((np.ones(n * o), np.arange(n * o), np.arange(0, n * o + 1, o)),
-                      shape=(n, n_cols))
-    return A, np.ones(n), np.ones(n), Names.numbered("onehot:", n)
+def onehot_block(n: int, o: int, n_cols: int) -> tuple[Rows, float, float, Names]:
+    """The rows ``sum_o z[k,o] = 1`` as one block (written in place when stacked)."""
+    return Rows(np.arange(n * o).reshape(n, o), 1.0, (n,), n_cols), 1.0, 1.0, \
+        Names.numbered("onehot:", n)
