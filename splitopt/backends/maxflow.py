@@ -18,9 +18,9 @@ _TARGET = float(2**61)  # scaled sum of finite capacities: int64 holds 4x that w
 _ULP = 2.0**-52
 
 
-def solve_scaled(tails: np.ndarray, heads: np.ndarray, finite: np.ndarray, vals: np.ndarray,
-                  n_nodes: int, mirror: bool) -> tuple[list[Any], Any, float]:
-    """One integer max-flow: the arcs at ``finite`` get ``vals`` rounded down, the others inf.
+def solve_scaled(tails: np.ndarray, heads: np.ndarray, vals: np.ndarray, n_nodes: int,
+                 mirror: bool) -> tuple[list[Any], Any, float]:
+    """One integer max-flow: the first ``vals.size`` arcs get ``vals`` rounded down, the rest inf.
 
     Returns two functions building the minimum cuts (the smallest and the largest source side),
     a function giving the flow of every arc in true units (a feasible flow of the float network;
@@ -30,16 +30,19 @@ def solve_scaled(tails: np.ndarray, heads: np.ndarray, finite: np.ndarray, vals:
 
     total = float(vals.sum())
     scale = _TARGET / total if total > 0 else 1.0
-    scaled = np.multiply(vals, scale).astype(np.int64)  # truncation rounds down: caps >= 0
-    icap = np.full(tails.size, int(scaled.sum()) + 1, np.int64)  # infinite: above every cut
-    icap[finite] = scaled
+    icap = np.empty(tails.size, np.int64)
+    finite = icap[:vals.size]  # a view: the scaled capacities are written in place, truncated
+    np.multiply(vals, scale, out=finite, casting="unsafe")  # truncation rounds down: caps >= 0
+    icap[vals.size:] = int(finite.sum()) + 1  # infinite: above every cut
     # OR-Tools' push-relabel took seconds on 1e4-node ResNet-like graphs when the device was
     # slower than the server (most terminal arcs into t), and as long on the mirrored network
     # (arcs reversed, solved from t to s) when the device was faster; solving the mirror in the
     # first case took milliseconds in every case measured (benchmarks/partition.py). The cut and
     # the flow are the same either way.
     smf = max_flow.SimpleMaxFlow()
-    arcs = smf.add_arcs_with_capacity(heads, tails, icap) if mirror else \
+    if mirror:
+        smf.add_arcs_with_capacity(heads, tails, icap)
+    else:
         smf.add_arcs_with_capacity(tails, heads, icap)
     smf.add_arc_with_capacity(n_nodes - 1, n_nodes - 1, 0)  # every node exists for the cut lists
     status = smf.solve(SINK, SOURCE) if mirror else smf.solve(SOURCE, SINK)
@@ -49,7 +52,7 @@ def solve_scaled(tails: np.ndarray, heads: np.ndarray, finite: np.ndarray, vals:
     shrink = 1.0 - 4 * _ULP
 
     def flows() -> np.ndarray:
-        return smf.flows(arcs).astype(float) / scale * shrink
+        return smf.flows(np.arange(tails.size)).astype(float) / scale * shrink
 
     # the mirror reaches the smallest t side from t, and the smallest s side reaches s
     near, far = ((smf.get_sink_side_min_cut, smf.get_source_side_min_cut) if mirror else

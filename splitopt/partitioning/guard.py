@@ -21,11 +21,16 @@ from splitopt.solving.verify import MILP_GAP, Check, Verification, verify
 from splitopt.system import Device, Link, Server
 
 
-def split_check(graph: LayerGraph, mask: np.ndarray, labels_on_device: bool) -> Check:
-    """Whether ``mask`` is a split: holds the inputs, predecessor-closed, labels rule kept."""
+def split_check(graph: LayerGraph, mask: np.ndarray, labels_on_device: bool,
+                ends: tuple[np.ndarray, np.ndarray] | None = None) -> Check:
+    """Whether ``mask`` is a split: holds the inputs, predecessor-closed, labels rule kept.
+
+    ``ends`` optionally gives ``mask`` at every edge's producer and consumer.
+    """
     src, dst = graph.edge_index
+    at_src, at_dst = (mask[src], mask[dst]) if ends is None else ends
     ok = (bool(mask[[graph.index[i] for i in graph.inputs]].all())
-          and not bool(np.any(mask[dst] & ~mask[src]))
+          and not bool(np.any(at_dst > at_src))  # a member whose producer is outside
           and (labels_on_device or not mask[graph.index[graph.output]]))
     if ok:
         return Check("valid split", True)
@@ -37,17 +42,20 @@ def split_check(graph: LayerGraph, mask: np.ndarray, labels_on_device: bool) -> 
 
 
 def reference_phases(graph: LayerGraph, mask: np.ndarray, device: Device, server: Server,
-                     link: Link, batch: int) -> tuple[Phases, np.ndarray]:
+                     link: Link, batch: int, ends: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> tuple[Phases, np.ndarray]:
     """One iteration of the device-side set ``mask`` priced from the graph's own figures.
 
     The numbers of ``costs.device_phases`` with ``Training(batch_size=batch, local_iters=1,
     aggregate=False)`` (a set holding every node is FL mode and exchanges the model); also
-    returns the boundary mask (members with a consumer outside the set).
+    returns the boundary mask (members with a consumer outside the set). ``ends`` optionally
+    gives ``mask`` at every edge's producer and consumer.
     """
     b = float(batch)
     src, dst = graph.edge_index
+    at_src, at_dst = (mask[src], mask[dst]) if ends is None else ends
     boundary = np.zeros(mask.size, dtype=bool)
-    boundary[src[mask[src] & ~mask[dst]]] = True
+    boundary[src[at_src > at_dst]] = True  # a member with a consumer outside
     first, later, nbytes = tied_pairs(graph)  # weights tied across the cut: a gradient each way
     per_iter = b * float(graph.out_bytes[boundary].sum()) + float(
         nbytes[mask[first] != mask[later]].sum())
@@ -76,14 +84,16 @@ def verify_cut(graph: LayerGraph, device_side: frozenset[str], device: Device, s
     a split, and the bound lie at or below the objective (within the solver's gap when it claims
     ``optimal``).
     """
+    refused = None
     try:
         mask = graph.mask(device_side)  # from the plan's names, not from the solver's mask
     except Exception as err:  # noqa: BLE001 - a name the graph does not have
-        mask = np.zeros(len(graph), dtype=bool)
-        valid = Check("valid split", False, str(err))
-    else:
-        valid = split_check(graph, mask, labels_on_device)
-    phases, boundary = reference_phases(graph, mask, device, server, link, batch)
+        mask, refused = np.zeros(len(graph), dtype=bool), str(err)
+    src, dst = graph.edge_index
+    ends = mask[src], mask[dst]  # gathered once for both the split test and the pricing
+    valid = (split_check(graph, mask, labels_on_device, ends) if refused is None
+             else Check("valid split", False, refused))
+    phases, boundary = reference_phases(graph, mask, device, server, link, batch, ends)
     check = verify(objective=objective, repriced=phases.iteration_s if valid.passed else None,
                    bound=bound, extra=[valid], gap=MILP_GAP if status == "optimal" else None)
     return check, phases, boundary

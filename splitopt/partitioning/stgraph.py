@@ -42,21 +42,31 @@ _CACHE_ATTR = "_splitopt_partition_networks"
 
 @dataclass(frozen=True)
 class Network:
-    """Arc arrays of the s-t graph (the finite arcs' positions and capacities apart).
+    """Arc arrays of the s-t graph: the finite arcs first, with capacities ``finite_caps``.
 
-    ``inf`` flags the closure / relay arcs, ``finite`` holds the positions of the others and
-    ``finite_caps`` their capacities.
+    The closure and relay arcs (infinite) follow them, so scaling the capacities to integers
+    writes two contiguous runs of one array (no scattered writes, no temporaries).
     """
 
     n_nodes: int
     tails: np.ndarray
     heads: np.ndarray
-    inf: np.ndarray
-    finite: np.ndarray
     finite_caps: np.ndarray
     const: float
     node_of: np.ndarray  # network node of every layer node
     mirror: bool = False  # solve from t (see backends.maxflow.solve_scaled)
+
+    @property
+    def finite(self) -> slice:
+        """Positions of the finite arcs (the first ``finite_caps.size``)."""
+        return slice(0, self.finite_caps.size)
+
+    @property
+    def inf(self) -> np.ndarray:
+        """Which arcs are infinite (closure and relay arcs)."""
+        inf = np.ones(self.tails.size, dtype=bool)
+        inf[self.finite] = False
+        return inf
 
     @property
     def caps(self) -> np.ndarray:
@@ -101,12 +111,11 @@ def _with_pairs(net: Network, src: np.ndarray, dst: np.ndarray, cost: np.ndarray
     tails, heads = net.node_of[src].astype(np.int32), net.node_of[dst].astype(np.int32)
     const = float(cost[(tails == SOURCE) & (heads == SINK)].sum())  # always paid
     keep = _cuttable(tails, heads)
-    at = net.tails.size + np.arange(int(keep.sum()))
-    return Network(net.n_nodes, np.concatenate([net.tails, tails[keep]]),
-                   np.concatenate([net.heads, heads[keep]]),
-                   np.concatenate([net.inf, np.zeros(at.size, bool)]),
-                   np.concatenate([net.finite, at]), np.concatenate([net.finite_caps, cost[keep]]),
-                   net.const + const, net.node_of, net.mirror)
+    at = net.finite_caps.size  # finite arcs stay in front of the infinite ones
+    return Network(net.n_nodes, np.insert(net.tails, at, tails[keep]),
+                   np.insert(net.heads, at, heads[keep]),
+                   np.concatenate([net.finite_caps, cost[keep]]), net.const + const, net.node_of,
+                   net.mirror)
 
 
 def network_from_arrays(src: np.ndarray, dst: np.ndarray, dev: np.ndarray, srv: np.ndarray,
@@ -122,9 +131,11 @@ class _Structure:
     """The arcs of an s-t graph without capacities: what depends only on the graph.
 
     Arcs are laid out as s -> v for every free network node v, then v -> t for the same nodes,
-    then the closure arcs, then the tensor arcs; arcs out of t, into s and loops are left out and
-    s -> t arcs (tensors that always cross) go to the constant. Node numbers are int32, as
-    OR-Tools takes them.
+    then the finite tensor arcs (into a consumer or a relay), then the infinite ones: closure
+    arcs, then relay arcs. Arcs out of t, into s and loops are left out and s -> t arcs (tensors
+    that always cross) go to the constant. Node numbers are int32, as OR-Tools takes them. The
+    order of the arcs did not change OR-Tools' solve time (measured on resnet_like 1e3 / 1e4,
+    three settings).
     """
 
     n_nodes: int
@@ -132,9 +143,6 @@ class _Structure:
     node_of: np.ndarray
     tails: np.ndarray
     heads: np.ndarray
-    inf: np.ndarray
-    tensor_arc: np.ndarray  # positions of the finite tensor arcs
-    finite: np.ndarray  # positions of every finite arc: the terminal arcs, then tensor_arc
     tensor_of: np.ndarray  # per finite tensor arc: the producer whose tensor cost it carries
     always: np.ndarray  # producers whose tensor crosses in every cut (an input feeds the output)
 
@@ -150,23 +158,19 @@ def _structure(src: np.ndarray, dst: np.ndarray, force_in: np.ndarray, force_out
         raise SolverError("an input feeds the output through a forced arc; no finite cut exists")
     cut = _cuttable(clo_t, clo_h)
     clo_t, clo_h = clo_t[cut], clo_h[cut]
-    ten_t, ten_h, tensor_of, ten_inf, n_relay = _tensor_arcs(src, node_of, nu, nw, size, dedupe)
+    ten_t, ten_h, tensor_of, n_relay = _tensor_arcs(src, node_of, nu, nw, size, dedupe)
     n_fin = tensor_of.size  # the finite tensor arcs come first; only they can run s -> t
     always = tensor_of[(ten_t[:n_fin] == SOURCE) & (ten_h[:n_fin] == SINK)]
     cut = _cuttable(ten_t, ten_h)
-    ten_t, ten_h, ten_inf = ten_t[cut], ten_h[cut], ten_inf[cut]
+    ten_t, ten_h = ten_t[cut], ten_h[cut]
     tensor_of = tensor_of[cut[:n_fin]]
     ids = np.arange(2, size, dtype=np.int32)
-    tails = np.concatenate([np.full(n_free, SOURCE, np.int32), ids, clo_t, ten_t], dtype=np.int32)
-    heads = np.concatenate([ids, np.full(n_free, SINK, np.int32), clo_h, ten_h], dtype=np.int32)
-    first = 2 * n_free + clo_t.size
-    inf = np.zeros(tails.size, bool)
-    inf[2 * n_free:first] = True
-    inf[first:] = ten_inf
-    tensor_arc = first + np.flatnonzero(~ten_inf)
-    finite = np.concatenate([np.arange(2 * n_free), tensor_arc])
-    return _Structure(size + n_relay, size, node_of, tails, heads, inf, tensor_arc, finite,
-                      tensor_of, always)
+    k = tensor_of.size  # _tensor_arcs lists the finite tensor arcs first
+    tails = np.concatenate([np.full(n_free, SOURCE, np.int32), ids, ten_t[:k], clo_t, ten_t[k:]],
+                           dtype=np.int32)
+    heads = np.concatenate([ids, np.full(n_free, SINK, np.int32), ten_h[:k], clo_h, ten_h[k:]],
+                           dtype=np.int32)
+    return _Structure(size + n_relay, size, node_of, tails, heads, tensor_of, always)
 
 
 def _cuttable(tails: np.ndarray, heads: np.ndarray) -> np.ndarray:
@@ -188,8 +192,7 @@ def _with_capacities(st: _Structure, dev: np.ndarray, srv: np.ndarray, tensor: n
     caps = np.concatenate([srv_n[2:] - both, dev_n[2:] - both, tensor[st.tensor_of]])
     const = float(srv_n[SINK] + dev_n[SOURCE] + both.sum() + tensor[st.always].sum())
     mirror = bool(dev[free].sum() > srv[free].sum())
-    return Network(st.n_nodes, st.tails, st.heads, st.inf, st.finite, caps, const, st.node_of,
-                   mirror)
+    return Network(st.n_nodes, st.tails, st.heads, caps, const, st.node_of, mirror)
 
 
 def _number_nodes(n: int, force_in: np.ndarray, force_out: np.ndarray,
@@ -217,8 +220,8 @@ def _tensor_arcs(src: np.ndarray, node_of: np.ndarray, nu: np.ndarray, nw: np.nd
                  first_relay: int, dedupe: bool) -> tuple:
     """One arc per single-consumer tensor, a relay per multi-consumer tensor.
 
-    Returns tails, heads (the finite arcs first), the producer whose tensor cost each finite arc
-    carries, the infinite flags and the number of relays.
+    Returns tails, heads (the finite arcs first, then the relays' infinite arcs), the producer
+    whose tensor cost each finite arc carries and the number of relays.
     """
     ext = nu != nw  # consumers in the producer's own group never see the tensor cross
     u, w = src[ext], nw[ext]
@@ -233,8 +236,7 @@ def _tensor_arcs(src: np.ndarray, node_of: np.ndarray, nu: np.ndarray, nw: np.nd
     tails = np.concatenate([node_of[u[single]], node_of[shared], relay_of[u[multi]]])
     heads = np.concatenate([w[single], relay_of[shared], w[multi]])
     tensor_of = np.concatenate([u[single], shared])
-    inf = np.arange(tails.size) >= tensor_of.size
-    return tails, heads, tensor_of, inf, int(shared.size)
+    return tails, heads, tensor_of, int(shared.size)
 
 
 def solve_network(net: Network, price: Any, rel_tol: float = 1e-10) -> Result:
@@ -252,16 +254,16 @@ def solve_network(net: Network, price: Any, rel_tol: float = 1e-10) -> Result:
     are scaled to 2**61 again: the second solve resolves the gap ~1e-12 times finer.
     """
     t0 = time.perf_counter()
-    sides, flows, lower = solve_scaled(net.tails, net.heads, net.finite, net.finite_caps,
-                                        net.n_nodes, net.mirror)
+    sides, flows, lower = solve_scaled(net.tails, net.heads, net.finite_caps, net.n_nodes,
+                                        net.mirror)
     lower += net.const
     side, upper = _cheapest(sides, price, lower, rel_tol)
     history = [{"lower": lower, "upper": upper}]
     if upper - lower > rel_tol * abs(upper):
         tails, heads, caps, inf = _residual(net, flows(), upper - lower)
-        finite = np.flatnonzero(~inf)
-        sides2, _, extra = solve_scaled(tails, heads, finite, caps[finite], net.n_nodes,
-                                         net.mirror)
+        order = np.argsort(inf, kind="stable")  # the finite arcs first, as solve_scaled takes
+        sides2, _, extra = solve_scaled(tails[order], heads[order],
+                                         caps[order[:int((~inf).sum())]], net.n_nodes, net.mirror)
         side2, upper2 = _cheapest(sides2, price, -np.inf, 0.0)
         lower += extra
         if upper2 < upper:
