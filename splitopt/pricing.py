@@ -151,8 +151,12 @@ class DevicePlans:
                                                                1e-12, 1.0)
         if not (np.all(np.isfinite(beta)) and np.all(np.isfinite(phis))):
             raise ValueError("shares must be finite")
-        used, which = np.unique(np.asarray(option, dtype=np.int64), return_inverse=True)
-        return DeviceRows(names, [self.template(o) for o in used.tolist()], which, beta, phis)
+        option = np.asarray(option, dtype=np.int64)
+        count = np.bincount(option, minlength=len(self.options.cut))  # (no sort: O(N))
+        used = np.flatnonzero(count)
+        slot = np.cumsum(count > 0) - 1  # option -> its place among the used ones
+        return DeviceRows(names, [self.template(o) for o in used.tolist()], slot[option], beta,
+                          phis)
 
 
 class MutableOptions:

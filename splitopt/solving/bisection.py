@@ -356,7 +356,9 @@ def _finish(rows: MinMaxRows, T: float, lower: float, it: int) -> Result:
     Least shares, slack shared in proportion, exact objective; the bound is re-checked on every
     device's full row.
     """
-    index = rows.index[rows.group]
+    w = rows.index.shape[1]  # (all options in order on every group: search the rows as they are)
+    whole = w == rows.A0.shape[1] and bool((rows.index == np.arange(w)).all())
+    index = None if whole else rows.index[rows.group]
     share, option = rows.exact(T, index)
     step = _NUDGE * abs(T)
     while share.sum() > 1:  # the grouped search may sit a hair below the exact optimum
@@ -375,7 +377,8 @@ def _finish(rows: MinMaxRows, T: float, lower: float, it: int) -> Result:
     a, d = rows.A0[n, option], rows.D0[n, option]
     obj = float(np.max(a + d / beta))
     # the chosen options' own optimum (Newton's root): exact to rounding, not just to rtol
-    root, _, root_beta = fixed_minmax(a, d, rows.bmin0[n, option])
+    root, _, root_beta = fixed_minmax(a, d, rows.bmin0[n, option],
+                                      start=lower if lower < T else None)
     if root < obj and np.all(root_beta >= rows.bmin0[n, option]):
         obj, beta = root, root_beta
     return Result(OPTIMAL, objective=obj, bound=min(lower, obj), iterations=it, options=option,

@@ -97,38 +97,42 @@ def reprice(scenario: Any, plan: Any) -> Repriced:
         return Repriced([], {f: np.zeros(0) for f in FIELDS}, 0.0)
     sides = [s if s is whole else g.check_split(s, labels_on_device=labels) for s in side_of]
     table = CutTable.from_sets(g, sides)
-    key, fl = side_key[which], fl_of[which]
+    fl = fl_of[which]
     every = scenario.devices
     devs = every if names == scenario.device_names() else [scenario.device(n) for n in names]
     pk, prof = compute_groups(g, devs)  # equal compute seconds within a group
     eff_up, eff_dn = column(devs, "spectral_eff_up"), column(devs, "spectral_eff_dn")
     work, p_comp = column(devs, "workspace_bytes"), column(devs, "power_compute_w")
     p_tx = column(devs, "power_tx_w")
+    phi = np.ones(len(names)) if f_ is None else np.where(np.isnan(f_), 1.0, f_)
+    # what depends on the decision only (side, batch, mode), once per decision
+    key = side_key
+    b = np.array([tr.batch_size if d.batch_size is None else d.batch_size for d in decisions],
+                 dtype=float)
     masks = table.masks.astype(float)
     per_sample = np.column_stack([masks @ g.train_seconds(dv.cls, dv.flops)
                                   for dv in prof])  # sides x groups
-    t_dev_1 = per_sample[key, pk]
-    t_srv_1 = ((~table.masks).astype(float) @ g.train_seconds(srv.device_class, srv.flops))[key]
-    phi = np.ones(len(names)) if f_ is None else np.where(np.isnan(f_), 1.0, f_)
-    b = np.array([tr.batch_size if d.batch_size is None else d.batch_size for d in decisions],
-                 dtype=float)[which]
-    up_bps = beta * ch.bandwidth_up_hz * eff_up
-    dn_bps = beta * ch.bandwidth_dn_hz * eff_dn
+    t_dev_d = b[:, None] * per_sample[key]  # decisions x groups: b * device seconds per sample
+    t_srv_d = b * ((~table.masks).astype(float) @ g.train_seconds(srv.device_class, srv.flops))[key]
     it = float(tr.local_iters)
     full = table.masks.all(axis=1)[key]
-    w = np.where(full | bool(tr.aggregate), table.param_bytes[key], 0.0)
-    per_iter = b * table.boundary_bytes[key] + table.tied_bytes[key]  # bytes each way
-    t_dev, t_srv = b * t_dev_1, b * t_srv_1 / phi
-    t_up, t_dn = BITS * per_iter / up_bps, BITS * per_iter / dn_bps
-    t_agg = BITS * w * (1.0 / up_bps + 1.0 / dn_bps)
+    w_d = np.where(full | bool(tr.aggregate), table.param_bytes[key], 0.0)
+    per_iter_d = b * table.boundary_bytes[key] + table.tied_bytes[key]  # bytes each way
+    mem_d = (2 + tr.optimizer_copies) * table.param_bytes[key] + b * table.act_bytes[key]
+    comm = (it * 2 * per_iter_d + 2 * w_d)[which]
+    # per device: its decision's figures at its own rates and shares
+    t_dev, per_iter, w = t_dev_d[which, pk], per_iter_d[which], w_d[which]
+    inv_up = 1.0 / (beta * ch.bandwidth_up_hz * eff_up)  # seconds per bit at the device's share
+    inv_dn = 1.0 / (beta * ch.bandwidth_dn_hz * eff_dn)
+    t_up, t_dn = BITS * per_iter * inv_up, BITS * per_iter * inv_dn
+    t_srv = t_srv_d[which] / phi
+    t_agg = BITS * w * (inv_up + inv_dn)
     round_s = it * (t_dev + t_srv + t_up + t_dn) + t_agg
-    mem = (2 + tr.optimizer_copies) * table.param_bytes[key] + b * table.act_bytes[key] + work
-    up_s = it * t_up + BITS * w / up_bps
-    energy = p_comp * it * t_dev + p_tx * up_s
-    comm = it * 2 * per_iter + 2 * w
+    mem = mem_d[which] + work
+    energy = p_comp * it * t_dev + p_tx * (it * t_up + BITS * w * inv_up)
     # costs.round_latency: FL devices in parallel; split devices in parallel (max) or in turn
     split = round_s[~fl]
     turns = takes_turns(tr.schedule, serving)
-    latency = max([float(split.sum() if turns else split.max()) if split.size else 0.0,
-                   *round_s[fl].tolist()])
+    latency = max(float(split.sum() if turns else split.max()) if split.size else 0.0,
+                  float(round_s[fl].max()) if fl.any() else 0.0)
     return Repriced(names, dict(zip(FIELDS, (round_s, mem, energy, comm))), float(latency))

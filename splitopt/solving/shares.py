@@ -41,13 +41,15 @@ def positive_shares(x: np.ndarray) -> np.ndarray:
     return x / total if total > 1.0 else x
 
 
-def fixed_minmax(a: np.ndarray, d: np.ndarray, bmin: np.ndarray | None = None
-                 ) -> tuple[float, float, np.ndarray]:
+def fixed_minmax(a: np.ndarray, d: np.ndarray, bmin: np.ndarray | None = None,
+                 start: float | None = None) -> tuple[float, float, np.ndarray]:
     """Min over beta of max_k a_k + d_k / beta_k with sum beta <= 1 and beta >= bmin.
 
     Returns ``(value, lower_bound, beta)``: ``value`` is achieved by ``beta``; no allocation
     beats ``lower_bound`` (sum_k max(d_k / (T - a_k), bmin_k) >= 1 there). Infeasible (the
-    minimum shares sum above 1): ``(inf, inf, empty)``.
+    minimum shares sum above 1): ``(inf, inf, empty)``. ``start``: a round time known to be at
+    or below the optimum (e.g. a certified lower bound); Newton's iteration starts there when it
+    lies above every a_k with d_k > 0 (a few steps instead of about log2(N) + 5).
     """
     a, d = np.asarray(a, dtype=float), np.asarray(d, dtype=float)
     bmin = np.zeros_like(a) if bmin is None else np.asarray(bmin, dtype=float)
@@ -61,6 +63,9 @@ def fixed_minmax(a: np.ndarray, d: np.ndarray, bmin: np.ndarray | None = None
     t = float(np.max(a + d))  # each term alone needs its whole band here: total >= 1, left of root
     live = d > 0
     al, dl, bl = a[live], d[live], bmin[live]
+    if start is not None and t > start > float(al.max()) and float(
+            np.maximum(dl / (start - al), bl).sum()) + float(bmin[~live].sum()) >= 1.0:
+        t = float(start)  # left of the root too: Newton's steps on the convex sum stay left of it
     floor = float(bmin[~live].sum()) - 1.0
     flat = bool(bl.any())  # terms at their minimum share are flat in T
     for _ in range(100):
