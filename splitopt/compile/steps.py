@@ -253,32 +253,38 @@ class Perspective(Step):
         n0 = len(m.col_lb)
         exprs = [m.objective] + [c.body for c in m.rows]
         terms = [t for tr in m.term_rows for t in tr.share_terms()]  # (res, z, coef) arrays
-        codes = np.concatenate([e.q_z * 2 + e.q_res for e in exprs]
-                               + [2 * z + r for r, z, _ in terms] + [np.zeros(0, np.int64)])
+        parts = [(e.q_z * 2 + e.q_res, e.q_coef) for e in exprs if len(e.q_z)]
+        parts += [(_codes(z, r), c) for r, z, c in terms]
+        codes = _join([c for c, _ in parts], np.int64)
         # codes 2 z + res lie below 2 n0: a dense lookup instead of np.unique + searchsorted
-        index = np.full(2 * n0, -1, dtype=np.int64)
+        # (int32 while every column number fits: half the memory, which is most of the time)
+        index = np.full(2 * n0, -1, dtype=np.int32 if 4 * n0 < 2**31 - 1 else np.int64)
         index[codes] = 0
         keys = np.flatnonzero(index == 0)
         if not len(keys):
             self._term_blocks(m, index, 0, np.zeros(0))
             return m, n0
         nk = len(keys)
-        index[keys] = np.arange(nk)
-        zc, res = keys // 2, keys % 2
-        share_cols = np.array([m.share_off[0], m.share_off.get(1, 0)])[res] + zc // m.n_options
+        index[keys] = np.arange(nk, dtype=index.dtype)
+        zc, res = np.divmod(keys, 2)
+        share_cols = zc // m.n_options
+        share_cols += np.array([m.share_off[0], m.share_off.get(1, 0)])[res]
         # u[k,o] carries the largest coefficient of its term (seconds, joules), not 1/share:
         # u >= c z^2 / s keeps tangents well scaled when a tiny coefficient wants a tiny share
-        coefs = np.concatenate([np.abs(e.q_coef) for e in exprs] + [np.abs(c) for _, _, c in terms]
-                               + [np.zeros(0)])
-        scale = np.zeros(nk)
-        np.maximum.at(scale, index[codes], coefs)
-        scale = np.where(scale > 0, scale, 1.0)
+        coefs = np.abs(_join([c for _, c in parts], float))
+        if len(codes) == nk and np.array_equal(codes, keys):
+            scale = coefs  # each term once, in key order (a fleet-wide max alone)
+        else:
+            scale = np.zeros(nk)
+            np.maximum.at(scale, index[codes], coefs)
+        scale[scale == 0] = 1.0
         s_ub = np.empty(2 * nk)  # s[k,o] <= min(ub of z, ub of the share); u unbounded
         np.minimum(m.col_ub[zc], m.col_ub[share_cols], out=s_ub[:nk])
         s_ub[nk:] = math.inf
         s0 = m.add_cols(2 * nk, 0.0, s_ub, Names.numbered("s", nk) + Names.numbered("u", nk))
         u0 = s0 + nk
-        m.cones = np.stack([u0 + np.arange(nk), zc, s0 + np.arange(nk)], 1)
+        m.cones = np.empty((nk, 3), dtype=np.int64)
+        m.cones[:, 0], m.cones[:, 1], m.cones[:, 2] = np.arange(u0, u0 + nk), zc, np.arange(s0, u0)
         m.cone_scale = scale
         m.cone_share = share_cols
 
@@ -294,9 +300,9 @@ class Perspective(Step):
         # s <= z, one row per key (two entries a row, written in place); sum_o s[k,o] <= share_k,
         # one row per share column used (grouped by a dense lookup, not np.unique)
         nc = len(m.col_lb)
-        s_col = s0 + np.arange(nk)
-        m.blocks.append((Rows(np.stack([s_col, zc], 1), (1.0, -1.0), (nk,), nc), -math.inf, 0.0,
-                         Names.numbered("s<=z:", nk)))
+        s_col = m.cones[:, 2]
+        m.blocks.append((Rows(m.cones[:, 2:0:-1], (1.0, -1.0), (nk,), nc), -math.inf, 0.0,
+                         Names.numbered("s<=z:", nk)))  # columns (s, z): a view of the cones
         used = np.zeros(n0, dtype=bool)
         used[share_cols] = True
         ucol = np.flatnonzero(used)
@@ -312,6 +318,20 @@ class Perspective(Step):
         """Write the fleet-wide max rows (TermRows) as CSR blocks, 1/share terms as u columns."""
         m.blocks += [tr.block(len(m.col_lb), index, u0, scale) for tr in m.term_rows]
         m.term_rows = []
+
+
+def _codes(z: np.ndarray, res: int) -> np.ndarray:
+    """Perspective's keys ``2 z + res`` (one array, filled in place)."""
+    out = z * 2
+    out += res
+    return out
+
+
+def _join(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
+    """One array of several (the array itself when there is one: no copy)."""
+    if len(arrays) == 1:
+        return arrays[0]
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype)
 
 
 def _split_names(cols: Sequence[str], share_cols: np.ndarray) -> Names:

@@ -11,6 +11,7 @@ arrays. At 1000 devices x 50 options this replaced 1000 expressions walked by ea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,12 +39,17 @@ class TermRows:
 
     def share_terms(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """(resource, z columns, weighted coefficients) of the nonzero 1/share terms."""
+        return self._share_terms
+
+    @cached_property
+    def _share_terms(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
         out = []
         for res, coef in ((BETA, self.terms.beta), (PHI, self.terms.phi)):
             if coef is not None:
                 flat = np.asarray(coef, dtype=float).ravel()
                 nz = np.flatnonzero(flat)  # z of device k, option j is column k * O + j
-                out.append((res, nz, self.weight * flat[nz]))
+                vals = flat if len(nz) == len(flat) else flat[nz]
+                out.append((res, nz, vals if self.weight == 1.0 else self.weight * vals))
         return out
 
     def block(self, n_cols: int, index: np.ndarray, u0: int,
@@ -55,8 +61,8 @@ class TermRows:
         """
         n, o = self.terms.lin.shape
         # row k: its z block, its 1/share terms as u columns, the epigraph column (all distinct)
-        parts: list = [(o, np.arange(n * o),
-                  self.weight * np.asarray(self.terms.lin, dtype=float).ravel())]
+        lin = np.asarray(self.terms.lin, dtype=float).ravel()
+        parts: list = [(o, np.arange(n * o), lin if self.weight == 1.0 else self.weight * lin)]
         for res, z, c in self.share_terms():
             key = index[2 * z + res]
             # z ascending: rows nondecreasing; every option of every device: o entries a row

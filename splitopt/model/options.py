@@ -112,7 +112,9 @@ def build_options(scenario: Scenario, table: CutTable, batches: Sequence[int],
         parts["e_tx"].append(rt.e_tx)
     cut = np.tile(np.arange(c), len(batches))
     batch = np.repeat(np.asarray(batches, dtype=np.int64), c)
-    arrays = {k: np.ascontiguousarray(np.hstack(v), dtype=float) for k, v in parts.items()}
+    # one batch size: round_terms' own arrays, not copies (broadcast ones are made contiguous)
+    arrays = {k: np.ascontiguousarray(v[0] if len(v) == 1 else np.hstack(v), dtype=float)
+              for k, v in parts.items()}
     level = np.ones(len(cut))
     if tuple(levels) != (1.0,):  # model/dvfs.py: compute seconds / l, compute energy x l^2
         arrays, cut, batch, level = at_levels(arrays, cut, batch, levels)
