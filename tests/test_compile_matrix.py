@@ -10,6 +10,7 @@ the Program-level ``OuterApproximation`` on varied problems, and the helpers aga
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,7 +18,13 @@ import scipy.sparse as sp
 
 from splitopt import Problem
 from splitopt.compile.program import Rows, csr_from_parts, vstack_csr
-from splitopt.compile.steps import MAX_TANGENT_COEF, OuterApproximation, generic_chain
+from splitopt.compile.steps import (
+    MAX_TANGENT_COEF,
+    OuterApproximation,
+    capped_ratios,
+    generic_chain,
+    tangent_rows,
+)
 from splitopt.testing import random_dag, random_scenario
 
 SHARES = np.array([1.0, 0.25, 0.05, 0.01])  # OuterApproximation's default tangent points
@@ -174,3 +181,22 @@ def test_rows_block_stacks_like_its_csr() -> None:
     stacked = vstack_csr([other, block, other], 12)
     assert np.allclose(stacked.toarray(), np.vstack([other.toarray(), dense, other.toarray()]))
     assert stacked.indices.dtype == np.int32
+
+
+def test_capped_tangents_equal_the_row_by_row_construction() -> None:
+    # cones with scales above 1e6 have k r^2 capped at MAX_TANGENT_COEF for small shares: the
+    # broadcast fill sets those after; the rows must equal tangent_rows with explicit ratios
+    p = _problems()[1]
+    conic, _ = generic_chain().apply(p)
+    k = len(conic.cones)
+    scales = conic.scales.copy()
+    scales[::3] = np.geomspace(1e5, 1e12, len(scales[::3]))
+    conic = replace(conic, cone_scale=scales)
+    lin, _ = OuterApproximation().apply(conic)
+    ns = len(SHARES)
+    cones = np.repeat(conic.cones, ns, axis=0)
+    kk = np.repeat(scales, ns)
+    want = tangent_rows(cones, capped_ratios(np.tile(1.0 / SHARES, k), kk), conic.n_cols, kk)
+    assert (capped_ratios(np.tile(1.0 / SHARES, k), kk) < np.tile(1.0 / SHARES, k)).any()
+    assert _same(lin.A[conic.n_rows:], want)
+    assert np.all(lin.row_lb[conic.n_rows:] == 0) and np.all(np.isinf(lin.row_ub[conic.n_rows:]))

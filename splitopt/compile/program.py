@@ -92,7 +92,8 @@ class Rows:
 
     Row ``i`` (over the leading shape ``lead``, flattened in C order) holds the entries ``j`` of
     ``cols[..., j]`` with values ``vals[..., j]``; ``cols`` and ``vals`` broadcast to
-    ``lead + (width,)`` (``vals`` may also be one value or array per entry slot ``j``). The 200k
+    ``lead + (width,)`` (``vals`` may also give per entry slot ``j`` one value, an array or a
+    function filling the slot's view of the stacked array). The 200k
     tangent rows of a 1000-device program are never materialised apart from the final matrix.
     """
 
@@ -112,7 +113,10 @@ class Rows:
         out = data.reshape(full)
         if isinstance(self.vals, (list, tuple)):
             for j, v in enumerate(self.vals):
-                out[..., j] = v
+                if callable(v):  # fills the slot itself: no temporary of the block's size
+                    v(out[..., j])
+                else:
+                    out[..., j] = v
         else:
             out[...] = self.vals
 

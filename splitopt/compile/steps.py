@@ -422,9 +422,23 @@ class OuterApproximation(Step):
 
     def tangents(self, cones: np.ndarray, scales: np.ndarray, n_cols: int) -> Rows:
         """Every (cone, share) tangent, cone-major: ``u - 2 k r z + k r^2 s >= 0``."""
-        # (cone, share) pairs by broadcasting: no (k * shares, 3) temporaries at 200k tangents
-        ratios = np.minimum(1.0 / self.shares[None, :], np.sqrt(MAX_TANGENT_COEF / scales)[:, None])
-        return tangent_block(cones[:, None, :], ratios, n_cols, scales[:, None])
+        # (cone, share) pairs by broadcasting, each coefficient written once into the stacked
+        # matrix: no temporaries of the 200k tangents' size. The ratio is 1 / share except on
+        # cones whose cap sqrt(MAX_TANGENT_COEF / k) is below it (few), set after.
+        inv = 1.0 / self.shares
+        cap = np.sqrt(MAX_TANGENT_COEF / scales)
+        few = np.flatnonzero(cap < inv.max())
+        r_few = np.minimum(inv, cap[few, None])
+        k_few = scales[few, None]
+
+        def z_coef(out: np.ndarray) -> None:  # -2 k r ((-2 k) r is the same float)
+            np.multiply((-2.0 * scales)[:, None], inv, out=out)
+            out[few] = -2 * (k_few * r_few)
+
+        def s_coef(out: np.ndarray) -> None:  # k r^2
+            np.multiply(scales[:, None], inv**2, out=out)
+            out[few] = k_few * r_few**2
+        return Rows(cones[:, None, :], (1.0, z_coef, s_coef), (len(cones), len(inv)), n_cols)
 
 
 class Tangents(Step):
