@@ -7,6 +7,7 @@ certificate.
 
     .venv/bin/python benchmarks/partition.py            # full run (figures in docs/partition.md)
     .venv/bin/python benchmarks/partition.py --quick    # seconds
+    .venv/bin/python benchmarks/partition.py --no-zoo --sizes 1000 --repeats 30   # one size
 
 Speed: every method starts from the same LayerGraph and device and ends with a device-side set
 re-priced in floats under the reference model. ``maxflow cold`` is the first call on a fresh graph
@@ -290,8 +291,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes, one setting")
     ap.add_argument("--no-zoo", action="store_true", help="synthetic graphs only")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats per device setting")
+    ap.add_argument("--sizes", type=int, nargs="+", metavar="N",
+                    help="resnet_like sizes (default 1e3 1e4 1e5; --quick: 1e3 1e4)")
     args = ap.parse_args()
-    sizes = (1000, 10000) if args.quick else (1000, 10000, 100000)
+    sizes = args.sizes or ((1000, 10000) if args.quick else (1000, 10000, 100000))
     zoo = () if args.no_zoo else (("digits_cnn", "resnet18") if args.quick else ZOO)
     with one_blas_thread():
         _print_speed(run(sizes, args.quick, zoo, args.repeats))

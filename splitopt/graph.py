@@ -454,9 +454,7 @@ class LayerGraph:
     @cached_property
     def _name_array(self) -> np.ndarray:
         """Node names as an object array (selecting by a mask is then one C-level copy)."""
-        names = np.empty(len(self._names), dtype=object)
-        names[:] = self._names
-        return names
+        return np.fromiter(self._names, dtype=object, count=len(self._names))
 
     def pred_closure(self, names: Iterable[str]) -> frozenset[str]:
         """The smallest predecessor-closed set holding ``names``."""
@@ -808,9 +806,10 @@ def _adjacency(n: int, key: np.ndarray, value: np.ndarray) -> list[list[int]]:
 
 def _rows(nodes: Sequence[Node]) -> np.ndarray:
     """The nodes' rows (:data:`_ROW`) stacked as one (nodes, 7) array in one pass."""
-    rows = map(operator.attrgetter("_row"), nodes)
-    try:
-        return np.fromiter(rows, dtype=np.dtype((float, len(_ROW))), count=len(nodes))
+    rows = itertools.chain.from_iterable(map(operator.attrgetter("_row"), nodes))
+    try:  # a flat float stream: half the time of fromiter over 7-float records
+        flat = np.fromiter(rows, dtype=float, count=len(nodes) * len(_ROW))
+        return flat.reshape(len(nodes), len(_ROW))
     except AttributeError:  # a Node unpickled from before rows existed: compute them
         return np.array([_node_row(n) for n in nodes], dtype=float).reshape(-1, len(_ROW))
 

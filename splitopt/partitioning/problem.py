@@ -29,7 +29,7 @@ import numpy as np
 from splitopt.backends.results import Result
 from splitopt.costs import BITS, tied_pairs
 from splitopt.errors import GraphError, InputError, check_finite_nonneg
-from splitopt.graph import LayerGraph, grouped_order
+from splitopt.graph import LayerGraph
 from splitopt.system import Device, Link, Server
 
 T = TypeVar("T")
@@ -41,7 +41,7 @@ _CACHE_ATTR = "_splitopt_partition_arrays"
 class GraphArrays:
     """Index arrays of a graph (topological order), computed once per graph."""
 
-    src: np.ndarray  # producer index of every edge
+    src: np.ndarray  # producer index of every edge (graph.edge_index: the graph's edge order)
     dst: np.ndarray  # consumer index of every edge
     inputs: np.ndarray  # input node indices
     output: int
@@ -70,8 +70,6 @@ def graph_arrays(graph: LayerGraph) -> GraphArrays:
 
 def _build_arrays(graph: LayerGraph) -> GraphArrays:
     src, dst = graph.edge_index
-    by_producer = grouped_order(src, len(graph))  # edges grouped by producer, in edge order
-    src, dst = src[by_producer], dst[by_producer]
     measured: dict[str, tuple[list[int], list[float], list[float]]] = {}
     timed = graph.timed_indices.tolist()
     for i in timed:
@@ -91,19 +89,18 @@ def _build_arrays(graph: LayerGraph) -> GraphArrays:
 def _reached(n: int, src: np.ndarray, dst: np.ndarray, sources: np.ndarray) -> np.ndarray:
     """Which nodes some node of ``sources`` has a path to (breadth-first search).
 
-    ``src`` is sorted (edges grouped by producer), so the CSR rows are the edge list itself; a
-    virtual node ``n`` feeds every source.
+    A virtual node ``n`` feeds every source; scipy turns the edge list into CSR rows by a
+    counting sort (no comparison sort of the edges).
     """
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import breadth_first_order
 
     e = src.size  # int32 indices and float data are what csgraph works in: nothing is converted
-    indptr = np.empty(n + 2, dtype=np.int32)
-    indptr[:n + 1] = np.searchsorted(src, np.arange(n + 1))
-    indptr[n + 1] = e + sources.size
+    tails = np.empty(e + sources.size, dtype=np.int32)
     heads = np.empty(e + sources.size, dtype=np.int32)
+    tails[:e], tails[e:] = src, n
     heads[:e], heads[e:] = dst, sources
-    graph = csr_matrix((np.ones(heads.size), heads, indptr), shape=(n + 1, n + 1))
+    graph = csr_matrix((np.ones(e + sources.size), (tails, heads)), shape=(n + 1, n + 1))
     order = breadth_first_order(graph, n, directed=True, return_predecessors=False)
     mask = np.zeros(n + 1, dtype=bool)
     mask[order] = True

@@ -121,7 +121,7 @@ def _with_pairs(net: Network, src: np.ndarray, dst: np.ndarray, cost: np.ndarray
 def network_from_arrays(src: np.ndarray, dst: np.ndarray, dev: np.ndarray, srv: np.ndarray,
                         tensor: np.ndarray, force_in: np.ndarray, force_out: np.ndarray,
                         rep: np.ndarray | None = None) -> Network:
-    """Build the s-t graph from raw arrays (edges sorted by producer; see :func:`build_network`)."""
+    """Build the s-t graph from raw edge and cost arrays (see :func:`build_network`)."""
     st = _structure(src, dst, force_in, force_out, rep)
     return _with_capacities(st, dev, srv, tensor, ~(force_in | force_out))
 
@@ -153,10 +153,15 @@ def _structure(src: np.ndarray, dst: np.ndarray, force_in: np.ndarray, force_out
     size = 2 + n_free
     nu, nw = node_of[src], node_of[dst]
     dedupe = rep is not None  # a graph's own edges are distinct; merged groups repeat pairs
-    clo_t, clo_h = _unique_pairs(nw, nu) if dedupe else (nw, nu)
-    if np.any((clo_t == SOURCE) & (clo_h == SINK)):
-        raise SolverError("an input feeds the output through a forced arc; no finite cut exists")
-    cut = _cuttable(clo_t, clo_h)
+    if dedupe:
+        clo_t, clo_h = _unique_pairs(nw, nu)
+        if np.any((clo_t == SOURCE) & (clo_h == SINK)):
+            raise SolverError("an input feeds the output through a forced arc; no finite cut "
+                              "exists")
+        cut = _cuttable(clo_t, clo_h)
+    else:  # ungrouped, an edge joins two network nodes and never runs from the output to an input
+        clo_t, clo_h = nw, nu
+        cut = (clo_t != SINK) & (clo_h != SOURCE)
     clo_t, clo_h = clo_t[cut], clo_h[cut]
     ten_t, ten_h, tensor_of, n_relay = _tensor_arcs(src, node_of, nu, nw, size, dedupe)
     n_fin = tensor_of.size  # the finite tensor arcs come first; only they can run s -> t
@@ -223,17 +228,19 @@ def _tensor_arcs(src: np.ndarray, node_of: np.ndarray, nu: np.ndarray, nw: np.nd
     Returns tails, heads (the finite arcs first, then the relays' infinite arcs), the producer
     whose tensor cost each finite arc carries and the number of relays.
     """
-    ext = nu != nw  # consumers in the producer's own group never see the tensor cross
-    u, w = src[ext], nw[ext]
-    if dedupe:  # distinct (tensor, consumer node) pairs; graph_arrays' src is already sorted
-        u, w = _unique_pairs(u, w)
+    if dedupe:  # distinct (tensor, consumer node) pairs; a group's own consumers see no tensor
+        ext = nu != nw
+        u, w = _unique_pairs(src[ext], nw[ext])
+        from_node = node_of[u]
+    else:
+        u, w, from_node = src, nw, nu
     consumers = np.bincount(u, minlength=node_of.size)
     multi = consumers[u] > 1  # pairs of a tensor with several consumer nodes: through a relay
     single = ~multi
     shared = np.flatnonzero(consumers > 1)  # producers of those tensors, ascending
     relay_of = np.zeros(node_of.size, np.int32)
     relay_of[shared] = first_relay + np.arange(shared.size)
-    tails = np.concatenate([node_of[u[single]], node_of[shared], relay_of[u[multi]]])
+    tails = np.concatenate([from_node[single], node_of[shared], relay_of[u[multi]]])
     heads = np.concatenate([w[single], relay_of[shared], w[multi]])
     tensor_of = np.concatenate([u[single], shared])
     return tails, heads, tensor_of, int(shared.size)
