@@ -252,9 +252,9 @@ class Perspective(Step):
         """Introduce s[k,o], u[k,o] and the cones u >= z^2 / s (vectorised over all terms)."""
         n0 = len(m.col_lb)
         exprs = [m.objective] + [c.body for c in m.rows]
-        terms = [t for tr in m.term_rows for t in tr.share_terms()]  # (res, z, coef) arrays
         parts = [(e.q_z * 2 + e.q_res, e.q_coef) for e in exprs if len(e.q_z)]
-        parts += [(_codes(z, r), c) for r, z, c in terms]
+        parts += [(code, c) for tr in m.term_rows  # (code 2 z + res, coefficient) arrays
+                  for code, (_, _, c) in zip(tr.share_codes, tr.share_terms())]
         codes = _join([c for c, _ in parts], np.int64)
         # codes 2 z + res lie below 2 n0: a dense lookup instead of np.unique + searchsorted
         # (int32 while every column number fits: half the memory, which is most of the time)
@@ -279,7 +279,8 @@ class Perspective(Step):
             np.maximum.at(scale, index[codes], coefs)
         scale[scale == 0] = 1.0
         s_ub = np.empty(2 * nk)  # s[k,o] <= min(ub of z, ub of the share); u unbounded
-        np.minimum(m.col_ub[zc], m.col_ub[share_cols], out=s_ub[:nk])
+        np.minimum(np.take(m.col_ub, zc, out=s_ub[:nk], mode="clip"), m.col_ub[share_cols],
+                   out=s_ub[:nk])  # clip: unbuffered; every index is a column
         s_ub[nk:] = math.inf
         s0 = m.add_cols(2 * nk, 0.0, s_ub, Names.numbered("s", nk) + Names.numbered("u", nk))
         u0 = s0 + nk
@@ -318,13 +319,6 @@ class Perspective(Step):
         """Write the fleet-wide max rows (TermRows) as CSR blocks, 1/share terms as u columns."""
         m.blocks += [tr.block(len(m.col_lb), index, u0, scale) for tr in m.term_rows]
         m.term_rows = []
-
-
-def _codes(z: np.ndarray, res: int) -> np.ndarray:
-    """Perspective's keys ``2 z + res`` (one array, filled in place)."""
-    out = z * 2
-    out += res
-    return out
 
 
 def _join(arrays: list[np.ndarray], dtype: type) -> np.ndarray:

@@ -42,6 +42,16 @@ class TermRows:
         return self._share_terms
 
     @cached_property
+    def share_codes(self) -> list[np.ndarray]:
+        """Perspective's key ``2 z + res`` of every term of :meth:`share_terms`, in its order."""
+        out = []
+        for res, z, _ in self.share_terms():
+            code = z * 2
+            code += res
+            out.append(code)
+        return out
+
+    @cached_property
     def _share_terms(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
         out = []
         for res, coef in ((BETA, self.terms.beta), (PHI, self.terms.phi)):
@@ -63,8 +73,8 @@ class TermRows:
         # row k: its z block, its 1/share terms as u columns, the epigraph column (all distinct)
         lin = np.asarray(self.terms.lin, dtype=float).ravel()
         parts: list = [(o, np.arange(n * o), lin if self.weight == 1.0 else self.weight * lin)]
-        for res, z, c in self.share_terms():
-            key = index[2 * z + res]
+        for (_, z, c), code in zip(self.share_terms(), self.share_codes):
+            key = index[code]
             # z ascending: rows nondecreasing; every option of every device: o entries a row
             parts.append((o if len(z) == n * o else z // o, u0 + key, c / scale[key]))
         if self.col >= 0:
@@ -84,16 +94,19 @@ def fold_terms(terms: DeviceTerms, fixed: dict[int, np.ndarray], values: dict[in
     """
     n = len(terms)
     keep = keep[:n]
-    lin = np.array(terms.lin, dtype=float)
+    every = bool(keep.all())
+    lin = np.asarray(terms.lin, dtype=float)  # new arrays only where something changes
     out: dict[int, np.ndarray | None] = {BETA: None, PHI: None}
     for res, coef in ((BETA, terms.beta), (PHI, terms.phi)):
         if coef is None:
             continue
         coef = np.asarray(coef, dtype=float)
         fix = fixed[res][:n, None] if res in fixed else np.zeros((n, 1), dtype=bool)
-        if fix.any():
-            with np.errstate(divide="ignore", invalid="ignore"):
-                lin += np.where(fix & keep, coef / values[res][:n, None], 0.0)
+        if not fix.any():
+            out[res] = coef if every else np.where(keep, coef, 0.0)
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lin = lin + np.where(fix & keep, coef / values[res][:n, None], 0.0)
         out[res] = np.where(~fix & keep, coef, 0.0)
     return DeviceTerms(terms.n_options, lin, out[BETA], out[PHI])
 
