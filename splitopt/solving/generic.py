@@ -68,6 +68,16 @@ def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float
     The loop starts from ``warm``'s options, else from each device's fastest allowed option
     (the best shares for them are the first candidate incumbent; HiGHS gets them as a hint).
     """
+    # a backend that takes mixed-integer cones itself (cvxpy with misocp=True) was asked for
+    takes_cones = "misocp" in be.capabilities and getattr(be, "misocp", True)
+    if not takes_cones:
+        from splitopt.solving.lagrange_search import solve_lagrange
+
+        # sums of device terms with per-device rows: the share-budget dual (None: not that)
+        out = solve_lagrange(p, deadline=deadline, gap=gap, progress=progress,
+                             exact=lambda xm: exact_value(p, xm))
+        if out is not None:
+            return out
     chain = generic_chain()
     prog, data = chain.apply(p)
     n, o = p.n_devices, p.n_options
