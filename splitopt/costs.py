@@ -51,6 +51,11 @@ class CutTable:
         masks = np.zeros((len(sets), len(graph)), dtype=bool)
         for c, s in enumerate(sets):
             masks[c] = graph.mask(s)
+        return cls.from_masks(graph, masks)
+
+    @classmethod
+    def from_masks(cls, graph: LayerGraph, masks: np.ndarray) -> CutTable:
+        """Table of device-side sets given as (C, V) node masks, each validated as a split."""
         src, dst = graph.edge_index
         bad = (masks[:, dst] & ~masks[:, src]).any(axis=1)
         bad |= ~masks[:, [graph.index[i] for i in graph.inputs]].all(axis=1)
@@ -67,10 +72,15 @@ class CutTable:
 
         With labels on the device the whole graph (FL mode) is the last candidate.
         """
-        sets = graph.chain_prefixes()
+        # graph.chain_prefixes() as masks: the prefix ending at node i, for every i from the
+        # last input up to the node before the output (topological order)
+        v = len(graph)
+        last_input = max(graph.index[i] for i in graph.inputs)
+        ends = np.arange(last_input, graph.index[graph.output])
+        masks = np.arange(v)[None, :] <= ends[:, None]
         if labels_on_device:
-            sets.append(frozenset(graph.names))
-        return cls.from_sets(graph, sets)
+            masks = np.vstack([masks, np.ones((1, v), dtype=bool)])
+        return cls.from_masks(graph, masks)
 
     def __len__(self) -> int:
         return self.masks.shape[0]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from splitopt import InputError, Planner
 from splitopt.plan import DevicePlan, Plan, evaluate
 from splitopt.pricing import DevicePlans, price_options
-from splitopt.solving.bisection import bisect_minmax, fixed_option_time
+from splitopt.solving.bisection import MinMaxRows, bisect_minmax, fixed_option_time
 from splitopt.solving.reprice import FIELDS as REPRICED
 from splitopt.solving.reprice import reprice
 from splitopt.testing import random_dag, random_scenario
@@ -150,19 +150,26 @@ def test_bad_updates_are_named():
         Planner(sc)
 
 
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10**6))
-def test_grouped_bisection_equals_brute_force(seed):
-    """Class rows (equal A, D up to a factor), some minimum shares and forbidden options."""
-    rng = np.random.default_rng(seed)
-    n, o, g = int(rng.integers(1, 5)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
+def _class_rows(rng: np.random.Generator, n_max: int, o_max: int, g_max: int, bmin_p: float):
+    """Class rows (equal A, D up to a factor), some zeros, minimum shares, forbidden options."""
+    n, o, g = (int(rng.integers(1, n_max)), int(rng.integers(1, o_max)),
+               int(rng.integers(1, g_max)))
     cls = rng.integers(0, g, n)
     A = rng.uniform(0, 10, (g, o))[cls]
     D = rng.uniform(0, 5, (g, o))[cls] * (10 ** rng.uniform(-1, 1, n))[:, None]
     D[rng.random((n, o)) < 0.1] = 0.0
-    bmin = np.where(rng.random((n, o)) < 0.15, rng.uniform(0, 0.3, (n, o)), 0.0)
+    bmin = np.where(rng.random((n, o)) < bmin_p, rng.uniform(0, 0.3, (n, o)), 0.0)
     allowed = rng.random((n, o)) < 0.8
     allowed[np.arange(n), rng.integers(0, o, n)] = True
+    return A, D, bmin, allowed
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_grouped_bisection_equals_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    A, D, bmin, allowed = _class_rows(rng, 5, 4, 3, 0.15)
+    n = len(A)
     out = bisect_minmax(A, D, bmin, allowed)
     best, k = math.inf, np.arange(n)
     for c in itertools.product(*[np.flatnonzero(allowed[i]) for i in k]):
@@ -291,3 +298,31 @@ def test_builder_problem_with_batches_modes_and_pins(seed):
         assert node not in res.plan.device("d1").device_side
     with pytest.raises(InputError, match="Pins differ"):
         pl.join(sc.device("d0").model_copy(update={"name": "new"}))
+
+
+def _scalar_total(T, A, D, bmin, allowed):
+    """sum_k min over allowed o of max(D / (T - A), beta_min): out of reach when T < A (or T = A
+    with D > 0), 0 when D = 0 and T >= A; inf when a device has no option in reach."""
+    total = 0.0
+    for k in range(len(A)):
+        best = math.inf
+        for o in np.flatnonzero(allowed[k]):
+            R = T - A[k, o]
+            if R > 0 or (R == 0 and D[k, o] == 0):
+                best = min(best, max(D[k, o] / R if R > 0 else 0.0, bmin[k, o]))
+        total += best
+    return total
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_grouped_probe_equals_the_per_device_sum(seed):
+    """MinMaxRows.total (group rows, option masks folded in) at, below and above the A values."""
+    rng = np.random.default_rng(seed)
+    A, D, bmin, allowed = _class_rows(rng, 7, 5, 4, 0.2 if seed % 2 else 0.0)
+    rows = MinMaxRows(A, D, bmin, allowed)
+    k = min(6, A.size)
+    for T in [*A.ravel()[:k], *(A.ravel()[:k] + rng.uniform(0, 3, k)), -1.0, 0.0, 50.0, math.inf]:
+        want, got = _scalar_total(T, A, D, bmin, allowed), rows.total(T)
+        assert got == want if math.isinf(want) else got == pytest.approx(want, rel=1e-9,
+                                                                           abs=1e-15)

@@ -21,6 +21,7 @@ is certified and the plan priced on every device's own exact row at the end.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import replace
 
@@ -62,7 +63,7 @@ def row_hashes(A: np.ndarray, D: np.ndarray, scale: np.ndarray, beta_min: np.nda
     (N, O) temporary is made (inputs clean float64). A device joining looks its group up by
     this pair.
     """
-    m = np.random.default_rng(12345).integers(1, 2**62, (4, A.shape[1], 2), dtype=np.int64) | 1
+    m = _multipliers(A.shape[1])
     out = np.empty((len(A), 2), dtype=np.int64)
     with np.errstate(over="ignore"):
         for i in range(0, len(A), chunk):
@@ -74,6 +75,14 @@ def row_hashes(A: np.ndarray, D: np.ndarray, scale: np.ndarray, beta_min: np.nda
             h += allowed[r].astype(np.int64) @ m[3]
             out[r] = h
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _multipliers(n_options: int) -> np.ndarray:
+    """The fixed odd multipliers of :func:`row_hashes` for rows of ``n_options`` (read-only)."""
+    m = np.random.default_rng(12345).integers(1, 2**62, (4, n_options, 2), dtype=np.int64) | 1
+    m.flags.writeable = False
+    return m
 
 
 def group_rows(A: np.ndarray, D: np.ndarray, scale: np.ndarray, beta_min: np.ndarray,
@@ -128,6 +137,11 @@ class MinMaxRows:
         g = len(self.A)
         self.weight = np.bincount(self.group, weights=self.scale, minlength=g)
         self.counts = np.bincount(self.group, minlength=g)
+        # what a probe reads: the groups that have devices; an option not allowed priced 0 + inf
+        live = self.counts > 0
+        A, D, bm, al = self.A[live], self.D[live], self.bmin[live], self.allowed[live]
+        self._probe = (np.where(al, A, 0.0), np.where(al, D, 0.0), bm if bm.any() else None,
+                       np.where(al, 0.0, np.inf), self.weight[live])
 
     def _group_of(self, a: np.ndarray, dn: np.ndarray, bmin: np.ndarray,
                   allowed: np.ndarray) -> tuple[int, bool]:
@@ -190,19 +204,36 @@ class MinMaxRows:
         self._weigh()
 
     # ------------------------------------------------------------------ probes
-    def need(self, T: float) -> tuple[np.ndarray, np.ndarray]:
-        """(least share per unit weight, best option) per group at round time T."""
-        share, ok = _shares(T, self.A, self.D, self.bmin, self.allowed)
-        share = np.where(ok, share, np.inf)
-        best = np.argmin(share, axis=1)
-        rows = np.arange(len(best))
-        return share[rows, best], self.index[rows, best]
-
     def total(self, T: float) -> float:
-        """sum_k need_k(T), from the groups (used to steer the search)."""
-        m, _ = self.need(T)
-        live = self.counts > 0
-        return float(m[live] @ self.weight[live])
+        """sum_k need_k(T), from the groups (used to steer the search).
+
+        The least share of a group's row at T: min over its allowed options of D / (T - A)
+        (0 when D = 0 and T >= A; out of reach when T < A, or T = A with D > 0), at least
+        beta_min (:meth:`exact` on every device's own row gives the same figures).
+        """
+        A, D, bmin, off, weight = self._probe
+        R = T - A
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(R > 0, D / R, np.where((R == 0) & (D == 0), 0.0, np.inf)) + off
+        if bmin is not None:
+            share = np.maximum(share, bmin)
+        return float(share.min(axis=1) @ weight)
+
+    def reachable(self) -> float | None:
+        """A round time every device reaches within the band, from the groups.
+
+        None with minimum shares. Each group on its option of least D: T = max A + sum_g w_g D_g
+        makes every share at most w_g D_g / sum w D, so the shares sum to at most 1 (the search
+        checks it, not trusts it).
+        """
+        A, D, bmin, off, weight = self._probe
+        if bmin is not None or not len(A):
+            return None
+        j = np.argmin(D + off, axis=1)
+        rows = np.arange(len(j))
+        if not np.isfinite(off[rows, j]).all() or not np.isfinite(D[rows, j]).all():
+            return None
+        return float(A[rows, j].max() + D[rows, j] @ weight)
 
     def exact(self, T: float, index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(least share, best option) of every device at T on its own exact row.
@@ -275,27 +306,39 @@ def bisect_rows(rows: MinMaxRows, *, deadline: float | None = None, rtol: float 
         return Result(INFEASIBLE)
     floor = float(np.max(np.min(np.where(rows.allowed0, rows.A0, np.inf), axis=1)))
     it = 1
-    if rows.total(floor) <= 1:
+    f_lo = _value(rows, floor)
+    if f_lo <= 0:
         return _finish(rows, floor, floor, it)
-    lo, hi = floor, None
+    lo, hi, f_hi = floor, None, np.inf
     if bracket is not None and np.all(np.isfinite(bracket)) and bracket[0] < bracket[1]:
-        lo, hi, it = _warm(rows, max(float(bracket[0]), floor), float(bracket[1]), floor)
+        lo, hi, it, f_lo, f_hi = _warm(rows, max(float(bracket[0]), floor), float(bracket[1]),
+                                       floor, f_lo)
+    if hi is None:
+        up = rows.reachable()  # one probe instead of doubling from the floor (most of the time)
+        if up is not None and up > lo:
+            f_up = _value(rows, up)
+            it += 1
+            if f_up <= 0:
+                hi, f_hi = up, f_up
+            else:
+                lo, f_lo = up, f_up
     if hi is None:
         step = max(abs(lo), 1e-9)
         hi = lo + step
-        while rows.total(hi) > 1:
+        f_hi = _value(rows, hi)
+        while f_hi > 0:
             step *= 2
-            lo, hi = hi, hi + step
+            lo, f_lo, hi = hi, f_hi, hi + step
+            f_hi = _value(rows, hi)
             it += 1
             if it > 400:  # the shares needed only approach 1 as T grows without bound
                 return Result(INFEASIBLE, iterations=it)
-    f_lo, f_hi = rows.total(lo) - 1, rows.total(hi) - 1
     last, widths = 0, [hi - lo]
     while hi - lo > rtol * abs(hi):
         mid = _next_probe(lo, hi, f_lo, f_hi, rtol, widths)
         if mid <= lo or mid >= hi:
             break
-        f = rows.total(mid) - 1
+        f = _value(rows, mid)
         if f <= 0:
             hi, f_hi = mid, f
             f_lo, last = (f_lo / 2 if last == -1 else f_lo), -1  # Illinois: the stale end halves
@@ -309,15 +352,28 @@ def bisect_rows(rows: MinMaxRows, *, deadline: float | None = None, rtol: float 
     return _finish(rows, hi, lo, it)
 
 
+def _value(rows: MinMaxRows, T: float) -> float:
+    """1 - 1 / total(T): at most 0 exactly where T is reachable (total(T) <= 1).
+
+    The search runs on this rather than on total(T) - 1: near the optimum the total behaves like
+    c / (T - a), whose reciprocal is linear in T, so regula falsi steps land almost on the root.
+    """
+    t = rows.total(T)
+    return 1.0 - 1.0 / t if t > 0 else -np.inf
+
+
 def _next_probe(lo: float, hi: float, f_lo: float, f_hi: float, rtol: float,
                 widths: list[float]) -> float:
-    """Where to probe next in (lo, hi): the regula falsi point of total(T) - 1 (Illinois rule).
+    """Where to probe next in (lo, hi): the regula falsi point of the value (Illinois rule).
 
     Moved half a tolerance inside the bracket when it falls next to an end (so the bracket closes
     from both sides); the midpoint when the bracket has not halved in three probes or an end's
     value is infinite. Only the number of probes depends on this choice, never the answer.
     """
     mid = 0.5 * (lo + hi)
+    if f_lo >= 1.0 and lo > 0:
+        # some device cannot finish by lo at all (no slope to follow): halve the ratio first
+        return min(max(float(np.sqrt(lo * hi)), lo + 0.5 * rtol * abs(hi)), mid)
     stalled = len(widths) > 3 and widths[-1] > 0.5 * widths[-4]
     if stalled or not (np.isfinite(f_lo) and np.isfinite(f_hi)) or f_lo <= f_hi:
         return mid
@@ -326,28 +382,30 @@ def _next_probe(lo: float, hi: float, f_lo: float, f_hi: float, rtol: float,
     return min(max(x, lo + step), hi - step) if hi - lo > 2 * step else mid
 
 
-def _warm(rows: MinMaxRows, lo: float, hi: float, floor: float) -> tuple[float, float | None, int]:
+def _warm(rows: MinMaxRows, lo: float, hi: float, floor: float, f_floor: float
+          ) -> tuple[float, float | None, int, float, float]:
     """Widen an old bracket geometrically until total(lo) > 1 >= total(hi).
 
-    The first step is the relative change of the total (the shares needed scale about like
-    1 / T), so one device's change is usually bracketed again in one or two probes.
+    Returns (lo, hi or None, probes, value at lo, value at hi). The first step is the relative
+    change of the total (the shares needed scale about like 1 / T), so one device's change is
+    usually bracketed again in one or two probes.
     """
-    f_lo, f_hi = rows.total(lo) - 1, rows.total(hi) - 1
+    f_lo, f_hi = _value(rows, lo), _value(rows, hi)
     it = 2
     width = max(hi - lo, RTOL * abs(hi), min(abs(f_lo), abs(f_hi), 1.0) * abs(hi))
     while f_lo <= 0 and lo > floor:  # the optimum moved down
-        hi, width = lo, 2 * width
+        hi, f_hi, width = lo, f_lo, 2 * width
         lo = max(floor, lo - width)
-        f_lo, it = rows.total(lo) - 1, it + 1
+        f_lo, it = (f_floor if lo == floor else _value(rows, lo)), it + 1
     if f_lo <= 0:  # lo == floor is feasible: handled by the caller's first test
-        return floor, None, it
+        return floor, None, it, f_floor, np.inf
     while f_hi > 0:  # the optimum moved up
-        lo, width = hi, 2 * width
+        lo, f_lo, width = hi, f_hi, 2 * width
         hi = hi + width
-        f_hi, it = rows.total(hi) - 1, it + 1
+        f_hi, it = _value(rows, hi), it + 1
         if it > 400:
-            return lo, None, it
-    return lo, hi, it
+            return lo, None, it, f_lo, np.inf
+    return lo, hi, it, f_lo, f_hi
 
 
 def _finish(rows: MinMaxRows, T: float, lower: float, it: int) -> Result:

@@ -149,7 +149,7 @@ def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: f
         ks = np.flatnonzero(opt >= 0)  # (devices on no option fail "allowed options")
         given = np.asarray(options)[ks]
         ks, given = ks[given != opt[ks]], given[given != opt[ks]]  # options of equal cost pass
-        costs_same = np.all(np.isclose(o.a_dev[ks, given], o.a_dev[ks, opt[ks]]))
+        costs_same = not len(ks) or np.all(np.isclose(o.a_dev[ks, given], o.a_dev[ks, opt[ks]]))
         checks.append(Check("plan matches the solver's options", bool(costs_same),
                             "" if costs_same else "the decoded plan differs from the solution"))
     if np.any(opt < 0):
@@ -264,15 +264,19 @@ def _evaluate_checks(problem: Any, plan: Any, opt: np.ndarray, beta: np.ndarray,
                 np.array([costs.row.get(n, -1) for n in names], dtype=np.int64))
         if (rows < 0).any():
             bad += [f"{n}: not priced" for n in np.array(names)[rows < 0][:3]]
-        for key, arr in ours.items():
-            a, b = arr[ks[rows >= 0]], costs.values[key][rows[rows >= 0]]
-            with np.errstate(invalid="ignore"):
-                close = np.isfinite(a) & np.isfinite(b) & (np.abs(a - b) <= OBJECTIVE_RTOL * (
-                    np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-12)))
-            off = ~close & ~((a == 0) & (b == 0))
-            if off.any():
+        keys = list(ours)  # every figure of every device in one (4, k) comparison
+        got = rows >= 0
+        a = np.vstack([ours[key] for key in keys])[:, ks[got] if not got.all() else ks]
+        b = np.vstack([costs.values[key] for key in keys])[:, rows[got]]
+        with np.errstate(invalid="ignore"):
+            close = np.isfinite(a) & np.isfinite(b) & (np.abs(a - b) <= OBJECTIVE_RTOL * (
+                np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-12)))
+        off = ~close & ~((a == 0) & (b == 0))
+        if off.any():
+            shown = np.array(names)[got]
+            for i, key in enumerate(keys):
                 bad += [f"{n}.{key}: re-priced {y:.12g}, option table {x:.12g}" for n, x, y
-                        in zip(np.array(names)[rows >= 0][off][:3], a[off][:3], b[off][:3])]
+                        in zip(shown[off[i]][:3], a[i][off[i]][:3], b[i][off[i]][:3])]
     else:
         for k, n in zip(ks, names):
             ph = costs.per_device.get(n)
