@@ -87,20 +87,18 @@ def build_network(prob: CutProblem, rep: np.ndarray | None = None,
     the graph and only the capacities are computed per call; with ``rep``, ``key`` (a hashable
     that determines ``rep``) caches them too (the last few keys are kept).
     """
-    force_in, force_out = prob.forced()
-    ar = prob.arrays
     cache = prob.graph.__dict__.setdefault(_CACHE_ATTR, {})
-    if rep is not None and key is None:
-        st = _structure(ar.src, ar.dst, force_in, force_out, rep)
-    else:
-        slot = (prob.labels_on_device, key)
-        st = cache.get(slot)
-        if st is None:
+    slot = (prob.labels_on_device, key)
+    st = None if rep is not None and key is None else cache.get(slot)
+    if st is None:
+        ar = prob.arrays
+        st = _structure(ar.src, ar.dst, *prob.forced(), rep)
+        if rep is None or key is not None:
             if rep is not None and len(cache) > 8:  # bound the memory of contracted structures
                 for old in [k for k in cache if k[1] is not None][:4]:
                     del cache[old]
-            st = cache[slot] = _structure(ar.src, ar.dst, force_in, force_out, rep)
-    net = _with_capacities(st, prob.dev, prob.srv, prob.tensor, ~(force_in | force_out))
+            cache[slot] = st
+    net = _with_capacities(st, prob.dev, prob.srv, prob.tensor)
     return _with_pairs(net, prob.pair_src, prob.pair_dst, prob.pair_cost)
 
 
@@ -123,7 +121,7 @@ def network_from_arrays(src: np.ndarray, dst: np.ndarray, dev: np.ndarray, srv: 
                         rep: np.ndarray | None = None) -> Network:
     """Build the s-t graph from raw edge and cost arrays (see :func:`build_network`)."""
     st = _structure(src, dst, force_in, force_out, rep)
-    return _with_capacities(st, dev, srv, tensor, ~(force_in | force_out))
+    return _with_capacities(st, dev, srv, tensor)
 
 
 @dataclass(frozen=True)
@@ -145,6 +143,10 @@ class _Structure:
     heads: np.ndarray
     tensor_of: np.ndarray  # per finite tensor arc: the producer whose tensor cost it carries
     always: np.ndarray  # producers whose tensor crosses in every cut (an input feeds the output)
+    # ungrouped only (else None): the layer node of network node 2 + i, the nodes in s and in t
+    free_nodes: np.ndarray | None = None
+    in_source: np.ndarray | None = None
+    in_sink: np.ndarray | None = None
 
 
 def _structure(src: np.ndarray, dst: np.ndarray, force_in: np.ndarray, force_out: np.ndarray,
@@ -175,7 +177,11 @@ def _structure(src: np.ndarray, dst: np.ndarray, force_in: np.ndarray, force_out
                            dtype=np.int32)
     heads = np.concatenate([ids, np.full(n_free, SINK, np.int32), ten_h[:k], clo_h, ten_h[k:]],
                            dtype=np.int32)
-    return _Structure(size + n_relay, size, node_of, tails, heads, tensor_of, always)
+    if dedupe:
+        return _Structure(size + n_relay, size, node_of, tails, heads, tensor_of, always)
+    return _Structure(size + n_relay, size, node_of, tails, heads, tensor_of, always,
+                      np.flatnonzero(~(force_in | force_out)), np.flatnonzero(force_in),
+                      np.flatnonzero(force_out))
 
 
 def _cuttable(tails: np.ndarray, heads: np.ndarray) -> np.ndarray:
@@ -184,19 +190,25 @@ def _cuttable(tails: np.ndarray, heads: np.ndarray) -> np.ndarray:
             & ~((tails == SOURCE) & (heads == SINK)))
 
 
-def _with_capacities(st: _Structure, dev: np.ndarray, srv: np.ndarray, tensor: np.ndarray,
-                     free: np.ndarray) -> Network:
+def _with_capacities(st: _Structure, dev: np.ndarray, srv: np.ndarray,
+                     tensor: np.ndarray) -> Network:
     # summing per network node first keeps one arc per node and direction; a free node pays
     # min(srv, dev) on either side, so that part moves to the constant and each node keeps one
     # terminal arc: push-relabel starts by saturating every source arc, and without this it
     # pushed the whole server cost of every node in and back out. Forced nodes pay their side's
     # cost in the constant (an input's device seconds, the output's server seconds).
-    srv_n = np.bincount(st.node_of, weights=srv, minlength=st.size)
-    dev_n = np.bincount(st.node_of, weights=dev, minlength=st.size)
-    both = np.minimum(srv_n[2:], dev_n[2:])
-    caps = np.concatenate([srv_n[2:] - both, dev_n[2:] - both, tensor[st.tensor_of]])
-    const = float(srv_n[SINK] + dev_n[SOURCE] + both.sum() + tensor[st.always].sum())
-    mirror = bool(dev[free].sum() > srv[free].sum())
+    if st.free_nodes is not None:  # ungrouped: network node 2 + i is layer node free_nodes[i]
+        srv_f, dev_f = srv[st.free_nodes], dev[st.free_nodes]
+        forced = float(srv[st.in_sink].sum()) + float(dev[st.in_source].sum())
+    else:
+        srv_n = np.bincount(st.node_of, weights=srv, minlength=st.size)
+        dev_n = np.bincount(st.node_of, weights=dev, minlength=st.size)
+        srv_f, dev_f = srv_n[2:], dev_n[2:]
+        forced = float(srv_n[SINK] + dev_n[SOURCE])
+    both = np.minimum(srv_f, dev_f)
+    caps = np.concatenate([srv_f - both, dev_f - both, tensor[st.tensor_of]])
+    const = forced + float(both.sum()) + float(tensor[st.always].sum())
+    mirror = bool(dev_f.sum() > srv_f.sum())
     return Network(st.n_nodes, st.tails, st.heads, caps, const, st.node_of, mirror)
 
 
