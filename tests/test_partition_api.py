@@ -172,3 +172,24 @@ def test_benchmark_baseline_cut_is_optimal():
         prob = iteration_problem(g, dev, SRV, LINK)
         best = partition(g, dev, SRV, LINK, method="brute").objective
         assert prob.price(networkx_cut(prob)) == pytest.approx(best, rel=1e-9)
+
+
+def test_connectivity_matches_a_plain_search():
+    """graph_arrays().connected, with and without sources besides the inputs."""
+    rng = np.random.default_rng(8)
+    for _ in range(200):
+        n = int(rng.integers(3, 12))
+        names = [f"v{i}" for i in range(n)]
+        extra = rng.random(n) < 0.3  # nodes that may be left without a predecessor
+        edges = [(names[int(rng.integers(0, w))], names[w]) for w in range(1, n - 1)
+                 if not extra[w] and rng.random() < 0.9]
+        edges += [(names[u], names[-1]) for u in range(1, n - 1) if rng.random() < 0.3]
+        nodes = [Node(names[0], kind="input")] + [Node(x) for x in names[1:]]
+        g = LayerGraph(nodes, sorted(set(edges)), [names[0]], names[-1])
+        seen, stack = {names[0]}, [names[0]]
+        while stack:
+            for w in g.succs(stack.pop()):
+                if w not in seen:
+                    seen.add(w)
+                    stack.append(w)
+        assert graph_arrays(g).connected == (names[-1] in seen)

@@ -82,7 +82,10 @@ def _build_arrays(graph: LayerGraph) -> GraphArrays:
             for c, (i, s, r) in measured.items()}
     inputs = np.array([graph.index[n] for n in graph.inputs], dtype=np.intp)
     out = graph.index[graph.output]
-    connected = bool(_reached(len(graph), src, dst, inputs)[out])
+    # when the inputs are the only nodes without a predecessor, every node descends from one
+    # (walk predecessors back in topological order); only other sources need the search
+    sources = int(np.count_nonzero(np.bincount(dst, minlength=len(graph)) == 0))
+    connected = sources == inputs.size or bool(_reached(len(graph), src, dst, inputs)[out])
     return GraphArrays(src, dst, inputs, out, meas, connected)
 
 
