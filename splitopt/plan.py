@@ -101,14 +101,15 @@ class DeviceRows(Sequence):
     ``decisions`` are validated DevicePlans (their name and shares are placeholders) with what
     devices share: the device side, batch size, mode, selection; device k takes
     ``decisions[which[k]]`` under its own name ``names[k]`` and shares ``beta[k]``, ``phi[k]``
-    (``phi`` None: no planned server share). A fleet's plan has a few decisions, so a solver
+    (``phi`` None: no planned server share; ``names_checked``: the names are a Scenario's, so
+    they are non-empty strings already). A fleet's plan has a few decisions, so a solver
     writes 10^4 devices as arrays (``pricing.DevicePlans``) and the guard reads them as arrays
     (``solving.verify_builder``); iterating, indexing or comparing builds the tuple of
     DevicePlans once, equal to the one a plain tuple would hold.
     """
 
     def __init__(self, names: Sequence[str], decisions: Sequence[DevicePlan], which: Any,
-                 beta: Any, phi: Any = None):
+                 beta: Any, phi: Any = None, *, names_checked: bool = False):
         import numpy as np
 
         self.names, self.decisions = list(names), tuple(decisions)
@@ -122,7 +123,8 @@ class DeviceRows(Sequence):
         shares = [self.beta] + ([] if self.phi is None else [self.phi])
         if not (len(self.which) == len(self.beta) == n and all(len(s) == n for s in shares)
                 and set(map(type, self.decisions)) <= {DevicePlan}
-                and set(map(type, self.names)) <= {str} and "" not in self.names
+                and (names_checked or (set(map(type, self.names)) <= {str}
+                                       and "" not in self.names))
                 and (n == 0 or 0 <= self.which.min() <= self.which.max() < len(self.decisions))
                 and all(bool(np.all((s > 0) & (s <= hi))) for s in shares)):
             raise InputError("devices", f"{n} device rows", "one device name, decision index "

@@ -140,7 +140,7 @@ class Planner:
         self.opts = MutableOptions(options)
         self.base_allowed = np.array(base_allowed)  # modes and pins, before memory rows
         self.mem_rows, self.memory_rows = mem_rows, memory_rows
-        self.names = [d.name for d in self.scenario.devices]
+        self.names = self.scenario.device_names()
         self.index = {n: i for i, n in enumerate(self.names)}
         self.allowed = np.array(allowed)
         a, d = self._arrays()

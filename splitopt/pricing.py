@@ -68,7 +68,24 @@ class PhaseTable(Mapping):
 
 def taken(options, rows: np.ndarray, option: np.ndarray) -> dict[str, np.ndarray]:
     """Each option array (OPTION_ARRAYS) at device ``rows[i]``'s option ``option[i]`` (copies)."""
-    return {k: getattr(options, k)[rows, option] for k in OPTION_ARRAYS}
+    flat = flat_index(rows, option, len(options.cut))
+    return {k: pick(getattr(options, k), flat) for k in OPTION_ARRAYS}
+
+
+def flat_index(rows: np.ndarray, option: np.ndarray, n_options: int) -> np.ndarray:
+    """Positions of (rows[i], option[i]) in a C-ordered (N, n_options) array, for :func:`pick`."""
+    return np.asarray(rows, dtype=np.int64) * n_options + np.asarray(option, dtype=np.int64)
+
+
+def pick(x: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """``x[rows, option]`` by :func:`flat_index` positions.
+
+    A 1-D take: 4-5x faster than a 2-D fancy index on 10^4 rows.
+    """
+    x = np.asarray(x)
+    if not x.flags.c_contiguous:  # (a broadcast view: reshape would copy all of it)
+        return x[flat // x.shape[1], flat % x.shape[1]]
+    return x.reshape(-1)[flat]
 
 
 def phases_of(t: Mapping[str, np.ndarray], beta: np.ndarray, phi: np.ndarray,
@@ -144,7 +161,8 @@ class DevicePlans:
               phi: np.ndarray | None) -> DeviceRows:
         """Every device's DevicePlan, as columns.
 
-        Shares are clipped into [1e-12, 1], as the decoder does; ``phi`` None: server share 1.
+        ``names`` are a Scenario's device names (validated there). Shares are clipped into
+        [1e-12, 1], as the decoder does; ``phi`` None: server share 1.
         """
         beta = np.clip(np.asarray(beta, dtype=float), 1e-12, 1.0)
         phis = np.ones(len(beta)) if phi is None else np.clip(np.asarray(phi, dtype=float),
@@ -156,7 +174,7 @@ class DevicePlans:
         used = np.flatnonzero(count)
         slot = np.cumsum(count > 0) - 1  # option -> its place among the used ones
         return DeviceRows(names, [self.template(o) for o in used.tolist()], slot[option], beta,
-                          phis)
+                          phis, names_checked=True)  # (a validated Scenario's names)
 
 
 class MutableOptions:

@@ -29,6 +29,7 @@ import numpy as np
 
 from splitopt.backends.base import INFEASIBLE, OPTIMAL, TIME_LIMIT
 from splitopt.backends.results import Result
+from splitopt.pricing import flat_index, pick
 from splitopt.solving.shares import fixed_minmax
 
 RTOL = 1e-12
@@ -432,12 +433,13 @@ def _finish(rows: MinMaxRows, T: float, lower: float, it: int) -> Result:
         beta = beta + slack * (beta / beta.sum() if beta.sum() > 0 else 1.0 / len(beta))
     beta = np.maximum(beta, 1e-12)
     n = np.arange(len(option))
-    a, d = rows.A0[n, option], rows.D0[n, option]
+    flat = flat_index(n, option, rows.A0.shape[1])
+    a, d, bmin = pick(rows.A0, flat), pick(rows.D0, flat), pick(rows.bmin0, flat)
     obj = float(np.max(a + d / beta))
     # the chosen options' own optimum (Newton's root): exact to rounding, not just to rtol
-    root, _, root_beta = fixed_minmax(a, d, rows.bmin0[n, option],
+    root, _, root_beta = fixed_minmax(a, d, bmin,
                                       start=lower if lower < T else None)
-    if root < obj and np.all(root_beta >= rows.bmin0[n, option]):
+    if root < obj and np.all(root_beta >= bmin):
         obj, beta = root, root_beta
     return Result(OPTIMAL, objective=obj, bound=min(lower, obj), iterations=it, options=option,
                   beta=beta)

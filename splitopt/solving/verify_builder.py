@@ -249,29 +249,35 @@ def _evaluate_checks(problem: Any, plan: Any, opt: np.ndarray, beta: np.ndarray,
             costs = evaluate(problem.pricing_scenario(), plan)
     except Exception as err:  # noqa: BLE001 - any refusal of the reference model is a failed check
         return [Check(name, False, f"{type(err).__name__}: {err}")]
-    o, r = problem.options, np.arange(problem.n_devices)
+    from splitopt.pricing import flat_index, pick
+
+    o, flat = problem.options, flat_index(np.arange(problem.n_devices), opt, problem.n_options)
     f = phi if problem.server_share is not None else np.ones_like(phi)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        ours = {"round_s": o.a_dev[r, opt] + o.d[r, opt] / beta + o.a_srv[r, opt] / f,
-                "memory_bytes": o.mem[r, opt], "comm_bytes": o.comm[r, opt],
-                "energy_j": o.e_comp[r, opt] + o.e_tx[r, opt] / beta}
+        ours = {"round_s": pick(o.a_dev, flat) + pick(o.d, flat) / beta + pick(o.a_srv, flat) / f,
+                "memory_bytes": pick(o.mem, flat), "comm_bytes": pick(o.comm, flat),
+                "energy_j": pick(o.e_comp, flat) + pick(o.e_tx, flat) / beta}
     ks = np.flatnonzero(sel)
     every = every if every is not None else [d.name for d in problem.scenario.devices]
     names = every if len(ks) == len(every) else [every[k] for k in ks.tolist()]
     bad: list[str] = []
     if isinstance(costs, Repriced):
-        rows = (np.arange(len(names)) if costs.names == names else
+        same = costs.names == names
+        rows = (np.arange(len(names)) if same else
                 np.array([costs.row.get(n, -1) for n in names], dtype=np.int64))
         if (rows < 0).any():
             bad += [f"{n}: not priced" for n in np.array(names)[rows < 0][:3]]
         keys = list(ours)  # every figure of every device in one (4, k) comparison
         got = rows >= 0
-        a = np.vstack([ours[key] for key in keys])[:, ks[got] if not got.all() else ks]
-        b = np.vstack([costs.values[key] for key in keys])[:, rows[got]]
+        a = np.vstack([ours[key] for key in keys])
+        b = np.vstack([costs.values[key] for key in keys])
+        if not (same and len(ks) == a.shape[1]):  # (else both in device order already)
+            a, b = a[:, ks[got]], b[:, rows[got]]
         with np.errstate(invalid="ignore"):
-            close = np.isfinite(a) & np.isfinite(b) & (np.abs(a - b) <= OBJECTIVE_RTOL * (
-                np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-12)))
-        off = ~close & ~((a == 0) & (b == 0))
+            scale = np.maximum(np.abs(a), np.abs(b))
+            # off: not finite, or apart by more than the tolerance (two zeros agree)
+            off = ~(np.abs(a - b) <= OBJECTIVE_RTOL * np.maximum(scale, 1e-12))
+            off |= ~np.isfinite(scale)
         if off.any():
             shown = np.array(names)[got]
             for i, key in enumerate(keys):
