@@ -170,7 +170,7 @@ class LayerGraph:
 
     """
 
-    _columns: np.ndarray  # the nodes' rows (:data:`_ROW`), built with the graph
+    _columns: np.ndarray  # (fields of :data:`_ROW`, nodes), built with the graph
     _names: list[str]  # node names, topological order
 
     def __init__(
@@ -227,7 +227,7 @@ class LayerGraph:
         self.index: dict[str, int] = pos
         self.edges: tuple[tuple[str, str], ...] = tuple(edge_list)
         self.__dict__["edge_index"] = (src, dst)  # the cached_property's slot
-        self.__dict__["_columns"] = rows
+        self.__dict__["_columns"] = np.ascontiguousarray(rows.T)  # one contiguous row per field
         self.__dict__["_names"] = names
         self.inputs: tuple[str, ...] = tuple(inputs)
         self.output: str = output
@@ -385,8 +385,8 @@ class LayerGraph:
         return self._column("param_bytes")
 
     def _column(self, attr: str) -> np.ndarray:
-        """One column of the node rows (:data:`_ROW`), built with the graph."""
-        return np.ascontiguousarray(self._columns[:, _ROW.index(attr)])
+        """One field of every node (:data:`_ROW`): a contiguous view, built with the graph."""
+        return self._columns[_ROW.index(attr)]
 
     def device_classes(self) -> set[str]:
         """Device classes for which at least one node carries measured times."""

@@ -90,7 +90,7 @@ def verify_cut(graph: LayerGraph, device_side: frozenset[str], device: Device, s
     except Exception as err:  # noqa: BLE001 - a name the graph does not have
         mask, refused = np.zeros(len(graph), dtype=bool), str(err)
     src, dst = graph.edge_index
-    ends = mask[src], mask[dst]  # gathered once for both the split test and the pricing
+    ends = np.take(mask, src), np.take(mask, dst)  # once, for the split test and the price
     valid = (split_check(graph, mask, labels_on_device, ends) if refused is None
              else Check("valid split", False, refused))
     phases, boundary = reference_phases(graph, mask, device, server, link, batch, ends)

@@ -208,7 +208,7 @@ class CutProblem:
 def price_mask(src: np.ndarray, dst: np.ndarray, dev: np.ndarray, srv: np.ndarray,
                tensor: np.ndarray, mask: np.ndarray) -> float:
     """Objective of a device-side set ``mask`` given edge arrays and per-node costs."""
-    cross = mask[src] > mask[dst]  # a member feeding a non-member (bools)
+    cross = np.take(mask, src) > np.take(mask, dst)  # a member feeding a non-member (bools)
     bnd = np.zeros(mask.size, dtype=bool)
     bnd[src[cross]] = True
     return float(dev[mask].sum() + srv[~mask].sum() + tensor[bnd].sum())

@@ -153,7 +153,7 @@ def _structure(src: np.ndarray, dst: np.ndarray, force_in: np.ndarray, force_out
                rep: np.ndarray | None = None) -> _Structure:
     node_of, n_free = _number_nodes(force_in.size, force_in, force_out, rep)
     size = 2 + n_free
-    nu, nw = node_of[src], node_of[dst]
+    nu, nw = np.take(node_of, src), np.take(node_of, dst)
     dedupe = rep is not None  # a graph's own edges are distinct; merged groups repeat pairs
     if dedupe:
         clo_t, clo_h = _unique_pairs(nw, nu)
@@ -167,10 +167,17 @@ def _structure(src: np.ndarray, dst: np.ndarray, force_in: np.ndarray, force_out
     clo_t, clo_h = clo_t[cut], clo_h[cut]
     ten_t, ten_h, tensor_of, n_relay = _tensor_arcs(src, node_of, nu, nw, size, dedupe)
     n_fin = tensor_of.size  # the finite tensor arcs come first; only they can run s -> t
-    always = tensor_of[(ten_t[:n_fin] == SOURCE) & (ten_h[:n_fin] == SINK)]
-    cut = _cuttable(ten_t, ten_h)
-    ten_t, ten_h = ten_t[cut], ten_h[cut]
-    tensor_of = tensor_of[cut[:n_fin]]
+    through = (ten_t[:n_fin] == SOURCE) & (ten_h[:n_fin] == SINK)
+    always = tensor_of[through]
+    if dedupe:
+        cut = _cuttable(ten_t, ten_h)
+    else:  # ungrouped, a tensor arc never leaves t (the output feeds nothing), never enters s
+        # (inputs consume nothing) and never loops: only the s -> t arcs go
+        cut = np.concatenate([~through, np.ones(ten_t.size - n_fin, bool)]) if through.any() \
+            else None
+    if cut is not None:
+        ten_t, ten_h = ten_t[cut], ten_h[cut]
+        tensor_of = tensor_of[cut[:n_fin]]
     ids = np.arange(2, size, dtype=np.int32)
     k = tensor_of.size  # _tensor_arcs lists the finite tensor arcs first
     tails = np.concatenate([np.full(n_free, SOURCE, np.int32), ids, ten_t[:k], clo_t, ten_t[k:]],
