@@ -62,20 +62,25 @@ def exact_value(p: Problem, xm: np.ndarray) -> float | None:
 
 
 def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float, log: bool,
-                  warm: Any = None, progress: Any = None) -> Result:
+                  warm: Any = None, progress: Any = None, lagrangian: bool = True) -> Result:
     """Steps 1-4, then either the backend's own conic solver or outer approximation.
+
+    First, unless ``lagrangian=False`` (the tests' second route) or the backend takes the cones
+    itself: a sum of device terms with per-device rows goes to the share-budget dual
+    (:func:`splitopt.solving.lagrange_search.solve_lagrange`).
 
     The loop starts from ``warm``'s options, else from each device's fastest allowed option
     (the best shares for them are the first candidate incumbent; HiGHS gets them as a hint).
     """
     # a backend that takes mixed-integer cones itself (cvxpy with misocp=True) was asked for
     takes_cones = "misocp" in be.capabilities and getattr(be, "misocp", True)
-    if not takes_cones:
+    if lagrangian and not takes_cones:
         from splitopt.solving.lagrange_search import solve_lagrange
 
         # sums of device terms with per-device rows: the share-budget dual (None: not that)
         out = solve_lagrange(p, deadline=deadline, gap=gap, progress=progress,
-                             exact=lambda xm: exact_value(p, xm))
+                             exact=lambda xm: exact_value(p, xm),
+                             start=lambda: structured_options(p, be, deadline))
         if out is not None:
             return out
     chain = generic_chain()

@@ -32,14 +32,21 @@ if TYPE_CHECKING:
     from splitopt.model.problem import Problem
 
 
+#: nodes without any plan after which the dual route leaves the problem to the generic route
+NO_PLAN_NODES = 64
+#: the part of each budget the share fits use; the rest (1e-9) is spread over every device
+TOTAL = 1.0 - 1e-9
+
+
 def fit(coef: np.ndarray, lo: np.ndarray) -> np.ndarray | None:
     """argmin sum coef/s over lo <= s <= 1, sum s <= 1, the slack then spread evenly.
 
-    KKT: s = clip(sqrt(coef / p), lo, 1) with the price p where the sum is 1 (bisection in log
-    space, keeping the feasible end). A share nothing prices gets a part of 1e-9 of the budget
-    (the plan's shares are > 0). None when even the least shares sum above the budget.
+    KKT: s = clip(sqrt(coef / p), lo, 1) with the price p where the sum is ``TOTAL`` (bisection
+    in log space, keeping the feasible end); the last 1e-9 of the budget is spread over every
+    device, so that a share nothing asks for is still > 0 (the guard's (0, 1]). None when the
+    least shares alone sum above ``TOTAL``.
     """
-    total = 1.0 - (1e-9 if np.any((coef <= 0) & (lo <= 0)) else 0.0)
+    total = TOTAL
     room = total - float(lo.sum())
     if room < 0 or np.any(lo > 1):
         return None
@@ -84,7 +91,7 @@ def _phi_for_least_beta(q: np.ndarray, r: np.ndarray, R: np.ndarray, pl: np.ndar
     lo, hi = -200.0, 200.0
     for _ in range(100):
         mid = 0.5 * (lo + hi)
-        lo, hi = (lo, mid) if at(mid).sum() <= 1.0 else (mid, hi)
+        lo, hi = (lo, mid) if at(mid).sum() <= TOTAL else (mid, hi)
     return at(hi)
 
 
@@ -146,22 +153,22 @@ def plan_shares(t: Table, pick: np.ndarray, start: Point | None,
     one[rows, pick] = True
     if not t.ok[rows, pick].all():
         return None
-    tab = t.only(one)
-    pt = polish(tab, maximise(tab, start=start, deadline=deadline).best)
     a, b, c, q, r, R, bl, pl = (getattr(t, f)[rows, pick] for f in "a b c q r R bl pl".split())
     R = np.where(np.isfinite(R), R, 1.0)
+    other = _phi_for_least_beta(q, r, R, pl) if t.has_phi else np.ones(n)
+    if _least(q, r, R, bl, other).sum() > TOTAL:
+        return None  # these options need more than the band whatever the server shares
+    tab = t.only(one)
+    pt = polish(tab, maximise(tab, start=start, deadline=deadline).best)
     phi = pt.phi[rows, pick] if t.has_phi else np.ones(n)
     if t.has_phi:
-        phi = phi / max(1.0, float(phi.sum()))
+        phi = phi * min(1.0, TOTAL / max(float(phi.sum()), 1e-300))
         least = _least(q, r, R, bl, phi)
-        if least.sum() > 1.0:  # the dual's phi leaves too little band (it is ~1e-13 off)
-            other = _phi_for_least_beta(q, r, R, pl)
-            if _least(q, r, R, bl, other).sum() > 1.0:
-                return None  # these options need more than the whole band
+        if least.sum() > TOTAL:  # the dual's phi leaves too little band (it is ~1e-13 off)
             lo_w, hi_w = 0.0, 1.0  # least weight on `other` that fits the band (convex)
             for _ in range(60):
                 mid = 0.5 * (lo_w + hi_w)
-                fits = _least(q, r, R, bl, (1 - mid) * phi + mid * other).sum() <= 1.0
+                fits = _least(q, r, R, bl, (1 - mid) * phi + mid * other).sum() <= TOTAL
                 lo_w, hi_w = (lo_w, mid) if fits else (mid, hi_w)
             phi = (1 - hi_w) * phi + hi_w * other
     best = None
@@ -180,12 +187,15 @@ def plan_shares(t: Table, pick: np.ndarray, start: Point | None,
 
 def solve_lagrange(p: Problem, *, deadline: float | None, gap: float,
                    exact: Callable[[np.ndarray], float | None],
-                   progress: Any = None) -> Result | None:
+                   progress: Any = None,
+                   start: Callable[[], np.ndarray | None] | None = None) -> Result | None:
     """The plan and bound by the share-budget dual, or None when p lacks the structure (or no
-    plan came from it: the caller's route decides then).
+    plan came from it within ``NO_PLAN_NODES`` nodes: the caller's route decides then).
 
     ``exact(x)`` prices Problem columns by the Problem's own rows (None when one is broken): a
-    plan becomes the incumbent only through it.
+    plan becomes the incumbent only through it. ``start()``: options (a column of the option
+    table per device, or None) tried at the root, e.g. a structured path's least-latency plan,
+    which meets the deadline rows where the dual's argmins (at a kink) may need too much band.
     """
     t = extract(p)
     if t is None or not t.ok.any(axis=1).all():
@@ -217,7 +227,7 @@ def solve_lagrange(p: Problem, *, deadline: float | None, gap: float,
             got = plan_shares(tab, pick, start, deadline)
             if got is None or got[0] >= inc["value"]:
                 continue
-            if not all(np.all(v > 0) and v.sum() <= 1 + 1e-12 for v in got[1:]):
+            if not all(np.all(v > 0) and v.sum() <= 1 + 1e-12 for v in got[1:2 + t.has_phi]):
                 continue  # the guard's budget check (exact() prices the Problem's rows only)
             x = columns(pick, got[1], got[2])
             val = exact(x)
@@ -252,8 +262,13 @@ def solve_lagrange(p: Problem, *, deadline: float | None, gap: float,
             ok = ok & ~close
         if nodes == 1:
             bound = lb
-            if not np.isfinite(inc["value"]):
-                return None  # no plan from the dual's options: the generic route decides
+            first = None if start is None else start()
+            if first is not None:
+                at = t.cols == np.asarray(first)[:, None]
+                if np.all((at & t.ok).any(axis=1)):  # (not when the start's option was pruned)
+                    offer(tab, [np.argmax(at & t.ok, axis=1)], d.best)
+        if not np.isfinite(inc["value"]) and nodes >= NO_PLAN_NODES:
+            return None  # no plan from the dual's options: the generic route decides
         if lb >= inc["value"] - tol or not ok.any(axis=1).all():
             floor = min(floor, lb if ok.any(axis=1).all() else np.inf)
         else:
