@@ -109,11 +109,14 @@ def round_latency(round_s: np.ndarray, fl: np.ndarray, in_turn: bool) -> float:
 
 
 def price_options(scenario, options, names: Sequence[str], option: np.ndarray,
-                  beta: np.ndarray, phi: np.ndarray | None, rounds: float) -> PlanCosts:
+                  beta: np.ndarray, phi: np.ndarray | None, rounds: float, *,
+                  fixed_table: bool = False) -> PlanCosts:
     """The plan's predicted costs (a :class:`~splitopt.plan.PlanCosts`) from the option table.
 
     ``phi`` None: every device has the whole server (phi = 1). Devices on the "not selected"
-    option (cut -1) are left out, as :func:`splitopt.plan.evaluate` does.
+    option (cut -1) are left out, as :func:`splitopt.plan.evaluate` does. The per-device phases
+    are made when first read: from the table then when ``fixed_table`` (nothing changes it, as a
+    Problem's), else from copies of the devices' figures taken now (a Planner's rows change).
     """
     option = np.asarray(option, dtype=np.int64)
     sel = options.cut[option] >= 0
@@ -122,14 +125,17 @@ def price_options(scenario, options, names: Sequence[str], option: np.ndarray,
     every = bool(sel.all())
     ks = np.arange(len(option)) if every else np.flatnonzero(sel)
     opt, b, f = (option, beta, phi) if every else (option[sel], beta[sel], phi[sel])
-    t = taken(options, ks, opt)  # (copies: the phases are made on first read, see PhaseTable)
-    round_s = t["a_dev"] + t["a_srv"] / f + (t["up"] + t["dn"] + t["agg"]) / b
+    flat = flat_index(ks, opt, len(options.cut))
+    t = None if fixed_table else taken(options, ks, opt)
+    get = (lambda k: pick(getattr(options, k), flat)) if t is None else t.__getitem__
+    round_s = get("a_dev") + get("a_srv") / f + (get("up") + get("dn") + get("agg")) / b
     tr = scenario.training
     in_turn = tr.schedule == "sequential" or getattr(scenario.server, "serving", "") == "sequential"
     latency = round_latency(round_s, options.is_fl[opt], in_turn)
     kept = names if every else [n for n, s in zip(names, sel, strict=True) if s]
     total = latency * rounds if np.isfinite(rounds) else np.inf
-    phases = partial(phases_of, t, b, f, tr.local_iters)
+    phases = (partial(phases_of, t, b, f, tr.local_iters) if t is not None else
+              lambda: phases_of(taken(options, ks, opt), b, f, tr.local_iters))
     return PlanCosts(PhaseTable(kept, phases), latency, float(rounds), float(total))
 
 

@@ -96,6 +96,12 @@ def _solved_fleet(monkeypatch, n: int = 40):
     assert res.termination == "optimal" and res.verification.passed
     assert isinstance(res.plan.devices, DeviceRows)
     assert any(c.startswith("re-pricing") for c in res.verification.to_dict()["checks"])
+    # the predicted phases, made on first read from the Problem's table, are evaluate()'s
+    ref = evaluate(p.pricing_scenario(), res.plan)
+    assert res.plan.predicted.round_latency_s == pytest.approx(ref.round_latency_s, rel=1e-12)
+    for name, ph in ref.per_device.items():
+        assert res.plan.predicted.per_device[name].to_dict() == pytest.approx(ph.to_dict(),
+                                                                              rel=1e-12)
     return p, res
 
 

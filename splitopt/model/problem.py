@@ -130,7 +130,7 @@ class Problem:
         self.objective: Expr | None = None
         self.sense = "min"
         self.tied = False
-        self._names = dict(zip(scenario.device_names(), range(n)))
+        self._names: dict[str, int] | None = None  # name -> index, made on first lookup
         self._pricing: Scenario | None = None
         self.recompute: Recompute | None = Recompute(self) if recompute else None
         self.relays: Relays | None = None if relays is None else Relays(self, relays)
@@ -198,6 +198,8 @@ class Problem:
     def device_index(self, k: int | str) -> int:
         """Index of a device given by index or name."""
         if isinstance(k, str):
+            if self._names is None:
+                self._names = dict(zip(self.scenario.device_names(), range(self.n_devices)))
             if k not in self._names:
                 raise InputError("device", k, f"one of {list(self._names)[:8]}")
             return self._names[k]

@@ -158,7 +158,7 @@ def decode(p: Problem, option: np.ndarray, beta: np.ndarray | None, phi: np.ndar
     # the server model the plan is priced under (the Problem's own flag; see pricing_scenario)
     meta = {"serving": getattr(pricing.server, "serving", "dedicated")}
     costs = price_options(pricing, p.options, names, option, b, f,
-                          float(p.scenario.training.rounds))
+                          float(p.scenario.training.rounds), fixed_table=True)
     return Plan(DevicePlans(p.table, p.options).build(names, option, b, f),
                 rounds=p.scenario.training.rounds, status=status, objective=objective,
                 bound=bound, method=method, meta=meta, predicted=costs)

@@ -267,22 +267,21 @@ def _evaluate_checks(problem: Any, plan: Any, opt: np.ndarray, beta: np.ndarray,
                 np.array([costs.row.get(n, -1) for n in names], dtype=np.int64))
         if (rows < 0).any():
             bad += [f"{n}: not priced" for n in np.array(names)[rows < 0][:3]]
-        keys = list(ours)  # every figure of every device in one (4, k) comparison
         got = rows >= 0
-        a = np.vstack([ours[key] for key in keys])
-        b = np.vstack([costs.values[key] for key in keys])
-        if not (same and len(ks) == a.shape[1]):  # (else both in device order already)
-            a, b = a[:, ks[got]], b[:, rows[got]]
-        with np.errstate(invalid="ignore"):
-            scale = np.maximum(np.abs(a), np.abs(b))
-            # off: not finite, or apart by more than the tolerance (two zeros agree)
-            off = ~(np.abs(a - b) <= OBJECTIVE_RTOL * np.maximum(scale, 1e-12))
-            off |= ~np.isfinite(scale)
-        if off.any():
-            shown = np.array(names)[got]
-            for i, key in enumerate(keys):
+        shown = None
+        for key, arr in ours.items():  # (one figure at a time: N-sized temporaries only)
+            a, b = arr, costs.values[key]
+            if not (same and len(ks) == len(arr)):  # (else both in device order already)
+                a, b = arr[ks[got]], b[rows[got]]
+            with np.errstate(invalid="ignore"):
+                scale = np.maximum(np.abs(a), np.abs(b))
+                # off: not finite, or apart by more than the tolerance (two zeros agree)
+                off = ~(np.abs(a - b) <= OBJECTIVE_RTOL * np.maximum(scale, 1e-12))
+                off |= ~np.isfinite(scale)
+            if off.any():
+                shown = np.array(names)[got] if shown is None else shown
                 bad += [f"{n}.{key}: re-priced {y:.12g}, option table {x:.12g}" for n, x, y
-                        in zip(shown[off[i]][:3], a[i][off[i]][:3], b[i][off[i]][:3])]
+                        in zip(shown[off][:3], a[off][:3], b[off][:3])]
     else:
         for k, n in zip(ks, names):
             ph = costs.per_device.get(n)
