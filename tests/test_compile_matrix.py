@@ -18,11 +18,11 @@ import scipy.sparse as sp
 
 from splitopt import Problem
 from splitopt.compile.program import Rows, csr_from_parts, vstack_csr
-from splitopt.compile.steps import (
+from splitopt.compile.steps import generic_chain
+from splitopt.compile.tangents import (
     MAX_TANGENT_COEF,
     OuterApproximation,
     capped_ratios,
-    generic_chain,
     tangent_rows,
 )
 from splitopt.testing import random_dag, random_scenario

@@ -9,13 +9,12 @@ from splitopt.compile.steps import (
     Chain,
     EpigraphMax,
     Lower,
-    OuterApproximation,
     Perspective,
     Step,
-    Tangents,
     ToMatrix,
     generic_chain,
 )
+from splitopt.compile.tangents import OuterApproximation, Tangents
 
 if TYPE_CHECKING:
     from splitopt.model.problem import Problem

@@ -19,7 +19,7 @@ import numpy as np
 from splitopt.backends.base import ERROR, OPTIMAL, TIME_LIMIT, Backend
 from splitopt.backends.results import Result
 from splitopt.compile.program import Program
-from splitopt.compile.steps import OuterApproximation, capped_ratios, tangent_rows
+from splitopt.compile.tangents import OuterApproximation, capped_ratios, tangent_rows
 
 
 def _outcome(term: str, x: np.ndarray | None, objective: float | None, bound: float | None,
