@@ -8,6 +8,7 @@ certificate.
     .venv/bin/python benchmarks/partition.py            # full run (figures in docs/partition.md)
     .venv/bin/python benchmarks/partition.py --quick    # seconds
     .venv/bin/python benchmarks/partition.py --no-zoo --sizes 1000 --repeats 30   # one size
+    .venv/bin/python benchmarks/partition_breakdown.py   # partition()'s stages vs raw OR-Tools
 
 Speed: every method starts from the same LayerGraph and device and ends with a device-side set
 re-priced in floats under the reference model. ``maxflow cold`` is the first call on a fresh graph

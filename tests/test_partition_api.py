@@ -193,3 +193,13 @@ def test_connectivity_matches_a_plain_search():
                     seen.add(w)
                     stack.append(w)
         assert graph_arrays(g).connected == (names[-1] in seen)
+
+
+@pytest.mark.parametrize("cold", [False, True])
+def test_breakdown_benchmark_runs_the_partition_stages(cold, capsys):
+    from splitopt.benchmarks.partition_breakdown import breakdown
+
+    breakdown(60, 5, cold, 1)
+    out = capsys.readouterr().out
+    assert "guard (names -> split test, re-price)" in out and "raw: add arcs + solve" in out
+    assert ("cold: s-t structure" in out) == cold and "sum splitopt / sum raw" in out
