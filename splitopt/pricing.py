@@ -108,6 +108,12 @@ def round_latency(round_s: np.ndarray, fl: np.ndarray, in_turn: bool) -> float:
     return float(max(part, round_s[fl].max() if fl.any() else 0.0))
 
 
+def _kept(x: Any, dtype: Any) -> np.ndarray:
+    """``x`` as an array the caller cannot change later: itself when read-only, else a copy."""
+    x = np.asarray(x, dtype=dtype)
+    return x if not x.flags.writeable else np.array(x)
+
+
 def price_options(scenario, options, names: Sequence[str], option: np.ndarray,
                   beta: np.ndarray, phi: np.ndarray | None, rounds: float, *,
                   fixed_table: bool = False) -> PlanCosts:
@@ -118,10 +124,10 @@ def price_options(scenario, options, names: Sequence[str], option: np.ndarray,
     are made when first read: from the table then when ``fixed_table`` (nothing changes it, as a
     Problem's), else from copies of the devices' figures taken now (a Planner's rows change).
     """
-    option = np.asarray(option, dtype=np.int64)
+    option = _kept(option, np.int64)  # (read when the phases are made: copies unless frozen)
     sel = options.cut[option] >= 0
-    beta = np.array(beta, dtype=float)  # (copies: read when the phases are made)
-    phi = np.ones(len(option)) if phi is None else np.array(phi, dtype=float)
+    beta = _kept(beta, float)
+    phi = np.ones(len(option)) if phi is None else _kept(phi, float)
     every = bool(sel.all())
     ks = np.arange(len(option)) if every else np.flatnonzero(sel)
     opt, b, f = (option, beta, phi) if every else (option[sel], beta[sel], phi[sel])
@@ -129,13 +135,16 @@ def price_options(scenario, options, names: Sequence[str], option: np.ndarray,
     t = None if fixed_table else taken(options, ks, opt)
     get = (lambda k: pick(getattr(options, k), flat)) if t is None else t.__getitem__
     round_s = get("a_dev") + get("a_srv") / f + (get("up") + get("dn") + get("agg")) / b
+    if every:
+        ks = None  # (all devices: made again when the phases are)
     tr = scenario.training
     in_turn = tr.schedule == "sequential" or getattr(scenario.server, "serving", "") == "sequential"
     latency = round_latency(round_s, options.is_fl[opt], in_turn)
     kept = names if every else [n for n, s in zip(names, sel, strict=True) if s]
     total = latency * rounds if np.isfinite(rounds) else np.inf
     phases = (partial(phases_of, t, b, f, tr.local_iters) if t is not None else
-              lambda: phases_of(taken(options, ks, opt), b, f, tr.local_iters))
+              lambda: phases_of(taken(options, np.arange(len(opt)) if ks is None else ks, opt),
+                                b, f, tr.local_iters))
     return PlanCosts(PhaseTable(kept, phases), latency, float(rounds), float(total))
 
 

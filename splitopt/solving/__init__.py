@@ -157,8 +157,9 @@ def decode(p: Problem, option: np.ndarray, beta: np.ndarray | None, phi: np.ndar
     pricing = p.pricing_scenario()
     # the server model the plan is priced under (the Problem's own flag; see pricing_scenario)
     meta = {"serving": getattr(pricing.server, "serving", "dedicated")}
-    costs = price_options(pricing, p.options, names, option, b, f,
+    rows = DevicePlans(p.table, p.options).build(names, option, b, f)
+    costs = price_options(pricing, p.options, names, option, rows.beta,  # (read-only columns)
+                          rows.phi if f is not None else None,
                           float(p.scenario.training.rounds), fixed_table=True)
-    return Plan(DevicePlans(p.table, p.options).build(names, option, b, f),
-                rounds=p.scenario.training.rounds, status=status, objective=objective,
+    return Plan(rows, rounds=p.scenario.training.rounds, status=status, objective=objective,
                 bound=bound, method=method, meta=meta, predicted=costs)

@@ -101,10 +101,6 @@ def reprice(scenario: Any, plan: Any) -> Repriced:
     every = scenario.devices
     devs = every if names == scenario.device_names() else [scenario.device(n) for n in names]
     pk, prof = compute_groups(g, devs)  # equal compute seconds within a group
-    eff_up, eff_dn = column(devs, "spectral_eff_up"), column(devs, "spectral_eff_dn")
-    work, p_comp = column(devs, "workspace_bytes"), column(devs, "power_compute_w")
-    p_tx = column(devs, "power_tx_w")
-    phi = np.ones(len(names)) if f_ is None else np.where(np.isnan(f_), 1.0, f_)
     # what depends on the decision only (side, batch, mode), once per decision
     key = side_key
     b = np.array([tr.batch_size if d.batch_size is None else d.batch_size for d in decisions],
@@ -120,19 +116,38 @@ def reprice(scenario: Any, plan: Any) -> Repriced:
     per_iter_d = b * table.boundary_bytes[key] + table.tied_bytes[key]  # bytes each way
     mem_d = (2 + tr.optimizer_copies) * table.param_bytes[key] + b * table.act_bytes[key]
     comm = (it * 2 * per_iter_d + 2 * w_d)[which]
-    # per device: its decision's figures at its own rates and shares
-    t_dev, per_iter, w = t_dev_d[which, pk], per_iter_d[which], w_d[which]
-    inv_up = 1.0 / (beta * ch.bandwidth_up_hz * eff_up)  # seconds per bit at the device's share
-    inv_dn = 1.0 / (beta * ch.bandwidth_dn_hz * eff_dn)
-    t_up, t_dn = BITS * per_iter * inv_up, BITS * per_iter * inv_dn
-    t_srv = t_srv_d[which] / phi
-    t_agg = BITS * w * (inv_up + inv_dn)
-    round_s = it * (t_dev + t_srv + t_up + t_dn) + t_agg
-    mem = mem_d[which] + work
-    energy = p_comp * it * t_dev + p_tx * (it * t_up + BITS * w * inv_up)
+    # per device: its decision's figures at its own rates and shares (each device field read
+    # where it is used, in place where possible: a fleet's arrays are large)
+    t_dev = t_dev_d[which, pk]
+    bits = per_iter_d[which]
+    bits *= BITS  # bits each way per iteration
+    inv_up = beta * ch.bandwidth_up_hz
+    inv_up *= column(devs, "spectral_eff_up")
+    np.reciprocal(inv_up, out=inv_up)  # seconds per bit up at the device's share
+    inv_dn = beta * ch.bandwidth_dn_hz
+    inv_dn *= column(devs, "spectral_eff_dn")
+    np.reciprocal(inv_dn, out=inv_dn)
+    t_up = bits * inv_up
+    round_s = t_dev + t_up
+    round_s += bits * inv_dn
+    t_srv = t_srv_d[which]
+    if f_ is not None:
+        t_srv /= np.where(np.isnan(f_), 1.0, f_)
+    round_s += t_srv
+    round_s *= it
+    energy = t_up * it  # the uplink's seconds: iterations, then the aggregation
+    if w_d.any():
+        w = BITS * w_d[which]
+        round_s += w * (inv_up + inv_dn)
+        energy += w * inv_up
+    energy *= column(devs, "power_tx_w")
+    energy += it * t_dev * column(devs, "power_compute_w")
+    mem = mem_d[which]
+    mem += column(devs, "workspace_bytes")
     # costs.round_latency: FL devices in parallel; split devices in parallel (max) or in turn
-    split = round_s[~fl]
+    any_fl = bool(fl.any())
+    split = round_s[~fl] if any_fl else round_s
     turns = takes_turns(tr.schedule, serving)
     latency = max(float(split.sum() if turns else split.max()) if split.size else 0.0,
-                  float(round_s[fl].max()) if fl.any() else 0.0)
+                  float(round_s[fl].max()) if any_fl else 0.0)
     return Repriced(names, dict(zip(FIELDS, (round_s, mem, energy, comm))), float(latency))
