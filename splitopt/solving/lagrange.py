@@ -12,10 +12,10 @@ with prices (lam, mu) >= 0 splits it into one tiny problem per device and option
 bl, pl: the least shares its one-share rows ask). For a row price nu >= 0 the inner minimum
 separates in closed form, ``beta(nu) = clip(sqrt((b + nu q) / lam), bl, 1)`` (phi alike), and
 ``theta(nu) = a + (b + nu q)/beta + lam beta + (c + nu r)/phi + mu phi - nu R`` is a lower bound
-on v[k,o] for every nu (weak duality of the convex inner problem); nu is found by bisection on
-the row, vectorised over all devices x options. So L(lam, mu) is a proven lower bound on the
+on v[k,o] for every nu (weak duality of the convex inner problem); nu is found by Newton steps
+on the row (bisection where a step leaves the bracket), vectorised over all devices x options. So L(lam, mu) is a proven lower bound on the
 integer optimum for every (lam, mu) >= 0; it is concave and is maximised by a centre-of-gravity
-cutting-plane method in the (lam, mu) plane (:func:`maximise`).
+cutting-plane method in the (lam, mu) plane (:func:`splitopt.solving.lagrange_max.maximise`).
 """
 
 from __future__ import annotations
@@ -68,8 +68,10 @@ class Table:
                      self.has_phi, self.const, np.take_along_axis(self.cols, take, axis=1))
 
     def prune(self) -> Table:
-        """Close every option that another open option of its device beats in every respect
-        (objective terms, row, least shares: never the better choice at any prices)."""
+        """Close every option that another open option of its device beats in every respect.
+
+        (Objective terms, row, least shares: never the better choice at any prices.)
+        """
         key = np.stack([self.a, self.b, self.c, self.q, self.r, -self.R, self.bl, self.pl], -1)
         key = np.where(self.ok[..., None], key, np.inf)
         ok = self.ok.copy()
@@ -124,8 +126,10 @@ def extract(p: Problem) -> Table | None:
 
 
 def _device_rows(p: Problem, c) -> list | None:
-    """[(devices, lin, 1/beta coef, 1/phi coef)] of a constraint whose rows are each one
-    device's (arrays of shape (len(devices), o)), or None when a row couples devices."""
+    """[(devices, lin, 1/beta coef, 1/phi coef)] of a constraint, one row per device.
+
+    Arrays of shape (len(devices), o); None when a row couples devices.
+    """
     from splitopt.solving.structure import device_of, per_option
 
     b = c.body
@@ -155,9 +159,11 @@ def _device_rows(p: Problem, c) -> list | None:
 
 def _add_row(t: Table, ks: np.ndarray, lin: np.ndarray, qb: np.ndarray, qp: np.ndarray,
              lb: float, ub: float) -> bool:
-    """Fold ``lb <= lin + qb/beta + qp/phi <= ub`` of devices ks into t (False: not this
-    structure: a negative share coefficient, a lower limit on a share term, two rows with both
-    shares on one option)."""
+    """Fold ``lb <= lin + qb/beta + qp/phi <= ub`` of devices ks into t.
+
+    False when it is not this structure: a negative share coefficient, a lower limit on a share
+    term, two rows with both shares on one option.
+    """
     if np.any(qb < 0) or np.any(qp < 0):
         return False
     shares = (qb > 0) | (qp > 0)
@@ -183,8 +189,11 @@ def _add_row(t: Table, ks: np.ndarray, lin: np.ndarray, qb: np.ndarray, qp: np.n
 
 @dataclass(frozen=True)
 class Point:
-    """The dual function at (lam, mu): value, subgradient, each device's argmin and the
-    per-option lower bounds theta (inf where closed) with their shares."""
+    """The dual function at (lam, mu).
+
+    Its value, subgradient, each device's argmin and the per-option lower bounds theta (inf
+    where closed) with their shares.
+    """
 
     lam: float
     mu: float
@@ -197,13 +206,13 @@ class Point:
 
 
 def _share(coef: np.ndarray, price: float, lo: np.ndarray) -> np.ndarray:
-    """argmin over lo <= s <= 1 of coef/s + price s (coef >= 0)."""
+    """Argmin over lo <= s <= 1 of coef/s + price s (coef >= 0)."""
     s = np.sqrt(coef / price) if price > 0 else np.where(coef > 0, 1.0, 0.0)
     return np.minimum(np.maximum(s, lo), 1.0)
 
 
 def _over(coef: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """coef / s with 0 where coef is 0 (a share of 0 that nothing prices)."""
+    """Coef / s with 0 where coef is 0 (a share of 0 that nothing prices)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(coef > 0, coef / s, 0.0)
 
@@ -211,9 +220,11 @@ def _over(coef: np.ndarray, s: np.ndarray) -> np.ndarray:
 def _at(nu: np.ndarray | float, lam: float, mu: float, b: np.ndarray, c: np.ndarray,
         q: np.ndarray, r: np.ndarray, bl: np.ndarray, pl: np.ndarray,
         has_phi: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(beta, phi, row value h = q/beta + r/phi, dh/dnu) minimising the inner Lagrangian at
-    row price nu (an unclipped share sqrt(k/price), k = coef + nu q, gives d(q/s)/dnu =
-    -(q/s) q / 2k; a clipped one gives 0)."""
+    """(beta, phi, row value h = q/beta + r/phi, dh/dnu) of the inner Lagrangian at row price nu.
+
+    An unclipped share sqrt(k/price), k = coef + nu q, gives d(q/s)/dnu = -(q/s) q / 2k; a
+    clipped one gives 0.
+    """
     kb = b + nu * q
     beta = _share(kb, lam, bl)
     hb = _over(q, beta)
@@ -292,113 +303,3 @@ def evaluate(t: Table, lam: float, mu: float) -> Point:
     value = float(best.sum()) - lam - (mu if t.has_phi else 0.0) + t.const
     g = np.array([beta[rows, pick].sum() - 1.0, phi[rows, pick].sum() - 1.0 if t.has_phi else 0.0])
     return Point(lam, mu, value, g, pick, theta, beta, phi)
-
-
-def price_scale(t: Table) -> tuple[float, float]:
-    """Rough (lam, mu) where the budgets bind: (sum_k sqrt(coef))^2 over each device's least
-    coefficient (the price at which unconstrained shares sum to 1)."""
-    big = np.where(t.ok, t.b + t.q * 1.0, np.inf)
-    lam = float(np.sum(np.sqrt(np.min(big, axis=1)))) ** 2
-    mu = float(np.sum(np.sqrt(np.min(np.where(t.ok, t.c + t.r, np.inf), axis=1)))) ** 2
-    return max(lam, 1e-12), max(mu, 1e-12)
-
-
-@dataclass
-class Dual:
-    """The best point found by :func:`maximise` and the argmins of the last points (near the
-    optimum: the options a plan is tried with)."""
-
-    best: Point
-    picks: list[np.ndarray]
-    evaluations: int
-    scale: tuple[float, float]
-
-
-def _clip(poly: np.ndarray, g: np.ndarray, y0: np.ndarray) -> np.ndarray:
-    """The part of the convex polygon poly where g . (y - y0) >= 0 (Sutherland-Hodgman)."""
-    s = (poly - y0) @ g
-    out = []
-    for i in range(len(poly)):
-        j = (i + 1) % len(poly)
-        if s[i] >= 0:
-            out.append(poly[i])
-        if (s[i] >= 0) != (s[j] >= 0):
-            w = s[i] / (s[i] - s[j])
-            out.append(poly[i] + w * (poly[j] - poly[i]))
-    return np.array(out).reshape(-1, 2)
-
-
-def _centroid(poly: np.ndarray) -> np.ndarray:
-    x, y = poly[:, 0], poly[:, 1]
-    x1, y1 = np.roll(x, -1), np.roll(y, -1)
-    cross = x * y1 - x1 * y
-    area = cross.sum() / 2
-    if abs(area) <= 1e-300 or len(poly) < 3:
-        return poly.mean(axis=0)
-    return np.array([((x + x1) * cross).sum(), ((y + y1) * cross).sum()]) / (6 * area)
-
-
-def maximise(t: Table, *, start: Point | None = None, deadline: float | None = None,
-             tol: float = 1e-11, max_evals: int = 300) -> Dual:
-    """Maximise the concave L over (lam, mu) >= 0 by centre-of-gravity cuts.
-
-    In coordinates scaled by :func:`price_scale`, the maximiser lies in a box; each subgradient g
-    at y0 keeps the half-plane g . (y - y0) >= 0 (concavity), and the next point is the
-    remaining polygon's centroid (at least 4/9 of the area goes each time). The box grows when
-    the best point nears its far edge (the cuts stay valid). Without server shares mu stays 0
-    (the polygon is a segment). Every point evaluated is a proven bound; the best is kept.
-    """
-    import time
-
-    sl, sm = price_scale(t) if start is None else (max(start.lam, 1e-12), max(start.mu, 1e-12))
-    scale = np.array([sl, sm if t.has_phi else 0.0])
-    flat = 0.0 if t.has_phi else 1.0  # one dimension: the polygon's second side has width 0
-    hi = 4.0 if start is None else 2.0
-    cuts: list[tuple[np.ndarray, np.ndarray]] = []
-
-    def box(h: float) -> np.ndarray:
-        w = 0.0 if flat else h
-        poly = np.array([[0.0, 0.0], [h, 0.0], [h, w], [0.0, w]])
-        for g, y0 in cuts:
-            poly = _clip(poly, g, y0)
-        return poly
-
-    poly = box(hi)
-    best, picks, evals, still = None, [], 0, 0
-    y = np.array([1.0, 0.0 if flat else 1.0]) if start is not None else _centroid(poly)
-    while evals < max_evals:
-        pt = evaluate(t, float(y[0] * scale[0]), float(y[1] * scale[1]) if t.has_phi else 0.0)
-        evals += 1
-        picks = (picks + [pt.pick])[-8:]
-        if best is None or pt.value > best.value + 1e-13 * abs(pt.value):
-            still = 0
-        still += 1
-        if best is None or pt.value > best.value:
-            best = pt
-        g = pt.grad * np.where(scale > 0, scale, 1.0)
-        if flat:
-            g[1] = 0.0
-        if (not np.any(g) or still > 20
-                or (deadline is not None and time.perf_counter() > deadline)):
-            break
-        cuts.append((g, y.copy()))
-        poly = _clip(poly, g, y)
-        yb = np.array([best.lam / scale[0], best.mu / scale[1] if t.has_phi else 0.0])
-        if np.any(yb > 0.8 * hi):
-            hi *= 8.0
-            poly = box(hi)
-        if len(poly) == 0:  # the cuts (from inexact subgradients) left nothing: restart round
-            poly = box(hi)
-            cuts.clear()
-        span = np.ptp(poly, axis=0).max() if len(poly) else 0.0
-        if span <= tol * max(1.0, float(np.abs(yb).max())):
-            break
-        y = _centroid(poly)
-    assert best is not None
-    for lam, mu in ((0.0, best.mu), (best.lam, 0.0), (0.0, 0.0)):  # a price of 0 is reached
-        if (lam, mu) != (best.lam, best.mu) and (t.has_phi or mu == 0.0):  # only in the limit
-            pt = evaluate(t, lam, mu)
-            evals += 1
-            if pt.value > best.value:
-                best = pt
-    return Dual(best, picks, evals, (float(scale[0]), float(scale[1])))

@@ -26,7 +26,8 @@ import numpy as np
 
 from splitopt.backends.base import OPTIMAL, TIME_LIMIT
 from splitopt.backends.results import Result
-from splitopt.solving.lagrange import Point, Table, _over, evaluate, extract, maximise
+from splitopt.solving.lagrange import Point, Table, _over, evaluate, extract
+from splitopt.solving.lagrange_max import maximise
 
 if TYPE_CHECKING:
     from splitopt.model.problem import Problem
@@ -39,7 +40,7 @@ TOTAL = 1.0 - 1e-9
 
 
 def fit(coef: np.ndarray, lo: np.ndarray) -> np.ndarray | None:
-    """argmin sum coef/s over lo <= s <= 1, sum s <= 1, the slack then spread evenly.
+    """Argmin sum coef/s over lo <= s <= 1, sum s <= 1, the slack then spread evenly.
 
     KKT: s = clip(sqrt(coef / p), lo, 1) with the price p where the sum is ``TOTAL`` (bisection
     in log space, keeping the feasible end); the last 1e-9 of the budget is spread over every
@@ -81,7 +82,8 @@ def _phi_for_least_beta(q: np.ndarray, r: np.ndarray, R: np.ndarray, pl: np.ndar
     """Server shares (sum <= 1) that minimise the sum of the least bandwidth shares.
 
     Per device q/(R - r/phi) + rho phi is least at phi = (r + sqrt(q r / rho)) / R (closed form,
-    at least r/R, pl); rho by bisection in log space to the feasible end of sum phi <= 1."""
+    at least r/R, pl); rho by bisection in log space to the feasible end of sum phi <= 1.
+    """
     base = np.maximum(pl, np.where(r > 0, r / R, 0.0))
     root = np.sqrt(q * r) / R
 
@@ -96,12 +98,15 @@ def _phi_for_least_beta(q: np.ndarray, r: np.ndarray, R: np.ndarray, pl: np.ndar
 
 
 def polish(t: Table, pt: Point, steps: int = 30) -> Point:
-    """The fixed-option dual's maximiser to |gradient| ~ 1e-13 by Newton steps (a forward-
-    difference Jacobian of the smooth gradient; a step is kept when it shrinks the gradient).
+    """The fixed-option dual's maximiser to |gradient| ~ 1e-13 by Newton steps.
+
+    A forward-difference Jacobian of the smooth gradient; a step is kept when it shrinks the
+    gradient.
 
     With one option per device L is smooth; at its maximiser the argmin shares meet both
     budgets with equality (or their price is 0), which a cutting-plane method reaches only to
-    about the square root of its value tolerance (gradients of 1e-7)."""
+    about the square root of its value tolerance (gradients of 1e-7).
+    """
     dims = 2 if t.has_phi else 1
 
     def size(q: Point) -> float:
@@ -189,8 +194,10 @@ def solve_lagrange(p: Problem, *, deadline: float | None, gap: float,
                    exact: Callable[[np.ndarray], float | None],
                    progress: Any = None,
                    start: Callable[[], np.ndarray | None] | None = None) -> Result | None:
-    """The plan and bound by the share-budget dual, or None when p lacks the structure (or no
-    plan came from it within ``NO_PLAN_NODES`` nodes: the caller's route decides then).
+    """The plan and bound by the share-budget dual, or None.
+
+    None when p lacks the structure, or no plan came from it within ``NO_PLAN_NODES`` nodes:
+    the caller's route decides then.
 
     ``exact(x)`` prices Problem columns by the Problem's own rows (None when one is broken): a
     plan becomes the incumbent only through it. ``start()``: options (a column of the option
@@ -299,8 +306,11 @@ def solve_lagrange(p: Problem, *, deadline: float | None, gap: float,
 
 
 def _branch_device(ok: np.ndarray, theta: np.ndarray, picks: list[np.ndarray]) -> int | None:
-    """The device to branch on: one whose argmin changed between the last dual points (it sits
-    where the dual kinks), else the one with the least margin to its second open option."""
+    """The device to branch on.
+
+    One whose argmin changed between the last dual points (it sits where the dual kinks), else
+    the one with the least margin to its second open option.
+    """
     many = ok.sum(axis=1) > 1
     if not many.any():
         return None
