@@ -34,6 +34,7 @@ from splitopt.solving.shares import fixed_minmax
 
 RTOL = 1e-12
 _DROP = 12  # mantissa bits of Dn ignored by the grouping key: rows equal to ~2^-40 share a group
+_PRUNE_FROM = 1024  # group rows x options above which dominated options are dropped first
 _NUDGE = 2.0 ** -36  # relative step of the final certificate repairs (far above the grouping error)
 
 
@@ -130,8 +131,17 @@ class MinMaxRows:
 
     # ------------------------------------------------------------------ groups
     def _pack(self) -> None:
-        """Stack the groups' representative rows (Pareto-pruned) and their weights."""
-        self.A, self.D, self.bmin, self.allowed, self.index = _pareto(*self._reps)
+        """Stack the groups' representative rows (Pareto-pruned) and their weights.
+
+        A few groups' rows are kept whole (up to ``_PRUNE_FROM`` entries: a probe's cost is then
+        the numpy calls, not the entries, and the finish searches every device's row as it is).
+        """
+        if self._reps[0].size <= _PRUNE_FROM:
+            A, D, bmin, allowed = self._reps
+            self.A, self.D, self.bmin, self.allowed = A, D, bmin, allowed.copy()
+            self.index = np.broadcast_to(np.arange(A.shape[1]), A.shape)
+        else:
+            self.A, self.D, self.bmin, self.allowed, self.index = _pareto(*self._reps)
         self._weigh()
 
     def _weigh(self) -> None:
