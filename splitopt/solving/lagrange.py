@@ -13,9 +13,10 @@ bl, pl: the least shares its one-share rows ask). For a row price nu >= 0 the in
 separates in closed form, ``beta(nu) = clip(sqrt((b + nu q) / lam), bl, 1)`` (phi alike), and
 ``theta(nu) = a + (b + nu q)/beta + lam beta + (c + nu r)/phi + mu phi - nu R`` is a lower bound
 on v[k,o] for every nu (weak duality of the convex inner problem); nu is found by Newton steps
-on the row (bisection where a step leaves the bracket), vectorised over all devices x options. So L(lam, mu) is a proven lower bound on the
-integer optimum for every (lam, mu) >= 0; it is concave and is maximised by a centre-of-gravity
-cutting-plane method in the (lam, mu) plane (:func:`splitopt.solving.lagrange_max.maximise`).
+on the row (bisection where a step leaves the bracket), vectorised over all devices x options.
+So L(lam, mu) is a proven lower bound on the integer optimum for every (lam, mu) >= 0; it is
+concave and is maximised by a centre-of-gravity cutting-plane method in the (lam, mu) plane
+(:func:`splitopt.solving.lagrange_max.maximise`).
 """
 
 from __future__ import annotations

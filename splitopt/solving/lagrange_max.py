@@ -119,8 +119,9 @@ def maximise(t: Table, *, start: Point | None = None, deadline: float | None = N
             break
         y = _centroid(poly)
     assert best is not None
+    late = deadline is not None and time.perf_counter() > deadline
     for lam, mu in ((0.0, best.mu), (best.lam, 0.0), (0.0, 0.0)):  # a price of 0 is reached
-        if (lam, mu) != (best.lam, best.mu) and (t.has_phi or mu == 0.0):  # only in the limit
+        if (lam, mu) != (best.lam, best.mu) and (t.has_phi or mu == 0.0) and not late:
             pt = evaluate(t, lam, mu)
             evals += 1
             if pt.value > best.value:

@@ -163,9 +163,9 @@ def plan_shares(t: Table, pick: np.ndarray, start: Point | None,
     other = _phi_for_least_beta(q, r, R, pl) if t.has_phi else np.ones(n)
     if _least(q, r, R, bl, other).sum() > TOTAL:
         return None  # these options need more than the band whatever the server shares
-    tab = t.only(one)
+    tab = t.only(one).compact()  # one column: each evaluation ~1/width of the full table's
     pt = polish(tab, maximise(tab, start=start, deadline=deadline).best)
-    phi = pt.phi[rows, pick] if t.has_phi else np.ones(n)
+    phi = pt.phi[:, 0] if t.has_phi else np.ones(n)
     if t.has_phi:
         phi = phi * min(1.0, TOTAL / max(float(phi.sum()), 1e-300))
         least = _least(q, r, R, bl, phi)
@@ -228,7 +228,8 @@ def solve_lagrange(p: Problem, *, deadline: float | None, gap: float,
         seen = set()
         for pick in picks:
             key = pick.tobytes()
-            if key in seen:
+            late = deadline is not None and time.perf_counter() > deadline
+            if key in seen or (late and np.isfinite(inc["value"])):
                 continue
             seen.add(key)
             got = plan_shares(tab, pick, start, deadline)
@@ -255,7 +256,9 @@ def solve_lagrange(p: Problem, *, deadline: float | None, gap: float,
             break
         nodes += 1
         tab = t.only(ok)
-        d = maximise(tab, start=start, deadline=deadline)
+        now = time.perf_counter()  # a fifth of the time left is kept for the node's plans
+        d = maximise(tab, start=start,
+                     deadline=None if deadline is None else now + 0.8 * (deadline - now))
         lb = d.best.value
         offer(tab, [d.best.pick, *d.picks[::-1]], d.best)
         tol = gap * max(abs(inc["value"]), 1e-300) if np.isfinite(inc["value"]) else 0.0
