@@ -449,6 +449,9 @@ class LayerGraph:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != (len(self._names),):
             raise GraphError("mask", f"shape {mask.shape}", f"one entry per node ({len(self)},)")
+        if "_name_array" not in self.__dict__ and 16 * np.count_nonzero(mask) < mask.size:
+            # a few names: index the list rather than build the object array first
+            return frozenset(map(self._names.__getitem__, np.flatnonzero(mask).tolist()))
         return frozenset(self._name_array[mask].tolist())
 
     @cached_property

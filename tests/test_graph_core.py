@@ -326,3 +326,15 @@ def test_block_key_fits_the_profiler_naming_rule():
     assert block_key("encoder.layers.encoder_layer_0.add_1") == "encoder.layers.encoder_layer_0"
     assert block_key("transformer.h.0.attn.matmul_1") == "transformer.h.0"
     assert block_key("input_ids") is None and block_key("relu@1") is None
+
+
+def test_names_of_sparse_and_dense_masks_on_fresh_and_used_graphs():
+    rng = np.random.default_rng(2)
+    g = random_dag(rng, 60)
+    for density in (0.01, 0.05, 0.5, 1.0, 0.0):
+        masks = [rng.random(len(g)) < density for _ in range(5)]
+        for fresh in (True, False):  # before and after the cached name array exists
+            h = LayerGraph(g.nodes, g.edges, g.inputs, g.output) if fresh else g
+            for m in masks:
+                assert h.names_of(m) == {n.name for n, x in zip(h.nodes, m) if x}
+        g.names_of(np.ones(len(g), bool))  # builds the array for the next round
