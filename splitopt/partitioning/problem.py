@@ -249,9 +249,12 @@ def iteration_problem(graph: LayerGraph, device: Device, server: Server, link: L
     """The one-iteration delay problem of docs/cost_model.md for one device at the given link."""
     check_inputs(graph, device, server, link, batch, labels)
     b = float(batch)
-    dev = b * train_seconds(graph, device.cls, device.flops)
-    srv = b * train_seconds(graph, server.device_class, server.flops)
-    tensor = b * BITS * graph.out_bytes * link.seconds_per_bit
+    dev = train_seconds(graph, device.cls, device.flops)  # fresh arrays: scaled in place
+    srv = train_seconds(graph, server.device_class, server.flops)
+    if b != 1.0:
+        dev *= b
+        srv *= b
+    tensor = graph.out_bytes * (b * BITS * link.seconds_per_bit)  # one pass over the nodes
     return CutProblem(graph, dev, srv, tensor, labels == "device",
                       *tied_terms(graph, BITS * link.seconds_per_bit))
 
