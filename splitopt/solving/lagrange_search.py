@@ -18,6 +18,7 @@ the least bound of every node and option closed or still open.
 from __future__ import annotations
 
 import heapq
+import itertools
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -243,6 +244,7 @@ def solve_lagrange(p: Problem, *, deadline: float | None, gap: float,
                 inc.update(value=val, x=x, pick=pick.copy(), beta=got[1], phi=got[2])
 
     floor = np.inf  # the least bound of everything closed
+    ids = itertools.count(1)  # ties in the heap never compare the masks
     heap: list[tuple[float, int, np.ndarray, Point | None]] = [(-np.inf, 0, t.ok, None)]
     nodes, bound = 0, -np.inf
     while heap:
@@ -252,7 +254,7 @@ def solve_lagrange(p: Problem, *, deadline: float | None, gap: float,
             floor = min(floor, nb)
             continue
         if deadline is not None and time.perf_counter() > deadline:
-            heapq.heappush(heap, (nb, nodes, ok, start))
+            heapq.heappush(heap, (nb, next(ids), ok, start))
             break
         nodes += 1
         tab = t.only(ok)
@@ -290,7 +292,7 @@ def solve_lagrange(p: Problem, *, deadline: float | None, gap: float,
                     child = ok.copy()
                     child[k] = False
                     child[k, j] = True
-                    heapq.heappush(heap, (lb, nodes * 64 + int(j), child, d.best))
+                    heapq.heappush(heap, (lb, next(ids), child, d.best))
         open_lb = min((h[0] for h in heap), default=np.inf)
         bound = max(bound, min(floor, open_lb, inc["value"]))
         if progress is not None:
