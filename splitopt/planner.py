@@ -330,23 +330,39 @@ class Planner:
         plan = Plan(self.plans.build(self.names, option, beta, phi),
                     rounds=scen.training.rounds, status=out.termination, objective=obj,
                     bound=bnd, method=self.path, predicted=costs)
-        repriced = w * costs.round_latency_s + c
-        rows = np.arange(len(option))
-        mem = self.opts.mem[rows, option]
-        cap = np.full(len(option), math.inf)
+        # the check re-prices the plan from the scenario, not from the option table solved on
+        # (solving.reprice): a wrong table shows up as a mismatch, not as a confirmed optimum
+        rep = _independent_prices(scen, plan, bool(self.mem_rows))
+        repriced = w * rep.round_latency_s + c
+        rows_ = []
         if self.mem_rows:  # the devices with a memory row (none in a fleet of unbounded memory)
-            ks = [self.index[n] for n in self.mem_rows]
-            cap[ks] = [scen.device(self.names[k]).memory_bytes for k in ks]
+            ks = [rep.row[n] for n in self.mem_rows]
+            cap = np.array([scen.device(n).memory_bytes for n in self.mem_rows], dtype=float)
+            rows_ = [Row("memory (least headroom)",
+                         float(np.max(rep.values["memory_bytes"][ks] - cap)), hi=0.0)]
         shares = {"bandwidth": beta} if phi is None else {"bandwidth": beta, "server": phi}
-        bounded = np.isfinite(cap)
-        rows_ = [Row("memory (least headroom)", float(np.max(mem[bounded] - cap[bounded])),
-                     hi=0.0)] if bounded.any() else []
         check = verify(objective=obj, repriced=repriced, bound=bnd, shares=shares, rows=rows_,
                        gap=1e-6 if out.termination == "optimal" else None)
         res = Result(out.termination, self.path, self.backend_name if self.shared else "none", obj,
                      bnd, plan, build_s, solve_s, out.iterations, options=option,
                      price_s=time.perf_counter() - t0)
         return guard_result(res, check)
+
+
+def _independent_prices(scenario: Scenario, plan: Plan, memory: bool) -> Any:
+    """The plan's round latency (and per-device memory), priced from the scenario alone."""
+    from splitopt.solving.reprice import FIELDS, Repriced, reprice
+
+    try:
+        return reprice(scenario, plan, ("round_s", "memory_bytes") if memory else ("round_s",))
+    except ValueError:  # what reprice does not model: the scalar reference prices it
+        from splitopt.plan import evaluate
+
+        ev = evaluate(scenario, plan)
+        names = list(ev.per_device)
+        values = {f: np.array([getattr(ev.per_device[n], f) for n in names], dtype=float)
+                  for f in FIELDS}
+        return Repriced(names, values, ev.round_latency_s)
 
 
 def _weight_const(p: Problem) -> tuple[float, float]:

@@ -326,3 +326,24 @@ def test_grouped_probe_equals_the_per_device_sum(seed):
         want, got = _scalar_total(T, A, D, bmin, allowed), rows.total(T)
         assert got == want if math.isinf(want) else got == pytest.approx(want, rel=1e-9,
                                                                            abs=1e-15)
+
+
+def test_planner_check_reprices_independently_of_its_option_table():
+    """The fleet path's check prices the plan from the scenario (solving.reprice), so an option
+    table that under-prices server compute is caught, not confirmed by its own arithmetic."""
+    import dataclasses
+
+    from splitopt.model import Problem
+
+    rng = np.random.default_rng(3)
+    sc = random_scenario(rng, random_dag(rng, 6, chain=True), 6)
+    good = Problem(sc, server_share=False)
+    good.minimize(good.round_latency())
+    res = Planner(good).solve()
+    assert res.termination == "optimal" and res.verification.passed
+    bad = Problem(sc, server_share=False)
+    bad.options = dataclasses.replace(bad.options, a_srv=bad.options.a_srv * 0.5)
+    bad.minimize(bad.round_latency())
+    out = Planner(bad).solve()
+    assert out.termination == "unverified" and not out.verification.passed
+    assert "re-priced" in out.verification.summary()
