@@ -16,7 +16,7 @@ from splitopt.errors import InputError
 
 # Family modules, in the order the suite runs them (each registers itself on import).
 FAMILIES = ("partition", "builder", "joint", "extensions", "solvers", "executor", "profiler",
-            "profile", "fleet", "adaptive")
+            "profile", "fleet", "adaptive", "generic")
 
 
 @dataclass(frozen=True)

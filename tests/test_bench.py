@@ -71,3 +71,21 @@ def test_route_in_own_process_is_rechecked():
     res = solve_in_process("highspy", 5, time_limit=10)
     assert res["status"] == "optimal" and res["feasible"]
     assert res["checked_objective"] == pytest.approx(res["objective"], rel=1e-9)
+
+
+def test_every_family_lists_its_sweeps():
+    """Each family module imports and lists both sweeps with unique rows (no case is run)."""
+    for name in registry.FAMILIES:
+        spec = registry.get([name])[0]
+        for quick in (True, False):
+            keys = [c.key for c in spec.cases(quick)]
+            assert keys and len(keys) == len(set(keys)), (name, quick)
+
+
+def test_generic_family_rows_run():
+    from splitopt.benchmarks.bench_generic import build_row, energy_row
+
+    build = build_row(10)
+    assert build["ratio_median"] > 0 and build["nnz"] > 0
+    row = energy_row(10, "generic-path", 10.0)
+    assert row["status"] == "optimal" and row["gap"] <= 1e-4 and row["path"] == "lagrangian"
