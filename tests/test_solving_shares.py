@@ -31,6 +31,22 @@ def test_fixed_minmax_is_the_least_over_a_grid(seed):
     assert value == pytest.approx(float(np.max(a + d / beta)), rel=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_fixed_minmax_start_changes_no_answer(seed):
+    """A start below the root (used: it lies above max(a + d)), above it or below max(a + d)
+    (ignored) gives the same root and a bound that holds."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 200))
+    a, d = rng.uniform(0, 2, n), rng.uniform(0, 1, n) * 10 ** rng.uniform(-2, 1, n)
+    bmin = np.where(rng.random(n) < 0.3 * (seed % 2), rng.uniform(0, 0.5 / n, n), 0.0)
+    value, bound, _ = fixed_minmax(a, d, bmin)
+    for start in (bound * (1 - 1e-9), bound, 2 * value, float(np.max(a + d)) * 0.5):
+        v, b, beta = fixed_minmax(a, d, bmin, start=start)
+        assert v == pytest.approx(value, rel=1e-12) and b <= v
+        assert b == pytest.approx(bound, rel=1e-12)
+        assert beta.sum() <= 1 + 1e-12 and np.all(beta >= bmin * (1 - 1e-12))
+
+
 def test_fixed_minmax_infeasible_minimum_shares():
     value, bound, _ = fixed_minmax(np.zeros(2), np.ones(2), np.array([0.6, 0.6]))
     assert value == bound == np.inf

@@ -151,8 +151,11 @@ class MinMaxRows:
         # what a probe reads: the groups that have devices; an option not allowed priced 0 + inf
         live = self.counts > 0
         A, D, bm, al = self.A[live], self.D[live], self.bmin[live], self.allowed[live]
-        self._probe = (np.where(al, A, 0.0), np.where(al, D, 0.0), bm if bm.any() else None,
-                       np.where(al, 0.0, np.inf), self.weight[live])
+        # an option not allowed starts at T = inf (never reached); D = 0 needs a test at T = A
+        D = np.where(al, D, 0.0)
+        zero = (D == 0) & al
+        self._probe = (np.where(al, A, np.inf), D, zero if zero.any() else None,
+                       bm if bm.any() else None, np.where(al, 0.0, np.inf), self.weight[live])
 
     def _group_of(self, a: np.ndarray, dn: np.ndarray, bmin: np.ndarray,
                   allowed: np.ndarray) -> tuple[int, bool]:
@@ -222,12 +225,14 @@ class MinMaxRows:
         (0 when D = 0 and T >= A; out of reach when T < A, or T = A with D > 0), at least
         beta_min (:meth:`exact` on every device's own row gives the same figures).
         """
-        A, D, bmin, off, weight = self._probe
+        A, D, zero, bmin, _, weight = self._probe
         R = T - A
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(R > 0, D / R, np.where((R == 0) & (D == 0), 0.0, np.inf)) + off
+        # (a few numpy calls per probe, no error-state context: divide only where R > 0)
+        share = np.divide(D, R, out=np.full(R.shape, np.inf), where=R > 0)
+        if zero is not None:
+            share[zero & (R == 0)] = 0.0
         if bmin is not None:
-            share = np.maximum(share, bmin)
+            np.maximum(share, bmin, out=share)
         return float(share.min(axis=1) @ weight)
 
     def reachable(self) -> float | None:
@@ -237,7 +242,7 @@ class MinMaxRows:
         makes every share at most w_g D_g / sum w D, so the shares sum to at most 1 (the search
         checks it, not trusts it).
         """
-        A, D, bmin, off, weight = self._probe
+        A, D, _, bmin, off, weight = self._probe
         if bmin is not None or not len(A):
             return None
         j = np.argmin(D + off, axis=1)

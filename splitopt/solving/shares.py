@@ -49,7 +49,8 @@ def fixed_minmax(a: np.ndarray, d: np.ndarray, bmin: np.ndarray | None = None,
     beats ``lower_bound`` (sum_k max(d_k / (T - a_k), bmin_k) >= 1 there). Infeasible (the
     minimum shares sum above 1): ``(inf, inf, empty)``. ``start``: a round time known to be at
     or below the optimum (e.g. a certified lower bound); Newton's iteration starts there when it
-    lies above every a_k with d_k > 0 (a few steps instead of about log2(N) + 5).
+    lies above its default start max_k (a_k + d_k) and below the root (a step or two instead of
+    about log2(N) + 5).
     """
     a, d = np.asarray(a, dtype=float), np.asarray(d, dtype=float)
     bmin = np.zeros_like(a) if bmin is None else np.asarray(bmin, dtype=float)
@@ -63,10 +64,10 @@ def fixed_minmax(a: np.ndarray, d: np.ndarray, bmin: np.ndarray | None = None,
     t = float(np.max(a + d))  # each term alone needs its whole band here: total >= 1, left of root
     live = d > 0
     al, dl, bl = a[live], d[live], bmin[live]
-    if start is not None and t > start > float(al.max()) and float(
-            np.maximum(dl / (start - al), bl).sum()) + float(bmin[~live].sum()) >= 1.0:
-        t = float(start)  # left of the root too: Newton's steps on the convex sum stay left of it
     floor = float(bmin[~live].sum()) - 1.0
+    if start is not None and start > t and float(
+            np.maximum(dl / (start - al), bl).sum()) + floor >= 0.0:
+        t = float(start)  # nearer the root, left of it too: Newton's steps stay left of it
     flat = bool(bl.any())  # terms at their minimum share are flat in T
     for _ in range(100):
         gap = t - al
@@ -76,7 +77,7 @@ def fixed_minmax(a: np.ndarray, d: np.ndarray, bmin: np.ndarray | None = None,
             f = float(np.maximum(need, bl).sum()) + floor
             df = -float(np.sum(need[above] / gap[above]))
         else:
-            f, df = float(need.sum()) + floor, -float(np.sum(need / gap))
+            f, df = float(need.sum()) + floor, -float(need @ (1.0 / gap))
         if f <= 0 or df == 0:
             break
         step = -f / df
