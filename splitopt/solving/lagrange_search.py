@@ -21,6 +21,7 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -212,14 +213,16 @@ def solve_lagrange(p: Problem, *, deadline: float | None, gap: float,
             np.sum(np.where(t.ok, t.pl, np.inf).min(axis=1)) > 1:
         return None  # the least shares alone break a budget: the generic route explains it
     t = t.prune().compact()
-    n = t.ok.shape[0]
+    n, width = t.ok.shape
     rows = np.arange(n)
+    # nodes work on their open options only (compacted): their cols are positions in t
+    pos = replace(t, cols=np.tile(np.arange(width), (n, 1)))
     inc: dict[str, Any] = {"value": np.inf}
 
-    def columns(pick: np.ndarray, beta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    def columns(options: np.ndarray, beta: np.ndarray, phi: np.ndarray) -> np.ndarray:
         o = p.n_options
         x = np.zeros(p.n_cols)
-        x[rows * o + t.cols[rows, pick]] = 1.0
+        x[rows * o + options] = 1.0
         x[p.bandwidth.offset:p.bandwidth.offset + n] = beta
         if p.server_share is not None:
             x[p.server_share.offset:p.server_share.offset + n] = phi
@@ -238,10 +241,11 @@ def solve_lagrange(p: Problem, *, deadline: float | None, gap: float,
                 continue
             if not all(np.all(v > 0) and v.sum() <= 1 + 1e-12 for v in got[1:2 + t.has_phi]):
                 continue  # the guard's budget check (exact() prices the Problem's rows only)
-            x = columns(pick, got[1], got[2])
+            options = t.cols[rows, tab.cols[rows, pick]]
+            x = columns(options, got[1], got[2])
             val = exact(x)
             if val is not None and val < inc["value"]:
-                inc.update(value=val, x=x, pick=pick.copy(), beta=got[1], phi=got[2])
+                inc.update(value=val, x=x, options=options, beta=got[1], phi=got[2])
 
     floor = np.inf  # the least bound of everything closed
     ids = itertools.count(1)  # ties in the heap never compare the masks
@@ -257,7 +261,7 @@ def solve_lagrange(p: Problem, *, deadline: float | None, gap: float,
             heapq.heappush(heap, (nb, next(ids), ok, start))
             break
         nodes += 1
-        tab = t.only(ok)
+        tab = pos.only(ok).compact()
         now = time.perf_counter()  # a fifth of the time left is kept for the node's plans
         d = maximise(tab, start=start,
                      deadline=None if deadline is None else now + 0.8 * (deadline - now))
@@ -268,30 +272,33 @@ def solve_lagrange(p: Problem, *, deadline: float | None, gap: float,
         least = theta[rows, d.best.pick]
         with np.errstate(invalid="ignore"):
             forced = lb + (theta - least[:, None])  # the bound with (k, o) forced
-        close = ok & (forced >= inc["value"] - tol)
+        close = tab.ok & (forced >= inc["value"] - tol)
         if close.any():
             floor = min(floor, float(forced[close].min()))
-            ok = ok & ~close
+            ok = ok.copy()
+            ks, js = np.nonzero(close)
+            ok[ks, tab.cols[ks, js]] = False
+        open_here = tab.ok & ~close
         if nodes == 1:
             bound = lb
             first = None if start is None else start()
             if first is not None:
-                at = t.cols == np.asarray(first)[:, None]
-                if np.all((at & t.ok).any(axis=1)):  # (not when the start's option was pruned)
-                    offer(tab, [np.argmax(at & t.ok, axis=1)], d.best)
+                at = (t.cols[rows[:, None], tab.cols] == np.asarray(first)[:, None]) & tab.ok
+                if np.all(at.any(axis=1)):  # (not when the start's option was pruned)
+                    offer(tab, [np.argmax(at, axis=1)], d.best)
         if not np.isfinite(inc["value"]) and nodes >= NO_PLAN_NODES:
             return None  # no plan from the dual's options: the generic route decides
         if lb >= inc["value"] - tol or not ok.any(axis=1).all():
             floor = min(floor, lb if ok.any(axis=1).all() else np.inf)
         else:
-            k = _branch_device(ok, theta, d.picks)
+            k = _branch_device(open_here, theta, d.picks)
             if k is None:  # one option left per device: its shares were the node's plan
                 floor = min(floor, lb)
             else:
-                for j in np.flatnonzero(ok[k]):
+                for j in np.flatnonzero(open_here[k]):
                     child = ok.copy()
                     child[k] = False
-                    child[k, j] = True
+                    child[k, tab.cols[k, j]] = True
                     heapq.heappush(heap, (lb, next(ids), child, d.best))
         open_lb = min((h[0] for h in heap), default=np.inf)
         bound = max(bound, min(floor, open_lb, inc["value"]))
@@ -303,9 +310,8 @@ def solve_lagrange(p: Problem, *, deadline: float | None, gap: float,
     bound = max(bound, min(floor, open_lb, inc["value"]))
     bound = min(bound, inc["value"])
     done = inc["value"] - bound <= gap * max(abs(inc["value"]), 1e-300)
-    pick = inc["pick"]
     return Result(OPTIMAL if done else TIME_LIMIT, objective=inc["value"], bound=bound,
-                  iterations=nodes, message="lagrangian", options=t.cols[rows, pick],
+                  iterations=nodes, message="lagrangian", options=inc["options"],
                   beta=inc["beta"].copy(), phi=inc["phi"].copy() if t.has_phi else None,
                   x=inc["x"])
 
