@@ -31,8 +31,10 @@ class Result:
         bound so far), ``infeasible``, ``unbounded``, ``unverified`` (the solver said optimal but
         the plan failed the guard: see ``verification``), ``error``.
     path
-        The method: ``bisection``, ``server-share``, ``separable``, ``coupled`` or
-        ``outer-approximation`` (the generic route) / ``conic`` (a conic backend on the cones).
+        The method: ``bisection``, ``server-share``, ``separable``, ``coupled``,
+        ``delay-to-target``, or the generic path's route: ``lagrangian`` (the share-budget dual
+        with branch and bound, on sums of device terms), ``outer-approximation``, ``conic`` (a
+        conic backend on the cones).
     backend
         The backend that solved the MILP/convex steps (``none`` for the pure numpy bisection).
     objective, bound
