@@ -8,10 +8,13 @@ name index. Each must give what the per-item code gives.
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from splitopt import costs
 from splitopt.costs import CutTable, compute_groups
 from splitopt.testing import random_dag, random_scenario
 
@@ -29,8 +32,15 @@ def test_chain_table_is_the_table_of_the_chain_prefixes(seed, n, chain, labels):
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10**6), n=st.integers(1, 12), classes=st.integers(1, 4))
-def test_compute_groups_join_devices_of_equal_compute_seconds(seed, n, classes):
+@given(seed=st.integers(0, 10**6), n=st.integers(1, 12), classes=st.integers(1, 4),
+       in_arrays=st.booleans())
+def test_compute_groups_join_devices_of_equal_compute_seconds(seed, n, classes, in_arrays):
+    # (small fleets group with a dict, large ones with np.unique: both ways here)
+    with mock.patch.object(costs, "_GROUP_IN_ARRAYS_FROM", 0 if in_arrays else 10**9):
+        _check_compute_groups(seed, n, classes)
+
+
+def _check_compute_groups(seed, n, classes):
     rng = np.random.default_rng(seed)
     sc = random_scenario(rng, random_dag(rng, 6, chain=bool(seed % 2)), n, classes=classes)
     g = sc.graph

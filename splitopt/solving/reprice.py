@@ -100,7 +100,7 @@ def reprice(scenario: Any, plan: Any, fields: tuple[str, ...] = FIELDS) -> Repri
     if not len(names):
         return Repriced([], {f: np.zeros(0) for f in FIELDS}, 0.0)
     sides = [s if s is whole else g.check_split(s, labels_on_device=labels) for s in side_of]
-    table = CutTable.from_sets(g, sides)
+    table = CutTable(g, np.stack([g.mask(s) for s in sides]))  # (each validated just above)
     fl = fl_of[which]
     every = scenario.devices
     devs = every if names == scenario.device_names() else [scenario.device(n) for n in names]

@@ -23,6 +23,9 @@ from splitopt.solving.verify import (
     verify,
 )
 
+#: fleets up to this many devices compare their four re-priced figures in one stacked pass
+_STACK_UP_TO = 4096
+
 
 def plan_options(problem: Any, plan: Any) -> tuple[np.ndarray, list[Check]]:
     """Each device's option index in ``problem`` for the decisions in ``plan``.
@@ -269,19 +272,27 @@ def _evaluate_checks(problem: Any, plan: Any, opt: np.ndarray, beta: np.ndarray,
             bad += [f"{n}: not priced" for n in np.array(names)[rows < 0][:3]]
         got = rows >= 0
         shown = None
-        for key, arr in ours.items():  # (one figure at a time: N-sized temporaries only)
-            a, b = arr, costs.values[key]
-            if not (same and len(ks) == len(arr)):  # (else both in device order already)
-                a, b = arr[ks[got]], b[rows[got]]
+        # the four figures compared together on small fleets (a few numpy calls, not 4 x 13),
+        # one at a time on large ones (N-sized temporaries only)
+        keys = list(ours)
+        batches = [keys] if len(names) <= _STACK_UP_TO else [[k] for k in keys]
+        for batch in batches:
+            a, b = (np.stack([d[k] for k in batch]) if len(batch) > 1 else d[batch[0]][None]
+                    for d in (ours, costs.values))
+            if not (same and len(ks) == a.shape[1]):  # (else both in device order already)
+                a, b = a[:, ks[got]], b[:, rows[got]]
             with np.errstate(invalid="ignore"):
                 scale = np.maximum(np.abs(a), np.abs(b))
                 # off: not finite, or apart by more than the tolerance (two zeros agree)
                 off = ~(np.abs(a - b) <= OBJECTIVE_RTOL * np.maximum(scale, 1e-12))
                 off |= ~np.isfinite(scale)
-            if off.any():
-                shown = np.array(names)[got] if shown is None else shown
+            if not off.any():
+                continue
+            shown = np.array(names)[got] if shown is None else shown
+            for i, key in enumerate(batch):
+                o_ = off[i]
                 bad += [f"{n}.{key}: re-priced {y:.12g}, option table {x:.12g}" for n, x, y
-                        in zip(shown[off][:3], a[off][:3], b[off][:3])]
+                        in zip(shown[o_][:3], a[i][o_][:3], b[i][o_][:3])]
     else:
         for k, n in zip(ks, names):
             ph = costs.per_device.get(n)
