@@ -169,13 +169,25 @@ class RoundTerms:
 
     a_dev: np.ndarray
     a_srv: np.ndarray
-    d: np.ndarray
     mem: np.ndarray
     e_comp: np.ndarray
-    e_tx: np.ndarray
-    #: (N, 1) seconds per bit up / down at the whole band (divide by the share), when known
-    s_up: np.ndarray | None = None
-    s_dn: np.ndarray | None = None
+    #: (N, C) bits each way per round (activations, tied gradients, the aggregation)
+    bits: np.ndarray
+    #: (N, 1) seconds per bit up / down at the whole band (divide by the share)
+    s_up: np.ndarray
+    s_dn: np.ndarray
+    #: (N, 1) transmit power (W)
+    p_tx: np.ndarray
+
+    @cached_property
+    def d(self) -> np.ndarray:
+        """Seconds per round at the whole band (divide by beta); made when first read."""
+        return self.bits * (self.s_up + self.s_dn)
+
+    @cached_property
+    def e_tx(self) -> np.ndarray:
+        """Transmit energy per round at the whole band (J, divide by beta); made when first read."""
+        return self.p_tx * self.bits * self.s_up
 
     def round_time(self, beta: np.ndarray | float, phi: np.ndarray | float = 1.0) -> np.ndarray:
         """T[k, c] for bandwidth shares ``beta`` (N,) and server shares ``phi`` (N,)."""
@@ -201,8 +213,11 @@ def round_terms(devices: Sequence[Device], server: Server, channel: Channel, tra
     agg_bytes = np.where(full | agg, table.param_bytes, 0.0)
     sec_srv = table.srv_seconds(server)
     which, reps = compute_groups(table.graph, devices)  # compute seconds once per group
-    a_dev = _dev_seconds(table, reps)[which] * b * it
-    a_srv = np.broadcast_to(sec_srv, a_dev.shape) * b * it
+    a_dev = _dev_seconds(table, reps)[which]  # (a copy: scaled in place, the same floats)
+    a_dev *= b
+    a_dev *= it
+    a_srv = sec_srv * b
+    a_srv *= it
     # activations up / gradients down per sample, the tied gradients each way per iteration
     bits = it * BITS * (b * table.boundary_bytes + table.tied_bytes) + BITS * agg_bytes  # (N, C)
     # seconds per bit of every device, in arrays
@@ -212,8 +227,8 @@ def round_terms(devices: Sequence[Device], server: Server, channel: Channel, tra
     mem = mem + column(devices, "workspace_bytes").reshape(-1, 1)
     p_comp = column(devices, "power_compute_w").reshape(-1, 1)
     p_tx = column(devices, "power_tx_w").reshape(-1, 1)
-    return RoundTerms(a_dev=a_dev, a_srv=np.array(a_srv), d=bits * (up + dn), mem=mem,
-                      e_comp=p_comp * a_dev, e_tx=p_tx * bits * up, s_up=up, s_dn=dn)
+    return RoundTerms(a_dev=a_dev, a_srv=a_srv, mem=mem, e_comp=p_comp * a_dev, bits=bits,
+                      s_up=up, s_dn=dn, p_tx=p_tx)
 
 
 def _dev_seconds(table: CutTable, devices: Sequence[Device]) -> np.ndarray:

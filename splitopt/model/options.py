@@ -96,7 +96,6 @@ def build_options(scenario: Scenario, table: CutTable, batches: Sequence[int],
     for b in batches:
         rt = round_terms(devs, scenario.server, ch, tr, table, batch=int(b))
         s_up, s_dn = rt.s_up, rt.s_dn  # (N, 1) seconds per bit at the whole band
-        assert s_up is not None and s_dn is not None
         # per iteration: activations up and gradients down (per sample), each side's gradient
         # of the weights tied across the cut (once; costs.round_terms)
         per_iter = b * table.boundary_bytes + table.tied_bytes
