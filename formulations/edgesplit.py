@@ -98,12 +98,13 @@ class EdgeSplit:
         """
         if not isinstance(scenario, Scenario):
             raise InputError("scenario", type(scenario).__name__, "a splitopt Scenario")
-        tr = scenario.training.model_copy(update={"schedule": "parallel",
-                                                  "aggregate": self.aggregate})
-        srv = scenario.server
-        if self.server_share is not None:
-            srv = srv.model_copy(update={"serving": SERVING[bool(self.server_share)]})
-        if tr == scenario.training and srv == scenario.server:
+        tr, srv = scenario.training, scenario.server
+        if tr.schedule != "parallel" or tr.aggregate != self.aggregate:  # (copies only if needed)
+            tr = tr.model_copy(update={"schedule": "parallel", "aggregate": self.aggregate})
+        serving = None if self.server_share is None else SERVING[bool(self.server_share)]
+        if serving is not None and getattr(srv, "serving", None) != serving:
+            srv = srv.model_copy(update={"serving": serving})
+        if tr is scenario.training and srv is scenario.server:
             return scenario
         return scenario.replace(training=tr, server=srv)
 
