@@ -205,21 +205,32 @@ def round_terms(devices: Sequence[Device], server: Server, channel: Channel, tra
     A candidate that holds the whole graph is FL mode and always pays the model's aggregation.
     """
     n = len(devices)
-    b = np.broadcast_to(np.asarray(training.batch_size if batch is None else batch, dtype=float),
-                        (n,)).reshape(-1, 1)
+    b = np.asarray(training.batch_size if batch is None else batch, dtype=float)
+    # one batch size for all: what depends on the cut only is priced per cut (a row), then
+    # spread over the devices (the same floats as the per-device products)
+    one = b.ndim == 0
+    b = float(b) if one else np.broadcast_to(b, (n,)).reshape(-1, 1)
     it = float(training.local_iters)
     agg = training.aggregate if aggregate is None else aggregate
     full = table.masks.all(axis=1)
     agg_bytes = np.where(full | agg, table.param_bytes, 0.0)
     sec_srv = table.srv_seconds(server)
     which, reps = compute_groups(table.graph, devices)  # compute seconds once per group
-    a_dev = _dev_seconds(table, reps)[which]  # (a copy: scaled in place, the same floats)
-    a_dev *= b
-    a_dev *= it
+    a_dev = _dev_seconds(table, reps)  # (a new array: scaled in place)
+    if one:
+        a_dev *= b
+        a_dev *= it
+    a_dev = a_dev[which]
+    if not one:
+        a_dev *= b
+        a_dev *= it
     a_srv = sec_srv * b
     a_srv *= it
     # activations up / gradients down per sample, the tied gradients each way per iteration
-    bits = it * BITS * (b * table.boundary_bytes + table.tied_bytes) + BITS * agg_bytes  # (N, C)
+    bits = it * BITS * (b * table.boundary_bytes + table.tied_bytes) + BITS * agg_bytes
+    if one:  # (rows the same for every device: (N, C) views)
+        a_srv = np.tile(a_srv, (n, 1))
+        bits = np.broadcast_to(bits, (n, len(bits)))
     # seconds per bit of every device, in arrays
     up = 1.0 / (channel.bandwidth_up_hz * column(devices, "spectral_eff_up")).reshape(-1, 1)
     dn = 1.0 / (channel.bandwidth_dn_hz * column(devices, "spectral_eff_dn")).reshape(-1, 1)
