@@ -48,7 +48,7 @@ def _stages(g: Any, dev: Device, link: Link, cold: bool) -> dict[str, float]:
     if cold:
         graph_arrays(g)
         lap("cold: index arrays, connectivity")
-        _ = (g.train_flops, g.out_bytes, g.param_bytes, g.act_bytes, g._name_array)
+        _ = (g.train_flops, g.out_bytes, g.param_bytes, g.act_bytes)
         lap("cold: node arrays")
     prob = iteration_problem(g, dev, SERVER, link)
     lap("problem (costs, input checks)")
