@@ -44,10 +44,16 @@ def _clean(x: np.ndarray) -> np.ndarray:
     return x + 0.0 if np.signbit(x).any() else x
 
 
-def row_scale(D: np.ndarray, beta_min: np.ndarray) -> np.ndarray:
-    """Per-row factor s_k with D[k] = s_k * Dn[k] (1 where beta_min is used or D is zero)."""
+def row_scale(D: np.ndarray, beta_min: np.ndarray | None) -> np.ndarray:
+    """Per-row factor s_k with D[k] = s_k * Dn[k] (1 where beta_min is used or D is zero).
+
+    ``beta_min`` None: no minimum shares anywhere.
+    """
     s = D.max(axis=1) if D.shape[1] else np.ones(len(D))
-    return np.where((s > 0) & np.isfinite(s) & ~(beta_min > 0).any(axis=1), s, 1.0)
+    ok = (s > 0) & np.isfinite(s)
+    if beta_min is not None:
+        ok &= ~(beta_min > 0).any(axis=1)
+    return np.where(ok, s, 1.0)
 
 
 def row_keys(A: np.ndarray, Dn: np.ndarray, beta_min: np.ndarray,
@@ -119,9 +125,12 @@ class MinMaxRows:
         # every device's exact rows (certificates, plan); the caller's arrays, not copies, until
         # a row changes (beta_min may be a broadcast view of zeros)
         self.A0, self.D0 = _clean(A), _clean(D)
-        self.bmin0, self.allowed0 = _clean(beta_min), np.asarray(allowed, dtype=bool)
+        # no minimum share anywhere (the usual case): the passes that read them are skipped
+        self._any_bmin = bool(np.any(beta_min))
+        self.bmin0 = _clean(beta_min) if self._any_bmin else np.asarray(beta_min, dtype=float)
+        self.allowed0 = np.asarray(allowed, dtype=bool)
         self._owned = False
-        self.scale = row_scale(self.D0, self.bmin0)
+        self.scale = row_scale(self.D0, self.bmin0 if self._any_bmin else None)
         self.group, first, self._hashes = group_rows(self.A0, self.D0, self.scale, self.bmin0,
                                                      self.allowed0)
         self._lookup: dict[tuple, int] | None = None  # hashes -> group, built on the first change
@@ -175,6 +184,7 @@ class MinMaxRows:
         a, d = _clean(a).ravel(), _clean(d).ravel()
         bmin, allowed = _clean(bmin).ravel(), np.asarray(allowed, bool).ravel()
         s = float(row_scale(d[None], bmin[None])[0])
+        self._any_bmin |= bool(bmin.any())
         return (s, *self._group_of(a, d / s, bmin, allowed))
 
     def _regroup(self, new: bool) -> None:
@@ -261,7 +271,7 @@ class MinMaxRows:
         else:
             take = lambda x: np.take_along_axis(x, index, 1)  # noqa: E731
             A, D, bm, al = take(self.A0), take(self.D0), take(self.bmin0), take(self.allowed0)
-        share, ok = _shares(T, A, D, bm, al)
+        share, ok = _shares(T, A, D, bm if self._any_bmin else None, al)
         share = np.where(ok, share, np.inf)
         best = np.argmin(share, axis=1)
         rows = np.arange(len(best))
@@ -270,11 +280,13 @@ class MinMaxRows:
 
 
 def _shares(T: float, A, D, bmin, allowed) -> tuple[np.ndarray, np.ndarray]:
+    """(least share of every option at T, whether T is reached with it); bmin None: zeros."""
     R = T - A
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(D > 0, D / R, 0.0)
-    ok = allowed & ((R > 0) | ((R >= 0) & (D == 0)))
-    return np.maximum(share, bmin), ok
+    ok = R > 0
+    share = np.divide(D, R, out=np.zeros(R.shape), where=ok & (D > 0))
+    ok |= (R == 0) & (D == 0)  # nothing to send: reached at T = A
+    ok &= allowed
+    return (share if bmin is None else np.maximum(share, bmin)), ok
 
 
 def _pareto(A: np.ndarray, D: np.ndarray, bmin: np.ndarray, allowed: np.ndarray):
