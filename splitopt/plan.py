@@ -13,6 +13,7 @@ import numbers
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,7 +74,7 @@ class DevicePlan:
             raise InputError("device plan .device", self.device, "a device name (a string)")
         side = self.device_side
         if (isinstance(side, (str, bytes, Mapping)) or not isinstance(side, Iterable)
-                or not all(isinstance(n, str) for n in side)):
+                or not all(map(isinstance, side, repeat(str)))):
             raise InputError(f"device {self.device!r}.device_side", side, "a set of node names")
         object.__setattr__(self, "device_side", frozenset(side))
         for name in ("bandwidth_share", "server_share"):

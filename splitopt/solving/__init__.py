@@ -151,8 +151,9 @@ def decode(p: Problem, option: np.ndarray, beta: np.ndarray | None, phi: np.ndar
     option = np.asarray(option, dtype=np.int64)
     b = np.full(n, 1.0 / n) if beta is None else np.asarray(beta, dtype=float)
     f = np.asarray(phi, dtype=float) if (phi is not None and p.server_share is not None) else None
-    b = np.clip(np.nan_to_num(b, nan=1e-12), 1e-12, 1.0)
-    f = None if f is None else np.clip(np.nan_to_num(f, nan=1e-12), 1e-12, 1.0)
+    # into [1e-12, 1], NaN to 1e-12 (fmax/fmin pass over NaN: two ufunc calls, no nan_to_num)
+    b = np.fmin(np.fmax(b, 1e-12), 1.0)
+    f = None if f is None else np.fmin(np.fmax(f, 1e-12), 1.0)
     names = p.scenario.device_names()
     pricing = p.pricing_scenario()
     # the server model the plan is priced under (the Problem's own flag; see pricing_scenario)
