@@ -22,6 +22,7 @@ is certified and the plan priced on every device's own exact row at the end.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from dataclasses import replace
 
@@ -238,7 +239,9 @@ class MinMaxRows:
         A, D, zero, bmin, _, weight = self._probe
         R = T - A
         # (a few numpy calls per probe, no error-state context: divide only where R > 0)
-        share = np.divide(D, R, out=np.full(R.shape, np.inf), where=R > 0)
+        share = np.empty(R.shape)
+        share.fill(np.inf)
+        np.divide(D, R, out=share, where=R > 0)
         if zero is not None:
             share[zero & (R == 0)] = 0.0
         if bmin is not None:
@@ -401,9 +404,9 @@ def _next_probe(lo: float, hi: float, f_lo: float, f_hi: float, rtol: float,
     mid = 0.5 * (lo + hi)
     if f_lo >= 1.0 and lo > 0:
         # some device cannot finish by lo at all (no slope to follow): halve the ratio first
-        return min(max(float(np.sqrt(lo * hi)), lo + 0.5 * rtol * abs(hi)), mid)
+        return min(max(math.sqrt(lo * hi), lo + 0.5 * rtol * abs(hi)), mid)
     stalled = len(widths) > 3 and widths[-1] > 0.5 * widths[-4]
-    if stalled or not (np.isfinite(f_lo) and np.isfinite(f_hi)) or f_lo <= f_hi:
+    if stalled or not (math.isfinite(f_lo) and math.isfinite(f_hi)) or f_lo <= f_hi:
         return mid
     x = hi - f_hi * (hi - lo) / (f_hi - f_lo)
     step = 0.5 * rtol * abs(hi)
