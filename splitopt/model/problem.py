@@ -114,13 +114,14 @@ class Problem:
         if not self.allowed.any(axis=1).all():
             raise InputError("cuts", "only the whole graph", "at least one split candidate",
                              "Pass modes=True to allow FL mode, or give split candidates.")
-        self.n_cols = n * o  # z[k, o] first, then the shares, then user variables
-        self.col_lb = np.zeros(n * o)
-        self.col_ub = np.ones(n * o)
-        self.bandwidth = ShareVar(self, BETA, self._add_cols(n, 0.0, 1.0), "bandwidth")
+        # z[k, o] first, then the shares, then user variables: z and the shares all in [0, 1],
+        # their bounds made at full size at once (appending copies both arrays)
+        n_cols = n * o + n * (2 if server_share else 1)
+        self.col_lb, self.col_ub = np.zeros(n_cols), np.ones(n_cols)
+        self.n_cols = n * o
+        self.bandwidth = ShareVar(self, BETA, self._share_cols(n), "bandwidth")
         self.server_share: ShareVar | None = (
-            ShareVar(self, PHI, self._add_cols(n, 0.0, 1.0), "server_share") if server_share
-            else None)
+            ShareVar(self, PHI, self._share_cols(n), "server_share") if server_share else None)
         self.cut, self.batch = CutVar(self), BatchVar(self)
         self.mode, self.selected = ModeVar(self), SelectVar(self)
         self.level = LevelVar(self)
@@ -172,6 +173,12 @@ class Problem:
         return self._pricing
 
     # ------------------------------------------------------------------ columns
+    def _share_cols(self, size: int) -> int:
+        """The next ``size`` columns of the shares (their bounds [0, 1] are made already)."""
+        off = self.n_cols
+        self.n_cols += size
+        return off
+
     def _add_cols(self, size: int, lb: float, ub: float) -> int:
         off = self.n_cols
         self.col_lb = np.append(self.col_lb, np.full(size, lb))
