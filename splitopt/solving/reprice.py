@@ -110,8 +110,11 @@ def reprice(scenario: Any, plan: Any, fields: tuple[str, ...] = FIELDS) -> Repri
     b = np.array([tr.batch_size if d.batch_size is None else d.batch_size for d in decisions],
                  dtype=float)
     masks = table.masks.astype(float)
-    per_sample = np.column_stack([masks @ g.train_seconds(dv.cls, dv.flops)
-                                  for dv in prof])  # sides x groups
+    if len(g.timed_indices):  # measured times replace FLOPs / speed node by node
+        per_sample = np.column_stack([masks @ g.train_seconds(dv.cls, dv.flops)
+                                      for dv in prof])  # sides x groups
+    else:  # train_flops / flops of every group at once
+        per_sample = masks @ (g.train_flops[:, None] / column(prof, "flops"))
     t_dev_d = b[:, None] * per_sample[key]  # decisions x groups: b * device seconds per sample
     t_srv_d = b * ((~table.masks).astype(float) @ g.train_seconds(srv.device_class, srv.flops))[key]
     it = float(tr.local_iters)
