@@ -236,6 +236,12 @@ class MinMaxRows:
         (0 when D = 0 and T >= A; out of reach when T < A, or T = A with D > 0), at least
         beta_min (:meth:`exact` on every device's own row gives the same figures).
         """
+        if T == math.inf:  # inf - inf (not allowed) is NaN: no share there, quietly
+            with np.errstate(invalid="ignore"):
+                return self._total(T)
+        return self._total(T)
+
+    def _total(self, T: float) -> float:
         A, D, zero, bmin, _, weight = self._probe
         R = T - A
         # (a few numpy calls per probe, no error-state context: divide only where R > 0)
