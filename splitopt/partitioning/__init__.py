@@ -87,6 +87,7 @@ def partition(graph: LayerGraph, device: Device, server: Server, link: Link, *,
     prob = iteration_problem(graph, device, server, link, batch=batch, labels=labels)
     sol = solve(prob)
     seconds = time.perf_counter() - t0
+    assert sol.x is not None  # every method returns a device-side mask
     dp = DevicePlan(device.name, graph.names_of(sol.x), 1.0, batch_size=batch)
     # the verified-answer guard (issue 11): the plan's names re-priced from the graph's figures
     check, phases, boundary = verify_cut(

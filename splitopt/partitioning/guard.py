@@ -76,7 +76,7 @@ def reference_phases(graph: LayerGraph, mask: np.ndarray, device: Device, server
 
 
 def verify_cut(graph: LayerGraph, device_side: frozenset[str], device: Device, server: Server,
-               link: Link, *, batch: int, labels_on_device: bool, objective: float,
+               link: Link, *, batch: int, labels_on_device: bool, objective: float | None,
                bound: float | None, status: str) -> tuple[Verification, Phases, np.ndarray]:
     """The guard's checks on a plan's device-side names; its re-priced phases and boundary.
 

@@ -169,15 +169,16 @@ def _structure(src: np.ndarray, dst: np.ndarray, force_in: np.ndarray, force_out
     n_fin = tensor_of.size  # the finite tensor arcs come first; only they can run s -> t
     through = (ten_t[:n_fin] == SOURCE) & (ten_h[:n_fin] == SINK)
     always = tensor_of[through]
+    keep: np.ndarray | None
     if dedupe:
-        cut = _cuttable(ten_t, ten_h)
+        keep = _cuttable(ten_t, ten_h)
     else:  # ungrouped, a tensor arc never leaves t (the output feeds nothing), never enters s
         # (inputs consume nothing) and never loops: only the s -> t arcs go
-        cut = np.concatenate([~through, np.ones(ten_t.size - n_fin, bool)]) if through.any() \
+        keep = np.concatenate([~through, np.ones(ten_t.size - n_fin, bool)]) if through.any() \
             else None
-    if cut is not None:
-        ten_t, ten_h = ten_t[cut], ten_h[cut]
-        tensor_of = tensor_of[cut[:n_fin]]
+    if keep is not None:
+        ten_t, ten_h = ten_t[keep], ten_h[keep]
+        tensor_of = tensor_of[keep[:n_fin]]
     ids = np.arange(2, size, dtype=np.int32)
     k = tensor_of.size  # _tensor_arcs lists the finite tensor arcs first
     tails = np.concatenate([np.full(n_free, SOURCE, np.int32), ids, ten_t[:k], clo_t, ten_t[k:]],
