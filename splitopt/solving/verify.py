@@ -293,42 +293,5 @@ def verify_program(prog: Any, x: np.ndarray | None, *, objective: float | None,
                   extra=checks, gap=gap)
 
 
-# ---------------------------------------------------------------------------- partition()
-def verify_partition(plan: Any, graph: Any, device: Any, server: Any, link: Any, *,
-                     batch: int, labels: str) -> Verification:
-    """The guard for :func:`splitopt.partition`'s one-device plan.
-
-    The device-side set must be a valid split (``graph.check_split``) and its objective the
-    iteration delay the scalar reference model (``costs.device_phases``) gives it; the bound at
-    or below, within the solver's gap when it claims ``optimal``.
-    """
-    from splitopt.costs import device_phases
-    from splitopt.system import Training
-
-    side = plan.devices[0].device_side
-    try:
-        graph.check_split(side, labels_on_device=labels == "device")
-        valid = Check("valid split", True)
-    except Exception as err:  # noqa: BLE001 - any refusal is the failed check
-        return verify(objective=plan.objective, repriced=None, bound=plan.bound,
-                      extra=[Check("valid split", False, str(err))])
-    ph = device_phases(graph, side, device, server, link,
-                       Training(batch_size=batch, local_iters=1, aggregate=False), batch=batch)
-    return verify(objective=plan.objective, repriced=ph.iteration_s, bound=plan.bound,
-                  extra=[valid], gap=MILP_GAP if plan.status == "optimal" else None)
-
-
-def checked_plan(plan: Any, graph: Any, device: Any, server: Any, link: Any, *, batch: int,
-                 labels: str) -> Any:
-    """``partition()``'s plan through the guard.
-
-    The outcome goes in ``meta['verification']``; ``optimal`` becomes ``unverified`` when a check
-    failed.
-    """
-    check = verify_partition(plan, graph, device, server, link, batch=batch, labels=labels)
-    return replace(plan, status=checked_status(plan.status, check),
-                   meta={**plan.meta, "verification": check.to_dict()})
-
-
 # the builder's guard lives in its own module; re-exported here (one public place)
 from splitopt.solving.verify_builder import plan_options, verify_problem  # noqa: E402, F401
