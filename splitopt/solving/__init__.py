@@ -68,7 +68,7 @@ def solve(problem: Problem, *, backend: str | Backend | None = None, path: str =
     if st.explained:
         raise InfeasibleError("; ".join(st.explained))
     chosen = choose_path(st) if path == "auto" else path
-    way = check_path(st, chosen)
+    way = PATHS[chosen] if path == "auto" else check_path(st, chosen)  # (auto: it accepted)
     # a path that runs no solver does not look the default backend up (1-2 ms of imports)
     be = None if backend is None and not way.solver else get_backend(backend)
     used = be.name if way.solver and be is not None else "none"

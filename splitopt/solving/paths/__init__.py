@@ -23,6 +23,7 @@ takes imports no MILP code.
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,7 @@ class Path:
 
     def _code(self) -> ModuleType:
         name = self.module if "." in self.module else f"{__name__}.{self.module}"
-        return importlib.import_module(name)
+        return sys.modules.get(name) or importlib.import_module(name)  # (imported: no import)
 
     def accepts(self, st: Structure) -> bool:
         """Whether this path solves a problem of structure ``st`` exactly."""
