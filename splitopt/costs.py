@@ -81,7 +81,9 @@ class CutTable:
         masks = np.arange(v)[None, :] <= ends[:, None]
         if labels_on_device:
             masks = np.vstack([masks, np.ones((1, v), dtype=bool)])
-        return cls.from_masks(graph, masks)
+        # (no from_masks check: a prefix of a topological order holds every predecessor of its
+        # nodes and, from the last input on, every input)
+        return cls(graph, masks)
 
     def __len__(self) -> int:
         return self.masks.shape[0]
