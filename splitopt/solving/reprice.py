@@ -6,7 +6,8 @@ plan with the scalar :func:`splitopt.plan.evaluate` (``costs.device_phases`` dev
 above :data:`SCALAR_UP_TO` devices that costs milliseconds per device, so :func:`reprice` computes
 the same formulas (docs/cost_model.md, ``costs.device_phases`` line by line) from the **plan**
 alone: each distinct device-side set of the plan is validated (``graph.check_split``) and gets its
-own CutTable row, compute seconds come from ``graph.train_seconds`` per distinct (class, FLOP/s),
+own CutTable row, compute seconds from each device's FLOP/s (``graph.train_seconds`` per
+distinct (class, FLOP/s) where nodes carry measured times),
 link rates from each device's spectral efficiencies and its share. Nothing is read from the
 Problem's option table, so an error in building that table (wrong cut, batch, rate or power)
 shows up as a mismatch. tests/test_planner.py::test_vectorised_pricer_equals_evaluate checks it
@@ -104,18 +105,20 @@ def reprice(scenario: Any, plan: Any, fields: tuple[str, ...] = FIELDS) -> Repri
     fl = fl_of[which]
     every = scenario.devices
     devs = every if names == scenario.device_names() else [scenario.device(n) for n in names]
-    pk, prof = compute_groups(g, devs)  # equal compute seconds within a group
     # what depends on the decision only (side, batch, mode), once per decision
     key = side_key
     b = np.array([tr.batch_size if d.batch_size is None else d.batch_size for d in decisions],
                  dtype=float)
     masks = table.masks.astype(float)
-    if len(g.timed_indices):  # measured times replace FLOPs / speed node by node
+    if len(g.timed_indices):  # measured times replace FLOPs / speed node by node: per group
+        pk, prof = compute_groups(g, devs)  # equal compute seconds within a group
         per_sample = np.column_stack([masks @ g.train_seconds(dv.cls, dv.flops)
                                       for dv in prof])  # sides x groups
-    else:  # train_flops / flops of every group at once
-        per_sample = masks @ (g.train_flops[:, None] / column(prof, "flops"))
-    t_dev_d = b[:, None] * per_sample[key]  # decisions x groups: b * device seconds per sample
+        t_dev_d = b[:, None] * per_sample[key]  # decisions x groups: b * seconds per sample
+        t_dev = t_dev_d[which, pk]
+    else:  # each device's own FLOP/s: b * (FLOPs of the side) / flops
+        t_dev = (b * (masks @ g.train_flops)[key])[which]
+        t_dev /= column(devs, "flops")
     t_srv_d = b * ((~table.masks).astype(float) @ g.train_seconds(srv.device_class, srv.flops))[key]
     it = float(tr.local_iters)
     full = table.masks.all(axis=1)[key]
@@ -125,7 +128,6 @@ def reprice(scenario: Any, plan: Any, fields: tuple[str, ...] = FIELDS) -> Repri
     comm = (it * 2 * per_iter_d + 2 * w_d)[which]
     # per device: its decision's figures at its own rates and shares (each device field read
     # where it is used, in place where possible: a fleet's arrays are large)
-    t_dev = t_dev_d[which, pk]
     bits = per_iter_d[which]
     bits *= BITS  # bits each way per iteration
     inv_up = beta * ch.bandwidth_up_hz
