@@ -182,7 +182,7 @@ class DevicePlans:
         beta = np.clip(np.asarray(beta, dtype=float), 1e-12, 1.0)
         phis = np.ones(len(beta)) if phi is None else np.clip(np.asarray(phi, dtype=float),
                                                                1e-12, 1.0)
-        if not (np.all(np.isfinite(beta)) and np.all(np.isfinite(phis))):
+        if not (np.isfinite(beta).all() and (phi is None or np.isfinite(phis).all())):
             raise ValueError("shares must be finite")
         option = np.asarray(option, dtype=np.int64)
         count = np.bincount(option, minlength=len(self.options.cut))  # (no sort: O(N))

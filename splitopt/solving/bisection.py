@@ -150,8 +150,11 @@ class MinMaxRows:
             A, D, bmin, allowed = self._reps
             self.A, self.D, self.bmin, self.allowed = A, D, bmin, allowed.copy()
             self.index = np.broadcast_to(np.arange(A.shape[1]), A.shape)
+            self.whole = True  # every option in order on every group
         else:
             self.A, self.D, self.bmin, self.allowed, self.index = _pareto(*self._reps)
+            w = self.index.shape[1]
+            self.whole = w == self.A0.shape[1] and bool((self.index == np.arange(w)).all())
         self._weigh()
 
     def _weigh(self) -> None:
@@ -455,9 +458,8 @@ def _finish(rows: MinMaxRows, T: float, lower: float, it: int) -> Result:
     Least shares, slack shared in proportion, exact objective; the bound is re-checked on every
     device's full row.
     """
-    w = rows.index.shape[1]  # (all options in order on every group: search the rows as they are)
-    whole = w == rows.A0.shape[1] and bool((rows.index == np.arange(w)).all())
-    index = None if whole else rows.index[rows.group]
+    # (all options in order on every group: search the rows as they are)
+    index = None if rows.whole else rows.index[rows.group]
     share, option = rows.exact(T, index)
     step = _NUDGE * abs(T)
     while share.sum() > 1:  # the grouped search may sit a hair below the exact optimum

@@ -149,9 +149,10 @@ def verify_problem(problem: Any, plan: Any, *, objective: float | None, bound: f
     devs = None if rows is not None else _plan_devices(plan, every)
     opt, checks = _plan_options(problem, plan, devs, every, rows)
     if options is not None and np.any(opt >= 0):
-        ks = np.flatnonzero(opt >= 0)  # (devices on no option fail "allowed options")
-        given = np.asarray(options)[ks]
-        ks, given = ks[given != opt[ks]], given[given != opt[ks]]  # options of equal cost pass
+        given = np.asarray(options)
+        # (devices on no option fail "allowed options"; options of equal cost pass)
+        ks = np.flatnonzero((opt >= 0) & (given != opt))
+        given = given[ks]
         costs_same = not len(ks) or np.all(np.isclose(o.a_dev[ks, given], o.a_dev[ks, opt[ks]]))
         checks.append(Check("plan matches the solver's options", bool(costs_same),
                             "" if costs_same else "the decoded plan differs from the solution"))
