@@ -255,7 +255,7 @@ class MinMaxRows:
             share[zero & (R == 0)] = 0.0
         if bmin is not None:
             np.maximum(share, bmin, out=share)
-        return float(share.min(axis=1) @ weight)
+        return float(np.minimum.reduce(share, axis=1) @ weight)  # (the ufunc: no wrapper)
 
     def reachable(self) -> float | None:
         """A round time every device reaches within the band, from the groups.
