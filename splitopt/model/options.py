@@ -111,8 +111,12 @@ def build_options(scenario: Scenario, table: CutTable, batches: Sequence[int],
         parts["e_tx"].append(rt.e_tx)
     cut = np.tile(np.arange(c), len(batches))
     batch = np.repeat(np.asarray(batches, dtype=np.int64), c)
-    # one batch size: round_terms' own arrays, not copies (broadcast ones are made contiguous)
-    arrays = {k: np.ascontiguousarray(v[0] if len(v) == 1 else np.hstack(v), dtype=float)
+    # one batch size: round_terms' own arrays, not copies (broadcast ones are made contiguous,
+    # except the bytes sent, the same row for every device: a read-only view, 8 bytes per
+    # device x option less to write; pricing.pick reads views)
+    arrays = {k: (v[0] if k == "comm" and len(v) == 1 and len(batches) == 1 and not selectable
+                  and tuple(levels) == (1.0,) else
+                  np.ascontiguousarray(v[0] if len(v) == 1 else np.hstack(v), dtype=float))
               for k, v in parts.items()}
     level = np.ones(len(cut))
     if tuple(levels) != (1.0,):  # model/dvfs.py: compute seconds / l, compute energy x l^2

@@ -92,7 +92,6 @@ def analyse(p: Problem) -> Structure:
     if not _shares_default(p):
         return Structure("generic", "shares are bounded or fixed by the user")
     n, o = p.n_devices, p.n_options
-    A, D, S = np.zeros((n, o)), np.zeros((n, o)), np.zeros((n, o))
     if len(obj.maxes) == 1 and not len(obj.lin_idx) and not len(obj.q_z):
         kind, (weight, terms) = "minmax", obj.maxes[0]
     elif not obj.maxes:
@@ -100,8 +99,10 @@ def analyse(p: Problem) -> Structure:
     else:
         return Structure("generic", "the objective is not a max of device delays or a sum")
     if isinstance(terms, DeviceTerms) and terms.lin.shape == (n, o):
-        A[:], D[:], S[:] = terms.lin, _or0(terms.beta), _or0(terms.phi)  # built as arrays
+        # built as arrays: read-only views of them (no copies; nothing downstream writes A, D, S)
+        A, D, S = (_read_only(x, (n, o)) for x in (terms.lin, terms.beta, terms.phi))
     else:
+        A, D, S = np.zeros((n, o)), np.zeros((n, o)), np.zeros((n, o))
         why = _per_term(p, kind, terms, A, D, S)
         if why:
             return Structure("generic", why)
@@ -114,6 +115,13 @@ def analyse(p: Problem) -> Structure:
 
 def _or0(a: np.ndarray | None) -> np.ndarray | float:
     return 0.0 if a is None else a
+
+
+def _read_only(a: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """A read-only float view of ``a`` (zeros of ``shape`` when None)."""
+    v = np.broadcast_to(0.0, shape) if a is None else np.asarray(a, dtype=float).view()
+    v.flags.writeable = False
+    return v
 
 
 def _per_term(p: Problem, kind: str, terms, A: np.ndarray, D: np.ndarray,
