@@ -72,6 +72,14 @@ def test_guard_checks_rows_shares_and_floors():
                                           "bandwidth shares floor"}
     v = verify(objective=1.0, repriced=1.0, shares={"server": [0.0, 1.0]})
     assert [c.name for c in v.failed] == ["server shares in (0, 1]"]
+    # a hair outside a floor or ceiling is within the tolerance; farther out is not
+    near = verify(objective=1.0, repriced=1.0, shares={"bandwidth": [0.5, 0.25]},
+                  floors={"bandwidth": [0.5 + 1e-12, 0.0]},
+                  ceilings={"bandwidth": [1.0, 0.25 - 1e-12]})
+    assert near.passed
+    far = verify(objective=1.0, repriced=1.0, shares={"bandwidth": [0.5, 0.25]},
+                 ceilings={"bandwidth": [1.0, 0.2]})
+    assert [c.name for c in far.failed] == ["bandwidth shares ceiling"]
     assert not verify(objective=None, repriced=None).passed
     assert not verify(objective=1.0, repriced=math.inf).passed
 

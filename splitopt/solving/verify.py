@@ -193,8 +193,12 @@ def verify(*, objective: float | None, repriced: float | None, bound: float | No
             if lim is None:
                 continue
             lim = np.asarray(lim, dtype=float)
-            tol = feas_rtol * np.maximum(1.0, np.abs(np.where(np.isfinite(lim), lim, 0)))
-            bad = np.flatnonzero(cmp(v, lim - tol) if label == "floor" else cmp(v, lim + tol))
+            if ((v >= lim) if label == "floor" else (v <= lim)).all():  # inside: no tolerance
+                bad = np.zeros(0, dtype=np.int64)
+            else:
+                tol = feas_rtol * np.maximum(1.0, np.abs(np.where(np.isfinite(lim), lim, 0)))
+                bad = np.flatnonzero(cmp(v, lim - tol) if label == "floor" else
+                                     cmp(v, lim + tol))
             checks.append(Check(f"{res} shares {label}", bad.size == 0, "" if bad.size == 0 else
                                 f"device {int(bad[0])}: {v[bad[0]]:.12g} vs {label} "
                                 f"{lim[bad[0]]:.12g}"))
