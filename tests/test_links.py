@@ -193,8 +193,9 @@ def test_a_one_packet_message_takes_its_time_at_the_shaped_rate() -> None:
             for _ in range(3):
                 _, tr = _timed_send(dev, srv, [torch.zeros(1280, dtype=torch.uint8)])
                 # on the wire: header segment, data segment, marker (with TCP/IP headers),
-                # less the bucket's MIN_BURST bytes
-                assert 0.95 * planned < tr.seconds < 2 * planned
+                # less the bucket's MIN_BURST bytes. 0.8: the free pass this pins measured ~0.2;
+                # one run of the full suite measured 0.9499, so 0.95 sat inside the jitter
+                assert 0.8 * planned < tr.seconds < 2 * planned
         finally:
             dev.close()
             srv.close()
