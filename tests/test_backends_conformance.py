@@ -148,3 +148,31 @@ def test_time_limit_on_a_hard_milp(backend):
     assert r.termination in ("time_limit", "optimal")  # optimal only if it is that quick
     if r.termination == "time_limit" and r.x is not None:
         assert prog.max_violation(r.x) <= 1e-6
+
+
+def test_highs_runs_after_another_highs_user_started_its_scheduler_with_other_threads():
+    """HiGHS keeps one thread scheduler per process: after a HiGHS user with another ``threads``
+    (cvxpy, pyomo, raw highspy) every later solve stopped with "error" (``splitopt bench --quick``:
+    the extensions family's MILPs all failed after the builder family's cvxpy rows)."""
+    from splitopt.backends.highs import HighsBackend, load_model
+
+    rng = np.random.default_rng(1)
+    p = Problem(random_scenario(rng, random_dag(rng, 5, chain=True), 4), server_share=False)
+    p.minimize(p.round_latency())
+    prog = p.compile()
+    other = load_model(prog, threads=2)  # another HiGHS user, its own thread count
+    other.run()
+    for limit in (None, 30.0):  # in this thread, and in the watched thread of a timed solve
+        res = HighsBackend(threads=1).solve_program(prog, time_limit=limit)
+        assert res.termination == "optimal", res.message
+
+
+def test_a_solve_without_a_plan_is_infeasible_only_when_proven():
+    from splitopt.errors import InfeasibleError, no_plan
+
+    assert isinstance(no_plan("no mapping fits", "infeasible", "Synergy"), InfeasibleError)
+    assert isinstance(no_plan("no mapping fits", "unbounded", "Synergy"), InfeasibleError)
+    for term in ("error", "time_limit"):
+        err = no_plan("no mapping fits", term, "Synergy")
+        assert isinstance(err, SolverError) and not isinstance(err, InfeasibleError)
+        assert "Synergy" in str(err) and "fits" not in str(err)

@@ -198,6 +198,9 @@ class HighsBackend(Backend):
             h.setSolution(len(idx), idx.astype(np.int32), vals if full else np.round(vals))
         try:
             cancelled = _run_watched(h, time_limit)
+            if not cancelled and _scheduler_refused(h):
+                left = None if end is None else max(end - time.perf_counter(), 1e-3)
+                cancelled = _run_watched(h, left)
         except _Overran:
             return answer(TIME_LIMIT, None, None, None, time.perf_counter() - t0,
                                  message="wall clock: HiGHS did not stop when cancelled")
@@ -209,6 +212,25 @@ class HighsBackend(Backend):
             res = answer(res.termination, res.x, res.objective, res.bound, res.solve_s, text,
                                 res.message)
         return res
+
+
+def _scheduler_refused(h: Any) -> bool:
+    """Whether HiGHS refused to start because its thread scheduler runs another thread count.
+
+    HiGHS keeps one scheduler per process, sized by the first solve that starts it; another HiGHS
+    user in the process (cvxpy, pyomo, a raw highspy model) with another ``threads`` makes every
+    later solve of ours stop at once with status "error" and model status "not set" ("the
+    scheduler has already been initialized to use 2 threads"). Then the scheduler is restarted
+    for our count (True: run again), unless a solve that did not answer its cancel may still use it.
+    """
+    import highspy
+
+    if h.getModelStatus() != highspy.HighsModelStatus.kNotset:
+        return False
+    if any(thread.is_alive() for _, thread in _LEFT_BEHIND):
+        return False
+    highspy.Highs.resetGlobalScheduler(True)
+    return True
 
 
 def _run_watched(h: Any, time_limit: float | None) -> bool:
