@@ -42,7 +42,7 @@ import numpy as np
 
 from splitopt.backends.results import Result
 from splitopt.costs import CutTable, round_terms
-from splitopt.errors import InfeasibleError, InputError
+from splitopt.errors import InfeasibleError, InputError, no_plan
 from splitopt.scenario import Scenario
 from splitopt.solving.verify import Row, checked_status, verify
 
@@ -299,7 +299,7 @@ def _outer(p: Instance, lo: np.ndarray, w: float | None, ref: tuple[float, float
         m, cols = _milp(p, lo, cuts, w, ref)
         res = solve_program(m.program())
         if res.x is None:
-            raise InfeasibleError(f"energy-delay: no plan ({res.status})")
+            raise no_plan("energy-delay: no plan", res.status, "energy-delay")
         found = res.bound if res.bound is not None else res.objective
         lb = max(lb, -math.inf if found is None else found)
         choice = [next(o for (kk, o), (z, _) in cols.items() if kk == k and res.x[z] > 0.5)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from splitopt.backends.results import Result
-from splitopt.errors import InfeasibleError, InputError
+from splitopt.errors import InfeasibleError, InputError, no_plan
 from splitopt.graph import LayerGraph
 from splitopt.solving.verify import (
     MILP_GAP,
@@ -255,7 +255,8 @@ def solve_dag(c: Costs, *, time_limit: float | None = None) -> Result:
     m.minimize(obj, offset=const)
     res = solve_program(m.program(), time_limit=time_limit)
     if res.x is None:
-        raise InfeasibleError(f"multi-tier: no placement fits every tier's memory ({res.status})")
+        raise no_plan("multi-tier: no placement fits every tier's memory", res.status,
+                      "multi-tier")
     xs = np.round(res.x[x.ravel()].reshape(V, max(T - 1, 0))) if T > 1 else np.zeros((V, 0))
     tiers = tuple(int(T - 1 - xs[v].sum()) for v in range(V))
     return _checked(c, placement(tiers, latency(c, tiers), res.status, "milp", res.bound),

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from splitopt.backends.results import Result
-from splitopt.errors import InfeasibleError, InputError
+from splitopt.errors import InfeasibleError, InputError, no_plan
 from splitopt.graph import LayerGraph
 from splitopt.scenario import Scenario
 from splitopt.solving.verify import (
@@ -229,7 +229,8 @@ def solve(inst: Instance, *, objective: str = "throughput", time_limit: float | 
     res = solve_split(prog, workers=workers, engine=engine, address=address,
                       time_limit=time_limit, progress=workers > 1)
     if res.x is None:
-        raise InfeasibleError(f"Synergy: no mapping fits the accelerators' memory ({res.status})")
+        raise no_plan("Synergy: no mapping fits the accelerators' memory", res.status,
+                      "Synergy")
     chosen = sorted(arcs[c] for c in arcs if res.x[c] > 0.5)
     mapping = tuple(tuple((i, j, a) for mm, i, j, a in chosen if mm == m)
                     for m in range(len(inst.names)))
@@ -293,7 +294,7 @@ def solve_builder(inst: Instance, scenario: Scenario, *, objective: str = "throu
     except InfeasibleError as err:
         raise InfeasibleError(f"Synergy: no mapping fits the accelerators' memory ({err})") from err
     if seg.name not in res.values:
-        raise InfeasibleError(f"Synergy: no mapping found ({res.termination}: {res.message})")
+        raise no_plan(f"Synergy: no mapping found ({res.message})", res.termination, "Synergy")
     bound, claimed = ((None if v is None else v * unit) for v in (res.bound, res.objective))
     return _finish(inst, seg.chosen(res.values[seg.name]), res.termination, bound,
                    res.path, res.build_s, time.perf_counter() - t0 - res.build_s,

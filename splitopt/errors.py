@@ -92,6 +92,22 @@ class SolverError(SplitoptError):
     """A solver backend failed or is not available."""
 
 
+def no_plan(infeasible: str, termination: str, who: str) -> SplitoptError:
+    """The error for a solve that ended without a plan, by why it ended.
+
+    InfeasibleError (message ``infeasible``) only when the solver proved there is none
+    (``infeasible``, or ``unbounded`` on these bounded programs: HiGHS's "unbounded or
+    infeasible"); a solver that stopped (``error``, ``time_limit``) proved nothing, so
+    SolverError, naming ``who``. A solver failure once read as "no mapping fits the memory".
+    """
+    if termination in ("infeasible", "unbounded"):
+        return InfeasibleError(f"{infeasible} ({termination})")
+    if termination == "time_limit":
+        return SolverError(f"{who}: the time limit came before any plan was found; "
+                           "give a longer time_limit")
+    return SolverError(f"{who}: the solver stopped ({termination}) before finding a plan")
+
+
 def read_text_file(path: Any, what: str, allowed: str,
                    error: type[InputError] = InputError) -> str:
     """The text of ``path``, or ``error(what, path, allowed)`` if it is absent or unreadable.

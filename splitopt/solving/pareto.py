@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from splitopt.errors import InfeasibleError, InputError
+from splitopt.errors import InputError, no_plan
 
 if TYPE_CHECKING:
     from splitopt.backends.results import Result
@@ -53,7 +53,8 @@ def _min(problem: Problem, obj: Expr, rows: Sequence[Any], **solve: Any) -> Resu
         problem.constraints[:] = saved
         problem.objective, problem.sense = objective, sense
     if res.plan is None:
-        raise InfeasibleError(f"the Pareto front's solve ended {res.termination} without a plan")
+        raise no_plan("the Pareto front's solve found no plan", res.termination,
+                      "the Pareto front")
     return res
 
 
