@@ -32,6 +32,7 @@ and method as printed; the method may be left out).
 
 from __future__ import annotations
 
+import argparse
 import functools
 import gc
 import math
@@ -43,6 +44,8 @@ from typing import Any
 
 import numpy as np
 from splitopt.benchmarks.registry import BenchSpec, Case, register
+
+from splitopt.errors import SplitoptError
 
 CLASSES = ("jetson-nano", "raspberry-pi-4", "jetson-orin-nano", "phone-snapdragon-8-gen-2",
            "jetson-xavier-nx")
@@ -56,10 +59,6 @@ REPLAN_QUICK = [("chain50", 1000)]
 @functools.cache
 def graph(model: str) -> Any:
     """``chainN`` (a random N-layer chain), ``dagN`` (ResNet-like), or a zoo model (cached)."""
-    if model.startswith("chain"):
-        from splitopt.testing import random_dag
-
-        return random_dag(np.random.default_rng(0), int(model[5:]), chain=True)
     from splitopt.benchmarks.bench_joint import graph as joint_graph
 
     return joint_graph(model)
@@ -294,20 +293,49 @@ SPEC = register(BenchSpec(
                        "scratch_builder_ms"]}))
 
 
+METHODS = ("planner", "builder", "planner-shared", "update")
+
+
+def _row_name(text: str) -> tuple[str, int]:
+    """``MODEL-NSIZE`` (e.g. ``gpt2-N10000``) as (model, size), for argparse."""
+    model, sep, n = text.rpartition("-N")
+    if not sep or not model or not n.isdigit() or int(n) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a row is MODEL-NSIZE, e.g. chain50-N100 or gpt2-N10000")
+    return model, int(n)
+
+
 def main(argv: list[str]) -> None:
-    """Print one line per case (quick sweep with --quick; ``--only INSTANCE [METHOD]`` for one
-    row, ``--repeats R`` to change its repeats)."""
-    only = argv[argv.index("--only") + 1:argv.index("--only") + 3] if "--only" in argv else []
-    repeats = int(argv[argv.index("--repeats") + 1]) if "--repeats" in argv else 0
-    cases = _cases("--quick" in argv)
-    if only:
-        model, n = only[0].rsplit("-N", 1)
-        methods = [only[1]] if len(only) > 1 and not only[1].startswith("--") else [
-            c.method for c in cases if c.instance == only[0]] or ["planner", "builder"]
-        cases = [Case(only[0], m, partial(replan_case, model, int(n)) if m == "update" else
-                      partial(plan_case, model, int(n), m, repeats), int(n)) for m in methods]
+    """Print one line per case (the quick sweep with --quick, one row with --only)."""
+    ap = argparse.ArgumentParser(prog="python -m splitopt.benchmarks.bench_fleet",
+                                 description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="the small sweep")
+    ap.add_argument("--only", nargs="+", metavar=("ROW", "METHOD"),
+                    help="one row, MODEL-NSIZE (e.g. gpt2-N10000), and optionally one method: "
+                         + ", ".join(METHODS))
+    ap.add_argument("--repeats", type=int, default=0,
+                    help="interleaved pairs of that row (default: by size)")
+    args = ap.parse_args(argv)
+    if args.repeats < 0:
+        ap.error(f"--repeats {args.repeats}: a count >= 0 (0: by size)")
+    cases = _cases(args.quick)
+    if args.only:
+        if len(args.only) > 2 or (len(args.only) == 2 and args.only[1] not in METHODS):
+            ap.error(f"--only {' '.join(args.only)}: a row and at most one method of "
+                     f"{', '.join(METHODS)}")
+        try:
+            model, n = _row_name(args.only[0])
+        except argparse.ArgumentTypeError as err:
+            ap.error(f"--only {err}")
+        methods = args.only[1:] or [c.method for c in cases if c.instance == args.only[0]] or [
+            "planner", "builder"]
+        cases = [Case(args.only[0], m, partial(replan_case, model, n) if m == "update" else
+                      partial(plan_case, model, n, m, args.repeats), n) for m in methods]
     for case in cases:
-        row = case.run()
+        try:
+            row = case.run()
+        except SplitoptError as err:  # e.g. a model name the zoo lacks
+            ap.error(f"{case.instance} {case.method}: {err}")
         keys = ("devices", "cuts", "agree", "solve_s", "anchor_s", "ratio_median", "ratio_min",
                 "ratio_max", "update_ms", "rebisect_ms", "scratch_fleet_ms", "scratch_builder_ms")
         shown = " ".join(f"{k}={row[k]:.4g}" if isinstance(row[k], float) else f"{k}={row[k]}"
