@@ -32,3 +32,20 @@ def test_large_fleet_guard_reprices_in_arrays_and_catches_a_wrong_table(monkeypa
     bad = q.solve()
     assert bad.termination == "unverified" and not bad.verification.passed
     assert "re-priced" in bad.verification.summary()
+
+
+def test_reprice_fields_are_checked_and_skip_what_is_not_asked():
+    import pytest
+
+    from splitopt.errors import InputError
+
+    rng = np.random.default_rng(0)
+    sc = random_scenario(rng, random_dag(rng, 5, chain=True), 4, serving="dedicated")
+    p = Problem(sc)
+    p.minimize(p.round_latency())
+    plan = p.solve().plan
+    full, short = rp.reprice(sc, plan), rp.reprice(sc, plan, ("round_s",))
+    assert short.round_latency_s == full.round_latency_s
+    assert "energy_j" not in short.values and "energy_j" in full.values
+    with pytest.raises(InputError, match="energy"):
+        rp.reprice(sc, plan, ("energy",))

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from splitopt.costs import BITS, CutTable, column, compute_groups, takes_turns
+from splitopt.errors import InputError
 
 #: at most this many devices: the guard re-prices with the scalar ``evaluate()`` (every problem of
 #: the property suite and of the small tests); above, with :func:`reprice`. ``evaluate`` costs
@@ -87,6 +88,9 @@ def reprice(scenario: Any, plan: Any, fields: tuple[str, ...] = FIELDS) -> Repri
     Raises ``ValueError`` for what ``evaluate()`` would refuse and this does not model (a shared
     server with unplanned server shares): the caller then uses ``evaluate()``.
     """
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        raise InputError("fields", unknown, f"names among {', '.join(FIELDS)}")
     g, tr, ch, srv = scenario.graph, scenario.training, scenario.channel, scenario.server
     serving = getattr(srv, "serving", "dedicated")
     names, decisions, which, beta, f_ = plan_columns(plan)
