@@ -135,16 +135,14 @@ def price_options(scenario, options, names: Sequence[str], option: np.ndarray,
     t = None if fixed_table else taken(options, ks, opt)
     get = (lambda k: pick(getattr(options, k), flat)) if t is None else t.__getitem__
     round_s = get("a_dev") + get("a_srv") / f + (get("up") + get("dn") + get("agg")) / b
-    if every:
-        ks = None  # (all devices: made again when the phases are)
     tr = scenario.training
     in_turn = tr.schedule == "sequential" or getattr(scenario.server, "serving", "") == "sequential"
     latency = round_latency(round_s, options.is_fl[opt], in_turn)
-    kept = names if every else [n for n, s in zip(names, sel, strict=True) if s]
+    # a copy: the caller's list may change later (Planner.names on a join or leave)
+    kept = list(names) if every else [n for n, s in zip(names, sel, strict=True) if s]
     total = latency * rounds if np.isfinite(rounds) else np.inf
     phases = (partial(phases_of, t, b, f, tr.local_iters) if t is not None else
-              lambda: phases_of(taken(options, np.arange(len(opt)) if ks is None else ks, opt),
-                                b, f, tr.local_iters))
+              lambda: phases_of(taken(options, ks, opt), b, f, tr.local_iters))
     return PlanCosts(PhaseTable(kept, phases), latency, float(rounds), float(total))
 
 

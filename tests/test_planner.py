@@ -355,3 +355,18 @@ def test_planner_check_reprices_independently_of_its_option_table():
     out = Planner(bad).solve()
     assert out.termination == "unverified" and not out.verification.passed
     assert "re-priced" in out.verification.summary()
+
+
+def test_a_returned_plan_keeps_its_devices_after_a_leave():
+    """A plan's predicted phases hold their own device names, not the Planner's live list."""
+    rng = np.random.default_rng(4)
+    sc = random_scenario(rng, random_dag(rng, 5, chain=True), 5)
+    from splitopt.formulations.edgesplit import EdgeSplit
+
+    pl = Planner.for_formulation(EdgeSplit(server_share=False), sc)
+    first = pl.solve().plan
+    names = list(first.predicted.per_device)
+    rows = {n: first.predicted.per_device[n].round_s for n in names}
+    pl.leave(names[0])
+    assert list(first.predicted.per_device) == names
+    assert {n: first.predicted.per_device[n].round_s for n in names} == rows
