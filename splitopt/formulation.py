@@ -99,17 +99,6 @@ def names() -> list[str]:
     return sorted(REGISTRY)
 
 
-def builder_solver(problem: Callable[[Scenario], Problem]) -> Solver:
-    """``solve`` for a formulation the builder states: :func:`splitopt.solving.solve` on it."""
-    def solve(scenario: Scenario, *, backend: str | None = None,
-              time_limit: float | None = None, **options: Any) -> Result:
-        from splitopt.solving import solve as solve_problem
-
-        return solve_problem(problem(scenario), backend=backend, time_limit=time_limit,
-                             **options)
-    return solve
-
-
 def plan_result(plan: Plan, *, path: str, backend: str = "highs", build_s: float = 0.0,
                 solve_s: float = 0.0, verification: Any = None,
                 extras: Mapping[str, Any] | None = None) -> Result:

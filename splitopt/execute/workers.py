@@ -289,7 +289,7 @@ class ServerWorker:
     def device_part(self, device: str) -> State:
         """The global model's part that ``device`` holds (what a Sync sends)."""
         g = self.global_model.state_dict()
-        return sent_once({n: g[n] for n in self.device_names[device]}, self.aliases)
+        return {n: g[n] for n in self.device_names[device]}  # names already sent once (part_of)
 
     def sync(self, devices: Sequence[str]) -> None:
         """Load the global model into the server model(s) serving ``devices``."""

@@ -114,7 +114,7 @@ def build_options(scenario: Scenario, table: CutTable, batches: Sequence[int],
     # one batch size: round_terms' own arrays, not copies (broadcast ones are made contiguous,
     # except the bytes sent, the same row for every device: a read-only view, 8 bytes per
     # device x option less to write; pricing.pick reads views)
-    arrays = {k: (v[0] if k == "comm" and len(v) == 1 and len(batches) == 1 and not selectable
+    arrays = {k: (v[0] if k == "comm" and len(v) == 1 and not selectable
                   and tuple(levels) == (1.0,) else
                   np.ascontiguousarray(v[0] if len(v) == 1 else np.hstack(v), dtype=float))
               for k, v in parts.items()}
