@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -74,13 +75,14 @@ def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float
     """
     # a backend that takes mixed-integer cones itself (cvxpy with misocp=True) was asked for
     takes_cones = "misocp" in be.capabilities and getattr(be, "misocp", True)
+    structured = functools.cache(lambda: structured_options(p, be, deadline))  # for both routes
     if lagrangian and not takes_cones:
         from splitopt.solving.lagrange_search import solve_lagrange
 
         # sums of device terms with per-device rows: the share-budget dual (None: not that)
         out = solve_lagrange(p, deadline=deadline, gap=gap, progress=progress,
                              exact=lambda xm: exact_value(p, xm),
-                             start=lambda: structured_options(p, be, deadline))
+                             start=structured)
         if out is not None:
             return out
     chain = generic_chain()
@@ -89,7 +91,7 @@ def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float
     options = getattr(warm, "options", None)
     if options is None:
         options = fastest_options(p)
-    warm_x = None if options is None else _option_point(prog.n_cols, n, o, options)
+    warm_x = _option_point(prog.n_cols, n, o, options)
     if not prog.is_linear and be.supports(prog):
 
         left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
@@ -99,7 +101,7 @@ def solve_generic(p: Problem, be: Backend, *, deadline: float | None, gap: float
     else:
         exact = lambda x: exact_value(p, chain.invert(x, data))  # noqa: E731
         starts = tuple(_option_point(prog.n_cols, n, o, opt)
-                       for opt in (structured_options(p, be, deadline),) if opt is not None)
+                       for opt in (structured(),) if opt is not None)
         out = solve_outer(prog, be, deadline=deadline, gap=gap, log=log, warm=warm_x,
                           exact=exact, progress=progress, starts=starts,
                           repair=lambda x: fixed_shares(prog, be, one_hot(x, n, o), exact,

@@ -65,7 +65,7 @@ class Table:
         order = np.argsort(~self.ok, axis=1, kind="stable")
         w = max(int(self.ok.sum(axis=1).max()), 1)
         take = order[:, :w]
-        return Table(*(np.take_along_axis(getattr(self, f), take, axis=1) for f in _ARRAYS[:9]),
+        return Table(*(np.take_along_axis(getattr(self, f), take, axis=1) for f in _ARRAYS),
                      self.has_phi, self.const, np.take_along_axis(self.cols, take, axis=1))
 
     def prune(self) -> Table:

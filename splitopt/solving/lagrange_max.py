@@ -21,7 +21,7 @@ def price_scale(t: Table) -> tuple[float, float]:
     (sum_k sqrt(coef))^2 over each device's least coefficient: the price at which unconstrained
     shares sum to 1.
     """
-    big = np.where(t.ok, t.b + t.q * 1.0, np.inf)
+    big = np.where(t.ok, t.b + t.q, np.inf)
     lam = float(np.sum(np.sqrt(np.min(big, axis=1)))) ** 2
     mu = float(np.sum(np.sqrt(np.min(np.where(t.ok, t.c + t.r, np.inf), axis=1)))) ** 2
     return max(lam, 1e-12), max(mu, 1e-12)
@@ -36,8 +36,6 @@ class Dual:
 
     best: Point
     picks: list[np.ndarray]
-    evaluations: int
-    scale: tuple[float, float]
 
 
 def _clip(poly: np.ndarray, g: np.ndarray, y0: np.ndarray) -> np.ndarray:
@@ -126,4 +124,4 @@ def maximise(t: Table, *, start: Point | None = None, deadline: float | None = N
             evals += 1
             if pt.value > best.value:
                 best = pt
-    return Dual(best, picks, evals, (float(scale[0]), float(scale[1])))
+    return Dual(best, picks)

@@ -40,10 +40,8 @@ def _best_lambda(a: np.ndarray, s: np.ndarray, d: np.ndarray, t: float, inv: np.
     """
     _, reps, inv = np.unique(inv, return_index=True, return_inverse=True)
     inv = inv.ravel()
-    key = np.concatenate([a, s, d], axis=1)
-    uniq, counts = key[reps], np.bincount(inv)
-    m = a.shape[1]
-    ua, us, ud = uniq[:, :m], uniq[:, m:2 * m], uniq[:, 2 * m:]
+    counts = np.bincount(inv)
+    ua, us, ud = a[reps], s[reps], d[reps]
     slack = np.where(t - ua > 0, t - ua, np.nan)
     sd, ss = np.sqrt(ud), np.sqrt(us)
     w = counts.astype(float)
