@@ -219,11 +219,12 @@ def round_terms(devices: Sequence[Device], server: Server, channel: Channel, tra
     sec_srv = table.srv_seconds(server)
     which, reps = compute_groups(table.graph, devices)  # compute seconds once per group
     a_dev = _dev_seconds(table, reps)  # (a new array: scaled in place)
-    if one:
+    if one:  # scaled per group, then spread; per-device batches: spread, then scaled
         a_dev *= b
         a_dev *= it
-    a_dev = a_dev[which]
-    if not one:
+        a_dev = a_dev[which]
+    else:
+        a_dev = a_dev[which]
         a_dev *= b
         a_dev *= it
     a_srv = sec_srv * b

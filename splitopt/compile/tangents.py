@@ -74,8 +74,8 @@ class OuterApproximation(Step):
         inv = 1.0 / self.shares
         cap = np.sqrt(MAX_TANGENT_COEF / scales)
         few = np.flatnonzero(cap < inv.max())
-        r_few = np.minimum(inv, cap[few, None])
         k_few = scales[few, None]
+        r_few = capped_ratios(inv, k_few)
 
         def z_coef(out: np.ndarray) -> None:  # -2 k r ((-2 k) r is the same float)
             np.multiply((-2.0 * scales)[:, None], inv, out=out)
