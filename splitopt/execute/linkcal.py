@@ -23,9 +23,7 @@ are never touched: they come from the run itself.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import signal
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -37,6 +35,7 @@ import torch
 
 from splitopt.costs import Phases
 from splitopt.execute import wire
+from splitopt.execute.forked import Forked
 from splitopt.execute.job import Job
 from splitopt.system import link_of
 
@@ -160,21 +159,13 @@ def _play(script: Sequence[_Message], pairs: Sequence[tuple[wire.Peer, wire.Peer
     """
     from splitopt.execute.distributed import batch_scheduling
 
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the device ends
-        code = 1
-        try:
-            os.close(read_fd)
-            for _, srv in pairs:
-                srv.sock.close()
-            batch_scheduling()  # as the run's processes
-            got = _device_side(script, [dev for dev, _ in pairs], rates, paced)
-            os.write(write_fd, json.dumps(got).encode())
-            code = 0
-        finally:
-            os._exit(code)  # never the parent's exit handlers (they delete the namespace)
-    os.close(write_fd)
+    def device_ends() -> list[float]:
+        for _, srv in pairs:
+            srv.sock.close()
+        batch_scheduling()  # as the run's processes
+        return _device_side(script, [dev for dev, _ in pairs], rates, paced)
+
+    child = Forked(device_ends)
     for dev, _ in pairs:
         dev.sock.close()
     policy = os.sched_getscheduler(0)
@@ -182,17 +173,14 @@ def _play(script: Sequence[_Message], pairs: Sequence[tuple[wire.Peer, wire.Peer
         batch_scheduling()
         mine = _server_side(script, [srv for _, srv in pairs])
     except BaseException:
-        with contextlib.suppress(OSError):  # a child stuck on its end must not hang us
-            os.kill(pid, signal.SIGKILL)
+        child.kill()  # a child stuck on its end must not hang us
         raise
     finally:
         os.sched_setscheduler(0, policy, os.sched_param(0))
-        with os.fdopen(read_fd, "rb") as fh:
-            raw = fh.read()
-        _, status = os.waitpid(pid, 0)
-    if status != 0 or not raw:
-        raise wire.PeerGone(f"the link calibration's device process failed (status {status})")
-    theirs = json.loads(raw)
+        theirs = child.join()
+    if theirs is None:
+        raise wire.PeerGone(f"the link calibration's device process failed (status "
+                            f"{child.status})")
     return [mine[i] + theirs[i] for i in range(len(script))]
 
 

@@ -30,11 +30,6 @@ The relative error is ``(measured - predicted) / predicted``.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import select
-import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -42,6 +37,7 @@ from statistics import median
 from typing import Any
 
 from splitopt.costs import Phases, combine_rounds, device_phases
+from splitopt.execute.forked import Forked
 from splitopt.execute.job import Job
 from splitopt.execute.loop import DeviceRound, RoundRecord, stamp
 from splitopt.execute.modes import priced_server_shares, server_schedule
@@ -244,28 +240,12 @@ def _device_loop(w: Any, grads: list[Any] | None, gap: tuple[float, float], n: i
 
 def _in_child(fn: Any, timeout_s: float) -> float:
     """``fn()`` (a float) computed in a forked child process."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(read_fd)
-            os.write(write_fd, json.dumps(float(fn())).encode())
-            code = 0
-        finally:
-            os._exit(code)  # never the parent's exit handlers
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as fh:
-        ready, _, _ = select.select([fh], [], [], timeout_s)
-        raw = fh.read() if ready else b""
-    if not raw:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    if not raw or status != 0:
+    child = Forked(lambda: float(fn()))
+    got = child.join(timeout_s)
+    if got is None:
         raise RuntimeError(f"timing the device parts in a process of their own failed (status "
-                           f"{status}{', timed out' if not raw else ''})")
-    return float(json.loads(raw))
+                           f"{child.status}{', timed out' if not child.answered else ''})")
+    return float(got)
 
 
 def predict(job: Job, calibration: Scenario | Calibration | None = None, *,
